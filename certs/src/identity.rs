@@ -103,6 +103,20 @@ impl FromStr for SpiffeId {
     }
 }
 
+impl serde::Serialize for SpiffeId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// Deserializing parses, so a bad identity in a YAML file is reported at its line.
+impl<'de> serde::Deserialize<'de> for SpiffeId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 fn check_trust_domain(trust_domain: &str) -> Result<(), IdentityError> {
     if trust_domain.is_empty() {
         return Err(IdentityError::EmptyTrustDomain);

@@ -1,1 +1,24 @@
-//! placeholder
+//! weft's control plane: the certificate authority that names every workload, the services
+//! proxies talk to, and the `weft` command line.
+//!
+//! - [`server::start`] builds and runs a control plane from a [`ControlPlaneConfig`];
+//! - [`identity_service`] implements `weft.identity.v1.Identity/Certify`;
+//! - [`authn`] decides who a caller is (bootstrap tokens; Kubernetes tokens later);
+//! - [`ca_store`] loads the operator's CA or keeps a generated one in the data directory.
+
+pub mod admin;
+pub mod authn;
+pub mod ca_store;
+pub mod cli;
+pub mod config;
+pub mod grpc_server;
+pub mod identity_service;
+pub mod logging;
+pub mod metrics;
+pub mod reload;
+pub mod server;
+pub mod serving_tls;
+pub mod yaml;
+
+pub use config::ControlPlaneConfig;
+pub use server::{RunningControlPlane, start};

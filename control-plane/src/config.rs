@@ -1,0 +1,95 @@
+//! Control-plane settings: every flag has a `WEFT_` environment variable, and the defaults give a
+//! working local control plane (a CA created in the data directory on first start).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use weft_certs::{DEFAULT_TRUST_DOMAIN, SpiffeId};
+
+/// Settings of `weft-control-plane`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ControlPlaneConfig {
+    /// Address of the gRPC server (TLS) proxies request certificates from.
+    #[arg(long, env = "WEFT_LISTEN", default_value = "0.0.0.0:15010")]
+    pub listen: SocketAddr,
+
+    /// Address of the admin HTTP server: /live, /ready, /metrics.
+    #[arg(long, env = "WEFT_ADMIN_LISTEN", default_value = "0.0.0.0:15014")]
+    pub admin_listen: SocketAddr,
+
+    /// Where the generated CA and the trust bundle are kept between restarts.
+    #[arg(long, env = "WEFT_DATA_DIR", default_value = "weft-data")]
+    pub data_dir: PathBuf,
+
+    /// The SPIFFE trust domain of every identity this control plane issues.
+    #[arg(long, env = "WEFT_TRUST_DOMAIN", default_value = DEFAULT_TRUST_DOMAIN)]
+    pub trust_domain: String,
+
+    /// Lifetime of workload certificates (e.g. 1h, 90s). Proxies renew at about half of it.
+    #[arg(long, env = "WEFT_CERT_TTL", default_value = "1h", value_parser = parse_duration)]
+    pub cert_ttl: Duration,
+
+    /// PEM file with the CA's signing certificate first, then optionally the chain up to the
+    /// root. Without it, a root CA is created in the data directory (and reused on restart).
+    #[arg(long, env = "WEFT_CA_CERT", requires = "ca_key")]
+    pub ca_cert: Option<PathBuf>,
+
+    /// PEM file with the private key of --ca-cert.
+    #[arg(long, env = "WEFT_CA_KEY", requires = "ca_cert")]
+    pub ca_key: Option<PathBuf>,
+
+    /// PEM file of extra trusted roots (for a root rotation, or when --ca-cert has no root).
+    #[arg(long, env = "WEFT_TRUST_BUNDLE")]
+    pub trust_bundle: Option<PathBuf>,
+
+    /// Lifetime of a CA this control plane creates itself.
+    #[arg(long, env = "WEFT_CA_LIFETIME", default_value = "365days", value_parser = parse_duration)]
+    pub ca_lifetime: Duration,
+
+    /// YAML file of bootstrap tokens (kind: BootstrapTokens), reloaded when it changes.
+    #[arg(long, env = "WEFT_BOOTSTRAP_TOKENS")]
+    pub bootstrap_tokens: Option<PathBuf>,
+
+    /// The control plane's own identity, which proxies verify when they connect.
+    /// Default: spiffe://<trust-domain>/ns/weft-system/sa/weft-control-plane.
+    #[arg(long, env = "WEFT_IDENTITY")]
+    pub identity: Option<SpiffeId>,
+}
+
+impl ControlPlaneConfig {
+    /// Defaults for an in-process control plane on loopback (tests, `weft demo`).
+    pub fn local(data_dir: PathBuf) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir,
+            trust_domain: DEFAULT_TRUST_DOMAIN.to_owned(),
+            cert_ttl: Duration::from_secs(3600),
+            ca_cert: None,
+            ca_key: None,
+            trust_bundle: None,
+            ca_lifetime: Duration::from_secs(365 * 24 * 3600),
+            bootstrap_tokens: None,
+            identity: None,
+        }
+    }
+
+    /// The identity the control plane serves as.
+    pub fn serving_identity(&self) -> anyhow::Result<SpiffeId> {
+        match &self.identity {
+            Some(id) => Ok(id.clone()),
+            None => Ok(control_plane_identity(&self.trust_domain)?),
+        }
+    }
+}
+
+/// `spiffe://<trust-domain>/ns/weft-system/sa/weft-control-plane`, the default the proxy expects.
+pub fn control_plane_identity(trust_domain: &str) -> Result<SpiffeId, weft_certs::IdentityError> {
+    SpiffeId::new(trust_domain, "weft-system", "weft-control-plane")
+}
+
+/// Durations written the way people write them: `90s`, `1h`, `500ms`, `365days`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{e} (examples: 500ms, 90s, 1h)"))
+}

@@ -1,0 +1,157 @@
+//! The `weft.identity.v1.Identity` gRPC service: authenticate, check the CSR, sign.
+//!
+//! Every refusal gets its own gRPC status, a message that says what to fix, a stable reason in the
+//! `weft-refusal` metadata, a log line and a count in `weft_certify_requests_total{result}`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tonic::{Request, Response, Status};
+use weft_api::REFUSAL_METADATA_KEY;
+use weft_api::identity::identity_server::Identity;
+use weft_api::identity::{CertifyRequest, CertifyResponse};
+use weft_certs::{CertificateAuthority, CertifyError, CsrError};
+
+use crate::authn::{AuthError, Authenticator};
+use crate::metrics::Metrics;
+
+pub struct IdentityService {
+    ca: Arc<CertificateAuthority>,
+    authenticator: Arc<dyn Authenticator>,
+    cert_ttl: Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl IdentityService {
+    pub fn new(
+        ca: Arc<CertificateAuthority>,
+        authenticator: Arc<dyn Authenticator>,
+        cert_ttl: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            ca,
+            authenticator,
+            cert_ttl,
+            metrics,
+        }
+    }
+}
+
+/// A refused request: the status to return and the reason label for logs, metadata and metrics.
+struct Refusal {
+    reason: &'static str,
+    status: Status,
+}
+
+impl Refusal {
+    fn into_status(self) -> Status {
+        let mut status = self.status;
+        if let Ok(value) = self.reason.parse() {
+            status.metadata_mut().insert(REFUSAL_METADATA_KEY, value);
+        }
+        status
+    }
+}
+
+impl From<AuthError> for Refusal {
+    fn from(e: AuthError) -> Self {
+        let reason = match e {
+            AuthError::Missing => "missing_token",
+            AuthError::UnknownToken => "unknown_token",
+            AuthError::NotConfigured => "authentication_not_configured",
+        };
+        Refusal {
+            reason,
+            status: Status::unauthenticated(e.to_string()),
+        }
+    }
+}
+
+impl From<CertifyError> for Refusal {
+    fn from(e: CertifyError) -> Self {
+        let message = e.to_string();
+        match e {
+            CertifyError::Csr(CsrError::IdentityMismatch { .. })
+            | CertifyError::Csr(CsrError::MissingIdentity { .. }) => Refusal {
+                reason: "identity_mismatch",
+                status: Status::permission_denied(message),
+            },
+            CertifyError::Csr(CsrError::UnsupportedKey { .. }) => Refusal {
+                reason: "unsupported_key",
+                status: Status::failed_precondition(message),
+            },
+            CertifyError::Csr(CsrError::Malformed(_))
+            | CertifyError::Csr(CsrError::BadSignature) => Refusal {
+                reason: "malformed_csr",
+                status: Status::invalid_argument(message),
+            },
+            CertifyError::Ca(_) => Refusal {
+                reason: "ca_error",
+                status: Status::internal(format!("the CA could not sign: {message}")),
+            },
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Identity for IdentityService {
+    async fn certify(
+        &self,
+        request: Request<CertifyRequest>,
+    ) -> Result<Response<CertifyResponse>, Status> {
+        let peer = request
+            .remote_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "unknown".to_owned());
+        let CertifyRequest { token, csr } = request.into_inner();
+
+        let outcome = async {
+            let identity = self.authenticator.authenticate(&token).await?;
+            let issued = self.ca.certify(&csr, &identity, self.cert_ttl)?;
+            Ok::<_, Refusal>((identity, issued))
+        }
+        .await;
+
+        match outcome {
+            Ok((identity, issued)) => {
+                self.metrics
+                    .certify_requests
+                    .with_label_values(&["issued"])
+                    .inc();
+                tracing::info!(
+                    %peer,
+                    %identity,
+                    serial = %issued.serial,
+                    not_after = %weft_certs::format_time(issued.not_after),
+                    "issued certificate"
+                );
+                Ok(Response::new(CertifyResponse {
+                    leaf: issued.leaf.to_vec(),
+                    intermediates: issued.intermediates.iter().map(|c| c.to_vec()).collect(),
+                    trust_bundle: self
+                        .ca
+                        .trust_bundle()
+                        .roots()
+                        .iter()
+                        .map(|c| c.to_vec())
+                        .collect(),
+                    not_after: Some(prost_types::Timestamp::from(issued.not_after)),
+                }))
+            }
+            Err(refusal) => {
+                self.metrics
+                    .certify_requests
+                    .with_label_values(&[refusal.reason])
+                    .inc();
+                tracing::warn!(
+                    %peer,
+                    reason = refusal.reason,
+                    "refused certificate request: {}",
+                    refusal.status.message()
+                );
+                Err(refusal.into_status())
+            }
+        }
+    }
+}

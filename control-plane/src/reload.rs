@@ -1,0 +1,68 @@
+//! Reloading files that change while the control plane runs.
+//!
+//! Polling the contents (not mtimes, which are coarse and lie on some filesystems, nor inotify,
+//! which misses the symlink swaps Kubernetes uses for mounted ConfigMaps and Secrets) is simple
+//! and cheap for the small files involved. A change that fails to apply is logged with the
+//! error and counted, and the previous state stays in force.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use prometheus::IntCounterVec;
+use ring::digest::{SHA256, digest};
+use tokio_util::sync::CancellationToken;
+
+/// How often watched files are checked.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Calls `apply` with the new contents whenever the file at `path` changes from `initial`.
+/// `apply` returns a summary for the log, or an error to keep the previous state.
+pub fn watch_file<F>(
+    path: PathBuf,
+    initial: &[u8],
+    reloads: IntCounterVec,
+    stop: CancellationToken,
+    apply: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: Fn(&[u8]) -> anyhow::Result<String> + Send + 'static,
+{
+    let mut last = digest(&SHA256, initial);
+    tokio::spawn(async move {
+        let file_label = path.display().to_string();
+        let mut ticker = tokio::time::interval(POLL_INTERVAL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            let contents = match tokio::fs::read(&path).await {
+                Ok(contents) => contents,
+                Err(e) => {
+                    tracing::debug!(file = %path.display(), error = %e, "cannot read watched file");
+                    continue;
+                }
+            };
+            let current = digest(&SHA256, &contents);
+            if current.as_ref() == last.as_ref() {
+                continue;
+            }
+            last = current;
+            match apply(&contents) {
+                Ok(summary) => {
+                    reloads
+                        .with_label_values(&[file_label.as_str(), "ok"])
+                        .inc();
+                    tracing::info!(file = %path.display(), "reloaded: {summary}");
+                }
+                Err(e) => {
+                    reloads
+                        .with_label_values(&[file_label.as_str(), "error"])
+                        .inc();
+                    tracing::error!("{e:#}; keeping the previous version");
+                }
+            }
+        }
+    })
+}

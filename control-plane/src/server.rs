@@ -1,0 +1,138 @@
+//! Wiring: configuration in, a running control plane out. The one place that builds everything.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use weft_certs::{SpiffeId, TrustBundle};
+
+use crate::authn::{Authenticator, BootstrapTokens, NoAuthentication};
+use crate::config::ControlPlaneConfig;
+use crate::identity_service::IdentityService;
+use crate::metrics::Metrics;
+use crate::serving_tls::{self, ServingCert};
+use crate::{admin, ca_store, grpc_server, reload};
+
+/// A control plane serving on its ports until [`RunningControlPlane::shutdown`] or drop.
+pub struct RunningControlPlane {
+    pub grpc_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    /// The roots proxies must trust; also written to `trust_bundle_path`.
+    pub trust_bundle: TrustBundle,
+    pub trust_bundle_path: PathBuf,
+    /// The identity the control plane presents on its gRPC port.
+    pub identity: SpiffeId,
+    pub metrics: Arc<Metrics>,
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningControlPlane {
+    /// Stops accepting, closes every connection and waits for the servers to finish.
+    pub async fn shutdown(mut self) {
+        self.stop.cancel();
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for RunningControlPlane {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Loads or creates the CA, binds both ports and starts serving.
+pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlPlane> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let metrics = Arc::new(Metrics::new());
+    let stop = CancellationToken::new();
+
+    let ca = Arc::new(ca_store::load_or_create(&config)?);
+    metrics.ca_expiry.set(
+        ca.not_after()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0),
+    );
+    let authenticator = authenticator(&config, &metrics, &stop)?;
+    let identity = config.serving_identity()?;
+    let serving = ServingCert::start(ca.clone(), identity.clone(), provider.clone())?;
+    let tls = TlsAcceptor::from(Arc::new(serving_tls::server_config(serving, provider)?));
+
+    let grpc = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen for gRPC on {}", config.listen))?;
+    let admin = TcpListener::bind(config.admin_listen)
+        .await
+        .with_context(|| format!("cannot listen for admin on {}", config.admin_listen))?;
+    let grpc_addr = grpc.local_addr()?;
+    let admin_addr = admin.local_addr()?;
+
+    let service = IdentityService::new(ca.clone(), authenticator, config.cert_ttl, metrics.clone());
+    let tasks = vec![
+        tokio::spawn(grpc_server::serve(
+            grpc,
+            tls,
+            service,
+            metrics.clone(),
+            stop.clone(),
+        )),
+        tokio::spawn(admin::serve(admin, metrics.clone(), stop.clone())),
+    ];
+    tracing::info!(
+        %grpc_addr,
+        %admin_addr,
+        %identity,
+        cert_ttl = %humantime::format_duration(config.cert_ttl),
+        ca = ca.subject(),
+        "control plane serving"
+    );
+    Ok(RunningControlPlane {
+        grpc_addr,
+        admin_addr,
+        trust_bundle: ca.trust_bundle().clone(),
+        trust_bundle_path: ca_store::trust_bundle_path(&config.data_dir),
+        identity,
+        metrics,
+        stop,
+        tasks,
+    })
+}
+
+fn authenticator(
+    config: &ControlPlaneConfig,
+    metrics: &Metrics,
+    stop: &CancellationToken,
+) -> anyhow::Result<Arc<dyn Authenticator>> {
+    let Some(path) = &config.bootstrap_tokens else {
+        tracing::warn!(
+            "no --bootstrap-tokens given: every certificate request will be refused as unauthenticated"
+        );
+        return Ok(Arc::new(NoAuthentication));
+    };
+    let initial = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let tokens = BootstrapTokens::load(path)?;
+    tracing::info!(file = %path.display(), tokens = tokens.len(), "loaded bootstrap tokens");
+    let reloading = tokens.clone();
+    let watched = path.clone();
+    reload::watch_file(
+        path.clone(),
+        &initial,
+        metrics.config_reloads.clone(),
+        stop.clone(),
+        move |text| {
+            reloading
+                .reload(text, &watched)
+                .map(|n| format!("{n} bootstrap tokens"))
+        },
+    );
+    Ok(tokens)
+}
