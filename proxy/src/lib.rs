@@ -1,1 +1,28 @@
-//! placeholder
+//! weft's sidecar proxy.
+//!
+//! A request from the local app enters [`outbound`], is detected ([`detect`]), and travels over a
+//! pooled mutual-TLS HTTP/2 connection ([`pool`], [`tls`]) to the destination's proxy, whose
+//! [`inbound`] side verifies the caller's identity and forwards to its app ([`app_client`]). The
+//! certificate behind every handshake comes from the control plane ([`identity`]) and is swapped
+//! in without restarts. [`build::start`] wires it all from a [`config::ProxyConfig`].
+
+pub mod admin;
+pub mod app_client;
+pub mod body;
+pub mod build;
+pub mod config;
+pub mod detect;
+pub mod errors;
+pub mod headers;
+pub mod http_server;
+pub mod identity;
+pub mod inbound;
+pub mod logging;
+pub mod metrics;
+pub mod outbound;
+pub mod pool;
+pub mod tls;
+pub mod transport;
+
+pub use build::{RunningProxy, StartError, start};
+pub use config::{ProxyArgs, ProxyConfig};

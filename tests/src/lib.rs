@@ -1,1 +1,11 @@
-//! placeholder
+//! Test harness for weft: a control plane and proxies in-process on loopback, small apps that
+//! report what they received, clients, and polling helpers.
+//!
+//! Everything runs on real sockets with real TLS; nothing of weft's own is mocked.
+
+pub mod apps;
+pub mod clients;
+pub mod mesh;
+pub mod wait;
+
+pub use mesh::{Mesh, ProxyOptions};

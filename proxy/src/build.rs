@@ -1,0 +1,188 @@
+//! Wiring: a checked [`ProxyConfig`] in, a running proxy out. The one place that builds and
+//! connects every part, so the rest of the code never reads configuration.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{Admin, LogLevelSetter};
+use crate::app_client::AppClient;
+use crate::config::ProxyConfig;
+use crate::identity::{IdentityClient, control_plane};
+use crate::inbound::Inbound;
+use crate::metrics::Metrics;
+use crate::outbound::Outbound;
+use crate::tls::TlsStore;
+
+/// A proxy serving until [`RunningProxy::shutdown`] or drop.
+pub struct RunningProxy {
+    pub inbound_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    /// The bound address of each `--forward` listener, in order.
+    pub forward_addrs: Vec<SocketAddr>,
+    pub store: Arc<TlsStore>,
+    pub metrics: Arc<Metrics>,
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningProxy {
+    /// Stops listening, ends every connection and the identity client.
+    pub async fn shutdown(mut self) {
+        self.stop.cancel();
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for RunningProxy {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// Binds every listener, starts fetching the certificate, and serves.
+pub async fn start(
+    config: ProxyConfig,
+    log_level: Option<(LogLevelSetter, String)>,
+) -> Result<RunningProxy, StartError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let metrics = Arc::new(Metrics::new());
+    let stop = CancellationToken::new();
+    let summary = summary(&config);
+
+    let store = Arc::new(
+        TlsStore::new(
+            config.identity.clone(),
+            config.trust_anchors.clone(),
+            provider,
+        )
+        .map_err(|e| StartError::Setup(e.to_string()))?,
+    );
+    let channel = control_plane::channel(
+        &config.control_plane_addr,
+        config.control_plane_identity.clone(),
+        store.clone(),
+    )
+    .map_err(|e| {
+        StartError::Setup(format!(
+            "--control-plane-addr {}: {e}",
+            config.control_plane_addr
+        ))
+    })?;
+
+    let inbound_listener = bind("inbound", config.inbound_listen).await?;
+    let admin_listener = bind("admin", config.admin_listen).await?;
+    let mut forward_listeners = Vec::with_capacity(config.forwards.len());
+    for forward in config.forwards {
+        forward_listeners.push((bind("forward", forward.listen).await?, forward.destination));
+    }
+    let inbound_addr = local_addr(&inbound_listener)?;
+    let admin_addr = local_addr(&admin_listener)?;
+    let forward_addrs = forward_listeners
+        .iter()
+        .map(|(l, _)| local_addr(l))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let identity = IdentityClient::new(store.clone(), channel, config.token, metrics.clone());
+    let inbound = Arc::new(Inbound {
+        store: store.clone(),
+        mode: config.inbound_mode,
+        app_addr: config.inbound_app_addr,
+        detect_timeout: config.detect_timeout,
+        handshake_timeout: config
+            .connect_timeout
+            .max(std::time::Duration::from_secs(5)),
+        app: AppClient::new(config.connect_timeout),
+        metrics: metrics.clone(),
+    });
+    let outbound = Arc::new(Outbound::new(
+        store.clone(),
+        config.connect_timeout,
+        config.detect_timeout,
+        metrics.clone(),
+    ));
+    let admin = Arc::new(Admin {
+        store: store.clone(),
+        metrics: metrics.clone(),
+        config: summary,
+        log_level: log_level.map(|(setter, current)| (setter, Mutex::new(current))),
+    });
+
+    let mut tasks = vec![
+        tokio::spawn(identity.run(stop.clone())),
+        tokio::spawn(inbound.serve(inbound_listener, stop.clone())),
+        tokio::spawn(admin.serve(admin_listener, stop.clone())),
+    ];
+    for (listener, destination) in forward_listeners {
+        tasks.push(tokio::spawn(outbound.clone().serve_forward(
+            listener,
+            Arc::new(destination),
+            stop.clone(),
+        )));
+    }
+    tracing::info!(
+        identity = %store.identity(),
+        %inbound_addr,
+        %admin_addr,
+        forwards = ?forward_addrs,
+        "proxy started; requesting a certificate"
+    );
+    Ok(RunningProxy {
+        inbound_addr,
+        admin_addr,
+        forward_addrs,
+        store,
+        metrics,
+        stop,
+        tasks,
+    })
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { what, addr, source })
+}
+
+fn local_addr(listener: &TcpListener) -> Result<SocketAddr, StartError> {
+    listener
+        .local_addr()
+        .map_err(|e| StartError::Setup(format!("cannot read a listener's address: {e}")))
+}
+
+/// The effective configuration for `/config`, without secrets.
+fn summary(config: &ProxyConfig) -> serde_json::Value {
+    serde_json::json!({
+        "identity": config.identity.to_string(),
+        "control_plane_addr": config.control_plane_addr,
+        "control_plane_identity": config.control_plane_identity.to_string(),
+        "trust_anchors": config.trust_anchors.roots().len(),
+        "inbound_listen": config.inbound_listen.to_string(),
+        "inbound_mode": config.inbound_mode,
+        "inbound_app_addr": config.inbound_app_addr.map(|a| a.to_string()),
+        "admin_listen": config.admin_listen.to_string(),
+        "forwards": config.forwards.iter().map(|f| serde_json::json!({
+            "listen": f.listen.to_string(),
+            "endpoints": f.destination.endpoints().iter().map(ToString::to_string).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "detect_timeout": humantime::format_duration(config.detect_timeout).to_string(),
+        "connect_timeout": humantime::format_duration(config.connect_timeout).to_string(),
+    })
+}

@@ -1,0 +1,303 @@
+//! Proxy settings: flags and `WEFT_*` environment variables in, a checked [`ProxyConfig`] out.
+//!
+//! Flags are taken as text and checked here rather than by clap, so a misconfigured sidecar
+//! reports every bad setting in one go (a pod that crash-loops once per typo is slow to fix).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use weft_certs::{SpiffeId, TrustBundle};
+
+use crate::identity::TokenSource;
+use crate::inbound::InboundMode;
+use crate::outbound::{Destination, Endpoint};
+
+/// `weft-proxy` flags as typed; see [`ProxyConfig::from_args`].
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ProxyArgs {
+    /// This workload's SPIFFE ID, e.g. spiffe://cluster.local/ns/default/sa/web.
+    #[arg(long, env = "WEFT_IDENTITY")]
+    pub identity: Option<String>,
+
+    /// The control plane's gRPC address (host:port).
+    #[arg(long, env = "WEFT_CONTROL_PLANE_ADDR")]
+    pub control_plane_addr: Option<String>,
+
+    /// The identity the control plane must prove.
+    /// Default: spiffe://<trust-domain>/ns/weft-system/sa/weft-control-plane.
+    #[arg(long, env = "WEFT_CONTROL_PLANE_IDENTITY")]
+    pub control_plane_identity: Option<String>,
+
+    /// PEM file of the roots to trust before the control plane has sent a bundle.
+    #[arg(long, env = "WEFT_TRUST_ANCHORS")]
+    pub trust_anchors: Option<PathBuf>,
+
+    /// The same roots inline, as PEM text (instead of --trust-anchors).
+    #[arg(long, env = "WEFT_TRUST_ANCHORS_PEM", hide_env_values = true)]
+    pub trust_anchors_pem: Option<String>,
+
+    /// File holding the token that authenticates this workload; re-read on every renewal.
+    #[arg(long, env = "WEFT_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// The token inline (prefer --token-file: flags are visible to other users in `ps`).
+    #[arg(long, env = "WEFT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// Inbound listener: mesh traffic for this pod's app.
+    #[arg(long, env = "WEFT_INBOUND_LISTEN", default_value = "0.0.0.0:15006")]
+    pub inbound_listen: String,
+
+    /// permissive (accept plaintext, marked unauthenticated) or strict (mutual TLS only).
+    #[arg(long, env = "WEFT_INBOUND_MODE", default_value = "permissive")]
+    pub inbound_mode: String,
+
+    /// The app's address for inbound connections that were not redirected (no interception).
+    #[arg(long, env = "WEFT_INBOUND_APP_ADDR")]
+    pub inbound_app_addr: Option<String>,
+
+    /// Admin server: /live, /ready, /metrics, /identity, /config, /log-level.
+    #[arg(long, env = "WEFT_ADMIN_LISTEN", default_value = "0.0.0.0:15000")]
+    pub admin_listen: String,
+
+    /// An explicit outbound listener: LISTEN=IDENTITY@ADDRESS[,IDENTITY@ADDRESS...]. The app
+    /// connects to LISTEN; traffic goes over mTLS to those peer proxies. Repeat the flag, or
+    /// separate several with ';' in WEFT_FORWARD.
+    #[arg(long, env = "WEFT_FORWARD", value_delimiter = ';')]
+    pub forward: Vec<String>,
+
+    /// How long to wait for a connection's first bytes before treating it as opaque TCP.
+    #[arg(long, env = "WEFT_DETECT_TIMEOUT", default_value = "300ms")]
+    pub detect_timeout: String,
+
+    /// Timeout for connecting to a peer proxy or the app, TLS handshake included.
+    #[arg(long, env = "WEFT_CONNECT_TIMEOUT", default_value = "1s")]
+    pub connect_timeout: String,
+}
+
+/// An explicit outbound listener and where its traffic goes.
+#[derive(Debug)]
+pub struct Forward {
+    pub listen: SocketAddr,
+    pub destination: Destination,
+}
+
+/// Checked settings, ready to build a proxy from.
+#[derive(Debug)]
+pub struct ProxyConfig {
+    pub identity: SpiffeId,
+    pub control_plane_addr: String,
+    pub control_plane_identity: SpiffeId,
+    pub trust_anchors: TrustBundle,
+    pub token: TokenSource,
+    pub inbound_listen: SocketAddr,
+    pub inbound_mode: InboundMode,
+    pub inbound_app_addr: Option<SocketAddr>,
+    pub admin_listen: SocketAddr,
+    pub forwards: Vec<Forward>,
+    pub detect_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+impl ProxyConfig {
+    /// Checks every setting; on failure returns one message per bad setting.
+    pub fn from_args(args: ProxyArgs) -> Result<Self, Vec<String>> {
+        let mut problems = Problems::default();
+
+        let identity = problems.check(required(&args.identity, "--identity").and_then(|text| {
+            text.parse::<SpiffeId>()
+                .map_err(|e| format!("--identity {text:?}: {e}"))
+        }));
+        let control_plane_addr =
+            problems.check(required(&args.control_plane_addr, "--control-plane-addr"));
+        let control_plane_identity = match (&args.control_plane_identity, &identity) {
+            (Some(text), _) => problems.check(
+                text.parse::<SpiffeId>()
+                    .map_err(|e| format!("--control-plane-identity {text:?}: {e}")),
+            ),
+            (None, Some(id)) => problems.check(
+                SpiffeId::new(id.trust_domain(), "weft-system", "weft-control-plane")
+                    .map_err(|e| e.to_string()),
+            ),
+            (None, None) => None,
+        };
+        let trust_anchors = problems.check(trust_anchors(&args));
+        let token = problems.check(match (&args.token_file, &args.token) {
+            (Some(path), None) => Ok(TokenSource::File(path.clone())),
+            (None, Some(token)) if !token.is_empty() => Ok(TokenSource::Inline(token.clone())),
+            (Some(_), Some(_)) => Err("give either --token-file or --token, not both".to_owned()),
+            _ => Err("--token-file (or WEFT_TOKEN) is required: it authenticates this proxy to the control plane".to_owned()),
+        });
+        let inbound_listen = problems.check(socket_addr(&args.inbound_listen, "--inbound-listen"));
+        let inbound_mode = problems.check(match args.inbound_mode.as_str() {
+            "permissive" => Ok(InboundMode::Permissive),
+            "strict" => Ok(InboundMode::Strict),
+            other => Err(format!(
+                "--inbound-mode {other:?}: expected permissive or strict"
+            )),
+        });
+        let inbound_app_addr = match &args.inbound_app_addr {
+            Some(text) => problems
+                .check(socket_addr(text, "--inbound-app-addr"))
+                .map(Some),
+            None => Some(None),
+        };
+        let admin_listen = problems.check(socket_addr(&args.admin_listen, "--admin-listen"));
+        let forwards: Vec<Option<Forward>> = args
+            .forward
+            .iter()
+            .map(|f| problems.check(forward(f)))
+            .collect();
+        let detect_timeout = problems.check(duration(&args.detect_timeout, "--detect-timeout"));
+        let connect_timeout = problems.check(duration(&args.connect_timeout, "--connect-timeout"));
+
+        match (
+            identity,
+            control_plane_addr,
+            control_plane_identity,
+            trust_anchors,
+            token,
+            inbound_listen,
+            inbound_mode,
+            inbound_app_addr,
+            admin_listen,
+            detect_timeout,
+            connect_timeout,
+        ) {
+            (
+                Some(identity),
+                Some(control_plane_addr),
+                Some(control_plane_identity),
+                Some(trust_anchors),
+                Some(token),
+                Some(inbound_listen),
+                Some(inbound_mode),
+                Some(inbound_app_addr),
+                Some(admin_listen),
+                Some(detect_timeout),
+                Some(connect_timeout),
+            ) if problems.0.is_empty() => Ok(Self {
+                identity,
+                control_plane_addr,
+                control_plane_identity,
+                trust_anchors,
+                token,
+                inbound_listen,
+                inbound_mode,
+                inbound_app_addr,
+                admin_listen,
+                forwards: forwards.into_iter().flatten().collect(),
+                detect_timeout,
+                connect_timeout,
+            }),
+            _ => Err(problems.0),
+        }
+    }
+}
+
+/// Collects one message per bad setting.
+#[derive(Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn check<T>(&mut self, result: Result<T, String>) -> Option<T> {
+        result.map_err(|e| self.0.push(e)).ok()
+    }
+}
+
+fn required(value: &Option<String>, flag: &str) -> Result<String, String> {
+    match value {
+        Some(v) if !v.trim().is_empty() => Ok(v.trim().to_owned()),
+        _ => Err(format!("{flag} is required")),
+    }
+}
+
+fn socket_addr(text: &str, flag: &str) -> Result<SocketAddr, String> {
+    text.parse()
+        .map_err(|e| format!("{flag} {text:?}: {e} (expected IP:PORT)"))
+}
+
+fn duration(text: &str, flag: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{flag} {text:?}: {e} (e.g. 300ms, 2s)"))
+}
+
+fn trust_anchors(args: &ProxyArgs) -> Result<TrustBundle, String> {
+    let (text, source) = match (&args.trust_anchors, &args.trust_anchors_pem) {
+        (Some(path), None) => (
+            std::fs::read(path).map_err(|e| format!("--trust-anchors {}: {e}", path.display()))?,
+            path.display().to_string(),
+        ),
+        (None, Some(pem)) => (
+            pem.clone().into_bytes(),
+            "WEFT_TRUST_ANCHORS_PEM".to_owned(),
+        ),
+        (Some(_), Some(_)) => {
+            return Err(
+                "give either --trust-anchors or WEFT_TRUST_ANCHORS_PEM, not both".to_owned(),
+            );
+        }
+        (None, None) => {
+            return Err(
+                "--trust-anchors is required: the roots that the control plane's certificate chains to"
+                    .to_owned(),
+            );
+        }
+    };
+    TrustBundle::from_pem(&text, &source).map_err(|e| format!("trust anchors: {e}"))
+}
+
+/// `LISTEN=IDENTITY@ADDRESS[,IDENTITY@ADDRESS...]`
+fn forward(text: &str) -> Result<Forward, String> {
+    let (listen, endpoints) = text.split_once('=').ok_or_else(|| {
+        format!("--forward {text:?}: expected LISTEN=IDENTITY@ADDRESS[,IDENTITY@ADDRESS...]")
+    })?;
+    let listen = socket_addr(listen, "--forward listen address")?;
+    let endpoints = endpoints
+        .split(',')
+        .map(|e| e.trim().parse::<Endpoint>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("--forward {text:?}: {e}"))?;
+    let name = endpoints
+        .first()
+        .map(|e| e.identity.to_string())
+        .unwrap_or_default();
+    Ok(Forward {
+        listen,
+        destination: Destination::new(name, endpoints),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_every_bad_setting_at_once() {
+        let args = ProxyArgs {
+            identity: Some("spiffe://cluster.local/ns/Demo/sa/web".into()),
+            inbound_listen: "0.0.0.0".into(),
+            inbound_mode: "lenient".into(),
+            admin_listen: "0.0.0.0:15000".into(),
+            forward: vec!["127.0.0.1:4140=hello".into()],
+            detect_timeout: "fast".into(),
+            connect_timeout: "1s".into(),
+            ..ProxyArgs::default()
+        };
+        let errors = ProxyConfig::from_args(args).unwrap_err();
+        let all = errors.join("\n");
+        for expected in [
+            "--identity \"spiffe://cluster.local/ns/Demo/sa/web\": namespace \"Demo\" contains 'D'",
+            "--control-plane-addr is required",
+            "--trust-anchors is required",
+            "--token-file (or WEFT_TOKEN) is required",
+            "--inbound-listen \"0.0.0.0\"",
+            "--inbound-mode \"lenient\": expected permissive or strict",
+            "--forward \"127.0.0.1:4140=hello\": endpoint \"hello\" is not IDENTITY@ADDRESS",
+            "--detect-timeout \"fast\"",
+        ] {
+            assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+        }
+        assert_eq!(errors.len(), 8, "{all}");
+    }
+}

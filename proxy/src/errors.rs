@@ -1,0 +1,121 @@
+//! The one place that turns a failure to forward into what the caller sees and what is counted.
+//!
+//! Every error the proxy produces on the request path is a [`ProxyError`]; it decides the HTTP
+//! status (or the gRPC status for gRPC callers), the `weft-error` header and the metric label,
+//! so the same failure always looks the same wherever it happened.
+
+use std::net::SocketAddr;
+
+use http::{HeaderValue, Response, StatusCode};
+
+use crate::body::{Body, full};
+use crate::headers;
+use crate::tls::ConnectError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// Connecting to the peer proxy failed (TCP, timeout, or a refused TLS handshake).
+    #[error(transparent)]
+    PeerConnect(#[from] ConnectError),
+    #[error("HTTP/2 with the peer proxy at {addr} failed: {source}")]
+    PeerHttp {
+        addr: SocketAddr,
+        source: hyper::Error,
+    },
+    #[error("cannot connect to the app at {addr}: {detail}")]
+    AppConnect { addr: SocketAddr, detail: String },
+    #[error("the app at {addr} failed the request: {detail}")]
+    AppHttp { addr: SocketAddr, detail: String },
+    #[error("no endpoint is known for {0}")]
+    NoEndpoints(String),
+    #[error("bad request: {0}")]
+    BadRequest(String),
+}
+
+impl ProxyError {
+    /// A stable label for metrics and the `weft-error` header.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ProxyError::PeerConnect(e) => e.reason(),
+            ProxyError::PeerHttp { .. } => "peer_http_error",
+            ProxyError::AppConnect { .. } => "app_unreachable",
+            ProxyError::AppHttp { .. } => "app_http_error",
+            ProxyError::NoEndpoints(_) => "no_endpoints",
+            ProxyError::BadRequest(_) => "bad_request",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::PeerConnect(ConnectError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::PeerConnect(ConnectError::NoIdentity) | ProxyError::NoEndpoints(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            _ => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// The response for a caller whose request failed with this error.
+    pub fn response(&self, grpc: bool) -> Response<Body> {
+        let reason = HeaderValue::from_static(self.reason());
+        let message = self.to_string();
+        if grpc {
+            // gRPC clients read statuses from trailers; a trailers-only response carries them in
+            // the headers. UNAVAILABLE (14) tells gRPC clients the call may be retried.
+            let grpc_status = match self.status() {
+                StatusCode::BAD_REQUEST => "13",
+                StatusCode::GATEWAY_TIMEOUT => "4",
+                _ => "14",
+            };
+            return Response::builder()
+                .status(StatusCode::OK)
+                .header(http::header::CONTENT_TYPE, "application/grpc")
+                .header("grpc-status", grpc_status)
+                .header("grpc-message", percent_encode(&message))
+                .header(headers::ERROR, reason)
+                .body(full(""))
+                .expect("the response parts are valid");
+        }
+        Response::builder()
+            .status(self.status())
+            .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .header(headers::ERROR, reason)
+            .body(full(format!("weft: {message}\n")))
+            .expect("the response parts are valid")
+    }
+}
+
+/// `grpc-message` is percent-encoded (gRPC over HTTP/2 spec).
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if (0x20..0x7f).contains(&byte) && byte != b'%' {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_failure_maps_to_http_and_grpc() {
+        let err = ProxyError::NoEndpoints("hello.demo".to_owned());
+        let http = err.response(false);
+        assert_eq!(http.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(http.headers()["weft-error"], "no_endpoints");
+        let grpc = err.response(true);
+        assert_eq!(grpc.status(), StatusCode::OK);
+        assert_eq!(grpc.headers()["grpc-status"], "14");
+        assert_eq!(
+            grpc.headers()["grpc-message"],
+            "no endpoint is known for hello.demo"
+        );
+        assert_eq!(percent_encode("100% ünïcode"), "100%25 %C3%BCn%C3%AFcode");
+    }
+}

@@ -1,0 +1,175 @@
+//! Header rewriting between the app's HTTP version and HTTP/2 between proxies.
+//!
+//! Proxies always talk HTTP/2 to each other so that many app connections share a few TLS
+//! connections. A request that the app sent as HTTP/1.x travels with `weft-orig-proto` so the
+//! receiving proxy speaks HTTP/1.x to its app again.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Uri, Version};
+
+/// Set on requests that the app sent as HTTP/1.x; removed before the request reaches the app.
+pub const ORIG_PROTO: HeaderName = HeaderName::from_static("weft-orig-proto");
+/// The caller's SPIFFE ID, set by the receiving proxy for the app (never trusted from outside).
+pub const CLIENT_IDENTITY: HeaderName = HeaderName::from_static("weft-client-identity");
+/// On responses the proxy generates itself: a stable reason why it could not forward.
+pub const ERROR: HeaderName = HeaderName::from_static("weft-error");
+
+const HOP_BY_HOP: [HeaderName; 6] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+];
+
+/// Removes connection-specific headers (RFC 9110 §7.6.1), including those named in
+/// `Connection`, and any `TE` other than `trailers`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+    let te_trailers = headers
+        .get(header::TE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        });
+    headers.remove(header::TE);
+    if te_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+}
+
+/// Prepares a request from the app to travel as HTTP/2 to a peer proxy: absolute URI (authority
+/// from `Host`, or `fallback_authority`), `weft-orig-proto` for HTTP/1.x, no hop-by-hop headers.
+pub fn to_mesh<B>(req: &mut Request<B>, fallback_authority: &str) -> Result<(), String> {
+    let version = req.version();
+    let authority = match req.uri().authority() {
+        Some(a) => a.to_string(),
+        None => match req.headers().get(header::HOST) {
+            Some(host) => host
+                .to_str()
+                .map_err(|_| "the Host header is not valid text".to_owned())?
+                .to_owned(),
+            None => fallback_authority.to_owned(),
+        },
+    };
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_owned();
+    *req.uri_mut() = Uri::builder()
+        .scheme(req.uri().scheme_str().unwrap_or("http"))
+        .authority(authority)
+        .path_and_query(path)
+        .build()
+        .map_err(|e| format!("cannot build the request URI: {e}"))?;
+    strip_hop_by_hop(req.headers_mut());
+    req.headers_mut().remove(header::HOST);
+    if version < Version::HTTP_2 {
+        let proto = if version == Version::HTTP_10 {
+            "HTTP/1.0"
+        } else {
+            "HTTP/1.1"
+        };
+        req.headers_mut()
+            .insert(ORIG_PROTO, HeaderValue::from_static(proto));
+    }
+    *req.version_mut() = Version::HTTP_2;
+    Ok(())
+}
+
+/// At the receiving proxy: the version the app expects, restored from `weft-orig-proto`.
+/// Returns HTTP/1.x (with `Host` restored from the authority) or HTTP/2.
+pub fn from_mesh<B>(req: &mut Request<B>) -> Version {
+    let version = match req.headers_mut().remove(ORIG_PROTO) {
+        Some(v) if v == "HTTP/1.0" => Version::HTTP_10,
+        Some(_) => Version::HTTP_11,
+        None => req.version(),
+    };
+    if version < Version::HTTP_2
+        && !req.headers().contains_key(header::HOST)
+        && let Some(authority) = req.uri().authority()
+        && let Ok(host) = HeaderValue::from_str(authority.as_str())
+    {
+        req.headers_mut().insert(header::HOST, host);
+    }
+    version
+}
+
+/// Whether the request is gRPC (errors are then reported as gRPC statuses).
+pub fn is_grpc<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http1_requests_travel_as_http2_and_come_back() {
+        let mut req = Request::builder()
+            .uri("/hello?x=1")
+            .header("host", "hello.demo:8080")
+            .header("connection", "keep-alive, x-private")
+            .header("x-private", "1")
+            .header("te", "trailers, deflate")
+            .header("accept", "*/*")
+            .body(())
+            .unwrap();
+        to_mesh(&mut req, "unused").unwrap();
+        assert_eq!(req.uri(), "http://hello.demo:8080/hello?x=1");
+        assert_eq!(req.version(), Version::HTTP_2);
+        assert_eq!(req.headers()[ORIG_PROTO], "HTTP/1.1");
+        assert_eq!(req.headers()["te"], "trailers");
+        for gone in ["host", "connection", "x-private"] {
+            assert!(!req.headers().contains_key(gone), "{gone} should be gone");
+        }
+
+        assert_eq!(from_mesh(&mut req), Version::HTTP_11);
+        assert_eq!(req.headers()["host"], "hello.demo:8080");
+        assert!(!req.headers().contains_key(ORIG_PROTO));
+        assert_eq!(req.headers()["accept"], "*/*");
+    }
+
+    #[test]
+    fn http2_requests_keep_their_authority_and_version() {
+        let mut req = Request::builder()
+            .version(Version::HTTP_2)
+            .uri("http://grpc.demo:50051/pkg.Svc/Call")
+            .header("content-type", "application/grpc")
+            .body(())
+            .unwrap();
+        to_mesh(&mut req, "unused").unwrap();
+        assert!(!req.headers().contains_key(ORIG_PROTO));
+        assert_eq!(from_mesh(&mut req), Version::HTTP_2);
+        assert!(!req.headers().contains_key("host"));
+        assert!(is_grpc(&req));
+    }
+
+    #[test]
+    fn a_request_without_host_uses_the_destination() {
+        let mut req = Request::builder()
+            .version(Version::HTTP_10)
+            .uri("/")
+            .body(())
+            .unwrap();
+        to_mesh(&mut req, "10.0.0.7:8080").unwrap();
+        assert_eq!(req.uri(), "http://10.0.0.7:8080/");
+        assert_eq!(req.headers()[ORIG_PROTO], "HTTP/1.0");
+    }
+}

@@ -1,0 +1,82 @@
+//! Serving HTTP/1 or HTTP/2 on an accepted connection, with limits against slow or abusive
+//! clients and a clean stop when the proxy shuts down.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::sync::CancellationToken;
+
+use crate::body::Body;
+
+/// A client must send its request headers within this time (slowloris protection).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Request heads larger than this are refused (431 for HTTP/1).
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+const H2_STREAM_WINDOW: u32 = 1024 * 1024;
+const H2_CONNECTION_WINDOW: u32 = 4 * 1024 * 1024;
+const H2_MAX_CONCURRENT_STREAMS: u32 = 1024;
+
+/// Which HTTP version to serve on a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpVersion {
+    Http1,
+    Http2,
+}
+
+/// Serves `io` until the client closes it or `stop` fires (then in-flight requests finish).
+pub async fn serve<I, F, Fut>(io: I, version: HttpVersion, stop: CancellationToken, handler: F)
+where
+    I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    F: Fn(Request<Incoming>) -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let handler = handler.clone();
+        async move { Ok::<_, Infallible>(handler(req).await) }
+    });
+    let io = TokioIo::new(io);
+    let result = match version {
+        HttpVersion::Http1 => {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .max_buf_size(MAX_HEADER_BYTES.max(8192))
+                .serve_connection(io, service)
+                .with_upgrades();
+            tokio::pin!(conn);
+            tokio::select! {
+                result = conn.as_mut() => result,
+                _ = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            }
+        }
+        HttpVersion::Http2 => {
+            let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .initial_stream_window_size(H2_STREAM_WINDOW)
+                .initial_connection_window_size(H2_CONNECTION_WINDOW)
+                .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+                .max_header_list_size(MAX_HEADER_BYTES as u32)
+                .serve_connection(io, service);
+            tokio::pin!(conn);
+            tokio::select! {
+                result = conn.as_mut() => result,
+                _ = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            }
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!("HTTP connection ended: {e}");
+    }
+}

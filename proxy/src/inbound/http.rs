@@ -1,0 +1,93 @@
+//! HTTP for the local app: tag the request with the caller's identity, restore the version the
+//! caller's app spoke, forward on loopback, and count the result.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{HeaderValue, Request, Response};
+use hyper::body::Incoming;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::sync::CancellationToken;
+use weft_certs::SpiffeId;
+
+use super::{Inbound, client_label};
+use crate::body::{self, Body};
+use crate::headers;
+use crate::http_server::{self, HttpVersion};
+
+pub async fn serve<I>(
+    inbound: Arc<Inbound>,
+    io: I,
+    version: HttpVersion,
+    identity: Option<SpiffeId>,
+    target: SocketAddr,
+    stop: CancellationToken,
+) where
+    I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let context = Arc::new(Context {
+        identity_header: identity
+            .as_ref()
+            .and_then(|id| HeaderValue::from_str(&id.to_string()).ok()),
+        label: client_label(identity.as_ref()),
+        inbound,
+        target,
+    });
+    http_server::serve(io, version, stop, move |req| {
+        let context = context.clone();
+        async move { context.handle(req).await }
+    })
+    .await
+}
+
+struct Context {
+    inbound: Arc<Inbound>,
+    identity_header: Option<HeaderValue>,
+    label: String,
+    target: SocketAddr,
+}
+
+impl Context {
+    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        let started = Instant::now();
+        let grpc = headers::is_grpc(&req);
+        let (mut parts, incoming) = req.into_parts();
+        // Only this proxy may say who the caller is.
+        parts.headers.remove(headers::CLIENT_IDENTITY);
+        if let Some(identity) = &self.identity_header {
+            parts
+                .headers
+                .insert(headers::CLIENT_IDENTITY, identity.clone());
+        }
+        let mut req = Request::from_parts(parts, body::stream(incoming));
+        let version = headers::from_mesh(&mut req);
+        headers::strip_hop_by_hop(req.headers_mut());
+
+        let metrics = &self.inbound.metrics;
+        let response = match self.inbound.app.send(self.target, version, req).await {
+            Ok(response) => {
+                let (mut parts, incoming) = response.into_parts();
+                headers::strip_hop_by_hop(&mut parts.headers);
+                Response::from_parts(parts, body::stream(incoming))
+            }
+            Err(e) => {
+                metrics
+                    .proxy_errors
+                    .with_label_values(&["inbound", e.reason()])
+                    .inc();
+                tracing::warn!(client = %self.label, "{e}");
+                e.response(grpc)
+            }
+        };
+        metrics
+            .inbound_requests
+            .with_label_values(&[self.label.as_str(), response.status().as_str()])
+            .inc();
+        metrics
+            .request_duration
+            .with_label_values(&["inbound"])
+            .observe(started.elapsed().as_secs_f64());
+        response
+    }
+}

@@ -1,0 +1,222 @@
+//! The inbound listener: traffic for this pod's app, from peer proxies and from outside the mesh.
+//!
+//! The first bytes decide: a TLS ClientHello offering a weft protocol (ALPN) is a peer proxy and
+//! gets mutual TLS; the caller's SPIFFE ID is read from its certificate and handed to the app.
+//! Everything else is "plaintext" from the mesh's point of view (including TLS the app terminates
+//! itself): accepted and marked unauthenticated in permissive mode, refused in strict mode.
+
+mod http;
+mod refuse;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use weft_certs::SpiffeId;
+
+use crate::app_client::AppClient;
+use crate::detect::{self, Protocol};
+use crate::http_server::HttpVersion;
+use crate::metrics::Metrics;
+use crate::tls::{TlsStore, alpn, classify, peer_identity};
+use crate::transport::{PrefixedIo, splice};
+
+/// How the inbound listener treats callers that are not mesh proxies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InboundMode {
+    /// Accept them, marked unauthenticated (no `weft-client-identity`). The default, so a
+    /// service keeps working while its callers are being meshed.
+    Permissive,
+    /// Require mutual TLS with a mesh certificate; refuse everything else.
+    Strict,
+}
+
+pub struct Inbound {
+    pub store: Arc<TlsStore>,
+    pub mode: InboundMode,
+    /// Where the app listens when connections arrive without an original destination.
+    pub app_addr: Option<SocketAddr>,
+    pub detect_timeout: Duration,
+    pub handshake_timeout: Duration,
+    pub app: AppClient,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Inbound {
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, stop: CancellationToken) {
+        loop {
+            let (tcp, client) = tokio::select! {
+                _ = stop.cancelled() => return,
+                accepted = listener.accept() => match accepted {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        tracing::warn!("inbound accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = tcp.set_nodelay(true);
+            let (inbound, stop) = (self.clone(), stop.clone());
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = stop.cancelled() => {}
+                    _ = inbound.handle(tcp, client, stop.clone()) => {}
+                }
+            });
+        }
+    }
+
+    async fn handle(
+        self: Arc<Self>,
+        mut tcp: TcpStream,
+        client: SocketAddr,
+        stop: CancellationToken,
+    ) {
+        let Some(target) = self.app_addr else {
+            tracing::warn!(%client, "no app address: the connection was not redirected and --inbound-app-addr is not set");
+            return;
+        };
+        let (protocol, prefix) = match detect::detect(&mut tcp, self.detect_timeout).await {
+            Ok(detected) => detected,
+            Err(e) => {
+                tracing::debug!(%client, "connection failed during detection: {e}");
+                return;
+            }
+        };
+        self.metrics
+            .detections
+            .with_label_values(&["inbound", protocol.label()])
+            .inc();
+        let io = PrefixedIo::new(prefix, tcp);
+        let from_peer_proxy =
+            matches!(&protocol, Protocol::Tls { alpn } if alpn::is_mesh(&as_slices(alpn)));
+        if from_peer_proxy
+            || (self.mode == InboundMode::Strict && matches!(protocol, Protocol::Tls { .. }))
+        {
+            return self.serve_mtls(io, client, target, stop).await;
+        }
+        if self.mode == InboundMode::Strict {
+            self.count_connection("refused");
+            return refuse::plaintext(io, client, protocol).await;
+        }
+        match protocol {
+            Protocol::Http1 => {
+                self.count_connection("plaintext");
+                http::serve(self, io, HttpVersion::Http1, None, target, stop).await
+            }
+            Protocol::Http2 => {
+                self.count_connection("plaintext");
+                http::serve(self, io, HttpVersion::Http2, None, target, stop).await
+            }
+            Protocol::Tls { .. } => {
+                self.count_connection("passthrough");
+                self.forward_opaque(io, client, target).await
+            }
+            Protocol::Opaque => {
+                self.count_connection("plaintext");
+                self.forward_opaque(io, client, target).await
+            }
+        }
+    }
+
+    async fn serve_mtls(
+        self: Arc<Self>,
+        io: PrefixedIo<TcpStream>,
+        client: SocketAddr,
+        target: SocketAddr,
+        stop: CancellationToken,
+    ) {
+        let Some(credentials) = self.store.current() else {
+            self.count_connection("refused");
+            tracing::warn!(%client, "refused a mesh connection: this proxy has no certificate yet");
+            return;
+        };
+        let acceptor = TlsAcceptor::from(credentials.server_config());
+        let tls = match tokio::time::timeout(self.handshake_timeout, acceptor.accept(io)).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                let failure = classify(&e);
+                self.refuse_handshake(client, failure.reason, &failure.detail);
+                return;
+            }
+            Err(_) => {
+                self.refuse_handshake(
+                    client,
+                    "timeout",
+                    "the TLS handshake did not finish in time",
+                );
+                return;
+            }
+        };
+        let identity = match peer_identity(tls.get_ref().1) {
+            Ok(identity) => identity,
+            Err(why) => {
+                self.refuse_handshake(client, "no_identity", &why);
+                return;
+            }
+        };
+        self.count_connection("mtls");
+        tracing::debug!(%client, %identity, "accepted mesh connection");
+        match tls.get_ref().1.alpn_protocol() {
+            Some(p) if p == alpn::MESH_H2 || p == b"h2" => {
+                http::serve(self, tls, HttpVersion::Http2, Some(identity), target, stop).await
+            }
+            Some(b"http/1.1") => {
+                http::serve(self, tls, HttpVersion::Http1, Some(identity), target, stop).await
+            }
+            _ => self.forward_opaque(tls, client, target).await,
+        }
+    }
+
+    async fn forward_opaque<I>(&self, io: I, client: SocketAddr, target: SocketAddr)
+    where
+        I: AsyncRead + AsyncWrite + Unpin,
+    {
+        match TcpStream::connect(target).await {
+            Ok(app) => {
+                let _ = app.set_nodelay(true);
+                splice(io, app).await;
+            }
+            Err(e) => {
+                self.metrics
+                    .proxy_errors
+                    .with_label_values(&["inbound", "app_unreachable"])
+                    .inc();
+                tracing::warn!(%client, "cannot connect to the app at {target}: {e}");
+            }
+        }
+    }
+
+    fn refuse_handshake(&self, client: SocketAddr, reason: &'static str, detail: &str) {
+        self.count_connection("refused");
+        self.metrics
+            .tls_handshake_errors
+            .with_label_values(&["inbound", reason])
+            .inc();
+        tracing::info!(%client, reason, "refused mesh connection: {detail}");
+    }
+
+    fn count_connection(&self, tls: &str) {
+        self.metrics
+            .inbound_connections
+            .with_label_values(&[tls])
+            .inc();
+    }
+}
+
+fn as_slices(protocols: &[Vec<u8>]) -> Vec<&[u8]> {
+    protocols.iter().map(Vec::as_slice).collect()
+}
+
+/// The label for a caller in metrics and logs.
+pub fn client_label(identity: Option<&SpiffeId>) -> String {
+    identity
+        .map(ToString::to_string)
+        .unwrap_or_else(|| "unauthenticated".to_owned())
+}

@@ -1,0 +1,145 @@
+//! The proxy's Prometheus metrics.
+//!
+//! Each proxy has its own registry (several proxies run in one test process). Names follow
+//! Prometheus conventions: `weft_` prefix, base units, `_total` counters. Labels are bounded:
+//! identities and destinations come from the mesh's own configuration, not from request data.
+
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    /// `weft_identity_certify_total{result}`: certificate requests to the control plane.
+    pub certify: IntCounterVec,
+    /// `weft_identity_certificate_expiry_timestamp_seconds`.
+    pub cert_expiry: IntGauge,
+    /// `weft_tls_handshake_errors_total{direction,reason}`.
+    pub tls_handshake_errors: IntCounterVec,
+    /// `weft_inbound_connections_total{tls}`: mtls, plaintext, passthrough or refused.
+    pub inbound_connections: IntCounterVec,
+    /// `weft_outbound_connections_total{protocol}`: http1, http2 or opaque.
+    pub outbound_connections: IntCounterVec,
+    /// `weft_inbound_requests_total{client_identity,status_code}`.
+    pub inbound_requests: IntCounterVec,
+    /// `weft_outbound_requests_total{destination,status_code}`.
+    pub outbound_requests: IntCounterVec,
+    /// `weft_request_duration_seconds{direction}`.
+    pub request_duration: HistogramVec,
+    /// `weft_proxy_errors_total{direction,reason}`: requests and connections the proxy failed.
+    pub proxy_errors: IntCounterVec,
+    /// `weft_protocol_detections_total{direction,protocol}`.
+    pub detections: IntCounterVec,
+    /// `weft_identity_renewals_total`: certificates installed after the first.
+    pub renewals: IntCounter,
+}
+
+fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels).expect("metric definitions are valid")
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let metrics = Self {
+            certify: counter(
+                "weft_identity_certify_total",
+                "Certificate requests to the control plane, by result.",
+                &["result"],
+            ),
+            cert_expiry: IntGauge::new(
+                "weft_identity_certificate_expiry_timestamp_seconds",
+                "Unix time at which the proxy's current certificate expires.",
+            )
+            .expect("metric definitions are valid"),
+            tls_handshake_errors: counter(
+                "weft_tls_handshake_errors_total",
+                "Failed mesh TLS handshakes, by direction and reason.",
+                &["direction", "reason"],
+            ),
+            inbound_connections: counter(
+                "weft_inbound_connections_total",
+                "Connections accepted by the inbound listener, by how they were secured.",
+                &["tls"],
+            ),
+            outbound_connections: counter(
+                "weft_outbound_connections_total",
+                "Connections accepted from the local app, by detected protocol.",
+                &["protocol"],
+            ),
+            inbound_requests: counter(
+                "weft_inbound_requests_total",
+                "HTTP requests received from callers, by caller identity and status code.",
+                &["client_identity", "status_code"],
+            ),
+            outbound_requests: counter(
+                "weft_outbound_requests_total",
+                "HTTP requests sent by the local app, by destination and status code.",
+                &["destination", "status_code"],
+            ),
+            request_duration: HistogramVec::new(
+                HistogramOpts::new(
+                    "weft_request_duration_seconds",
+                    "Time from receiving a request to receiving its response headers.",
+                )
+                .buckets(vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    10.0,
+                ]),
+                &["direction"],
+            )
+            .expect("metric definitions are valid"),
+            proxy_errors: counter(
+                "weft_proxy_errors_total",
+                "Requests and connections the proxy could not carry, by direction and reason.",
+                &["direction", "reason"],
+            ),
+            detections: counter(
+                "weft_protocol_detections_total",
+                "Protocol detection results on accepted connections.",
+                &["direction", "protocol"],
+            ),
+            renewals: IntCounter::new(
+                "weft_identity_renewals_total",
+                "Certificates installed after the first one (rotations).",
+            )
+            .expect("metric definitions are valid"),
+            registry,
+        };
+        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
+            Box::new(metrics.certify.clone()),
+            Box::new(metrics.cert_expiry.clone()),
+            Box::new(metrics.tls_handshake_errors.clone()),
+            Box::new(metrics.inbound_connections.clone()),
+            Box::new(metrics.outbound_connections.clone()),
+            Box::new(metrics.inbound_requests.clone()),
+            Box::new(metrics.outbound_requests.clone()),
+            Box::new(metrics.request_duration.clone()),
+            Box::new(metrics.proxy_errors.clone()),
+            Box::new(metrics.detections.clone()),
+            Box::new(metrics.renewals.clone()),
+        ];
+        for collector in collectors {
+            metrics
+                .registry
+                .register(collector)
+                .expect("each metric is registered once");
+        }
+        metrics
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus::TextEncoder::new()
+            .encode_utf8(&self.registry.gather(), &mut out)
+            .expect("encoding to a String cannot fail");
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

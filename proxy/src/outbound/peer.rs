@@ -1,0 +1,63 @@
+//! Connections to peer proxies for the HTTP/2 pool: mutual TLS offering `weft-h2`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+use super::destination::Endpoint;
+use crate::errors::ProxyError;
+use crate::metrics::Metrics;
+use crate::pool::Connector;
+use crate::tls::{self, TlsStore, alpn};
+
+pub struct PeerConnector {
+    pub store: Arc<TlsStore>,
+    pub timeout: Duration,
+    pub metrics: Arc<Metrics>,
+}
+
+impl PeerConnector {
+    /// A TLS connection to `endpoint` offering `alpn`; failures are counted and logged here.
+    pub async fn open(
+        &self,
+        endpoint: &Endpoint,
+        protocol: &'static [u8],
+    ) -> Result<TlsStream<TcpStream>, ProxyError> {
+        tls::connect(
+            &self.store,
+            endpoint.addr,
+            &endpoint.identity,
+            protocol,
+            self.timeout,
+        )
+        .await
+        .map_err(|e| {
+            if let tls::ConnectError::Handshake { failure, .. } = &e {
+                self.metrics
+                    .tls_handshake_errors
+                    .with_label_values(&["outbound", failure.reason])
+                    .inc();
+            }
+            tracing::warn!(%endpoint, "{e}");
+            ProxyError::from(e)
+        })
+    }
+}
+
+impl Connector for PeerConnector {
+    type Key = Endpoint;
+    type Io = TlsStream<TcpStream>;
+
+    async fn connect(&self, endpoint: &Endpoint) -> Result<Self::Io, ProxyError> {
+        self.open(endpoint, alpn::MESH_H2).await
+    }
+
+    fn http_error(&self, endpoint: &Endpoint, source: hyper::Error) -> ProxyError {
+        ProxyError::PeerHttp {
+            addr: endpoint.addr,
+            source,
+        }
+    }
+}

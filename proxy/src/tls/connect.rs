@@ -1,0 +1,73 @@
+//! Opening a mutually authenticated connection to a peer proxy.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use weft_certs::SpiffeId;
+
+use super::error::{HandshakeFailure, classify};
+use super::store::TlsStore;
+
+/// Why a peer connection could not be established.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("no certificate yet: this proxy is still waiting for its identity")]
+    NoIdentity,
+    #[error("cannot connect to {addr}: {source}")]
+    Tcp {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("connecting to {addr} timed out after {timeout:?}")]
+    Timeout { addr: SocketAddr, timeout: Duration },
+    #[error("TLS handshake with {addr} failed: {failure}")]
+    Handshake {
+        addr: SocketAddr,
+        failure: HandshakeFailure,
+    },
+}
+
+impl ConnectError {
+    /// A stable label for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ConnectError::NoIdentity => "no_identity",
+            ConnectError::Tcp { .. } => "connect_failed",
+            ConnectError::Timeout { .. } => "connect_timeout",
+            ConnectError::Handshake { failure, .. } => failure.reason,
+        }
+    }
+}
+
+/// TCP (no Nagle) then TLS 1.3 to `addr`, presenting our certificate, offering `alpn`, and
+/// accepting only a server that proves `expected`. `timeout` covers both steps.
+pub async fn connect(
+    store: &TlsStore,
+    addr: SocketAddr,
+    expected: &SpiffeId,
+    alpn: &'static [u8],
+    timeout: Duration,
+) -> Result<TlsStream<TcpStream>, ConnectError> {
+    let credentials = store.current().ok_or(ConnectError::NoIdentity)?;
+    let connector = TlsConnector::from(credentials.client_config(expected, alpn));
+    let attempt = async {
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|source| ConnectError::Tcp { addr, source })?;
+        let _ = tcp.set_nodelay(true);
+        connector
+            .connect(ServerName::IpAddress(addr.ip().into()), tcp)
+            .await
+            .map_err(|e| ConnectError::Handshake {
+                addr,
+                failure: classify(&e),
+            })
+    };
+    tokio::time::timeout(timeout, attempt)
+        .await
+        .map_err(|_| ConnectError::Timeout { addr, timeout })?
+}

@@ -1,0 +1,82 @@
+//! Clients that play the local app's part.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::{Request, Response, Version};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+
+/// A response read to the end.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: http::StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+pub async fn read(response: Response<Incoming>) -> Reply {
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.expect("response body").to_bytes();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+/// One HTTP/1.1 GET on a fresh connection to `addr`, with `Host: host`.
+pub async fn get(addr: SocketAddr, path: &str, host: &str) -> Result<Reply, hyper::Error> {
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+    tokio::spawn(conn);
+    let req = Request::get(path)
+        .header("host", host)
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    Ok(read(sender.send_request(req).await?).await)
+}
+
+/// A keep-alive HTTP/1.1 client, as an app would use.
+pub fn keep_alive_client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// An HTTP/2 (prior knowledge) connection to `addr`.
+pub async fn h2(
+    addr: SocketAddr,
+) -> hyper::client::conn::http2::SendRequest<
+    http_body_util::combinators::BoxBody<Bytes, hyper::Error>,
+> {
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .expect("h2 handshake");
+    tokio::spawn(conn);
+    sender
+}
+
+pub fn h2_get(
+    authority: &str,
+    path: &str,
+) -> Request<http_body_util::combinators::BoxBody<Bytes, hyper::Error>> {
+    Request::get(format!("http://{authority}{path}"))
+        .version(Version::HTTP_2)
+        .body(
+            Empty::<Bytes>::new()
+                .map_err(|never| match never {})
+                .boxed(),
+        )
+        .unwrap()
+}

@@ -1,0 +1,166 @@
+//! A mesh on loopback: one control plane with bootstrap tokens for a few identities, and
+//! proxies started on demand, all in this process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use tempfile::TempDir;
+use weft_certs::SpiffeId;
+use weft_control_plane::{ControlPlaneConfig, RunningControlPlane};
+use weft_proxy::{ProxyArgs, ProxyConfig, RunningProxy};
+
+use crate::wait;
+
+/// Service accounts (in namespace `demo`) that have bootstrap tokens.
+pub const ACCOUNTS: [&str; 5] = ["web", "hello", "db", "client", "server"];
+
+pub struct Mesh {
+    pub dir: TempDir,
+    pub control_plane: Option<RunningControlPlane>,
+    pub control_plane_addr: SocketAddr,
+    pub cert_ttl: Duration,
+}
+
+/// How to start one proxy.
+#[derive(Debug, Clone, Default)]
+pub struct ProxyOptions {
+    /// Where the proxy's own app listens.
+    pub app: Option<SocketAddr>,
+    /// Explicit outbound listeners: each a list of peer endpoints `(identity, inbound address)`.
+    pub forwards: Vec<Vec<(SpiffeId, SocketAddr)>>,
+    pub strict: bool,
+}
+
+impl ProxyOptions {
+    pub fn app(app: SocketAddr) -> Self {
+        Self {
+            app: Some(app),
+            ..Self::default()
+        }
+    }
+
+    pub fn forward_to(peers: Vec<(SpiffeId, SocketAddr)>) -> Self {
+        Self {
+            forwards: vec![peers],
+            ..Self::default()
+        }
+    }
+}
+
+/// `spiffe://cluster.local/ns/demo/sa/<account>`
+pub fn identity(account: &str) -> SpiffeId {
+    SpiffeId::new("cluster.local", "demo", account).expect("valid test identity")
+}
+
+/// The bootstrap token of `account` (long enough for the control plane's minimum).
+pub fn token(account: &str) -> String {
+    format!("test-token-for-{account}-0123456789")
+}
+
+impl Mesh {
+    /// A control plane with a fresh CA issuing certificates that live `cert_ttl`.
+    pub async fn start(cert_ttl: Duration) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut tokens =
+            String::from("apiVersion: weft.dev/v1alpha1\nkind: BootstrapTokens\ntokens:\n");
+        for account in ACCOUNTS {
+            tokens.push_str(&format!(
+                "  - identity: {}\n    token: {}\n",
+                identity(account),
+                token(account)
+            ));
+        }
+        std::fs::write(dir.path().join("tokens.yaml"), tokens).expect("write tokens");
+        let mut mesh = Self {
+            dir,
+            control_plane: None,
+            control_plane_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            cert_ttl,
+        };
+        mesh.start_control_plane().await;
+        mesh
+    }
+
+    pub fn control_plane_config(&self) -> ControlPlaneConfig {
+        let mut config = ControlPlaneConfig::local(self.dir.path().join("control-plane"));
+        config.listen = self.control_plane_addr;
+        config.cert_ttl = self.cert_ttl;
+        config.bootstrap_tokens = Some(self.dir.path().join("tokens.yaml"));
+        config
+    }
+
+    /// Starts (or restarts, on the same port and CA) the control plane.
+    pub async fn start_control_plane(&mut self) {
+        let running = weft_control_plane::start(self.control_plane_config())
+            .await
+            .expect("control plane starts");
+        self.control_plane_addr = running.grpc_addr;
+        self.control_plane = Some(running);
+    }
+
+    pub async fn stop_control_plane(&mut self) {
+        if let Some(cp) = self.control_plane.take() {
+            cp.shutdown().await;
+        }
+    }
+
+    pub fn trust_bundle_path(&self) -> PathBuf {
+        self.dir
+            .path()
+            .join("control-plane")
+            .join("trust-bundle.pem")
+    }
+
+    /// The flags a proxy for `account` would be started with.
+    pub fn proxy_args(&self, account: &str, options: &ProxyOptions) -> ProxyArgs {
+        ProxyArgs {
+            identity: Some(identity(account).to_string()),
+            control_plane_addr: Some(self.control_plane_addr.to_string()),
+            trust_anchors: Some(self.trust_bundle_path()),
+            token: Some(token(account)),
+            inbound_listen: "127.0.0.1:0".to_owned(),
+            inbound_mode: if options.strict {
+                "strict"
+            } else {
+                "permissive"
+            }
+            .to_owned(),
+            inbound_app_addr: options.app.map(|a| a.to_string()),
+            admin_listen: "127.0.0.1:0".to_owned(),
+            forward: options
+                .forwards
+                .iter()
+                .map(|peers| {
+                    let endpoints: Vec<String> = peers
+                        .iter()
+                        .map(|(id, addr)| format!("{id}@{addr}"))
+                        .collect();
+                    format!("127.0.0.1:0={}", endpoints.join(","))
+                })
+                .collect(),
+            detect_timeout: "300ms".to_owned(),
+            connect_timeout: "1s".to_owned(),
+            ..ProxyArgs::default()
+        }
+    }
+
+    /// Starts a proxy for `account` and waits until it holds a certificate.
+    pub async fn proxy(&self, account: &str, options: ProxyOptions) -> RunningProxy {
+        let config = ProxyConfig::from_args(self.proxy_args(account, &options))
+            .unwrap_or_else(|errors| panic!("bad test proxy config: {errors:?}"));
+        let proxy = weft_proxy::start(config, None).await.expect("proxy starts");
+        wait_ready(&proxy).await;
+        proxy
+    }
+}
+
+/// Waits until `proxy` reports ready (it holds a valid certificate).
+pub async fn wait_ready(proxy: &RunningProxy) {
+    wait::until(
+        Duration::from_secs(10),
+        "the proxy to get a certificate",
+        || async { proxy.store.readiness(SystemTime::now()).ok() },
+    )
+    .await
+}
