@@ -67,14 +67,19 @@ impl CertificateAuthority {
     pub fn generate(trust_domain: &str, lifetime: Duration) -> Result<Self, CaError> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
         let now = SystemTime::now();
+        let serial = random_serial()?;
+        // Each root gets its own name: certificate paths are built by matching names, so two
+        // roots with one name (during a rotation, or a foreign weft mesh) would be confused.
+        let tag = crate::inspect::hex(&serial.to_bytes()[..4]);
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
         params
             .distinguished_name
             .push(DnType::OrganizationName, "weft");
-        params
-            .distinguished_name
-            .push(DnType::CommonName, format!("weft root CA {trust_domain}"));
+        params.distinguished_name.push(
+            DnType::CommonName,
+            format!("weft root CA {trust_domain} {tag}"),
+        );
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
@@ -83,7 +88,7 @@ impl CertificateAuthority {
         ];
         params.not_before = (now - CLOCK_SKEW_ALLOWANCE).into();
         params.not_after = (now + lifetime).into();
-        params.serial_number = Some(random_serial()?);
+        params.serial_number = Some(serial);
         let cert = params.self_signed(&key)?;
         let cert_pem = cert.pem();
         Self::from_pem(cert_pem.as_bytes(), &key.serialize_pem(), None)

@@ -5,6 +5,10 @@
 //! otherwise connect (one caller connects while the others wait for it). A request that the
 //! connection refused before sending (it was closing) is retried once on a fresh connection;
 //! anything else is the caller's error, because the request may have reached the server.
+//!
+//! Connections are also replaced when the connector's credentials change (a certificate
+//! rotation): new requests go to a connection made with the new certificate and trust bundle,
+//! while requests in flight finish on the old one, which closes once they are done.
 
 use std::collections::HashMap;
 use std::fmt::Display;
@@ -39,6 +43,11 @@ pub trait Connector: Send + Sync + 'static {
 
     /// The error for an HTTP/2 failure on a connection to `key`.
     fn http_error(&self, key: &Self::Key, error: hyper::Error) -> ProxyError;
+
+    /// Changes when connections made before should no longer take new requests.
+    fn generation(&self) -> u64 {
+        0
+    }
 }
 
 pub struct H2Pool<C: Connector> {
@@ -48,7 +57,8 @@ pub struct H2Pool<C: Connector> {
 
 #[derive(Default)]
 struct Slot {
-    sender: tokio::sync::Mutex<Option<SendRequest<Body>>>,
+    /// The connection's sender and the connector generation it was made in.
+    sender: tokio::sync::Mutex<Option<(u64, SendRequest<Body>)>>,
 }
 
 impl<C: Connector> H2Pool<C> {
@@ -92,7 +102,9 @@ impl<C: Connector> H2Pool<C> {
             slots.entry(key.clone()).or_default().clone()
         };
         let mut current = slot.sender.lock().await;
-        if let Some(sender) = current.as_ref()
+        let generation = self.connector.generation();
+        if let Some((made_in, sender)) = current.as_ref()
+            && *made_in == generation
             && !sender.is_closed()
         {
             return Ok(sender.clone());
@@ -114,7 +126,7 @@ impl<C: Connector> H2Pool<C> {
                 tracing::debug!(destination = %label, "HTTP/2 connection ended: {e}");
             }
         });
-        *current = Some(sender.clone());
+        *current = Some((generation, sender.clone()));
         Ok(sender)
     }
 }

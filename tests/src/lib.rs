@@ -6,6 +6,7 @@
 pub mod apps;
 pub mod clients;
 pub mod mesh;
+pub mod tls_probe;
 pub mod wait;
 
 pub use mesh::{Mesh, ProxyOptions};

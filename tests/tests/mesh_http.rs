@@ -40,3 +40,182 @@ async fn http1_request_reaches_the_app_and_the_app_learns_the_callers_identity()
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn http2_keeps_authority_and_streams_both_ways_with_trailers() {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, StreamBody};
+    use hyper::body::Frame;
+
+    let mesh = Mesh::start(Duration::from_secs(3600)).await;
+    let app = HttpApp::start("grpc").await;
+    let server = mesh.proxy("server", ProxyOptions::app(app.addr)).await;
+    let client = mesh
+        .proxy(
+            "client",
+            ProxyOptions::forward_to(vec![(identity("server"), server.inbound_addr)]),
+        )
+        .await;
+
+    let mut h2 = clients::h2(client.forward_addrs[0]).await;
+    let reply = clients::read(
+        h2.send_request(clients::h2_get("grpc.demo:50051", "/pkg.Greeter/Hello"))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    let seen = app.last_seen();
+    assert_eq!(seen.version, http::Version::HTTP_2);
+    assert_eq!(seen.authority.as_deref(), Some("grpc.demo:50051"));
+    assert_eq!(
+        seen.client_identity.as_deref(),
+        Some("spiffe://cluster.local/ns/demo/sa/client")
+    );
+
+    // A request body fed one message at a time; each echo must come back before the next
+    // message is sent, which only works if both directions stream through both proxies.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, hyper::Error>>(1);
+    let body = StreamBody::new(tokio_stream_from(rx)).boxed();
+    let req = http::Request::post("http://grpc.demo:50051/echo")
+        .version(http::Version::HTTP_2)
+        .header("content-type", "application/grpc")
+        .body(body)
+        .unwrap();
+    let response = h2.send_request(req);
+    tx.send(Ok(Frame::data(Bytes::from_static(b"ping-1"))))
+        .await
+        .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(5), response)
+        .await
+        .expect("response headers arrive while the request is still open")
+        .unwrap();
+    let mut body = response.into_body();
+    for i in 1..=3 {
+        if i > 1 {
+            tx.send(Ok(Frame::data(Bytes::from(format!("ping-{i}")))))
+                .await
+                .unwrap();
+        }
+        let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
+            .await
+            .expect("the echo arrives before the next message is sent")
+            .unwrap()
+            .unwrap();
+        assert_eq!(frame.into_data().unwrap(), format!("ping-{i}"));
+    }
+    drop(tx);
+    let trailers = loop {
+        let frame = body.frame().await.unwrap().unwrap();
+        if let Ok(trailers) = frame.into_trailers() {
+            break trailers;
+        }
+    };
+    assert_eq!(trailers["x-echo-trailer"], "done");
+}
+
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+#[tokio::test]
+async fn many_app_connections_share_one_mesh_connection() {
+    let mesh = Mesh::start(Duration::from_secs(3600)).await;
+    let app = HttpApp::start("hello").await;
+    let server = mesh.proxy("hello", ProxyOptions::app(app.addr)).await;
+    let client = mesh
+        .proxy(
+            "web",
+            ProxyOptions::forward_to(vec![(identity("hello"), server.inbound_addr)]),
+        )
+        .await;
+    let target = client.forward_addrs[0];
+    let replies = futures_util::future::join_all(
+        (0..40).map(|i| async move { clients::get(target, &format!("/{i}"), "hello.demo").await }),
+    )
+    .await;
+    assert!(replies.iter().all(|r| r.as_ref().unwrap().status == 200));
+    assert_eq!(app.requests(), 40);
+    let metrics = server.metrics.render();
+    assert!(
+        metrics.contains(r#"weft_inbound_connections_total{tls="mtls"} 1"#),
+        "40 app connections should share one mTLS connection:\n{metrics}"
+    );
+    let outbound = client.metrics.render();
+    assert!(
+        outbound.contains(r#"weft_outbound_connections_total{protocol="http1"} 40"#),
+        "{outbound}"
+    );
+}
+
+#[tokio::test]
+async fn opaque_tcp_travels_through_the_mesh() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mesh = Mesh::start(Duration::from_secs(3600)).await;
+    let echo = weft_tests::apps::TcpEcho::start().await;
+    let server = mesh.proxy("db", ProxyOptions::app(echo.addr)).await;
+    let client = mesh
+        .proxy(
+            "web",
+            ProxyOptions::forward_to(vec![(identity("db"), server.inbound_addr)]),
+        )
+        .await;
+
+    let mut conn = tokio::net::TcpStream::connect(client.forward_addrs[0])
+        .await
+        .unwrap();
+    // Binary that is neither HTTP nor TLS.
+    let message: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
+    conn.write_all(&message).await.unwrap();
+    let mut echoed = vec![0u8; message.len()];
+    tokio::time::timeout(Duration::from_secs(5), conn.read_exact(&mut echoed))
+        .await
+        .expect("echo within 5s")
+        .unwrap();
+    assert_eq!(echoed, message);
+    let metrics = server.metrics.render();
+    assert!(
+        metrics.contains(r#"weft_inbound_connections_total{tls="mtls"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        client
+            .metrics
+            .render()
+            .contains(r#"weft_outbound_connections_total{protocol="opaque"} 1"#)
+    );
+}
+
+#[tokio::test]
+async fn a_grpc_caller_gets_a_grpc_status_when_the_peer_is_down() {
+    let mesh = Mesh::start(Duration::from_secs(3600)).await;
+    // Nothing listens at the peer address.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let client = mesh
+        .proxy(
+            "web",
+            ProxyOptions::forward_to(vec![(identity("hello"), dead)]),
+        )
+        .await;
+    let mut h2 = clients::h2(client.forward_addrs[0]).await;
+    let mut req = clients::h2_get("hello.demo", "/pkg.Svc/Call");
+    req.headers_mut()
+        .insert("content-type", "application/grpc".parse().unwrap());
+    let reply = clients::read(h2.send_request(req).await.unwrap()).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("grpc-status"), Some("14"));
+    assert_eq!(reply.header("weft-error"), Some("connect_failed"));
+    assert!(
+        reply
+            .header("grpc-message")
+            .unwrap()
+            .contains("cannot connect to"),
+        "{reply:?}"
+    );
+}

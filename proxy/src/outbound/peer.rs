@@ -60,4 +60,9 @@ impl Connector for PeerConnector {
             source,
         }
     }
+
+    /// Connections follow certificate rotations.
+    fn generation(&self) -> u64 {
+        self.store.current().map(|c| c.generation).unwrap_or(0)
+    }
 }

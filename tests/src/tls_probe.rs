@@ -1,0 +1,140 @@
+//! A hand-built TLS client for acting as a misbehaving peer: no certificate, a certificate from
+//! another CA, an expired one. It reports how the proxy answered.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use rcgen::{
+    CertificateParams, DistinguishedName, ExtendedKeyUsagePurpose, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::{ClientConfig, RootCertStore};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use weft_certs::{CertificateAuthority, SpiffeId, TrustBundle, WorkloadKey};
+
+/// A client certificate chain and its key.
+pub struct ClientCert {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+}
+
+/// A certificate for `identity` from a CA that has nothing to do with the mesh.
+pub fn foreign_cert(identity: &SpiffeId) -> ClientCert {
+    let ca = CertificateAuthority::generate("cluster.local", Duration::from_secs(3600)).unwrap();
+    let key = WorkloadKey::generate().unwrap();
+    let issued = ca
+        .certify(
+            &key.csr_der(identity).unwrap(),
+            identity,
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+    ClientCert {
+        chain: vec![issued.leaf],
+        key: key.private_key_der().into(),
+    }
+}
+
+/// A certificate for `identity` signed by the mesh's own CA (read from the control plane's data
+/// directory) with the given validity, which the CA's API would never issue if it is in the past.
+pub fn mesh_cert_valid(
+    ca_dir: &Path,
+    identity: &SpiffeId,
+    not_before: SystemTime,
+    not_after: SystemTime,
+) -> ClientCert {
+    let ca_pem = std::fs::read_to_string(ca_dir.join("ca.pem")).unwrap();
+    let ca_key =
+        KeyPair::from_pem(&std::fs::read_to_string(ca_dir.join("ca-key.pem")).unwrap()).unwrap();
+    let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).unwrap();
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params.subject_alt_names = vec![SanType::URI(identity.to_string().try_into().unwrap())];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ClientAuth,
+        ExtendedKeyUsagePurpose::ServerAuth,
+    ];
+    params.not_before = not_before.into();
+    params.not_after = not_after.into();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    ClientCert {
+        chain: vec![cert.der().clone()],
+        key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+    }
+}
+
+/// How a proxy answered a TLS client.
+#[derive(Debug)]
+pub enum Answer {
+    /// The handshake completed and the server spoke first (HTTP/2 settings).
+    Accepted {
+        server_identity: SpiffeId,
+        serial: String,
+    },
+    /// The server refused; the error as the client saw it (an alert, usually).
+    Refused(String),
+}
+
+/// Connects to `addr` offering `alpn`, with or without a client certificate, verifying the server
+/// against `bundle` as `server_identity` (or any identity of the mesh if `None`).
+pub async fn probe(
+    addr: SocketAddr,
+    alpn: &[u8],
+    bundle: &TrustBundle,
+    server_identity: &SpiffeId,
+    client: Option<ClientCert>,
+) -> Answer {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    for root in bundle.roots() {
+        roots.add(root.clone()).unwrap();
+    }
+    let verifier = weft_proxy::tls::SpiffeServerVerifier::new(
+        Arc::new(roots),
+        server_identity.clone(),
+        provider.signature_verification_algorithms,
+    );
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier));
+    let mut config = match client {
+        Some(cert) => builder.with_client_auth_cert(cert.chain, cert.key).unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = ServerName::IpAddress(addr.ip().into());
+    let mut tls = match TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+    {
+        Ok(tls) => tls,
+        Err(e) => return Answer::Refused(e.to_string()),
+    };
+    // In TLS 1.3 the server judges the client certificate after the client thinks the
+    // handshake is done: its verdict arrives as an alert on the first read.
+    let _ = tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await;
+    let mut byte = [0u8; 1];
+    match tokio::time::timeout(Duration::from_secs(5), tls.read(&mut byte)).await {
+        Ok(Ok(n)) if n > 0 => {
+            let leaf = &tls.get_ref().1.peer_certificates().unwrap()[0];
+            let info = weft_certs::inspect(leaf).unwrap();
+            Answer::Accepted {
+                server_identity: info.identity.unwrap(),
+                serial: info.serial,
+            }
+        }
+        Ok(Ok(_)) => Answer::Refused("closed without a word".to_owned()),
+        Ok(Err(e)) => Answer::Refused(e.to_string()),
+        Err(_) => Answer::Refused("no answer within 5s".to_owned()),
+    }
+}
