@@ -11,6 +11,8 @@ use http::{Request, Uri, Version};
 pub const ORIG_PROTO: HeaderName = HeaderName::from_static("weft-orig-proto");
 /// The caller's SPIFFE ID, set by the receiving proxy for the app (never trusted from outside).
 pub const CLIENT_IDENTITY: HeaderName = HeaderName::from_static("weft-client-identity");
+/// On responses to the local app: the SPIFFE ID the destination's proxy proved in its handshake.
+pub const SERVER_IDENTITY: HeaderName = HeaderName::from_static("weft-server-identity");
 /// On responses the proxy generates itself: a stable reason why it could not forward.
 pub const ERROR: HeaderName = HeaderName::from_static("weft-error");
 

@@ -3,7 +3,11 @@
 //!
 //! Everything runs on real sockets with real TLS; nothing of weft's own is mocked.
 
+// This is test support: a failed setup step should fail the test on the spot, with its message.
+#![allow(clippy::unwrap_used)]
+
 pub mod apps;
+pub mod bins;
 pub mod clients;
 pub mod mesh;
 pub mod tls_probe;

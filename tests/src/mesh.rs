@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use tempfile::TempDir;
-use weft_certs::SpiffeId;
+use weft_certs::{SpiffeId, TrustBundle};
 use weft_control_plane::{ControlPlaneConfig, RunningControlPlane};
 use weft_proxy::{ProxyArgs, ProxyConfig, RunningProxy};
 
@@ -110,6 +110,12 @@ impl Mesh {
             .path()
             .join("control-plane")
             .join("trust-bundle.pem")
+    }
+
+    /// The roots the control plane wrote for proxies.
+    pub fn trust_bundle(&self) -> TrustBundle {
+        let pem = std::fs::read(self.trust_bundle_path()).expect("the trust bundle exists");
+        TrustBundle::from_pem(&pem, "trust bundle").expect("the trust bundle is valid")
     }
 
     /// The flags a proxy for `account` would be started with.

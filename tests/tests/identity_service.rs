@@ -1,13 +1,15 @@
 //! The control plane's Certify call over real gRPC and TLS: one success, and each refusal with
 //! its own status, message, reason metadata and metric.
 
+#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use rcgen::{CertificateParams, DistinguishedName, KeyPair, SanType};
 use weft_api::identity::CertifyRequest;
 use weft_api::identity::identity_client::IdentityClient;
-use weft_certs::{SpiffeId, TrustBundle};
+use weft_certs::SpiffeId;
 use weft_proxy::identity::control_plane;
 use weft_proxy::tls::TlsStore;
 use weft_tests::Mesh;
@@ -24,8 +26,7 @@ fn csr_with(alg: &'static rcgen::SignatureAlgorithm, id: &SpiffeId) -> Vec<u8> {
 #[tokio::test]
 async fn certify_issues_and_refuses_with_distinct_statuses() {
     let mesh = Mesh::start(Duration::from_secs(120)).await;
-    let bundle =
-        TrustBundle::from_pem(&std::fs::read(mesh.trust_bundle_path()).unwrap(), "bundle").unwrap();
+    let bundle = mesh.trust_bundle();
     let web = identity("web");
     let store = Arc::new(
         TlsStore::new(
@@ -118,8 +119,7 @@ async fn certify_issues_and_refuses_with_distinct_statuses() {
 #[tokio::test]
 async fn the_proxy_refuses_a_control_plane_with_the_wrong_identity() {
     let mesh = Mesh::start(Duration::from_secs(120)).await;
-    let bundle =
-        TrustBundle::from_pem(&std::fs::read(mesh.trust_bundle_path()).unwrap(), "bundle").unwrap();
+    let bundle = mesh.trust_bundle();
     let store = Arc::new(
         TlsStore::new(
             identity("web"),

@@ -1,5 +1,7 @@
 //! Requests through a client proxy and a server proxy to an app, on loopback.
 
+#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
+
 use std::time::Duration;
 
 use weft_tests::apps::HttpApp;
@@ -23,6 +25,10 @@ async fn http1_request_reaches_the_app_and_the_app_learns_the_callers_identity()
         .unwrap();
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(reply.body, "hello from hello\n");
+    assert_eq!(
+        reply.header("weft-server-identity"),
+        Some("spiffe://cluster.local/ns/demo/sa/hello")
+    );
 
     let seen = app.last_seen();
     assert_eq!(seen.path, "/greet");

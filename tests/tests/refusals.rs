@@ -1,9 +1,10 @@
 //! Every way into a proxy that must be refused, each with its own readable reason, and the
 //! permissive/strict treatment of callers outside the mesh.
 
+#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
+
 use std::time::{Duration, SystemTime};
 
-use weft_certs::TrustBundle;
 use weft_proxy::tls::alpn;
 use weft_tests::apps::HttpApp;
 use weft_tests::mesh::identity;
@@ -11,10 +12,6 @@ use weft_tests::tls_probe::{Answer, ClientCert, foreign_cert, mesh_cert_valid, p
 use weft_tests::{Mesh, ProxyOptions, clients};
 
 const HOUR: Duration = Duration::from_secs(3600);
-
-fn bundle(mesh: &Mesh) -> TrustBundle {
-    TrustBundle::from_pem(&std::fs::read(mesh.trust_bundle_path()).unwrap(), "bundle").unwrap()
-}
 
 fn refused(answer: Answer) -> String {
     match answer {
@@ -33,7 +30,7 @@ async fn mesh_connections_are_refused_for_a_missing_foreign_or_expired_certifica
     let app = HttpApp::start("hello").await;
     let server = mesh.proxy("hello", ProxyOptions::app(app.addr)).await;
     let hello = identity("hello");
-    let bundle = bundle(&mesh);
+    let bundle = mesh.trust_bundle();
     let ca_dir = mesh.dir.path().join("control-plane");
     let now = SystemTime::now();
 

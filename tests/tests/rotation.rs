@@ -1,12 +1,13 @@
 //! Certificates that live a few seconds: rotation under traffic, and a control plane outage.
 
+#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use weft_certs::TrustBundle;
 use weft_proxy::RunningProxy;
 use weft_proxy::tls::alpn;
 use weft_tests::apps::HttpApp;
@@ -93,8 +94,7 @@ async fn rotating_every_few_seconds_under_traffic_loses_no_request() {
     // New handshakes use the newest certificate.
     let current = server.store.current().unwrap();
     assert_ne!(current.info.serial, first_serial);
-    let bundle =
-        TrustBundle::from_pem(&std::fs::read(mesh.trust_bundle_path()).unwrap(), "b").unwrap();
+    let bundle = mesh.trust_bundle();
     let now = SystemTime::now();
     let cert = mesh_cert_valid(
         &mesh.dir.path().join("control-plane"),
@@ -186,8 +186,7 @@ async fn without_a_control_plane_the_proxy_serves_until_expiry_then_recovers() {
         || async { (SystemTime::now() > past_expiry).then_some(()) },
     )
     .await;
-    let bundle =
-        TrustBundle::from_pem(&std::fs::read(mesh.trust_bundle_path()).unwrap(), "b").unwrap();
+    let bundle = mesh.trust_bundle();
     let now = SystemTime::now();
     let cert = mesh_cert_valid(
         &mesh.dir.path().join("control-plane"),

@@ -1,3 +1,9 @@
-//! `weft`: the command line for operators.
+//! `weft`: the command line for operators (`weft demo`, `weft cert inspect`).
 
-fn main() {}
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    weft_control_plane::cli::Cli::parse().run()
+}

@@ -15,6 +15,13 @@ pub struct Endpoint {
     pub identity: SpiffeId,
 }
 
+impl Endpoint {
+    /// The identity as a header value, for `weft-server-identity`.
+    pub fn identity_header(&self) -> Option<http::HeaderValue> {
+        http::HeaderValue::from_str(&self.identity.to_string()).ok()
+    }
+}
+
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}@{}", self.identity, self.addr)

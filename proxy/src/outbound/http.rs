@@ -68,5 +68,11 @@ async fn forward(
         .ok_or_else(|| ProxyError::NoEndpoints(destination.name.clone()))?;
     let mut req = req.map(body::stream);
     headers::to_mesh(&mut req, &endpoint.addr.to_string()).map_err(ProxyError::BadRequest)?;
-    outbound.pool.send(endpoint, req).await
+    let mut response = outbound.pool.send(endpoint, req).await?;
+    if let Some(identity) = endpoint.identity_header() {
+        response
+            .headers_mut()
+            .insert(headers::SERVER_IDENTITY, identity);
+    }
+    Ok(response)
 }

@@ -40,6 +40,9 @@ pub enum InstallError {
     Invalid(String),
 }
 
+/// Which client config: the identity the server must prove, and the protocol offered.
+type ClientKey = (SpiffeId, &'static [u8]);
+
 /// The current certificate with everything built from it.
 pub struct Credentials {
     /// Increases by one with every installed certificate.
@@ -50,7 +53,7 @@ pub struct Credentials {
     roots: Arc<RootCertStore>,
     server: Arc<ServerConfig>,
     /// Client configs per (expected server identity, ALPN), built on first use.
-    clients: Mutex<HashMap<(SpiffeId, &'static [u8]), Arc<ClientConfig>>>,
+    clients: Mutex<HashMap<ClientKey, Arc<ClientConfig>>>,
     provider: Arc<CryptoProvider>,
 }
 
