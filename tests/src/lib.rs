@@ -10,6 +10,7 @@ pub mod apps;
 pub mod bins;
 pub mod clients;
 pub mod mesh;
+pub mod programs;
 pub mod tls_probe;
 pub mod wait;
 

@@ -23,6 +23,18 @@ pub struct ClientCert {
     pub key: PrivateKeyDer<'static>,
 }
 
+impl ClientCert {
+    /// Writes `<name>.pem` (chain) and `<name>-key.pem` into `dir`, for programs like openssl.
+    pub fn write_pem(&self, dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+        let cert = dir.join(format!("{name}.pem"));
+        let key = dir.join(format!("{name}-key.pem"));
+        std::fs::write(&cert, weft_certs::certificates_to_pem(&self.chain)).unwrap();
+        let key_pem = pem::encode(&pem::Pem::new("PRIVATE KEY", self.key.secret_der().to_vec()));
+        std::fs::write(&key, key_pem).unwrap();
+        (cert, key)
+    }
+}
+
 /// A certificate for `identity` from a CA that has nothing to do with the mesh.
 pub fn foreign_cert(identity: &SpiffeId) -> ClientCert {
     let ca = CertificateAuthority::generate("cluster.local", Duration::from_secs(3600)).unwrap();

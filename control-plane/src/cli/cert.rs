@@ -77,6 +77,7 @@ fn status(cert: &CertificateInfo, now: SystemTime) -> String {
 fn to_text(cert: &CertificateInfo, now: SystemTime) -> String {
     let identity = match &cert.identity {
         Some(id) => id.to_string(),
+        None if cert.is_ca => "(none: a CA certificate)".to_owned(),
         None => "(none: not a weft workload certificate)".to_owned(),
     };
     let mut out = format!(

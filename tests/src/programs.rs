@@ -1,0 +1,35 @@
+//! Programs nobody here wrote (curl, openssl, h2load…), used as real peers when installed.
+//!
+//! A test that needs one it cannot find is skipped with a message saying what to install;
+//! `.ci/run` installs them all, so CI always runs these tests.
+
+use std::process::{Command, Output};
+
+/// Whether `program` can be run; prints why the calling test is skipped if not.
+pub fn available(program: &str, package: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !found {
+        eprintln!(
+            "SKIPPED: {program} is not installed (apt-get install {package}); .ci/run installs it"
+        );
+    }
+    found
+}
+
+/// Runs `program args…` and returns its output, stdout and stderr together as text.
+pub fn run(program: &str, args: &[&str]) -> (Output, String) {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output, text)
+}
