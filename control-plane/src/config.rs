@@ -51,9 +51,9 @@ pub struct ControlPlaneConfig {
     #[arg(long, env = "WEFT_BOOTSTRAP_TOKENS")]
     pub bootstrap_tokens: Option<PathBuf>,
 
-    /// The control plane's own identity, which proxies verify when they connect.
-    /// Default: spiffe://<trust-domain>/ns/weft-system/sa/weft-control-plane.
-    #[arg(long, env = "WEFT_IDENTITY")]
+    /// The control plane's own identity, which proxies verify when they connect (proxies read
+    /// the same variable). Default: spiffe://<trust-domain>/ns/weft-system/sa/weft-control-plane.
+    #[arg(long, env = "WEFT_CONTROL_PLANE_IDENTITY")]
     pub identity: Option<SpiffeId>,
 }
 

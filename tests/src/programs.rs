@@ -1,7 +1,8 @@
 //! Programs nobody here wrote (curl, openssl, h2load…), used as real peers when installed.
 //!
-//! A test that needs one it cannot find is skipped with a message saying what to install;
-//! `.ci/run` installs them all, so CI always runs these tests.
+//! A test that needs one it cannot find is skipped with a message saying what to install.
+//! `.ci/run` installs them all and sets `WEFT_REQUIRE_PEERS=1`, which turns a missing program into
+//! a failure, so CI never skips silently.
 
 use std::process::{Command, Output};
 
@@ -12,6 +13,9 @@ pub fn available(program: &str, package: &str) -> bool {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
+    if !found && std::env::var_os("WEFT_REQUIRE_PEERS").is_some() {
+        panic!("{program} is required (WEFT_REQUIRE_PEERS is set): apt-get install {package}");
+    }
     if !found {
         eprintln!(
             "SKIPPED: {program} is not installed (apt-get install {package}); .ci/run installs it"

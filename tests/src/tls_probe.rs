@@ -29,7 +29,10 @@ impl ClientCert {
         let cert = dir.join(format!("{name}.pem"));
         let key = dir.join(format!("{name}-key.pem"));
         std::fs::write(&cert, weft_certs::certificates_to_pem(&self.chain)).unwrap();
-        let key_pem = pem::encode(&pem::Pem::new("PRIVATE KEY", self.key.secret_der().to_vec()));
+        let key_pem = pem::encode(&pem::Pem::new(
+            "PRIVATE KEY",
+            self.key.secret_der().to_vec(),
+        ));
         std::fs::write(&key, key_pem).unwrap();
         (cert, key)
     }

@@ -22,11 +22,17 @@ async fn curl_speaks_http1_and_http2_through_the_mesh() {
     let app = HttpApp::start("hello").await;
     let server = mesh.proxy("hello", ProxyOptions::app(app.addr)).await;
     let client = mesh
-        .proxy("web", ProxyOptions::forward_to(vec![(identity("hello"), server.inbound_addr)]))
+        .proxy(
+            "web",
+            ProxyOptions::forward_to(vec![(identity("hello"), server.inbound_addr)]),
+        )
         .await;
     let url = format!("http://{}/from-curl", client.forward_addrs[0]);
 
-    for (flag, version) in [("--http1.1", http::Version::HTTP_11), ("--http2-prior-knowledge", http::Version::HTTP_2)] {
+    for (flag, version) in [
+        ("--http1.1", http::Version::HTTP_11),
+        ("--http2-prior-knowledge", http::Version::HTTP_2),
+    ] {
         let (output, text) = tokio::task::spawn_blocking({
             let url = url.clone();
             move || programs::run("curl", &["-sS", "-i", flag, "-H", "host: hello.demo", &url])
@@ -37,22 +43,31 @@ async fn curl_speaks_http1_and_http2_through_the_mesh() {
         assert!(text.contains(" 200"), "{text}");
         assert!(text.contains("hello from hello"), "{text}");
         assert!(
-            text.to_lowercase().contains("weft-server-identity: spiffe://cluster.local/ns/demo/sa/hello"),
+            text.to_lowercase()
+                .contains("weft-server-identity: spiffe://cluster.local/ns/demo/sa/hello"),
             "{text}"
         );
         let seen = app.last_seen();
         assert_eq!(seen.version, version, "{flag}");
         assert_eq!(seen.path, "/from-curl");
-        assert_eq!(seen.client_identity.as_deref(), Some("spiffe://cluster.local/ns/demo/sa/web"));
+        assert_eq!(
+            seen.client_identity.as_deref(),
+            Some("spiffe://cluster.local/ns/demo/sa/web")
+        );
     }
 }
 
 /// `openssl s_client` against the inbound listener, offering the mesh protocol.
-fn s_client(addr: std::net::SocketAddr, bundle: &std::path::Path, cert: Option<(&std::path::Path, &std::path::Path)>) -> String {
+fn s_client(
+    addr: std::net::SocketAddr,
+    bundle: &std::path::Path,
+    cert: Option<(&std::path::Path, &std::path::Path)>,
+) -> String {
     let connect = addr.to_string();
     let cafile = bundle.display().to_string();
     let mut args = vec![
-        "3", "openssl", "s_client", "-connect", &connect, "-alpn", "weft-h2", "-tls1_3", "-CAfile", &cafile, "-ign_eof",
+        "3", "openssl", "s_client", "-connect", &connect, "-alpn", "weft-h2", "-tls1_3", "-CAfile",
+        &cafile, "-ign_eof",
     ];
     let (cert_path, key_path);
     if let Some((c, k)) = cert {
@@ -79,9 +94,11 @@ async fn openssl_sees_each_refusal_and_a_valid_mesh_certificate_succeeds() {
     let bundle = mesh.trust_bundle_path();
     let addr = server.inbound_addr;
 
-    let good = mesh_cert_valid(&ca_dir, &identity("web"), now - HOUR, now + HOUR).write_pem(dir, "good");
+    let good =
+        mesh_cert_valid(&ca_dir, &identity("web"), now - HOUR, now + HOUR).write_pem(dir, "good");
     let foreign = foreign_cert(&identity("web")).write_pem(dir, "foreign");
-    let expired = mesh_cert_valid(&ca_dir, &identity("web"), now - 2 * HOUR, now - HOUR).write_pem(dir, "expired");
+    let expired = mesh_cert_valid(&ca_dir, &identity("web"), now - 2 * HOUR, now - HOUR)
+        .write_pem(dir, "expired");
 
     let cases: Vec<(Option<(std::path::PathBuf, std::path::PathBuf)>, &str)> = vec![
         (None, "alert certificate required"),
@@ -91,7 +108,13 @@ async fn openssl_sees_each_refusal_and_a_valid_mesh_certificate_succeeds() {
     for (cert, alert) in cases {
         let text = tokio::task::spawn_blocking({
             let bundle = bundle.clone();
-            move || s_client(addr, &bundle, cert.as_ref().map(|(c, k)| (c.as_path(), k.as_path())))
+            move || {
+                s_client(
+                    addr,
+                    &bundle,
+                    cert.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
+                )
+            }
         })
         .await
         .unwrap();
@@ -100,12 +123,19 @@ async fn openssl_sees_each_refusal_and_a_valid_mesh_certificate_succeeds() {
         assert!(text.contains(alert), "expected {alert:?} in:\n{text}");
     }
 
-    let text = tokio::task::spawn_blocking(move || s_client(addr, &bundle, Some((&good.0, &good.1))))
-        .await
-        .unwrap();
+    let text =
+        tokio::task::spawn_blocking(move || s_client(addr, &bundle, Some((&good.0, &good.1))))
+            .await
+            .unwrap();
     assert!(text.contains("ALPN protocol: weft-h2"), "{text}");
     assert!(!text.contains("alert"), "{text}");
     let metrics = server.metrics.render();
-    assert!(metrics.contains(r#"weft_inbound_connections_total{tls="mtls"} 1"#), "{metrics}");
-    assert!(metrics.contains(r#"weft_inbound_connections_total{tls="refused"} 3"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"weft_inbound_connections_total{tls="mtls"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"weft_inbound_connections_total{tls="refused"} 3"#),
+        "{metrics}"
+    );
 }
