@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 use crate::tls::TlsStore;
+use crate::transport::accept_loop;
 
 /// Changes the log filter at run time; returns an error message for a bad filter.
 pub type LogLevelSetter = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
@@ -37,31 +38,19 @@ pub struct Admin {
 
 impl Admin {
     pub async fn serve(self: Arc<Self>, listener: TcpListener, stop: CancellationToken) {
-        loop {
-            let (tcp, peer) = tokio::select! {
-                _ = stop.cancelled() => return,
-                accepted = listener.accept() => match accepted {
-                    Ok(conn) => conn,
-                    Err(e) => {
-                        tracing::warn!("admin accept failed: {e}");
-                        continue;
-                    }
-                },
-            };
-            let (admin, stop) = (self.clone(), stop.clone());
-            tokio::spawn(async move {
+        accept_loop(listener, "admin", stop, move |tcp, peer| {
+            let admin = self.clone();
+            async move {
                 let service = service_fn(move |req| {
                     let admin = admin.clone();
                     async move { Ok::<_, Infallible>(admin.route(req, peer).await) }
                 });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tcp), service);
-                tokio::select! {
-                    _ = stop.cancelled() => {}
-                    _ = conn => {}
-                }
-            });
-        }
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .await;
+            }
+        })
+        .await
     }
 
     async fn route(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {

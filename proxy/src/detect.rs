@@ -8,6 +8,10 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::net::TcpStream;
+
+use crate::metrics::Metrics;
+use crate::transport::PrefixedIo;
 
 /// What a connection was detected to speak.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +65,30 @@ pub async fn detect<T: AsyncRead + Unpin>(
             Ok(Ok(0)) => return Ok((Protocol::Opaque, buf.freeze())),
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(e),
+        }
+    }
+}
+
+/// Detects the protocol of an accepted connection and counts the result under `direction`.
+/// Returns the connection with the bytes read put back in front, or `None` if it failed.
+pub async fn accepted(
+    mut tcp: TcpStream,
+    timeout: Duration,
+    direction: &'static str,
+    metrics: &Metrics,
+) -> Option<(Protocol, PrefixedIo<TcpStream>)> {
+    match detect(&mut tcp, timeout).await {
+        Ok((protocol, prefix)) => {
+            metrics
+                .detections
+                .with_label_values(&[direction, protocol.label()])
+                .inc();
+            Some((protocol, PrefixedIo::new(prefix, tcp)))
+        }
+        Err(e) => {
+            let peer = tcp.peer_addr().ok();
+            tracing::debug!(?peer, direction, "connection failed during detection: {e}");
+            None
         }
     }
 }

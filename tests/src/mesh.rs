@@ -151,6 +151,50 @@ impl Mesh {
         }
     }
 
+    /// `server` in front of `app`, and `client` with one forward listener leading to it.
+    pub async fn sidecars(&self, client: &str, server: &str, app: SocketAddr) -> Sidecars {
+        let server_proxy = self.proxy(server, ProxyOptions::app(app)).await;
+        let client_proxy = self
+            .proxy(
+                client,
+                ProxyOptions::forward_to(vec![(identity(server), server_proxy.inbound_addr)]),
+            )
+            .await;
+        Sidecars {
+            client: client_proxy,
+            server: server_proxy,
+        }
+    }
+
+    /// A certificate for `account` from this mesh's CA, valid for the next minute.
+    pub fn client_cert(&self, account: &str) -> crate::tls_probe::ClientCert {
+        let now = SystemTime::now();
+        crate::tls_probe::mesh_cert_valid(
+            &self.dir.path().join("control-plane"),
+            &identity(account),
+            now - Duration::from_secs(60),
+            now + Duration::from_secs(60),
+        )
+    }
+
+    /// Connects to a proxy's inbound `addr` as `client` (with a valid mesh certificate), offering
+    /// the mesh protocol and expecting the server to prove `server`.
+    pub async fn probe_as(
+        &self,
+        client: &str,
+        addr: SocketAddr,
+        server: &str,
+    ) -> crate::tls_probe::Answer {
+        crate::tls_probe::probe(
+            addr,
+            weft_proxy::tls::alpn::MESH_H2,
+            &self.trust_bundle(),
+            &identity(server),
+            Some(self.client_cert(client)),
+        )
+        .await
+    }
+
     /// Starts a proxy for `account` and waits until it holds a certificate.
     pub async fn proxy(&self, account: &str, options: ProxyOptions) -> RunningProxy {
         let config = ProxyConfig::from_args(self.proxy_args(account, &options))
@@ -159,6 +203,13 @@ impl Mesh {
         wait_ready(&proxy).await;
         proxy
     }
+}
+
+/// A caller's sidecar forwarding to a server's sidecar, which fronts an app.
+pub struct Sidecars {
+    /// The caller's sidecar; `client.forward_addrs[0]` leads to the server.
+    pub client: RunningProxy,
+    pub server: RunningProxy,
 }
 
 /// Waits until `proxy` reports ready (it holds a valid certificate).

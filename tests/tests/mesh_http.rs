@@ -12,13 +12,8 @@ use weft_tests::{Mesh, ProxyOptions, clients};
 async fn http1_request_reaches_the_app_and_the_app_learns_the_callers_identity() {
     let mesh = Mesh::start(Duration::from_secs(3600)).await;
     let app = HttpApp::start("hello").await;
-    let server = mesh.proxy("hello", ProxyOptions::app(app.addr)).await;
-    let client = mesh
-        .proxy(
-            "web",
-            ProxyOptions::forward_to(vec![(identity("hello"), server.inbound_addr)]),
-        )
-        .await;
+    let weft_tests::mesh::Sidecars { client, server } =
+        mesh.sidecars("web", "hello", app.addr).await;
 
     let reply = clients::get(client.forward_addrs[0], "/greet", "hello.demo:8080")
         .await
@@ -55,13 +50,10 @@ async fn http2_keeps_authority_and_streams_both_ways_with_trailers() {
 
     let mesh = Mesh::start(Duration::from_secs(3600)).await;
     let app = HttpApp::start("grpc").await;
-    let server = mesh.proxy("server", ProxyOptions::app(app.addr)).await;
-    let client = mesh
-        .proxy(
-            "client",
-            ProxyOptions::forward_to(vec![(identity("server"), server.inbound_addr)]),
-        )
-        .await;
+    let weft_tests::mesh::Sidecars {
+        client,
+        server: _server,
+    } = mesh.sidecars("client", "server", app.addr).await;
 
     let mut h2 = clients::h2(client.forward_addrs[0]).await;
     let reply = clients::read(
@@ -130,13 +122,8 @@ fn tokio_stream_from<T: Send + 'static>(
 async fn many_app_connections_share_one_mesh_connection() {
     let mesh = Mesh::start(Duration::from_secs(3600)).await;
     let app = HttpApp::start("hello").await;
-    let server = mesh.proxy("hello", ProxyOptions::app(app.addr)).await;
-    let client = mesh
-        .proxy(
-            "web",
-            ProxyOptions::forward_to(vec![(identity("hello"), server.inbound_addr)]),
-        )
-        .await;
+    let weft_tests::mesh::Sidecars { client, server } =
+        mesh.sidecars("web", "hello", app.addr).await;
     let target = client.forward_addrs[0];
     let replies = futures_util::future::join_all(
         (0..40).map(|i| async move { clients::get(target, &format!("/{i}"), "hello.demo").await }),
@@ -162,13 +149,7 @@ async fn opaque_tcp_travels_through_the_mesh() {
 
     let mesh = Mesh::start(Duration::from_secs(3600)).await;
     let echo = weft_tests::apps::TcpEcho::start().await;
-    let server = mesh.proxy("db", ProxyOptions::app(echo.addr)).await;
-    let client = mesh
-        .proxy(
-            "web",
-            ProxyOptions::forward_to(vec![(identity("db"), server.inbound_addr)]),
-        )
-        .await;
+    let weft_tests::mesh::Sidecars { client, server } = mesh.sidecars("web", "db", echo.addr).await;
 
     let mut conn = tokio::net::TcpStream::connect(client.forward_addrs[0])
         .await

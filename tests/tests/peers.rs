@@ -20,13 +20,10 @@ async fn curl_speaks_http1_and_http2_through_the_mesh() {
     }
     let mesh = Mesh::start(HOUR).await;
     let app = HttpApp::start("hello").await;
-    let server = mesh.proxy("hello", ProxyOptions::app(app.addr)).await;
-    let client = mesh
-        .proxy(
-            "web",
-            ProxyOptions::forward_to(vec![(identity("hello"), server.inbound_addr)]),
-        )
-        .await;
+    let weft_tests::mesh::Sidecars {
+        client,
+        server: _server,
+    } = mesh.sidecars("web", "hello", app.addr).await;
     let url = format!("http://{}/from-curl", client.forward_addrs[0]);
 
     for (flag, version) in [

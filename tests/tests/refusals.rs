@@ -35,7 +35,7 @@ async fn mesh_connections_are_refused_for_a_missing_foreign_or_expired_certifica
     let now = SystemTime::now();
 
     // A good certificate is accepted (so the refusals below are about the certificate).
-    let good = mesh_cert_valid(&ca_dir, &identity("web"), now - HOUR, now + HOUR);
+    let good = mesh.client_cert("web");
     let answer = probe(
         server.inbound_addr,
         alpn::MESH_H2,

@@ -9,11 +9,10 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use weft_proxy::RunningProxy;
-use weft_proxy::tls::alpn;
 use weft_tests::apps::HttpApp;
-use weft_tests::mesh::{identity, wait_ready};
-use weft_tests::tls_probe::{Answer, mesh_cert_valid, probe};
-use weft_tests::{Mesh, ProxyOptions, clients, wait};
+use weft_tests::mesh::wait_ready;
+use weft_tests::tls_probe::Answer;
+use weft_tests::{Mesh, clients, wait};
 
 fn renewals(proxy: &RunningProxy) -> u64 {
     proxy.metrics.renewals.get()
@@ -23,13 +22,8 @@ fn renewals(proxy: &RunningProxy) -> u64 {
 async fn rotating_every_few_seconds_under_traffic_loses_no_request() {
     let mesh = Mesh::start(Duration::from_secs(3)).await;
     let app = HttpApp::start("hello").await;
-    let server = mesh.proxy("hello", ProxyOptions::app(app.addr)).await;
-    let client = mesh
-        .proxy(
-            "web",
-            ProxyOptions::forward_to(vec![(identity("hello"), server.inbound_addr)]),
-        )
-        .await;
+    let weft_tests::mesh::Sidecars { client, server } =
+        mesh.sidecars("web", "hello", app.addr).await;
     let first_serial = server.store.current().unwrap().info.serial.clone();
 
     let sent = Arc::new(AtomicUsize::new(0));
@@ -94,23 +88,7 @@ async fn rotating_every_few_seconds_under_traffic_loses_no_request() {
     // New handshakes use the newest certificate.
     let current = server.store.current().unwrap();
     assert_ne!(current.info.serial, first_serial);
-    let bundle = mesh.trust_bundle();
-    let now = SystemTime::now();
-    let cert = mesh_cert_valid(
-        &mesh.dir.path().join("control-plane"),
-        &identity("web"),
-        now - Duration::from_secs(60),
-        now + Duration::from_secs(60),
-    );
-    match probe(
-        server.inbound_addr,
-        alpn::MESH_H2,
-        &bundle,
-        &identity("hello"),
-        Some(cert),
-    )
-    .await
-    {
+    match mesh.probe_as("web", server.inbound_addr, "hello").await {
         Answer::Accepted { serial, .. } => {
             let newest = server.store.current().unwrap().info.serial.clone();
             assert_eq!(serial, newest, "the handshake used an old certificate");
@@ -135,13 +113,8 @@ async fn rotating_every_few_seconds_under_traffic_loses_no_request() {
 async fn without_a_control_plane_the_proxy_serves_until_expiry_then_recovers() {
     let mut mesh = Mesh::start(Duration::from_secs(4)).await;
     let app = HttpApp::start("hello").await;
-    let server = mesh.proxy("hello", ProxyOptions::app(app.addr)).await;
-    let client = mesh
-        .proxy(
-            "web",
-            ProxyOptions::forward_to(vec![(identity("hello"), server.inbound_addr)]),
-        )
-        .await;
+    let weft_tests::mesh::Sidecars { client, server } =
+        mesh.sidecars("web", "hello", app.addr).await;
     let target = client.forward_addrs[0];
     assert_eq!(
         clients::get(target, "/", "hello.demo")
@@ -186,23 +159,7 @@ async fn without_a_control_plane_the_proxy_serves_until_expiry_then_recovers() {
         || async { (SystemTime::now() > past_expiry).then_some(()) },
     )
     .await;
-    let bundle = mesh.trust_bundle();
-    let now = SystemTime::now();
-    let cert = mesh_cert_valid(
-        &mesh.dir.path().join("control-plane"),
-        &identity("web"),
-        now - Duration::from_secs(60),
-        now + Duration::from_secs(60),
-    );
-    match probe(
-        server.inbound_addr,
-        alpn::MESH_H2,
-        &bundle,
-        &identity("hello"),
-        Some(cert),
-    )
-    .await
-    {
+    match mesh.probe_as("web", server.inbound_addr, "hello").await {
         Answer::Refused(why) => assert!(why.contains("xpired"), "{why}"),
         accepted => panic!("a peer accepted an expired certificate: {accepted:?}"),
     }

@@ -23,7 +23,7 @@ use crate::detect::{self, Protocol};
 use crate::http_server::HttpVersion;
 use crate::metrics::Metrics;
 use crate::tls::{TlsStore, alpn, classify, peer_identity};
-use crate::transport::{PrefixedIo, splice};
+use crate::transport::{PrefixedIo, accept_loop, splice};
 
 /// How the inbound listener treats callers that are not mesh proxies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -49,51 +49,23 @@ pub struct Inbound {
 
 impl Inbound {
     pub async fn serve(self: Arc<Self>, listener: TcpListener, stop: CancellationToken) {
-        loop {
-            let (tcp, client) = tokio::select! {
-                _ = stop.cancelled() => return,
-                accepted = listener.accept() => match accepted {
-                    Ok(conn) => conn,
-                    Err(e) => {
-                        tracing::warn!("inbound accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        continue;
-                    }
-                },
-            };
-            let _ = tcp.set_nodelay(true);
-            let (inbound, stop) = (self.clone(), stop.clone());
-            tokio::spawn(async move {
-                tokio::select! {
-                    _ = stop.cancelled() => {}
-                    _ = inbound.handle(tcp, client, stop.clone()) => {}
-                }
-            });
-        }
+        let accepting = stop.clone();
+        accept_loop(listener, "inbound", accepting, move |tcp, client| {
+            self.clone().handle(tcp, client, stop.clone())
+        })
+        .await
     }
 
-    async fn handle(
-        self: Arc<Self>,
-        mut tcp: TcpStream,
-        client: SocketAddr,
-        stop: CancellationToken,
-    ) {
+    async fn handle(self: Arc<Self>, tcp: TcpStream, client: SocketAddr, stop: CancellationToken) {
         let Some(target) = self.app_addr else {
             tracing::warn!(%client, "no app address: the connection was not redirected and --inbound-app-addr is not set");
             return;
         };
-        let (protocol, prefix) = match detect::detect(&mut tcp, self.detect_timeout).await {
-            Ok(detected) => detected,
-            Err(e) => {
-                tracing::debug!(%client, "connection failed during detection: {e}");
-                return;
-            }
+        let Some((protocol, io)) =
+            detect::accepted(tcp, self.detect_timeout, "inbound", &self.metrics).await
+        else {
+            return;
         };
-        self.metrics
-            .detections
-            .with_label_values(&["inbound", protocol.label()])
-            .inc();
-        let io = PrefixedIo::new(prefix, tcp);
         let from_peer_proxy =
             matches!(&protocol, Protocol::Tls { alpn } if alpn::is_mesh(&as_slices(alpn)));
         if from_peer_proxy

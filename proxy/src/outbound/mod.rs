@@ -21,7 +21,7 @@ use crate::http_server::HttpVersion;
 use crate::metrics::Metrics;
 use crate::pool::H2Pool;
 use crate::tls::alpn;
-use crate::transport::{PrefixedIo, splice};
+use crate::transport::{PrefixedIo, accept_loop, splice};
 pub use destination::{Destination, Endpoint};
 use peer::PeerConnector;
 
@@ -56,48 +56,26 @@ impl Outbound {
         destination: Arc<Destination>,
         stop: CancellationToken,
     ) {
-        loop {
-            let (tcp, client) = tokio::select! {
-                _ = stop.cancelled() => return,
-                accepted = listener.accept() => match accepted {
-                    Ok(conn) => conn,
-                    Err(e) => {
-                        tracing::warn!("outbound accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        continue;
-                    }
-                },
-            };
-            let _ = tcp.set_nodelay(true);
-            let (outbound, destination, stop) = (self.clone(), destination.clone(), stop.clone());
-            tokio::spawn(async move {
-                tokio::select! {
-                    _ = stop.cancelled() => {}
-                    _ = outbound.handle(tcp, client, destination, stop.clone()) => {}
-                }
-            });
-        }
+        let accepting = stop.clone();
+        accept_loop(listener, "outbound", accepting, move |tcp, client| {
+            self.clone()
+                .handle(tcp, client, destination.clone(), stop.clone())
+        })
+        .await
     }
 
     async fn handle(
         self: Arc<Self>,
-        mut tcp: TcpStream,
+        tcp: TcpStream,
         client: SocketAddr,
         destination: Arc<Destination>,
         stop: CancellationToken,
     ) {
-        let (protocol, prefix) = match detect::detect(&mut tcp, self.detect_timeout).await {
-            Ok(detected) => detected,
-            Err(e) => {
-                tracing::debug!(%client, "connection failed during detection: {e}");
-                return;
-            }
+        let Some((protocol, io)) =
+            detect::accepted(tcp, self.detect_timeout, "outbound", &self.metrics).await
+        else {
+            return;
         };
-        self.metrics
-            .detections
-            .with_label_values(&["outbound", protocol.label()])
-            .inc();
-        let io = PrefixedIo::new(prefix, tcp);
         match protocol {
             Protocol::Http1 => {
                 self.count("http1");
