@@ -2,7 +2,10 @@
 //! weft needs nothing but cargo (no `protoc` on the machine).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/weft/identity/v1/identity.proto"];
+    let protos = [
+        "proto/weft/identity/v1/identity.proto",
+        "proto/weft/discovery/v1/discovery.proto",
+    ];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }

@@ -1,41 +1,48 @@
 //! The receiving proxy's clients for its own app on loopback.
 //!
-//! HTTP/1.x goes through hyper-util's pooled client (keep-alive connections, reused once a
-//! response is finished); HTTP/2 (gRPC) through one multiplexed connection per app port, which
-//! keeps the caller's `:authority` intact.
+//! HTTP/1.x goes through a pool of keep-alive connections ([`H1Pool`]); HTTP/2 (gRPC) through one
+//! multiplexed connection per app port, which keeps the caller's `:authority` intact.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use http::{Request, Response, Uri, Version};
-use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::sync::Arc;
+
+use http::uri::Authority;
+use http::{Request, Response, Version};
 use tokio::net::TcpStream;
 
 use crate::body::Body;
 use crate::errors::ProxyError;
+use crate::h1_pool::H1Pool;
+use crate::headers;
 use crate::pool::{Connector, H2Pool};
 
-const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Where the app listens, with its address pre-parsed for request URIs.
+#[derive(Debug, Clone)]
+pub struct AppTarget {
+    pub addr: SocketAddr,
+    authority: Authority,
+}
+
+impl AppTarget {
+    pub fn new(addr: SocketAddr) -> Self {
+        // A socket address always formats as a valid authority.
+        let authority = Authority::try_from(addr.to_string())
+            .expect("a socket address is a valid URI authority");
+        Self { addr, authority }
+    }
+}
 
 pub struct AppClient {
-    http1: Client<HttpConnector, Body>,
+    http1: Arc<H1Pool>,
     http2: H2Pool<AppConnector>,
 }
 
 impl AppClient {
     pub fn new(connect_timeout: Duration) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(connect_timeout));
-        let http1 = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(IDLE_TIMEOUT)
-            .pool_timer(TokioTimer::new())
-            .build(connector);
         Self {
-            http1,
+            http1: H1Pool::new(connect_timeout),
             http2: H2Pool::new(AppConnector { connect_timeout }),
         }
     }
@@ -43,40 +50,20 @@ impl AppClient {
     /// Sends `req` to the app at `target` in `version` (what the original client spoke).
     pub async fn send(
         &self,
-        target: SocketAddr,
+        target: &AppTarget,
         version: Version,
         mut req: Request<Body>,
-    ) -> Result<Response<Incoming>, ProxyError> {
+    ) -> Result<Response<Body>, ProxyError> {
         if version >= Version::HTTP_2 {
             *req.version_mut() = Version::HTTP_2;
-            return self.http2.send(&target, req).await;
+            let response = self.http2.send(&target.addr, req).await?;
+            return Ok(response.map(Body::Stream));
         }
-        // The URI picks the pooled connection; the app sees the original Host header.
-        let path = req
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
-        *req.uri_mut() = Uri::builder()
-            .scheme("http")
-            .authority(target.to_string())
-            .path_and_query(path)
-            .build()
+        // The app sees the original Host header; the URI is only for the request line.
+        *req.uri_mut() = headers::with_authority(req.uri().clone(), target.authority.clone())
             .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
         *req.version_mut() = version;
-        self.http1.request(req).await.map_err(|e| {
-            if e.is_connect() {
-                ProxyError::AppConnect {
-                    addr: target,
-                    detail: error_chain(&e),
-                }
-            } else {
-                ProxyError::AppHttp {
-                    addr: target,
-                    detail: error_chain(&e),
-                }
-            }
-        })
+        self.http1.send(target.addr, req).await
     }
 }
 

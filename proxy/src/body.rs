@@ -1,20 +1,69 @@
-//! One body type for everything the proxy sends: streamed bodies from either side and the short
+//! One body type for everything the proxy sends: bodies streamed from either side, and the short
 //! bodies of responses the proxy writes itself.
+//!
+//! An enum rather than a boxed trait object, because every request and response passes through
+//! here twice per proxy: boxing would cost an allocation each time.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+
+use crate::h1_pool::CheckIn;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-pub type Body = BoxBody<Bytes, BoxError>;
+
+#[derive(Debug)]
+pub enum Body {
+    /// Streamed from a peer or the app, frames and trailers as they arrive.
+    Stream(Incoming),
+    /// Streamed from the app over a pooled HTTP/1.1 connection, which goes back to the pool
+    /// when this body is dropped.
+    Pooled(Incoming, CheckIn),
+    /// Complete, produced by the proxy; `None` once sent.
+    Full(Option<Bytes>),
+}
 
 /// A streamed body received from a peer or the app.
-pub fn stream(incoming: hyper::body::Incoming) -> Body {
-    incoming.map_err(BoxError::from).boxed()
+pub fn stream(incoming: Incoming) -> Body {
+    Body::Stream(incoming)
 }
 
 /// A complete body the proxy produced.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed()
+    let bytes = bytes.into();
+    Body::Full((!bytes.is_empty()).then_some(bytes))
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            Body::Stream(incoming) | Body::Pooled(incoming, _) => {
+                Pin::new(incoming).poll_frame(cx).map_err(BoxError::from)
+            }
+            Body::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Stream(incoming) | Body::Pooled(incoming, _) => incoming.is_end_stream(),
+            Body::Full(bytes) => bytes.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Body::Stream(incoming) | Body::Pooled(incoming, _) => incoming.size_hint(),
+            Body::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+        }
+    }
 }

@@ -5,6 +5,7 @@
 //! receiving proxy speaks HTTP/1.x to its app again.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Uri, Version};
 
 /// Set on requests that the app sent as HTTP/1.x; removed before the request reaches the app.
@@ -28,6 +29,22 @@ const HOP_BY_HOP: [HeaderName; 6] = [
 /// Removes connection-specific headers (RFC 9110 §7.6.1), including those named in
 /// `Connection`, and any `TE` other than `trailers`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass over the names is cheaper than a lookup per name.
+    let any = headers.keys().any(|name| {
+        matches!(
+            name.as_str(),
+            "connection"
+                | "keep-alive"
+                | "proxy-connection"
+                | "transfer-encoding"
+                | "upgrade"
+                | "proxy-authorization"
+                | "te"
+        )
+    });
+    if !any {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -52,31 +69,28 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// Prepares a request from the app to travel as HTTP/2 to a peer proxy: absolute URI (authority
-/// from `Host`, or `fallback_authority`), `weft-orig-proto` for HTTP/1.x, no hop-by-hop headers.
-pub fn to_mesh<B>(req: &mut Request<B>, fallback_authority: &str) -> Result<(), String> {
+/// from `Host`, or `fallback_authority()`), `weft-orig-proto` for HTTP/1.x, no hop-by-hop headers.
+pub fn to_mesh<B>(
+    req: &mut Request<B>,
+    fallback_authority: impl FnOnce() -> String,
+) -> Result<(), String> {
     let version = req.version();
-    let authority = match req.uri().authority() {
-        Some(a) => a.to_string(),
-        None => match req.headers().get(header::HOST) {
-            Some(host) => host
-                .to_str()
-                .map_err(|_| "the Host header is not valid text".to_owned())?
-                .to_owned(),
-            None => fallback_authority.to_owned(),
-        },
-    };
-    let path = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/")
-        .to_owned();
-    *req.uri_mut() = Uri::builder()
-        .scheme(req.uri().scheme_str().unwrap_or("http"))
-        .authority(authority)
-        .path_and_query(path)
-        .build()
-        .map_err(|e| format!("cannot build the request URI: {e}"))?;
+    if req.uri().authority().is_none() {
+        let authority = match req.headers().get(header::HOST) {
+            Some(host) => Authority::try_from(host.as_bytes())
+                .map_err(|e| format!("the Host header is not a valid authority: {e}"))?,
+            None => Authority::try_from(fallback_authority())
+                .map_err(|e| format!("invalid destination authority: {e}"))?,
+        };
+        *req.uri_mut() = with_authority(req.uri().clone(), authority)
+            .map_err(|e| format!("cannot build the request URI: {e}"))?;
+    } else if req.uri().scheme().is_none() {
+        let authority = req.uri().authority().cloned();
+        if let Some(authority) = authority {
+            *req.uri_mut() = with_authority(req.uri().clone(), authority)
+                .map_err(|e| format!("cannot build the request URI: {e}"))?;
+        }
+    }
     strip_hop_by_hop(req.headers_mut());
     req.headers_mut().remove(header::HOST);
     if version < Version::HTTP_2 {
@@ -90,6 +104,19 @@ pub fn to_mesh<B>(req: &mut Request<B>, fallback_authority: &str) -> Result<(), 
     }
     *req.version_mut() = Version::HTTP_2;
     Ok(())
+}
+
+/// `uri` made absolute with `authority` (scheme `http` unless it has one), reusing its path.
+pub fn with_authority(uri: Uri, authority: Authority) -> Result<Uri, http::uri::InvalidUriParts> {
+    let mut parts = uri.into_parts();
+    if parts.scheme.is_none() {
+        parts.scheme = Some(Scheme::HTTP);
+    }
+    parts.authority = Some(authority);
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(PathAndQuery::from_static("/"));
+    }
+    Uri::from_parts(parts)
 }
 
 /// At the receiving proxy: the version the app expects, restored from `weft-orig-proto`.
@@ -133,7 +160,7 @@ mod tests {
             .header("accept", "*/*")
             .body(())
             .unwrap();
-        to_mesh(&mut req, "unused").unwrap();
+        to_mesh(&mut req, || "unused".to_owned()).unwrap();
         assert_eq!(req.uri(), "http://hello.demo:8080/hello?x=1");
         assert_eq!(req.version(), Version::HTTP_2);
         assert_eq!(req.headers()[ORIG_PROTO], "HTTP/1.1");
@@ -156,7 +183,7 @@ mod tests {
             .header("content-type", "application/grpc")
             .body(())
             .unwrap();
-        to_mesh(&mut req, "unused").unwrap();
+        to_mesh(&mut req, || "unused".to_owned()).unwrap();
         assert!(!req.headers().contains_key(ORIG_PROTO));
         assert_eq!(from_mesh(&mut req), Version::HTTP_2);
         assert!(!req.headers().contains_key("host"));
@@ -170,7 +197,7 @@ mod tests {
             .uri("/")
             .body(())
             .unwrap();
-        to_mesh(&mut req, "10.0.0.7:8080").unwrap();
+        to_mesh(&mut req, || "10.0.0.7:8080".to_owned()).unwrap();
         assert_eq!(req.uri(), "http://10.0.0.7:8080/");
         assert_eq!(req.headers()[ORIG_PROTO], "HTTP/1.0");
     }

@@ -13,6 +13,7 @@ pub mod build;
 pub mod config;
 pub mod detect;
 pub mod errors;
+pub mod h1_pool;
 pub mod headers;
 pub mod http_server;
 pub mod identity;

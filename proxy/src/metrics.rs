@@ -4,8 +4,10 @@
 //! Prometheus conventions: `weft_` prefix, base units, `_total` counters. Labels are bounded:
 //! identities and destinations come from the mesh's own configuration, not from request data.
 
+use std::sync::Mutex;
+
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
 
 pub struct Metrics {
@@ -26,6 +28,9 @@ pub struct Metrics {
     pub outbound_requests: IntCounterVec,
     /// `weft_request_duration_seconds{direction}`.
     pub request_duration: HistogramVec,
+    /// `request_duration` for `direction="inbound"` and `"outbound"`, resolved once.
+    pub inbound_duration: Histogram,
+    pub outbound_duration: Histogram,
     /// `weft_proxy_errors_total{direction,reason}`: requests and connections the proxy failed.
     pub proxy_errors: IntCounterVec,
     /// `weft_protocol_detections_total{direction,protocol}`.
@@ -41,7 +46,22 @@ fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "weft_request_duration_seconds",
+                "Time from receiving a request to receiving its response headers.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ]),
+            &["direction"],
+        )
+        .expect("metric definitions are valid");
         let metrics = Self {
+            inbound_duration: request_duration.with_label_values(&["inbound"]),
+            outbound_duration: request_duration.with_label_values(&["outbound"]),
+            request_duration,
             certify: counter(
                 "weft_identity_certify_total",
                 "Certificate requests to the control plane, by result.",
@@ -77,18 +97,6 @@ impl Metrics {
                 "HTTP requests sent by the local app, by destination and status code.",
                 &["destination", "status_code"],
             ),
-            request_duration: HistogramVec::new(
-                HistogramOpts::new(
-                    "weft_request_duration_seconds",
-                    "Time from receiving a request to receiving its response headers.",
-                )
-                .buckets(vec![
-                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                    10.0,
-                ]),
-                &["direction"],
-            )
-            .expect("metric definitions are valid"),
             proxy_errors: counter(
                 "weft_proxy_errors_total",
                 "Requests and connections the proxy could not carry, by direction and reason.",
@@ -135,6 +143,42 @@ impl Metrics {
             .encode_utf8(&self.registry.gather(), &mut out)
             .expect("encoding to a String cannot fail");
         out
+    }
+}
+
+/// Request counters by status code for one fixed first label (a caller or a destination),
+/// looked up once per status rather than hashed on every request.
+pub struct StatusCounters {
+    family: IntCounterVec,
+    label: String,
+    resolved: Mutex<Vec<(u16, IntCounter)>>,
+}
+
+impl StatusCounters {
+    pub fn new(family: &IntCounterVec, label: String) -> Self {
+        Self {
+            family: family.clone(),
+            label,
+            resolved: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    pub fn inc(&self, status: http::StatusCode) {
+        let code = status.as_u16();
+        let mut resolved = self.resolved.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, counter)) = resolved.iter().find(|(c, _)| *c == code) {
+            counter.inc();
+            return;
+        }
+        let counter = self
+            .family
+            .with_label_values(&[self.label.as_str(), status.as_str()]);
+        counter.inc();
+        resolved.push((code, counter));
     }
 }
 

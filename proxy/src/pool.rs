@@ -17,6 +17,7 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwapOption;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
@@ -57,8 +58,29 @@ pub struct H2Pool<C: Connector> {
 
 #[derive(Default)]
 struct Slot {
-    /// The connection's sender and the connector generation it was made in.
-    sender: tokio::sync::Mutex<Option<(u64, SendRequest<Body>)>>,
+    /// The connection new requests go to, read without locking on every request.
+    current: ArcSwapOption<Conn>,
+    /// Held by the one caller that is connecting; the others wait for its connection.
+    connecting: tokio::sync::Mutex<()>,
+}
+
+struct Conn {
+    /// The connector generation the connection was made in.
+    generation: u64,
+    sender: SendRequest<Body>,
+}
+
+impl Slot {
+    /// The sender of the current connection, if it is open and of this generation.
+    fn usable(&self, generation: u64) -> Option<SendRequest<Body>> {
+        let current = self.current.load();
+        match current.as_deref() {
+            Some(conn) if conn.generation == generation && !conn.sender.is_closed() => {
+                Some(conn.sender.clone())
+            }
+            _ => None,
+        }
+    }
 }
 
 impl<C: Connector> H2Pool<C> {
@@ -99,15 +121,30 @@ impl<C: Connector> H2Pool<C> {
     async fn sender(&self, key: &C::Key) -> Result<SendRequest<Body>, ProxyError> {
         let slot = {
             let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-            slots.entry(key.clone()).or_default().clone()
+            match slots.get(key) {
+                Some(slot) => slot.clone(),
+                None => slots.entry(key.clone()).or_default().clone(),
+            }
         };
-        let mut current = slot.sender.lock().await;
         let generation = self.connector.generation();
-        if let Some((made_in, sender)) = current.as_ref()
-            && *made_in == generation
-            && !sender.is_closed()
-        {
-            return Ok(sender.clone());
+        if let Some(sender) = slot.usable(generation) {
+            return Ok(sender);
+        }
+        // Rare, and its future is large (TLS and HTTP/2 handshakes): boxed, so that the future
+        // of every request stays small and cheap to move.
+        Box::pin(self.connect(&slot, key, generation)).await
+    }
+
+    async fn connect(
+        &self,
+        slot: &Slot,
+        key: &C::Key,
+        generation: u64,
+    ) -> Result<SendRequest<Body>, ProxyError> {
+        let _connecting = slot.connecting.lock().await;
+        // Whoever held the lock before may have connected already.
+        if let Some(sender) = slot.usable(generation) {
+            return Ok(sender);
         }
         let io = self.connector.connect(key).await?;
         let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
@@ -126,7 +163,10 @@ impl<C: Connector> H2Pool<C> {
                 tracing::debug!(destination = %label, "HTTP/2 connection ended: {e}");
             }
         });
-        *current = Some((generation, sender.clone()));
+        slot.current.store(Some(Arc::new(Conn {
+            generation,
+            sender: sender.clone(),
+        })));
         Ok(sender)
     }
 }

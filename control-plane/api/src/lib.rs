@@ -10,6 +10,12 @@ pub mod identity {
     tonic::include_proto!("weft.identity.v1");
 }
 
+/// `weft.discovery.v1`: destination resolution as a live stream.
+pub mod discovery {
+    #![allow(clippy::all, missing_docs, unreachable_pub)]
+    tonic::include_proto!("weft.discovery.v1");
+}
+
 /// The gRPC port the control plane listens on.
 pub const CONTROL_PLANE_PORT: u16 = 15010;
 

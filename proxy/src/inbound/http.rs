@@ -12,9 +12,11 @@ use tokio_util::sync::CancellationToken;
 use weft_certs::SpiffeId;
 
 use super::{Inbound, client_label};
+use crate::app_client::AppTarget;
 use crate::body::{self, Body};
 use crate::headers;
 use crate::http_server::{self, HttpVersion};
+use crate::metrics::StatusCounters;
 
 pub async fn serve<I>(
     inbound: Arc<Inbound>,
@@ -30,9 +32,12 @@ pub async fn serve<I>(
         identity_header: identity
             .as_ref()
             .and_then(|id| HeaderValue::from_str(&id.to_string()).ok()),
-        label: client_label(identity.as_ref()),
+        requests: StatusCounters::new(
+            &inbound.metrics.inbound_requests,
+            client_label(identity.as_ref()),
+        ),
         inbound,
-        target,
+        target: AppTarget::new(target),
     });
     http_server::serve(io, version, stop, move |req| {
         let context = context.clone();
@@ -44,8 +49,9 @@ pub async fn serve<I>(
 struct Context {
     inbound: Arc<Inbound>,
     identity_header: Option<HeaderValue>,
-    label: String,
-    target: SocketAddr,
+    /// `weft_inbound_requests_total` for this caller.
+    requests: StatusCounters,
+    target: AppTarget,
 }
 
 impl Context {
@@ -65,28 +71,23 @@ impl Context {
         headers::strip_hop_by_hop(req.headers_mut());
 
         let metrics = &self.inbound.metrics;
-        let response = match self.inbound.app.send(self.target, version, req).await {
-            Ok(response) => {
-                let (mut parts, incoming) = response.into_parts();
-                headers::strip_hop_by_hop(&mut parts.headers);
-                Response::from_parts(parts, body::stream(incoming))
+        let response = match self.inbound.app.send(&self.target, version, req).await {
+            Ok(mut response) => {
+                headers::strip_hop_by_hop(response.headers_mut());
+                response
             }
             Err(e) => {
                 metrics
                     .proxy_errors
                     .with_label_values(&["inbound", e.reason()])
                     .inc();
-                tracing::warn!(client = %self.label, "{e}");
+                tracing::warn!(client = %self.requests.label(), "{e}");
                 e.response(grpc)
             }
         };
+        self.requests.inc(response.status());
         metrics
-            .inbound_requests
-            .with_label_values(&[self.label.as_str(), response.status().as_str()])
-            .inc();
-        metrics
-            .request_duration
-            .with_label_values(&["inbound"])
+            .inbound_duration
             .observe(started.elapsed().as_secs_f64());
         response
     }

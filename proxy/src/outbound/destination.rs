@@ -9,16 +9,35 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use weft_certs::SpiffeId;
 
 /// A peer proxy: where to connect, and who must answer.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     pub addr: SocketAddr,
     pub identity: SpiffeId,
+    /// `identity` as a `weft-server-identity` value, made once.
+    identity_header: Option<http::HeaderValue>,
+}
+
+/// Hashes the address only: it is what tells endpoints apart, and hashing the identity's strings
+/// on every request (the pool looks endpoints up per request) would cost for nothing.
+impl std::hash::Hash for Endpoint {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.addr.hash(state);
+    }
 }
 
 impl Endpoint {
+    pub fn new(addr: SocketAddr, identity: SpiffeId) -> Self {
+        let identity_header = http::HeaderValue::from_str(&identity.to_string()).ok();
+        Self {
+            addr,
+            identity,
+            identity_header,
+        }
+    }
+
     /// The identity as a header value, for `weft-server-identity`.
-    pub fn identity_header(&self) -> Option<http::HeaderValue> {
-        http::HeaderValue::from_str(&self.identity.to_string()).ok()
+    pub fn identity_header(&self) -> Option<&http::HeaderValue> {
+        self.identity_header.as_ref()
     }
 }
 
@@ -42,7 +61,7 @@ impl FromStr for Endpoint {
         let addr = addr
             .parse()
             .map_err(|e| format!("endpoint {text:?}: address {addr:?}: {e}"))?;
-        Ok(Self { addr, identity })
+        Ok(Self::new(addr, identity))
     }
 }
 

@@ -14,6 +14,7 @@ use crate::body::{self, Body};
 use crate::errors::ProxyError;
 use crate::headers;
 use crate::http_server::{self, HttpVersion};
+use crate::metrics::StatusCounters;
 
 pub async fn serve<I>(
     outbound: Arc<Outbound>,
@@ -24,38 +25,48 @@ pub async fn serve<I>(
 ) where
     I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
+    let context = Arc::new(Context {
+        requests: StatusCounters::new(
+            &outbound.metrics.outbound_requests,
+            destination.name.clone(),
+        ),
+        outbound,
+        destination,
+    });
     http_server::serve(io, version, stop, move |req| {
-        let (outbound, destination) = (outbound.clone(), destination.clone());
-        async move { handle(&outbound, &destination, req).await }
+        let context = context.clone();
+        async move { context.handle(req).await }
     })
     .await
 }
 
-async fn handle(
-    outbound: &Outbound,
-    destination: &Destination,
-    req: Request<Incoming>,
-) -> Response<Body> {
-    let started = Instant::now();
-    let grpc = headers::is_grpc(&req);
-    let response = match forward(outbound, destination, req).await {
-        Ok(response) => response.map(body::stream),
-        Err(e) => {
-            outbound.error(e.reason());
-            tracing::warn!(destination = %destination.name, "{e}");
-            e.response(grpc)
-        }
-    };
-    let metrics = &outbound.metrics;
-    metrics
-        .outbound_requests
-        .with_label_values(&[destination.name.as_str(), response.status().as_str()])
-        .inc();
-    metrics
-        .request_duration
-        .with_label_values(&["outbound"])
-        .observe(started.elapsed().as_secs_f64());
-    response
+/// One app connection's requests to one destination.
+struct Context {
+    outbound: Arc<Outbound>,
+    destination: Arc<Destination>,
+    /// `weft_outbound_requests_total` for this destination.
+    requests: StatusCounters,
+}
+
+impl Context {
+    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        let started = Instant::now();
+        let grpc = headers::is_grpc(&req);
+        let response = match forward(&self.outbound, &self.destination, req).await {
+            Ok(response) => response.map(body::stream),
+            Err(e) => {
+                self.outbound.error(e.reason());
+                tracing::warn!(destination = %self.destination.name, "{e}");
+                e.response(grpc)
+            }
+        };
+        self.requests.inc(response.status());
+        self.outbound
+            .metrics
+            .outbound_duration
+            .observe(started.elapsed().as_secs_f64());
+        response
+    }
 }
 
 async fn forward(
@@ -67,12 +78,12 @@ async fn forward(
         .pick()
         .ok_or_else(|| ProxyError::NoEndpoints(destination.name.clone()))?;
     let mut req = req.map(body::stream);
-    headers::to_mesh(&mut req, &endpoint.addr.to_string()).map_err(ProxyError::BadRequest)?;
+    headers::to_mesh(&mut req, || endpoint.addr.to_string()).map_err(ProxyError::BadRequest)?;
     let mut response = outbound.pool.send(endpoint, req).await?;
     if let Some(identity) = endpoint.identity_header() {
         response
             .headers_mut()
-            .insert(headers::SERVER_IDENTITY, identity);
+            .insert(headers::SERVER_IDENTITY, identity.clone());
     }
     Ok(response)
 }

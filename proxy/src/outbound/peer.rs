@@ -63,6 +63,6 @@ impl Connector for PeerConnector {
 
     /// Connections follow certificate rotations.
     fn generation(&self) -> u64 {
-        self.store.current().map(|c| c.generation).unwrap_or(0)
+        self.store.generation()
     }
 }

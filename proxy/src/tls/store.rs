@@ -8,6 +8,7 @@
 //! never leaves this struct; only CSRs do.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -103,6 +104,8 @@ pub struct TlsStore {
     anchors: TrustBundle,
     current: ArcSwapOption<Credentials>,
     generation: watch::Sender<u64>,
+    /// The generation of `current`, readable without a lock (the pool asks per request).
+    installed: AtomicU64,
 }
 
 impl TlsStore {
@@ -125,6 +128,7 @@ impl TlsStore {
             anchors,
             current: ArcSwapOption::empty(),
             generation: watch::Sender::new(0),
+            installed: AtomicU64::new(0),
         })
     }
 
@@ -142,6 +146,11 @@ impl TlsStore {
     /// The credentials in force, or `None` before the first certificate.
     pub fn current(&self) -> Option<Arc<Credentials>> {
         self.current.load_full()
+    }
+
+    /// The generation of the credentials in force (0 before the first certificate).
+    pub fn generation(&self) -> u64 {
+        self.installed.load(Ordering::Acquire)
     }
 
     /// Notified with the generation number whenever a certificate is installed.
@@ -219,6 +228,7 @@ impl TlsStore {
             provider: self.provider.clone(),
         });
         self.current.store(Some(credentials.clone()));
+        self.installed.store(generation, Ordering::Release);
         self.generation.send_replace(generation);
         Ok(credentials)
     }
