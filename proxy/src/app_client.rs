@@ -8,29 +8,26 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use http::uri::Authority;
-use http::{Request, Response, Version};
+use http::uri::PathAndQuery;
+use http::{Request, Response, Uri, Version};
 use tokio::net::TcpStream;
 
 use crate::body::Body;
 use crate::errors::ProxyError;
 use crate::h1_pool::H1Pool;
-use crate::headers;
 use crate::pool::{Connector, H2Pool};
+use crate::upgrade;
+use hyper::upgrade::OnUpgrade;
 
-/// Where the app listens, with its address pre-parsed for request URIs.
+/// Where the app listens.
 #[derive(Debug, Clone)]
 pub struct AppTarget {
     pub addr: SocketAddr,
-    authority: Authority,
 }
 
 impl AppTarget {
     pub fn new(addr: SocketAddr) -> Self {
-        // A socket address always formats as a valid authority.
-        let authority = Authority::try_from(addr.to_string())
-            .expect("a socket address is a valid URI authority");
-        Self { addr, authority }
+        Self { addr }
     }
 }
 
@@ -59,12 +56,40 @@ impl AppClient {
             let response = self.http2.send(&target.addr, req).await?;
             return Ok(response.map(Body::Stream));
         }
-        // The app sees the original Host header; the URI is only for the request line.
-        *req.uri_mut() = headers::with_authority(req.uri().clone(), target.authority.clone())
-            .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
+        *req.uri_mut() = origin_form(req.uri());
         *req.version_mut() = version;
         self.http1.send(target.addr, req).await
     }
+
+    /// Sends an HTTP/1.1 upgrade request on a connection of its own (see [`upgrade`]).
+    pub async fn upgrade(
+        &self,
+        target: &AppTarget,
+        mut req: Request<Body>,
+        caller: OnUpgrade,
+    ) -> Result<Response<Body>, ProxyError> {
+        *req.uri_mut() = origin_form(req.uri());
+        *req.version_mut() = Version::HTTP_11;
+        let tcp = self.http2.connector().connect(&target.addr).await?;
+        let response =
+            upgrade::forward(tcp, req, caller)
+                .await
+                .map_err(|e| ProxyError::AppHttp {
+                    addr: target.addr,
+                    detail: error_chain(&e),
+                })?;
+        Ok(response.map(Body::Stream))
+    }
+}
+
+/// HTTP/1 servers expect the origin form (`/path?query`) with the authority in `Host`, which
+/// the caller's proxy kept; some (Python's http.server) misread an absolute URI.
+fn origin_form(uri: &Uri) -> Uri {
+    let origin = uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    Uri::from(origin)
 }
 
 struct AppConnector {

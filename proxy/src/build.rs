@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::{Admin, LogLevelSetter};
 use crate::app_client::AppClient;
 use crate::config::ProxyConfig;
+use crate::discovery::Discovery;
 use crate::identity::{IdentityClient, control_plane};
 use crate::inbound::Inbound;
 use crate::metrics::Metrics;
@@ -21,6 +22,8 @@ use crate::tls::TlsStore;
 pub struct RunningProxy {
     pub inbound_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    /// The outbound listener for intercepted connections, if any.
+    pub outbound_addr: Option<SocketAddr>,
     /// The bound address of each `--forward` listener, in order.
     pub forward_addrs: Vec<SocketAddr>,
     pub store: Arc<TlsStore>,
@@ -93,6 +96,11 @@ pub async fn start(
     for forward in config.forwards {
         forward_listeners.push((bind("forward", forward.listen).await?, forward.destination));
     }
+    let outbound_listener = match config.outbound_listen {
+        Some(addr) => Some(bind("outbound", addr).await?),
+        None => None,
+    };
+    let outbound_addr = outbound_listener.as_ref().map(local_addr).transpose()?;
     let inbound_addr = local_addr(&inbound_listener)?;
     let admin_addr = local_addr(&admin_listener)?;
     let forward_addrs = forward_listeners
@@ -100,6 +108,11 @@ pub async fn start(
         .map(|(l, _)| local_addr(l))
         .collect::<Result<Vec<_>, _>>()?;
 
+    let discovery = Arc::new(Discovery::new(
+        channel.clone(),
+        metrics.clone(),
+        stop.clone(),
+    ));
     let identity = IdentityClient::new(store.clone(), channel, config.token, metrics.clone());
     let inbound = Arc::new(Inbound {
         store: store.clone(),
@@ -112,12 +125,16 @@ pub async fn start(
         app: AppClient::new(config.connect_timeout),
         metrics: metrics.clone(),
     });
-    let outbound = Arc::new(Outbound::new(
+    let mut outbound = Outbound::new(
         store.clone(),
         config.connect_timeout,
         config.detect_timeout,
         metrics.clone(),
-    ));
+    );
+    outbound.discovery = Some(discovery);
+    outbound.opaque_ports = config.opaque_ports;
+    outbound.unknown_destinations = config.unknown_destinations;
+    let outbound = Arc::new(outbound);
     let admin = Arc::new(Admin {
         store: store.clone(),
         metrics: metrics.clone(),
@@ -130,6 +147,11 @@ pub async fn start(
         tokio::spawn(inbound.serve(inbound_listener, stop.clone())),
         tokio::spawn(admin.serve(admin_listener, stop.clone())),
     ];
+    if let Some(listener) = outbound_listener {
+        tasks.push(tokio::spawn(
+            outbound.clone().serve_intercepted(listener, stop.clone()),
+        ));
+    }
     for (listener, destination) in forward_listeners {
         tasks.push(tokio::spawn(outbound.clone().serve_forward(
             listener,
@@ -141,12 +163,14 @@ pub async fn start(
         identity = %store.identity(),
         %inbound_addr,
         %admin_addr,
+        outbound_addr = ?outbound_addr,
         forwards = ?forward_addrs,
         "proxy started; requesting a certificate"
     );
     Ok(RunningProxy {
         inbound_addr,
         admin_addr,
+        outbound_addr,
         forward_addrs,
         store,
         metrics,
@@ -178,6 +202,9 @@ fn summary(config: &ProxyConfig) -> serde_json::Value {
         "inbound_mode": config.inbound_mode,
         "inbound_app_addr": config.inbound_app_addr.map(|a| a.to_string()),
         "admin_listen": config.admin_listen.to_string(),
+        "outbound_listen": config.outbound_listen.map(|a| a.to_string()),
+        "opaque_ports": config.opaque_ports,
+        "unknown_destinations": config.unknown_destinations,
         "forwards": config.forwards.iter().map(|f| serde_json::json!({
             "listen": f.listen.to_string(),
             "endpoints": f.destination.endpoints().iter().map(ToString::to_string).collect::<Vec<_>>(),

@@ -57,6 +57,25 @@ pub struct ProxyArgs {
     #[arg(long, env = "WEFT_INBOUND_APP_ADDR")]
     pub inbound_app_addr: Option<String>,
 
+    /// Outbound listener for the app's intercepted connections (iptables redirects them here);
+    /// `off` for none (a proxy used only through --forward listeners).
+    #[arg(long, env = "WEFT_OUTBOUND_LISTEN", default_value = "127.0.0.1:15001")]
+    pub outbound_listen: Option<String>,
+
+    /// Ports whose protocol is never sniffed (server-speaks-first or binary protocols): their
+    /// connections are carried as TCP at once. Comma-separated; discovery can add more.
+    #[arg(
+        long,
+        env = "WEFT_OPAQUE_PORTS",
+        default_value = "25,587,3306,4444,5432,6379,9300,11211"
+    )]
+    pub opaque_ports: String,
+
+    /// What to do with intercepted connections to addresses no mesh service claims:
+    /// passthrough (plain TCP to the original destination) or refuse (close them).
+    #[arg(long, env = "WEFT_UNKNOWN_DESTINATIONS", default_value = "passthrough")]
+    pub unknown_destinations: Option<String>,
+
     /// Admin server: /live, /ready, /metrics, /identity, /config, /log-level.
     #[arg(long, env = "WEFT_ADMIN_LISTEN", default_value = "0.0.0.0:15000")]
     pub admin_listen: String,
@@ -95,6 +114,9 @@ pub struct ProxyConfig {
     pub inbound_mode: InboundMode,
     pub inbound_app_addr: Option<SocketAddr>,
     pub admin_listen: SocketAddr,
+    pub outbound_listen: Option<SocketAddr>,
+    pub opaque_ports: Vec<u16>,
+    pub unknown_destinations: UnknownDestinations,
     pub forwards: Vec<Forward>,
     pub detect_timeout: Duration,
     pub connect_timeout: Duration,
@@ -144,6 +166,21 @@ impl ProxyConfig {
             None => Some(None),
         };
         let admin_listen = problems.check(socket_addr(&args.admin_listen, "--admin-listen"));
+        let outbound_listen = match args.outbound_listen.as_deref().map(str::trim) {
+            None | Some("off") | Some("") => Some(None),
+            Some(text) => problems
+                .check(socket_addr(text, "--outbound-listen"))
+                .map(Some),
+        };
+        let opaque_ports = problems.check(ports(&args.opaque_ports, "--opaque-ports"));
+        let unknown_destinations =
+            problems.check(match args.unknown_destinations.as_deref().map(str::trim) {
+                None | Some("passthrough") => Ok(UnknownDestinations::Passthrough),
+                Some("refuse") => Ok(UnknownDestinations::Refuse),
+                Some(other) => Err(format!(
+                    "--unknown-destinations {other:?}: expected passthrough or refuse"
+                )),
+            });
         let forwards: Vec<Option<Forward>> = args
             .forward
             .iter()
@@ -164,6 +201,7 @@ impl ProxyConfig {
             admin_listen,
             detect_timeout,
             connect_timeout,
+            (outbound_listen, opaque_ports, unknown_destinations),
         ) {
             (
                 Some(identity),
@@ -177,6 +215,7 @@ impl ProxyConfig {
                 Some(admin_listen),
                 Some(detect_timeout),
                 Some(connect_timeout),
+                (Some(outbound_listen), Some(opaque_ports), Some(unknown_destinations)),
             ) if problems.0.is_empty() => Ok(Self {
                 identity,
                 control_plane_addr,
@@ -187,6 +226,9 @@ impl ProxyConfig {
                 inbound_mode,
                 inbound_app_addr,
                 admin_listen,
+                outbound_listen,
+                opaque_ports,
+                unknown_destinations,
                 forwards: forwards.into_iter().flatten().collect(),
                 detect_timeout,
                 connect_timeout,
@@ -194,6 +236,16 @@ impl ProxyConfig {
             _ => Err(problems.0),
         }
     }
+}
+
+/// What the outbound side does with destinations that are not part of the mesh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownDestinations {
+    /// Plain TCP to the original destination, as if there were no proxy.
+    Passthrough,
+    /// Close the connection: the pod may only talk to mesh services.
+    Refuse,
 }
 
 /// Collects one message per bad setting.
@@ -216,6 +268,17 @@ fn required(value: &Option<String>, flag: &str) -> Result<String, String> {
 fn socket_addr(text: &str, flag: &str) -> Result<SocketAddr, String> {
     text.parse()
         .map_err(|e| format!("{flag} {text:?}: {e} (expected IP:PORT)"))
+}
+
+fn ports(text: &str, flag: &str) -> Result<Vec<u16>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.parse::<u16>() {
+            Ok(port) if port > 0 => Ok(port),
+            _ => Err(format!("{flag} {text:?}: {p:?} is not a port (1-65535)")),
+        })
+        .collect()
 }
 
 fn duration(text: &str, flag: &str) -> Result<Duration, String> {
@@ -282,6 +345,9 @@ mod tests {
             forward: vec!["127.0.0.1:4140=hello".into()],
             detect_timeout: "fast".into(),
             connect_timeout: "1s".into(),
+            outbound_listen: Some("localhost:15001".into()),
+            opaque_ports: "25,smtp".into(),
+            unknown_destinations: Some("allow".into()),
             ..ProxyArgs::default()
         };
         let errors = ProxyConfig::from_args(args).unwrap_err();
@@ -295,9 +361,12 @@ mod tests {
             "--inbound-mode \"lenient\": expected permissive or strict",
             "--forward \"127.0.0.1:4140=hello\": endpoint \"hello\" is not IDENTITY@ADDRESS",
             "--detect-timeout \"fast\"",
+            "--outbound-listen \"localhost:15001\"",
+            "--opaque-ports \"25,smtp\": \"smtp\" is not a port",
+            "--unknown-destinations \"allow\": expected passthrough or refuse",
         ] {
             assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
         }
-        assert_eq!(errors.len(), 8, "{all}");
+        assert_eq!(errors.len(), 11, "{all}");
     }
 }

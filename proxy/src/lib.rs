@@ -8,10 +8,12 @@
 
 pub mod admin;
 pub mod app_client;
+pub mod balance;
 pub mod body;
 pub mod build;
 pub mod config;
 pub mod detect;
+pub mod discovery;
 pub mod errors;
 pub mod h1_pool;
 pub mod headers;
@@ -24,6 +26,7 @@ pub mod outbound;
 pub mod pool;
 pub mod tls;
 pub mod transport;
+pub mod upgrade;
 
 pub use build::{RunningProxy, StartError, start};
 pub use config::{ProxyArgs, ProxyConfig};

@@ -20,7 +20,7 @@ pub struct Metrics {
     pub tls_handshake_errors: IntCounterVec,
     /// `weft_inbound_connections_total{tls}`: mtls, plaintext, passthrough or refused.
     pub inbound_connections: IntCounterVec,
-    /// `weft_outbound_connections_total{protocol}`: http1, http2 or opaque.
+    /// `weft_outbound_connections_total{protocol}`: http1, http2, opaque, passthrough or refused.
     pub outbound_connections: IntCounterVec,
     /// `weft_inbound_requests_total{client_identity,status_code}`.
     pub inbound_requests: IntCounterVec,
@@ -37,6 +37,12 @@ pub struct Metrics {
     pub detections: IntCounterVec,
     /// `weft_identity_renewals_total`: certificates installed after the first.
     pub renewals: IntCounter,
+    /// `weft_discovery_watches`: destination addresses being watched.
+    pub discovery_watches: IntGauge,
+    /// `weft_discovery_updates_total`: answers received from the control plane.
+    pub discovery_updates: IntCounter,
+    /// `weft_discovery_stream_errors_total{reason}`: watches that ended and were retried.
+    pub discovery_errors: IntCounterVec,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -112,6 +118,21 @@ impl Metrics {
                 "Certificates installed after the first one (rotations).",
             )
             .expect("metric definitions are valid"),
+            discovery_watches: IntGauge::new(
+                "weft_discovery_watches",
+                "Destination addresses this proxy watches through discovery.",
+            )
+            .expect("metric definitions are valid"),
+            discovery_updates: IntCounter::new(
+                "weft_discovery_updates_total",
+                "Discovery answers received from the control plane.",
+            )
+            .expect("metric definitions are valid"),
+            discovery_errors: counter(
+                "weft_discovery_stream_errors_total",
+                "Discovery watches that ended (and were retried), by reason.",
+                &["reason"],
+            ),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -126,6 +147,9 @@ impl Metrics {
             Box::new(metrics.proxy_errors.clone()),
             Box::new(metrics.detections.clone()),
             Box::new(metrics.renewals.clone()),
+            Box::new(metrics.discovery_watches.clone()),
+            Box::new(metrics.discovery_updates.clone()),
+            Box::new(metrics.discovery_errors.clone()),
         ];
         for collector in collectors {
             metrics

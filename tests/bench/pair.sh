@@ -43,7 +43,7 @@ printf 'apiVersion: weft.dev/v1alpha1\nkind: BootstrapTokens\ntokens:\n  - ident
 "$bin/weft-control-plane" --listen 127.0.0.1:18010 --admin-listen 127.0.0.1:18014 --data-dir "$W/cp" \
   --bootstrap-tokens tokens.yaml --cert-ttl 1h 2> cp.log & pids+=($!)
 for _ in $(seq 100); do [ -f "$W/cp/trust-bundle.pem" ] && curl -sf 127.0.0.1:18014/ready >/dev/null && break; sleep 0.1; done
-common=(--control-plane-addr 127.0.0.1:18010 --trust-anchors "$W/cp/trust-bundle.pem" --log warn)
+common=(--control-plane-addr 127.0.0.1:18010 --trust-anchors "$W/cp/trust-bundle.pem" --outbound-listen off --log warn)
 WEFT_TOKEN=bench-server-token-0123456789 "$bin/weft-proxy" "${common[@]}" \
   --identity spiffe://cluster.local/ns/bench/sa/server --inbound-listen 127.0.0.1:18106 \
   --inbound-app-addr 127.0.0.1:18080 --admin-listen 127.0.0.1:18100 2> server.log & server_pid=$!; pids+=($server_pid)

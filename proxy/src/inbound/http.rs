@@ -17,6 +17,7 @@ use crate::body::{self, Body};
 use crate::headers;
 use crate::http_server::{self, HttpVersion};
 use crate::metrics::StatusCounters;
+use crate::upgrade;
 
 pub async fn serve<I>(
     inbound: Arc<Inbound>,
@@ -55,9 +56,11 @@ struct Context {
 }
 
 impl Context {
-    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+    async fn handle(&self, mut req: Request<Incoming>) -> Response<Body> {
         let started = Instant::now();
         let grpc = headers::is_grpc(&req);
+        let upgrade =
+            upgrade::requested(&req).map(|protocol| (protocol, hyper::upgrade::on(&mut req)));
         let (mut parts, incoming) = req.into_parts();
         // Only this proxy may say who the caller is.
         parts.headers.remove(headers::CLIENT_IDENTITY);
@@ -71,9 +74,19 @@ impl Context {
         headers::strip_hop_by_hop(req.headers_mut());
 
         let metrics = &self.inbound.metrics;
-        let response = match self.inbound.app.send(&self.target, version, req).await {
+        let sent = match upgrade {
+            Some((protocol, caller)) => {
+                upgrade::restore(&mut req, protocol);
+                Box::pin(self.inbound.app.upgrade(&self.target, req, caller)).await
+            }
+            None => self.inbound.app.send(&self.target, version, req).await,
+        };
+        let response = match sent {
             Ok(mut response) => {
-                headers::strip_hop_by_hop(response.headers_mut());
+                // A 101 keeps `Connection`/`Upgrade`: they are what it answers.
+                if response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+                    headers::strip_hop_by_hop(response.headers_mut());
+                }
                 response
             }
             Err(e) => {

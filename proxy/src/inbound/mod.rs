@@ -8,7 +8,7 @@
 mod http;
 mod refuse;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +23,7 @@ use crate::detect::{self, Protocol};
 use crate::http_server::HttpVersion;
 use crate::metrics::Metrics;
 use crate::tls::{TlsStore, alpn, classify, peer_identity};
-use crate::transport::{PrefixedIo, accept_loop, splice};
+use crate::transport::{OrigDstAddr, PrefixedIo, accept_loop, original_dst, splice};
 
 /// How the inbound listener treats callers that are not mesh proxies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -39,7 +39,8 @@ pub enum InboundMode {
 pub struct Inbound {
     pub store: Arc<TlsStore>,
     pub mode: InboundMode,
-    /// Where the app listens when connections arrive without an original destination.
+    /// Where the app listens when connections arrive without an original destination (an
+    /// intercepted connection goes to loopback at the port its caller asked for).
     pub app_addr: Option<SocketAddr>,
     pub detect_timeout: Duration,
     pub handshake_timeout: Duration,
@@ -57,7 +58,8 @@ impl Inbound {
     }
 
     async fn handle(self: Arc<Self>, tcp: TcpStream, client: SocketAddr, stop: CancellationToken) {
-        let Some(target) = self.app_addr else {
+        let Some(target) = original_dst(&tcp).map(app_target).or(self.app_addr) else {
+            self.count_connection("refused");
             tracing::warn!(%client, "no app address: the connection was not redirected and --inbound-app-addr is not set");
             return;
         };
@@ -139,7 +141,7 @@ impl Inbound {
             Some(p) if p == alpn::MESH_H2 || p == b"h2" => {
                 http::serve(self, tls, HttpVersion::Http2, Some(identity), target, stop).await
             }
-            Some(b"http/1.1") => {
+            Some(p) if p == alpn::MESH_HTTP1 || p == b"http/1.1" => {
                 http::serve(self, tls, HttpVersion::Http1, Some(identity), target, stop).await
             }
             _ => self.forward_opaque(tls, client, target).await,
@@ -180,6 +182,16 @@ impl Inbound {
             .with_label_values(&[tls])
             .inc();
     }
+}
+
+/// The app behind an intercepted connection: the port the caller asked for, on loopback (the
+/// app shares the pod's network namespace, so loopback reaches it without leaving the pod).
+fn app_target(orig: OrigDstAddr) -> SocketAddr {
+    let ip: IpAddr = match orig.0.ip() {
+        IpAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+        IpAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+    };
+    SocketAddr::new(ip, orig.0.port())
 }
 
 fn as_slices(protocols: &[Vec<u8>]) -> Vec<&[u8]> {

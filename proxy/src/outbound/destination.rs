@@ -1,21 +1,33 @@
 //! Where the app's traffic goes: a destination is a set of endpoints, each a peer proxy address
-//! with the identity that proxy must prove.
+//! with the identity that proxy must prove, balanced by [`crate::balance`].
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use weft_certs::SpiffeId;
 
+use crate::balance::{self, Load};
+
 /// A peer proxy: where to connect, and who must answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Endpoint {
     pub addr: SocketAddr,
     pub identity: SpiffeId,
     /// `identity` as a `weft-server-identity` value, made once.
     identity_header: Option<http::HeaderValue>,
+    /// Requests in flight and latency, for the balancer.
+    pub load: Arc<Load>,
 }
+
+impl PartialEq for Endpoint {
+    fn eq(&self, other: &Self) -> bool {
+        self.addr == other.addr && self.identity == other.identity
+    }
+}
+
+impl Eq for Endpoint {}
 
 /// Hashes the address only: it is what tells endpoints apart, and hashing the identity's strings
 /// on every request (the pool looks endpoints up per request) would cost for nothing.
@@ -32,7 +44,14 @@ impl Endpoint {
             addr,
             identity,
             identity_header,
+            load: Arc::default(),
         }
+    }
+
+    /// The same endpoint keeping `load` (the balancer's memory of it across discovery updates).
+    pub fn with_load(mut self, load: Arc<Load>) -> Self {
+        self.load = load;
+        self
     }
 
     /// The identity as a header value, for `weft-server-identity`.
@@ -65,13 +84,17 @@ impl FromStr for Endpoint {
     }
 }
 
-/// A named set of endpoints, used in turn.
+/// A named set of endpoints.
 #[derive(Debug)]
 pub struct Destination {
     /// For metrics and logs.
     pub name: String,
+    /// Meshed endpoints: mutual TLS to their proxies.
     endpoints: Vec<Endpoint>,
-    next: AtomicUsize,
+    /// Endpoints without a sidecar: reached over plain TCP.
+    unmeshed: Vec<SocketAddr>,
+    /// Carry connections as opaque TCP without waiting to detect a protocol.
+    pub opaque: bool,
 }
 
 impl Destination {
@@ -79,21 +102,48 @@ impl Destination {
         Self {
             name,
             endpoints,
-            next: AtomicUsize::new(0),
+            unmeshed: Vec::new(),
+            opaque: false,
         }
     }
 
-    /// The next endpoint in round-robin order.
+    /// A destination as discovery describes it.
+    pub fn discovered(
+        name: String,
+        endpoints: Vec<Endpoint>,
+        unmeshed: Vec<SocketAddr>,
+        opaque: bool,
+    ) -> Self {
+        Self {
+            name,
+            endpoints,
+            unmeshed,
+            opaque,
+        }
+    }
+
+    /// The meshed endpoint to send the next request to (see [`crate::balance`]).
     pub fn pick(&self) -> Option<&Endpoint> {
-        if self.endpoints.is_empty() {
+        let index = balance::pick_index(self.endpoints.iter().map(|e| e.load.as_ref()))?;
+        self.endpoints.get(index)
+    }
+
+    /// An endpoint without a sidecar, when the destination has only those.
+    pub fn pick_unmeshed(&self) -> Option<SocketAddr> {
+        if !self.endpoints.is_empty() || self.unmeshed.is_empty() {
             return None;
         }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len();
-        self.endpoints.get(i)
+        self.unmeshed
+            .get(fastrand::usize(..self.unmeshed.len()))
+            .copied()
     }
 
     pub fn endpoints(&self) -> &[Endpoint] {
         &self.endpoints
+    }
+
+    pub fn unmeshed(&self) -> &[SocketAddr] {
+        &self.unmeshed
     }
 }
 
@@ -120,12 +170,16 @@ mod tests {
     }
 
     #[test]
-    fn takes_endpoints_in_turn() {
+    fn uses_every_endpoint_and_unmeshed_ones_only_without_meshed_ones() {
         let a: Endpoint = "spiffe://td/ns/a/sa/x@127.0.0.1:1".parse().unwrap();
         let b: Endpoint = "spiffe://td/ns/a/sa/x@127.0.0.1:2".parse().unwrap();
-        let d = Destination::new("x".into(), vec![a.clone(), b.clone()]);
-        let picks: Vec<_> = (0..4).map(|_| d.pick().unwrap().clone()).collect();
-        assert_eq!(picks, [a.clone(), b.clone(), a, b]);
-        assert!(Destination::new("none".into(), vec![]).pick().is_none());
+        let plain: SocketAddr = "127.0.0.1:3".parse().unwrap();
+        let d = Destination::discovered("x".into(), vec![a.clone(), b.clone()], vec![plain], false);
+        let picked = d.pick().unwrap();
+        assert!(*picked == a || *picked == b);
+        assert_eq!(d.pick_unmeshed(), None);
+        let only_plain = Destination::discovered("y".into(), vec![], vec![plain], false);
+        assert!(only_plain.pick().is_none());
+        assert_eq!(only_plain.pick_unmeshed(), Some(plain));
     }
 }

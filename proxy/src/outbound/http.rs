@@ -4,34 +4,34 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response, Version};
 use hyper::body::Incoming;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
-use super::{Destination, Outbound};
+use super::{Destination, Outbound, Route};
 use crate::body::{self, Body};
 use crate::errors::ProxyError;
 use crate::headers;
 use crate::http_server::{self, HttpVersion};
 use crate::metrics::StatusCounters;
+use crate::tls::alpn;
+use crate::upgrade;
 
 pub async fn serve<I>(
     outbound: Arc<Outbound>,
     io: I,
     version: HttpVersion,
-    destination: Arc<Destination>,
+    route: Route,
     stop: CancellationToken,
 ) where
     I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
+    let name = route.current().map(|d| d.name.clone()).unwrap_or_default();
     let context = Arc::new(Context {
-        requests: StatusCounters::new(
-            &outbound.metrics.outbound_requests,
-            destination.name.clone(),
-        ),
+        requests: StatusCounters::new(&outbound.metrics.outbound_requests, name),
         outbound,
-        destination,
+        route,
     });
     http_server::serve(io, version, stop, move |req| {
         let context = context.clone();
@@ -43,7 +43,7 @@ pub async fn serve<I>(
 /// One app connection's requests to one destination.
 struct Context {
     outbound: Arc<Outbound>,
-    destination: Arc<Destination>,
+    route: Route,
     /// `weft_outbound_requests_total` for this destination.
     requests: StatusCounters,
 }
@@ -52,11 +52,19 @@ impl Context {
     async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
         let started = Instant::now();
         let grpc = headers::is_grpc(&req);
-        let response = match forward(&self.outbound, &self.destination, req).await {
+        let destination = self.route.current();
+        let result = match (&destination, upgrade::requested(&req)) {
+            (Some(destination), None) => forward(&self.outbound, destination, req).await,
+            (Some(destination), Some(protocol)) => {
+                Box::pin(forward_upgrade(&self.outbound, destination, req, protocol)).await
+            }
+            (None, _) => Err(ProxyError::NoEndpoints(self.requests.label().to_owned())),
+        };
+        let response = match result {
             Ok(response) => response.map(body::stream),
             Err(e) => {
                 self.outbound.error(e.reason());
-                tracing::warn!(destination = %self.destination.name, "{e}");
+                tracing::warn!(destination = %self.requests.label(), "{e}");
                 e.response(grpc)
             }
         };
@@ -79,11 +87,63 @@ async fn forward(
         .ok_or_else(|| ProxyError::NoEndpoints(destination.name.clone()))?;
     let mut req = req.map(body::stream);
     headers::to_mesh(&mut req, || endpoint.addr.to_string()).map_err(ProxyError::BadRequest)?;
-    let mut response = outbound.pool.send(endpoint, req).await?;
+    let in_flight = endpoint.load.start();
+    let mut response = match outbound.pool.send(endpoint, req).await {
+        Ok(response) => response,
+        Err(e) => {
+            in_flight.failed();
+            return Err(e);
+        }
+    };
+    // The peer proxy answers for its app when it cannot reach it: that endpoint is failing.
+    if response.status().is_server_error() && response.headers().contains_key(headers::ERROR) {
+        in_flight.failed();
+    } else {
+        in_flight.succeeded();
+    }
     if let Some(identity) = endpoint.identity_header() {
         response
             .headers_mut()
             .insert(headers::SERVER_IDENTITY, identity.clone());
     }
+    Ok(response)
+}
+
+/// An HTTP/1.1 upgrade request: its own mutual-TLS connection speaking HTTP/1.1 (see
+/// [`upgrade`]).
+async fn forward_upgrade(
+    outbound: &Outbound,
+    destination: &Destination,
+    mut req: Request<Incoming>,
+    protocol: HeaderValue,
+) -> Result<Response<Incoming>, ProxyError> {
+    let endpoint = destination
+        .pick()
+        .ok_or_else(|| ProxyError::NoEndpoints(destination.name.clone()))?;
+    let caller = hyper::upgrade::on(&mut req);
+    let mut req = req.map(body::stream);
+    headers::to_mesh(&mut req, || endpoint.addr.to_string()).map_err(ProxyError::BadRequest)?;
+    *req.version_mut() = Version::HTTP_11;
+    upgrade::restore(&mut req, protocol);
+    let in_flight = endpoint.load.start();
+    let tls = match outbound
+        .pool_connector()
+        .open(endpoint, alpn::MESH_HTTP1)
+        .await
+    {
+        Ok(tls) => tls,
+        Err(e) => {
+            in_flight.failed();
+            return Err(e);
+        }
+    };
+    let response =
+        upgrade::forward(tls, req, caller)
+            .await
+            .map_err(|source| ProxyError::PeerHttp {
+                addr: endpoint.addr,
+                source,
+            })?;
+    in_flight.succeeded();
     Ok(response)
 }

@@ -1,34 +1,47 @@
 //! The outbound side: connections from the local app to other services.
 //!
-//! Each connection's destination is known up front (an explicit forward listener now; the
-//! original destination once traffic is intercepted). HTTP is detected and carried over the
-//! pooled HTTP/2 connection to the destination's peer proxy; anything else is carried as an
-//! opaque stream over its own mutual-TLS connection.
+//! A connection's destination comes from an explicit `--forward` listener, or, for connections
+//! iptables redirected to the outbound listener, from the original destination resolved through
+//! discovery. Addresses no mesh service claims pass through as plain TCP (or are refused); for
+//! mesh services, HTTP is detected and carried over the pooled HTTP/2 connection to a balanced
+//! endpoint's peer proxy, and anything else (or any port declared opaque) as an opaque stream
+//! over its own mutual-TLS connection.
 
 pub mod destination;
 mod http;
 mod peer;
+mod route;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
+use crate::config::UnknownDestinations;
 use crate::detect::{self, Protocol};
+use crate::discovery::{Discovery, Resolution};
 use crate::http_server::HttpVersion;
 use crate::metrics::Metrics;
 use crate::pool::H2Pool;
 use crate::tls::alpn;
-use crate::transport::{PrefixedIo, accept_loop, splice};
+use crate::transport::{OrigDstAddr, PrefixedIo, accept_loop, original_dst, splice};
 pub use destination::{Destination, Endpoint};
 use peer::PeerConnector;
+pub use route::Route;
 
 pub struct Outbound {
     pool: H2Pool<PeerConnector>,
     detect_timeout: Duration,
+    connect_timeout: Duration,
     metrics: Arc<Metrics>,
+    /// Resolves intercepted destinations.
+    pub discovery: Option<Arc<Discovery>>,
+    /// Ports carried as TCP without detection.
+    pub opaque_ports: Vec<u16>,
+    pub unknown_destinations: UnknownDestinations,
 }
 
 impl Outbound {
@@ -45,7 +58,99 @@ impl Outbound {
                 metrics: metrics.clone(),
             }),
             detect_timeout,
+            connect_timeout,
             metrics,
+            discovery: None,
+            opaque_ports: Vec::new(),
+            unknown_destinations: UnknownDestinations::Passthrough,
+        }
+    }
+
+    /// Accepts the app's connections that iptables redirected, routing each by its original
+    /// destination.
+    pub async fn serve_intercepted(
+        self: Arc<Self>,
+        listener: TcpListener,
+        stop: CancellationToken,
+    ) {
+        let accepting = stop.clone();
+        accept_loop(listener, "outbound", accepting, move |tcp, client| {
+            self.clone().intercepted(tcp, client, stop.clone())
+        })
+        .await
+    }
+
+    async fn intercepted(
+        self: Arc<Self>,
+        tcp: TcpStream,
+        client: SocketAddr,
+        stop: CancellationToken,
+    ) {
+        let Some(orig) = original_dst(&tcp) else {
+            self.refuse("not_redirected");
+            tracing::warn!(%client, "a connection reached the outbound listener without being redirected by iptables (it has no original destination); closing it");
+            return;
+        };
+        let Some(discovery) = &self.discovery else {
+            return self.unknown(tcp, client, orig).await;
+        };
+        let answer = match discovery.resolve(orig.0).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                self.refuse("discovery_unavailable");
+                tracing::warn!(%client, destination = %orig, "closing the connection: {e}");
+                return;
+            }
+        };
+        let resolution = answer.borrow().clone();
+        let Some(Resolution::Known(destination)) = resolution else {
+            return self.unknown(tcp, client, orig).await;
+        };
+        if let Some(addr) = destination.pick_unmeshed() {
+            self.count("unmeshed");
+            return self
+                .passthrough(PrefixedIo::new(Bytes::new(), tcp), client, addr)
+                .await;
+        }
+        if destination.opaque || self.opaque_ports.contains(&orig.0.port()) {
+            self.count("opaque");
+            let io = PrefixedIo::new(Bytes::new(), tcp);
+            return self.forward_opaque(io, client, &destination).await;
+        }
+        self.handle(tcp, client, Route::Discovered(answer), stop)
+            .await
+    }
+
+    /// A destination that is not a mesh service.
+    async fn unknown(&self, tcp: TcpStream, client: SocketAddr, orig: OrigDstAddr) {
+        match self.unknown_destinations {
+            UnknownDestinations::Passthrough => {
+                self.count("passthrough");
+                self.passthrough(PrefixedIo::new(Bytes::new(), tcp), client, orig.0)
+                    .await
+            }
+            UnknownDestinations::Refuse => {
+                self.refuse("unknown_destination");
+                tracing::info!(%client, destination = %orig, "refused a connection to an address outside the mesh (--unknown-destinations refuse)");
+            }
+        }
+    }
+
+    /// Plain TCP to `target`, as if there were no proxy.
+    async fn passthrough(&self, io: PrefixedIo<TcpStream>, client: SocketAddr, target: SocketAddr) {
+        match tokio::time::timeout(self.connect_timeout, TcpStream::connect(target)).await {
+            Ok(Ok(upstream)) => {
+                let _ = upstream.set_nodelay(true);
+                splice(io, upstream).await;
+            }
+            Ok(Err(e)) => {
+                self.error("passthrough_connect");
+                tracing::info!(%client, "cannot connect to {target}: {e}");
+            }
+            Err(_) => {
+                self.error("passthrough_connect");
+                tracing::info!(%client, "cannot connect to {target}: timed out");
+            }
         }
     }
 
@@ -59,16 +164,17 @@ impl Outbound {
         let accepting = stop.clone();
         accept_loop(listener, "outbound", accepting, move |tcp, client| {
             self.clone()
-                .handle(tcp, client, destination.clone(), stop.clone())
+                .handle(tcp, client, Route::Fixed(destination.clone()), stop.clone())
         })
         .await
     }
 
+    /// Detects the protocol and carries the connection to `route`'s endpoints.
     async fn handle(
         self: Arc<Self>,
         tcp: TcpStream,
         client: SocketAddr,
-        destination: Arc<Destination>,
+        route: Route,
         stop: CancellationToken,
     ) {
         let Some((protocol, io)) =
@@ -79,15 +185,18 @@ impl Outbound {
         match protocol {
             Protocol::Http1 => {
                 self.count("http1");
-                http::serve(self, io, HttpVersion::Http1, destination, stop).await
+                http::serve(self, io, HttpVersion::Http1, route, stop).await
             }
             Protocol::Http2 => {
                 self.count("http2");
-                http::serve(self, io, HttpVersion::Http2, destination, stop).await
+                http::serve(self, io, HttpVersion::Http2, route, stop).await
             }
             Protocol::Tls { .. } | Protocol::Opaque => {
                 self.count("opaque");
-                self.forward_opaque(io, client, &destination).await
+                match route.current() {
+                    Some(destination) => self.forward_opaque(io, client, &destination).await,
+                    None => self.error("no_endpoints"),
+                }
             }
         }
     }
@@ -103,11 +212,15 @@ impl Outbound {
             tracing::warn!(%client, destination = %destination.name, "no endpoint to forward to");
             return;
         };
+        let in_flight = endpoint.load.start();
         match self.pool_connector().open(endpoint, alpn::MESH_TCP).await {
             Ok(tls) => {
                 splice(io, tls).await;
             }
-            Err(e) => self.error(e.reason()),
+            Err(e) => {
+                in_flight.failed();
+                self.error(e.reason());
+            }
         }
     }
 
@@ -120,6 +233,12 @@ impl Outbound {
             .outbound_connections
             .with_label_values(&[protocol])
             .inc();
+    }
+
+    /// Counts a connection closed without being carried anywhere.
+    fn refuse(&self, reason: &str) {
+        self.count("refused");
+        self.error(reason);
     }
 
     fn error(&self, reason: &str) {

@@ -114,6 +114,8 @@ async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
             format!("--token-file={}", s(&dir.join(format!("{account}.token")))),
             format!("--inbound-listen={inbound}"),
             format!("--admin-listen={admin}"),
+            // Nothing is intercepted on loopback: both sidecars share one network namespace.
+            "--outbound-listen=off".to_owned(),
         ]
     };
     let mut hello_args = proxy_args(HELLO, &hello_id, hello_inbound, hello_admin);

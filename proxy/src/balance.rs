@@ -1,0 +1,194 @@
+//! Choosing an endpoint for each request: power of two choices over a peak-EWMA latency.
+//!
+//! Round robin sends a slow or failing endpoint its full share. Instead each endpoint keeps a
+//! moving average of its response latency that jumps up at once when a slow response (or a
+//! failure, counted as a [`FAILURE_PENALTY`]-long response) arrives and decays back over about
+//! [`DECAY`] ("peak" EWMA), multiplied by the requests it has in flight. Comparing the cost of
+//! two endpoints picked at random (rather than all of them) is as good in practice and keeps
+//! a herd of proxies from piling onto the single best endpoint at once.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// How quickly a latency spike is forgotten.
+const DECAY: Duration = Duration::from_secs(10);
+/// The latency a failed request counts as: an endpoint that just failed is avoided while a
+/// healthy one is available, and tried again once the penalty has decayed.
+pub const FAILURE_PENALTY: Duration = Duration::from_secs(1);
+/// What a new endpoint is assumed to cost until it has answered: little, so that it is tried.
+const INITIAL_LATENCY: Duration = Duration::from_millis(1);
+
+/// One endpoint's load, shared by every request to it (and kept across discovery updates).
+#[derive(Debug)]
+pub struct Load {
+    in_flight: AtomicU32,
+    latency: Mutex<Ewma>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Ewma {
+    nanos: f64,
+    at: Instant,
+}
+
+impl Default for Load {
+    fn default() -> Self {
+        Self {
+            in_flight: AtomicU32::new(0),
+            latency: Mutex::new(Ewma {
+                nanos: INITIAL_LATENCY.as_nanos() as f64,
+                at: Instant::now(),
+            }),
+        }
+    }
+}
+
+impl Load {
+    /// The cost of sending one more request here now.
+    pub fn cost(&self, now: Instant) -> f64 {
+        let latency = self.latency().decayed(now, 0.0);
+        latency * f64::from(self.in_flight.load(Ordering::Relaxed) + 1)
+    }
+
+    /// Counts a request as in flight until the returned guard is dropped.
+    pub fn start(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight {
+            load: self,
+            started: Instant::now(),
+        }
+    }
+
+    fn record(&self, sample: Duration, now: Instant) {
+        let sample = sample.as_nanos() as f64;
+        let mut latency = self
+            .latency
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let decayed = latency.decayed(now, sample);
+        *latency = Ewma {
+            nanos: decayed.max(sample),
+            at: now,
+        };
+    }
+
+    fn latency(&self) -> Ewma {
+        *self
+            .latency
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Ewma {
+    /// The average moved toward `toward` for the time since the last sample.
+    fn decayed(&self, now: Instant, toward: f64) -> f64 {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        let keep = (-elapsed / DECAY.as_secs_f64()).exp();
+        self.nanos * keep + toward * (1.0 - keep)
+    }
+}
+
+/// A request in flight to an endpoint; record how it ended with [`InFlight::succeeded`] or
+/// [`InFlight::failed`] (dropping it without either records nothing).
+pub struct InFlight<'a> {
+    load: &'a Load,
+    started: Instant,
+}
+
+impl InFlight<'_> {
+    pub fn succeeded(self) {
+        let now = Instant::now();
+        self.load.record(now - self.started, now);
+    }
+
+    pub fn failed(self) {
+        self.load.record(FAILURE_PENALTY, Instant::now());
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.load.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The index of the endpoint to use among `loads`: the cheaper of two picked at random.
+pub fn pick_index<'a>(loads: impl ExactSizeIterator<Item = &'a Load> + Clone) -> Option<usize> {
+    let n = loads.len();
+    match n {
+        0 => None,
+        1 => Some(0),
+        _ => {
+            let a = fastrand::usize(..n);
+            let b = (a + 1 + fastrand::usize(..n - 1)) % n;
+            let now = Instant::now();
+            let cost = |i: usize| loads.clone().nth(i).map_or(f64::MAX, |l| l.cost(now));
+            Some(if cost(a) <= cost(b) { a } else { b })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn picks(loads: &[Load], rounds: usize) -> Vec<usize> {
+        let mut counts = vec![0; loads.len()];
+        for _ in 0..rounds {
+            counts[pick_index(loads.iter()).unwrap()] += 1;
+        }
+        counts
+    }
+
+    #[test]
+    fn spreads_concurrent_requests_over_equal_endpoints() {
+        let loads = [Load::default(), Load::default(), Load::default()];
+        let mut counts = [0; 3];
+        let mut in_flight = std::collections::VecDeque::new();
+        for _ in 0..3000 {
+            let i = pick_index(loads.iter()).unwrap();
+            counts[i] += 1;
+            in_flight.push_back(loads[i].start());
+            if in_flight.len() > 8 {
+                in_flight.pop_front().unwrap().succeeded();
+            }
+        }
+        assert!(counts.iter().all(|&c| c > 600), "{counts:?}");
+    }
+
+    #[test]
+    fn avoids_a_failed_endpoint_while_a_healthy_one_answers() {
+        let loads = [Load::default(), Load::default()];
+        loads[0].start().failed();
+        loads[1].start().succeeded();
+        assert_eq!(picks(&loads, 200), [0, 200]);
+    }
+
+    #[test]
+    fn prefers_the_endpoint_with_fewer_requests_in_flight() {
+        let loads = [Load::default(), Load::default()];
+        let _busy: Vec<_> = (0..3).map(|_| loads[0].start()).collect();
+        assert_eq!(picks(&loads, 100), [0, 100]);
+        drop(_busy);
+        assert!(picks(&loads, 1000)[0] > 300);
+    }
+
+    #[test]
+    fn a_latency_spike_decays() {
+        let load = Load::default();
+        let start = Instant::now();
+        load.record(Duration::from_secs(1), start);
+        let spike = load.cost(start);
+        let later = load.cost(start + DECAY * 3);
+        assert!(spike > 0.99e9, "{spike}");
+        assert!(later < spike * 0.06, "{later}");
+    }
+
+    #[test]
+    fn none_without_endpoints() {
+        assert_eq!(pick_index(std::iter::empty::<&Load>()), None);
+        assert_eq!(pick_index([Load::default()].iter()), Some(0));
+    }
+}

@@ -1,0 +1,99 @@
+//! One address's watch: stream answers from the control plane into a `watch` channel, and
+//! reconnect with backoff (keeping the last answer) whenever the stream ends.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch::Sender;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use weft_api::discovery::WatchRequest;
+use weft_api::discovery::discovery_client::DiscoveryClient;
+
+use super::Resolution;
+use crate::identity::refresh::Backoff;
+use crate::metrics::Metrics;
+
+pub async fn run(
+    mut client: DiscoveryClient<Channel>,
+    addr: SocketAddr,
+    answers: Sender<Option<Resolution>>,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) {
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    let request = WatchRequest {
+        address: addr.to_string(),
+    };
+    loop {
+        let ended = tokio::select! {
+            _ = stop.cancelled() => return,
+            ended = follow(&mut client, &request, &answers, &metrics, &mut backoff) => ended,
+        };
+        metrics
+            .discovery_errors
+            .with_label_values(&[ended.label()])
+            .inc();
+        let delay = backoff.next_delay(fastrand::f64());
+        let kept = if answers.borrow().is_some() {
+            "keeping the last answer"
+        } else {
+            "no answer yet"
+        };
+        tracing::warn!(%addr, "discovery watch ended: {ended}; {kept}, retrying in {delay:?}");
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum Ended {
+    #[error("the control plane refused it: {0}")]
+    Refused(tonic::Status),
+    #[error("the stream broke: {0}")]
+    Broken(tonic::Status),
+    #[error("the control plane closed the stream")]
+    Closed,
+}
+
+impl Ended {
+    fn label(&self) -> &'static str {
+        match self {
+            Ended::Refused(_) => "refused",
+            Ended::Broken(_) => "broken",
+            Ended::Closed => "closed",
+        }
+    }
+}
+
+/// Follows one stream until it ends, publishing every answer.
+async fn follow(
+    client: &mut DiscoveryClient<Channel>,
+    request: &WatchRequest,
+    answers: &Sender<Option<Resolution>>,
+    metrics: &Metrics,
+    backoff: &mut Backoff,
+) -> Ended {
+    let mut stream = match client.watch(request.clone()).await {
+        Ok(response) => response.into_inner(),
+        Err(status) => return Ended::Refused(status),
+    };
+    loop {
+        match stream.message().await {
+            Ok(Some(answer)) => {
+                backoff.reset();
+                metrics.discovery_updates.inc();
+                answers.send_modify(|current| {
+                    let next = Resolution::from_proto(answer, current.as_ref());
+                    tracing::debug!(address = %request.address, "discovery: {}", next.summary());
+                    *current = Some(next);
+                });
+            }
+            Ok(None) => return Ended::Closed,
+            Err(status) => return Ended::Broken(status),
+        }
+    }
+}
