@@ -4,7 +4,8 @@
 //! pooled mutual-TLS HTTP/2 connection ([`pool`], [`tls`]) to the destination's proxy, whose
 //! [`inbound`] side verifies the caller's identity and forwards to its app ([`app_client`]). The
 //! certificate behind every handshake comes from the control plane ([`identity`]) and is swapped
-//! in without restarts. [`build::start`] wires it all from a [`config::ProxyConfig`].
+//! in without restarts. [`build::start`] wires it all from a [`config::ProxyConfig`]. Before any
+//! of it runs, [`init`] (`weft-proxy init`) points the pod's traffic at the proxy with iptables.
 
 pub mod admin;
 pub mod app_client;
@@ -20,6 +21,7 @@ pub mod headers;
 pub mod http_server;
 pub mod identity;
 pub mod inbound;
+pub mod init;
 pub mod logging;
 pub mod metrics;
 pub mod outbound;

@@ -1,8 +1,10 @@
 //! `weft-proxy`: flags → config → runtime → start → serve until SIGTERM → stop.
+//! `weft-proxy init`: write the pod's iptables rules and exit (see `weft_proxy::init`).
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use weft_proxy::init::InitArgs;
 use weft_proxy::{ProxyArgs, ProxyConfig, logging};
 
 /// mimalloc: faster than glibc's malloc for the many small, short-lived allocations of proxying,
@@ -11,9 +13,14 @@ use weft_proxy::{ProxyArgs, ProxyConfig, logging};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// weft sidecar proxy: mutual TLS between workloads, identity from the control plane.
+///
+/// Without a command, runs the proxy with the flags below.
 #[derive(Parser)]
-#[command(name = "weft-proxy", version)]
+#[command(name = "weft-proxy", version, args_conflicts_with_subcommands = true)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
     #[command(flatten)]
     args: ProxyArgs,
 
@@ -27,8 +34,22 @@ struct Cli {
     log: String,
 }
 
+#[derive(Subcommand)]
+enum Command {
+    /// Redirect this pod's TCP traffic to the proxy with iptables (once per pod, before it starts).
+    ///
+    /// Runs in the pod's network namespace as root or with CAP_NET_ADMIN: in Kubernetes, as an
+    /// init container. Connections arriving at the pod go to the inbound port, connections its processes open go
+    /// to the outbound port, except the proxy's own (by UID), loopback and the skip lists.
+    /// Safe to run again; --uninstall removes the rules; --dry-run shows them.
+    Init(InitArgs),
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Init(args)) = &cli.command {
+        return weft_proxy::init::run(args);
+    }
     let config = match ProxyConfig::from_args(cli.args) {
         Ok(config) => config,
         Err(errors) => {
