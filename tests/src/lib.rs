@@ -11,6 +11,7 @@ pub mod apps;
 pub mod bins;
 pub mod clients;
 pub mod mesh;
+pub mod pod_mesh;
 pub mod pods;
 pub mod programs;
 pub mod tls_probe;
