@@ -22,7 +22,7 @@ pub struct PodMesh {
     pub pods: Pods,
     dir: PathBuf,
     proxy_bin: PathBuf,
-    _control_plane: Process,
+    control_plane: Option<Process>,
 }
 
 impl PodMesh {
@@ -52,31 +52,48 @@ impl PodMesh {
         std::fs::copy(bins::path("weft-proxy"), &proxy_bin).unwrap();
         std::fs::set_permissions(&proxy_bin, std::fs::Permissions::from_mode(0o755)).unwrap();
 
-        let ip = pods.bridge_ip();
-        let control_plane = pods.spawn(
-            pods.bridge_command(bins::path("weft-control-plane").to_str().unwrap())
-                .args(["--listen", &format!("{ip}:15010")])
-                .args(["--admin-listen", &format!("{ip}:15014")])
-                .arg("--data-dir")
-                .arg(dir.join("cp"))
-                .arg("--bootstrap-tokens")
-                .arg(dir.join("tokens.yaml"))
-                .arg("--services")
-                .arg(dir.join("services.yaml"))
-                .env("WEFT_LOG", "info"),
-        );
-        let mesh = Self {
+        let mut mesh = Self {
             pods,
             dir,
             proxy_bin,
-            _control_plane: control_plane,
+            control_plane: None,
         };
-        mesh.wait_http_ok(&format!("http://{ip}:15014/ready"));
+        mesh.start_control_plane();
         let bundle = mesh.dir.join("cp").join("trust-bundle.pem");
         std::fs::set_permissions(mesh.dir.join("cp"), std::fs::Permissions::from_mode(0o755))
             .unwrap();
         std::fs::set_permissions(&bundle, std::fs::Permissions::from_mode(0o644)).unwrap();
         mesh
+    }
+
+    /// Starts the control plane in the bridge namespace (it keeps its CA in the data directory,
+    /// so a restart keeps the mesh's trust) and waits until it is ready.
+    pub fn start_control_plane(&mut self) {
+        let ip = self.pods.bridge_ip();
+        let dir = &self.dir;
+        self.control_plane = Some(
+            self.pods.spawn(
+                self.pods
+                    .bridge_command(bins::path("weft-control-plane").to_str().unwrap())
+                    .args(["--listen", &format!("{ip}:15010")])
+                    .args(["--admin-listen", &format!("{ip}:15014")])
+                    .arg("--data-dir")
+                    .arg(dir.join("cp"))
+                    .arg("--bootstrap-tokens")
+                    .arg(dir.join("tokens.yaml"))
+                    .arg("--services")
+                    .arg(dir.join("services.yaml"))
+                    .env("WEFT_LOG", "info"),
+            ),
+        );
+        self.wait_http_ok(&format!("http://{ip}:15014/ready"));
+    }
+
+    /// Kills the control plane.
+    pub fn stop_control_plane(&mut self) {
+        if let Some(control_plane) = self.control_plane.take() {
+            control_plane.kill();
+        }
     }
 
     pub fn pod(&self, name: &str) -> &Pod {

@@ -313,7 +313,7 @@ fn a_service_with_two_endpoints_uses_both_and_moves_off_a_dead_one() {
         return;
     }
     let mut vip = None;
-    let mesh = PodMesh::start(&["client", "one", "two"], |pods| {
+    let mut mesh = PodMesh::start(&["client", "one", "two"], |pods| {
         let v = pods.allocate_vip();
         vip = Some(v);
         hello_service(pods, v, &["one", "two"])
