@@ -7,6 +7,8 @@
 
 #![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
 
+use std::time::{Duration, Instant};
+
 use weft_tests::pod_mesh::PodMesh;
 use weft_tests::pods::{self, Pods};
 use weft_tests::programs;
@@ -370,6 +372,48 @@ fn a_service_with_two_endpoints_uses_both_and_moves_off_a_dead_one() {
         failures <= 3,
         "{failures} requests failed before traffic moved"
     );
+
+    // The control plane goes away: the client's sidecar keeps its last answer.
+    mesh.stop_control_plane();
+    let get = |mesh: &PodMesh| {
+        let url = format!("http://{vip}:8080/");
+        mesh.run_in("client", "curl", &["-s", "--max-time", "5", &url])
+            .stdout_text()
+    };
+    for _ in 0..5 {
+        assert!(get(&mesh).contains("hello from one"));
+    }
+    // It comes back with endpoint two removed: the watch resumes by itself and the proxy gets
+    // the new answer.
+    mesh.write_services(&hello_service(&mesh.pods, vip, &["one"]));
+    let updates = |mesh: &PodMesh| {
+        metric(
+            &mesh.admin("client", "/metrics"),
+            "weft_discovery_updates_total",
+        )
+    };
+    let before = updates(&mesh);
+    mesh.start_control_plane();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while updates(&mesh) <= before {
+        assert!(
+            Instant::now() < deadline,
+            "no discovery update after the control plane returned"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let metrics = mesh.admin("client", "/metrics");
+    let ended = metric(
+        &metrics,
+        "weft_discovery_stream_errors_total{reason=\"broken\"}",
+    ) + metric(
+        &metrics,
+        "weft_discovery_stream_errors_total{reason=\"refused\"}",
+    );
+    assert!(ended >= 1.0, "{metrics}");
+    for _ in 0..5 {
+        assert!(get(&mesh).contains("hello from one"));
+    }
 }
 
 fn pods_peers() -> &'static str {
