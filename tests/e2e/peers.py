@@ -44,7 +44,12 @@ def http_server(port, name):
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("0.0.0.0", int(port)), Handler)
+    class Server(ThreadingHTTPServer):
+        # The default backlog of 5 drops connection attempts under a burst of parallel requests.
+        request_queue_size = 256
+        daemon_threads = True
+
+    server = Server(("0.0.0.0", int(port)), Handler)
     ready()
     server.serve_forever()
 
@@ -124,7 +129,7 @@ def ws_client(url, count):
 def serve_tcp(port, on_connection):
     import threading
 
-    listener = socket.create_server(("0.0.0.0", int(port)), reuse_port=True)
+    listener = socket.create_server(("0.0.0.0", int(port)), reuse_port=True, backlog=256)
     ready()
     while True:
         conn, _ = listener.accept()
