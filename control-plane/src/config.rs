@@ -51,6 +51,11 @@ pub struct ControlPlaneConfig {
     #[arg(long, env = "WEFT_BOOTSTRAP_TOKENS")]
     pub bootstrap_tokens: Option<PathBuf>,
 
+    /// YAML file of services for discovery (kind: MeshService, one document each, separated by
+    /// ---), reloaded when it changes. Without it every destination is unknown.
+    #[arg(long, env = "WEFT_SERVICES")]
+    pub services: Option<PathBuf>,
+
     /// The control plane's own identity, which proxies verify when they connect (proxies read
     /// the same variable). Default: spiffe://<trust-domain>/ns/weft-system/sa/weft-control-plane.
     #[arg(long, env = "WEFT_CONTROL_PLANE_IDENTITY")]
@@ -71,6 +76,7 @@ impl ControlPlaneConfig {
             trust_bundle: None,
             ca_lifetime: Duration::from_secs(365 * 24 * 3600),
             bootstrap_tokens: None,
+            services: None,
             identity: None,
         }
     }

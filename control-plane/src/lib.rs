@@ -3,6 +3,7 @@
 //!
 //! - [`server::start`] builds and runs a control plane from a [`ControlPlaneConfig`];
 //! - [`identity_service`] implements `weft.identity.v1.Identity/Certify`;
+//! - [`discovery`] implements `weft.discovery.v1.Discovery/Watch` from a file of services;
 //! - [`authn`] decides who a caller is (bootstrap tokens; Kubernetes tokens later);
 //! - [`ca_store`] loads the operator's CA or keeps a generated one in the data directory.
 
@@ -11,6 +12,7 @@ pub mod authn;
 pub mod ca_store;
 pub mod cli;
 pub mod config;
+pub mod discovery;
 pub mod grpc_server;
 pub mod identity_service;
 pub mod logging;

@@ -13,6 +13,15 @@ pub struct Metrics {
     pub tls_handshake_errors: prometheus::IntCounter,
     /// `weft_config_reloads_total{file,result}`: watched files applied or rejected.
     pub config_reloads: IntCounterVec,
+    /// `weft_discovery_watches`: discovery streams open now.
+    pub discovery_watches: IntGauge,
+    /// `weft_discovery_requests_total{result}`: watches opened (`ok`) or refused
+    /// (`invalid_address`).
+    pub discovery_requests: IntCounterVec,
+    /// `weft_discovery_services`: services in the discovery index in force.
+    pub discovery_services: IntGauge,
+    /// `weft_discovery_endpoints`: endpoints (over all services) in the discovery index in force.
+    pub discovery_endpoints: IntGauge,
 }
 
 impl Metrics {
@@ -44,11 +53,38 @@ impl Metrics {
             &["file", "result"],
         )
         .expect("valid metric definition");
+        let discovery_watches = IntGauge::new(
+            "weft_discovery_watches",
+            "Discovery watch streams open now.",
+        )
+        .expect("valid metric definition");
+        let discovery_requests = IntCounterVec::new(
+            Opts::new(
+                "weft_discovery_requests_total",
+                "Discovery watches by result: ok, or invalid_address.",
+            ),
+            &["result"],
+        )
+        .expect("valid metric definition");
+        let discovery_services = IntGauge::new(
+            "weft_discovery_services",
+            "Services in the discovery index in force.",
+        )
+        .expect("valid metric definition");
+        let discovery_endpoints = IntGauge::new(
+            "weft_discovery_endpoints",
+            "Endpoints, over all services, in the discovery index in force.",
+        )
+        .expect("valid metric definition");
         for metric in [
             Box::new(certify_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(ca_expiry.clone()),
             Box::new(tls_handshake_errors.clone()),
             Box::new(config_reloads.clone()),
+            Box::new(discovery_watches.clone()),
+            Box::new(discovery_requests.clone()),
+            Box::new(discovery_services.clone()),
+            Box::new(discovery_endpoints.clone()),
         ] {
             registry
                 .register(metric)
@@ -60,6 +96,10 @@ impl Metrics {
             ca_expiry,
             tls_handshake_errors,
             config_reloads,
+            discovery_watches,
+            discovery_requests,
+            discovery_services,
+            discovery_endpoints,
         }
     }
 

@@ -14,6 +14,7 @@ use weft_certs::{SpiffeId, TrustBundle};
 
 use crate::authn::{Authenticator, BootstrapTokens, NoAuthentication};
 use crate::config::ControlPlaneConfig;
+use crate::discovery::{self, WatchService};
 use crate::identity_service::IdentityService;
 use crate::metrics::Metrics;
 use crate::serving_tls::{self, ServingCert};
@@ -63,6 +64,12 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
             .unwrap_or(0),
     );
     let authenticator = authenticator(&config, &metrics, &stop)?;
+    let services = discovery::Store::start(
+        config.services.as_deref(),
+        &config.trust_domain,
+        metrics.clone(),
+        &stop,
+    )?;
     let identity = config.serving_identity()?;
     let serving = ServingCert::start(ca.clone(), identity.clone(), provider.clone())?;
     let tls = TlsAcceptor::from(Arc::new(serving_tls::server_config(serving, provider)?));
@@ -77,11 +84,13 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
     let admin_addr = admin.local_addr()?;
 
     let service = IdentityService::new(ca.clone(), authenticator, config.cert_ttl, metrics.clone());
+    let discovery = WatchService::new(services, metrics.clone(), stop.clone());
     let tasks = vec![
         tokio::spawn(grpc_server::serve(
             grpc,
             tls,
             service,
+            discovery,
             metrics.clone(),
             stop.clone(),
         )),

@@ -22,6 +22,34 @@ pub fn parse<T: DeserializeOwned>(text: &[u8], path: &Path) -> anyhow::Result<T>
     })
 }
 
+/// Parses a file of one or more documents separated by `---` (empty documents are skipped).
+/// The error starts with `file:line:column: what` (lines count from the top of the file, not of
+/// the document), followed by the offending lines.
+pub fn parse_multiple<T: DeserializeOwned>(text: &[u8], path: &Path) -> anyhow::Result<Vec<T>> {
+    serde_saphyr::from_slice_multiple(text).map_err(|e| {
+        let name = path.display().to_string();
+        let Some(at) = e.location() else {
+            return anyhow::anyhow!("{name}: {e}");
+        };
+        let (line, column) = (at.line(), at.column());
+        let plain = e.render_with_options(serde_saphyr::render_options! {
+            snippets: SnippetMode::Off
+        });
+        let what = plain
+            .strip_suffix(&format!(" at line {line}, column {column}"))
+            .unwrap_or(&plain);
+        let quoted = e.render_with_options(serde_saphyr::render_options! {
+            source_name: Some(name.as_str())
+        });
+        // The quote's first line repeats the message; keep the location arrow and the lines.
+        let snippet = quoted
+            .split_once('\n')
+            .map(|(_, rest)| rest)
+            .unwrap_or_default();
+        anyhow::anyhow!("{name}:{line}:{column}: {what}\n{snippet}")
+    })
+}
+
 /// Parses a file holding secrets: the error points at the line but does not quote it.
 pub fn parse_secret<T: DeserializeOwned>(text: &[u8], path: &Path) -> anyhow::Result<T> {
     serde_saphyr::from_slice(text).map_err(|e| {
