@@ -69,9 +69,10 @@ wait_for() {
 # alive PID...: whether any of them still runs (an exited child stays a zombie until reaped, and
 # kill -0 would still find it).
 alive() {
-  local pid
+  local pid state
   for pid in "$@"; do
-    [ -r "/proc/$pid/stat" ] && [ "$(sed 's/.*) //' "/proc/$pid/stat" | cut -c1)" != Z ] && return 0
+    state=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -c1) || true
+    [ -n "$state" ] && [ "$state" != Z ] && return 0
   done
   return 1
 }
@@ -167,6 +168,18 @@ cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 # record_idle_rss NAME CLIENT_PID SERVER_PID: resident memory of a pair that is up but unloaded.
 record_idle_rss() {
   echo "$(rss_kib "$2") $(rss_kib "$3")" > "$W/raw/rss-idle-$1"
+}
+
+# record_load: the 1-minute load average just before measuring. Everything shares the machine's
+# cores with whatever else runs there; a load above nproc means the numbers are suspect.
+record_load() {
+  cut -d' ' -f1 /proc/loadavg > "$W/raw/loadavg"
+  local load cpus
+  load=$(cat "$W/raw/loadavg")
+  cpus=$(nproc)
+  awk -v l="$load" -v n="$cpus" 'BEGIN { exit !(l > n) }' &&
+    echo "warning: load average $load on $cpus CPUs before measuring: other work competes for the cores" >&2
+  return 0
 }
 
 # measure_throughput NAME RUNNER URL [CLIENT_PID SERVER_PID]: wrk at saturation (keep-alive,

@@ -80,6 +80,7 @@ done
 record_idle_rss weft $client_pid $server_pid
 record_idle_rss haproxy $hc_pid $hs_pid
 
+record_load
 echo "running: ${D}s per measurement, $C connections for throughput" >&2
 measure_throughput direct run_here http://127.0.0.1:18080/
 measure_throughput weft run_here http://127.0.0.1:18101/ $client_pid $server_pid

@@ -61,6 +61,10 @@ def pair_numbers(raw, path):
     return [int(x) for x in read(raw, f"{path}").split()]
 
 
+def ratio(a, b):
+    return f"{a / b:.2f}" if b else "n/a"
+
+
 def cpu_model():
     try:
         with open("/proc/cpuinfo") as f:
@@ -88,9 +92,13 @@ def main():
 
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     ncpu = len(os.sched_getaffinity(0))
+    try:
+        loadavg = f" · load average {read(raw, 'loadavg').strip()} before measuring"
+    except OSError:
+        loadavg = ""
     print(f"### {title}\n")
     print(
-        f"{now} · nproc {ncpu} · {cpu_model()} · Linux {platform.release()} · "
+        f"{now} · nproc {ncpu} · {cpu_model()} · Linux {platform.release()}{loadavg} · "
         f"wrk -t1 -c{conns}, {seconds} s per run · latency: h2load --h1, 100 req/s per "
         f"connection, at 1k req/s and at {half:,} req/s (half of direct saturation)\n"
     )
@@ -129,12 +137,13 @@ def main():
     # The ratio row: weft over HAProxy for every column where a ratio means something.
     wl, hl = lat[("weft", 1000)], lat[("haproxy", 1000)]
     wh, hh = lat[("weft", half)], lat[("haproxy", half)]
+    wi, hi, wo, ho = idle["weft"], idle["haproxy"], load["weft"], load["haproxy"]
     print(
-        f"| **weft ÷ haproxy** | **{w_rps / h_rps:.2f}** | | {wl[0] / hl[0]:.2f} / {wl[1] / hl[1]:.2f} | "
-        f"| {wh[0] / hh[0]:.2f} / {wh[1] / hh[1]:.2f} | "
-        f"| {sum(cpu['weft']) / sum(cpu['haproxy']):.2f} (sum) "
-        f"| {idle['weft'][0] / idle['haproxy'][0]:.2f}, {idle['weft'][1] / idle['haproxy'][1]:.2f} "
-        f"| {load['weft'][0] / load['haproxy'][0]:.2f}, {load['weft'][1] / load['haproxy'][1]:.2f} |"
+        f"| **weft ÷ haproxy** | **{ratio(w_rps, h_rps)}** | "
+        f"| {ratio(wl[0], hl[0])} / {ratio(wl[1], hl[1])} | "
+        f"| {ratio(wh[0], hh[0])} / {ratio(wh[1], hh[1])} | "
+        f"| {ratio(sum(cpu['weft']), sum(cpu['haproxy']))} (sum) "
+        f"| {ratio(wi[0], hi[0])}, {ratio(wi[1], hi[1])} | {ratio(wo[0], ho[0])}, {ratio(wo[1], ho[1])} |"
     )
 
     print()
@@ -147,10 +156,10 @@ def main():
                   "at that rate is a saturated queue, not a per-request cost")
 
     print("\nTargets (weft pair vs HAProxy pair, this run):")
-    ratio = w_rps / h_rps
-    verdict = "met" if ratio >= 1 else f"MISSED by {(1 - ratio) * 100:.0f}%"
+    tput = w_rps / h_rps
+    verdict = "met" if tput >= 1 else f"MISSED by {(1 - tput) * 100:.0f}%"
     print(f"- throughput at least HAProxy's: {w_rps:,.0f} vs {h_rps:,.0f} req/s "
-          f"(×{ratio:.2f}): {verdict}")
+          f"(×{tput:.2f}): {verdict}")
     for r in rates:
         w99, h99 = lat[("weft", r)][1], lat[("haproxy", r)][1]
         verdict = "met" if w99 <= h99 else f"MISSED by {w99 - h99:.3f} ms (×{w99 / h99:.2f})"
