@@ -17,7 +17,7 @@ import re
 import sys
 
 PATHS = ("direct", "weft", "haproxy")
-LABEL = {"direct": "direct", "weft": "weft pair", "haproxy": "haproxy pair"}
+LABEL = {"direct": "direct path", "weft": "weft pair", "haproxy": "haproxy pair"}
 # The target: an idle weft proxy under 10 MB (decimal megabytes, the stricter reading) resident.
 IDLE_LIMIT_KIB = 10_000_000 / 1024
 
@@ -110,7 +110,7 @@ def main():
         if p == "direct":
             return "–"
         (d50, d99, _), (x50, x99, _) = lat[("direct", r)], lat[(p, r)]
-        return f"+{x50 - d50:.3f} / +{x99 - d99:.3f}"
+        return f"{x50 - d50:+.3f} / {x99 - d99:+.3f}"
 
     d_rps, w_rps, h_rps = (thr[p][0] for p in PATHS)
     print(
