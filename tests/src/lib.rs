@@ -1,5 +1,6 @@
 //! Test harness for weft: a control plane and proxies in-process on loopback, small apps that
-//! report what they received, clients, and polling helpers.
+//! report what they received, clients, polling helpers, and pods (network namespaces) for
+//! end-to-end runs.
 //!
 //! Everything runs on real sockets with real TLS; nothing of weft's own is mocked.
 
@@ -10,6 +11,8 @@ pub mod apps;
 pub mod bins;
 pub mod clients;
 pub mod mesh;
+pub mod pod_mesh;
+pub mod pods;
 pub mod programs;
 pub mod tls_probe;
 pub mod wait;

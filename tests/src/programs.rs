@@ -8,20 +8,29 @@ use std::process::{Command, Output};
 
 /// Whether `program` can be run; prints why the calling test is skipped if not.
 pub fn available(program: &str, package: &str) -> bool {
-    let found = Command::new("sh")
+    installed(program)
+        || skip(&format!(
+            "{program} is not installed (apt-get install {package}); .ci/run installs it"
+        ))
+}
+
+/// Whether `program` is on `PATH`, silently.
+pub fn installed(program: &str) -> bool {
+    Command::new("sh")
         .args(["-c", &format!("command -v {program}")])
         .output()
         .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !found && std::env::var_os("WEFT_REQUIRE_PEERS").is_some() {
-        panic!("{program} is required (WEFT_REQUIRE_PEERS is set): apt-get install {package}");
+        .unwrap_or(false)
+}
+
+/// Skips the calling test: prints `SKIPPED: {reason}` and returns false, or panics with `reason`
+/// when `WEFT_REQUIRE_PEERS` is set (CI), so a missing prerequisite never passes silently there.
+pub fn skip(reason: &str) -> bool {
+    if std::env::var_os("WEFT_REQUIRE_PEERS").is_some() {
+        panic!("{reason} (WEFT_REQUIRE_PEERS is set, so this fails instead of skipping)");
     }
-    if !found {
-        eprintln!(
-            "SKIPPED: {program} is not installed (apt-get install {package}); .ci/run installs it"
-        );
-    }
-    found
+    eprintln!("SKIPPED: {reason}");
+    false
 }
 
 /// Runs `program args…` and returns its output, stdout and stderr together as text.

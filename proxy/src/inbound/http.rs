@@ -79,7 +79,7 @@ impl Context {
                 upgrade::restore(&mut req, protocol);
                 Box::pin(self.inbound.app.upgrade(&self.target, req, caller)).await
             }
-            None => self.inbound.app.send(&self.target, version, req).await,
+            None => Box::pin(self.inbound.app.send(&self.target, version, req)).await,
         };
         let response = match sent {
             Ok(mut response) => {

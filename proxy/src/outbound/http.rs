@@ -88,7 +88,7 @@ async fn forward(
     let mut req = req.map(body::stream);
     headers::to_mesh(&mut req, || endpoint.addr.to_string()).map_err(ProxyError::BadRequest)?;
     let in_flight = endpoint.load.start();
-    let mut response = match outbound.pool.send(endpoint, req).await {
+    let mut response = match Box::pin(outbound.pool.send(endpoint, req)).await {
         Ok(response) => response,
         Err(e) => {
             in_flight.failed();
