@@ -36,10 +36,18 @@ need_tools() {
 }
 
 # build_weft: release binaries into $WEFT_BIN. Fat LTO makes the first build slow; later runs
-# with nothing changed take a second. Under sudo, cargo is often not on PATH: then binaries that
-# are already built are used (with a notice), since building as root would also leave root-owned
-# files in target/.
+# with nothing changed take a second. WEFT_BIN=<dir> set by the caller skips the build and uses
+# the binaries there (to compare two builds, one run each). Under sudo, cargo is often not on
+# PATH: then binaries that are already built are used (with a notice), since building as root
+# would also leave root-owned files in target/.
 build_weft() {
+  if [ -n "${WEFT_BIN:-}" ]; then
+    if ! [ -x "$WEFT_BIN/weft-proxy" ] || ! [ -x "$WEFT_BIN/weft-control-plane" ]; then
+      die "WEFT_BIN=$WEFT_BIN holds no weft-proxy and weft-control-plane"
+    fi
+    echo "notice: using the binaries in WEFT_BIN=$WEFT_BIN (not building)" >&2
+    return
+  fi
   WEFT_BIN=$BENCH_ROOT/target/release
   if command -v cargo >/dev/null; then
     (cd "$BENCH_ROOT" && cargo build --release --bins -q) || die "cargo build --release --bins failed"

@@ -11,6 +11,7 @@
 #
 # Usage: tests/bench/pair.sh [seconds per run, default 10] [connections, default 32]
 #        KEEP=1 keeps the working directory (configs, logs, raw wrk/h2load output).
+#        WEFT_BIN=<dir> uses the weft binaries there instead of building this checkout.
 # Needs: wrk, h2load (nghttp2-client), haproxy, nginx (nginx-light), openssl, python3, curl.
 set -euo pipefail
 # shellcheck source=tests/bench/lib.sh

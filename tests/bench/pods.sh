@@ -16,6 +16,7 @@
 #
 # Usage: sudo tests/bench/pods.sh [seconds per run, default 10] [connections, default 32]
 #        KEEP=1 keeps the working directory (configs, logs, raw wrk/h2load output).
+#        WEFT_BIN=<dir> uses the weft binaries there instead of building this checkout.
 # Needs root (namespaces, iptables) and: wrk h2load haproxy nginx openssl python3 curl ip iptables
 # setpriv. Everything it creates (namespaces wb-<pid>-*, the processes in them,
 # /tmp/weft-pods.<pid>.*) is removed on exit, also on failure or Ctrl-C; what a run killed
