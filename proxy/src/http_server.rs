@@ -22,6 +22,12 @@ const MAX_HEADER_BYTES: usize = 64 * 1024;
 const H2_STREAM_WINDOW: u32 = 1024 * 1024;
 const H2_CONNECTION_WINDOW: u32 = 4 * 1024 * 1024;
 const H2_MAX_CONCURRENT_STREAMS: u32 = 1024;
+/// Streams a client may reset before the server has taken them up, per connection. hyper's
+/// default (20, a guard against "rapid reset" floods) is too low between proxies: a peer proxy
+/// cancels a stream whenever its app hangs up, and when many apps do so at once the server would
+/// close the whole shared connection, failing every other request multiplexed on it. This bound
+/// still stops a flood, from a caller that has to hold a mesh certificate in the first place.
+const H2_MAX_PENDING_ACCEPT_RESETS: usize = 1024;
 
 /// Which HTTP version to serve on a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +59,7 @@ where
         .initial_stream_window_size(H2_STREAM_WINDOW)
         .initial_connection_window_size(H2_CONNECTION_WINDOW)
         .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+        .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESETS)
         .max_header_list_size(MAX_HEADER_BYTES as u32);
     let builder = match version {
         HttpVersion::Http1 => builder.http1_only(),
