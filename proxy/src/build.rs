@@ -131,7 +131,7 @@ pub async fn start(
         config.detect_timeout,
         metrics.clone(),
     );
-    outbound.discovery = Some(discovery);
+    outbound.discovery = Some(discovery.clone());
     outbound.opaque_ports = config.opaque_ports;
     outbound.unknown_destinations = config.unknown_destinations;
     let outbound = Arc::new(outbound);
@@ -144,6 +144,7 @@ pub async fn start(
 
     let mut tasks = vec![
         tokio::spawn(identity.run(stop.clone())),
+        tokio::spawn(discovery.forget_idle_periodically()),
         tokio::spawn(inbound.serve(inbound_listener, stop.clone())),
         tokio::spawn(admin.serve(admin_listener, stop.clone())),
     ];

@@ -5,6 +5,10 @@
 //! and every change the control plane sends replaces it. When the stream breaks (the control
 //! plane restarts or is unreachable) the last answer stays in force while the watch reconnects
 //! with backoff; the first message after reconnecting is the full current answer.
+//!
+//! An address nobody has connected to for [`IDLE_WATCH`] is forgotten (its watch ends once the
+//! last connection using it closes), so an app that dials many distinct addresses does not hold
+//! a stream open on the control plane for each of them forever.
 
 mod resolution;
 mod watch;
@@ -12,7 +16,7 @@ mod watch;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
@@ -24,14 +28,22 @@ pub use resolution::Resolution;
 /// How long a new connection waits for the control plane's first answer about its destination.
 pub const FIRST_ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// How long an address's watch outlives its last use.
+pub const IDLE_WATCH: Duration = Duration::from_secs(300);
+
 /// The current answer for one address; `None` until the control plane has sent one.
 pub type Answer = tokio::sync::watch::Receiver<Option<Resolution>>;
 
 pub struct Discovery {
     client: DiscoveryClient<Channel>,
-    watches: Mutex<HashMap<SocketAddr, Answer>>,
+    watches: Mutex<HashMap<SocketAddr, Watched>>,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
+}
+
+struct Watched {
+    answer: Answer,
+    last_used: Instant,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,24 +79,74 @@ impl Discovery {
     }
 
     fn answer(&self, addr: SocketAddr) -> Answer {
-        let mut watches = self
-            .watches
+        let now = Instant::now();
+        let mut watches = self.watches();
+        let watched = watches.entry(addr).or_insert_with(|| {
+            let (tx, rx) = tokio::sync::watch::channel(None);
+            tokio::spawn(watch::run(
+                self.client.clone(),
+                addr,
+                tx,
+                self.metrics.clone(),
+                self.stop.clone(),
+            ));
+            Watched {
+                answer: rx,
+                last_used: now,
+            }
+        });
+        watched.last_used = now;
+        watched.answer.clone()
+    }
+
+    /// Forgets addresses unused since `now - IDLE_WATCH`; returns how many are still watched.
+    pub fn forget_idle(&self, now: Instant) -> usize {
+        let mut watches = self.watches();
+        watches.retain(|_, w| now.saturating_duration_since(w.last_used) < IDLE_WATCH);
+        watches.len()
+    }
+
+    /// Calls [`Self::forget_idle`] every minute until the proxy stops.
+    pub async fn forget_idle_periodically(self: Arc<Self>) {
+        let mut ticker = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = self.stop.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            self.forget_idle(Instant::now());
+        }
+    }
+
+    fn watches(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Watched>> {
+        self.watches
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        watches
-            .entry(addr)
-            .or_insert_with(|| {
-                let (tx, rx) = tokio::sync::watch::channel(None);
-                self.metrics.discovery_watches.inc();
-                tokio::spawn(watch::run(
-                    self.client.clone(),
-                    addr,
-                    tx,
-                    self.metrics.clone(),
-                    self.stop.clone(),
-                ));
-                rx
-            })
-            .clone()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn forgets_addresses_nobody_uses_and_their_watches_end() {
+        let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
+        let metrics = Arc::new(Metrics::new());
+        let discovery = Discovery::new(channel, metrics.clone(), CancellationToken::new());
+        let kept = discovery.answer("10.0.0.1:80".parse().unwrap());
+        drop(discovery.answer("10.0.0.2:80".parse().unwrap()));
+        let start = Instant::now();
+        tokio::task::yield_now().await;
+        assert_eq!(metrics.discovery_watches.get(), 2);
+
+        assert_eq!(discovery.forget_idle(start + IDLE_WATCH / 2), 2);
+        assert_eq!(discovery.forget_idle(start + IDLE_WATCH), 0);
+        // The watch of the address still in use by a connection lives on; the other ends.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(metrics.discovery_watches.get(), 1);
+        drop(kept);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(metrics.discovery_watches.get(), 0);
     }
 }

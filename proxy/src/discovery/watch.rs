@@ -22,15 +22,28 @@ pub async fn run(
     metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) {
+    metrics.discovery_watches.inc();
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        // Nobody needs the answer any more: the address was forgotten and its connections ended.
+        _ = answers.closed() => {}
+        _ = follow_forever(&mut client, addr, &answers, &metrics) => {}
+    }
+    metrics.discovery_watches.dec();
+}
+
+async fn follow_forever(
+    client: &mut DiscoveryClient<Channel>,
+    addr: SocketAddr,
+    answers: &Sender<Option<Resolution>>,
+    metrics: &Metrics,
+) {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     let request = WatchRequest {
         address: addr.to_string(),
     };
     loop {
-        let ended = tokio::select! {
-            _ = stop.cancelled() => return,
-            ended = follow(&mut client, &request, &answers, &metrics, &mut backoff) => ended,
-        };
+        let ended = follow(client, &request, answers, metrics, &mut backoff).await;
         metrics
             .discovery_errors
             .with_label_values(&[ended.label()])
@@ -42,10 +55,7 @@ pub async fn run(
             "no answer yet"
         };
         tracing::warn!(%addr, "discovery watch ended: {ended}; {kept}, retrying in {delay:?}");
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(delay) => {}
-        }
+        tokio::time::sleep(delay).await;
     }
 }
 

@@ -32,10 +32,12 @@ pub use destination::{Destination, Endpoint};
 use peer::PeerConnector;
 pub use route::Route;
 
+/// The longest wait for a connection outside the mesh (or to an unmeshed endpoint).
+const PASSTHROUGH_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
 pub struct Outbound {
     pool: H2Pool<PeerConnector>,
     detect_timeout: Duration,
-    connect_timeout: Duration,
     metrics: Arc<Metrics>,
     /// Resolves intercepted destinations.
     pub discovery: Option<Arc<Discovery>>,
@@ -58,7 +60,6 @@ impl Outbound {
                 metrics: metrics.clone(),
             }),
             detect_timeout,
-            connect_timeout,
             metrics,
             discovery: None,
             opaque_ports: Vec::new(),
@@ -136,9 +137,12 @@ impl Outbound {
         }
     }
 
-    /// Plain TCP to `target`, as if there were no proxy.
+    /// Plain TCP to `target`, as if there were no proxy. The wait for the connection is the
+    /// kernel's, bounded by [`PASSTHROUGH_CONNECT_TIMEOUT`]: the destination may be far away,
+    /// and the app has already seen its connect succeed.
     async fn passthrough(&self, io: PrefixedIo<TcpStream>, client: SocketAddr, target: SocketAddr) {
-        match tokio::time::timeout(self.connect_timeout, TcpStream::connect(target)).await {
+        let connect = TcpStream::connect(target);
+        match tokio::time::timeout(PASSTHROUGH_CONNECT_TIMEOUT, connect).await {
             Ok(Ok(upstream)) => {
                 let _ = upstream.set_nodelay(true);
                 splice(io, upstream).await;
