@@ -21,9 +21,15 @@ D=${1:-10}
 C=${2:-32}
 positive_int seconds "$D"
 positive_int connections "$C"
-need_tools wrk h2load haproxy nginx openssl python3 curl
+need_tools wrk h2load haproxy nginx openssl python3 curl ss
 build_weft
 ulimit -n 65536 2>/dev/null || true # h2load opens rate/100 connections at half saturation
+# Fixed loopback ports: a leftover of another run would answer instead (nginx even shares its
+# port, through reuseport), so any port already taken stops the run. pods.sh has no such problem.
+ports=(18080 18010 18014 18100 18101 18102 18106 18107 18001 18443)
+taken=$(ss -Hltnp | awk -v ports=" ${ports[*]} " '{ n = split($4, a, ":"); if (index(ports, " " a[n] " ")) print }')
+[ -z "$taken" ] || die "ports pair.sh needs are taken (stop those programs, or use tests/bench/pods.sh):
+$taken"
 W=$(mktemp -d /tmp/weft-bench.XXXX)
 mkdir "$W/raw"
 pids=()
@@ -51,7 +57,7 @@ write_tokens
 pids+=($!)
 control_plane_ready() { [ -f "$W/cp/trust-bundle.pem" ] && curl -sf 127.0.0.1:18014/ready; }
 wait_for 20 "the control plane (/ready and its trust bundle)" control_plane_ready ||
-  { tail -5 cp.log >&2; exit 1; }
+  { tail -n 5 cp.log >&2; exit 1; }
 common=(--control-plane-addr 127.0.0.1:18010 --trust-anchors "$W/cp/trust-bundle.pem" --outbound-listen off --log warn)
 "$WEFT_BIN/weft-proxy" "${common[@]}" --token-file server.token \
   --identity spiffe://cluster.local/ns/bench/sa/server --inbound-listen 127.0.0.1:18106 \
@@ -76,7 +82,7 @@ pids+=("$hs_pid")
 
 for url in 127.0.0.1:18080 127.0.0.1:18101 127.0.0.1:18001; do
   wait_for 10 "http://$url/ to answer" curl -sf "http://$url/" ||
-    { tail -5 ./*.log >&2; exit 1; }
+    { tail -n 5 ./*.log >&2; exit 1; }
 done
 record_idle_rss weft $client_pid $server_pid
 record_idle_rss haproxy $hc_pid $hs_pid
