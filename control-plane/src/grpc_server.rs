@@ -121,3 +121,14 @@ impl Service<http::Request<Body>> for Routes {
         }
     }
 }
+
+/// The caller's address for logs. Connections arrive over TLS, so the TCP details sit inside the
+/// TLS connect info.
+pub fn peer_of<T>(request: &tonic::Request<T>) -> String {
+    request
+        .extensions()
+        .get::<tonic::transport::server::TlsConnectInfo<tonic::transport::server::TcpConnectInfo>>()
+        .and_then(|info| info.get_ref().remote_addr())
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| "unknown".to_owned())
+}

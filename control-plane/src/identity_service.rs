@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::{Request, Response, Status};
 use weft_api::REFUSAL_METADATA_KEY;
 use weft_api::identity::identity_server::Identity;
@@ -101,13 +100,7 @@ impl Identity for IdentityService {
         &self,
         request: Request<CertifyRequest>,
     ) -> Result<Response<CertifyResponse>, Status> {
-        // Connections arrive over TLS, so the TCP details sit inside the TLS connect info.
-        let peer = request
-            .extensions()
-            .get::<TlsConnectInfo<TcpConnectInfo>>()
-            .and_then(|info| info.get_ref().remote_addr())
-            .map(|a| a.to_string())
-            .unwrap_or_else(|| "unknown".to_owned());
+        let peer = crate::grpc_server::peer_of(&request);
         let CertifyRequest { token, csr } = request.into_inner();
 
         let outcome = async {

@@ -16,7 +16,6 @@ use prometheus::IntGauge;
 use tokio::sync::watch;
 use tokio_stream::Stream;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::{Request, Response, Status};
 use weft_api::discovery::discovery_server::Discovery;
 use weft_api::discovery::{self as pb, WatchRequest};
@@ -47,12 +46,7 @@ impl Discovery for WatchService {
     type WatchStream = WatchStream;
 
     async fn watch(&self, request: Request<WatchRequest>) -> Result<Response<WatchStream>, Status> {
-        let peer = request
-            .extensions()
-            .get::<TlsConnectInfo<TcpConnectInfo>>()
-            .and_then(|info| info.get_ref().remote_addr())
-            .map(|a| a.to_string())
-            .unwrap_or_else(|| "unknown".to_owned());
+        let peer = crate::grpc_server::peer_of(&request);
         let address = request.into_inner().address;
         let target = match parse_address(&address) {
             Ok(target) => target,
