@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         "proto/weft/identity/v1/identity.proto",
         "proto/weft/discovery/v1/discovery.proto",
+        "proto/weft/policy/v1/policy.proto",
     ];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
@@ -13,6 +14,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // The crate exposes one flat module per package (`weft_api::policy`), not prost's
+        // nesting, so references between packages are spelled out.
+        .extern_path(".weft.policy.v1", "crate::policy")
         .compile_fds(descriptors)?;
     Ok(())
 }

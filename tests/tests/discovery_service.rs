@@ -194,6 +194,7 @@ fn hello(endpoints: Vec<Endpoint>) -> Resolution {
         service: "hello.demo".to_owned(),
         endpoints,
         opaque: false,
+        policy: None,
     }
 }
 
@@ -216,6 +217,7 @@ async fn watches_follow_the_file_and_survive_a_broken_edit() {
                 meshed: false,
             }],
             opaque: true,
+            policy: None,
         }
     );
     assert_eq!(fixture.metric("weft_discovery_watches").await, 2.0);

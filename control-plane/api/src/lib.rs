@@ -16,6 +16,14 @@ pub mod discovery {
     tonic::include_proto!("weft.discovery.v1");
 }
 
+/// `weft.policy.v1`: the client half of a ServicePolicy, as the control plane sends it.
+pub mod policy {
+    #![allow(clippy::all, missing_docs, unreachable_pub)]
+    tonic::include_proto!("weft.policy.v1");
+}
+
+pub mod policy_defaults;
+
 /// The gRPC port the control plane listens on.
 pub const CONTROL_PLANE_PORT: u16 = 15010;
 

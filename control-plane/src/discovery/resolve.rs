@@ -136,6 +136,7 @@ impl From<Resolution> for weft_api::discovery::Resolution {
                     })
                     .collect(),
                 opaque,
+                policy: None,
             },
         }
     }

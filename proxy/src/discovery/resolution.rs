@@ -104,6 +104,7 @@ mod tests {
                     endpoint("10.0.0.3:80", "not-spiffe", true),
                 ],
                 opaque: false,
+                policy: None,
             },
             None,
         );
@@ -121,6 +122,7 @@ mod tests {
                     endpoint("10.0.0.2:80", id, true),
                 ],
                 opaque: true,
+                policy: None,
             },
             Some(&first),
         );
