@@ -14,9 +14,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
-        // The crate exposes one flat module per package (`weft_api::policy`), not prost's
-        // nesting, so references between packages are spelled out.
-        .extern_path(".weft.policy.v1", "crate::policy")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -115,17 +115,40 @@ impl Drop for InFlight<'_> {
 }
 
 /// The index of the endpoint to use among `loads`: the cheaper of two picked at random.
-pub fn pick_index<'a>(loads: impl ExactSizeIterator<Item = &'a Load> + Clone) -> Option<usize> {
-    let n = loads.len();
+#[cfg(test)]
+fn pick_index(loads: &[Load]) -> Option<usize> {
+    pick_where(loads, |l| l, |_| true)
+}
+
+/// The index of the item to use among those of `items` that pass `keep`: the cheaper of two
+/// picked at random. No allocation: the survivors are counted, and two of them found by rank.
+pub fn pick_where<T>(
+    items: &[T],
+    load: impl Fn(&T) -> &Load,
+    keep: impl Fn(&T) -> bool,
+) -> Option<usize> {
+    let n = items.iter().filter(|item| keep(item)).count();
+    let nth = |rank: usize| {
+        items
+            .iter()
+            .enumerate()
+            .filter(|(_, item)| keep(item))
+            .nth(rank)
+            .map(|(i, _)| i)
+    };
     match n {
         0 => None,
-        1 => Some(0),
+        1 => nth(0),
         _ => {
             let a = fastrand::usize(..n);
             let b = (a + 1 + fastrand::usize(..n - 1)) % n;
+            let (a, b) = (nth(a)?, nth(b)?);
             let now = Instant::now();
-            let cost = |i: usize| loads.clone().nth(i).map_or(f64::MAX, |l| l.cost(now));
-            Some(if cost(a) <= cost(b) { a } else { b })
+            Some(if load(&items[a]).cost(now) <= load(&items[b]).cost(now) {
+                a
+            } else {
+                b
+            })
         }
     }
 }
@@ -137,7 +160,7 @@ mod tests {
     fn picks(loads: &[Load], rounds: usize) -> Vec<usize> {
         let mut counts = vec![0; loads.len()];
         for _ in 0..rounds {
-            counts[pick_index(loads.iter()).unwrap()] += 1;
+            counts[pick_index(&loads).unwrap()] += 1;
         }
         counts
     }
@@ -148,7 +171,7 @@ mod tests {
         let mut counts = [0; 3];
         let mut in_flight = std::collections::VecDeque::new();
         for _ in 0..3000 {
-            let i = pick_index(loads.iter()).unwrap();
+            let i = pick_index(&loads).unwrap();
             counts[i] += 1;
             in_flight.push_back(loads[i].start());
             if in_flight.len() > 8 {
@@ -187,8 +210,20 @@ mod tests {
     }
 
     #[test]
+    fn picks_only_among_the_kept() {
+        let loads = [Load::default(), Load::default(), Load::default()];
+        for _ in 0..100 {
+            assert_eq!(
+                pick_where(&loads, |l| l, |l| !std::ptr::eq(l, &loads[1])).map(|i| i != 1),
+                Some(true)
+            );
+        }
+        assert_eq!(pick_where(&loads, |l| l, |_| false), None);
+    }
+
+    #[test]
     fn none_without_endpoints() {
-        assert_eq!(pick_index(std::iter::empty::<&Load>()), None);
-        assert_eq!(pick_index([Load::default()].iter()), Some(0));
+        assert_eq!(pick_index(&[]), None);
+        assert_eq!(pick_index(&[Load::default()]), Some(0));
     }
 }

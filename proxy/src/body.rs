@@ -12,6 +12,8 @@ use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 
 use crate::h1_pool::CheckIn;
+use crate::resilience::retry::{Peeked, ReplayBody};
+use crate::resilience::timeout::TimedBody;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -24,6 +26,15 @@ pub enum Body {
     Pooled(Incoming, CheckIn),
     /// Complete, produced by the proxy; `None` once sent.
     Full(Option<Bytes>),
+    /// A request body that a retry can send again.
+    Replay(ReplayBody),
+    /// A response read ahead to learn its gRPC status, then the rest of it.
+    Peeked(Box<Peeked>),
+    /// A response under the request's deadline or idle timeout.
+    Timed(Box<TimedBody>),
+    /// A body fed by a test.
+    #[cfg(test)]
+    Channel(tokio::sync::mpsc::Receiver<Bytes>),
 }
 
 /// A streamed body received from a peer or the app.
@@ -50,6 +61,11 @@ impl http_body::Body for Body {
                 Pin::new(incoming).poll_frame(cx).map_err(BoxError::from)
             }
             Body::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Body::Replay(body) => Pin::new(body).poll_frame(cx),
+            Body::Peeked(body) => Pin::new(body.as_mut()).poll_frame(cx),
+            Body::Timed(body) => Pin::new(body.as_mut()).poll_frame(cx),
+            #[cfg(test)]
+            Body::Channel(rx) => rx.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b)))),
         }
     }
 
@@ -57,6 +73,11 @@ impl http_body::Body for Body {
         match self {
             Body::Stream(incoming) | Body::Pooled(incoming, _) => incoming.is_end_stream(),
             Body::Full(bytes) => bytes.is_none(),
+            Body::Replay(body) => body.is_end_stream(),
+            Body::Peeked(body) => body.is_end_stream(),
+            Body::Timed(body) => body.is_end_stream(),
+            #[cfg(test)]
+            Body::Channel(_) => false,
         }
     }
 
@@ -64,6 +85,11 @@ impl http_body::Body for Body {
         match self {
             Body::Stream(incoming) | Body::Pooled(incoming, _) => incoming.size_hint(),
             Body::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Body::Replay(body) => body.size_hint(),
+            Body::Peeked(body) => body.size_hint(),
+            Body::Timed(body) => body.size_hint(),
+            #[cfg(test)]
+            Body::Channel(_) => SizeHint::default(),
         }
     }
 }

@@ -10,12 +10,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{Admin, LogLevelSetter};
 use crate::app_client::AppClient;
-use crate::config::ProxyConfig;
+use crate::config::{ForwardTarget, ProxyConfig};
 use crate::discovery::Discovery;
 use crate::identity::{IdentityClient, control_plane};
 use crate::inbound::Inbound;
 use crate::metrics::Metrics;
-use crate::outbound::Outbound;
+use crate::outbound::{Destination, Outbound, Target};
 use crate::tls::TlsStore;
 
 /// A proxy serving until [`RunningProxy::shutdown`] or drop.
@@ -94,7 +94,7 @@ pub async fn start(
     let admin_listener = bind("admin", config.admin_listen).await?;
     let mut forward_listeners = Vec::with_capacity(config.forwards.len());
     for forward in config.forwards {
-        forward_listeners.push((bind("forward", forward.listen).await?, forward.destination));
+        forward_listeners.push((bind("forward", forward.listen).await?, forward.target));
     }
     let outbound_listener = match config.outbound_listen {
         Some(addr) => Some(bind("outbound", addr).await?),
@@ -144,7 +144,7 @@ pub async fn start(
 
     let mut tasks = vec![
         tokio::spawn(identity.run(stop.clone())),
-        tokio::spawn(discovery.forget_idle_periodically()),
+        tokio::spawn(discovery.clone().forget_idle_periodically()),
         tokio::spawn(inbound.serve(inbound_listener, stop.clone())),
         tokio::spawn(admin.serve(admin_listener, stop.clone())),
     ];
@@ -153,10 +153,18 @@ pub async fn start(
             outbound.clone().serve_intercepted(listener, stop.clone()),
         ));
     }
-    for (listener, destination) in forward_listeners {
+    let mut forward_targets = Vec::with_capacity(forward_listeners.len());
+    for (listener, target) in forward_listeners {
+        let target = match target {
+            ForwardTarget::Fixed { name, endpoints } => {
+                Target::Fixed(Arc::new(Destination::fixed(name, endpoints, &metrics)))
+            }
+            ForwardTarget::Service(name) => Target::Discovered(discovery.answer(&name)),
+        };
+        forward_targets.push(target.clone());
         tasks.push(tokio::spawn(outbound.clone().serve_forward(
             listener,
-            Arc::new(destination),
+            target,
             stop.clone(),
         )));
     }
@@ -206,10 +214,16 @@ fn summary(config: &ProxyConfig) -> serde_json::Value {
         "outbound_listen": config.outbound_listen.map(|a| a.to_string()),
         "opaque_ports": config.opaque_ports,
         "unknown_destinations": config.unknown_destinations,
-        "forwards": config.forwards.iter().map(|f| serde_json::json!({
-            "listen": f.listen.to_string(),
-            "endpoints": f.destination.endpoints().iter().map(ToString::to_string).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
+        "forwards": config.forwards.iter().map(|f| match &f.target {
+            ForwardTarget::Fixed { endpoints, .. } => serde_json::json!({
+                "listen": f.listen.to_string(),
+                "endpoints": endpoints.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            }),
+            ForwardTarget::Service(name) => serde_json::json!({
+                "listen": f.listen.to_string(),
+                "service": name,
+            }),
+        }).collect::<Vec<_>>(),
         "detect_timeout": humantime::format_duration(config.detect_timeout).to_string(),
         "connect_timeout": humantime::format_duration(config.connect_timeout).to_string(),
     })

@@ -11,7 +11,7 @@ use weft_certs::{SpiffeId, TrustBundle};
 
 use crate::identity::TokenSource;
 use crate::inbound::InboundMode;
-use crate::outbound::{Destination, Endpoint};
+use crate::outbound::Endpoint;
 
 /// `weft-proxy` flags as typed; see [`ProxyConfig::from_args`].
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -80,9 +80,10 @@ pub struct ProxyArgs {
     #[arg(long, env = "WEFT_ADMIN_LISTEN", default_value = "0.0.0.0:15000")]
     pub admin_listen: String,
 
-    /// An explicit outbound listener: LISTEN=IDENTITY@ADDRESS[,IDENTITY@ADDRESS...]. The app
-    /// connects to LISTEN; traffic goes over mTLS to those peer proxies. Repeat the flag, or
-    /// separate several with ';' in WEFT_FORWARD.
+    /// An explicit outbound listener: LISTEN=NAME.NAMESPACE:PORT (a MeshService, resolved
+    /// through discovery with its ServicePolicy) or LISTEN=IDENTITY@ADDRESS[,IDENTITY@ADDRESS...]
+    /// (fixed peer proxies, built-in policy). The app connects to LISTEN; traffic goes over mTLS.
+    /// Repeat the flag, or separate several with ';' in WEFT_FORWARD.
     #[arg(long, env = "WEFT_FORWARD", value_delimiter = ';')]
     pub forward: Vec<String>,
 
@@ -99,7 +100,18 @@ pub struct ProxyArgs {
 #[derive(Debug)]
 pub struct Forward {
     pub listen: SocketAddr,
-    pub destination: Destination,
+    pub target: ForwardTarget,
+}
+
+#[derive(Debug, Clone)]
+pub enum ForwardTarget {
+    /// `IDENTITY@ADDRESS,...`: these peer proxies, with the built-in client policy.
+    Fixed {
+        name: String,
+        endpoints: Vec<Endpoint>,
+    },
+    /// `NAME.NAMESPACE:PORT`: a MeshService, resolved through discovery with its policy.
+    Service(String),
 }
 
 /// Checked settings, ready to build a proxy from.
@@ -310,13 +322,21 @@ fn trust_anchors(args: &ProxyArgs) -> Result<TrustBundle, String> {
     TrustBundle::from_pem(&text, &source).map_err(|e| format!("trust anchors: {e}"))
 }
 
-/// `LISTEN=IDENTITY@ADDRESS[,IDENTITY@ADDRESS...]`
+/// `LISTEN=IDENTITY@ADDRESS[,IDENTITY@ADDRESS...]` or `LISTEN=NAME.NAMESPACE:PORT`
 fn forward(text: &str) -> Result<Forward, String> {
-    let (listen, endpoints) = text.split_once('=').ok_or_else(|| {
-        format!("--forward {text:?}: expected LISTEN=IDENTITY@ADDRESS[,IDENTITY@ADDRESS...]")
+    let (listen, target) = text.split_once('=').ok_or_else(|| {
+        format!("--forward {text:?}: expected LISTEN=NAME.NAMESPACE:PORT or LISTEN=IDENTITY@ADDRESS[,IDENTITY@ADDRESS...]")
     })?;
     let listen = socket_addr(listen, "--forward listen address")?;
-    let endpoints = endpoints
+    if !target.contains('@') {
+        return Ok(Forward {
+            listen,
+            target: ForwardTarget::Service(
+                service_name(target.trim()).map_err(|e| format!("--forward {text:?}: {e}"))?,
+            ),
+        });
+    }
+    let endpoints = target
         .split(',')
         .map(|e| e.trim().parse::<Endpoint>())
         .collect::<Result<Vec<_>, _>>()
@@ -327,8 +347,26 @@ fn forward(text: &str) -> Result<Forward, String> {
         .unwrap_or_default();
     Ok(Forward {
         listen,
-        destination: Destination::new(name, endpoints),
+        target: ForwardTarget::Fixed { name, endpoints },
     })
+}
+
+/// `name.namespace:port`, each name a DNS label as Kubernetes requires.
+fn service_name(text: &str) -> Result<String, String> {
+    let expected =
+        || format!("{text:?} is not NAME.NAMESPACE:PORT (a MeshService) nor IDENTITY@ADDRESS");
+    let (names, port) = text.rsplit_once(':').ok_or_else(expected)?;
+    let (name, namespace) = names.split_once('.').ok_or_else(expected)?;
+    let label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    if !label(name) || !label(namespace) || port.parse::<u16>().map_or(true, |p| p == 0) {
+        return Err(expected());
+    }
+    Ok(text.to_owned())
 }
 
 #[cfg(test)]
@@ -359,7 +397,7 @@ mod tests {
             "--token-file (or WEFT_TOKEN) is required",
             "--inbound-listen \"0.0.0.0\"",
             "--inbound-mode \"lenient\": expected permissive or strict",
-            "--forward \"127.0.0.1:4140=hello\": endpoint \"hello\" is not IDENTITY@ADDRESS",
+            "--forward \"127.0.0.1:4140=hello\": \"hello\" is not NAME.NAMESPACE:PORT",
             "--detect-timeout \"fast\"",
             "--outbound-listen \"localhost:15001\"",
             "--opaque-ports \"25,smtp\": \"smtp\" is not a port",

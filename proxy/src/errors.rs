@@ -5,6 +5,7 @@
 //! so the same failure always looks the same wherever it happened.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use http::{HeaderValue, Response, StatusCode};
 
@@ -22,6 +23,8 @@ pub enum ProxyError {
         addr: SocketAddr,
         source: hyper::Error,
     },
+    #[error("the answer of the peer proxy at {addr} broke off: {detail}")]
+    PeerBody { addr: SocketAddr, detail: String },
     #[error("cannot connect to the app at {addr}: {detail}")]
     AppConnect { addr: SocketAddr, detail: String },
     #[error("the app at {addr} failed the request: {detail}")]
@@ -30,6 +33,23 @@ pub enum ProxyError {
     NoEndpoints(String),
     #[error("bad request: {0}")]
     BadRequest(String),
+    #[error("{destination} did not answer within the request timeout of {after:?}")]
+    Timeout {
+        destination: String,
+        after: Duration,
+    },
+    #[error("{destination} did not answer within the per-try timeout of {after:?}")]
+    PerTryTimeout {
+        destination: String,
+        after: Duration,
+    },
+    #[error("every endpoint of {0} is ejected by its circuit breaker")]
+    CircuitOpen(String),
+    #[error("{destination} has too many requests in flight ({why})")]
+    Overloaded {
+        destination: String,
+        why: &'static str,
+    },
 }
 
 impl ProxyError {
@@ -37,20 +57,26 @@ impl ProxyError {
     pub fn reason(&self) -> &'static str {
         match self {
             ProxyError::PeerConnect(e) => e.reason(),
-            ProxyError::PeerHttp { .. } => "peer_http_error",
+            ProxyError::PeerHttp { .. } | ProxyError::PeerBody { .. } => "peer_http_error",
             ProxyError::AppConnect { .. } => "app_unreachable",
             ProxyError::AppHttp { .. } => "app_http_error",
             ProxyError::NoEndpoints(_) => "no_endpoints",
             ProxyError::BadRequest(_) => "bad_request",
+            ProxyError::Timeout { .. } | ProxyError::PerTryTimeout { .. } => "timeout",
+            ProxyError::CircuitOpen(_) => "circuit_open",
+            ProxyError::Overloaded { .. } => "overloaded",
         }
     }
 
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::PeerConnect(ConnectError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
-            ProxyError::PeerConnect(ConnectError::NoIdentity) | ProxyError::NoEndpoints(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ProxyError::PeerConnect(ConnectError::Timeout { .. })
+            | ProxyError::Timeout { .. }
+            | ProxyError::PerTryTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::PeerConnect(ConnectError::NoIdentity)
+            | ProxyError::NoEndpoints(_)
+            | ProxyError::CircuitOpen(_)
+            | ProxyError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             _ => StatusCode::BAD_GATEWAY,
         }
@@ -62,7 +88,8 @@ impl ProxyError {
         let message = self.to_string();
         if grpc {
             // gRPC clients read statuses from trailers; a trailers-only response carries them in
-            // the headers. UNAVAILABLE (14) tells gRPC clients the call may be retried.
+            // the headers. UNAVAILABLE (14) tells gRPC clients the call may be retried;
+            // DEADLINE_EXCEEDED (4) that it ran out of time.
             let grpc_status = match self.status() {
                 StatusCode::BAD_REQUEST => "13",
                 StatusCode::GATEWAY_TIMEOUT => "4",

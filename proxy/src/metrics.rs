@@ -7,7 +7,8 @@
 use std::sync::Mutex;
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 pub struct Metrics {
@@ -43,6 +44,22 @@ pub struct Metrics {
     pub discovery_updates: IntCounter,
     /// `weft_discovery_stream_errors_total{reason}`: watches that ended and were retried.
     pub discovery_errors: IntCounterVec,
+    /// `weft_outbound_retries_total{destination,route,reason}`: attempts after the first.
+    pub retries: IntCounterVec,
+    /// `weft_outbound_retry_budget_exhausted_total{destination,route}`: retries the budget refused.
+    pub budget_exhausted: IntCounterVec,
+    /// `weft_outbound_timeouts_total{destination,route,kind}`: kind request, per_try or idle.
+    pub timeouts: IntCounterVec,
+    /// `weft_outbound_shed_total{destination,reason}`: requests refused before any attempt
+    /// (overloaded, circuit_open).
+    pub shed: IntCounterVec,
+    /// `weft_outbound_endpoint_ejected{destination,endpoint}`: 1 while the breaker is open or
+    /// half-open; the series goes away with the endpoint.
+    pub endpoint_ejected: IntGaugeVec,
+    /// `weft_outbound_breaker_transitions_total{destination,to}`: to open or closed.
+    pub breaker_transitions: IntCounterVec,
+    /// `weft_outbound_request_attempts{destination,route}`: attempts per request.
+    pub request_attempts: HistogramVec,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -133,6 +150,48 @@ impl Metrics {
                 "Discovery watches that ended (and were retried), by reason.",
                 &["reason"],
             ),
+            retries: counter(
+                "weft_outbound_retries_total",
+                "Retried attempts, by destination, route and the reason of the attempt before.",
+                &["destination", "route", "reason"],
+            ),
+            budget_exhausted: counter(
+                "weft_outbound_retry_budget_exhausted_total",
+                "Retries not made because the destination's retry budget was spent.",
+                &["destination", "route"],
+            ),
+            timeouts: counter(
+                "weft_outbound_timeouts_total",
+                "Timeouts that expired, by kind: request (answered 504), per_try (retryable) or idle.",
+                &["destination", "route", "kind"],
+            ),
+            shed: counter(
+                "weft_outbound_shed_total",
+                "Requests refused without an attempt: overloaded (limits) or circuit_open.",
+                &["destination", "reason"],
+            ),
+            endpoint_ejected: IntGaugeVec::new(
+                Opts::new(
+                    "weft_outbound_endpoint_ejected",
+                    "1 while an endpoint's circuit breaker is open or half-open, else 0.",
+                ),
+                &["destination", "endpoint"],
+            )
+            .expect("metric definitions are valid"),
+            breaker_transitions: counter(
+                "weft_outbound_breaker_transitions_total",
+                "Circuit breaker changes, by the state entered (open, closed).",
+                &["destination", "to"],
+            ),
+            request_attempts: HistogramVec::new(
+                HistogramOpts::new(
+                    "weft_outbound_request_attempts",
+                    "Attempts made per request (1 = not retried).",
+                )
+                .buckets(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]),
+                &["destination", "route"],
+            )
+            .expect("metric definitions are valid"),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -150,6 +209,13 @@ impl Metrics {
             Box::new(metrics.discovery_watches.clone()),
             Box::new(metrics.discovery_updates.clone()),
             Box::new(metrics.discovery_errors.clone()),
+            Box::new(metrics.retries.clone()),
+            Box::new(metrics.budget_exhausted.clone()),
+            Box::new(metrics.timeouts.clone()),
+            Box::new(metrics.shed.clone()),
+            Box::new(metrics.endpoint_ejected.clone()),
+            Box::new(metrics.breaker_transitions.clone()),
+            Box::new(metrics.request_attempts.clone()),
         ];
         for collector in collectors {
             metrics

@@ -4,23 +4,37 @@
 //! control plane. The code is generated at build time by protox (a pure-Rust protobuf compiler)
 //! and tonic-prost-build, so a build needs only cargo.
 
-/// `weft.identity.v1`: certificate issuance.
-pub mod identity {
-    #![allow(clippy::all, missing_docs, unreachable_pub)]
-    tonic::include_proto!("weft.identity.v1");
+/// The generated packages, nested as prost expects (`weft.discovery.v1` refers to
+/// `weft.policy.v1` as `super::super::policy::v1`); used through the flat names below.
+pub mod weft {
+    pub mod identity {
+        pub mod v1 {
+            #![allow(clippy::all, missing_docs, unreachable_pub)]
+            tonic::include_proto!("weft.identity.v1");
+        }
+    }
+    pub mod discovery {
+        pub mod v1 {
+            #![allow(clippy::all, missing_docs, unreachable_pub)]
+            tonic::include_proto!("weft.discovery.v1");
+        }
+    }
+    pub mod policy {
+        pub mod v1 {
+            #![allow(clippy::all, missing_docs, unreachable_pub)]
+            tonic::include_proto!("weft.policy.v1");
+        }
+    }
 }
+
+/// `weft.identity.v1`: certificate issuance.
+pub use weft::identity::v1 as identity;
 
 /// `weft.discovery.v1`: destination resolution as a live stream.
-pub mod discovery {
-    #![allow(clippy::all, missing_docs, unreachable_pub)]
-    tonic::include_proto!("weft.discovery.v1");
-}
+pub use weft::discovery::v1 as discovery;
 
 /// `weft.policy.v1`: the client half of a ServicePolicy, as the control plane sends it.
-pub mod policy {
-    #![allow(clippy::all, missing_docs, unreachable_pub)]
-    tonic::include_proto!("weft.policy.v1");
-}
+pub use weft::policy::v1 as policy;
 
 pub mod policy_defaults;
 

@@ -36,7 +36,8 @@ pub type Answer = tokio::sync::watch::Receiver<Option<Resolution>>;
 
 pub struct Discovery {
     client: DiscoveryClient<Channel>,
-    watches: Mutex<HashMap<SocketAddr, Watched>>,
+    /// By what is watched: `ip:port`, or `name.namespace:port` for a named service.
+    watches: Mutex<HashMap<String, Watched>>,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
 }
@@ -49,7 +50,7 @@ struct Watched {
 #[derive(Debug, thiserror::Error)]
 #[error("the control plane has not answered for {addr} within {waited:?}")]
 pub struct NoAnswer {
-    pub addr: SocketAddr,
+    pub addr: String,
     pub waited: Duration,
 }
 
@@ -65,7 +66,12 @@ impl Discovery {
 
     /// The live answer for `addr`, waiting (bounded) for the first one if it is new.
     pub async fn resolve(&self, addr: SocketAddr) -> Result<Answer, NoAnswer> {
-        let mut answer = self.answer(addr);
+        self.resolve_key(addr.to_string()).await
+    }
+
+    /// The live answer for a service by name (`name.namespace:port`), as [`Self::resolve`].
+    pub async fn resolve_key(&self, addr: String) -> Result<Answer, NoAnswer> {
+        let mut answer = self.answer(&addr);
         let ready = tokio::time::timeout(FIRST_ANSWER_TIMEOUT, answer.wait_for(Option::is_some))
             .await
             .is_ok_and(|r| r.is_ok());
@@ -78,14 +84,20 @@ impl Discovery {
         }
     }
 
-    fn answer(&self, addr: SocketAddr) -> Answer {
+    /// The answer for `addr`, starting its watch if it is new. The watch of a name given to a
+    /// `--forward` listener lives as long as the listener holds the answer.
+    pub fn answer(&self, addr: &str) -> Answer {
         let now = Instant::now();
         let mut watches = self.watches();
-        let watched = watches.entry(addr).or_insert_with(|| {
+        if let Some(watched) = watches.get_mut(addr) {
+            watched.last_used = now;
+            return watched.answer.clone();
+        }
+        let watched = watches.entry(addr.to_owned()).or_insert_with(|| {
             let (tx, rx) = tokio::sync::watch::channel(None);
             tokio::spawn(watch::run(
                 self.client.clone(),
-                addr,
+                addr.to_owned(),
                 tx,
                 self.metrics.clone(),
                 self.stop.clone(),
@@ -118,7 +130,18 @@ impl Discovery {
         }
     }
 
-    fn watches(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Watched>> {
+    /// Every watched address with its current answer, for the admin endpoint.
+    pub fn answers(&self) -> Vec<(String, Option<Resolution>)> {
+        let watches = self.watches();
+        let mut all: Vec<_> = watches
+            .iter()
+            .map(|(addr, w)| (addr.clone(), w.answer.borrow().clone()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    fn watches(&self) -> std::sync::MutexGuard<'_, HashMap<String, Watched>> {
         self.watches
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -134,8 +157,8 @@ mod tests {
         let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
         let metrics = Arc::new(Metrics::new());
         let discovery = Discovery::new(channel, metrics.clone(), CancellationToken::new());
-        let kept = discovery.answer("10.0.0.1:80".parse().unwrap());
-        drop(discovery.answer("10.0.0.2:80".parse().unwrap()));
+        let kept = discovery.answer("10.0.0.1:80");
+        drop(discovery.answer("10.0.0.2:80"));
         let start = Instant::now();
         tokio::task::yield_now().await;
         assert_eq!(metrics.discovery_watches.get(), 2);

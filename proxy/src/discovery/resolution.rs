@@ -1,12 +1,13 @@
 //! The control plane's answer for an address, turned into something the outbound side routes by.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use weft_api::discovery as proto;
 
-use crate::outbound::{Destination, Endpoint};
+use crate::metrics::Metrics;
+use crate::outbound::{Described, Destination, Endpoint};
+use crate::policy::ClientPolicy;
 
 /// What a destination address is.
 #[derive(Debug, Clone)]
@@ -18,18 +19,19 @@ pub enum Resolution {
 }
 
 impl Resolution {
-    /// Converts an answer, keeping the balancer's load of endpoints that `previous` had too.
-    pub fn from_proto(answer: proto::Resolution, previous: Option<&Resolution>) -> Self {
+    /// Converts an answer, keeping the state (balancer loads, breakers, budget, limit) that
+    /// `previous` had for the same endpoints and destination.
+    pub fn from_proto(
+        answer: proto::Resolution,
+        previous: Option<&Resolution>,
+        metrics: &Arc<Metrics>,
+    ) -> Self {
         if !answer.known {
             return Resolution::Unknown;
         }
-        let loads: HashMap<SocketAddr, _> = match previous {
-            Some(Resolution::Known(d)) => d
-                .endpoints()
-                .iter()
-                .map(|e| (e.addr, e.load.clone()))
-                .collect(),
-            _ => HashMap::new(),
+        let previous = match previous {
+            Some(Resolution::Known(d)) if d.name == answer.service => Some(d.as_ref()),
+            _ => None,
         };
         let mut meshed = Vec::new();
         let mut unmeshed = Vec::new();
@@ -43,24 +45,24 @@ impl Resolution {
                 continue;
             }
             match endpoint.identity.parse() {
-                Ok(identity) => {
-                    let mut e = Endpoint::new(addr, identity);
-                    if let Some(load) = loads.get(&addr) {
-                        e = e.with_load(load.clone());
-                    }
-                    meshed.push(e);
-                }
+                Ok(identity) => meshed.push(Endpoint::new(addr, identity)),
                 Err(err) => {
                     tracing::warn!(service = %answer.service, %addr, "discovery sent an invalid identity {:?}: {err}; ignoring the endpoint", endpoint.identity)
                 }
             }
         }
-        Resolution::Known(Arc::new(Destination::discovered(
-            answer.service,
-            meshed,
+        let policy = match answer.policy {
+            Some(policy) => ClientPolicy::from_proto(policy),
+            None => ClientPolicy::builtin(),
+        };
+        let described = Described {
+            name: answer.service,
+            endpoints: meshed,
             unmeshed,
-            answer.opaque,
-        )))
+            opaque: answer.opaque,
+            policy,
+        };
+        Resolution::Known(Arc::new(Destination::new(described, previous, metrics)))
     }
 
     /// A short description for logs.
@@ -68,11 +70,12 @@ impl Resolution {
         match self {
             Resolution::Unknown => "not a mesh service".to_owned(),
             Resolution::Known(d) => format!(
-                "{} ({} meshed, {} unmeshed endpoints{})",
+                "{} ({} meshed, {} unmeshed endpoints{}, policy {})",
                 d.name,
                 d.endpoints().len(),
                 d.unmeshed().len(),
-                if d.opaque { ", opaque" } else { "" }
+                if d.opaque { ", opaque" } else { "" },
+                d.policy.version
             ),
         }
     }
@@ -92,6 +95,7 @@ mod tests {
 
     #[test]
     fn keeps_the_load_of_endpoints_that_stay() {
+        let metrics = Arc::new(Metrics::new());
         let id = "spiffe://cluster.local/ns/demo/sa/hello";
         let first = Resolution::from_proto(
             proto::Resolution {
@@ -107,6 +111,7 @@ mod tests {
                 policy: None,
             },
             None,
+            &metrics,
         );
         let Resolution::Known(d) = &first else {
             panic!("{first:?}")
@@ -125,6 +130,7 @@ mod tests {
                 policy: None,
             },
             Some(&first),
+            &metrics,
         );
         let Resolution::Known(d2) = &second else {
             panic!("{second:?}")
@@ -136,7 +142,7 @@ mod tests {
         ));
         assert!(d2.opaque);
         assert!(matches!(
-            Resolution::from_proto(proto::Resolution::default(), Some(&second)),
+            Resolution::from_proto(proto::Resolution::default(), Some(&second), &metrics),
             Resolution::Unknown
         ));
     }

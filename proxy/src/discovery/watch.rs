@@ -1,7 +1,6 @@
 //! One address's watch: stream answers from the control plane into a `watch` channel, and
 //! reconnect with backoff (keeping the last answer) whenever the stream ends.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +16,7 @@ use crate::metrics::Metrics;
 
 pub async fn run(
     mut client: DiscoveryClient<Channel>,
-    addr: SocketAddr,
+    addr: String,
     answers: Sender<Option<Resolution>>,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
@@ -27,20 +26,20 @@ pub async fn run(
         _ = stop.cancelled() => {}
         // Nobody needs the answer any more: the address was forgotten and its connections ended.
         _ = answers.closed() => {}
-        _ = follow_forever(&mut client, addr, &answers, &metrics) => {}
+        _ = follow_forever(&mut client, &addr, &answers, &metrics) => {}
     }
     metrics.discovery_watches.dec();
 }
 
 async fn follow_forever(
     client: &mut DiscoveryClient<Channel>,
-    addr: SocketAddr,
+    addr: &str,
     answers: &Sender<Option<Resolution>>,
-    metrics: &Metrics,
+    metrics: &Arc<Metrics>,
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     let request = WatchRequest {
-        address: addr.to_string(),
+        address: addr.to_owned(),
     };
     loop {
         let ended = follow(client, &request, answers, metrics, &mut backoff).await;
@@ -84,7 +83,7 @@ async fn follow(
     client: &mut DiscoveryClient<Channel>,
     request: &WatchRequest,
     answers: &Sender<Option<Resolution>>,
-    metrics: &Metrics,
+    metrics: &Arc<Metrics>,
     backoff: &mut Backoff,
 ) -> Ended {
     let mut stream = match client.watch(request.clone()).await {
@@ -97,7 +96,7 @@ async fn follow(
                 backoff.reset();
                 metrics.discovery_updates.inc();
                 answers.send_modify(|current| {
-                    let next = Resolution::from_proto(answer, current.as_ref());
+                    let next = Resolution::from_proto(answer, current.as_ref(), metrics);
                     tracing::debug!(address = %request.address, "discovery: {}", next.summary());
                     *current = Some(next);
                 });

@@ -1,5 +1,6 @@
-//! HTTP from the local app: rewrite for HTTP/2 between proxies, pick an endpoint, send it over
-//! the pooled mutual-TLS connection, and count the result.
+//! HTTP from the local app: each request goes through the destination's client policy
+//! ([`super::request`]) over the pooled mutual-TLS connection; upgrades get their own connection.
+//! The result is counted here.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,7 +10,7 @@ use hyper::body::Incoming;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
-use super::{Destination, Outbound, Route};
+use super::{Destination, Outbound, Target, request};
 use crate::body::{self, Body};
 use crate::errors::ProxyError;
 use crate::headers;
@@ -22,16 +23,16 @@ pub async fn serve<I>(
     outbound: Arc<Outbound>,
     io: I,
     version: HttpVersion,
-    route: Route,
+    target: Target,
     stop: CancellationToken,
 ) where
     I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    let name = route.current().map(|d| d.name.clone()).unwrap_or_default();
+    let name = target.current().map(|d| d.name.clone()).unwrap_or_default();
     let context = Arc::new(Context {
         requests: StatusCounters::new(&outbound.metrics.outbound_requests, name),
         outbound,
-        route,
+        target,
     });
     http_server::serve(io, version, stop, move |req| {
         let context = context.clone();
@@ -43,7 +44,7 @@ pub async fn serve<I>(
 /// One app connection's requests to one destination.
 struct Context {
     outbound: Arc<Outbound>,
-    route: Route,
+    target: Target,
     /// `weft_outbound_requests_total` for this destination.
     requests: StatusCounters,
 }
@@ -52,16 +53,16 @@ impl Context {
     async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
         let started = Instant::now();
         let grpc = headers::is_grpc(&req);
-        let destination = self.route.current();
+        let destination = self.target.current();
         let result = match (&destination, upgrade::requested(&req)) {
-            (Some(destination), None) => forward(&self.outbound, destination, req).await,
+            (Some(destination), None) => request::send(&self.outbound, destination, req).await,
             (Some(destination), Some(protocol)) => {
                 Box::pin(forward_upgrade(&self.outbound, destination, req, protocol)).await
             }
             (None, _) => Err(ProxyError::NoEndpoints(self.requests.label().to_owned())),
         };
         let response = match result {
-            Ok(response) => response.map(body::stream),
+            Ok(response) => response,
             Err(e) => {
                 self.outbound.error(e.reason());
                 tracing::warn!(destination = %self.requests.label(), "{e}");
@@ -77,38 +78,6 @@ impl Context {
     }
 }
 
-async fn forward(
-    outbound: &Outbound,
-    destination: &Destination,
-    req: Request<Incoming>,
-) -> Result<Response<Incoming>, ProxyError> {
-    let endpoint = destination
-        .pick()
-        .ok_or_else(|| ProxyError::NoEndpoints(destination.name.clone()))?;
-    let mut req = req.map(body::stream);
-    headers::to_mesh(&mut req, || endpoint.addr.to_string()).map_err(ProxyError::BadRequest)?;
-    let in_flight = endpoint.load.start();
-    let mut response = match Box::pin(outbound.pool.send(endpoint, req)).await {
-        Ok(response) => response,
-        Err(e) => {
-            in_flight.failed();
-            return Err(e);
-        }
-    };
-    // The peer proxy answers for its app when it cannot reach it: that endpoint is failing.
-    if response.status().is_server_error() && response.headers().contains_key(headers::ERROR) {
-        in_flight.failed();
-    } else {
-        in_flight.succeeded();
-    }
-    if let Some(identity) = endpoint.identity_header() {
-        response
-            .headers_mut()
-            .insert(headers::SERVER_IDENTITY, identity.clone());
-    }
-    Ok(response)
-}
-
 /// An HTTP/1.1 upgrade request: its own mutual-TLS connection speaking HTTP/1.1 (see
 /// [`upgrade`]).
 async fn forward_upgrade(
@@ -116,10 +85,10 @@ async fn forward_upgrade(
     destination: &Destination,
     mut req: Request<Incoming>,
     protocol: HeaderValue,
-) -> Result<Response<Incoming>, ProxyError> {
-    let endpoint = destination
-        .pick()
-        .ok_or_else(|| ProxyError::NoEndpoints(destination.name.clone()))?;
+) -> Result<Response<Body>, ProxyError> {
+    let (endpoint, _) = destination
+        .pick(None)
+        .map_err(|_| ProxyError::NoEndpoints(destination.name.clone()))?;
     let caller = hyper::upgrade::on(&mut req);
     let mut req = req.map(body::stream);
     headers::to_mesh(&mut req, || endpoint.addr.to_string()).map_err(ProxyError::BadRequest)?;
@@ -134,9 +103,11 @@ async fn forward_upgrade(
         Ok(tls) => tls,
         Err(e) => {
             in_flight.failed();
+            destination.record(endpoint, true);
             return Err(e);
         }
     };
+    destination.record(endpoint, false);
     let response =
         upgrade::forward(tls, req, caller)
             .await
@@ -145,5 +116,5 @@ async fn forward_upgrade(
                 source,
             })?;
     in_flight.succeeded();
-    Ok(response)
+    Ok(response.map(body::stream))
 }

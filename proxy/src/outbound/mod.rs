@@ -10,7 +10,8 @@
 pub mod destination;
 mod http;
 mod peer;
-mod route;
+pub mod request;
+mod target;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,15 +29,15 @@ use crate::metrics::Metrics;
 use crate::pool::H2Pool;
 use crate::tls::alpn;
 use crate::transport::{OrigDstAddr, PrefixedIo, accept_loop, original_dst, splice};
-pub use destination::{Destination, Endpoint};
+pub use destination::{Described, Destination, Endpoint};
 use peer::PeerConnector;
-pub use route::Route;
+pub use target::Target;
 
 /// The longest wait for a connection outside the mesh (or to an unmeshed endpoint).
 const PASSTHROUGH_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Outbound {
-    pool: H2Pool<PeerConnector>,
+    pub(crate) pool: H2Pool<PeerConnector>,
     detect_timeout: Duration,
     metrics: Arc<Metrics>,
     /// Resolves intercepted destinations.
@@ -118,7 +119,7 @@ impl Outbound {
             let io = PrefixedIo::new(Bytes::new(), tcp);
             return self.forward_opaque(io, client, &destination).await;
         }
-        self.handle(tcp, client, Route::Discovered(answer), stop)
+        self.handle(tcp, client, Target::Discovered(answer), stop)
             .await
     }
 
@@ -158,27 +159,32 @@ impl Outbound {
         }
     }
 
-    /// Accepts app connections on `listener`, all bound for `destination`.
+    /// Accepts app connections on `listener`, all bound for `target`.
     pub async fn serve_forward(
         self: Arc<Self>,
         listener: TcpListener,
-        destination: Arc<Destination>,
+        target: Target,
         stop: CancellationToken,
     ) {
         let accepting = stop.clone();
         accept_loop(listener, "outbound", accepting, move |tcp, client| {
-            self.clone()
-                .handle(tcp, client, Route::Fixed(destination.clone()), stop.clone())
+            let (outbound, target, stop) = (self.clone(), target.clone(), stop.clone());
+            async move {
+                target
+                    .wait_ready(crate::discovery::FIRST_ANSWER_TIMEOUT)
+                    .await;
+                outbound.handle(tcp, client, target, stop).await
+            }
         })
         .await
     }
 
-    /// Detects the protocol and carries the connection to `route`'s endpoints.
+    /// Detects the protocol and carries the connection to `target`'s endpoints.
     async fn handle(
         self: Arc<Self>,
         tcp: TcpStream,
         client: SocketAddr,
-        route: Route,
+        target: Target,
         stop: CancellationToken,
     ) {
         let Some((protocol, io)) =
@@ -189,15 +195,15 @@ impl Outbound {
         match protocol {
             Protocol::Http1 => {
                 self.count("http1");
-                http::serve(self, io, HttpVersion::Http1, route, stop).await
+                http::serve(self, io, HttpVersion::Http1, target, stop).await
             }
             Protocol::Http2 => {
                 self.count("http2");
-                http::serve(self, io, HttpVersion::Http2, route, stop).await
+                http::serve(self, io, HttpVersion::Http2, target, stop).await
             }
             Protocol::Tls { .. } | Protocol::Opaque => {
                 self.count("opaque");
-                match route.current() {
+                match target.current() {
                     Some(destination) => self.forward_opaque(io, client, &destination).await,
                     None => self.error("no_endpoints"),
                 }
@@ -211,7 +217,7 @@ impl Outbound {
         client: SocketAddr,
         destination: &Destination,
     ) {
-        let Some(endpoint) = destination.pick() else {
+        let Ok((endpoint, _)) = destination.pick(None) else {
             self.error("no_endpoints");
             tracing::warn!(%client, destination = %destination.name, "no endpoint to forward to");
             return;
@@ -219,10 +225,13 @@ impl Outbound {
         let in_flight = endpoint.load.start();
         match self.pool_connector().open(endpoint, alpn::MESH_TCP).await {
             Ok(tls) => {
+                destination.record(endpoint, false);
+                drop(in_flight);
                 splice(io, tls).await;
             }
             Err(e) => {
                 in_flight.failed();
+                destination.record(endpoint, true);
                 self.error(e.reason());
             }
         }

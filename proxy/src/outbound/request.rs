@@ -1,0 +1,418 @@
+//! The request path of the client half: one app request to a destination, in the order the
+//! policy's layers apply.
+//!
+//! ```text
+//! request deadline (timeouts.request, up to the response headers; then on the body)
+//!  └─ attempts (retries.limit, within the destination's budget, backoff between them)
+//!      ├─ endpoint: balancer (P2C peak-EWMA) over the endpoints the breakers admit
+//!      ├─ slot: the destination's concurrency limit (every attempt takes one)
+//!      └─ send on the pooled HTTP/2 connection (timeouts.perTry; gRPC read to its trailers
+//!         when the route retries on gRPC codes) → outcome → breaker, balancer, retry or done
+//! ```
+//!
+//! The layers keep their state in the [`Destination`] (built once per discovery answer, taking
+//! over the state of the one before) and decide in [`crate::resilience`]; this file only puts them
+//! in order. Errors end as [`ProxyError`]s, which decide what the app sees.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use tokio::time::Instant;
+
+use super::destination::Unavailable;
+use super::{Destination, Endpoint, Outbound};
+use crate::body::{self, Body};
+use crate::errors::ProxyError;
+use crate::headers;
+use crate::policy::RoutePolicy;
+use crate::resilience::breaker::Admission;
+use crate::resilience::limit::Refused;
+use crate::resilience::retry::{self, Outcome, Replay, backoff};
+use crate::resilience::timeout::TimedBody;
+
+/// `weft-attempt`: which attempt of the request this is (1 for the first), for the server.
+pub const ATTEMPT: http::HeaderName = http::HeaderName::from_static("weft-attempt");
+
+/// Sends `req` to `destination` under its policy.
+pub async fn send(
+    outbound: &Outbound,
+    destination: &Destination,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ProxyError> {
+    let route = destination.policy.route(&req).clone();
+    let deadline = route.timeouts.request.map(|t| (Instant::now() + t, t));
+    let attempts = Attempts {
+        outbound,
+        destination,
+        route: &route,
+        grpc: headers::is_grpc(&req),
+    };
+    let response = match deadline {
+        None => attempts.run(req).await?,
+        Some((at, after)) => match tokio::time::timeout_at(at, attempts.run(req)).await {
+            Ok(response) => response?,
+            Err(_) => {
+                attempts.count_timeout("request");
+                return Err(ProxyError::Timeout {
+                    destination: destination.name.clone(),
+                    after,
+                });
+            }
+        },
+    };
+    let idle = route.timeouts.idle;
+    Ok(match (deadline, idle) {
+        (None, None) => response,
+        _ => {
+            response.map(|b| Body::Timed(Box::new(TimedBody::new(b, deadline.map(|d| d.0), idle))))
+        }
+    })
+}
+
+/// The request's parts, kept to build each attempt.
+struct Head {
+    method: Method,
+    uri: Uri,
+    headers: http::HeaderMap,
+}
+
+/// The request body as attempts send it.
+enum Sendable {
+    Empty,
+    Replayable(Replay),
+    /// Too large to keep, or no retry possible: sent once.
+    Once(Option<Body>),
+}
+
+impl Sendable {
+    fn new(body: Incoming, route: &RoutePolicy) -> Self {
+        use http_body::Body as _;
+        if body.is_end_stream() {
+            return Sendable::Empty;
+        }
+        let cap = route.retries.max_buffered_body;
+        let too_long = body.size_hint().lower() > cap;
+        if route.retries.limit == 0 || too_long {
+            return Sendable::Once(Some(body::stream(body)));
+        }
+        Sendable::Replayable(Replay::new(body::stream(body), cap))
+    }
+
+    fn for_attempt(&mut self) -> Body {
+        match self {
+            Sendable::Empty => body::full(""),
+            Sendable::Replayable(replay) => Body::Replay(replay.attempt()),
+            Sendable::Once(body) => body.take().unwrap_or_else(|| body::full("")),
+        }
+    }
+
+    /// Whether another attempt can send the same body after `outcome`. An answer that came
+    /// before the whole body was sent commits the attempt (the server acted on part of it).
+    fn can_resend(&self, outcome: &Outcome) -> bool {
+        match self {
+            Sendable::Empty => true,
+            Sendable::Once(_) => false,
+            Sendable::Replayable(replay) => {
+                replay.can_replay()
+                    && (replay.complete() || !matches!(outcome, Outcome::Response { .. }))
+            }
+        }
+    }
+}
+
+struct Attempts<'a> {
+    outbound: &'a Outbound,
+    destination: &'a Destination,
+    route: &'a Arc<RoutePolicy>,
+    grpc: bool,
+}
+
+impl Attempts<'_> {
+    async fn run(&self, req: Request<Incoming>) -> Result<Response<Body>, ProxyError> {
+        let destination = self.destination;
+        let rules = &self.route.retries;
+        destination.budget.deposit();
+        let (parts, body) = req.into_parts();
+        let mut head = Head {
+            method: parts.method,
+            uri: parts.uri,
+            headers: parts.headers,
+        };
+        prepare(&mut head, parts.version, &destination.name)?;
+        let any_method = retry::idempotent(&head.method) || rules.non_idempotent;
+        let mut body = Sendable::new(body, self.route);
+        let mut avoid = None;
+        let mut attempt: u32 = 1;
+        loop {
+            let (result, outcome, endpoint) = self
+                .attempt(&head, body.for_attempt(), attempt, avoid)
+                .await;
+            let more = attempt <= rules.limit
+                && outcome.retryable(&rules.on, any_method)
+                && body.can_resend(&outcome);
+            if !more {
+                self.count_attempts(attempt);
+                return result;
+            }
+            if !destination.budget.withdraw() {
+                self.count_attempts(attempt);
+                destination
+                    .metrics
+                    .budget_exhausted
+                    .with_label_values(&[&destination.name, &self.route.name])
+                    .inc();
+                tracing::debug!(destination = %destination.name, route = %self.route.name, "retry budget exhausted: returning the last answer");
+                return result;
+            }
+            destination
+                .metrics
+                .retries
+                .with_label_values(&[&destination.name, &self.route.name, &outcome.reason()])
+                .inc();
+            let wait = result
+                .as_ref()
+                .ok()
+                .and_then(|r| backoff::pushback(r.headers(), rules.pushback_max))
+                .unwrap_or_else(|| {
+                    backoff::full_jitter(
+                        rules.backoff_base,
+                        rules.backoff_max,
+                        attempt,
+                        fastrand::f64(),
+                    )
+                });
+            // Let go of the failed answer (and its connection stream) before waiting.
+            drop(result);
+            tokio::time::sleep(wait).await;
+            avoid = endpoint;
+            attempt += 1;
+        }
+    }
+
+    /// One attempt: endpoint, slot, send; returns the result, its outcome and the endpoint.
+    async fn attempt(
+        &self,
+        head: &Head,
+        body: Body,
+        attempt: u32,
+        avoid: Option<SocketAddr>,
+    ) -> (
+        Result<Response<Body>, ProxyError>,
+        Outcome,
+        Option<SocketAddr>,
+    ) {
+        let destination = self.destination;
+        let (endpoint, admission) = match destination.pick(avoid) {
+            Ok(picked) => picked,
+            Err(Unavailable::NoEndpoints) => {
+                let e = ProxyError::NoEndpoints(destination.name.clone());
+                return (Err(e), Outcome::Fatal, None);
+            }
+            Err(Unavailable::CircuitOpen) => {
+                self.count_shed("circuit_open");
+                let e = ProxyError::CircuitOpen(destination.name.clone());
+                return (Err(e), Outcome::Fatal, None);
+            }
+        };
+        let probe = ProbeGuard {
+            endpoint,
+            armed: admission == Admission::Probe,
+        };
+        let _slot = match destination.limit.acquire().await {
+            Ok(slot) => slot,
+            Err(refused) => {
+                self.count_shed("overloaded");
+                let why = match refused {
+                    Refused::QueueFull => "the queue is full",
+                    Refused::QueueTimeout => "waited the whole queue timeout",
+                };
+                let e = ProxyError::Overloaded {
+                    destination: destination.name.clone(),
+                    why,
+                };
+                return (Err(e), Outcome::Fatal, Some(endpoint.addr));
+            }
+        };
+        let req = head.request(body, attempt);
+        let in_flight = endpoint.load.start();
+        let exchange = self.exchange(endpoint, req, attempt);
+        let (result, outcome) = match self.route.timeouts.per_try {
+            None => exchange.await,
+            Some(after) => match tokio::time::timeout(after, exchange).await {
+                Ok(done) => done,
+                Err(_) => {
+                    self.count_timeout("per_try");
+                    let e = ProxyError::PerTryTimeout {
+                        destination: destination.name.clone(),
+                        after,
+                    };
+                    (Err(e), Outcome::PerTryTimeout)
+                }
+            },
+        };
+        let failed = outcome.breaker_failure(&destination.policy.breaker);
+        match failed || outcome == Outcome::PerTryTimeout {
+            true => in_flight.failed(),
+            false => in_flight.succeeded(),
+        }
+        if outcome != Outcome::Fatal {
+            destination.record(endpoint, failed);
+            probe.disarm();
+        }
+        (result, outcome, Some(endpoint.addr))
+    }
+
+    /// Sends on the pooled connection and reads as much of the answer as the outcome needs.
+    async fn exchange(
+        &self,
+        endpoint: &Endpoint,
+        req: Request<Body>,
+        attempt: u32,
+    ) -> (Result<Response<Body>, ProxyError>, Outcome) {
+        let response = match Box::pin(self.outbound.pool.send(endpoint, req)).await {
+            Ok(response) => response,
+            Err(e) => {
+                let outcome = classify_error(&e);
+                return (Err(e), outcome);
+            }
+        };
+        let (mut parts, incoming) = response.into_parts();
+        if let Some(identity) = endpoint.identity_header() {
+            parts
+                .headers
+                .insert(headers::SERVER_IDENTITY, identity.clone());
+        }
+        // The peer proxy answering that it could not reach its app: the app never saw it.
+        if parts.status == StatusCode::BAD_GATEWAY
+            && parts
+                .headers
+                .get(headers::ERROR)
+                .is_some_and(|v| v.as_bytes() == b"app_unreachable")
+        {
+            let response = Response::from_parts(parts, body::stream(incoming));
+            return (Ok(response), Outcome::ConnectFailure);
+        }
+        let mut grpc = self
+            .grpc
+            .then(|| retry::grpc_status(&parts.headers))
+            .flatten();
+        let rules = &self.route.retries;
+        let peek = self.grpc
+            && grpc.is_none()
+            && rules.on.any_grpc()
+            && attempt <= rules.limit
+            && parts.status == StatusCode::OK;
+        let body = if peek {
+            match retry::peek_grpc_status(body::stream(incoming), rules.max_buffered_body).await {
+                Ok((peeked, status)) => {
+                    grpc = status;
+                    Body::Peeked(Box::new(peeked))
+                }
+                Err(e) => {
+                    let e = ProxyError::PeerBody {
+                        addr: endpoint.addr,
+                        detail: e.to_string(),
+                    };
+                    return (Err(e), Outcome::Reset);
+                }
+            }
+        } else {
+            body::stream(incoming)
+        };
+        let outcome = Outcome::Response {
+            status: parts.status,
+            grpc,
+        };
+        (Ok(Response::from_parts(parts, body)), outcome)
+    }
+
+    fn count_attempts(&self, attempts: u32) {
+        if let Some(histogram) = self.destination.attempts_histogram(self.route.index) {
+            histogram.observe(f64::from(attempts));
+        }
+    }
+
+    fn count_timeout(&self, kind: &str) {
+        self.destination
+            .metrics
+            .timeouts
+            .with_label_values(&[&self.destination.name, &self.route.name, kind])
+            .inc();
+    }
+
+    fn count_shed(&self, reason: &str) {
+        self.destination
+            .metrics
+            .shed
+            .with_label_values(&[&self.destination.name, reason])
+            .inc();
+    }
+}
+
+/// Turns the app's request into what travels between proxies (see [`headers::to_mesh`]), once
+/// for every attempt.
+fn prepare(head: &mut Head, version: Version, destination: &str) -> Result<(), ProxyError> {
+    let mut req = Request::new(());
+    *req.method_mut() = head.method.clone();
+    *req.uri_mut() = std::mem::take(&mut head.uri);
+    *req.version_mut() = version;
+    *req.headers_mut() = std::mem::take(&mut head.headers);
+    headers::to_mesh(&mut req, || destination.to_owned()).map_err(ProxyError::BadRequest)?;
+    let (parts, ()) = req.into_parts();
+    head.uri = parts.uri;
+    head.headers = parts.headers;
+    Ok(())
+}
+
+impl Head {
+    fn request(&self, body: Body, attempt: u32) -> Request<Body> {
+        let mut req = Request::new(body);
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = self.uri.clone();
+        *req.version_mut() = Version::HTTP_2;
+        let mut headers = self.headers.clone();
+        headers.insert(ATTEMPT, HeaderValue::from(attempt));
+        *req.headers_mut() = headers;
+        req
+    }
+}
+
+fn classify_error(error: &ProxyError) -> Outcome {
+    match error {
+        ProxyError::PeerConnect(_) => Outcome::ConnectFailure,
+        ProxyError::PeerHttp { source, .. } => {
+            let refused = std::error::Error::source(source)
+                .and_then(|cause| cause.downcast_ref::<h2::Error>())
+                .and_then(h2::Error::reason)
+                == Some(h2::Reason::REFUSED_STREAM);
+            if refused {
+                Outcome::RefusedStream
+            } else {
+                Outcome::Reset
+            }
+        }
+        _ => Outcome::Fatal,
+    }
+}
+
+/// Lets the breaker's next request probe if this probe ends without an outcome (cancelled).
+struct ProbeGuard<'a> {
+    endpoint: &'a Endpoint,
+    armed: bool,
+}
+
+impl ProbeGuard<'_> {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for ProbeGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.endpoint.breaker.probe_abandoned();
+        }
+    }
+}

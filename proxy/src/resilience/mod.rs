@@ -1,0 +1,8 @@
+//! The layers of the client half of a ServicePolicy, each in its own file: [`timeout`],
+//! [`retry`] (with its budget), [`breaker`] and [`limit`]. They hold state and decide; the
+//! request path in [`crate::outbound::request`] puts them in order, once per request.
+
+pub mod breaker;
+pub mod limit;
+pub mod retry;
+pub mod timeout;
