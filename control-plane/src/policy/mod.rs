@@ -27,6 +27,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use weft_api::policy::ClientPolicy;
 
+pub use check_routes::is_dns_label;
 pub use effective::client_policy;
 pub use load::Loaded;
 pub use model::ServicePolicy;

@@ -181,22 +181,23 @@ impl Cx {
             Value::Scalar {
                 text,
                 quoted: false,
-            } => text.parse::<u64>().ok(),
+            } => text.parse::<i128>().ok(),
             _ => None,
         };
         let Some(value) = parsed else {
             self.expected(node, path, "an integer");
             return None;
         };
-        if value < min || value > max {
-            self.problem(
-                node.at,
-                path,
-                format!("{value} is out of range ({min}-{max})"),
-            );
+        if value < i128::from(min) || value > i128::from(max) {
+            let message = if max >= u64::from(u32::MAX) {
+                format!("{value} is out of range (at least {min})")
+            } else {
+                format!("{value} is out of range ({min}-{max})")
+            };
+            self.problem(node.at, path, message);
             return None;
         }
-        Some(value)
+        u64::try_from(value).ok()
     }
 
     pub fn integer_u32(&mut self, node: &Node, path: &str, min: u32, max: u32) -> Option<u32> {
