@@ -298,3 +298,118 @@ impl Effective {
 pub fn client_policy(doc: &ServicePolicy) -> pb::ClientPolicy {
     effective(doc).to_proto()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{check, node};
+
+    fn policy(spec: &str) -> ServicePolicy {
+        let text = format!(
+            "apiVersion: weft.dev/v1alpha1\nkind: ServicePolicy\nmetadata: {{name: payments, namespace: prod}}\nspec:\n{spec}"
+        );
+        let docs = node::parse(&text).unwrap();
+        check::document(&docs[0]).unwrap()
+    }
+
+    const SPEC: &str = "  routes:
+    - name: create
+      match: {path: /v1/charges, methods: [POST]}
+    - name: get
+      match: {grpc: {service: pay.v1.Charges, method: Get}}
+    - name: read
+      match: {pathPrefix: /v1}
+  client:
+    defaults:
+      timeouts: {request: 10s}
+      retries:
+        limit: 2
+        on: [5xx, \"grpc:unavailable\"]
+        backoff: {max: 1s}
+        budget: {ratio: 0.5}
+      limits: {maxPending: 0}
+    overrides:
+      - routes: [create]
+        retries: {limit: 0}
+      - routes: [get]
+        retries: {on: [gateway-error, reset]}
+";
+
+    #[test]
+    fn an_override_changes_only_the_fields_it_names() {
+        let p = client_policy(&policy(SPEC));
+        let create = p.routes[0].rules.clone().unwrap();
+        let retries = create.retries.unwrap();
+        assert_eq!(retries.limit, 0);
+        // Kept from the defaults, and from the built-in below them.
+        assert_eq!(retries.backoff_max_ms, 1_000);
+        assert_eq!(retries.backoff_base_ms, 25);
+        assert_eq!(create.timeouts.unwrap().request_ms, 10_000);
+        assert_eq!(
+            retries.on.unwrap().statuses,
+            (500..=599).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn conditions_expand_and_always_include_what_the_app_never_saw() {
+        let p = client_policy(&policy(SPEC));
+        let on = p.default_rules.unwrap().retries.unwrap().on.unwrap();
+        assert_eq!(on.statuses.len(), 100);
+        assert_eq!(on.grpc_codes, vec![14]);
+        assert!(on.connect_failure && on.refused_stream && !on.reset);
+        let get = p.routes[1].rules.clone().unwrap().retries.unwrap();
+        let on = get.on.unwrap();
+        assert_eq!(on.statuses, vec![502, 503, 504]);
+        assert!(on.reset && on.connect_failure && on.refused_stream);
+        assert!(on.grpc_codes.is_empty());
+    }
+
+    #[test]
+    fn grpc_routes_are_acknowledged_and_others_are_not() {
+        let p = client_policy(&policy(SPEC));
+        let non_idempotent: Vec<bool> = p
+            .routes
+            .iter()
+            .map(|r| r.rules.clone().unwrap().retries.unwrap().non_idempotent)
+            .collect();
+        assert_eq!(non_idempotent, vec![false, true, false]);
+        let names: Vec<&str> = p.routes.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["create", "get", "read"]);
+    }
+
+    #[test]
+    fn per_destination_values_fall_back_to_the_built_in_ones() {
+        let p = client_policy(&policy(SPEC));
+        let budget = p.budget.unwrap();
+        assert_eq!(
+            (budget.ratio, budget.min_per_second, budget.window_ms),
+            (0.5, 10, 10_000)
+        );
+        let limits = p.limits.unwrap();
+        assert_eq!((limits.max_concurrent, limits.max_pending), (1024, 0));
+        assert_eq!(p.circuit_breaker, Some(builtin::circuit_breaker()));
+    }
+
+    #[test]
+    fn without_a_client_half_it_is_the_built_in_policy_with_a_version() {
+        let p = client_policy(&policy("  routes: []\n"));
+        let mut expected = builtin::builtin();
+        expected.version = p.version.clone();
+        assert_eq!(p, expected);
+    }
+
+    #[test]
+    fn the_version_follows_meaning_not_layout() {
+        let a = policy(SPEC);
+        let b = policy(&format!("{SPEC}# a comment\n"));
+        let c = policy(&SPEC.replace("ratio: 0.5", "ratio: 0.4"));
+        assert_eq!(client_policy(&a).version, client_policy(&b).version);
+        assert_ne!(client_policy(&a).version, client_policy(&c).version);
+        let version = client_policy(&a).version;
+        let (name, hash) = version.split_once('@').unwrap();
+        assert_eq!(name, "payments.prod");
+        assert_eq!(hash.len(), 8);
+        assert!(hash.bytes().all(|b| b.is_ascii_hexdigit()));
+    }
+}

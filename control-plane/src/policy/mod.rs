@@ -146,3 +146,53 @@ fn summary(policies: &Policies, files: usize) -> String {
         names.join(", ")
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(name: &str, limit: &str) -> String {
+        format!(
+            "apiVersion: weft.dev/v1alpha1\nkind: ServicePolicy\nmetadata: {{name: {name}, namespace: demo}}\nspec:\n  client:\n    defaults:\n      retries: {{limit: {limit}}}\n"
+        )
+    }
+
+    #[test]
+    fn a_broken_reload_keeps_the_last_good_set_and_the_gauge() {
+        let metrics = Arc::new(Metrics::new());
+        let store = Store::fixed(Policies::default(), metrics.clone());
+        let mut changes = store.subscribe();
+        let good = vec![
+            ("a.yaml".to_owned(), doc("hello", "2").into_bytes()),
+            ("b.yaml".to_owned(), doc("web", "1").into_bytes()),
+        ];
+        assert_eq!(
+            store.reload(&good).unwrap(),
+            "2 ServicePolicy documents in 2 files (hello.demo, web.demo)"
+        );
+        assert!(changes.has_changed().unwrap());
+        changes.mark_unchanged();
+        assert_eq!(metrics.policies.get(), 2);
+        let limit = |p: &Policies| {
+            p.get("hello.demo")
+                .and_then(|p| p.default_rules.clone())
+                .and_then(|r| r.retries)
+                .map(|r| r.limit)
+        };
+        assert_eq!(limit(&store.current()), Some(2));
+
+        let broken = vec![
+            ("a.yaml".to_owned(), doc("hello", "9").into_bytes()),
+            ("b.yaml".to_owned(), doc("hello", "1").into_bytes()),
+        ];
+        let err = store.reload(&broken).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "a.yaml:7:24: spec.client.defaults.retries.limit: 9 is out of range (0-5)"
+        );
+        assert!(!changes.has_changed().unwrap());
+        assert_eq!(limit(&store.current()), Some(2));
+        assert_eq!(metrics.policies.get(), 2);
+        assert!(store.current().get("nobody.demo").is_none());
+    }
+}
