@@ -116,7 +116,11 @@ fn parse_address(address: &str) -> anyhow::Result<Target> {
             "address {address:?} is neither ip:port nor name.namespace:port (e.g. 10.96.0.10:8080, [fd00::10]:8080 or hello.demo:8080)"
         )
     };
-    let zero = || format!("address {address:?} has port 0 (expected a port from 1 to 65535)");
+    let zero = || {
+        format!(
+            "address {address:?} has port 0 (expected ip:port or name.namespace:port with a port from 1 to 65535)"
+        )
+    };
     if let Ok(addr) = address.parse::<SocketAddr>() {
         if addr.port() == 0 {
             bail!(zero());
