@@ -396,7 +396,7 @@ pub fn ms(value: u64) -> String {
         return "0s".to_owned();
     }
     for (unit, scale) in [("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
-        if value % scale == 0 {
+        if value.is_multiple_of(scale) {
             return format!("{}{unit}", value / scale);
         }
     }

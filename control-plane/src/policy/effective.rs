@@ -289,7 +289,7 @@ impl Effective {
                 window_ms: self.budget.2.value,
             }),
             circuit_breaker: Some(self.circuit_breaker.clone()),
-            limits: Some(self.limits.clone()),
+            limits: Some(self.limits),
         }
     }
 }

@@ -253,7 +253,7 @@ pub fn conditions(on: &RetryOn) -> String {
 
 fn size(bytes: u64) -> String {
     for (unit, scale) in [("MiB", 1024 * 1024), ("KiB", 1024)] {
-        if bytes >= scale && bytes % scale == 0 {
+        if bytes >= scale && bytes.is_multiple_of(scale) {
             return format!("{}{unit}", bytes / scale);
         }
     }
