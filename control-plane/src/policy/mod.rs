@@ -12,6 +12,7 @@ pub mod check;
 mod check_client;
 mod check_routes;
 mod check_server;
+mod conditions;
 pub mod effective;
 pub mod explain;
 pub mod load;
