@@ -270,3 +270,74 @@ fn contradictions(cx: &mut Cx, r: &EffectiveRules, route: Option<&str>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::node;
+
+    fn problems(spec: &str) -> Vec<String> {
+        let text = format!(
+            "apiVersion: weft.dev/v1alpha1\nkind: ServicePolicy\nmetadata: {{name: payments, namespace: prod}}\nspec:\n{spec}"
+        );
+        let docs = node::parse(&text).unwrap();
+        match document(&docs[0]) {
+            Ok(_) => Vec::new(),
+            Err(found) => found.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    const ROUTES: &str = "  routes:\n    - name: create\n      match: {path: /v1/charges, methods: [GET, POST]}\n    - name: call\n      match: {grpc: {service: pay.v1.Charges}, methods: [POST]}\n";
+
+    #[test]
+    fn retrying_a_post_needs_an_acknowledgement() {
+        let retry_5xx = "  client:\n    defaults:\n      retries: {limit: 2, on: [5xx]}\n";
+        let found = problems(&format!("{ROUTES}{retry_5xx}"));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].starts_with("7:49: spec.routes[0].match.methods[1]: POST is not idempotent, but route `create` retries it"),
+            "{found:?}"
+        );
+        // Acknowledged in the override, or retrying only what the app never saw, or not at all.
+        let acknowledged = "    overrides: [{routes: [create], retries: {nonIdempotent: true}}]\n";
+        assert!(problems(&format!("{ROUTES}{retry_5xx}{acknowledged}")).is_empty());
+        let unseen = "  client:\n    defaults:\n      retries: {limit: 2, on: [connect-failure, refused-stream]}\n";
+        assert!(problems(&format!("{ROUTES}{unseen}")).is_empty());
+        let once = "    overrides: [{routes: [create], retries: {limit: 0}}]\n";
+        assert!(problems(&format!("{ROUTES}{retry_5xx}{once}")).is_empty());
+    }
+
+    #[test]
+    fn a_route_contradiction_points_at_its_override() {
+        let spec = "  routes:\n    - name: slow\n      match: {pathPrefix: /slow}\n  client:\n    defaults:\n      timeouts: {request: 10s, perTry: 2s}\n    overrides:\n      - routes: [slow]\n        timeouts: {request: 3s}\n        retries: {backoff: {max: 10ms}}\n";
+        assert_eq!(
+            problems(spec),
+            [
+                "13:29: spec.client.overrides[0].timeouts.request: perTry 2s × 2 attempts (limit 1 + 1) = 4s is longer than the request timeout 3s (route `slow`); the last attempts could never run",
+                "14:34: spec.client.overrides[0].retries.backoff.max: backoff base 25ms is longer than backoff max 10ms (route `slow`)",
+            ]
+        );
+    }
+
+    #[test]
+    fn faults_and_allow_rules_name_existing_routes() {
+        let spec = "  routes: [{name: read, match: {methods: [GET]}}]\n  server:\n    authorization:\n      allow: [{from: [\"spiffe://cluster.local/*\"], routes: [read, write]}]\n    faults:\n      - routes: [reed]\n        delay: {duration: 1s, percent: 1}\n        until: 2026-12-02T00:00:00Z\n";
+        assert_eq!(
+            problems(spec),
+            [
+                "8:67: spec.server.authorization.allow[0].routes[1]: no route named `write` in spec.routes (defined: read)",
+                "10:18: spec.server.faults[0].routes[0]: no route named `reed` in spec.routes; did you mean `read`?",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_document_that_is_not_a_map_says_so() {
+        let docs = node::parse("just text\n").unwrap();
+        let found = document(&docs[0]).unwrap_err();
+        assert_eq!(
+            found[0].to_string(),
+            "1:1: expected a map, found a string `just text`"
+        );
+    }
+}

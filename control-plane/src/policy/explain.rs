@@ -131,11 +131,17 @@ pub fn explain(loaded: &Loaded) -> String {
     let _ = writeln!(
         out,
         "    load amplification: at most {} × the request rate + {} retries/s (budget over {})",
-        1.0 + ratio.value,
+        decimal(1.0 + ratio.value),
         min.value,
         ms(window.value)
     );
     out
+}
+
+/// At most 3 decimals, without trailing zeros (`1.2`, not `1.2000000000000002`).
+fn decimal(value: f64) -> String {
+    let text = format!("{value:.3}");
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
 fn row(out: &mut String, field: &str, value: String, from: Source) {
