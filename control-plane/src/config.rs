@@ -56,6 +56,13 @@ pub struct ControlPlaneConfig {
     #[arg(long, env = "WEFT_SERVICES")]
     pub services: Option<PathBuf>,
 
+    /// ServicePolicy documents (kind: ServicePolicy): a YAML file, or a directory whose *.yaml
+    /// and *.yml files are read (not recursively), reloaded when they change. Discovery answers
+    /// carry each service's effective client policy. Without it every service gets the built-in
+    /// defaults.
+    #[arg(long, env = "WEFT_POLICIES")]
+    pub policies: Option<PathBuf>,
+
     /// The control plane's own identity, which proxies verify when they connect (proxies read
     /// the same variable). Default: spiffe://<trust-domain>/ns/weft-system/sa/weft-control-plane.
     #[arg(long, env = "WEFT_CONTROL_PLANE_IDENTITY")]
@@ -77,6 +84,7 @@ impl ControlPlaneConfig {
             ca_lifetime: Duration::from_secs(365 * 24 * 3600),
             bootstrap_tokens: None,
             services: None,
+            policies: None,
             identity: None,
         }
     }

@@ -4,6 +4,7 @@
 //! - [`server::start`] builds and runs a control plane from a [`ControlPlaneConfig`];
 //! - [`identity_service`] implements `weft.identity.v1.Identity/Certify`;
 //! - [`discovery`] implements `weft.discovery.v1.Discovery/Watch` from a file of services;
+//! - [`policy`] checks ServicePolicy documents and merges them into effective client policies;
 //! - [`authn`] decides who a caller is (bootstrap tokens; Kubernetes tokens later);
 //! - [`ca_store`] loads the operator's CA or keeps a generated one in the data directory.
 
@@ -17,6 +18,7 @@ pub mod grpc_server;
 pub mod identity_service;
 pub mod logging;
 pub mod metrics;
+pub mod policy;
 pub mod reload;
 pub mod server;
 pub mod serving_tls;

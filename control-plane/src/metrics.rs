@@ -22,6 +22,8 @@ pub struct Metrics {
     pub discovery_services: IntGauge,
     /// `weft_discovery_endpoints`: endpoints (over all services) in the discovery index in force.
     pub discovery_endpoints: IntGauge,
+    /// `weft_policies`: ServicePolicy documents in force.
+    pub policies: IntGauge,
 }
 
 impl Metrics {
@@ -76,6 +78,8 @@ impl Metrics {
             "Endpoints, over all services, in the discovery index in force.",
         )
         .expect("valid metric definition");
+        let policies = IntGauge::new("weft_policies", "ServicePolicy documents in force.")
+            .expect("valid metric definition");
         for metric in [
             Box::new(certify_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(ca_expiry.clone()),
@@ -85,6 +89,7 @@ impl Metrics {
             Box::new(discovery_requests.clone()),
             Box::new(discovery_services.clone()),
             Box::new(discovery_endpoints.clone()),
+            Box::new(policies.clone()),
         ] {
             registry
                 .register(metric)
@@ -100,6 +105,7 @@ impl Metrics {
             discovery_requests,
             discovery_services,
             discovery_endpoints,
+            policies,
         }
     }
 

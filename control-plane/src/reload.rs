@@ -5,7 +5,8 @@
 //! and cheap for the small files involved. A change that fails to apply is logged with the
 //! error and counted, and the previous state stays in force.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::IntCounterVec;
@@ -27,7 +28,37 @@ pub fn watch_file<F>(
 where
     F: Fn(&[u8]) -> anyhow::Result<String> + Send + 'static,
 {
+    watch_source(
+        path,
+        initial,
+        reloads,
+        stop,
+        |path| {
+            let contents = std::fs::read(path)?;
+            Ok((contents.clone(), contents))
+        },
+        move |contents| apply(&contents),
+    )
+}
+
+/// Like [`watch_file`] for a source made of several files (a directory): `read` returns the
+/// bytes whose digest tells whether anything changed (compared with `initial`) and the value
+/// `apply` takes. A failed read is logged at debug level and retried on the next tick.
+pub fn watch_source<T, R, F>(
+    path: PathBuf,
+    initial: &[u8],
+    reloads: IntCounterVec,
+    stop: CancellationToken,
+    read: R,
+    apply: F,
+) -> tokio::task::JoinHandle<()>
+where
+    T: Send + 'static,
+    R: Fn(&Path) -> anyhow::Result<(Vec<u8>, T)> + Send + Sync + 'static,
+    F: Fn(T) -> anyhow::Result<String> + Send + 'static,
+{
     let mut last = digest(&SHA256, initial);
+    let read = Arc::new(read);
     tokio::spawn(async move {
         let file_label = path.display().to_string();
         let mut ticker = tokio::time::interval(POLL_INTERVAL);
@@ -37,19 +68,25 @@ where
                 _ = stop.cancelled() => return,
                 _ = ticker.tick() => {}
             }
-            let contents = match tokio::fs::read(&path).await {
-                Ok(contents) => contents,
+            let (reading, at) = (read.clone(), path.clone());
+            let (fingerprint, value) = match tokio::task::spawn_blocking(move || reading(&at)).await
+            {
+                Ok(Ok(read)) => read,
+                Ok(Err(e)) => {
+                    tracing::debug!(file = %path.display(), error = %format!("{e:#}"), "cannot read watched file");
+                    continue;
+                }
                 Err(e) => {
-                    tracing::debug!(file = %path.display(), error = %e, "cannot read watched file");
+                    tracing::debug!(file = %path.display(), error = %e, "reading a watched file failed");
                     continue;
                 }
             };
-            let current = digest(&SHA256, &contents);
+            let current = digest(&SHA256, &fingerprint);
             if current.as_ref() == last.as_ref() {
                 continue;
             }
             last = current;
-            match apply(&contents) {
+            match apply(value) {
                 Ok(summary) => {
                     reloads
                         .with_label_values(&[file_label.as_str(), "ok"])

@@ -18,7 +18,7 @@ use crate::discovery::{self, WatchService};
 use crate::identity_service::IdentityService;
 use crate::metrics::Metrics;
 use crate::serving_tls::{self, ServingCert};
-use crate::{admin, ca_store, grpc_server, reload};
+use crate::{admin, ca_store, grpc_server, policy, reload};
 
 /// A control plane serving on its ports until [`RunningControlPlane::shutdown`] or drop.
 pub struct RunningControlPlane {
@@ -70,6 +70,7 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
         metrics.clone(),
         &stop,
     )?;
+    let policies = policy::Store::start(config.policies.as_deref(), metrics.clone(), &stop)?;
     let identity = config.serving_identity()?;
     let serving = ServingCert::start(ca.clone(), identity.clone(), provider.clone())?;
     let tls = TlsAcceptor::from(Arc::new(serving_tls::server_config(serving, provider)?));
@@ -84,7 +85,7 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
     let admin_addr = admin.local_addr()?;
 
     let service = IdentityService::new(ca.clone(), authenticator, config.cert_ttl, metrics.clone());
-    let discovery = WatchService::new(services, metrics.clone(), stop.clone());
+    let discovery = WatchService::new(services, policies, metrics.clone(), stop.clone());
     let tasks = vec![
         tokio::spawn(grpc_server::serve(
             grpc,

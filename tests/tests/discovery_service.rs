@@ -66,6 +66,8 @@ const TWO_ENDPOINTS: &str = "    - address: 10.200.0.2\n      serviceAccount: he
 struct Fixture {
     _dir: TempDir,
     services: PathBuf,
+    /// The `--policies` directory, empty at start.
+    policies: PathBuf,
     control_plane: Option<RunningControlPlane>,
     client: DiscoveryClient<Channel>,
 }
@@ -77,11 +79,15 @@ impl Fixture {
         write_atomically(&services, contents);
         let mut config = ControlPlaneConfig::local(dir.path().join("control-plane"));
         config.services = Some(services.clone());
+        let policies = dir.path().join("policies");
+        std::fs::create_dir(&policies).unwrap();
+        config.policies = Some(policies.clone());
         let control_plane = weft_control_plane::start(config).await.unwrap();
         let client = client(&control_plane);
         Self {
             _dir: dir,
             services,
+            policies,
             control_plane: Some(control_plane),
             client,
         }
@@ -134,6 +140,13 @@ impl Fixture {
             self.services.display()
         )
     }
+}
+
+/// A ServicePolicy for hello.demo with a request timeout of `request`.
+fn hello_policy(request: &str) -> String {
+    format!(
+        "apiVersion: weft.dev/v1alpha1\nkind: ServicePolicy\nmetadata: {{name: hello, namespace: demo}}\nspec:\n  client:\n    defaults:\n      timeouts: {{request: {request}}}\n"
+    )
 }
 
 /// A discovery client that verifies the control plane's identity over TLS, and has no
@@ -267,14 +280,20 @@ async fn pods_strangers_and_refusals() {
     let (_pod, first) = fixture.resolve("10.200.0.3:8080").await;
     assert_eq!(first, hello(vec![hello_endpoint("10.200.0.3:8080")]));
 
-    // Nobody's address, and a service address on a port it does not have.
-    for unknown in ["10.1.2.3:80", "10.96.0.10:8080", "[fd00::1]:80"] {
+    // Nobody's address or name, and a service address or name on a port it does not have.
+    for unknown in [
+        "10.1.2.3:80",
+        "10.96.0.10:8080",
+        "[fd00::1]:80",
+        "nobody.demo:80",
+        "hello.demo:8080",
+    ] {
         let (_stream, first) = fixture.resolve(unknown).await;
         assert_eq!(first, Resolution::default(), "{unknown}");
         assert!(!first.known);
     }
 
-    for malformed in ["10.96.0.10", "hello.demo:80", "10.96.0.10:0", ""] {
+    for malformed in ["10.96.0.10", "hello.demo:http", "10.96.0.10:0", ""] {
         let status = fixture.watch(malformed).await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::InvalidArgument, "{malformed}");
         assert!(status.message().contains("ip:port"), "{status:?}");
@@ -364,4 +383,83 @@ async fn a_broken_services_file_stops_startup_and_no_file_means_unknown() {
         .into_inner();
     assert_eq!(next(&mut stream).await, Resolution::default());
     control_plane.shutdown().await;
+}
+
+#[tokio::test]
+async fn policy_edits_reach_open_watches_and_a_broken_edit_keeps_the_last_good() {
+    let fixture = Fixture::start(&services(ONE_ENDPOINT)).await;
+    let (mut by_vip, first) = fixture.resolve(HELLO_VIP).await;
+    assert_eq!(
+        first.policy, None,
+        "no ServicePolicy yet: the proxy's built-in defaults"
+    );
+    let (mut by_name, named) = fixture.resolve("hello.demo:80").await;
+    assert_eq!(
+        named, first,
+        "a name and port resolve like the service address"
+    );
+    let (mut db, _) = fixture.resolve(DB_VIP).await;
+
+    let file = fixture.policies.join("hello.yaml");
+    write_atomically(&file, &hello_policy("3s"));
+    let written = std::time::Instant::now();
+    let update = next(&mut by_vip).await;
+    // One poll of the directory (every second), with room for a busy machine.
+    assert!(
+        written.elapsed() < Duration::from_millis(2000),
+        "{:?}",
+        written.elapsed()
+    );
+    let policy = update.policy.clone().unwrap();
+    assert!(
+        policy.version.starts_with("hello.demo@"),
+        "{}",
+        policy.version
+    );
+    let timeouts = policy.default_rules.unwrap().timeouts.unwrap();
+    assert_eq!(timeouts.request_ms, 3_000);
+    assert_eq!(update.endpoints, first.endpoints);
+    assert_eq!(next(&mut by_name).await, update);
+    assert_eq!(fixture.metric("weft_policies").await, 1.0);
+
+    // A broken edit: logged, counted, and the last good policy stays in force.
+    write_atomically(&file, &hello_policy("3 s"));
+    quiet(&mut by_vip, "a broken policy edit").await;
+    let errors = format!(
+        r#"weft_config_reloads_total{{file="{}",result="error"}}"#,
+        fixture.policies.display()
+    );
+    assert_eq!(fixture.metric(&errors).await, 1.0);
+    assert_eq!(fixture.metric("weft_policies").await, 1.0);
+    let (_fresh, answer) = fixture.resolve(HELLO_VIP).await;
+    assert_eq!(answer.policy, update.policy);
+
+    // Removed: the answer goes back to no policy; other services never heard of any of it.
+    std::fs::remove_file(&file).unwrap();
+    assert_eq!(next(&mut by_vip).await.policy, None);
+    quiet(&mut db, "edits of another service's policy").await;
+    assert_eq!(fixture.metric("weft_policies").await, 0.0);
+}
+
+#[tokio::test]
+async fn a_broken_policy_file_stops_startup_with_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies.yaml");
+    std::fs::write(
+        &policies,
+        hello_policy("3 s").replace("timeouts", "timeout"),
+    )
+    .unwrap();
+    let mut config = ControlPlaneConfig::local(dir.path().join("control-plane"));
+    config.policies = Some(policies.clone());
+    let Err(err) = weft_control_plane::start(config).await else {
+        panic!("a broken policy file must stop the control plane");
+    };
+    assert_eq!(
+        format!("{err:#}"),
+        format!(
+            "{}:7:7: spec.client.defaults.timeout: unknown field; did you mean `timeouts`?",
+            policies.display()
+        )
+    );
 }

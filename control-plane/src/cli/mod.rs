@@ -1,8 +1,9 @@
 //! The `weft` command line: `weft demo` runs a whole mesh locally; `weft cert inspect` reads
-//! certificates the way weft does.
+//! certificates the way weft does; `weft policy check` checks ServicePolicy documents.
 
 mod cert;
 mod demo;
+pub mod policy;
 
 use std::process::ExitCode;
 
@@ -22,6 +23,9 @@ enum Command {
     /// Certificates.
     #[command(subcommand)]
     Cert(cert::CertCommand),
+    /// ServicePolicy documents.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
 }
 
 impl Cli {
@@ -29,6 +33,7 @@ impl Cli {
         match self.command {
             Command::Demo(args) => demo::run(args),
             Command::Cert(command) => command.run(),
+            Command::Policy(command) => command.run(),
         }
     }
 }

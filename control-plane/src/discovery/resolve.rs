@@ -45,6 +45,8 @@ pub struct Index {
     by_service_address: HashMap<SocketAddr, (usize, usize)>,
     /// Endpoint IP and target port → (service, endpoint, port).
     by_endpoint: HashMap<SocketAddr, (usize, usize, usize)>,
+    /// `<name>.<namespace>` → service.
+    by_name: HashMap<String, usize>,
 }
 
 impl Index {
@@ -53,7 +55,9 @@ impl Index {
     pub fn new(services: Vec<Service>) -> Self {
         let mut by_service_address = HashMap::new();
         let mut by_endpoint = HashMap::new();
+        let mut by_name = HashMap::new();
         for (s, service) in services.iter().enumerate() {
+            by_name.entry(service.name.clone()).or_insert(s);
             for (p, port) in service.ports.iter().enumerate() {
                 for ip in &service.addresses {
                     by_service_address
@@ -71,6 +75,7 @@ impl Index {
             services,
             by_service_address,
             by_endpoint,
+            by_name,
         }
     }
 
@@ -86,20 +91,7 @@ impl Index {
     pub fn resolve(&self, addr: SocketAddr) -> Resolution {
         let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
         if let Some(&(s, p)) = self.by_service_address.get(&addr) {
-            let service = &self.services[s];
-            let port = &service.ports[p];
-            return Resolution::Known {
-                service: service.name.clone(),
-                endpoints: service
-                    .endpoints
-                    .iter()
-                    .map(|e| Endpoint {
-                        address: SocketAddr::new(e.ip, port.target_port),
-                        identity: e.identity.clone(),
-                    })
-                    .collect(),
-                opaque: port.protocol == Protocol::Opaque,
-            };
+            return self.whole_service(s, p);
         }
         if let Some(&(s, e, p)) = self.by_endpoint.get(&addr) {
             let service = &self.services[s];
@@ -113,6 +105,36 @@ impl Index {
             };
         }
         Resolution::Unknown
+    }
+
+    /// What `<name>.<namespace>:<port>` leads to: like the service's virtual address on that
+    /// port (one of its `ports[].port`), every endpoint on the target port. Unknown when no
+    /// service has that name or the service has no such port.
+    pub fn resolve_name(&self, service: &str, port: u16) -> Resolution {
+        let Some(&s) = self.by_name.get(service) else {
+            return Resolution::Unknown;
+        };
+        match self.services[s].ports.iter().position(|p| p.port == port) {
+            Some(p) => self.whole_service(s, p),
+            None => Resolution::Unknown,
+        }
+    }
+
+    fn whole_service(&self, s: usize, p: usize) -> Resolution {
+        let service = &self.services[s];
+        let port = &service.ports[p];
+        Resolution::Known {
+            service: service.name.clone(),
+            endpoints: service
+                .endpoints
+                .iter()
+                .map(|e| Endpoint {
+                    address: SocketAddr::new(e.ip, port.target_port),
+                    identity: e.identity.clone(),
+                })
+                .collect(),
+            opaque: port.protocol == Protocol::Opaque,
+        }
     }
 }
 
@@ -225,6 +247,22 @@ spec:
         );
         // The port clients use on the service address is not the pod's port.
         assert_eq!(index.resolve(addr("10.200.0.2:80")), Resolution::Unknown);
+    }
+
+    #[test]
+    fn a_name_and_port_lead_like_the_service_address() {
+        let index = index();
+        assert_eq!(
+            index.resolve_name("hello.demo", 80),
+            index.resolve(addr("10.96.0.10:80"))
+        );
+        let Resolution::Known { opaque, .. } = index.resolve_name("hello.demo", 5432) else {
+            panic!("the named port resolves");
+        };
+        assert!(opaque);
+        // The port is the service's, not the endpoints'.
+        assert_eq!(index.resolve_name("hello.demo", 8080), Resolution::Unknown);
+        assert_eq!(index.resolve_name("nobody.demo", 80), Resolution::Unknown);
     }
 
     #[test]

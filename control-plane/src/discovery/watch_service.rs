@@ -1,11 +1,14 @@
 //! The `weft.discovery.v1.Discovery` gRPC service: one stream per destination a proxy meets.
 //!
-//! A stream sends the answer for its address now, then sleeps on the index channel; each new
-//! index wakes it, it resolves its address again and sends only if the answer differs from the
-//! last one it sent. Unrelated edits to the file cost each watch one map lookup and no traffic.
+//! A stream sends the answer for its address now, then sleeps on two channels: the services
+//! index and the policies in force. Either waking it, it resolves its address again, attaches
+//! the service's effective client policy, and sends only if that whole answer differs from the
+//! last one it sent. Unrelated edits to either file cost each watch one map lookup and no
+//! traffic; a policy edit reaches exactly the watches of that service.
 //! The stream ends when the proxy goes away (tonic drops it) or the control plane stops (it ends
 //! with `UNAVAILABLE`, so the proxy knows to watch again elsewhere).
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -20,19 +23,28 @@ use tonic::{Request, Response, Status};
 use weft_api::discovery::discovery_server::Discovery;
 use weft_api::discovery::{self as pb, WatchRequest};
 
-use super::{Index, Resolution, Store};
+use super::{Index, Store};
 use crate::metrics::Metrics;
+use crate::policy::is_dns_label;
+use crate::policy::{self, Policies};
 
 pub struct WatchService {
     store: Arc<Store>,
+    policies: Arc<policy::Store>,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
 }
 
 impl WatchService {
-    pub fn new(store: Arc<Store>, metrics: Arc<Metrics>, stop: CancellationToken) -> Self {
+    pub fn new(
+        store: Arc<Store>,
+        policies: Arc<policy::Store>,
+        metrics: Arc<Metrics>,
+        stop: CancellationToken,
+    ) -> Self {
         Self {
             store,
+            policies,
             metrics,
             stop,
         }
@@ -67,6 +79,7 @@ impl Discovery for WatchService {
         let state = Watch {
             target,
             index: self.store.subscribe(),
+            policies: self.policies.subscribe(),
             last: None,
             stop: self.stop.clone(),
             done: false,
@@ -78,39 +91,100 @@ impl Discovery for WatchService {
     }
 }
 
-/// `ip:port` or `[ip]:port`, with a port a connection can have.
-fn parse_address(address: &str) -> anyhow::Result<SocketAddr> {
-    let addr: SocketAddr = address.parse().with_context(|| {
-        format!("address {address:?} is not ip:port (e.g. 10.96.0.10:8080 or [fd00::10]:8080)")
-    })?;
-    if addr.port() == 0 {
-        bail!("address {address:?} has port 0 (expected ip:port with a port from 1 to 65535)");
+/// What a watch resolves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    /// An original destination: a service's virtual address or one endpoint's.
+    Addr(SocketAddr),
+    /// A MeshService by `<name>.<namespace>` and one of its ports.
+    Name { service: String, port: u16 },
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Addr(addr) => addr.fmt(f),
+            Target::Name { service, port } => write!(f, "{service}:{port}"),
+        }
     }
-    Ok(SocketAddr::new(addr.ip().to_canonical(), addr.port()))
+}
+
+/// `ip:port` or `[ip]:port`, or `name.namespace:port`, with a port a connection can have.
+fn parse_address(address: &str) -> anyhow::Result<Target> {
+    let malformed = || {
+        format!(
+            "address {address:?} is neither ip:port nor name.namespace:port (e.g. 10.96.0.10:8080, [fd00::10]:8080 or hello.demo:8080)"
+        )
+    };
+    let zero = || {
+        format!(
+            "address {address:?} has port 0 (expected ip:port or name.namespace:port with a port from 1 to 65535)"
+        )
+    };
+    if let Ok(addr) = address.parse::<SocketAddr>() {
+        if addr.port() == 0 {
+            bail!(zero());
+        }
+        return Ok(Target::Addr(SocketAddr::new(
+            addr.ip().to_canonical(),
+            addr.port(),
+        )));
+    }
+    let (host, port) = address.rsplit_once(':').with_context(malformed)?;
+    let (name, namespace) = host.split_once('.').with_context(malformed)?;
+    if !is_dns_label(name) || !is_dns_label(namespace) {
+        bail!(malformed());
+    }
+    let port: u16 = port.parse().ok().with_context(malformed)?;
+    if port == 0 {
+        bail!(zero());
+    }
+    Ok(Target::Name {
+        service: host.to_owned(),
+        port,
+    })
 }
 
 /// The state of one open stream.
 struct Watch {
-    target: SocketAddr,
+    target: Target,
     index: watch::Receiver<Arc<Index>>,
+    policies: watch::Receiver<Arc<Policies>>,
     /// What the proxy was last told; `None` before the first message.
-    last: Option<Resolution>,
+    last: Option<pb::Resolution>,
     stop: CancellationToken,
     done: bool,
     _open: OpenWatch,
 }
 
 impl Watch {
+    /// The answer now. Both channels are marked seen, so only a newer version wakes the watch.
+    fn answer(&mut self) -> pb::Resolution {
+        // Each borrow holds a read lock: resolve and let go before awaiting anything.
+        let resolution = {
+            let index = self.index.borrow_and_update();
+            match &self.target {
+                Target::Addr(addr) => index.resolve(*addr),
+                Target::Name { service, port } => index.resolve_name(service, *port),
+            }
+        };
+        let mut wire = pb::Resolution::from(resolution);
+        let policies = self.policies.borrow_and_update();
+        if wire.known {
+            wire.policy = policies.get(&wire.service).map(|p| (**p).clone());
+        }
+        wire
+    }
+
     async fn next(mut self) -> Option<(Result<pb::Resolution, Status>, Self)> {
         if self.done {
             return None;
         }
         loop {
-            // The borrow holds a read lock: resolve and let go before awaiting anything.
-            let current = self.index.borrow_and_update().resolve(self.target);
+            let current = self.answer();
             if self.last.as_ref() != Some(&current) {
                 self.last = Some(current.clone());
-                return Some((Ok(current.into()), self));
+                return Some((Ok(current), self));
             }
             tokio::select! {
                 _ = self.stop.cancelled() => {
@@ -121,6 +195,11 @@ impl Watch {
                 changed = self.index.changed() => {
                     if changed.is_err() {
                         // The store is gone, which happens only while stopping.
+                        return None;
+                    }
+                }
+                changed = self.policies.changed() => {
+                    if changed.is_err() {
                         return None;
                     }
                 }
@@ -160,6 +239,13 @@ mod tests {
     }
 
     fn service(stop: &CancellationToken) -> (Arc<Store>, WatchService, Arc<Metrics>) {
+        let (store, _policies, service, metrics) = service_with_policies(stop);
+        (store, service, metrics)
+    }
+
+    fn service_with_policies(
+        stop: &CancellationToken,
+    ) -> (Arc<Store>, Arc<policy::Store>, WatchService, Arc<Metrics>) {
         let metrics = Arc::new(Metrics::new());
         let index = Index::new(
             services::parse(
@@ -170,8 +256,14 @@ mod tests {
             .unwrap(),
         );
         let store = Store::fixed(index, metrics.clone(), "cluster.local");
-        let service = WatchService::new(store.clone(), metrics.clone(), stop.clone());
-        (store, service, metrics)
+        let policies = policy::Store::fixed(Policies::default(), metrics.clone());
+        let service = WatchService::new(
+            store.clone(),
+            policies.clone(),
+            metrics.clone(),
+            stop.clone(),
+        );
+        (store, policies, service, metrics)
     }
 
     async fn open(service: &WatchService, address: &str) -> Result<WatchStream, Status> {
@@ -184,14 +276,25 @@ mod tests {
     }
 
     #[test]
-    fn addresses_must_be_ip_and_port() {
+    fn addresses_are_ip_and_port_or_name_and_port() {
         assert_eq!(
             parse_address("[::ffff:10.0.0.1]:80").unwrap(),
-            "10.0.0.1:80".parse().unwrap()
+            Target::Addr("10.0.0.1:80".parse().unwrap())
+        );
+        assert_eq!(
+            parse_address("hello.demo:80").unwrap(),
+            Target::Name {
+                service: "hello.demo".to_owned(),
+                port: 80
+            }
         );
         for bad in [
             "10.0.0.1",
-            "hello.demo:80",
+            "hello:80",
+            "hello.demo.svc:80",
+            "Hello.demo:80",
+            "hello.demo:0",
+            "hello.demo:x",
             "10.0.0.1:0",
             "10.0.0.1:99999",
             "",
@@ -236,6 +339,65 @@ mod tests {
         assert_eq!(metrics.discovery_watches.get(), 0);
     }
 
+    fn policy_files(timeout: &str) -> Vec<crate::policy::load::File> {
+        let text = format!(
+            "apiVersion: weft.dev/v1alpha1\nkind: ServicePolicy\nmetadata: {{name: hello, namespace: demo}}\nspec:\n  client:\n    defaults:\n      timeouts: {{request: {timeout}}}\n"
+        );
+        vec![("p.yaml".to_owned(), text.into_bytes())]
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_policy_edit_reaches_the_watches_of_its_service_only() {
+        let stop = CancellationToken::new();
+        let (_store, policies, service, _metrics) = service_with_policies(&stop);
+        let mut hello = open(&service, "hello.demo:80").await.unwrap();
+        let mut other = open(&service, "10.96.0.20:80").await.unwrap();
+        let first = hello.next().await.unwrap().unwrap();
+        assert!(first.known);
+        assert_eq!(first.endpoints[0].address, "10.1.0.1:80");
+        assert_eq!(first.policy, None);
+        assert!(other.next().await.unwrap().unwrap().known);
+
+        policies.reload(&policy_files("3s")).unwrap();
+        let second = hello.next().await.unwrap().unwrap();
+        let policy = second.policy.unwrap();
+        assert!(
+            policy.version.starts_with("hello.demo@"),
+            "{}",
+            policy.version
+        );
+        let timeouts = policy.default_rules.unwrap().timeouts.unwrap();
+        assert_eq!(timeouts.request_ms, 3_000);
+        assert!(
+            tokio::time::timeout(Duration::from_secs(5), other.next())
+                .await
+                .is_err(),
+            "the other service's answer did not change"
+        );
+
+        // The same effective policy again (a comment added): nothing to say.
+        let mut same = policy_files("3s");
+        same[0].1.extend_from_slice(b"# reviewed\n");
+        policies.reload(&same).unwrap();
+        assert!(
+            tokio::time::timeout(Duration::from_secs(5), hello.next())
+                .await
+                .is_err()
+        );
+
+        // Removed: back to no policy (the proxy's built-in defaults).
+        policies.reload(&[]).unwrap();
+        assert_eq!(hello.next().await.unwrap().unwrap().policy, None);
+    }
+
+    #[tokio::test]
+    async fn a_name_without_a_service_is_unknown() {
+        let stop = CancellationToken::new();
+        let (_store, service, _metrics) = service(&stop);
+        let mut stream = open(&service, "nobody.demo:80").await.unwrap();
+        assert!(!stream.next().await.unwrap().unwrap().known);
+    }
+
     #[tokio::test]
     async fn refuses_a_malformed_address() {
         let stop = CancellationToken::new();
@@ -244,7 +406,12 @@ mod tests {
             panic!("a bare IP is refused");
         };
         assert_eq!(status.code(), tonic::Code::InvalidArgument);
-        assert!(status.message().contains("is not ip:port"), "{status:?}");
+        assert!(
+            status
+                .message()
+                .contains("is neither ip:port nor name.namespace:port"),
+            "{status:?}"
+        );
         assert_eq!(
             metrics
                 .discovery_requests

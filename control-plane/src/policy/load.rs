@@ -1,0 +1,124 @@
+//! Reading a set of policy files: one file, or every `*.yaml` / `*.yml` in a directory (not
+//! recursive, sorted by name), each holding one or more documents separated by `---`.
+//!
+//! The result is all the documents, or every problem of every file as
+//! `file:line:column: field.path: what` lines. A `ServicePolicy` defined twice (the same
+//! `name.namespace`, in one file or across files) is a problem naming both places: there is
+//! one document per service, never a merge.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::Context;
+
+use super::check;
+use super::model::ServicePolicy;
+use super::node;
+
+/// One file's name (as shown in messages) and contents.
+pub type File = (String, Vec<u8>);
+
+/// A checked document and the file it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loaded {
+    pub file: String,
+    pub policy: ServicePolicy,
+}
+
+/// The files `path` names: itself, or the YAML files in it.
+pub fn read(path: &Path) -> anyhow::Result<Vec<File>> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if !meta.is_dir() {
+        let text =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        return Ok(vec![(path.display().to_string(), text)]);
+    }
+    let mut names = Vec::new();
+    for entry in
+        std::fs::read_dir(path).with_context(|| format!("cannot list {}", path.display()))?
+    {
+        let entry = entry.with_context(|| format!("cannot list {}", path.display()))?;
+        let file = entry.path();
+        let yaml = matches!(
+            file.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        );
+        if yaml && file.is_file() {
+            names.push(file);
+        }
+    }
+    names.sort();
+    names
+        .into_iter()
+        .map(|file| {
+            let text =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            Ok((file.display().to_string(), text))
+        })
+        .collect()
+}
+
+/// Bytes that change whenever a file is added, removed, renamed or edited.
+pub fn fingerprint(files: &[File]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, text) in files {
+        out.extend_from_slice(&(name.len() as u64).to_be_bytes());
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(&(text.len() as u64).to_be_bytes());
+        out.extend_from_slice(text);
+    }
+    out
+}
+
+/// Checks every document of every file.
+pub fn check(files: &[File]) -> Result<Vec<Loaded>, Vec<String>> {
+    let mut problems = Vec::new();
+    let mut loaded: Vec<Loaded> = Vec::new();
+    let mut defined: HashMap<String, (String, node::Pos)> = HashMap::new();
+    for (file, bytes) in files {
+        let Ok(text) = std::str::from_utf8(bytes) else {
+            problems.push(format!("{file}: not UTF-8 text"));
+            continue;
+        };
+        let documents = match node::parse(text) {
+            Ok(documents) => documents,
+            Err(e) => {
+                problems.push(format!("{file}:{}: {}", e.at, e.message));
+                continue;
+            }
+        };
+        for document in &documents {
+            match check::document(document) {
+                Ok(policy) => {
+                    let key = policy.key();
+                    if let Some((first_file, first_at)) = defined.get(&key) {
+                        problems.push(format!(
+                            "{file}:{}: metadata.name: ServicePolicy {key} is already defined at {first_file}:{first_at}",
+                            policy.at
+                        ));
+                        continue;
+                    }
+                    defined.insert(key, (file.clone(), policy.at));
+                    loaded.push(Loaded {
+                        file: file.clone(),
+                        policy,
+                    });
+                }
+                Err(found) => problems.extend(found.iter().map(|p| format!("{file}:{p}"))),
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(loaded)
+    } else {
+        Err(problems)
+    }
+}
+
+/// [`read`] then [`check`], with the problems joined into one error, one per line.
+pub fn load(path: &Path) -> anyhow::Result<(Vec<File>, Vec<Loaded>)> {
+    let files = read(path)?;
+    let loaded = check(&files).map_err(|problems| anyhow::anyhow!(problems.join("\n")))?;
+    Ok((files, loaded))
+}

@@ -1,0 +1,199 @@
+//! Policy: `kind: ServicePolicy` documents, one per service, and the effective client policy
+//! each one becomes for the callers' sidecars.
+//!
+//! A document is read into a span-aware tree ([`node`]), walked by a checker that knows the
+//! schema and reports every problem at once as `file:line:column: field.path: what`
+//! ([`check`], [`walk`]), and merged over the built-in defaults ([`effective`]). The control
+//! plane keeps the set in force in a [`Store`], published on a `tokio::sync::watch` channel like
+//! discovery's index: discovery watches read it to attach `Resolution.policy`, and a broken edit
+//! is logged, counted and otherwise ignored, so the last good set stays in force.
+
+pub mod check;
+mod check_client;
+mod check_routes;
+mod check_server;
+mod conditions;
+pub mod effective;
+pub mod explain;
+pub mod load;
+pub mod model;
+pub mod node;
+pub mod walk;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use weft_api::policy::ClientPolicy;
+
+pub use check_routes::is_dns_label;
+pub use effective::client_policy;
+pub use load::Loaded;
+pub use model::ServicePolicy;
+
+use crate::metrics::Metrics;
+use crate::reload;
+
+/// The effective client policies in force, by `<name>.<namespace>`.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Policies {
+    by_service: HashMap<String, Arc<ClientPolicy>>,
+}
+
+impl Policies {
+    pub fn new(loaded: &[Loaded]) -> Self {
+        Self {
+            by_service: loaded
+                .iter()
+                .map(|l| (l.policy.key(), Arc::new(client_policy(&l.policy))))
+                .collect(),
+        }
+    }
+
+    /// The client policy of the service `<name>.<namespace>`, if it has a ServicePolicy.
+    pub fn get(&self, service: &str) -> Option<&Arc<ClientPolicy>> {
+        self.by_service.get(service)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_service.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_service.is_empty()
+    }
+}
+
+/// The policies in force and the channel that announces new ones.
+pub struct Store {
+    policies: watch::Sender<Arc<Policies>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Store {
+    /// A store with `policies` in it, and nothing that changes it.
+    pub fn fixed(policies: Policies, metrics: Arc<Metrics>) -> Arc<Self> {
+        let store = Self {
+            policies: watch::Sender::new(Arc::new(Policies::default())),
+            metrics,
+        };
+        store.publish(policies);
+        Arc::new(store)
+    }
+
+    /// Loads `path` (a file or a directory; without one, no policies: every service gets the
+    /// built-in defaults) and reloads it when it changes until `stop`.
+    pub fn start(
+        path: Option<&Path>,
+        metrics: Arc<Metrics>,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<Arc<Self>> {
+        let Some(path) = path else {
+            tracing::info!("no --policies given: every service gets the built-in client policy");
+            return Ok(Self::fixed(Policies::default(), metrics));
+        };
+        let (files, loaded) = load::load(path)?;
+        let policies = Policies::new(&loaded);
+        tracing::info!(path = %path.display(), "loaded {}", summary(&policies, files.len()));
+        let store = Self::fixed(policies, metrics.clone());
+        let reloading = store.clone();
+        reload::watch_source(
+            path.to_owned(),
+            &load::fingerprint(&files),
+            metrics.config_reloads.clone(),
+            stop.clone(),
+            |path| {
+                let files = load::read(path)?;
+                Ok((load::fingerprint(&files), files))
+            },
+            move |files| reloading.reload(&files),
+        );
+        Ok(store)
+    }
+
+    /// Replaces the policies with those of changed files, or keeps them if any file is broken
+    /// (the error lists every problem, one per line).
+    pub fn reload(&self, files: &[load::File]) -> anyhow::Result<String> {
+        let loaded = load::check(files).map_err(|problems| anyhow::anyhow!(problems.join("\n")))?;
+        let policies = Policies::new(&loaded);
+        let summary = summary(&policies, files.len());
+        self.publish(policies);
+        Ok(summary)
+    }
+
+    /// The policies now, and a receiver that is told about every new set.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Policies>> {
+        self.policies.subscribe()
+    }
+
+    pub fn current(&self) -> Arc<Policies> {
+        self.policies.borrow().clone()
+    }
+
+    fn publish(&self, policies: Policies) {
+        self.metrics.policies.set(policies.len() as i64);
+        self.policies.send_replace(Arc::new(policies));
+    }
+}
+
+fn summary(policies: &Policies, files: usize) -> String {
+    let mut names: Vec<&str> = policies.by_service.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    format!(
+        "{} ServicePolicy documents in {files} files ({})",
+        policies.len(),
+        names.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(name: &str, limit: &str) -> String {
+        format!(
+            "apiVersion: weft.dev/v1alpha1\nkind: ServicePolicy\nmetadata: {{name: {name}, namespace: demo}}\nspec:\n  client:\n    defaults:\n      retries: {{limit: {limit}}}\n"
+        )
+    }
+
+    #[test]
+    fn a_broken_reload_keeps_the_last_good_set_and_the_gauge() {
+        let metrics = Arc::new(Metrics::new());
+        let store = Store::fixed(Policies::default(), metrics.clone());
+        let mut changes = store.subscribe();
+        let good = vec![
+            ("a.yaml".to_owned(), doc("hello", "2").into_bytes()),
+            ("b.yaml".to_owned(), doc("web", "1").into_bytes()),
+        ];
+        assert_eq!(
+            store.reload(&good).unwrap(),
+            "2 ServicePolicy documents in 2 files (hello.demo, web.demo)"
+        );
+        assert!(changes.has_changed().unwrap());
+        changes.mark_unchanged();
+        assert_eq!(metrics.policies.get(), 2);
+        let limit = |p: &Policies| {
+            p.get("hello.demo")
+                .and_then(|p| p.default_rules.clone())
+                .and_then(|r| r.retries)
+                .map(|r| r.limit)
+        };
+        assert_eq!(limit(&store.current()), Some(2));
+
+        let broken = vec![
+            ("a.yaml".to_owned(), doc("hello", "9").into_bytes()),
+            ("b.yaml".to_owned(), doc("hello", "1").into_bytes()),
+        ];
+        let err = store.reload(&broken).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "a.yaml:7:24: spec.client.defaults.retries.limit: 9 is out of range (0-5)"
+        );
+        assert!(!changes.has_changed().unwrap());
+        assert_eq!(limit(&store.current()), Some(2));
+        assert_eq!(metrics.policies.get(), 2);
+        assert!(store.current().get("nobody.demo").is_none());
+    }
+}

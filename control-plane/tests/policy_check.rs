@@ -1,0 +1,190 @@
+//! `weft policy check` as an operator runs it: the real binary on the documents in
+//! `tests/policies/`, every problem line asserted with its `file:line:column: path: message`.
+
+#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn weft(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input
+        .write_all(stdin.unwrap_or_default().as_bytes())
+        .unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+/// Checks `path`, expecting exit code 1 and exactly `problems` (then the count) on stderr.
+fn assert_problems(path: &str, problems: &[&str]) {
+    let output = weft(&["policy", "check", path], None);
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(output.stdout.is_empty());
+    let mut expected: Vec<String> = problems.iter().map(|p| format!("{path}:{p}")).collect();
+    let s = if problems.len() == 1 { "" } else { "s" };
+    expected.push(format!("{} problem{s} found", problems.len()));
+    let actual: Vec<&str> = stderr.lines().collect();
+    assert_eq!(actual, expected);
+}
+
+#[test]
+fn reports_typos() {
+    assert_problems(
+        "tests/policies/broken/typos.yaml",
+        &[
+            "7:32: spec.client.defaults.timeouts.pertry: unknown field; did you mean `perTry`?",
+            "7:50: spec.client.defaults.timeouts.idle: `1.5s` is not a duration: write an integer and ms, s, m or h (e.g. 250ms, 10s, 5m), without fractions or combinations",
+            "9:16: spec.client.defaults.retries.limit: expected an integer, found a string `two`",
+            "10:14: spec.client.defaults.retries.on[0]: unknown condition `gateway-errors` (expected 5xx, gateway-error, a quoted status (\"503\"), grpc:<code>, connect-failure, refused-stream or reset)",
+            "10:30: spec.client.defaults.retries.on[1]: write HTTP statuses quoted: \"503\"",
+            "10:35: spec.client.defaults.retries.on[2]: unknown gRPC code `unavailble`; did you mean `grpc:unavailable`?",
+            "11:25: spec.client.defaults.retries.backoff.base: `25` has no unit: write a duration as an integer and ms, s, m or h (e.g. 25ms or 25s)",
+            "11:34: spec.client.defaults.retries.backoff.max: `1m30s` is not a duration: write an integer and ms, s, m or h (e.g. 250ms, 10s, 5m), without fractions or combinations",
+            "12:26: spec.client.defaults.retries.maxBufferedBody: `64KB` is not a size: write an integer and B, KiB or MiB (e.g. 64KiB)",
+            "13:24: spec.client.defaults.retries.nonIdempotent: expected true or false, found a string `yes`",
+            "14:7: spec.client.defaults.circuitBreakers: unknown field; did you mean `circuitBreaker`?",
+            "15:3: spec.sever: unknown field; did you mean `server`?",
+        ],
+    );
+}
+
+#[test]
+fn reports_ranges() {
+    assert_problems(
+        "tests/policies/broken/ranges.yaml",
+        &[
+            "9:16: spec.client.defaults.retries.limit: 6 is out of range (0-5)",
+            "10:14: spec.client.defaults.retries.on[0]: 200 is not an error status (400-599)",
+            "11:25: spec.client.defaults.retries.backoff.base: must be longer than 0",
+            "12:25: spec.client.defaults.retries.budget.ratio: 1.5 is out of range (0.0-1.0)",
+            "12:44: spec.client.defaults.retries.budget.minPerSecond: -1 is out of range (at least 0)",
+            "12:56: spec.client.defaults.retries.budget.window: must be longer than 0",
+            "14:28: spec.client.defaults.circuitBreaker.maxEjectedPercent: 101 is out of range (0-100)",
+            "15:25: spec.client.defaults.circuitBreaker.penalty.base: base (2m) is longer than max (1m)",
+            "15:46: spec.client.defaults.circuitBreaker.penalty.jitter: 2 is out of range (0.0-1.0)",
+            "16:31: spec.client.defaults.limits.maxConcurrent: 0 is out of range (at least 1)",
+            "16:48: spec.client.defaults.limits.queueTimeout: must be longer than 0",
+            "18:20: spec.server.ports[0].port: 0 is out of range (1-65535)",
+            "20:39: spec.server.faults[0].abort.percent: 150 is out of range (0-100)",
+        ],
+    );
+}
+
+#[test]
+fn reports_contradictions() {
+    assert_problems(
+        "tests/policies/broken/contradictions.yaml",
+        &[
+            "9:44: spec.routes[1].match.methods[0]: POST is not idempotent, but route `charges-create` retries it on responses the app may have acted on (spec.client.defaults.retries.on at 19:13); set retries.nonIdempotent: true in its override to acknowledge, or retries.limit: 0, or retry only on connect-failure and refused-stream",
+            "10:13: spec.routes[2].name: route `charges-read` is already defined at 6:13 (spec.routes[0].name)",
+            "11:21: spec.routes[2].match.path: `v1/refunds` must start with /",
+            "13:14: spec.routes[3].match: needs at least one condition (path, pathPrefix, methods, headers or grpc)",
+            "16:39: spec.client.defaults.timeouts.perTry: perTry 2s × 3 attempts (limit 2 + 1) = 6s is longer than the request timeout 5s; the last attempts could never run",
+            "20:25: spec.client.defaults.retries.backoff.base: backoff base 500ms is longer than backoff max 250ms",
+            "22:34: spec.client.overrides[0].routes[1]: no route named `charge-read` in spec.routes; did you mean `charges-read`?",
+            "24:9: spec.client.overrides[0].limits: `limits` applies per destination, not per route; set it in spec.client.defaults",
+            "25:18: spec.client.overrides[1].routes[0]: route `charges-create` is already overridden at spec.client.overrides[0].routes[0]",
+            "26:29: spec.client.overrides[1].retries.budget: `budget` applies per destination, not per route; set it in spec.client.defaults.retries",
+        ],
+    );
+}
+
+#[test]
+fn reports_server_half() {
+    assert_problems(
+        "tests/policies/broken/server.yaml",
+        &[
+            "1:13: apiVersion: is `weft.dev/v1/alpha1`, expected weft.dev/v1alpha1",
+            "3:18: metadata.name: `Payments` is not a DNS label (lower-case letters, digits and -, at most 63)",
+            "7:21: spec.routes[0].match.grpc: a gRPC match names its own path; remove path",
+            "9:11: spec.server.mode: expected one of enforce, audit, found `enforcing`",
+            "13:63: spec.server.authorization.allow[0].from[1]: `frontend` is not a SPIFFE ID (spiffe://<trust-domain>/ns/<namespace>/sa/<account>) or a prefix ending in /*",
+            "14:20: spec.server.authorization.allow[0].routes[0]: no route named `charges-raed` in spec.routes; did you mean `charges-read`?",
+            "16:31: spec.server.rateLimit.perIdentity.brust: unknown field; did you mean `burst`?",
+            "18:9: spec.server.faults[0].until: missing: every fault must expire (an RFC 3339 UTC time, e.g. 2026-12-02T00:00:00Z)",
+            "20:16: spec.server.faults[1].until: `tomorrow` is not an RFC 3339 UTC time (e.g. 2026-12-02T00:00:00Z)",
+        ],
+    );
+}
+
+#[test]
+fn reports_syntax() {
+    assert_problems(
+        "tests/policies/broken/syntax.yaml",
+        &["4:5: while parsing a flow mapping, did not find expected ',' or '}'"],
+    );
+}
+
+#[test]
+fn a_service_defined_twice_names_both_places() {
+    let output = weft(&["policy", "check", "tests/policies/dup"], None);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8(output.stderr).unwrap(),
+        "tests/policies/dup/b.yaml:5:9: metadata.name: ServicePolicy payments.prod is already defined at tests/policies/dup/a.yaml:3:18\n1 problem found\n"
+    );
+}
+
+#[test]
+fn stdin_is_named_and_unknown_fields_get_a_suggestion() {
+    let doc = "apiVersion: weft.dev/v1alpha1\nkind: ServicePolicy\nmetadata: {name: a, namespace: b}\nspec:\n  client:\n    defaults:\n      timeouts: {PerTry: 1s, deadline: 2s}\n";
+    let output = weft(&["policy", "check", "-"], Some(doc));
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8(output.stderr).unwrap(),
+        "<stdin>:7:18: spec.client.defaults.timeouts.PerTry: unknown field; did you mean `perTry`?\n\
+         <stdin>:7:30: spec.client.defaults.timeouts.deadline: unknown field (expected one of: request, perTry, idle)\n\
+         2 problems found\n"
+    );
+}
+
+#[test]
+fn a_good_directory_is_one_ok_line() {
+    let output = weft(&["policy", "check", "tests/policies/good"], None);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(output.stderr.is_empty());
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap(),
+        "ok: 2 ServicePolicy documents in 1 file (payments.prod, web.demo)\n"
+    );
+}
+
+#[test]
+fn a_missing_file_is_an_error() {
+    let output = weft(
+        &["policy", "check", "tests/policies/nothing-here.yaml"],
+        None,
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.starts_with("cannot read tests/policies/nothing-here.yaml"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn explain_shows_every_value_with_its_source_and_the_worst_cases() {
+    let output = weft(
+        &[
+            "policy",
+            "check",
+            "--explain",
+            "tests/policies/good/payments.yaml",
+        ],
+        None,
+    );
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let expected = include_str!("policies/good/payments.explain.txt");
+    assert_eq!(stdout, expected);
+}
