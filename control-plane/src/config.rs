@@ -56,6 +56,10 @@ pub struct ControlPlaneConfig {
     #[arg(long, env = "WEFT_SERVICES")]
     pub services: Option<PathBuf>,
 
+    /// ServicePolicy YAML: a file, or a directory of *.yaml/*.yml files; reloaded on change.
+    #[arg(long, env = "WEFT_POLICIES")]
+    pub policies: Option<PathBuf>,
+
     /// The control plane's own identity, which proxies verify when they connect (proxies read
     /// the same variable). Default: spiffe://<trust-domain>/ns/weft-system/sa/weft-control-plane.
     #[arg(long, env = "WEFT_CONTROL_PLANE_IDENTITY")]
@@ -77,6 +81,7 @@ impl ControlPlaneConfig {
             ca_lifetime: Duration::from_secs(365 * 24 * 3600),
             bootstrap_tokens: None,
             services: None,
+            policies: None,
             identity: None,
         }
     }
