@@ -10,6 +10,7 @@
 pub mod apps;
 pub mod bins;
 pub mod clients;
+pub mod fault_app;
 pub mod mesh;
 pub mod pod_mesh;
 pub mod pods;
