@@ -64,8 +64,7 @@ pub struct PolicyMesh {
 }
 
 /// `apiVersion`/`kind`/`metadata` of the `hello.demo` policy, before `spec:`.
-pub const POLICY_HEADER: &str =
-    "apiVersion: weft.dev/v1alpha1\nkind: ServicePolicy\nmetadata: {name: hello, namespace: demo}\n";
+pub const POLICY_HEADER: &str = "apiVersion: weft.dev/v1alpha1\nkind: ServicePolicy\nmetadata: {name: hello, namespace: demo}\n";
 
 /// A ServicePolicy for `hello.demo` whose `spec:` is `spec` (indented YAML below `spec:`).
 pub fn policy(spec: &str) -> String {
@@ -87,7 +86,7 @@ pub fn services_yaml(target_port: u16, endpoints: &[Ipv4Addr]) -> String {
 }
 
 /// Distinct loopback addresses for `n` endpoints and a port free on every one of them.
-fn endpoint_addresses(n: usize) -> (Vec<Ipv4Addr>, u16) {
+pub fn endpoint_addresses(n: usize) -> (Vec<Ipv4Addr>, u16) {
     static NEXT: AtomicU8 = AtomicU8::new(0);
     for _ in 0..20 {
         let x = (std::process::id() as u8)
@@ -108,6 +107,35 @@ fn endpoint_addresses(n: usize) -> (Vec<Ipv4Addr>, u16) {
         }
     }
     panic!("no port free on {n} loopback addresses after 20 tries");
+}
+
+/// A [`FaultApp`] and a `hello` proxy in front of it (or of `fronting`) on each `ip:port`.
+pub async fn start_backends(
+    mesh: &Mesh,
+    ips: &[Ipv4Addr],
+    port: u16,
+    fronting: Option<SocketAddr>,
+) -> Vec<Backend> {
+    let mut started = Vec::new();
+    for &ip in ips {
+        let app = FaultApp::start(&format!("hello-{ip}")).await;
+        let proxy = mesh
+            .proxy(
+                "hello",
+                ProxyOptions {
+                    app: Some(fronting.unwrap_or(app.addr)),
+                    inbound_listen: Some(SocketAddr::from((ip, port))),
+                    ..ProxyOptions::default()
+                },
+            )
+            .await;
+        started.push(Backend {
+            ip,
+            app,
+            proxy: Some(proxy),
+        });
+    }
+    started
 }
 
 impl PolicyMesh {
@@ -131,25 +159,7 @@ impl PolicyMesh {
     ) -> Self {
         let (ips, port) = endpoint_addresses(backends);
         let mesh = Mesh::start_with(HOUR, &services_yaml(port, &ips), policy_yaml).await;
-        let mut started = Vec::new();
-        for ip in ips {
-            let app = FaultApp::start(&format!("hello-{ip}")).await;
-            let proxy = mesh
-                .proxy(
-                    "hello",
-                    ProxyOptions {
-                        app: Some(fronting.unwrap_or(app.addr)),
-                        inbound_listen: Some(SocketAddr::from((ip, port))),
-                        ..ProxyOptions::default()
-                    },
-                )
-                .await;
-            started.push(Backend {
-                ip,
-                app,
-                proxy: Some(proxy),
-            });
-        }
+        let started = start_backends(&mesh, &ips, port, fronting).await;
         let client = mesh
             .proxy("web", ProxyOptions::forward_service(SERVICE))
             .await;
@@ -161,7 +171,13 @@ impl PolicyMesh {
         };
         let builtin = policy_yaml.is_none();
         policy_mesh
-            .wait_ready(|version| (version == "builtin") == builtin)
+            .wait_ready(|version| {
+                if builtin {
+                    version == "builtin"
+                } else {
+                    !version.is_empty() && version != "builtin"
+                }
+            })
             .await;
         policy_mesh
     }
@@ -296,8 +312,8 @@ pub async fn destination(proxy: &RunningProxy) -> Result<Option<serde_json::Valu
     if !status.is_success() {
         return Err(format!("GET /destinations: {status} {body}"));
     }
-    let all: serde_json::Value =
-        serde_json::from_str(&body).map_err(|e| format!("/destinations is not JSON: {e}: {body}"))?;
+    let all: serde_json::Value = serde_json::from_str(&body)
+        .map_err(|e| format!("/destinations is not JSON: {e}: {body}"))?;
     Ok(all
         .as_array()
         .into_iter()
@@ -369,7 +385,12 @@ impl Answer {
 }
 
 /// One HTTP/1.1 request on a fresh connection to `addr` (`host: hello.demo`).
-pub async fn send(addr: SocketAddr, method: Method, path: &str, body: Bytes) -> Result<Answer, String> {
+pub async fn send(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    body: Bytes,
+) -> Result<Answer, String> {
     let mut caller = Caller::connect(addr).await?;
     caller.send(method, path, body).await
 }
@@ -391,7 +412,12 @@ impl Caller {
         Ok(Self { sender })
     }
 
-    pub async fn send(&mut self, method: Method, path: &str, body: Bytes) -> Result<Answer, String> {
+    pub async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+    ) -> Result<Answer, String> {
         let started = Instant::now();
         let request = Request::builder()
             .method(method)
