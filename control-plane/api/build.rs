@@ -10,13 +10,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }
-    // prost generates nothing for packages named by `extern_path` (it takes them as defined
-    // elsewhere), so the policy package, which discovery refers to, is compiled on its own first.
-    let policy = protox::compile(["proto/weft/policy/v1/policy.proto"], ["proto"])?;
-    tonic_prost_build::configure()
-        .build_client(false)
-        .build_server(false)
-        .compile_fds(policy)?;
     let descriptors = protox::compile(protos, ["proto"])?;
     tonic_prost_build::configure()
         .build_client(true)

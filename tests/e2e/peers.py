@@ -8,6 +8,13 @@ one JSON line with what they observed and exit non-zero on failure.
                                weft-client-identity header it received
   grpc-server PORT             gRPC (python grpcio) echo: /weft.e2e.Echo/Unary and /Bidi
   grpc-client ADDR COUNT       one unary call, then a bidirectional stream of COUNT messages
+  grpc-fault-server PORT       gRPC test.Greeter whose failures are chosen per call by metadata:
+                               x-fail-code (a code name) + x-fail-times N + x-key K make the
+                               first N calls of Say with key K fail with that code; Count
+                               answers how many Say calls key K (the request) has seen
+  grpc-fault-call ADDR KEY CODE TIMES
+                               one Say call through ADDR with that metadata, then a Count call
+                               for KEY: prints the code of the Say call and the count
   ws-server PORT               WebSocket echo (the `websockets` package)
   ws-client URL COUNT          WebSocket client sending COUNT messages
   echo-server PORT             TCP echo
@@ -98,6 +105,68 @@ def grpc_client(addr, count):
     }), flush=True)
 
 
+def grpc_fault_server(port):
+    import threading
+    from concurrent import futures
+
+    import grpc
+
+    lock = threading.Lock()
+    calls = {}
+
+    def say(request, context):
+        metadata = dict(context.invocation_metadata())
+        key = metadata.get("x-key", "")
+        with lock:
+            calls[key] = calls.get(key, 0) + 1
+            seen = calls[key]
+        code = metadata.get("x-fail-code")
+        if code and seen <= int(metadata.get("x-fail-times", "1")):
+            # abort() sends the status in trailers, as a real server does.
+            context.abort(grpc.StatusCode[code.upper().replace("-", "_")], f"scripted {code} #{seen}")
+        attempt = metadata.get("weft-attempt", "none")
+        return b"hello " + request + f" (call {seen}, attempt {attempt})".encode()
+
+    def count(request, context):
+        with lock:
+            return str(calls.get(request.decode(), 0)).encode()
+
+    handler = grpc.method_handlers_generic_handler(
+        "test.Greeter",
+        {
+            "Say": grpc.unary_unary_rpc_method_handler(say),
+            "Count": grpc.unary_unary_rpc_method_handler(count),
+        },
+    )
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
+    server.add_generic_rpc_handlers((handler,))
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    ready()
+    server.wait_for_termination()
+
+
+def grpc_fault_call(addr, key, code, times):
+    import grpc
+
+    metadata = [("x-key", key), ("x-fail-times", times)]
+    if code.upper() != "OK":
+        metadata.append(("x-fail-code", code))
+    result = {"key": key}
+    with grpc.insecure_channel(addr) as channel:
+        say = channel.unary_unary("/test.Greeter/Say")
+        started = time.monotonic()
+        try:
+            reply = say(b"world", metadata=metadata, timeout=10)
+            result.update(code="OK", reply=reply.decode())
+        except grpc.RpcError as error:
+            result.update(code=error.code().name, details=error.details())
+        result["elapsed_ms"] = round((time.monotonic() - started) * 1000, 1)
+        count = channel.unary_unary("/test.Greeter/Count")
+        result["count"] = int(count(key.encode(), timeout=10))
+    print(json.dumps(result), flush=True)
+
+
 def ws_server(port):
     import asyncio
 
@@ -186,6 +255,8 @@ COMMANDS = {
     "http-server": http_server,
     "grpc-server": grpc_server,
     "grpc-client": grpc_client,
+    "grpc-fault-server": grpc_fault_server,
+    "grpc-fault-call": grpc_fault_call,
     "ws-server": ws_server,
     "ws-client": ws_client,
     "echo-server": lambda port: serve_tcp(port, echo),
@@ -195,6 +266,8 @@ COMMANDS = {
 }
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+    # grpc_fault_server and grpc-fault-server name the same command.
+    command = sys.argv[1].replace("_", "-") if len(sys.argv) > 1 else None
+    if command not in COMMANDS:
         sys.exit(__doc__)
-    COMMANDS[sys.argv[1]](*sys.argv[2:])
+    COMMANDS[command](*sys.argv[2:])

@@ -10,11 +10,15 @@
 pub mod apps;
 pub mod bins;
 pub mod clients;
+pub mod fault_app;
+pub mod local_peer;
 pub mod mesh;
 pub mod pod_mesh;
 pub mod pods;
+pub mod policy_mesh;
 pub mod programs;
 pub mod tls_probe;
+pub mod traffic;
 pub mod wait;
 
 pub use mesh::{Mesh, ProxyOptions};

@@ -20,6 +20,11 @@ pub struct Mesh {
     pub control_plane: Option<RunningControlPlane>,
     pub control_plane_addr: SocketAddr,
     pub cert_ttl: Duration,
+    /// The control plane's `--services` file, when it has one.
+    pub services_file: Option<PathBuf>,
+    /// The control plane's `--policies` directory, when it has one ([`Mesh::write_policies`]
+    /// keeps one document file in it).
+    pub policies_dir: Option<PathBuf>,
 }
 
 /// How to start one proxy.
@@ -30,6 +35,12 @@ pub struct ProxyOptions {
     /// Explicit outbound listeners: each a list of peer endpoints `(identity, inbound address)`.
     pub forwards: Vec<Vec<(SpiffeId, SocketAddr)>>,
     pub strict: bool,
+    /// The inbound listener (default `127.0.0.1:0`): endpoints of one service share a port on
+    /// distinct loopback addresses.
+    pub inbound_listen: Option<SocketAddr>,
+    /// Outbound listeners resolved through discovery: each `NAME.NAMESPACE:PORT`, listening on
+    /// `127.0.0.1:0` (`--forward 127.0.0.1:0=hello.demo:8080`), after the `forwards`.
+    pub forward_services: Vec<String>,
 }
 
 impl ProxyOptions {
@@ -46,7 +57,18 @@ impl ProxyOptions {
             ..Self::default()
         }
     }
+
+    /// One outbound listener for `service` (`hello.demo:8080`), resolved through discovery.
+    pub fn forward_service(service: &str) -> Self {
+        Self {
+            forward_services: vec![service.to_owned()],
+            ..Self::default()
+        }
+    }
 }
+
+/// The name of the document file in a mesh's policies directory.
+pub const POLICY_FILE: &str = "policy.yaml";
 
 /// `spiffe://cluster.local/ns/demo/sa/<account>`
 pub fn identity(account: &str) -> SpiffeId {
@@ -61,6 +83,25 @@ pub fn token(account: &str) -> String {
 impl Mesh {
     /// A control plane with a fresh CA issuing certificates that live `cert_ttl`.
     pub async fn start(cert_ttl: Duration) -> Self {
+        Self::start_inner(cert_ttl, None, None).await
+    }
+
+    /// [`Mesh::start`] with a `--services` file holding `services_yaml` (MeshService documents)
+    /// and a `--policies` directory holding `policies_yaml` (ServicePolicy documents; `None`
+    /// leaves the directory empty: built-in policies until [`Mesh::write_policies`]).
+    pub async fn start_with(
+        cert_ttl: Duration,
+        services_yaml: &str,
+        policies_yaml: Option<&str>,
+    ) -> Self {
+        Self::start_inner(cert_ttl, Some(services_yaml), Some(policies_yaml)).await
+    }
+
+    async fn start_inner(
+        cert_ttl: Duration,
+        services_yaml: Option<&str>,
+        policies_yaml: Option<Option<&str>>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut tokens =
             String::from("apiVersion: weft.dev/v1alpha1\nkind: BootstrapTokens\ntokens:\n");
@@ -72,14 +113,56 @@ impl Mesh {
             ));
         }
         std::fs::write(dir.path().join("tokens.yaml"), tokens).expect("write tokens");
+        let services_file = services_yaml.map(|yaml| {
+            let path = dir.path().join("services.yaml");
+            write_atomically(&path, yaml);
+            path
+        });
+        let policies_dir = policies_yaml.map(|yaml| {
+            let path = dir.path().join("policies");
+            std::fs::create_dir(&path).expect("policies dir");
+            if let Some(yaml) = yaml {
+                write_atomically(&path.join(POLICY_FILE), yaml);
+            }
+            path
+        });
         let mut mesh = Self {
             dir,
             control_plane: None,
             control_plane_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             cert_ttl,
+            services_file,
+            policies_dir,
         };
         mesh.start_control_plane().await;
         mesh
+    }
+
+    /// Replaces the `--services` file at once (the control plane reloads it within a second).
+    pub fn write_services(&self, yaml: &str) {
+        let path = self
+            .services_file
+            .as_ref()
+            .expect("a mesh started with Mesh::start_with has a services file");
+        write_atomically(path, yaml);
+    }
+
+    /// Replaces the ServicePolicy documents at once (write a temporary file, then rename it
+    /// over the old one, so the control plane never reads half a document).
+    pub fn write_policies(&self, yaml: &str) {
+        write_atomically(&self.policies_path(), yaml);
+    }
+
+    /// Removes the ServicePolicy documents: built-in policies again.
+    pub fn remove_policies(&self) {
+        let _ = std::fs::remove_file(self.policies_path());
+    }
+
+    fn policies_path(&self) -> PathBuf {
+        self.policies_dir
+            .as_ref()
+            .expect("a mesh started with Mesh::start_with has a policies directory")
+            .join(POLICY_FILE)
     }
 
     pub fn control_plane_config(&self) -> ControlPlaneConfig {
@@ -87,6 +170,8 @@ impl Mesh {
         config.listen = self.control_plane_addr;
         config.cert_ttl = self.cert_ttl;
         config.bootstrap_tokens = Some(self.dir.path().join("tokens.yaml"));
+        config.services = self.services_file.clone();
+        config.policies = self.policies_dir.clone();
         config
     }
 
@@ -125,7 +210,9 @@ impl Mesh {
             control_plane_addr: Some(self.control_plane_addr.to_string()),
             trust_anchors: Some(self.trust_bundle_path()),
             token: Some(token(account)),
-            inbound_listen: "127.0.0.1:0".to_owned(),
+            inbound_listen: options
+                .inbound_listen
+                .map_or_else(|| "127.0.0.1:0".to_owned(), |a| a.to_string()),
             inbound_mode: if options.strict {
                 "strict"
             } else {
@@ -144,6 +231,12 @@ impl Mesh {
                         .collect();
                     format!("127.0.0.1:0={}", endpoints.join(","))
                 })
+                .chain(
+                    options
+                        .forward_services
+                        .iter()
+                        .map(|service| format!("127.0.0.1:0={service}")),
+                )
                 .collect(),
             detect_timeout: "300ms".to_owned(),
             connect_timeout: "1s".to_owned(),
@@ -220,4 +313,13 @@ pub async fn wait_ready(proxy: &RunningProxy) {
         || async { proxy.store.readiness(SystemTime::now()).ok() },
     )
     .await
+}
+
+/// Writes `contents` to a temporary file beside `path` (not matching `*.yaml`), then renames it
+/// over `path`: a reader sees the old contents or the new, never a mix.
+pub fn write_atomically(path: &std::path::Path, contents: &str) {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    std::fs::write(&temporary, contents).expect("write the temporary file");
+    std::fs::rename(&temporary, path).expect("rename over the old file");
 }
