@@ -33,6 +33,9 @@ pub struct Admin {
     pub store: Arc<TlsStore>,
     pub metrics: Arc<Metrics>,
     pub config: serde_json::Value,
+    /// The `--forward` listeners' targets, for `/destinations`.
+    pub forwards: Vec<crate::outbound::Target>,
+    pub discovery: Option<Arc<crate::discovery::Discovery>>,
     pub log_level: Option<(LogLevelSetter, Mutex<String>)>,
 }
 
@@ -73,6 +76,10 @@ impl Admin {
             }
             (Method::GET, "/identity") => json(self.identity()),
             (Method::GET, "/config") => json(self.config.clone()),
+            (Method::GET, "/destinations") => json(crate::outbound::destinations(
+                &self.forwards,
+                self.discovery.as_deref(),
+            )),
             (Method::GET, "/log-level") => match &self.log_level {
                 Some((_, current)) => text(
                     StatusCode::OK,
@@ -81,7 +88,8 @@ impl Admin {
                 None => text(StatusCode::NOT_FOUND, "log level is not adjustable here\n"),
             },
             (Method::PUT, "/log-level") => self.set_log_level(req, peer).await,
-            (_, "/live" | "/ready" | "/metrics" | "/identity" | "/config" | "/log-level") => {
+            (_, "/live" | "/ready" | "/metrics" | "/identity" | "/config" | "/destinations"
+                | "/log-level") => {
                 text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
             }
             _ => text(

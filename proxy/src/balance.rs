@@ -51,6 +51,15 @@ impl Load {
         latency * f64::from(self.in_flight.load(Ordering::Relaxed) + 1)
     }
 
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The moving average of latency now, in milliseconds (for the admin endpoint).
+    pub fn latency_ms(&self, now: Instant) -> f64 {
+        self.latency().decayed(now, 0.0) / 1e6
+    }
+
     /// Counts a request as in flight until the returned guard is dropped.
     pub fn start(&self) -> InFlight<'_> {
         self.in_flight.fetch_add(1, Ordering::Relaxed);

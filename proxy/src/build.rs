@@ -135,10 +135,24 @@ pub async fn start(
     outbound.opaque_ports = config.opaque_ports;
     outbound.unknown_destinations = config.unknown_destinations;
     let outbound = Arc::new(outbound);
+    let (forward_listeners, forward_targets): (Vec<_>, Vec<_>) = forward_listeners
+        .into_iter()
+        .map(|(listener, target)| {
+            let target = match target {
+                ForwardTarget::Fixed { name, endpoints } => {
+                    Target::Fixed(Arc::new(Destination::fixed(name, endpoints, &metrics)))
+                }
+                ForwardTarget::Service(name) => Target::Discovered(discovery.answer(&name)),
+            };
+            (listener, target)
+        })
+        .unzip();
     let admin = Arc::new(Admin {
         store: store.clone(),
         metrics: metrics.clone(),
         config: summary,
+        forwards: forward_targets.clone(),
+        discovery: Some(discovery.clone()),
         log_level: log_level.map(|(setter, current)| (setter, Mutex::new(current))),
     });
 
@@ -153,15 +167,7 @@ pub async fn start(
             outbound.clone().serve_intercepted(listener, stop.clone()),
         ));
     }
-    let mut forward_targets = Vec::with_capacity(forward_listeners.len());
-    for (listener, target) in forward_listeners {
-        let target = match target {
-            ForwardTarget::Fixed { name, endpoints } => {
-                Target::Fixed(Arc::new(Destination::fixed(name, endpoints, &metrics)))
-            }
-            ForwardTarget::Service(name) => Target::Discovered(discovery.answer(&name)),
-        };
-        forward_targets.push(target.clone());
+    for (listener, target) in forward_listeners.into_iter().zip(forward_targets.iter().cloned()) {
         tasks.push(tokio::spawn(outbound.clone().serve_forward(
             listener,
             target,

@@ -7,6 +7,7 @@
 //! endpoint's peer proxy, and anything else (or any port declared opaque) as an opaque stream
 //! over its own mutual-TLS connection.
 
+mod describe;
 pub mod destination;
 mod http;
 mod peer;
@@ -29,6 +30,7 @@ use crate::metrics::Metrics;
 use crate::pool::H2Pool;
 use crate::tls::alpn;
 use crate::transport::{OrigDstAddr, PrefixedIo, accept_loop, original_dst, splice};
+pub use describe::destinations;
 pub use destination::{Described, Destination, Endpoint};
 use peer::PeerConnector;
 pub use target::Target;
