@@ -1,9 +1,11 @@
 //! Choosing an endpoint for each request: power of two choices over a peak-EWMA latency.
 //!
-//! Round robin sends a slow or failing endpoint its full share. Instead each endpoint keeps a
-//! moving average of its response latency that jumps up at once when a slow response (or a
-//! failure, counted as a [`FAILURE_PENALTY`]-long response) arrives and decays back over about
-//! [`DECAY`] ("peak" EWMA), multiplied by the requests it has in flight. Comparing the cost of
+//! Round robin sends a slow endpoint its full share. Instead each endpoint keeps a moving average
+//! of its response latency that jumps up at once when a slow response arrives and decays back
+//! over about [`DECAY`] ("peak" EWMA), multiplied by the requests it has in flight. Failures are
+//! not the balancer's business: an endpoint that keeps failing is ejected by its circuit breaker
+//! ([`crate::resilience::breaker`]), which also finds out when it has recovered. (A balancer
+//! penalty for failures would eject an endpoint for a minute without ever probing it.) Comparing the cost of
 //! two endpoints picked at random (rather than all of them) is as good in practice and keeps
 //! a herd of proxies from piling onto the single best endpoint at once.
 
@@ -13,9 +15,6 @@ use std::time::{Duration, Instant};
 
 /// How quickly a latency spike is forgotten.
 const DECAY: Duration = Duration::from_secs(10);
-/// The latency a failed request counts as: an endpoint that just failed is avoided while a
-/// healthy one is available, and tried again once the penalty has decayed.
-pub const FAILURE_PENALTY: Duration = Duration::from_secs(1);
 /// What a new endpoint is assumed to cost until it has answered: little, so that it is tried.
 const INITIAL_LATENCY: Duration = Duration::from_millis(1);
 
@@ -99,21 +98,17 @@ impl Ewma {
     }
 }
 
-/// A request in flight to an endpoint; record how it ended with [`InFlight::succeeded`] or
-/// [`InFlight::failed`] (dropping it without either records nothing).
+/// A request in flight to an endpoint; [`InFlight::finished`] records its latency (dropping it
+/// without that records nothing, as for a request cancelled by its caller).
 pub struct InFlight<'a> {
     load: &'a Load,
     started: Instant,
 }
 
 impl InFlight<'_> {
-    pub fn succeeded(self) {
+    pub fn finished(self) {
         let now = Instant::now();
         self.load.record(now - self.started, now);
-    }
-
-    pub fn failed(self) {
-        self.load.record(FAILURE_PENALTY, Instant::now());
     }
 }
 
@@ -184,18 +179,10 @@ mod tests {
             counts[i] += 1;
             in_flight.push_back(loads[i].start());
             if in_flight.len() > 8 {
-                in_flight.pop_front().unwrap().succeeded();
+                in_flight.pop_front().unwrap().finished();
             }
         }
         assert!(counts.iter().all(|&c| c > 600), "{counts:?}");
-    }
-
-    #[test]
-    fn avoids_a_failed_endpoint_while_a_healthy_one_answers() {
-        let loads = [Load::default(), Load::default()];
-        loads[0].start().failed();
-        loads[1].start().succeeded();
-        assert_eq!(picks(&loads, 200), [0, 200]);
     }
 
     #[test]

@@ -102,7 +102,6 @@ async fn forward_upgrade(
     {
         Ok(tls) => tls,
         Err(e) => {
-            in_flight.failed();
             destination.record(endpoint, true);
             return Err(e);
         }
@@ -115,6 +114,6 @@ async fn forward_upgrade(
                 addr: endpoint.addr,
                 source,
             })?;
-    in_flight.succeeded();
+    in_flight.finished();
     Ok(response.map(body::stream))
 }

@@ -228,11 +228,11 @@ impl Outbound {
         match self.pool_connector().open(endpoint, alpn::MESH_TCP).await {
             Ok(tls) => {
                 destination.record(endpoint, false);
-                drop(in_flight);
+                // In flight for as long as the connection is open, for the balancer.
                 splice(io, tls).await;
+                drop(in_flight);
             }
             Err(e) => {
-                in_flight.failed();
                 destination.record(endpoint, true);
                 self.error(e.reason());
             }

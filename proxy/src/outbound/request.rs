@@ -145,10 +145,17 @@ impl Attempts<'_> {
         let mut body = Sendable::new(body, self.route);
         let mut avoid = None;
         let mut attempt: u32 = 1;
+        let mut previous = None;
         loop {
             let (result, outcome, endpoint) = self
                 .attempt(&head, body.for_attempt(), attempt, avoid)
                 .await;
+            // A retry that finds every endpoint ejected: the caller learns more from the answer
+            // before it than from `circuit_open`.
+            if let (Err(ProxyError::CircuitOpen(_)), Some(previous)) = (&result, previous.take()) {
+                self.count_attempts(attempt - 1);
+                return previous;
+            }
             let more = attempt <= rules.limit
                 && outcome.retryable(&rules.on, any_method)
                 && body.can_resend(&outcome);
@@ -183,8 +190,8 @@ impl Attempts<'_> {
                         fastrand::f64(),
                     )
                 });
-            // Let go of the failed answer (and its connection stream) before waiting.
-            drop(result);
+            // Kept, to be the answer if the retry finds nowhere to go.
+            previous = Some(result);
             tokio::time::sleep(wait).await;
             avoid = endpoint;
             attempt += 1;
@@ -253,10 +260,7 @@ impl Attempts<'_> {
             },
         };
         let failed = outcome.breaker_failure(&destination.policy.breaker);
-        match failed || outcome == Outcome::PerTryTimeout {
-            true => in_flight.failed(),
-            false => in_flight.succeeded(),
-        }
+        in_flight.finished();
         if outcome != Outcome::Fatal {
             destination.record(endpoint, failed);
             probe.disarm();

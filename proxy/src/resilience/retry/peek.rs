@@ -81,18 +81,15 @@ impl http_body::Body for Peeked {
             .iter()
             .filter_map(|f| f.data_ref().map(|d| d.len() as u64))
             .sum();
-        let mut hint = self
-            .rest
-            .as_ref()
-            .map(|r| r.size_hint())
-            .unwrap_or_default();
-        if self.rest.is_none() {
-            hint = SizeHint::with_exact(0);
-        }
-        hint.set_lower(hint.lower() + buffered);
-        if let Some(upper) = hint.upper() {
+        let Some(rest) = &self.rest else {
+            return SizeHint::with_exact(buffered);
+        };
+        let rest = rest.size_hint();
+        let mut hint = SizeHint::new();
+        if let Some(upper) = rest.upper() {
             hint.set_upper(upper + buffered);
         }
+        hint.set_lower(rest.lower() + buffered);
         hint
     }
 }
