@@ -88,10 +88,11 @@ impl Admin {
                 None => text(StatusCode::NOT_FOUND, "log level is not adjustable here\n"),
             },
             (Method::PUT, "/log-level") => self.set_log_level(req, peer).await,
-            (_, "/live" | "/ready" | "/metrics" | "/identity" | "/config" | "/destinations"
-                | "/log-level") => {
-                text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
-            }
+            (
+                _,
+                "/live" | "/ready" | "/metrics" | "/identity" | "/config" | "/destinations"
+                | "/log-level",
+            ) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
             _ => text(
                 StatusCode::NOT_FOUND,
                 "not found; try /live, /ready, /metrics, /identity, /config, /log-level\n",

@@ -167,7 +167,10 @@ pub async fn start(
             outbound.clone().serve_intercepted(listener, stop.clone()),
         ));
     }
-    for (listener, target) in forward_listeners.into_iter().zip(forward_targets.iter().cloned()) {
+    for (listener, target) in forward_listeners
+        .into_iter()
+        .zip(forward_targets.iter().cloned())
+    {
         tasks.push(tokio::spawn(outbound.clone().serve_forward(
             listener,
             target,

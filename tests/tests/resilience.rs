@@ -629,7 +629,11 @@ async fn no_attempt_outlives_the_request_deadline() {
     )
     .await;
     // The second attempt starts after 300 ms and a backoff, and the deadline cuts it.
-    assert_eq!(seen.len(), 2, "600ms with 300ms per try and limit 1: two attempts");
+    assert_eq!(
+        seen.len(),
+        2,
+        "600ms with 300ms per try and limit 1: two attempts"
+    );
     for (i, r) in seen.iter().enumerate() {
         let end = cancelled_at(r).unwrap();
         assert!(

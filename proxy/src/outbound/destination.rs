@@ -235,6 +235,16 @@ impl Destination {
             return Err(Unavailable::NoEndpoints);
         }
         let now = Instant::now();
+        // An endpoint whose penalty is over gets the next request as its probe, so that it is
+        // probed when its penalty says, not when the balancer happens to choose it.
+        for endpoint in &self.endpoints {
+            if Some(endpoint.addr) != avoid
+                && endpoint.breaker.probe_due(now)
+                && let Some(admission) = endpoint.breaker.admit(now)
+            {
+                return Ok((endpoint, admission));
+            }
+        }
         // A probe can be taken by a concurrent request between the look and the admission:
         // then look again.
         for _ in 0..3 {

@@ -12,15 +12,28 @@
 //! ended; there is no timer task: the time is compared when a request looks for an endpoint.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::policy::BreakerConfig;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Breaker {
     state: Mutex<State>,
+    /// Whether the phase is closed, readable without the lock: every request looks at the
+    /// breakers of the endpoints it could pick, and nearly always they are all closed.
+    closed: AtomicBool,
+}
+
+impl Default for Breaker {
+    fn default() -> Self {
+        Self {
+            state: Mutex::default(),
+            closed: AtomicBool::new(true),
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -79,10 +92,26 @@ impl Shown {
 impl Breaker {
     /// Whether a request could be admitted now (no change of state).
     pub fn admissible(&self, now: Instant) -> bool {
+        if self.closed.load(Ordering::Relaxed) {
+            return true;
+        }
         match self.lock().phase {
             Phase::Closed => true,
             Phase::Open { until } => now >= until,
             Phase::HalfOpen { probing } => !probing,
+        }
+    }
+
+    /// Whether the penalty is over and no probe is on its way: the next request should be the
+    /// probe, rather than wait for the balancer to choose this endpoint.
+    pub fn probe_due(&self, now: Instant) -> bool {
+        if self.closed.load(Ordering::Relaxed) {
+            return false;
+        }
+        match self.lock().phase {
+            Phase::Open { until } => now >= until,
+            Phase::HalfOpen { probing } => !probing,
+            Phase::Closed => false,
         }
     }
 
@@ -129,6 +158,7 @@ impl Breaker {
                 Phase::HalfOpen { .. } => {
                     state.phase = Phase::Closed;
                     state.ejections = 0;
+                    self.closed.store(true, Ordering::Relaxed);
                     Some(Transition::Closed)
                 }
                 _ => None,
@@ -161,12 +191,13 @@ impl Breaker {
         state.phase = Phase::Open {
             until: now + penalty,
         };
+        self.closed.store(false, Ordering::Relaxed);
         Some(Transition::Opened { penalty })
     }
 
     /// Whether the endpoint counts as ejected (open, or half-open until its probe succeeds).
     pub fn ejected(&self) -> bool {
-        self.lock().phase != Phase::Closed
+        !self.closed.load(Ordering::Relaxed)
     }
 
     pub fn shown(&self, now: Instant) -> Shown {
