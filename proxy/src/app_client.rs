@@ -37,6 +37,21 @@ pub struct AppClient {
 }
 
 impl AppClient {
+    /// Closes idle HTTP/1.1 connections to the app every few seconds until `stop`.
+    pub async fn close_idle_periodically(
+        self: Arc<Self>,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        let mut ticker = tokio::time::interval(crate::h1_pool::IDLE_TIMEOUT / 3);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            self.http1.close_idle();
+        }
+    }
+
     pub fn new(connect_timeout: Duration) -> Self {
         Self {
             http1: H1Pool::new(connect_timeout),
@@ -119,6 +134,13 @@ impl Connector for AppConnector {
         ProxyError::AppHttp {
             addr: *addr,
             detail: error_chain(&error),
+        }
+    }
+
+    fn unreachable(&self, addr: &SocketAddr, detail: String, retry_in: Duration) -> ProxyError {
+        ProxyError::AppConnect {
+            addr: *addr,
+            detail: format!("{detail} (next connect in {retry_in:?})"),
         }
     }
 }

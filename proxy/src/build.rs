@@ -114,6 +114,7 @@ pub async fn start(
         stop.clone(),
     ));
     let identity = IdentityClient::new(store.clone(), channel, config.token, metrics.clone());
+    let app = Arc::new(AppClient::new(config.connect_timeout));
     let inbound = Arc::new(Inbound {
         store: store.clone(),
         mode: config.inbound_mode,
@@ -122,7 +123,7 @@ pub async fn start(
         handshake_timeout: config
             .connect_timeout
             .max(std::time::Duration::from_secs(5)),
-        app: AppClient::new(config.connect_timeout),
+        app: app.clone(),
         metrics: metrics.clone(),
     });
     let mut outbound = Outbound::new(
@@ -159,6 +160,12 @@ pub async fn start(
     let mut tasks = vec![
         tokio::spawn(identity.run(stop.clone())),
         tokio::spawn(discovery.clone().forget_idle_periodically()),
+        tokio::spawn(app.close_idle_periodically(stop.clone())),
+        tokio::spawn(
+            outbound
+                .clone()
+                .forget_departed_periodically(forward_targets.clone(), stop.clone()),
+        ),
         tokio::spawn(inbound.serve(inbound_listener, stop.clone())),
         tokio::spawn(admin.serve(admin_listener, stop.clone())),
     ];

@@ -18,6 +18,12 @@ pub enum ProxyError {
     /// Connecting to the peer proxy failed (TCP, timeout, or a refused TLS handshake).
     #[error(transparent)]
     PeerConnect(#[from] ConnectError),
+    #[error("the peer proxy {peer} is unreachable ({detail}); next connect in {retry_in:?}")]
+    PeerDown {
+        peer: String,
+        detail: String,
+        retry_in: Duration,
+    },
     #[error("HTTP/2 with the peer proxy at {addr} failed: {source}")]
     PeerHttp {
         addr: SocketAddr,
@@ -57,6 +63,7 @@ impl ProxyError {
     pub fn reason(&self) -> &'static str {
         match self {
             ProxyError::PeerConnect(e) => e.reason(),
+            ProxyError::PeerDown { .. } => "peer_unreachable",
             ProxyError::PeerHttp { .. } | ProxyError::PeerBody { .. } => "peer_http_error",
             ProxyError::AppConnect { .. } => "app_unreachable",
             ProxyError::AppHttp { .. } => "app_http_error",

@@ -6,13 +6,17 @@
 //! once the body has been sent on. A connection the app closed in the meantime is noticed before
 //! use; a request that such a connection refused before sending is retried once on a new one.
 //!
+//! A connection idle for [`IDLE_TIMEOUT`] is closed ([`H1Pool::close_idle`], run periodically, and
+//! whenever a connection is checked in), so a burst of traffic does not leave hundreds of
+//! connections open to the app for good.
+//!
 //! This replaces hyper-util's general-purpose pool, whose bookkeeping (checkout futures, keyed
 //! waiters, idle timers) cost a fifth of the server-side proxy's work per request here.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -27,8 +31,18 @@ use crate::errors::ProxyError;
 /// Idle connections kept per app address; more are closed when their response is done.
 const MAX_IDLE_PER_TARGET: usize = 256;
 
+/// How long an unused connection to the app stays open.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A connection waiting for its next request, and since when.
+struct Idle {
+    sender: SendRequest<Body>,
+    since: Instant,
+}
+
 pub struct H1Pool {
-    idle: Mutex<HashMap<SocketAddr, Vec<SendRequest<Body>>>>,
+    /// Per app address, the most recently used connection last.
+    idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
     connect_timeout: Duration,
 }
 
@@ -120,8 +134,8 @@ impl H1Pool {
     fn check_out(&self, target: SocketAddr) -> Option<SendRequest<Body>> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let stack = idle.get_mut(&target)?;
-        while let Some(sender) = stack.pop() {
-            if !sender.is_closed() {
+        while let Some(Idle { sender, since }) = stack.pop() {
+            if !sender.is_closed() && since.elapsed() < IDLE_TIMEOUT {
                 return Some(sender);
             }
         }
@@ -132,11 +146,30 @@ impl H1Pool {
         if sender.is_closed() {
             return;
         }
+        let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let stack = idle.entry(target).or_default();
-        if stack.len() < MAX_IDLE_PER_TARGET {
-            stack.push(sender);
+        // The least recently used are at the bottom: age them out as the stack turns over.
+        if stack
+            .first()
+            .is_some_and(|oldest| now.duration_since(oldest.since) >= IDLE_TIMEOUT)
+        {
+            stack.retain(|c| now.duration_since(c.since) < IDLE_TIMEOUT);
         }
+        if stack.len() < MAX_IDLE_PER_TARGET {
+            stack.push(Idle { sender, since: now });
+        }
+    }
+
+    /// Closes connections unused for [`IDLE_TIMEOUT`]; returns how many stay open.
+    pub fn close_idle(&self) -> usize {
+        let now = Instant::now();
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.retain(|_, stack| {
+            stack.retain(|c| !c.sender.is_closed() && now.duration_since(c.since) < IDLE_TIMEOUT);
+            !stack.is_empty()
+        });
+        idle.values().map(Vec::len).sum()
     }
 
     async fn connect(&self, target: SocketAddr) -> Result<SendRequest<Body>, ProxyError> {

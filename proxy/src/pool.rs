@@ -9,6 +9,14 @@
 //! Connections are also replaced when the connector's credentials change (a certificate
 //! rotation): new requests go to a connection made with the new certificate and trust bundle,
 //! while requests in flight finish on the old one, which closes once they are done.
+//!
+//! A peer that cannot be reached fails its requests together: callers waiting for the one
+//! connect learn of its failure when it fails (not by each trying again with its own connect
+//! timeout), and for a backoff after a failure (doubling with each failure in a row, up to
+//! [`MAX_CONNECT_BACKOFF`]) requests fail at once, so the retry layer sends them to another
+//! endpoint and the breaker sees the endpoint failing quickly. Keys the owner no longer needs
+//! (endpoints that left discovery) are dropped by [`H2Pool::retain`], which closes their
+//! connections once their requests are done.
 
 use std::collections::HashMap;
 use std::fmt::Display;
@@ -16,6 +24,8 @@ use std::future::Future;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use arc_swap::ArcSwapOption;
 use http::{Request, Response};
@@ -33,6 +43,10 @@ const STREAM_WINDOW: u32 = 1024 * 1024;
 const CONNECTION_WINDOW: u32 = 4 * 1024 * 1024;
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The wait after the first failed connect to a peer before the next attempt.
+const FIRST_CONNECT_BACKOFF: Duration = Duration::from_millis(100);
+/// The longest wait between connects to a peer that keeps failing.
+pub const MAX_CONNECT_BACKOFF: Duration = Duration::from_secs(2);
 
 /// Opens the byte stream an HTTP/2 connection runs over.
 pub trait Connector: Send + Sync + 'static {
@@ -44,6 +58,9 @@ pub trait Connector: Send + Sync + 'static {
 
     /// The error for an HTTP/2 failure on a connection to `key`.
     fn http_error(&self, key: &Self::Key, error: hyper::Error) -> ProxyError;
+
+    /// The error for a request to `key` while its connects are failing (see the module doc).
+    fn unreachable(&self, key: &Self::Key, detail: String, retry_in: Duration) -> ProxyError;
 
     /// Changes when connections made before should no longer take new requests.
     fn generation(&self) -> u64 {
@@ -62,6 +79,23 @@ struct Slot {
     current: ArcSwapOption<Conn>,
     /// Held by the one caller that is connecting; the others wait for its connection.
     connecting: tokio::sync::Mutex<()>,
+    /// The last failed connect, while no connect has succeeded since.
+    failed: Mutex<Option<Failure>>,
+}
+
+#[derive(Debug, Clone)]
+struct Failure {
+    at: Instant,
+    detail: String,
+    in_a_row: u32,
+}
+
+impl Failure {
+    fn backoff(&self) -> Duration {
+        FIRST_CONNECT_BACKOFF
+            .saturating_mul(1 << self.in_a_row.saturating_sub(1).min(16))
+            .min(MAX_CONNECT_BACKOFF)
+    }
 }
 
 struct Conn {
@@ -71,6 +105,17 @@ struct Conn {
 }
 
 impl Slot {
+    fn failure(&self) -> Option<Failure> {
+        self.failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_failure(&self, failure: Option<Failure>) {
+        *self.failed.lock().unwrap_or_else(|p| p.into_inner()) = failure;
+    }
+
     /// The sender of the current connection, if it is open and of this generation.
     fn usable(&self, generation: u64) -> Option<SendRequest<Body>> {
         let current = self.current.load();
@@ -130,6 +175,11 @@ impl<C: Connector> H2Pool<C> {
         if let Some(sender) = slot.usable(generation) {
             return Ok(sender);
         }
+        if let Some(failure) = slot.failure()
+            && failure.at.elapsed() < failure.backoff()
+        {
+            return Err(self.down(key, &failure));
+        }
         // Rare, and its future is large (TLS and HTTP/2 handshakes): boxed, so that the future
         // of every request stays small and cheap to move.
         Box::pin(self.connect(&slot, key, generation)).await
@@ -141,12 +191,30 @@ impl<C: Connector> H2Pool<C> {
         key: &C::Key,
         generation: u64,
     ) -> Result<SendRequest<Body>, ProxyError> {
+        let waiting_since = Instant::now();
         let _connecting = slot.connecting.lock().await;
-        // Whoever held the lock before may have connected already.
+        // Whoever held the lock before may have connected already, or failed to.
         if let Some(sender) = slot.usable(generation) {
             return Ok(sender);
         }
-        let io = self.connector.connect(key).await?;
+        if let Some(failure) = slot.failure()
+            && failure.at >= waiting_since
+        {
+            return Err(self.down(key, &failure));
+        }
+        let io = match self.connector.connect(key).await {
+            Ok(io) => io,
+            Err(e) => {
+                let in_a_row = slot.failure().map_or(0, |f| f.in_a_row) + 1;
+                slot.set_failure(Some(Failure {
+                    at: Instant::now(),
+                    detail: e.to_string(),
+                    in_a_row,
+                }));
+                return Err(e);
+            }
+        };
+        slot.set_failure(None);
         let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .initial_stream_window_size(STREAM_WINDOW)
@@ -168,5 +236,90 @@ impl<C: Connector> H2Pool<C> {
             sender: sender.clone(),
         })));
         Ok(sender)
+    }
+
+    fn down(&self, key: &C::Key, failure: &Failure) -> ProxyError {
+        let retry_in = failure.backoff().saturating_sub(failure.at.elapsed());
+        self.connector
+            .unreachable(key, failure.detail.clone(), retry_in)
+    }
+
+    /// Forgets every key that `keep` rejects; their connections close once idle.
+    pub fn retain(&self, keep: impl Fn(&C::Key) -> bool) -> usize {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.retain(|key, _| keep(key));
+        slots.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// A peer that takes a second to refuse every connect.
+    #[derive(Default)]
+    struct DeadPeer {
+        connects: AtomicUsize,
+    }
+
+    impl Connector for DeadPeer {
+        type Key = u16;
+        type Io = tokio::io::DuplexStream;
+
+        async fn connect(&self, _: &u16) -> Result<Self::Io, ProxyError> {
+            self.connects.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Err(ProxyError::NoEndpoints("dead".into()))
+        }
+
+        fn http_error(&self, _: &u16, _: hyper::Error) -> ProxyError {
+            ProxyError::NoEndpoints("dead".into())
+        }
+
+        fn unreachable(&self, key: &u16, detail: String, retry_in: Duration) -> ProxyError {
+            ProxyError::PeerDown {
+                peer: key.to_string(),
+                detail,
+                retry_in,
+            }
+        }
+    }
+
+    fn request() -> Request<Body> {
+        Request::get("http://x/")
+            .body(crate::body::full(""))
+            .unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_waiting_for_a_dead_peer_fail_together_and_then_fast() {
+        let pool = Arc::new(H2Pool::new(DeadPeer::default()));
+        let started = tokio::time::Instant::now();
+        let waiting: Vec<_> = (0..5)
+            .map(|_| {
+                let pool = pool.clone();
+                tokio::spawn(async move { pool.send(&7, request()).await.map(drop) })
+            })
+            .collect();
+        for request in waiting {
+            assert!(request.await.unwrap().is_err());
+        }
+        // One connect timeout for all five, not five in a row.
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
+        assert_eq!(pool.connector().connects.load(Ordering::Relaxed), 1);
+        // Within the backoff, a request fails at once without connecting.
+        let err = pool.send(&7, request()).await.unwrap_err();
+        assert!(matches!(err, ProxyError::PeerDown { .. }), "{err}");
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
+        // After it, the next connect is tried; a second failure doubles the backoff.
+        tokio::time::advance(FIRST_CONNECT_BACKOFF).await;
+        assert!(pool.send(&7, request()).await.is_err());
+        assert_eq!(pool.connector().connects.load(Ordering::Relaxed), 2);
+        tokio::time::advance(FIRST_CONNECT_BACKOFF).await;
+        let err = pool.send(&7, request()).await.unwrap_err();
+        assert!(matches!(err, ProxyError::PeerDown { .. }), "{err}");
+        assert_eq!(pool.retain(|_| false), 0);
     }
 }

@@ -44,7 +44,7 @@ pub struct Inbound {
     pub app_addr: Option<SocketAddr>,
     pub detect_timeout: Duration,
     pub handshake_timeout: Duration,
-    pub app: AppClient,
+    pub app: Arc<AppClient>,
     pub metrics: Arc<Metrics>,
 }
 

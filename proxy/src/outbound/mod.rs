@@ -35,6 +35,9 @@ pub use destination::{Described, Destination, Endpoint};
 use peer::PeerConnector;
 pub use target::Target;
 
+/// How often pooled connections to departed endpoints are looked for.
+const POOL_SWEEP: Duration = Duration::from_secs(10);
+
 /// The longest wait for a connection outside the mesh (or to an unmeshed endpoint).
 const PASSTHROUGH_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -236,6 +239,40 @@ impl Outbound {
                 destination.record(endpoint, true);
                 self.error(e.reason());
             }
+        }
+    }
+
+    /// Forgets pooled connections to endpoints that no destination has any more (they left
+    /// discovery), every [`POOL_SWEEP`] until `stop`; their connections close once idle.
+    pub async fn forget_departed_periodically(
+        self: Arc<Self>,
+        forwards: Vec<Target>,
+        stop: CancellationToken,
+    ) {
+        let mut ticker = tokio::time::interval(POOL_SWEEP);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            let mut live = std::collections::HashSet::new();
+            let discovered = self
+                .discovery
+                .as_ref()
+                .map(|d| d.answers())
+                .unwrap_or_default();
+            let current = forwards.iter().filter_map(Target::current).chain(
+                discovered
+                    .into_iter()
+                    .filter_map(|(_, answer)| match answer {
+                        Some(Resolution::Known(destination)) => Some(destination),
+                        _ => None,
+                    }),
+            );
+            for destination in current {
+                live.extend(destination.endpoints().iter().map(|e| e.addr));
+            }
+            self.pool.retain(|endpoint| live.contains(&endpoint.addr));
         }
     }
 

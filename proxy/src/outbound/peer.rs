@@ -61,6 +61,14 @@ impl Connector for PeerConnector {
         }
     }
 
+    fn unreachable(&self, endpoint: &Endpoint, detail: String, retry_in: Duration) -> ProxyError {
+        ProxyError::PeerDown {
+            peer: endpoint.to_string(),
+            detail,
+            retry_in,
+        }
+    }
+
     /// Connections follow certificate rotations.
     fn generation(&self) -> u64 {
         self.store.generation()

@@ -385,7 +385,7 @@ impl Head {
 
 fn classify_error(error: &ProxyError) -> Outcome {
     match error {
-        ProxyError::PeerConnect(_) => Outcome::ConnectFailure,
+        ProxyError::PeerConnect(_) | ProxyError::PeerDown { .. } => Outcome::ConnectFailure,
         ProxyError::PeerHttp { source, .. } => {
             let refused = std::error::Error::source(source)
                 .and_then(|cause| cause.downcast_ref::<h2::Error>())
