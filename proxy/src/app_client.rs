@@ -137,7 +137,13 @@ impl Connector for AppConnector {
         }
     }
 
-    fn unreachable(&self, addr: &SocketAddr, detail: String, retry_in: Duration) -> ProxyError {
+    fn unreachable(
+        &self,
+        addr: &SocketAddr,
+        _reason: &'static str,
+        detail: String,
+        retry_in: Duration,
+    ) -> ProxyError {
         ProxyError::AppConnect {
             addr: *addr,
             detail: format!("{detail} (next connect in {retry_in:?})"),

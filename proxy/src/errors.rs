@@ -18,8 +18,10 @@ pub enum ProxyError {
     /// Connecting to the peer proxy failed (TCP, timeout, or a refused TLS handshake).
     #[error(transparent)]
     PeerConnect(#[from] ConnectError),
-    #[error("the peer proxy {peer} is unreachable ({detail}); next connect in {retry_in:?}")]
+    #[error("{detail} (the last connect to {peer} failed; next one in {retry_in:?})")]
     PeerDown {
+        /// The reason of the connect failure.
+        reason: &'static str,
         peer: String,
         detail: String,
         retry_in: Duration,
@@ -63,7 +65,7 @@ impl ProxyError {
     pub fn reason(&self) -> &'static str {
         match self {
             ProxyError::PeerConnect(e) => e.reason(),
-            ProxyError::PeerDown { .. } => "peer_unreachable",
+            ProxyError::PeerDown { reason, .. } => reason,
             ProxyError::PeerHttp { .. } | ProxyError::PeerBody { .. } => "peer_http_error",
             ProxyError::AppConnect { .. } => "app_unreachable",
             ProxyError::AppHttp { .. } => "app_http_error",

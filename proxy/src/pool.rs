@@ -60,7 +60,13 @@ pub trait Connector: Send + Sync + 'static {
     fn http_error(&self, key: &Self::Key, error: hyper::Error) -> ProxyError;
 
     /// The error for a request to `key` while its connects are failing (see the module doc).
-    fn unreachable(&self, key: &Self::Key, detail: String, retry_in: Duration) -> ProxyError;
+    fn unreachable(
+        &self,
+        key: &Self::Key,
+        reason: &'static str,
+        detail: String,
+        retry_in: Duration,
+    ) -> ProxyError;
 
     /// Changes when connections made before should no longer take new requests.
     fn generation(&self) -> u64 {
@@ -86,6 +92,9 @@ struct Slot {
 #[derive(Debug, Clone)]
 struct Failure {
     at: Instant,
+    /// The failed connect's `weft-error` reason and message, repeated by the requests that
+    /// fail fast: the caller learns why the peer is unreachable, not only that it is.
+    reason: &'static str,
     detail: String,
     in_a_row: u32,
 }
@@ -208,6 +217,7 @@ impl<C: Connector> H2Pool<C> {
                 let in_a_row = slot.failure().map_or(0, |f| f.in_a_row) + 1;
                 slot.set_failure(Some(Failure {
                     at: Instant::now(),
+                    reason: e.reason(),
                     detail: e.to_string(),
                     in_a_row,
                 }));
@@ -241,7 +251,7 @@ impl<C: Connector> H2Pool<C> {
     fn down(&self, key: &C::Key, failure: &Failure) -> ProxyError {
         let retry_in = failure.backoff().saturating_sub(failure.at.elapsed());
         self.connector
-            .unreachable(key, failure.detail.clone(), retry_in)
+            .unreachable(key, failure.reason, failure.detail.clone(), retry_in)
     }
 
     /// Forgets every key that `keep` rejects; their connections close once idle.
@@ -278,8 +288,15 @@ mod tests {
             ProxyError::NoEndpoints("dead".into())
         }
 
-        fn unreachable(&self, key: &u16, detail: String, retry_in: Duration) -> ProxyError {
+        fn unreachable(
+            &self,
+            key: &u16,
+            reason: &'static str,
+            detail: String,
+            retry_in: Duration,
+        ) -> ProxyError {
             ProxyError::PeerDown {
+                reason,
                 peer: key.to_string(),
                 detail,
                 retry_in,

@@ -15,6 +15,7 @@ mod watch;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,10 @@ pub use resolution::Resolution;
 /// How long a new connection waits for the control plane's first answer about its destination.
 pub const FIRST_ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// The same wait while the control plane is known to be unreachable: long enough for a watch to
+/// find it if it just came back, short enough not to hold every new connection for seconds.
+pub const FIRST_ANSWER_TIMEOUT_UNREACHABLE: Duration = Duration::from_millis(250);
+
 /// How long an address's watch outlives its last use.
 pub const IDLE_WATCH: Duration = Duration::from_secs(300);
 
@@ -40,6 +45,8 @@ pub struct Discovery {
     watches: Mutex<HashMap<String, Watched>>,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
+    /// Set when a watch could not reach the control plane, cleared by any answer.
+    unreachable: Arc<AtomicBool>,
 }
 
 struct Watched {
@@ -61,6 +68,7 @@ impl Discovery {
             watches: Mutex::new(HashMap::new()),
             metrics,
             stop,
+            unreachable: Arc::default(),
         }
     }
 
@@ -72,15 +80,16 @@ impl Discovery {
     /// The live answer for a service by name (`name.namespace:port`), as [`Self::resolve`].
     pub async fn resolve_key(&self, addr: String) -> Result<Answer, NoAnswer> {
         let mut answer = self.answer(&addr);
-        let ready = tokio::time::timeout(FIRST_ANSWER_TIMEOUT, answer.wait_for(Option::is_some))
+        let wait = match self.unreachable.load(Ordering::Relaxed) {
+            true => FIRST_ANSWER_TIMEOUT_UNREACHABLE,
+            false => FIRST_ANSWER_TIMEOUT,
+        };
+        let ready = tokio::time::timeout(wait, answer.wait_for(Option::is_some))
             .await
             .is_ok_and(|r| r.is_ok());
         match ready {
             true => Ok(answer),
-            false => Err(NoAnswer {
-                addr,
-                waited: FIRST_ANSWER_TIMEOUT,
-            }),
+            false => Err(NoAnswer { addr, waited: wait }),
         }
     }
 
@@ -100,6 +109,7 @@ impl Discovery {
                 addr.to_owned(),
                 tx,
                 self.metrics.clone(),
+                self.unreachable.clone(),
                 self.stop.clone(),
             ));
             Watched {
@@ -171,5 +181,28 @@ mod tests {
         drop(kept);
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert_eq!(metrics.discovery_watches.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn while_the_control_plane_is_unreachable_new_addresses_fail_fast() {
+        // Nothing listens on port 9: every watch fails to connect.
+        let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
+        let discovery = Discovery::new(channel, Arc::new(Metrics::new()), CancellationToken::new());
+        let err = discovery
+            .resolve_key("10.0.0.1:80".into())
+            .await
+            .unwrap_err();
+        assert_eq!(err.waited, FIRST_ANSWER_TIMEOUT);
+        let started = std::time::Instant::now();
+        let err = discovery
+            .resolve_key("10.0.0.2:80".into())
+            .await
+            .unwrap_err();
+        assert_eq!(err.waited, FIRST_ANSWER_TIMEOUT_UNREACHABLE);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! reconnect with backoff (keeping the last answer) whenever the stream ends.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::watch::Sender;
@@ -19,6 +20,7 @@ pub async fn run(
     addr: String,
     answers: Sender<Option<Resolution>>,
     metrics: Arc<Metrics>,
+    unreachable: Arc<AtomicBool>,
     stop: CancellationToken,
 ) {
     metrics.discovery_watches.inc();
@@ -26,7 +28,7 @@ pub async fn run(
         _ = stop.cancelled() => {}
         // Nobody needs the answer any more: the address was forgotten and its connections ended.
         _ = answers.closed() => {}
-        _ = follow_forever(&mut client, &addr, &answers, &metrics) => {}
+        _ = follow_forever(&mut client, &addr, &answers, &metrics, &unreachable) => {}
     }
     metrics.discovery_watches.dec();
 }
@@ -36,13 +38,27 @@ async fn follow_forever(
     addr: &str,
     answers: &Sender<Option<Resolution>>,
     metrics: &Arc<Metrics>,
+    unreachable: &AtomicBool,
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     let request = WatchRequest {
         address: addr.to_owned(),
     };
     loop {
-        let ended = follow(client, &request, answers, metrics, &mut backoff).await;
+        let ended = follow(
+            client,
+            &request,
+            answers,
+            metrics,
+            unreachable,
+            &mut backoff,
+        )
+        .await;
+        if let Ended::Refused(status) | Ended::Broken(status) = &ended
+            && status.code() == tonic::Code::Unavailable
+        {
+            unreachable.store(true, Ordering::Relaxed);
+        }
         metrics
             .discovery_errors
             .with_label_values(&[ended.label()])
@@ -84,6 +100,7 @@ async fn follow(
     request: &WatchRequest,
     answers: &Sender<Option<Resolution>>,
     metrics: &Arc<Metrics>,
+    unreachable: &AtomicBool,
     backoff: &mut Backoff,
 ) -> Ended {
     let mut stream = match client.watch(request.clone()).await {
@@ -94,6 +111,7 @@ async fn follow(
         match stream.message().await {
             Ok(Some(answer)) => {
                 backoff.reset();
+                unreachable.store(false, Ordering::Relaxed);
                 metrics.discovery_updates.inc();
                 answers.send_modify(|current| {
                     let next = Resolution::from_proto(answer, current.as_ref(), metrics);

@@ -61,8 +61,15 @@ impl Connector for PeerConnector {
         }
     }
 
-    fn unreachable(&self, endpoint: &Endpoint, detail: String, retry_in: Duration) -> ProxyError {
+    fn unreachable(
+        &self,
+        endpoint: &Endpoint,
+        reason: &'static str,
+        detail: String,
+        retry_in: Duration,
+    ) -> ProxyError {
         ProxyError::PeerDown {
+            reason,
             peer: endpoint.to_string(),
             detail,
             retry_in,
