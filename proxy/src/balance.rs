@@ -164,7 +164,7 @@ mod tests {
     fn picks(loads: &[Load], rounds: usize) -> Vec<usize> {
         let mut counts = vec![0; loads.len()];
         for _ in 0..rounds {
-            counts[pick_index(&loads).unwrap()] += 1;
+            counts[pick_index(loads).unwrap()] += 1;
         }
         counts
     }
