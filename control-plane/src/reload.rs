@@ -13,8 +13,9 @@ use prometheus::IntCounterVec;
 use ring::digest::{SHA256, digest};
 use tokio_util::sync::CancellationToken;
 
-/// How often watched files are checked.
-pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// How often watched files are checked: twice a second, so that a policy edit is in force in
+/// every proxy within a second.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Calls `apply` with the new contents whenever the file at `path` changes from `initial`.
 /// `apply` returns a summary for the log, or an error to keep the previous state.

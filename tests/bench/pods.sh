@@ -17,6 +17,8 @@
 # Usage: sudo tests/bench/pods.sh [seconds per run, default 10] [connections, default 32]
 #        KEEP=1 keeps the working directory (configs, logs, raw wrk/h2load output).
 #        WEFT_BIN=<dir> uses the weft binaries there instead of building this checkout.
+#        WEFT_POLICY=typical gives the app a typical ServicePolicy (timeouts, retries, breaker and
+#        limits all configured, none of them acting), to measure what the layers cost.
 # Needs root (namespaces, iptables) and: wrk h2load haproxy nginx openssl python3 curl ip iptables
 # setpriv. Everything it creates (namespaces wb-<pid>-*, the processes in them,
 # /tmp/weft-pods.<pid>.*) is removed on exit, also on failure or Ctrl-C; what a run killed
@@ -157,6 +159,32 @@ spec:
 YAML
 }
 
+# A ServicePolicy with every client layer configured; in a healthy run none of them acts.
+write_policy() {
+  cat > "$W/policies.yaml" <<YAML
+apiVersion: weft.dev/v1alpha1
+kind: ServicePolicy
+metadata: {name: app, namespace: bench}
+spec:
+  routes:
+    - name: api
+      match: {pathPrefix: /api}
+  client:
+    defaults:
+      timeouts: {request: 10s, perTry: 2s, idle: 5m}
+      retries:
+        limit: 2
+        on: [gateway-error, connect-failure, refused-stream, "grpc:unavailable"]
+        backoff: {base: 25ms, max: 250ms}
+        budget: {ratio: 0.2, minPerSecond: 10, window: 10s}
+      circuitBreaker: {consecutiveFailures: 7, penalty: {base: 1s, max: 60s, jitter: 0.5}}
+      limits: {maxConcurrent: 4096, maxPending: 1024, queueTimeout: 1s}
+    overrides:
+      - routes: [api]
+        timeouts: {request: 3s}
+YAML
+}
+
 control_plane_ready() {
   [ -f "$W/cp/trust-bundle.pem" ] && in_bridge curl -sf "http://$CP_ADMIN/ready"
 }
@@ -164,7 +192,7 @@ control_plane_ready() {
 start_control_plane() {
   start control-plane "$NS_BRIDGE" root "$W/bin/weft-control-plane" --listen "$CP_ADDR" \
     --admin-listen "$CP_ADMIN" --data-dir "$W/cp" --bootstrap-tokens "$W/tokens.yaml" \
-    --services "$W/services.yaml" --log warn
+    --services "$W/services.yaml" ${POLICY_FLAGS[@]+"${POLICY_FLAGS[@]}"} --log warn
   wait_for 20 "the control plane (/ready on $CP_ADMIN and its trust bundle)" control_plane_ready ||
     fail_with_logs control-plane
   # The sidecars run as UID 1337 and read the bundle as their first trust anchors.
@@ -299,6 +327,12 @@ main() {
   write_tokens
   chmod 644 "$W"/*.token
   write_services
+  POLICY_FLAGS=()
+  case "${WEFT_POLICY:-}" in
+    "") ;;
+    typical) write_policy; POLICY_FLAGS=(--policies "$W/policies.yaml") ;;
+    *) die "WEFT_POLICY=${WEFT_POLICY}: expected typical (or unset)" ;;
+  esac
   write_nginx_conf 0.0.0.0:8080 0.0.0.0:8081
   write_haproxy_pair 127.0.0.1:18001 "$SERVER_IP:18443" "$SERVER_IP:18443" 127.0.0.1:8080
 
@@ -331,7 +365,7 @@ main() {
     haproxy-client:"$HA_CLIENT" haproxy-server:"$HA_SERVER"; do
     alive "${named#*:}" || fail_with_logs "${named%%:*}"
   done
-  report "Pods (network namespaces, iptables interception): direct vs weft pair vs HAProxy pair (tests/bench/pods.sh $D $C)" "$half"
+  report "Pods (network namespaces, iptables interception): direct vs weft pair vs HAProxy pair (tests/bench/pods.sh $D $C${WEFT_POLICY:+, WEFT_POLICY=$WEFT_POLICY})" "$half"
 }
 
 main "$@"
