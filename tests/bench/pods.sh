@@ -181,7 +181,7 @@ spec:
       limits: {maxConcurrent: 4096, maxPending: 1024, queueTimeout: 1s}
     overrides:
       - routes: [api]
-        timeouts: {request: 3s}
+        timeouts: {request: 3s, perTry: 1s}
 YAML
 }
 

@@ -1155,3 +1155,76 @@ async fn an_endpoint_killed_mid_traffic_loses_no_request_its_app_never_saw() {
         .count();
     assert_eq!(late, 0, "500 ms after the kill every request succeeds");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Metrics as a consumer reads them
+
+/// Retries, a request timeout, an ejection and shed requests, then the client's `/metrics`
+/// through `promtool check metrics`: names, types, units and label sets a Prometheus server and
+/// its linter accept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_half_metrics_pass_promtool() {
+    if !weft_tests::programs::available("promtool", "prometheus") {
+        return;
+    }
+    let _serial = serial().await;
+    let doc = policy(
+        "  routes:
+    - name: slow
+      match: {pathPrefix: /slow}
+  client:
+    defaults:
+      retries: {limit: 1, on: [gateway-error], backoff: {base: 1ms, max: 5ms}}
+      circuitBreaker: {consecutiveFailures: 2, failureOn: [\"5xx\"], penalty: {base: 10s, max: 10s, jitter: 0}, maxEjectedPercent: 100}
+    overrides:
+      - routes: [slow]
+        timeouts: {request: 200ms}
+",
+    );
+    let mesh = PolicyMesh::start(1, Some(&doc)).await;
+    let app = mesh.app(0);
+    app.script("/slow", [Reply::ok().after(Duration::from_secs(2))]);
+    assert_eq!(get(&mesh, "/slow").await.status, 504);
+    app.set_default(Reply::status(503));
+    // A retried 503, then the breaker opens, then circuit_open answers.
+    for _ in 0..3 {
+        get(&mesh, "/fail").await;
+    }
+    let (_, text) = weft_tests::policy_mesh::admin_get(&mesh.client, "/metrics")
+        .await
+        .unwrap();
+    for family in [
+        "weft_outbound_retries_total",
+        "weft_outbound_timeouts_total",
+        "weft_outbound_shed_total",
+        "weft_outbound_endpoint_ejected",
+        "weft_outbound_breaker_transitions_total",
+        "weft_outbound_request_attempts_bucket",
+    ] {
+        assert!(text.contains(family), "{family} missing from:\n{text}");
+    }
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool check metrics: {said}\n{text}"
+    );
+}

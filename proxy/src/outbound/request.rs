@@ -259,9 +259,11 @@ impl Attempts<'_> {
                 }
             },
         };
-        let failed = outcome.breaker_failure(&destination.policy.breaker);
         in_flight.finished();
-        if outcome != Outcome::Fatal {
+        // A per-try timeout says nothing of the endpoint's health (the route may be slow by
+        // nature): the breaker hears nothing, and a probe that timed out lets the next one try.
+        if !matches!(outcome, Outcome::Fatal | Outcome::PerTryTimeout) {
+            let failed = outcome.breaker_failure(&destination.policy.breaker);
             destination.record(endpoint, failed);
             probe.disarm();
         }
