@@ -172,7 +172,7 @@ impl http_body::Body for ReplayBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.hint.clone()
+        self.hint
     }
 }
 
