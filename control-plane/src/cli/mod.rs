@@ -17,8 +17,9 @@ pub struct Cli {
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
-    /// Run a local mesh on 127.0.0.1: a control plane, two sidecars with their own identities,
-    /// an app and a client; send traffic across live certificate rotations and report.
+    /// Run a local mesh on loopback: a control plane, a service with two endpoints and a
+    /// ServicePolicy, three sidecars, apps and a client; send traffic across live certificate
+    /// rotations while one app fails, dies and comes back; report retries, breaker and timeouts.
     Demo(demo::DemoArgs),
     /// Certificates.
     #[command(subcommand)]

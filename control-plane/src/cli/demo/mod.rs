@@ -1,41 +1,49 @@
 //! `weft demo`: the whole mesh on loopback, with nothing to configure.
 //!
-//! It starts the real binaries (a control plane with a fresh CA, and two sidecars with their own
-//! identities and bootstrap tokens), an app behind one sidecar and a client behind the other;
-//! sends traffic while certificates that live a few seconds rotate underneath; then reports what
-//! each side saw and prints the commands to run the same mesh by hand.
+//! It starts the real binaries (a control plane with a fresh CA, the MeshService `hello.demo`
+//! and its ServicePolicy; two `hello` sidecars as the service's endpoints, each in front of its
+//! own app; a `web` sidecar in front of the client), sends traffic while certificates that live
+//! a few seconds rotate underneath and one endpoint's app is flaky, then dies, then comes back;
+//! then reports what each side saw and prints the commands to run the same mesh by hand.
 
 mod app;
+mod files;
+mod flaky;
+mod metrics;
 mod processes;
+mod report;
+mod timeline;
 mod traffic;
 mod watch;
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use ring::rand::{SecureRandom, SystemRandom};
 use weft_certs::SpiffeId;
 
 use crate::config::parse_duration;
-use processes::{Process, free_port, sibling_binary, wait_http_ok};
+use files::{CONSECUTIVE_FAILURES, RETRY_LIMIT, SERVICE, SERVICE_PORT, SLOW_PREFIX};
+use processes::{Process, free_port, free_port_on, sibling_binary, wait_http_ok};
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
-    /// How long to send traffic.
+    /// How long to send traffic (at least 4s: the flaky app has a quarter of it, the dead app
+    /// the next quarter, and the breaker needs time to see it back).
     #[arg(long, default_value = "8s", value_parser = parse_duration)]
     duration: Duration,
     /// Certificate lifetime; short, so rotations happen while you watch.
     #[arg(long, default_value = "4s", value_parser = parse_duration)]
     cert_ttl: Duration,
-    /// Keep the working directory (CA, tokens, logs) instead of deleting it.
+    /// Keep the working directory (CA, tokens, service and policy files, logs) instead of
+    /// deleting it.
     #[arg(long)]
     keep: bool,
 }
@@ -65,35 +73,61 @@ pub fn run(args: DemoArgs) -> ExitCode {
 /// The mesh's two workloads.
 const WEB: &str = "web";
 const HELLO: &str = "hello";
+/// The sidecars, as the timeline names them: `hello1` fronts the steady app, `hello2` the flaky.
+const SIDECARS: [&str; 3] = [WEB, "hello1", "hello2"];
+/// The endpoints' addresses (they share a port).
+const ENDPOINT_IPS: [Ipv4Addr; 2] = [Ipv4Addr::new(127, 0, 0, 2), Ipv4Addr::new(127, 0, 0, 3)];
+/// The flaky app's share of `503`s.
+const FLAKY_PERCENT: u32 = 30;
 
 fn identity(account: &str) -> anyhow::Result<SpiffeId> {
     Ok(SpiffeId::new("cluster.local", "demo", account)?)
 }
 
+/// What the flaky app is doing, for the timeline's lines.
+type Condition = Arc<Mutex<&'static str>>;
+
 async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
+    if args.duration < Duration::from_secs(4) {
+        bail!(
+            "--duration {} is too short: the flaky app, its death and its return need at least 4s",
+            humantime::format_duration(args.duration)
+        );
+    }
     let control_plane_bin = sibling_binary("weft-control-plane")?;
     let proxy_bin = sibling_binary("weft-proxy")?;
     let workdir = tempfile::Builder::new().prefix("weft-demo-").tempdir()?;
     let dir = workdir.path();
     let (web_id, hello_id) = (identity(WEB)?, identity(HELLO)?);
-    write_tokens(dir, &[(&web_id, WEB), (&hello_id, HELLO)])?;
+    files::write_tokens(dir, &[(&web_id, WEB), (&hello_id, HELLO)])?;
+
+    let port = free_port_on(&ENDPOINT_IPS)?;
+    let endpoints = ENDPOINT_IPS.map(|ip| SocketAddr::from((ip, port)));
+    let (services_file, policy_file) = (dir.join("services.yaml"), dir.join("policy.yaml"));
+    std::fs::write(&services_file, files::services_yaml(&endpoints))?;
+    std::fs::write(&policy_file, files::policy_yaml())?;
 
     let (cp_grpc, cp_admin) = (free_port()?, free_port()?);
-    let (hello_inbound, hello_admin) = (free_port()?, free_port()?);
     let (web_inbound, web_admin, web_forward) = (free_port()?, free_port()?, free_port()?);
-    let app = app::start().await?;
+    let admins = [web_admin, free_port()?, free_port()?];
+    let steady = flaky::App::start().await?;
+    let mut flaky = flaky::App::start().await?;
     let s = |p: &Path| p.display().to_string();
 
     println!(
-        "weft demo: a control plane and two sidecars on 127.0.0.1 (working directory {})\n",
+        "weft demo: a control plane and three sidecars on loopback (working directory {})\n",
         dir.display()
     );
+    // The control plane checks both files and refuses to start on a broken one (its log says
+    // what is wrong, file:line:column).
     let cp_args = vec![
         format!("--listen={cp_grpc}"),
         format!("--admin-listen={cp_admin}"),
         format!("--data-dir={}", s(&dir.join("control-plane"))),
         format!("--cert-ttl={}", humantime::format_duration(args.cert_ttl)),
         format!("--bootstrap-tokens={}", s(&dir.join("tokens.yaml"))),
+        format!("--services={}", s(&services_file)),
+        format!("--policies={}", s(&policy_file)),
     ];
     let mut control_plane = Process::spawn(dir, "control-plane", &control_plane_bin, &cp_args)?;
     wait_http_ok(
@@ -114,162 +148,179 @@ async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
             format!("--token-file={}", s(&dir.join(format!("{account}.token")))),
             format!("--inbound-listen={inbound}"),
             format!("--admin-listen={admin}"),
-            // Nothing is intercepted on loopback: both sidecars share one network namespace.
+            // Nothing is intercepted on loopback: all sidecars share one network namespace.
             "--outbound-listen=off".to_owned(),
         ]
     };
-    let mut hello_args = proxy_args(HELLO, &hello_id, hello_inbound, hello_admin);
-    hello_args.push(format!("--inbound-app-addr={app}"));
+    let mut sidecars = Vec::new();
+    for (i, app) in [&steady, &flaky].into_iter().enumerate() {
+        let mut args = proxy_args(HELLO, &hello_id, endpoints[i], admins[i + 1]);
+        args.push(format!("--inbound-app-addr={}", app.addr));
+        let name = format!("{}-sidecar", SIDECARS[i + 1]);
+        sidecars.push(Process::spawn(dir, &name, &proxy_bin, &args)?);
+    }
     let mut web_args = proxy_args(WEB, &web_id, web_inbound, web_admin);
-    web_args.push(format!(
-        "--forward={web_forward}={hello_id}@{hello_inbound}"
-    ));
-    let mut hello = Process::spawn(dir, "hello-sidecar", &proxy_bin, &hello_args)?;
-    let mut web = Process::spawn(dir, "web-sidecar", &proxy_bin, &web_args)?;
-    wait_http_ok(&mut hello, hello_admin, "/ready", Duration::from_secs(15)).await?;
-    wait_http_ok(&mut web, web_admin, "/ready", Duration::from_secs(15)).await?;
+    web_args.push(format!("--forward={web_forward}={SERVICE}:{SERVICE_PORT}"));
+    sidecars.insert(
+        0,
+        Process::spawn(dir, "web-sidecar", &proxy_bin, &web_args)?,
+    );
+    for (sidecar, admin) in sidecars.iter_mut().zip(admins) {
+        wait_http_ok(sidecar, admin, "/ready", Duration::from_secs(15)).await?;
+    }
+    let policy_version = wait_for_service(web_admin, endpoints.len()).await?;
 
     println!(
         "  control plane  {cp_grpc}  CA \"{}\", workload certificates live {}",
         ca[0].subject,
         humantime::format_duration(args.cert_ttl)
     );
-    println!("  sidecar web    {web_id}  (client side: the client sends to {web_forward})");
-    println!("  sidecar hello  {hello_id}  (server side: its app listens on {app})\n");
     println!(
-        "sending requests for {}: client -> web sidecar -> mutual TLS -> hello sidecar -> app",
-        humantime::format_duration(args.duration)
+        "  service        {SERVICE}:{SERVICE_PORT} -> {} and {}  (services.yaml)",
+        endpoints[0], endpoints[1]
+    );
+    println!(
+        "  policy         {policy_version}  (policy.yaml): {RETRY_LIMIT} retries on 502/503/504, breaker after {CONSECUTIVE_FAILURES} failures in a row, {SLOW_PREFIX} cut at {}",
+        humantime::format_duration(files::SLOW_TIMEOUT)
+    );
+    println!("  sidecar web    {web_id}  (the client sends to {web_forward})");
+    println!(
+        "  sidecar hello1 {hello_id} on {}  (its app: 127.0.0.1:{})",
+        endpoints[0],
+        steady.addr.port()
+    );
+    println!(
+        "  sidecar hello2 {hello_id} on {}  (its app: 127.0.0.1:{}, flaky, then down, then back)\n",
+        endpoints[1],
+        flaky.addr.port()
+    );
+    println!(
+        "sending requests for {}: client -> web sidecar -> mutual TLS -> hello sidecars -> apps; one connection asks for {SLOW_PREFIX}, where the app takes {}",
+        humantime::format_duration(args.duration),
+        humantime::format_duration(app::SLOW_ANSWER)
     );
 
     let started = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
-    let watcher = tokio::spawn(watch::certificates(
-        vec![(WEB, web_admin), (HELLO, hello_admin)],
+    let certificates = tokio::spawn(watch::certificates(
+        SIDECARS.into_iter().zip(admins).collect(),
         started,
         stop.clone(),
     ));
-    let tally = traffic::run(web_forward, args.duration, 4, Duration::from_millis(2)).await;
-    stop.store(true, Ordering::SeqCst);
-    let certificates = watcher.await.context("the certificate watcher failed")?;
-    control_plane.check_alive()?;
-    hello.check_alive()?;
-    web.check_alive()?;
-
-    let rotations = |sidecar: &str| {
-        certificates
-            .iter()
-            .filter(|c| c.sidecar == sidecar)
-            .count()
-            .saturating_sub(1)
+    let condition: Condition = Arc::new(Mutex::new("its app answers 503s"));
+    let why = {
+        let condition = condition.clone();
+        let flaky_endpoint = endpoints[1].to_string();
+        move |endpoint: &str| {
+            if endpoint == flaky_endpoint {
+                (*condition.lock().unwrap_or_else(|p| p.into_inner())).to_owned()
+            } else {
+                "failing".to_owned()
+            }
+        }
     };
-    let (_, hello_metrics) = http_get(hello_admin, "/metrics").await?;
-    let inbound_line = hello_metrics
-        .lines()
-        .find(|l| l.starts_with("weft_inbound_requests_total{"))
-        .unwrap_or("(no inbound requests recorded)")
-        .to_owned();
-
-    println!("\nresults");
-    println!(
-        "  requests       {} sent, {} answered 200 OK, {} failed",
-        tally.sent,
-        tally.ok(),
-        tally.sent - tally.ok()
+    let breakers = tokio::spawn(timeline::breakers(web_admin, started, why, stop.clone()));
+    timeline::print(
+        started,
+        &format!("hello2's app answers 503 to {FLAKY_PERCENT} % of requests"),
     );
-    for (status, count) in tally.statuses.iter().filter(|(s, _)| **s != 200) {
-        println!("                 {count} answered {status}");
-    }
-    for (error, count) in &tally.errors {
-        println!("                 {count} failed: {error}");
-    }
-    for (caller, count) in &tally.caller_identities {
-        println!("  app saw        caller {caller} on {count} requests");
-    }
-    for (server, count) in &tally.server_identities {
-        println!(
-            "  client saw     server {server} (verified by the web sidecar) on {count} requests"
+    flaky.fail(FLAKY_PERCENT);
+    let script = async {
+        let quarter = args.duration / 4;
+        tokio::time::sleep_until((started + quarter).into()).await;
+        *condition.lock().unwrap_or_else(|p| p.into_inner()) = "app down";
+        flaky.die().await;
+        timeline::print(
+            started,
+            "hello2's app dies: its listener closes (its sidecar answers 502 app_unreachable)",
         );
-    }
-    println!(
-        "  rotations      web {}, hello {} under traffic (last certificates expire {})",
-        rotations(WEB),
-        rotations(HELLO),
-        certificates
-            .iter()
-            .rev()
-            .find(|c| c.sidecar == HELLO)
-            .map(|c| c.not_after.as_str())
-            .unwrap_or("?")
+        tokio::time::sleep_until((started + 2 * quarter).into()).await;
+        let back = flaky.come_back().await;
+        *condition.lock().unwrap_or_else(|p| p.into_inner()) = "app back";
+        timeline::print(
+            started,
+            &format!("hello2's app is back, listening on {}", flaky.addr),
+        );
+        back.map(|()| started.elapsed())
+    };
+    let fast = traffic::run(web_forward, "/", args.duration, 4, Duration::from_millis(5));
+    let slow = traffic::run(
+        web_forward,
+        "/slow/report",
+        args.duration,
+        1,
+        Duration::from_millis(150),
     );
-    println!("  hello metrics  {inbound_line}");
-
-    let mut problems = Vec::new();
-    if tally.sent == 0 || tally.ok() != tally.sent {
-        problems.push(format!(
-            "{} of {} requests failed",
-            tally.sent - tally.ok(),
-            tally.sent
-        ));
-    }
-    if tally
-        .caller_identities
-        .keys()
-        .any(|c| *c != web_id.to_string())
-    {
-        problems.push("the app saw a caller identity other than web's".to_owned());
-    }
-    if tally
-        .server_identities
-        .keys()
-        .any(|s| *s != hello_id.to_string())
-    {
-        problems.push("the client saw a server identity other than hello's".to_owned());
-    }
-    if rotations(WEB) == 0 || rotations(HELLO) == 0 {
-        problems.push(format!(
-            "expected each sidecar to rotate its certificate at least once (lifetime {}, traffic for {})",
-            humantime::format_duration(args.cert_ttl),
-            humantime::format_duration(args.duration)
-        ));
+    let (back_at, fast, slow) = tokio::join!(script, fast, slow);
+    let back_at = back_at.context("the flaky app could not listen again")?;
+    stop.store(true, Ordering::SeqCst);
+    let certificates = certificates
+        .await
+        .context("the certificate watcher failed")?;
+    let breakers = breakers.await.context("the breaker watcher failed")?;
+    control_plane.check_alive()?;
+    for sidecar in &mut sidecars {
+        sidecar.check_alive()?;
     }
 
-    println!("\nthe same mesh by hand (the flags the demo used):");
-    for process in [&control_plane, &hello, &web] {
+    let mut texts = Vec::new();
+    for admin in admins {
+        texts.push(http_get(admin, "/metrics").await?.1);
+    }
+    let run = report::Run {
+        web_id: web_id.to_string(),
+        hello_id: hello_id.to_string(),
+        sidecars: SIDECARS,
+        endpoints,
+        apps: [&steady, &flaky],
+        fast,
+        slow,
+        metrics: texts,
+        certificates,
+        breakers,
+        back_at,
+        final_states: timeline::endpoint_states(web_admin).await,
+        duration: args.duration,
+        cert_ttl: args.cert_ttl,
+    };
+    let problems = report::print(&run);
+
+    println!(
+        "\nthe same mesh by hand (the flags the demo used; the apps and the client are the demo's own):"
+    );
+    for process in std::iter::once(&control_plane).chain(&sidecars) {
         println!("  {}", process.command_line);
     }
     if args.keep {
         let kept = workdir.keep();
-        println!("\nkept {} (logs: *.log)", kept.display());
-    }
-    if problems.is_empty() {
         println!(
-            "\nok: every request crossed the mesh over mutual TLS, and certificates rotated without losing one"
+            "\nkept {} (services.yaml, policy.yaml, tokens, logs: *.log)",
+            kept.display()
         );
-        Ok(true)
-    } else {
-        println!("\nFAILED:");
-        for p in problems {
-            println!("  - {p}");
-        }
-        Ok(false)
     }
+    Ok(report::verdict(&problems))
 }
 
-/// A bootstrap token per workload: 32 random hex characters, in the control plane's tokens file
-/// and in a file per sidecar.
-fn write_tokens(dir: &Path, workloads: &[(&SpiffeId, &str)]) -> anyhow::Result<()> {
-    let mut yaml = String::from("apiVersion: weft.dev/v1alpha1\nkind: BootstrapTokens\ntokens:\n");
-    for (id, account) in workloads {
-        let mut bytes = [0u8; 16];
-        SystemRandom::new()
-            .fill(&mut bytes)
-            .map_err(|_| anyhow::anyhow!("the system random source failed"))?;
-        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        yaml.push_str(&format!("  - identity: {id}\n    token: {token}\n"));
-        std::fs::write(dir.join(format!("{account}.token")), &token)?;
+/// Waits until the web sidecar knows every endpoint of the service and its policy; returns the
+/// policy's version.
+async fn wait_for_service(web_admin: SocketAddr, endpoints: usize) -> anyhow::Result<String> {
+    let give_up = Instant::now() + Duration::from_secs(10);
+    let mut last = None;
+    while Instant::now() < give_up {
+        if let Some(d) = timeline::destination(web_admin).await {
+            let version = d["policy_version"].as_str().unwrap_or("").to_owned();
+            let known = d["endpoints"].as_array().map_or(0, Vec::len);
+            if known == endpoints && !version.is_empty() && version != "builtin" {
+                return Ok(version);
+            }
+            last = Some(d);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    std::fs::write(dir.join("tokens.yaml"), yaml)?;
-    Ok(())
+    bail!(
+        "the web sidecar did not learn {SERVICE} with {endpoints} endpoints and its policy within 10s; it shows {}",
+        last.map_or("nothing".to_owned(), |d| d.to_string())
+    )
 }
 
 /// One HTTP/1.1 GET on a fresh connection: (status, body).

@@ -1,7 +1,7 @@
 //! The demo's child processes: the real `weft-control-plane` and `weft-proxy` binaries, started
 //! with the same flags a person would type, logging to files, killed when the demo ends.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -91,6 +91,24 @@ pub fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> anyhow::Result<SocketAddr> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+/// A port that was free a moment ago on every one of `ips` (endpoints of one service share their
+/// port and differ by address: all of 127/8 is loopback on Linux).
+pub fn free_port_on(ips: &[Ipv4Addr]) -> anyhow::Result<u16> {
+    for _ in 0..20 {
+        let Some(first) = ips.first() else {
+            bail!("no addresses");
+        };
+        let port = TcpListener::bind((*first, 0))?.local_addr()?.port();
+        if ips[1..]
+            .iter()
+            .all(|ip| TcpListener::bind((*ip, port)).is_ok())
+        {
+            return Ok(port);
+        }
+    }
+    bail!("no port free on every one of {ips:?} after 20 tries")
 }
 
 /// Polls `http://<admin>/<path>` until it answers 200, or fails after `deadline`.

@@ -1,5 +1,5 @@
-//! The demo's client: a few keep-alive connections sending requests for a fixed time, counting
-//! what came back.
+//! The demo's client: a few keep-alive connections sending requests for a fixed time (most to
+//! `/`, one connection to `/slow`), counting what came back.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -10,11 +10,13 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-/// What the client saw.
+/// What the client saw on one path.
 #[derive(Debug, Default)]
 pub struct Tally {
     pub sent: u64,
-    pub statuses: BTreeMap<u16, u64>,
+    /// By status and `weft-error` (empty when the app answered).
+    pub statuses: BTreeMap<(u16, String), u64>,
+    /// Requests that got no answer at all, by error.
     pub errors: BTreeMap<String, u64>,
     /// The caller identity the app reported (as its sidecar told it).
     pub caller_identities: BTreeMap<String, u64>,
@@ -23,8 +25,12 @@ pub struct Tally {
 }
 
 impl Tally {
-    pub fn ok(&self) -> u64 {
-        self.statuses.get(&200).copied().unwrap_or(0)
+    /// Answers with `status` and `weft-error: error` (`""`: none).
+    pub fn count(&self, status: u16, error: &str) -> u64 {
+        self.statuses
+            .get(&(status, error.to_owned()))
+            .copied()
+            .unwrap_or(0)
     }
 
     fn merge(&mut self, other: Tally) {
@@ -44,58 +50,18 @@ impl Tally {
     }
 }
 
-/// Sends GETs to `target` from `connections` loops for `duration`, pausing `pause` between
-/// requests on each loop.
+/// `loops` connections sending GET `path` to `target` for `duration`, each pausing `pause`
+/// between requests.
 pub async fn run(
     target: SocketAddr,
+    path: &'static str,
     duration: Duration,
-    connections: usize,
+    loops: usize,
     pause: Duration,
 ) -> Tally {
     let deadline = tokio::time::Instant::now() + duration;
-    let loops: Vec<_> = (0..connections)
-        .map(|_| {
-            tokio::spawn(async move {
-                let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-                let uri: http::Uri = format!("http://{target}/").parse().expect("valid URI");
-                let mut tally = Tally::default();
-                while tokio::time::Instant::now() < deadline {
-                    let req = http::Request::get(uri.clone())
-                        .header("host", "hello.demo.svc:8080")
-                        .body(Empty::new())
-                        .expect("valid request");
-                    tally.sent += 1;
-                    match client.request(req).await {
-                        Ok(response) => {
-                            let header = |name: &str| {
-                                response
-                                    .headers()
-                                    .get(name)
-                                    .and_then(|v| v.to_str().ok())
-                                    .unwrap_or("(none)")
-                                    .to_owned()
-                            };
-                            *tally
-                                .caller_identities
-                                .entry(header("x-caller-identity"))
-                                .or_default() += 1;
-                            *tally
-                                .server_identities
-                                .entry(header("weft-server-identity"))
-                                .or_default() += 1;
-                            *tally
-                                .statuses
-                                .entry(response.status().as_u16())
-                                .or_default() += 1;
-                            let _ = response.into_body().collect().await;
-                        }
-                        Err(e) => *tally.errors.entry(e.to_string()).or_default() += 1,
-                    }
-                    tokio::time::sleep(pause).await;
-                }
-                tally
-            })
-        })
+    let loops: Vec<_> = (0..loops)
+        .map(|_| tokio::spawn(one_loop(target, path, deadline, pause)))
         .collect();
     let mut total = Tally::default();
     for l in loops {
@@ -104,4 +70,48 @@ pub async fn run(
         }
     }
     total
+}
+
+async fn one_loop(
+    target: SocketAddr,
+    path: &'static str,
+    deadline: tokio::time::Instant,
+    pause: Duration,
+) -> Tally {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let uri: http::Uri = format!("http://{target}{path}").parse().expect("valid URI");
+    let mut tally = Tally::default();
+    while tokio::time::Instant::now() < deadline {
+        let req = http::Request::get(uri.clone())
+            .header("host", "hello.demo:8080")
+            .body(Empty::new())
+            .expect("valid request");
+        tally.sent += 1;
+        match client.request(req).await {
+            Ok(response) => {
+                let header = |name: &str| {
+                    response
+                        .headers()
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned)
+                };
+                if let Some(caller) = header("x-caller-identity") {
+                    *tally.caller_identities.entry(caller).or_default() += 1;
+                }
+                if let Some(server) = header("weft-server-identity") {
+                    *tally.server_identities.entry(server).or_default() += 1;
+                }
+                let key = (
+                    response.status().as_u16(),
+                    header("weft-error").unwrap_or_default(),
+                );
+                *tally.statuses.entry(key).or_default() += 1;
+                let _ = response.into_body().collect().await;
+            }
+            Err(e) => *tally.errors.entry(e.to_string()).or_default() += 1,
+        }
+        tokio::time::sleep(pause).await;
+    }
+    tally
 }

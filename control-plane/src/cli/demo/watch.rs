@@ -40,7 +40,7 @@ pub async fn certificates(
             if !known {
                 let first = !seen.iter().any(|s| s.sidecar == *sidecar);
                 println!(
-                    "  +{:>4.1}s  {sidecar:<5}  {} certificate {}…  expires {not_after}",
+                    "  +{:>4.1}s  {sidecar:<6}  {} certificate {}…  expires {not_after}",
                     started.elapsed().as_secs_f64(),
                     if first { "holds  " } else { "rotated" },
                     &serial[..12.min(serial.len())],
