@@ -1,6 +1,6 @@
 //! A scriptable app for resilience tests: it answers what the test tells it to, and records what
 //! reached it, so a test can say "the third attempt succeeds" and then check that the app saw three
-//! attempts carrying `weft-attempt: 1, 2, 3`.
+//! attempts carrying `weft-attempt: 2, 3` (the first carries none).
 //!
 //! Replies come from queues of scripted [`Reply`]s, each queue bound to a path prefix and
 //! consumed one reply per request, then from a default reply (`200 ok` unless changed). Besides

@@ -16,6 +16,8 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
@@ -32,7 +34,9 @@ use crate::resilience::limit::Refused;
 use crate::resilience::retry::{self, Outcome, Replay, backoff};
 use crate::resilience::timeout::TimedBody;
 
-/// `weft-attempt`: which attempt of the request this is (1 for the first), for the server.
+/// `weft-attempt`: which attempt of the request a retry is (2 for the first retry), for the
+/// server. The first attempt carries none: it is most requests, and the header would cost each
+/// of them its encoding on both proxies and a line in the app's headers.
 pub const ATTEMPT: http::HeaderName = http::HeaderName::from_static("weft-attempt");
 
 /// Sends `req` to `destination` under its policy.
@@ -48,27 +52,36 @@ pub async fn send(
         destination,
         route: &route,
         grpc: headers::is_grpc(&req),
+        made: AtomicU32::new(0),
     };
-    let response = match deadline {
-        None => attempts.run(req).await?,
-        Some((at, after)) => match tokio::time::timeout_at(at, attempts.run(req)).await {
-            Ok(response) => response?,
-            Err(_) => {
-                attempts.count_timeout("request");
-                return Err(ProxyError::Timeout {
-                    destination: destination.name.clone(),
-                    after,
-                });
+    let (response, timer) = match deadline {
+        None => (attempts.run(req).await?, None),
+        Some((at, after)) => {
+            // One timer for the deadline, raced here and then handed to the body.
+            let mut timer = Box::pin(tokio::time::sleep_until(at));
+            let run = attempts.run(req);
+            tokio::pin!(run);
+            tokio::select! {
+                biased;
+                response = &mut run => (response?, Some(timer)),
+                () = &mut timer => {
+                    attempts.count_timeout("request");
+                    attempts.count_attempts(attempts.made.load(Ordering::Relaxed));
+                    return Err(ProxyError::Timeout {
+                        destination: destination.name.clone(),
+                        after,
+                    });
+                }
             }
-        },
+        }
     };
     let idle = route.timeouts.idle;
-    Ok(match (deadline, idle) {
-        (None, None) => response,
-        _ => {
-            response.map(|b| Body::Timed(Box::new(TimedBody::new(b, deadline.map(|d| d.0), idle))))
-        }
-    })
+    if deadline.is_none() && idle.is_none() {
+        return Ok(response);
+    }
+    let timer = timer.unwrap_or_else(|| Box::pin(tokio::time::sleep(Duration::ZERO)));
+    let at = deadline.map(|d| d.0);
+    Ok(response.map(|b| Body::Timed(Box::new(TimedBody::new(b, timer, at, idle)))))
 }
 
 /// The request's parts, kept to build each attempt.
@@ -127,6 +140,8 @@ struct Attempts<'a> {
     destination: &'a Destination,
     route: &'a Arc<RoutePolicy>,
     grpc: bool,
+    /// Attempts started, for the attempts histogram of a request its deadline cut short.
+    made: AtomicU32,
 }
 
 impl Attempts<'_> {
@@ -148,7 +163,7 @@ impl Attempts<'_> {
         let mut previous = None;
         loop {
             let (result, outcome, endpoint) = self
-                .attempt(&head, body.for_attempt(), attempt, avoid)
+                .attempt(&mut head, body.for_attempt(), attempt, avoid)
                 .await;
             // A retry that finds every endpoint ejected: the caller learns more from the answer
             // before it than from `circuit_open`.
@@ -201,7 +216,7 @@ impl Attempts<'_> {
     /// One attempt: endpoint, slot, send; returns the result, its outcome and the endpoint.
     async fn attempt(
         &self,
-        head: &Head,
+        head: &mut Head,
         body: Body,
         attempt: u32,
         avoid: Option<SocketAddr>,
@@ -211,6 +226,7 @@ impl Attempts<'_> {
         Option<SocketAddr>,
     ) {
         let destination = self.destination;
+        self.made.store(attempt, Ordering::Relaxed);
         let (endpoint, admission) = match destination.pick(avoid) {
             Ok(picked) => picked,
             Err(Unavailable::NoEndpoints) => {
@@ -242,7 +258,9 @@ impl Attempts<'_> {
                 return (Err(e), Outcome::Fatal, Some(endpoint.addr));
             }
         };
-        let req = head.request(body, attempt);
+        // No attempt can follow this one: its request takes the headers.
+        let last = attempt > self.route.retries.limit;
+        let req = head.request(body, attempt, last);
         let in_flight = endpoint.load.start();
         let exchange = self.exchange(endpoint, req, attempt);
         let (result, outcome) = match self.route.timeouts.per_try {
@@ -373,15 +391,30 @@ fn prepare(head: &mut Head, version: Version, destination: &str) -> Result<(), P
 }
 
 impl Head {
-    fn request(&self, body: Body, attempt: u32) -> Request<Body> {
+    /// The request for one attempt; the `last` one takes the headers instead of a copy.
+    fn request(&mut self, body: Body, attempt: u32, last: bool) -> Request<Body> {
         let mut req = Request::new(body);
         *req.method_mut() = self.method.clone();
         *req.uri_mut() = self.uri.clone();
         *req.version_mut() = Version::HTTP_2;
-        let mut headers = self.headers.clone();
-        headers.insert(ATTEMPT, HeaderValue::from(attempt));
+        let mut headers = match last {
+            true => std::mem::take(&mut self.headers),
+            false => self.headers.clone(),
+        };
+        if attempt > 1 {
+            headers.insert(ATTEMPT, attempt_value(attempt));
+        }
         *req.headers_mut() = headers;
         req
+    }
+}
+
+/// `weft-attempt`'s value without formatting or allocating (at most 6 attempts).
+fn attempt_value(attempt: u32) -> HeaderValue {
+    const VALUES: [&str; 6] = ["1", "2", "3", "4", "5", "6"];
+    match VALUES.get((attempt as usize).wrapping_sub(1)) {
+        Some(value) => HeaderValue::from_static(value),
+        None => HeaderValue::from(attempt),
     }
 }
 
