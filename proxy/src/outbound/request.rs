@@ -395,12 +395,15 @@ impl Head {
     fn request(&mut self, body: Body, attempt: u32, last: bool) -> Request<Body> {
         let mut req = Request::new(body);
         *req.method_mut() = self.method.clone();
-        *req.uri_mut() = self.uri.clone();
         *req.version_mut() = Version::HTTP_2;
-        let mut headers = match last {
-            true => std::mem::take(&mut self.headers),
-            false => self.headers.clone(),
+        let (uri, mut headers) = match last {
+            true => (
+                std::mem::take(&mut self.uri),
+                std::mem::take(&mut self.headers),
+            ),
+            false => (self.uri.clone(), self.headers.clone()),
         };
+        *req.uri_mut() = uri;
         if attempt > 1 {
             headers.insert(ATTEMPT, attempt_value(attempt));
         }

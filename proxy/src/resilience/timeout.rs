@@ -129,7 +129,12 @@ mod tests {
     async fn a_silent_body_ends_with_an_error_at_the_idle_timeout() {
         let (_tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1);
         let started = Instant::now();
-        let body = TimedBody::new(Body::Channel(rx), timer(), None, Some(Duration::from_millis(300)));
+        let body = TimedBody::new(
+            Body::Channel(rx),
+            timer(),
+            None,
+            Some(Duration::from_millis(300)),
+        );
         let err = body.collect().await.unwrap_err();
         assert!(err.to_string().contains("silent"), "{err}");
         assert_eq!(started.elapsed(), Duration::from_millis(300));
@@ -148,7 +153,12 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(10)).await;
             drop(tx);
         });
-        let mut body = TimedBody::new(Body::Channel(rx), timer(), None, Some(Duration::from_millis(300)));
+        let mut body = TimedBody::new(
+            Body::Channel(rx),
+            timer(),
+            None,
+            Some(Duration::from_millis(300)),
+        );
         let mut got = 0;
         let err = loop {
             match body.frame().await {
@@ -161,7 +171,10 @@ mod tests {
         assert!(err.to_string().contains("silent"), "{err}");
         // The last frame at 600 ms; silent for at least 300 ms, noticed within one more period.
         let at = started.elapsed();
-        assert!(at >= Duration::from_millis(900) && at <= Duration::from_millis(1200), "{at:?}");
+        assert!(
+            at >= Duration::from_millis(900) && at <= Duration::from_millis(1200),
+            "{at:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -170,10 +183,15 @@ mod tests {
         let started = Instant::now();
         let at = started + Duration::from_millis(500);
         let timer = Box::pin(tokio::time::sleep_until(at));
-        let err = TimedBody::new(Body::Channel(rx), timer, Some(at), Some(Duration::from_secs(5)))
-            .collect()
-            .await
-            .unwrap_err();
+        let err = TimedBody::new(
+            Body::Channel(rx),
+            timer,
+            Some(at),
+            Some(Duration::from_secs(5)),
+        )
+        .collect()
+        .await
+        .unwrap_err();
         assert!(err.to_string().contains("deadline"), "{err}");
         assert_eq!(started.elapsed(), Duration::from_millis(500));
     }
