@@ -19,6 +19,7 @@ pub mod identity_service;
 pub mod logging;
 pub mod metrics;
 pub mod policy;
+pub mod prometheus_text;
 pub mod reload;
 pub mod server;
 pub mod serving_tls;

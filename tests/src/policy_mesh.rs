@@ -334,34 +334,12 @@ pub async fn metric(proxy: &RunningProxy, series: &str) -> f64 {
 
 /// [`metric`] over Prometheus text already fetched.
 pub fn metric_in(text: &str, series: &str) -> f64 {
-    let (name, wanted) = split_series(series);
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (n, labels) = split_series(series.trim());
-            (n == name && wanted.iter().all(|w| labels.contains(w)))
-                .then(|| value.trim().parse::<f64>().ok())
-                .flatten()
-        })
-        .sum()
-}
-
-/// `name{a="b",c="d"}` → `("name", [("a","b"), ("c","d")])` (no escaped quotes or commas in
-/// values: weft's label values have none).
-fn split_series(series: &str) -> (&str, Vec<(String, String)>) {
-    let Some((name, rest)) = series.split_once('{') else {
-        return (series, Vec::new());
-    };
-    let labels = rest
-        .trim_end_matches('}')
-        .split(',')
-        .filter_map(|pair| {
-            let (k, v) = pair.split_once('=')?;
-            Some((k.trim().to_owned(), v.trim().trim_matches('"').to_owned()))
-        })
+    let (name, wanted) = weft_control_plane::prometheus_text::split(series);
+    let wanted: Vec<(&str, &str)> = wanted
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    (name, labels)
+    weft_control_plane::prometheus_text::sum(text, name, &wanted)
 }
 
 /// A response read to its end, and how long it took.

@@ -678,10 +678,12 @@ async fn a_failing_endpoint_is_ejected_probed_and_restored() {
     let mesh = PolicyMesh::start(2, Some(&breaker_policy(3, "1s", 50))).await;
     let (good, bad) = (mesh.app(0), mesh.app(1));
     bad.set_default(Reply::status(500));
+    // Three callers at once: with requests overlapping, the balancer's in-flight counts spread
+    // them over both endpoints (one sequential caller would get the cheaper endpoint every time).
     let load = Traffic::start(
         mesh.addr(),
         "/breaker",
-        1,
+        3,
         Duration::from_millis(15),
         1_000,
         Duration::from_secs(12),

@@ -1,11 +1,13 @@
-//! Reading the sidecars' Prometheus text (`GET /metrics`): enough for the demo's report, which
-//! reads counters and histogram counts and sums only (whole numbers).
+//! The numbers the demo's report reads from the sidecars' `GET /metrics`: whole counts (counters
+//! and histogram counts), parsed by [`crate::prometheus_text`].
 
 use std::collections::BTreeMap;
 
+use crate::prometheus_text::series;
+
 /// The sum of every series of `name` whose labels include `wanted` (0 when none).
 pub fn sum(text: &str, name: &str, wanted: &[(&str, &str)]) -> u64 {
-    series(text, name, wanted).map(|(_, value)| value).sum()
+    crate::prometheus_text::sum(text, name, wanted).round() as u64
 }
 
 /// The series of `name` matching `wanted`, added up by the value of `label`.
@@ -22,47 +24,9 @@ pub fn by_label(
             .find(|(k, _)| k == label)
             .map(|(_, v)| v.clone())
             .unwrap_or_default();
-        *out.entry(key).or_default() += value;
+        *out.entry(key).or_default() += value.round() as u64;
     }
     out
-}
-
-type Labels = Vec<(String, String)>;
-
-fn series<'a>(
-    text: &'a str,
-    name: &'a str,
-    wanted: &'a [(&str, &str)],
-) -> impl Iterator<Item = (Labels, u64)> + 'a {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(move |line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (n, labels) = split(series.trim());
-            let matches = n == name
-                && wanted
-                    .iter()
-                    .all(|(k, v)| labels.iter().any(|(lk, lv)| lk == k && lv == v));
-            let value = value.trim().parse::<f64>().ok()?.round() as u64;
-            matches.then_some((labels, value))
-        })
-}
-
-/// `name{a="b",c="d"}` → `("name", [("a","b"), ("c","d")])` (weft's label values hold no
-/// quotes or commas).
-fn split(series: &str) -> (&str, Labels) {
-    let Some((name, rest)) = series.split_once('{') else {
-        return (series, Vec::new());
-    };
-    let labels = rest
-        .trim_end_matches('}')
-        .split(',')
-        .filter_map(|pair| {
-            let (k, v) = pair.split_once('=')?;
-            Some((k.trim().to_owned(), v.trim().trim_matches('"').to_owned()))
-        })
-        .collect();
-    (name, labels)
 }
 
 #[cfg(test)]
