@@ -8,12 +8,13 @@ use serde_json::{Value, json};
 use super::{Destination, Target};
 use crate::discovery::{Discovery, Resolution};
 
-/// Every destination this proxy knows: its `--forward` listeners, then discovery's answers.
+/// Every destination this proxy knows: its fixed `--forward` listeners, then discovery's answers
+/// (which include the `--forward NAME.NAMESPACE:PORT` listeners', once each).
 pub fn destinations(forwards: &[Target], discovery: Option<&Discovery>) -> Value {
     let mut all = Vec::new();
     for target in forwards {
-        if let Some(destination) = target.current() {
-            all.push(describe(&destination, "forward"));
+        if let Target::Fixed(destination) = target {
+            all.push(describe(destination, "forward"));
         }
     }
     for (watched, answer) in discovery.map(Discovery::answers).unwrap_or_default() {
