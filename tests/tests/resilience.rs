@@ -389,22 +389,31 @@ async fn backoff_waits_stay_inside_the_full_jitter_window() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retry_after_sets_the_next_attempts_time() {
-    let _serial = serial().await;
-    let doc = with_retries(
-        "{limit: 1, on: [gateway-error], backoff: {base: 10ms, max: 20ms}, pushback: {max: 5s}}",
-    );
+/// A 503 carrying `Retry-After: <retry_after>`, retried under `pushback: {max: <pushback_max>}`:
+/// the answer (the retry's 200) and the gap between the two attempts.
+async fn pushback_gap(pushback_max: &str, retry_after: &str) -> (Answer, Duration) {
+    let doc = with_retries(&format!(
+        "{{limit: 1, on: [gateway-error], backoff: {{base: 10ms, max: 20ms}}, pushback: {{max: {pushback_max}}}}}"
+    ));
     let mesh = PolicyMesh::start(1, Some(&doc)).await;
     let app = mesh.app(0);
     app.script(
         "/",
-        [Reply::status(503).header("retry-after", "1"), Reply::ok()],
+        [
+            Reply::status(503).header("retry-after", retry_after),
+            Reply::ok(),
+        ],
     );
-
     let answer = get(&mesh, "/pushback").await;
     assert_eq!(answer.status, 200, "{answer:?}");
     let gap = gaps(&app.seen())[0];
+    (answer, gap)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_sets_the_next_attempts_time() {
+    let _serial = serial().await;
+    let (_, gap) = pushback_gap("5s", "1").await;
     assert!(
         gap >= Duration::from_millis(980) && gap < Duration::from_secs(1) + SLACK * 2,
         "Retry-After: 1 → the retry arrives about 1 s later, not after {gap:?}"
@@ -414,19 +423,7 @@ async fn retry_after_sets_the_next_attempts_time() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_is_capped_by_pushback_max() {
     let _serial = serial().await;
-    let doc = with_retries(
-        "{limit: 1, on: [gateway-error], backoff: {base: 10ms, max: 20ms}, pushback: {max: 500ms}}",
-    );
-    let mesh = PolicyMesh::start(1, Some(&doc)).await;
-    let app = mesh.app(0);
-    app.script(
-        "/",
-        [Reply::status(503).header("retry-after", "30"), Reply::ok()],
-    );
-
-    let answer = get(&mesh, "/pushback").await;
-    assert_eq!(answer.status, 200, "{answer:?}");
-    let gap = gaps(&app.seen())[0];
+    let (answer, gap) = pushback_gap("500ms", "30").await;
     assert!(
         gap <= Duration::from_millis(500) + SLACK,
         "Retry-After: 30 capped by pushback.max 500ms; the retry came {gap:?} later"
