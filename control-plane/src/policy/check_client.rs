@@ -24,7 +24,7 @@ pub fn client(cx: &mut Cx, node: &Node, path: &str) -> Client {
             if let Some(retries) = f.get("retries") {
                 let retries_path = join(&path, "retries");
                 if let Some(Some(budget_node)) =
-                    map_field(retries, "budget").map(|b| (!b.is_null()).then_some(b))
+                    retries.get("budget").map(|b| (!b.is_null()).then_some(b))
                 {
                     client.budget = budget(cx, budget_node, &join(&retries_path, "budget"));
                 }
@@ -96,17 +96,6 @@ fn per_destination(cx: &mut Cx, at: super::node::Pos, path: &str) {
         path,
         format!("`{name}` applies per destination, not per route; set it in {place}"),
     );
-}
-
-/// The value of `key` in a map node, without checking anything.
-fn map_field<'n>(node: &'n Node, key: &str) -> Option<&'n Node> {
-    match &node.value {
-        super::node::Value::Map(entries) => entries
-            .iter()
-            .find(|(k, _)| k.text() == Some(key))
-            .map(|(_, v)| v),
-        _ => None,
-    }
 }
 
 fn at<T>(value: Option<T>, node: &Node, path: String) -> Option<At<T>> {

@@ -231,7 +231,7 @@ fn rate_limit(cx: &mut Cx, node: &Node, path: &str) -> Option<RateLimit> {
         let path = join(path, "overrides");
         for (i, item) in cx.list(n, &path).unwrap_or_default().iter().enumerate() {
             let path = index(&path, i);
-            let from = match map_get(item, "from") {
+            let from = match item.get("from") {
                 Some(n) => cx
                     .string(n, &join(&path, "from"))
                     .filter(|text| identity_pattern(cx, text, n.at, &join(&path, "from"))),
@@ -247,16 +247,6 @@ fn rate_limit(cx: &mut Cx, node: &Node, path: &str) -> Option<RateLimit> {
         }
     }
     Some(limit)
-}
-
-fn map_get<'n>(node: &'n Node, key: &str) -> Option<&'n Node> {
-    match &node.value {
-        super::node::Value::Map(entries) => entries
-            .iter()
-            .find(|(k, _)| k.text() == Some(key))
-            .map(|(_, v)| v),
-        _ => None,
-    }
 }
 
 fn fault(cx: &mut Cx, node: &Node, path: &str, refs: &mut Vec<RouteRef>) -> Option<Fault> {

@@ -53,6 +53,17 @@ impl Node {
         }
     }
 
+    /// The value of `key` if this is a map that has it (nothing is checked).
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        match &self.value {
+            Value::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| k.text() == Some(key))
+                .map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
     /// Whether this is `~`, `null` or nothing at all (`key:` with no value).
     pub fn is_null(&self) -> bool {
         matches!(&self.value, Value::Scalar { text, quoted: false }
