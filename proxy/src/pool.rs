@@ -46,7 +46,7 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The wait after the first failed connect to a peer before the next attempt.
 const FIRST_CONNECT_BACKOFF: Duration = Duration::from_millis(100);
 /// The longest wait between connects to a peer that keeps failing.
-pub const MAX_CONNECT_BACKOFF: Duration = Duration::from_secs(2);
+const MAX_CONNECT_BACKOFF: Duration = Duration::from_secs(2);
 
 /// Opens the byte stream an HTTP/2 connection runs over.
 pub trait Connector: Send + Sync + 'static {

@@ -45,12 +45,12 @@ pub async fn send(
     destination: &Destination,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ProxyError> {
-    let route = destination.policy.route(&req).clone();
+    let route = destination.policy.route(&req);
     let deadline = route.timeouts.request.map(|t| (Instant::now() + t, t));
     let attempts = Attempts {
         outbound,
         destination,
-        route: &route,
+        route,
         grpc: headers::is_grpc(&req),
         made: AtomicU32::new(0),
     };

@@ -233,11 +233,6 @@ impl Conditions {
     pub fn any_grpc(&self) -> bool {
         self.grpc_codes != 0
     }
-
-    /// Whether only conditions the app never saw are listed (safe for any method).
-    pub fn only_unprocessed(&self) -> bool {
-        self.statuses.is_empty() && self.grpc_codes == 0 && !self.reset
-    }
 }
 
 fn grpc_bits(codes: &[u32]) -> u32 {
@@ -269,10 +264,6 @@ impl StatusSet {
         }
         let bit = usize::from(code - 100);
         self.0[bit / 64] & (1 << (bit % 64)) != 0
-    }
-
-    fn is_empty(&self) -> bool {
-        self.0.iter().all(|w| *w == 0)
     }
 }
 
@@ -336,7 +327,7 @@ mod tests {
         assert_eq!(route.name, DEFAULT_ROUTE);
         assert_eq!(route.retries.limit, 1);
         assert!(route.retries.on.connect_failure && route.retries.on.refused_stream);
-        assert!(route.retries.on.only_unprocessed());
+        assert!(!route.retries.on.reset && !route.retries.on.any_grpc());
         assert!(
             !route
                 .retries
@@ -359,6 +350,6 @@ mod tests {
         let set = StatusSet::from_codes(&[502, 503, 504, 99, 600]);
         assert!(set.contains(503) && set.contains(502) && set.contains(504));
         assert!(!set.contains(500) && !set.contains(200) && !set.contains(599));
-        assert!(StatusSet::default().is_empty());
+        assert!(!StatusSet::default().contains(503));
     }
 }
