@@ -21,6 +21,9 @@ pub struct Metrics {
     pub tls_handshake_errors: IntCounterVec,
     /// `weft_inbound_connections_total{tls}`: mtls, plaintext, passthrough or refused.
     pub inbound_connections: IntCounterVec,
+    /// `weft_inbound_connections_refused_total{reason}`: inbound connections closed before any
+    /// byte reached the app (connection_limit, plaintext, no_policy, unauthorized, ...).
+    pub inbound_refused: IntCounterVec,
     /// `weft_outbound_connections_total{protocol}`: http1, http2, opaque, passthrough or refused.
     pub outbound_connections: IntCounterVec,
     /// `weft_inbound_requests_total{client_identity,status_code}`.
@@ -104,6 +107,11 @@ impl Metrics {
                 "weft_inbound_connections_total",
                 "Connections accepted by the inbound listener, by how they were secured.",
                 &["tls"],
+            ),
+            inbound_refused: counter(
+                "weft_inbound_connections_refused_total",
+                "Inbound connections refused before reaching the app, by reason.",
+                &["reason"],
             ),
             outbound_connections: counter(
                 "weft_outbound_connections_total",
@@ -199,6 +207,7 @@ impl Metrics {
             Box::new(metrics.cert_expiry.clone()),
             Box::new(metrics.tls_handshake_errors.clone()),
             Box::new(metrics.inbound_connections.clone()),
+            Box::new(metrics.inbound_refused.clone()),
             Box::new(metrics.outbound_connections.clone()),
             Box::new(metrics.inbound_requests.clone()),
             Box::new(metrics.outbound_requests.clone()),
