@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/weft/identity/v1/identity.proto",
         "proto/weft/discovery/v1/discovery.proto",
         "proto/weft/policy/v1/policy.proto",
+        "proto/weft/policy/v1/server.proto",
     ];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");

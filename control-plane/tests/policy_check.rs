@@ -107,7 +107,7 @@ fn reports_server_half() {
             "3:18: metadata.name: `Payments` is not a DNS label (lower-case letters, digits and -, at most 63)",
             "7:21: spec.routes[0].match.grpc: a gRPC match names its own path; remove path",
             "9:11: spec.server.mode: expected one of enforce, audit, found `enforcing`",
-            "13:63: spec.server.authorization.allow[0].from[1]: `frontend` is not a SPIFFE ID (spiffe://<trust-domain>/ns/<namespace>/sa/<account>) or a prefix ending in /*",
+            "13:63: spec.server.authorization.allow[0].from[1]: `frontend` is not a SPIFFE ID (spiffe://<trust-domain>/ns/<namespace>/sa/<account>), spiffe://<trust-domain>/ns/<namespace>/* or spiffe://<trust-domain>/*",
             "14:20: spec.server.authorization.allow[0].routes[0]: no route named `charges-raed` in spec.routes; did you mean `charges-read`?",
             "16:31: spec.server.rateLimit.perIdentity.brust: unknown field; did you mean `burst`?",
             "18:9: spec.server.faults[0].until: missing: every fault must expire (an RFC 3339 UTC time, e.g. 2026-12-02T00:00:00Z)",

@@ -102,6 +102,7 @@ impl Fixture {
             .clone()
             .watch(WatchRequest {
                 address: address.to_owned(),
+                server: false,
             })
             .await
             .map(tonic::Response::into_inner)
@@ -377,6 +378,7 @@ async fn a_broken_services_file_stops_startup_and_no_file_means_unknown() {
     let mut stream = client(&control_plane)
         .watch(WatchRequest {
             address: HELLO_VIP.to_owned(),
+            server: false,
         })
         .await
         .unwrap()

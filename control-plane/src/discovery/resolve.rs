@@ -107,6 +107,12 @@ impl Index {
         Resolution::Unknown
     }
 
+    /// Whether `addr` is an endpoint's own address (a pod IP and target port), not a service's.
+    pub fn is_endpoint(&self, addr: SocketAddr) -> bool {
+        let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
+        !self.by_service_address.contains_key(&addr) && self.by_endpoint.contains_key(&addr)
+    }
+
     /// What `<name>.<namespace>:<port>` leads to: like the service's virtual address on that
     /// port (one of its `ports[].port`), every endpoint on the target port. Unknown when no
     /// service has that name or the service has no such port.
@@ -159,6 +165,7 @@ impl From<Resolution> for weft_api::discovery::Resolution {
                     .collect(),
                 opaque,
                 policy: None,
+                server_policy: None,
             },
         }
     }

@@ -59,7 +59,7 @@ impl Discovery for WatchService {
 
     async fn watch(&self, request: Request<WatchRequest>) -> Result<Response<WatchStream>, Status> {
         let peer = crate::grpc_server::peer_of(&request);
-        let address = request.into_inner().address;
+        let WatchRequest { address, server } = request.into_inner();
         let target = match parse_address(&address) {
             Ok(target) => target,
             Err(e) => {
@@ -78,6 +78,7 @@ impl Discovery for WatchService {
         tracing::debug!(%peer, %target, "discovery watch opened");
         let state = Watch {
             target,
+            server,
             index: self.store.subscribe(),
             policies: self.policies.subscribe(),
             last: None,
@@ -148,6 +149,8 @@ fn parse_address(address: &str) -> anyhow::Result<Target> {
 /// The state of one open stream.
 struct Watch {
     target: Target,
+    /// The watcher is the sidecar of the endpoint at `target`: attach the server policy.
+    server: bool,
     index: watch::Receiver<Arc<Index>>,
     policies: watch::Receiver<Arc<Policies>>,
     /// What the proxy was last told; `None` before the first message.
@@ -161,17 +164,23 @@ impl Watch {
     /// The answer now. Both channels are marked seen, so only a newer version wakes the watch.
     fn answer(&mut self) -> pb::Resolution {
         // Each borrow holds a read lock: resolve and let go before awaiting anything.
-        let resolution = {
+        let (resolution, endpoint_port) = {
             let index = self.index.borrow_and_update();
             match &self.target {
-                Target::Addr(addr) => index.resolve(*addr),
-                Target::Name { service, port } => index.resolve_name(service, *port),
+                Target::Addr(addr) => (
+                    index.resolve(*addr),
+                    index.is_endpoint(*addr).then_some(addr.port()),
+                ),
+                Target::Name { service, port } => (index.resolve_name(service, *port), None),
             }
         };
         let mut wire = pb::Resolution::from(resolution);
         let policies = self.policies.borrow_and_update();
         if wire.known {
             wire.policy = policies.get(&wire.service).map(|p| (**p).clone());
+            if let (true, Some(port)) = (self.server, endpoint_port) {
+                wire.server_policy = policies.server(&wire.service, port);
+            }
         }
         wire
     }
@@ -267,9 +276,18 @@ mod tests {
     }
 
     async fn open(service: &WatchService, address: &str) -> Result<WatchStream, Status> {
+        open_as(service, address, false).await
+    }
+
+    async fn open_as(
+        service: &WatchService,
+        address: &str,
+        server: bool,
+    ) -> Result<WatchStream, Status> {
         service
             .watch(Request::new(WatchRequest {
                 address: address.to_owned(),
+                server,
             }))
             .await
             .map(Response::into_inner)
@@ -388,6 +406,31 @@ mod tests {
         // Removed: back to no policy (the proxy's built-in defaults).
         policies.reload(&[]).unwrap();
         assert_eq!(hello.next().await.unwrap().unwrap().policy, None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_an_endpoint_s_own_sidecar_gets_the_server_policy() {
+        let stop = CancellationToken::new();
+        let (_store, policies, service, _metrics) = service_with_policies(&stop);
+        let mut files = policy_files("3s");
+        files[0]
+            .1
+            .extend_from_slice(b"  server:\n    mtls: strict\n    authorization: {default: deny}\n");
+        policies.reload(&files).unwrap();
+        let mut own = open_as(&service, "10.1.0.1:80", true).await.unwrap();
+        let mut caller = open(&service, "10.1.0.1:80").await.unwrap();
+        let mut by_service_address = open_as(&service, "10.96.0.10:80", true).await.unwrap();
+        let server = own.next().await.unwrap().unwrap().server_policy.unwrap();
+        assert_eq!(server.mtls(), weft_api::policy::Mtls::Strict);
+        assert!(server.version.starts_with("hello.demo@"));
+        assert!(!server.authorization.unwrap().default_allow);
+        assert_eq!(caller.next().await.unwrap().unwrap().server_policy, None);
+        let vip = by_service_address.next().await.unwrap().unwrap();
+        assert!(vip.known && vip.server_policy.is_none());
+
+        // The server section removed: the endpoint's sidecar is told at once.
+        policies.reload(&policy_files("3s")).unwrap();
+        assert_eq!(own.next().await.unwrap().unwrap().server_policy, None);
     }
 
     #[tokio::test]

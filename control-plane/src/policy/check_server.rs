@@ -123,16 +123,29 @@ fn identities(cx: &mut Cx, node: &Node, path: &str) -> Vec<String> {
     out
 }
 
+/// An exact SPIFFE ID, `spiffe://<trust-domain>/ns/<namespace>/*` (every service account of the
+/// namespace) or `spiffe://<trust-domain>/*` (the whole trust domain).
 fn identity_pattern(cx: &mut Cx, text: &str, at: Pos, path: &str) -> bool {
-    let ok = match text.strip_suffix("/*") {
-        Some(prefix) => prefix.starts_with("spiffe://") && prefix.len() > "spiffe://".len(),
-        None => text.parse::<weft_certs::SpiffeId>().is_ok(),
+    // A wildcard is valid when the identity it stands for, with made-up remaining parts, is.
+    let example = match text.strip_suffix("/*") {
+        Some(prefix) if prefix.matches('/').count() == 4 => format!("{prefix}/sa/x"),
+        Some(prefix) => format!("{prefix}/ns/x/sa/x"),
+        None => text.to_owned(),
     };
+    let shape_ok = match text.strip_suffix("/*") {
+        Some(prefix) => {
+            let rest = prefix.strip_prefix("spiffe://").unwrap_or_default();
+            let parts: Vec<&str> = rest.split('/').collect();
+            matches!(parts.as_slice(), [_] | [_, "ns", _])
+        }
+        None => true,
+    };
+    let ok = shape_ok && example.parse::<weft_certs::SpiffeId>().is_ok();
     if !ok {
         cx.problem(
             at,
             path,
-            format!("`{text}` is not a SPIFFE ID (spiffe://<trust-domain>/ns/<namespace>/sa/<account>) or a prefix ending in /*"),
+            format!("`{text}` is not a SPIFFE ID (spiffe://<trust-domain>/ns/<namespace>/sa/<account>), spiffe://<trust-domain>/ns/<namespace>/* or spiffe://<trust-domain>/*"),
         );
     }
     ok

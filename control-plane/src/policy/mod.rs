@@ -18,6 +18,7 @@ pub mod explain;
 pub mod load;
 pub mod model;
 pub mod node;
+mod server_policy;
 pub mod walk;
 
 use std::collections::HashMap;
@@ -32,14 +33,17 @@ pub use check_routes::is_dns_label;
 pub use effective::client_policy;
 pub use load::Loaded;
 pub use model::ServicePolicy;
+pub use server_policy::ServerHalf;
 
 use crate::metrics::Metrics;
 use crate::reload;
 
-/// The effective client policies in force, by `<name>.<namespace>`.
+/// The policies in force, by `<name>.<namespace>`: each document's effective client half and
+/// its server half.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Policies {
     by_service: HashMap<String, Arc<ClientPolicy>>,
+    servers: HashMap<String, ServerHalf>,
 }
 
 impl Policies {
@@ -49,7 +53,17 @@ impl Policies {
                 .iter()
                 .map(|l| (l.policy.key(), Arc::new(client_policy(&l.policy))))
                 .collect(),
+            servers: loaded
+                .iter()
+                .filter_map(|l| Some((l.policy.key(), ServerHalf::of(&l.policy)?)))
+                .collect(),
         }
+    }
+
+    /// What the sidecars of `service`'s endpoints enforce on `port`, if its document has a
+    /// `server` section.
+    pub fn server(&self, service: &str, port: u16) -> Option<weft_api::policy::ServerPolicy> {
+        self.servers.get(service).map(|half| half.for_port(port))
     }
 
     /// The client policy of the service `<name>.<namespace>`, if it has a ServicePolicy.
