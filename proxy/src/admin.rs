@@ -5,6 +5,9 @@
 //! - `GET /metrics`: Prometheus text format.
 //! - `GET /identity`: the current certificate (identity, serial, validity, rotations) as JSON.
 //! - `GET /config`: the effective configuration as JSON (no secrets).
+//! - `GET /destinations`: what each destination resolves to, its client policy and endpoints.
+//! - `GET /inbound`: the server policy in force on each of this pod's ports that has had a
+//!   connection, with the fault drills active now.
 //! - `GET /log-level`, `PUT /log-level` (body: a level or filter): only from loopback, since it
 //!   changes the proxy's behaviour.
 
@@ -80,6 +83,7 @@ impl Admin {
                 &self.forwards,
                 self.discovery.as_deref(),
             )),
+            (Method::GET, "/inbound") => json(self.inbound()),
             (Method::GET, "/log-level") => match &self.log_level {
                 Some((_, current)) => text(
                     StatusCode::OK,
@@ -91,13 +95,35 @@ impl Admin {
             (
                 _,
                 "/live" | "/ready" | "/metrics" | "/identity" | "/config" | "/destinations"
-                | "/log-level",
+                | "/inbound" | "/log-level",
             ) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
             _ => text(
                 StatusCode::NOT_FOUND,
-                "not found; try /live, /ready, /metrics, /identity, /config, /log-level\n",
+                "not found; try /live, /ready, /metrics, /identity, /config, /destinations, /inbound, /log-level\n",
             ),
         }
+    }
+
+    /// `{"ports": [{"address", "answered", "service", "server_policy"}]}`.
+    fn inbound(&self) -> serde_json::Value {
+        let now = SystemTime::now();
+        let ports = self
+            .discovery
+            .as_ref()
+            .map(|d| d.inbound_answers())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(addr, answer)| {
+                let mut port = match &answer {
+                    Some(answer) => answer.describe(now),
+                    None => serde_json::json!({}),
+                };
+                port["address"] = addr.to_string().into();
+                port["answered"] = answer.is_some().into();
+                port
+            })
+            .collect::<Vec<_>>();
+        serde_json::json!({ "ports": ports })
     }
 
     fn identity(&self) -> serde_json::Value {

@@ -125,6 +125,7 @@ pub async fn start(
             .max(std::time::Duration::from_secs(5)),
         app: app.clone(),
         metrics: metrics.clone(),
+        discovery: Some(discovery.clone()),
     });
     let mut outbound = Outbound::new(
         store.clone(),

@@ -11,6 +11,7 @@ use http::{HeaderValue, Response, StatusCode};
 
 use crate::body::{Body, full};
 use crate::headers;
+use crate::server_policy::Abort;
 use crate::tls::ConnectError;
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +59,22 @@ pub enum ProxyError {
         destination: String,
         why: &'static str,
     },
+    #[error("{caller} is not allowed to call {service} (route {route}) by its ServicePolicy {version}")]
+    Unauthorized {
+        caller: String,
+        service: String,
+        route: String,
+        version: String,
+    },
+    #[error("{caller} is over the {limit} rate limit of {service}; retry in {retry_after:?}")]
+    RateLimited {
+        caller: String,
+        service: String,
+        limit: &'static str,
+        retry_after: Duration,
+    },
+    #[error("a fault drill of {version} aborted this request")]
+    FaultInjected { version: String, abort: Abort },
 }
 
 impl ProxyError {
@@ -74,6 +91,9 @@ impl ProxyError {
             ProxyError::Timeout { .. } | ProxyError::PerTryTimeout { .. } => "timeout",
             ProxyError::CircuitOpen(_) => "circuit_open",
             ProxyError::Overloaded { .. } => "overloaded",
+            ProxyError::Unauthorized { .. } => "unauthorized",
+            ProxyError::RateLimited { .. } => "rate_limited",
+            ProxyError::FaultInjected { .. } => "fault_injected",
         }
     }
 
@@ -87,7 +107,39 @@ impl ProxyError {
             | ProxyError::CircuitOpen(_)
             | ProxyError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::Unauthorized { .. } => StatusCode::FORBIDDEN,
+            ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::FaultInjected {
+                abort: Abort::Http(status),
+                ..
+            } => *status,
             _ => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// The gRPC status code for gRPC callers. UNAVAILABLE (14) tells gRPC clients the call may
+    /// be retried; DEADLINE_EXCEEDED (4) that it ran out of time.
+    fn grpc_code(&self) -> u32 {
+        match self {
+            ProxyError::Unauthorized { .. } => 7,
+            ProxyError::RateLimited { .. } => 8,
+            ProxyError::FaultInjected {
+                abort: Abort::Grpc(code),
+                ..
+            } => *code,
+            _ => match self.status() {
+                StatusCode::BAD_REQUEST => 13,
+                StatusCode::GATEWAY_TIMEOUT => 4,
+                _ => 14,
+            },
+        }
+    }
+
+    /// How long the caller should wait before trying again, when the proxy knows.
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ProxyError::RateLimited { retry_after, .. } => Some(*retry_after),
+            _ => None,
         }
     }
 
@@ -95,28 +147,31 @@ impl ProxyError {
     pub fn response(&self, grpc: bool) -> Response<Body> {
         let reason = HeaderValue::from_static(self.reason());
         let message = self.to_string();
+        let retry_after = self.retry_after();
         if grpc {
             // gRPC clients read statuses from trailers; a trailers-only response carries them in
-            // the headers. UNAVAILABLE (14) tells gRPC clients the call may be retried;
-            // DEADLINE_EXCEEDED (4) that it ran out of time.
-            let grpc_status = match self.status() {
-                StatusCode::BAD_REQUEST => "13",
-                StatusCode::GATEWAY_TIMEOUT => "4",
-                _ => "14",
-            };
-            return Response::builder()
+            // the headers.
+            let mut response = Response::builder()
                 .status(StatusCode::OK)
                 .header(http::header::CONTENT_TYPE, "application/grpc")
-                .header("grpc-status", grpc_status)
+                .header("grpc-status", self.grpc_code())
                 .header("grpc-message", percent_encode(&message))
-                .header(headers::ERROR, reason)
-                .body(full(""))
-                .expect("the response parts are valid");
+                .header(headers::ERROR, reason);
+            if let Some(wait) = retry_after {
+                response = response.header("grpc-retry-pushback-ms", wait.as_millis().max(1) as u64);
+            }
+            return response.body(full("")).expect("the response parts are valid");
         }
-        Response::builder()
+        let mut response = Response::builder()
             .status(self.status())
             .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
-            .header(headers::ERROR, reason)
+            .header(headers::ERROR, reason);
+        if let Some(wait) = retry_after {
+            // Whole seconds, rounded up: `Retry-After: 0` would invite an immediate retry.
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            response = response.header(http::header::RETRY_AFTER, seconds.max(1));
+        }
+        response
             .body(full(format!("weft: {message}\n")))
             .expect("the response parts are valid")
     }

@@ -28,6 +28,7 @@ pub mod outbound;
 pub mod policy;
 pub mod pool;
 pub mod resilience;
+pub mod server_policy;
 pub mod tls;
 pub mod transport;
 pub mod upgrade;

@@ -61,6 +61,15 @@ pub struct Metrics {
     pub endpoint_ejected: IntGaugeVec,
     /// `weft_outbound_breaker_transitions_total{destination,to}`: to open or closed.
     pub breaker_transitions: IntCounterVec,
+    /// `weft_inbound_unauthorized_total{client_identity,route,mode}`: requests and connections
+    /// the server policy's authorization refused (mode enforce) or would have (mode audit).
+    pub unauthorized: IntCounterVec,
+    /// `weft_inbound_rate_limited_total{client_identity,limit,mode}`: requests over a rate limit.
+    pub rate_limited: IntCounterVec,
+    /// `weft_inbound_rate_limit_buckets`: per-identity rate limit buckets held.
+    pub rate_limit_buckets: IntGauge,
+    /// `weft_inbound_faults_injected_total{route,kind}`: kind abort or delay.
+    pub faults_injected: IntCounterVec,
     /// `weft_outbound_request_attempts{destination,route}`: attempts per request.
     pub request_attempts: HistogramVec,
 }
@@ -191,6 +200,26 @@ impl Metrics {
                 "Circuit breaker changes, by the state entered (open, closed).",
                 &["destination", "to"],
             ),
+            unauthorized: counter(
+                "weft_inbound_unauthorized_total",
+                "Inbound requests and connections refused by authorization (mode enforce) or that would have been (mode audit), by caller and route.",
+                &["client_identity", "route", "mode"],
+            ),
+            rate_limited: counter(
+                "weft_inbound_rate_limited_total",
+                "Inbound requests over a rate limit (total, identity or override), refused (mode enforce) or let through (mode audit).",
+                &["client_identity", "limit", "mode"],
+            ),
+            rate_limit_buckets: IntGauge::new(
+                "weft_inbound_rate_limit_buckets",
+                "Per-identity rate limit buckets held (bounded; idle ones are forgotten).",
+            )
+            .expect("metric definitions are valid"),
+            faults_injected: counter(
+                "weft_inbound_faults_injected_total",
+                "Requests a fault drill of the server policy aborted or delayed, by route and kind.",
+                &["route", "kind"],
+            ),
             request_attempts: HistogramVec::new(
                 HistogramOpts::new(
                     "weft_outbound_request_attempts",
@@ -225,6 +254,10 @@ impl Metrics {
             Box::new(metrics.endpoint_ejected.clone()),
             Box::new(metrics.breaker_transitions.clone()),
             Box::new(metrics.request_attempts.clone()),
+            Box::new(metrics.unauthorized.clone()),
+            Box::new(metrics.rate_limited.clone()),
+            Box::new(metrics.rate_limit_buckets.clone()),
+            Box::new(metrics.faults_injected.clone()),
         ];
         for collector in collectors {
             metrics

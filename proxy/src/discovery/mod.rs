@@ -6,6 +6,11 @@
 //! plane restarts or is unreachable) the last answer stays in force while the watch reconnects
 //! with backoff; the first message after reconnecting is the full current answer.
 //!
+//! The same watches tell the inbound side what to enforce: a watch of one of this pod's own
+//! `ip:port` with `server` set answers with the server half of the service's policy for that
+//! port ([`Discovery::inbound`]), so a policy edit reaches the server sidecars the way endpoint
+//! changes reach callers.
+//!
 //! An address nobody has connected to for [`IDLE_WATCH`] is forgotten (its watch ends once the
 //! last connection using it closes), so an app that dials many distinct addresses does not hold
 //! a stream open on the control plane for each of them forever.
@@ -21,9 +26,11 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
+use weft_api::discovery::WatchRequest;
 use weft_api::discovery::discovery_client::DiscoveryClient;
 
 use crate::metrics::Metrics;
+use crate::server_policy::InboundPolicy;
 pub use resolution::Resolution;
 
 /// How long a new connection waits for the control plane's first answer about its destination.
@@ -39,18 +46,23 @@ pub const IDLE_WATCH: Duration = Duration::from_secs(300);
 /// The current answer for one address; `None` until the control plane has sent one.
 pub type Answer = tokio::sync::watch::Receiver<Option<Resolution>>;
 
+/// The current server policy of one of this pod's ports; `None` until the first answer.
+pub type InboundAnswer = tokio::sync::watch::Receiver<Option<InboundPolicy>>;
+
 pub struct Discovery {
     client: DiscoveryClient<Channel>,
     /// By what is watched: `ip:port`, or `name.namespace:port` for a named service.
-    watches: Mutex<HashMap<String, Watched>>,
+    watches: Mutex<HashMap<String, Watched<Resolution>>>,
+    /// This pod's own `ip:port`s that connections arrived at.
+    inbound: Mutex<HashMap<SocketAddr, Watched<InboundPolicy>>>,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
     /// Set when a watch could not reach the control plane, cleared by any answer.
     unreachable: Arc<AtomicBool>,
 }
 
-struct Watched {
-    answer: Answer,
+struct Watched<T> {
+    answer: tokio::sync::watch::Receiver<Option<T>>,
     last_used: Instant,
 }
 
@@ -66,6 +78,7 @@ impl Discovery {
         Self {
             client: DiscoveryClient::new(channel),
             watches: Mutex::new(HashMap::new()),
+            inbound: Mutex::new(HashMap::new()),
             metrics,
             stop,
             unreachable: Arc::default(),
@@ -79,7 +92,23 @@ impl Discovery {
 
     /// The live answer for a service by name (`name.namespace:port`), as [`Self::resolve`].
     pub async fn resolve_key(&self, addr: String) -> Result<Answer, NoAnswer> {
-        let mut answer = self.answer(&addr);
+        let answer = self.answer(&addr);
+        self.first_answer(answer, addr).await
+    }
+
+    /// The live server policy of this pod's `addr` (the `ip:port` a connection arrived at),
+    /// waiting (bounded) for the first answer if it is new.
+    pub async fn inbound(&self, addr: SocketAddr) -> Result<InboundAnswer, NoAnswer> {
+        let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
+        let answer = watched(&self.inbound, addr, || self.start(addr.to_string(), true));
+        self.first_answer(answer, addr.to_string()).await
+    }
+
+    async fn first_answer<T>(
+        &self,
+        mut answer: tokio::sync::watch::Receiver<Option<T>>,
+        addr: String,
+    ) -> Result<tokio::sync::watch::Receiver<Option<T>>, NoAnswer> {
         let wait = match self.unreachable.load(Ordering::Relaxed) {
             true => FIRST_ANSWER_TIMEOUT_UNREACHABLE,
             false => FIRST_ANSWER_TIMEOUT,
@@ -96,35 +125,39 @@ impl Discovery {
     /// The answer for `addr`, starting its watch if it is new. The watch of a name given to a
     /// `--forward` listener lives as long as the listener holds the answer.
     pub fn answer(&self, addr: &str) -> Answer {
-        let now = Instant::now();
-        let mut watches = self.watches();
-        if let Some(watched) = watches.get_mut(addr) {
-            watched.last_used = now;
+        if let Some(watched) = self.watches().get_mut(addr) {
+            watched.last_used = Instant::now();
             return watched.answer.clone();
         }
-        let watched = watches.entry(addr.to_owned()).or_insert_with(|| {
-            let (tx, rx) = tokio::sync::watch::channel(None);
-            tokio::spawn(watch::run(
-                self.client.clone(),
-                addr.to_owned(),
-                tx,
-                self.metrics.clone(),
-                self.unreachable.clone(),
-                self.stop.clone(),
-            ));
-            Watched {
-                answer: rx,
-                last_used: now,
-            }
-        });
-        watched.last_used = now;
-        watched.answer.clone()
+        watched(&self.watches, addr.to_owned(), || {
+            self.start(addr.to_owned(), false)
+        })
+    }
+
+    /// Starts the watch of `address` (for the inbound side when `server`).
+    fn start<T: watch::Answer>(
+        &self,
+        address: String,
+        server: bool,
+    ) -> tokio::sync::watch::Receiver<Option<T>> {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        tokio::spawn(watch::run(
+            self.client.clone(),
+            WatchRequest { address, server },
+            tx,
+            self.metrics.clone(),
+            self.unreachable.clone(),
+            self.stop.clone(),
+        ));
+        rx
     }
 
     /// Forgets addresses unused since `now - IDLE_WATCH`; returns how many are still watched.
     pub fn forget_idle(&self, now: Instant) -> usize {
+        let fresh = |last_used: Instant| now.saturating_duration_since(last_used) < IDLE_WATCH;
+        lock(&self.inbound).retain(|_, w| fresh(w.last_used));
         let mut watches = self.watches();
-        watches.retain(|_, w| now.saturating_duration_since(w.last_used) < IDLE_WATCH);
+        watches.retain(|_, w| fresh(w.last_used));
         watches.len()
     }
 
@@ -151,11 +184,42 @@ impl Discovery {
         all
     }
 
-    fn watches(&self) -> std::sync::MutexGuard<'_, HashMap<String, Watched>> {
-        self.watches
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// Every port of this pod that connections arrived at, with its server policy.
+    pub fn inbound_answers(&self) -> Vec<(SocketAddr, Option<InboundPolicy>)> {
+        let mut all: Vec<_> = lock(&self.inbound)
+            .iter()
+            .map(|(addr, w)| (*addr, w.answer.borrow().clone()))
+            .collect();
+        all.sort_by_key(|(addr, _)| *addr);
+        all
     }
+
+    fn watches(&self) -> std::sync::MutexGuard<'_, HashMap<String, Watched<Resolution>>> {
+        lock(&self.watches)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The answer `map` holds for `key`, marked used now; `start()`s its watch if it has none.
+fn watched<K, T>(
+    map: &Mutex<HashMap<K, Watched<T>>>,
+    key: K,
+    start: impl FnOnce() -> tokio::sync::watch::Receiver<Option<T>>,
+) -> tokio::sync::watch::Receiver<Option<T>>
+where
+    K: std::hash::Hash + Eq,
+{
+    let now = Instant::now();
+    let mut map = lock(map);
+    let watched = map.entry(key).or_insert_with(|| Watched {
+        answer: start(),
+        last_used: now,
+    });
+    watched.last_used = now;
+    watched.answer.clone()
 }
 
 #[cfg(test)]

@@ -1,5 +1,8 @@
 //! One address's watch: stream answers from the control plane into a `watch` channel, and
 //! reconnect with backoff (keeping the last answer) whenever the stream ends.
+//!
+//! The same loop serves both kinds of watch: a destination's (answers become a [`Resolution`])
+//! and one of this pod's own ports (answers become an [`InboundPolicy`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,11 +17,50 @@ use weft_api::discovery::discovery_client::DiscoveryClient;
 use super::Resolution;
 use crate::identity::refresh::Backoff;
 use crate::metrics::Metrics;
+use crate::server_policy::InboundPolicy;
 
-pub async fn run(
+/// What a watch turns each answer into.
+pub trait Answer: Send + Sync + 'static {
+    /// Converts `answer`, keeping what state `previous` had that still applies.
+    fn from_proto(
+        answer: weft_api::discovery::Resolution,
+        previous: Option<&Self>,
+        metrics: &Arc<Metrics>,
+    ) -> Self;
+    /// A short description for logs.
+    fn summary(&self) -> String;
+}
+
+impl Answer for Resolution {
+    fn from_proto(
+        answer: weft_api::discovery::Resolution,
+        previous: Option<&Self>,
+        metrics: &Arc<Metrics>,
+    ) -> Self {
+        Resolution::from_proto(answer, previous, metrics)
+    }
+    fn summary(&self) -> String {
+        Resolution::summary(self)
+    }
+}
+
+impl Answer for InboundPolicy {
+    fn from_proto(
+        answer: weft_api::discovery::Resolution,
+        previous: Option<&Self>,
+        metrics: &Arc<Metrics>,
+    ) -> Self {
+        InboundPolicy::from_proto(answer, previous, metrics)
+    }
+    fn summary(&self) -> String {
+        InboundPolicy::summary(self)
+    }
+}
+
+pub async fn run<T: Answer>(
     mut client: DiscoveryClient<Channel>,
-    addr: String,
-    answers: Sender<Option<Resolution>>,
+    request: WatchRequest,
+    answers: Sender<Option<T>>,
     metrics: Arc<Metrics>,
     unreachable: Arc<AtomicBool>,
     stop: CancellationToken,
@@ -28,26 +70,24 @@ pub async fn run(
         _ = stop.cancelled() => {}
         // Nobody needs the answer any more: the address was forgotten and its connections ended.
         _ = answers.closed() => {}
-        _ = follow_forever(&mut client, &addr, &answers, &metrics, &unreachable) => {}
+        _ = follow_forever(&mut client, &request, &answers, &metrics, &unreachable) => {}
     }
     metrics.discovery_watches.dec();
 }
 
-async fn follow_forever(
+async fn follow_forever<T: Answer>(
     client: &mut DiscoveryClient<Channel>,
-    addr: &str,
-    answers: &Sender<Option<Resolution>>,
+    request: &WatchRequest,
+    answers: &Sender<Option<T>>,
     metrics: &Arc<Metrics>,
     unreachable: &AtomicBool,
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-    let request = WatchRequest {
-        address: addr.to_owned(),
-    };
+    let addr = &request.address;
     loop {
         let ended = follow(
             client,
-            &request,
+            request,
             answers,
             metrics,
             unreachable,
@@ -95,10 +135,10 @@ impl Ended {
 }
 
 /// Follows one stream until it ends, publishing every answer.
-async fn follow(
+async fn follow<T: Answer>(
     client: &mut DiscoveryClient<Channel>,
     request: &WatchRequest,
-    answers: &Sender<Option<Resolution>>,
+    answers: &Sender<Option<T>>,
     metrics: &Arc<Metrics>,
     unreachable: &AtomicBool,
     backoff: &mut Backoff,
@@ -114,8 +154,8 @@ async fn follow(
                 unreachable.store(false, Ordering::Relaxed);
                 metrics.discovery_updates.inc();
                 answers.send_modify(|current| {
-                    let next = Resolution::from_proto(answer, current.as_ref(), metrics);
-                    tracing::debug!(address = %request.address, "discovery: {}", next.summary());
+                    let next = T::from_proto(answer, current.as_ref(), metrics);
+                    tracing::debug!(address = %request.address, server = request.server, "discovery: {}", next.summary());
                     *current = Some(next);
                 });
             }

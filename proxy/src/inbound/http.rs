@@ -1,9 +1,10 @@
-//! HTTP for the local app: tag the request with the caller's identity, restore the version the
-//! caller's app spoke, forward on loopback, and count the result.
+//! HTTP for the local app: admit the request by the port's server policy, tag it with the
+//! caller's identity, restore the version the caller's app spoke, forward it, and count the
+//! result.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
@@ -11,9 +12,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 use weft_certs::SpiffeId;
 
-use super::{Inbound, client_label};
+use super::admission::{self, Caller};
+use super::{Inbound, PortPolicy, client_label};
 use crate::app_client::AppTarget;
 use crate::body::{self, Body};
+use crate::errors::ProxyError;
 use crate::headers;
 use crate::http_server::{self, HttpVersion};
 use crate::metrics::StatusCounters;
@@ -25,6 +28,7 @@ pub async fn serve<I>(
     version: HttpVersion,
     identity: Option<SpiffeId>,
     target: SocketAddr,
+    policy: PortPolicy,
     stop: CancellationToken,
 ) where
     I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
@@ -37,8 +41,10 @@ pub async fn serve<I>(
             &inbound.metrics.inbound_requests,
             client_label(identity.as_ref()),
         ),
+        caller_identity: identity.as_ref().map(ToString::to_string),
         inbound,
         target: AppTarget::new(target),
+        policy,
     });
     http_server::serve(io, version, stop, move |req| {
         let context = context.clone();
@@ -50,15 +56,54 @@ pub async fn serve<I>(
 struct Context {
     inbound: Arc<Inbound>,
     identity_header: Option<HeaderValue>,
+    /// The caller's SPIFFE ID; `None` for plaintext callers.
+    caller_identity: Option<String>,
     /// `weft_inbound_requests_total` for this caller.
     requests: StatusCounters,
     target: AppTarget,
+    policy: PortPolicy,
 }
 
 impl Context {
-    async fn handle(&self, mut req: Request<Incoming>) -> Response<Body> {
+    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
         let started = Instant::now();
         let grpc = headers::is_grpc(&req);
+        let response = match self.admit(&req) {
+            Ok(delay) => {
+                if let Some(delay) = delay {
+                    tokio::time::sleep(delay).await;
+                }
+                self.forward(req, grpc).await
+            }
+            Err(refusal) => refusal.response(grpc),
+        };
+        self.requests.inc(response.status());
+        self.inbound
+            .metrics
+            .inbound_duration
+            .observe(started.elapsed().as_secs_f64());
+        response
+    }
+
+    /// The server policy's verdict on `req`: forward it (after a drill's delay) or refuse it.
+    fn admit(&self, req: &Request<Incoming>) -> Result<Option<Duration>, ProxyError> {
+        let Some(policy) = self.policy.current() else {
+            return Ok(None);
+        };
+        let caller = Caller {
+            identity: self.caller_identity.as_deref(),
+            label: self.requests.label(),
+        };
+        admission::admit(
+            &policy,
+            &self.policy.service(),
+            req,
+            &caller,
+            &self.inbound.metrics,
+        )
+    }
+
+    async fn forward(&self, mut req: Request<Incoming>, grpc: bool) -> Response<Body> {
         let upgrade =
             upgrade::requested(&req).map(|protocol| (protocol, hyper::upgrade::on(&mut req)));
         let (mut parts, incoming) = req.into_parts();
@@ -81,7 +126,7 @@ impl Context {
             }
             None => Box::pin(self.inbound.app.send(&self.target, version, req)).await,
         };
-        let response = match sent {
+        match sent {
             Ok(mut response) => {
                 // A 101 keeps `Connection`/`Upgrade`: they are what it answers.
                 if response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
@@ -97,11 +142,6 @@ impl Context {
                 tracing::warn!(client = %self.requests.label(), "{e}");
                 e.response(grpc)
             }
-        };
-        self.requests.inc(response.status());
-        metrics
-            .inbound_duration
-            .observe(started.elapsed().as_secs_f64());
-        response
+        }
     }
 }

@@ -4,8 +4,15 @@
 //! gets mutual TLS; the caller's SPIFFE ID is read from its certificate and handed to the app.
 //! Everything else is "plaintext" from the mesh's point of view (including TLS the app terminates
 //! itself): accepted and marked unauthenticated in permissive mode, refused in strict mode.
+//!
+//! Before any of that, the connection's port is looked up in the server policy (see
+//! `crate::server_policy`): its `mtls` setting overrides `--inbound-mode`, and its authorization,
+//! rate limits and fault drills apply to every request (and opaque connection) that follows —
+//! always as the policy is now, so an edit reaches open connections too.
 
+mod admission;
 mod http;
+mod port_policy;
 mod refuse;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -20,10 +27,13 @@ use weft_certs::SpiffeId;
 
 use crate::app_client::AppClient;
 use crate::detect::{self, Protocol};
+use crate::discovery::Discovery;
 use crate::http_server::HttpVersion;
 use crate::metrics::Metrics;
 use crate::tls::{TlsStore, alpn, classify, peer_identity};
 use crate::transport::{OrigDstAddr, PrefixedIo, accept_loop, original_dst, splice};
+use admission::Caller;
+pub use port_policy::PortPolicy;
 
 /// How the inbound listener treats callers that are not mesh proxies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -46,6 +56,8 @@ pub struct Inbound {
     pub handshake_timeout: Duration,
     pub app: Arc<AppClient>,
     pub metrics: Arc<Metrics>,
+    /// Where the server policy of each port comes from; `None` enforces nothing.
+    pub discovery: Option<Arc<Discovery>>,
 }
 
 impl Inbound {
@@ -58,11 +70,18 @@ impl Inbound {
     }
 
     async fn handle(self: Arc<Self>, tcp: TcpStream, client: SocketAddr, stop: CancellationToken) {
-        let Some(target) = original_dst(&tcp).map(app_target).or(self.app_addr) else {
+        let orig = original_dst(&tcp);
+        let Some(target) = orig.map(app_target).or(self.app_addr) else {
             self.count_connection("refused");
             tracing::warn!(%client, "no app address: the connection was not redirected and --inbound-app-addr is not set");
             return;
         };
+        // The address the caller dialled, as MeshService endpoints list it.
+        let port_addr = orig.map(|o| o.0).or_else(|| tcp.local_addr().ok());
+        let Some(policy) = self.port_policy(port_addr, client).await else {
+            return;
+        };
+        let mode = policy.mtls().unwrap_or(self.mode);
         let Some((protocol, io)) =
             detect::accepted(tcp, self.detect_timeout, "inbound", &self.metrics).await
         else {
@@ -71,30 +90,47 @@ impl Inbound {
         let from_peer_proxy =
             matches!(&protocol, Protocol::Tls { alpn } if alpn::is_mesh(&as_slices(alpn)));
         if from_peer_proxy
-            || (self.mode == InboundMode::Strict && matches!(protocol, Protocol::Tls { .. }))
+            || (mode == InboundMode::Strict && matches!(protocol, Protocol::Tls { .. }))
         {
-            return self.serve_mtls(io, client, target, stop).await;
+            return self.serve_mtls(io, client, target, policy, stop).await;
         }
-        if self.mode == InboundMode::Strict {
-            self.count_connection("refused");
+        if mode == InboundMode::Strict {
+            self.refuse("plaintext");
             return refuse::plaintext(io, client, protocol).await;
         }
         match protocol {
             Protocol::Http1 => {
                 self.count_connection("plaintext");
-                http::serve(self, io, HttpVersion::Http1, None, target, stop).await
+                http::serve(self, io, HttpVersion::Http1, None, target, policy, stop).await
             }
             Protocol::Http2 => {
                 self.count_connection("plaintext");
-                http::serve(self, io, HttpVersion::Http2, None, target, stop).await
+                http::serve(self, io, HttpVersion::Http2, None, target, policy, stop).await
             }
             Protocol::Tls { .. } => {
                 self.count_connection("passthrough");
-                self.forward_opaque(io, client, target).await
+                self.forward_opaque(io, client, target, None, &policy).await
             }
             Protocol::Opaque => {
                 self.count_connection("plaintext");
-                self.forward_opaque(io, client, target).await
+                self.forward_opaque(io, client, target, None, &policy).await
+            }
+        }
+    }
+
+    /// The server policy of the port `addr`, waiting (bounded) for the control plane's first
+    /// answer about a port not seen before. Without one the connection is refused: a dead
+    /// control plane must not open a port its policy closes.
+    async fn port_policy(&self, addr: Option<SocketAddr>, client: SocketAddr) -> Option<PortPolicy> {
+        let (Some(discovery), Some(addr)) = (&self.discovery, addr) else {
+            return Some(PortPolicy::none());
+        };
+        match discovery.inbound(addr).await {
+            Ok(answer) => Some(PortPolicy::new(answer)),
+            Err(e) => {
+                self.refuse("no_policy");
+                tracing::warn!(%client, "refused a connection to {addr}: {e}, so its server policy is unknown");
+                None
             }
         }
     }
@@ -104,10 +140,11 @@ impl Inbound {
         io: PrefixedIo<TcpStream>,
         client: SocketAddr,
         target: SocketAddr,
+        policy: PortPolicy,
         stop: CancellationToken,
     ) {
         let Some(credentials) = self.store.current() else {
-            self.count_connection("refused");
+            self.refuse("no_certificate");
             tracing::warn!(%client, "refused a mesh connection: this proxy has no certificate yet");
             return;
         };
@@ -139,19 +176,44 @@ impl Inbound {
         tracing::debug!(%client, %identity, "accepted mesh connection");
         match tls.get_ref().1.alpn_protocol() {
             Some(p) if p == alpn::MESH_H2 || p == b"h2" => {
-                http::serve(self, tls, HttpVersion::Http2, Some(identity), target, stop).await
+                let version = HttpVersion::Http2;
+                http::serve(self, tls, version, Some(identity), target, policy, stop).await
             }
             Some(p) if p == alpn::MESH_HTTP1 || p == b"http/1.1" => {
-                http::serve(self, tls, HttpVersion::Http1, Some(identity), target, stop).await
+                let version = HttpVersion::Http1;
+                http::serve(self, tls, version, Some(identity), target, policy, stop).await
             }
-            _ => self.forward_opaque(tls, client, target).await,
+            _ => {
+                self.forward_opaque(tls, client, target, Some(&identity), &policy)
+                    .await
+            }
         }
     }
 
-    async fn forward_opaque<I>(&self, io: I, client: SocketAddr, target: SocketAddr)
-    where
+    /// Splices an opaque connection to the app, if the server policy admits its caller.
+    async fn forward_opaque<I>(
+        &self,
+        io: I,
+        client: SocketAddr,
+        target: SocketAddr,
+        identity: Option<&SpiffeId>,
+        policy: &PortPolicy,
+    ) where
         I: AsyncRead + AsyncWrite + Unpin,
     {
+        if let Some(policy) = policy.current() {
+            let identity = identity.map(ToString::to_string);
+            let label = client_label_str(identity.as_deref());
+            let caller = Caller {
+                identity: identity.as_deref(),
+                label: &label,
+            };
+            if !admission::admit_connection(&policy, &caller, &self.metrics) {
+                self.refuse("unauthorized");
+                tracing::debug!(%client, "closed the opaque connection of {label}");
+                return;
+            }
+        }
         match TcpStream::connect(target).await {
             Ok(app) => {
                 let _ = app.set_nodelay(true);
@@ -167,8 +229,17 @@ impl Inbound {
         }
     }
 
-    fn refuse_handshake(&self, client: SocketAddr, reason: &'static str, detail: &str) {
+    /// Counts a connection refused before reaching the app.
+    fn refuse(&self, reason: &str) {
         self.count_connection("refused");
+        self.metrics
+            .inbound_refused
+            .with_label_values(&[reason])
+            .inc();
+    }
+
+    fn refuse_handshake(&self, client: SocketAddr, reason: &'static str, detail: &str) {
+        self.refuse("handshake");
         self.metrics
             .tls_handshake_errors
             .with_label_values(&["inbound", reason])
@@ -200,7 +271,9 @@ fn as_slices(protocols: &[Vec<u8>]) -> Vec<&[u8]> {
 
 /// The label for a caller in metrics and logs.
 pub fn client_label(identity: Option<&SpiffeId>) -> String {
-    identity
-        .map(ToString::to_string)
-        .unwrap_or_else(|| "unauthenticated".to_owned())
+    client_label_str(identity.map(ToString::to_string).as_deref())
+}
+
+fn client_label_str(identity: Option<&str>) -> String {
+    identity.unwrap_or("unauthenticated").to_owned()
 }

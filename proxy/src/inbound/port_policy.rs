@@ -1,0 +1,41 @@
+//! The server policy of the port a connection arrived at, read afresh for every request so
+//! that a policy edit applies to connections already open.
+
+use std::sync::Arc;
+
+use crate::discovery::InboundAnswer;
+use crate::inbound::InboundMode;
+use crate::server_policy::ServerPolicy;
+
+#[derive(Clone)]
+pub struct PortPolicy(Option<InboundAnswer>);
+
+impl PortPolicy {
+    pub fn new(answer: InboundAnswer) -> Self {
+        Self(Some(answer))
+    }
+
+    /// Nothing to enforce (no discovery, or a connection without a local address).
+    pub fn none() -> Self {
+        Self(None)
+    }
+
+    /// The server policy in force now, if the port's service has one.
+    pub fn current(&self) -> Option<Arc<ServerPolicy>> {
+        let answer = self.0.as_ref()?.borrow();
+        answer.as_ref()?.policy.clone()
+    }
+
+    /// `<name>.<namespace>` of the port's service, for messages.
+    pub fn service(&self) -> String {
+        self.0
+            .as_ref()
+            .and_then(|a| a.borrow().as_ref()?.service.clone())
+            .unwrap_or_else(|| "this service".to_owned())
+    }
+
+    /// The port's `mtls` setting, if its policy has one.
+    pub fn mtls(&self) -> Option<InboundMode> {
+        self.current()?.mtls
+    }
+}
