@@ -59,7 +59,9 @@ pub enum ProxyError {
         destination: String,
         why: &'static str,
     },
-    #[error("{caller} is not allowed to call {service} (route {route}) by its ServicePolicy {version}")]
+    #[error(
+        "{caller} is not allowed to call {service} (route {route}) by its ServicePolicy {version}"
+    )]
     Unauthorized {
         caller: String,
         service: String,
@@ -158,9 +160,12 @@ impl ProxyError {
                 .header("grpc-message", percent_encode(&message))
                 .header(headers::ERROR, reason);
             if let Some(wait) = retry_after {
-                response = response.header("grpc-retry-pushback-ms", wait.as_millis().max(1) as u64);
+                response =
+                    response.header("grpc-retry-pushback-ms", wait.as_millis().max(1) as u64);
             }
-            return response.body(full("")).expect("the response parts are valid");
+            return response
+                .body(full(""))
+                .expect("the response parts are valid");
         }
         let mut response = Response::builder()
             .status(self.status())

@@ -15,6 +15,8 @@ one JSON line with what they observed and exit non-zero on failure.
   grpc-fault-call ADDR KEY CODE TIMES
                                one Say call through ADDR with that metadata, then a Count call
                                for KEY: prints the code of the Say call and the count
+  grpc-call ADDR METHOD COUNT  COUNT unary calls of METHOD (e.g. /test.Greeter/Say) back to back;
+                               prints the code and details of each
   ws-server PORT               WebSocket echo (the `websockets` package)
   ws-client URL COUNT          WebSocket client sending COUNT messages
   echo-server PORT             TCP echo
@@ -167,6 +169,21 @@ def grpc_fault_call(addr, key, code, times):
     print(json.dumps(result), flush=True)
 
 
+def grpc_call(addr, method, count):
+    import grpc
+
+    results = []
+    with grpc.insecure_channel(addr) as channel:
+        call = channel.unary_unary(method)
+        for _ in range(int(count)):
+            try:
+                reply = call(b"world", timeout=10)
+                results.append({"code": "OK", "reply": reply.decode(errors="replace")})
+            except grpc.RpcError as error:
+                results.append({"code": error.code().name, "details": error.details()})
+    print(json.dumps({"calls": results}), flush=True)
+
+
 def ws_server(port):
     import asyncio
 
@@ -257,6 +274,7 @@ COMMANDS = {
     "grpc-client": grpc_client,
     "grpc-fault-server": grpc_fault_server,
     "grpc-fault-call": grpc_fault_call,
+    "grpc-call": grpc_call,
     "ws-server": ws_server,
     "ws-client": ws_client,
     "echo-server": lambda port: serve_tcp(port, echo),

@@ -106,6 +106,21 @@ pub async fn probe(
     server_identity: &SpiffeId,
     client: Option<ClientCert>,
 ) -> Answer {
+    match connect(addr, alpn, bundle, server_identity, client).await {
+        Ok(tls) => judged(tls).await,
+        Err(e) => Answer::Refused(e),
+    }
+}
+
+/// A TLS connection to `addr` as [`probe`] makes it, for a test to speak through; `Err` with
+/// the handshake's error.
+pub async fn connect(
+    addr: SocketAddr,
+    alpn: &[u8],
+    bundle: &TrustBundle,
+    server_identity: &SpiffeId,
+    client: Option<ClientCert>,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = RootCertStore::empty();
     for root in bundle.roots() {
@@ -126,15 +141,16 @@ pub async fn probe(
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![alpn.to_vec()];
-    let tcp = TcpStream::connect(addr).await.unwrap();
+    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     let name = ServerName::IpAddress(addr.ip().into());
-    let mut tls = match TlsConnector::from(Arc::new(config))
+    TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
         .await
-    {
-        Ok(tls) => tls,
-        Err(e) => return Answer::Refused(e.to_string()),
-    };
+        .map_err(|e| e.to_string())
+}
+
+/// [`probe`]'s answer when the handshake succeeded on the client's side.
+async fn judged(mut tls: tokio_rustls::client::TlsStream<TcpStream>) -> Answer {
     // In TLS 1.3 the server judges the client certificate after the client thinks the
     // handshake is done: its verdict arrives as an alert on the first read.
     let _ = tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await;

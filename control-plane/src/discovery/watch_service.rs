@@ -413,9 +413,9 @@ mod tests {
         let stop = CancellationToken::new();
         let (_store, policies, service, _metrics) = service_with_policies(&stop);
         let mut files = policy_files("3s");
-        files[0]
-            .1
-            .extend_from_slice(b"  server:\n    mtls: strict\n    authorization: {default: deny}\n");
+        files[0].1.extend_from_slice(
+            b"  server:\n    mtls: strict\n    authorization: {default: deny}\n",
+        );
         policies.reload(&files).unwrap();
         let mut own = open_as(&service, "10.1.0.1:80", true).await.unwrap();
         let mut caller = open(&service, "10.1.0.1:80").await.unwrap();

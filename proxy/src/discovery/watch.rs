@@ -85,15 +85,7 @@ async fn follow_forever<T: Answer>(
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     let addr = &request.address;
     loop {
-        let ended = follow(
-            client,
-            request,
-            answers,
-            metrics,
-            unreachable,
-            &mut backoff,
-        )
-        .await;
+        let ended = follow(client, request, answers, metrics, unreachable, &mut backoff).await;
         if let Ended::Refused(status) | Ended::Broken(status) = &ended
             && status.code() == tonic::Code::Unavailable
         {

@@ -46,7 +46,11 @@ pub fn admit<B>(
                 tracing::info!(caller = caller.label, route, "refused: {refusal}");
                 return Err(refusal);
             }
-            Mode::Audit => tracing::info!(caller = caller.label, route, "audit, let through: {refusal}"),
+            Mode::Audit => tracing::info!(
+                caller = caller.label,
+                route,
+                "audit, let through: {refusal}"
+            ),
         }
     }
     if let Some(limiter) = &policy.rate_limiter

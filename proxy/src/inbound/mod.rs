@@ -121,7 +121,11 @@ impl Inbound {
     /// The server policy of the port `addr`, waiting (bounded) for the control plane's first
     /// answer about a port not seen before. Without one the connection is refused: a dead
     /// control plane must not open a port its policy closes.
-    async fn port_policy(&self, addr: Option<SocketAddr>, client: SocketAddr) -> Option<PortPolicy> {
+    async fn port_policy(
+        &self,
+        addr: Option<SocketAddr>,
+        client: SocketAddr,
+    ) -> Option<PortPolicy> {
         let (Some(discovery), Some(addr)) = (&self.discovery, addr) else {
             return Some(PortPolicy::none());
         };

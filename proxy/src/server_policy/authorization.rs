@@ -32,7 +32,11 @@ impl Authorization {
                 .allow
                 .into_iter()
                 .map(|rule| Allow {
-                    from: rule.from.iter().map(|f| IdentityPattern::parse(f)).collect(),
+                    from: rule
+                        .from
+                        .iter()
+                        .map(|f| IdentityPattern::parse(f))
+                        .collect(),
                     routes: rule.routes,
                 })
                 .collect(),

@@ -117,15 +117,30 @@ mod tests {
         let faults = [fault(now + Duration::from_secs(60))];
         let web = Some("spiffe://td/ns/web/sa/a");
         let hit = inject(&faults, "read", web, now, || 0);
-        assert_eq!(hit.abort, Some(Abort::Http(StatusCode::SERVICE_UNAVAILABLE)));
+        assert_eq!(
+            hit.abort,
+            Some(Abort::Http(StatusCode::SERVICE_UNAVAILABLE))
+        );
         assert_eq!(hit.delay, Some(Duration::from_millis(200)));
         // The roll decides the share: 50 is not below 50 percent.
         assert_eq!(inject(&faults, "read", web, now, || 50).abort, None);
-        assert_eq!(inject(&faults, "write", web, now, || 0), Injection::default());
-        assert_eq!(inject(&faults, "read", None, now, || 0), Injection::default());
+        assert_eq!(
+            inject(&faults, "write", web, now, || 0),
+            Injection::default()
+        );
+        assert_eq!(
+            inject(&faults, "read", None, now, || 0),
+            Injection::default()
+        );
         let other = Some("spiffe://td/ns/ops/sa/a");
-        assert_eq!(inject(&faults, "read", other, now, || 0), Injection::default());
+        assert_eq!(
+            inject(&faults, "read", other, now, || 0),
+            Injection::default()
+        );
         let later = now + Duration::from_secs(61);
-        assert_eq!(inject(&faults, "read", web, later, || 0), Injection::default());
+        assert_eq!(
+            inject(&faults, "read", web, later, || 0),
+            Injection::default()
+        );
     }
 }

@@ -76,10 +76,7 @@ impl ServerPolicy {
             let limits = rate_limit::Limits::from_proto(limit);
             match previous.and_then(|p| p.rate_limiter.as_ref()) {
                 Some(kept) if kept.limits == limits => kept.clone(),
-                _ => Arc::new(RateLimiter::new(
-                    limits,
-                    metrics.rate_limit_buckets.clone(),
-                )),
+                _ => Arc::new(RateLimiter::new(limits, metrics.rate_limit_buckets.clone())),
             }
         });
         Self {
@@ -89,7 +86,12 @@ impl ServerPolicy {
             routes: policy
                 .routes
                 .into_iter()
-                .map(|r| (r.name, RouteMatch::from_proto(r.r#match.unwrap_or_default())))
+                .map(|r| {
+                    (
+                        r.name,
+                        RouteMatch::from_proto(r.r#match.unwrap_or_default()),
+                    )
+                })
                 .collect(),
             authorization: policy.authorization.map(Authorization::from_proto),
             rate_limiter,

@@ -70,7 +70,9 @@ impl Limits {
             overrides: limit
                 .overrides
                 .into_iter()
-                .filter_map(|o| Some((IdentityPattern::parse(&o.from), Rate::from_proto(o.bucket?))))
+                .filter_map(|o| {
+                    Some((IdentityPattern::parse(&o.from), Rate::from_proto(o.bucket?)))
+                })
                 .collect(),
         }
     }
@@ -250,7 +252,10 @@ mod tests {
         assert!(limiter.check(a, now + Duration::from_millis(150)).is_err());
         // An override's callers get their own, larger bucket.
         for _ in 0..50 {
-            assert_eq!(limiter.check(Some("spiffe://td/ns/batch/sa/recon"), now), Ok(()));
+            assert_eq!(
+                limiter.check(Some("spiffe://td/ns/batch/sa/recon"), now),
+                Ok(())
+            );
         }
     }
 
