@@ -209,6 +209,7 @@ fn hello(endpoints: Vec<Endpoint>) -> Resolution {
         endpoints,
         opaque: false,
         policy: None,
+        server_policy: None,
     }
 }
 
@@ -232,6 +233,7 @@ async fn watches_follow_the_file_and_survive_a_broken_edit() {
             }],
             opaque: true,
             policy: None,
+            server_policy: None,
         }
     );
     assert_eq!(fixture.metric("weft_discovery_watches").await, 2.0);
