@@ -78,6 +78,27 @@ fn weft_demo_shows_mtls_rotations_retries_the_breaker_and_timeouts_and_exits_zer
         "{stdout}"
     );
 
+    // The fault drill: aborts injected by the hello sidecars, hidden by web's retries; and the
+    // hello sidecars let in only web.
+    let drill = numbers(line(&stdout, "fault drill "));
+    // [aborted, 10, retried, ok, sent, 200, apps answered]
+    assert!(drill[0] > 0, "no abort injected: {stdout}");
+    assert_eq!(
+        drill[0], drill[2],
+        "every injected abort was retried: {stdout}"
+    );
+    assert_eq!(
+        drill[3], drill[4],
+        "every drill request answered 200: {stdout}"
+    );
+    assert_eq!(drill[6], drill[3], "each answered once by an app: {stdout}");
+    assert!(
+        line(&stdout, "authorization ").contains(
+            "got 403 from hello1's sidecar: weft: unauthenticated is not allowed to call hello.demo"
+        ),
+        "{stdout}"
+    );
+
     // The apps answered each request once; the flaky app's 503s were all retried.
     let steady = numbers(line(&stdout, "app of hello1"));
     let flaky = numbers(line(&stdout, "app of hello2"));

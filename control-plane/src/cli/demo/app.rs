@@ -11,7 +11,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
-use super::files::SLOW_PREFIX;
+use super::files::{DRILL_PREFIX, SLOW_PREFIX};
 
 /// How long the app takes on `/slow…`: longer than the route's deadline.
 pub const SLOW_ANSWER: Duration = Duration::from_secs(1);
@@ -21,8 +21,10 @@ pub const SLOW_ANSWER: Duration = Duration::from_secs(1);
 pub struct Behaviour {
     /// Percentage of requests answered `503`.
     fail_percent: AtomicU32,
-    /// Requests answered `200` (not counting `/slow…`).
+    /// Requests answered `200` (not counting `/slow…` and `/drill…`).
     answered: AtomicU64,
+    /// Requests to `/drill…` answered `200`.
+    drill: AtomicU64,
     /// Requests answered `503` on purpose.
     failed: AtomicU64,
     /// Requests to `/slow…` that began (their caller does not wait for the answer).
@@ -40,6 +42,10 @@ impl Behaviour {
 
     pub fn failed(&self) -> u64 {
         self.failed.load(Ordering::SeqCst)
+    }
+
+    pub fn drill(&self) -> u64 {
+        self.drill.load(Ordering::SeqCst)
     }
 
     pub fn slow(&self) -> u64 {
@@ -68,7 +74,9 @@ impl Behaviour {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("(unauthenticated)")
             .to_owned();
-        if !slow {
+        if req.uri().path().starts_with(DRILL_PREFIX) {
+            self.drill.fetch_add(1, Ordering::SeqCst);
+        } else if !slow {
             self.answered.fetch_add(1, Ordering::SeqCst);
         }
         let response = Response::builder()

@@ -20,6 +20,11 @@ pub const RETRY_LIMIT: u32 = 2;
 pub const CONSECUTIVE_FAILURES: u32 = 5;
 /// The breaker's longest penalty: the demo leaves at least this long after the app comes back.
 pub const PENALTY_MAX: Duration = Duration::from_secs(2);
+/// The route of the fault drill the hello sidecars run, the share they abort with `503`, and
+/// the retries the caller makes on that route.
+pub const DRILL_PREFIX: &str = "/drill";
+pub const DRILL_PERCENT: u32 = 10;
+pub const DRILL_RETRIES: u32 = 4;
 
 /// A bootstrap token per workload: 32 random hex characters, in the control plane's tokens file
 /// and in a file per sidecar (`<account>.token`).
@@ -62,10 +67,12 @@ spec:
     yaml
 }
 
-/// The ServicePolicy of `hello.demo`, enforced by the web sidecar.
-pub fn policy_yaml() -> String {
+/// The ServicePolicy of `hello.demo`: the client half enforced by the web sidecar, the server
+/// half by the hello sidecars, with a fault drill that ends by itself at `drill_until`.
+pub fn policy_yaml(web: &SpiffeId, drill_until: std::time::SystemTime) -> String {
     let slow_ms = SLOW_TIMEOUT.as_millis();
     let penalty_max = PENALTY_MAX.as_secs();
+    let until = humantime::format_rfc3339_seconds(drill_until);
     format!(
         "apiVersion: weft.dev/v1alpha1
 kind: ServicePolicy
@@ -74,6 +81,8 @@ spec:
   routes:
     - name: slow
       match: {{pathPrefix: {SLOW_PREFIX}}}
+    - name: drill
+      match: {{pathPrefix: {DRILL_PREFIX}}}
   client:
     defaults:
       retries:
@@ -87,6 +96,15 @@ spec:
       - routes: [slow]
         timeouts: {{request: {slow_ms}ms}}   # the whole request, every attempt: then 504
         retries: {{limit: 1}}           # an endpoint that never got it can still be tried
+      - routes: [drill]
+        retries: {{limit: {DRILL_RETRIES}}}
+  server:
+    authorization:
+      allow: [{{from: [\"{web}\"]}}]   # only web may call hello
+    faults:
+      - routes: [drill]
+        abort: {{status: 503, percent: {DRILL_PERCENT}}}
+        until: {until}   # a drill always ends by itself
 "
     )
 }

@@ -105,7 +105,8 @@ async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
     let endpoints = ENDPOINT_IPS.map(|ip| SocketAddr::from((ip, port)));
     let (services_file, policy_file) = (dir.join("services.yaml"), dir.join("policy.yaml"));
     std::fs::write(&services_file, files::services_yaml(&endpoints))?;
-    std::fs::write(&policy_file, files::policy_yaml())?;
+    let drill_until = std::time::SystemTime::now() + args.duration + Duration::from_secs(60);
+    std::fs::write(&policy_file, files::policy_yaml(&web_id, drill_until))?;
 
     let (cp_grpc, cp_admin) = (free_port()?, free_port()?);
     let (web_inbound, web_admin, web_forward) = (free_port()?, free_port()?, free_port()?);
@@ -253,6 +254,25 @@ async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
     );
     let (back_at, fast, slow) = tokio::join!(script, fast, slow);
     let back_at = back_at.context("the flaky app could not listen again")?;
+    timeline::print(
+        started,
+        &format!(
+            "fault drill: the hello sidecars abort {} % of {} requests with 503 (until {})",
+            files::DRILL_PERCENT,
+            files::DRILL_PREFIX,
+            humantime::format_rfc3339_seconds(drill_until)
+        ),
+    );
+    let drill = traffic::run(
+        web_forward,
+        "/drill/report",
+        Duration::from_secs(1),
+        2,
+        Duration::from_millis(10),
+    )
+    .await;
+    // Straight to a hello sidecar without a mesh certificate: its policy admits only web.
+    let plaintext = http_get(endpoints[0], "/").await?;
     stop.store(true, Ordering::SeqCst);
     let certificates = certificates
         .await
@@ -275,6 +295,8 @@ async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
         apps: [&steady, &flaky],
         fast,
         slow,
+        drill,
+        plaintext,
         metrics: texts,
         certificates,
         breakers,

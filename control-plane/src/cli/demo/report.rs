@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::files::{SERVICE, SLOW_PREFIX, SLOW_TIMEOUT};
+use super::files::{DRILL_PERCENT, DRILL_PREFIX, SERVICE, SLOW_PREFIX, SLOW_TIMEOUT};
 use super::flaky::App;
 use super::metrics::{by_label, sum};
 use super::timeline::Change;
@@ -24,6 +24,10 @@ pub struct Run<'a> {
     /// Requests to `/`, and to the slow route.
     pub fast: Tally,
     pub slow: Tally,
+    /// Requests to the drill route, after the rest.
+    pub drill: Tally,
+    /// What a caller without a mesh certificate got from a hello sidecar: (status, body).
+    pub plaintext: (u16, String),
     /// `/metrics` of each sidecar, in the order of `sidecars`.
     pub metrics: Vec<String>,
     pub certificates: Vec<Seen>,
@@ -80,8 +84,28 @@ fn listed(counts: &BTreeMap<String, u64>, prefix: &str) -> String {
 pub fn print(run: &Run) -> Vec<String> {
     let web = &run.metrics[0];
     let dest = [("destination", SERVICE)];
-    let retries = by_label(web, "weft_outbound_retries_total", &dest, "reason");
+    // The drill's retries are reported with the drill.
+    let drill_route = [("destination", SERVICE), ("route", "drill")];
+    let drill_retries: u64 = sum(web, "weft_outbound_retries_total", &drill_route);
+    let mut retries = by_label(web, "weft_outbound_retries_total", &dest, "reason");
+    for (reason, n) in by_label(web, "weft_outbound_retries_total", &drill_route, "reason") {
+        if let Some(count) = retries.get_mut(&reason) {
+            *count -= n;
+        }
+    }
+    retries.retain(|_, n| *n > 0);
     let retried: u64 = retries.values().sum();
+    let aborted: u64 = run.metrics[1..]
+        .iter()
+        .map(|m| {
+            sum(
+                m,
+                "weft_inbound_faults_injected_total",
+                &[("route", "drill"), ("kind", "abort")],
+            )
+        })
+        .sum();
+    let drill_ok = run.drill.count(200, "");
     let exhausted = sum(web, "weft_outbound_retry_budget_exhausted_total", &dest);
     let timeouts = sum(
         web,
@@ -115,6 +139,7 @@ pub fn print(run: &Run) -> Vec<String> {
     );
     println!("  /              {}", statuses(&run.fast));
     println!("  {SLOW_PREFIX:<14} {}", statuses(&run.slow));
+    println!("  {DRILL_PREFIX:<14} {}", statuses(&run.drill));
     for (i, app) in run.apps.iter().enumerate() {
         println!(
             "  app of {:<7} {} answered 200, {} answered 503 on purpose, {} began on {SLOW_PREFIX}",
@@ -158,6 +183,16 @@ pub fn print(run: &Run) -> Vec<String> {
     println!(
         "  web metrics    weft_outbound_requests_total by status: {}",
         listed(&outbound, "")
+    );
+    println!(
+        "  fault drill    the hello sidecars aborted {aborted} attempts on {DRILL_PREFIX} ({DRILL_PERCENT} %, weft_inbound_faults_injected_total); web retried {drill_retries}, so {drill_ok} of {} requests answered 200 (the apps answered {})",
+        run.drill.sent,
+        run.apps.iter().map(|a| a.behaviour.drill()).sum::<u64>()
+    );
+    println!(
+        "  authorization  a caller without a mesh certificate got {} from hello1's sidecar: {}",
+        run.plaintext.0,
+        run.plaintext.1.trim()
     );
     let callers = run
         .fast
@@ -214,6 +249,19 @@ pub fn print(run: &Run) -> Vec<String> {
             "the web sidecar counted {timeouts} request timeouts, the client got {timed_out}"
         ));
     }
+    if aborted == 0 || run.drill.sent == 0 || drill_ok * 100 < run.drill.sent * 95 {
+        problems.push(format!(
+            "the drill: {aborted} aborts injected; {drill_ok} of {} requests answered 200 (expected at least 95 % thanks to retries)",
+            run.drill.sent
+        ));
+    }
+    if run.plaintext.0 != 403 || !run.plaintext.1.contains("not allowed") {
+        problems.push(format!(
+            "a caller without a mesh certificate got {} {}, expected 403 unauthorized",
+            run.plaintext.0,
+            run.plaintext.1.trim()
+        ));
+    }
     if retried == 0 {
         problems.push("the web sidecar retried nothing".to_owned());
     }
@@ -262,7 +310,7 @@ pub fn print(run: &Run) -> Vec<String> {
 pub fn verdict(problems: &[String]) -> bool {
     if problems.is_empty() {
         println!(
-            "\nok: every request crossed the mesh over mutual TLS while certificates rotated; retries and the breaker hid the flaky and the dead app, and the deadline cut every slow request"
+            "\nok: every request crossed the mesh over mutual TLS while certificates rotated; retries and the breaker hid the flaky and the dead app and the fault drill, the deadline cut every slow request, and only web was let in"
         );
         return true;
     }
