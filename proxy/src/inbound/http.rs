@@ -61,17 +61,8 @@ impl Context {
         let grpc = headers::is_grpc(&req);
         let upgrade =
             upgrade::requested(&req).map(|protocol| (protocol, hyper::upgrade::on(&mut req)));
-        let (mut parts, incoming) = req.into_parts();
-        // Only this proxy may say who the caller is.
-        parts.headers.remove(headers::CLIENT_IDENTITY);
-        if let Some(identity) = &self.identity_header {
-            parts
-                .headers
-                .insert(headers::CLIENT_IDENTITY, identity.clone());
-        }
-        let mut req = Request::from_parts(parts, body::stream(incoming));
-        let version = headers::from_mesh(&mut req);
-        headers::strip_hop_by_hop(req.headers_mut());
+        let mut req = req.map(body::stream);
+        let version = headers::for_app(&mut req, self.identity_header.as_ref());
 
         let metrics = &self.inbound.metrics;
         let sent = match upgrade {
@@ -83,6 +74,8 @@ impl Context {
         };
         let response = match sent {
             Ok(mut response) => {
+                // `weft-error` says that a proxy answered: never the app.
+                response.headers_mut().remove(headers::ERROR);
                 // A 101 keeps `Connection`/`Upgrade`: they are what it answers.
                 if response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
                     headers::strip_hop_by_hop(response.headers_mut());
