@@ -15,7 +15,7 @@ use super::{Inbound, client_label};
 use crate::app_client::AppTarget;
 use crate::body::{self, Body};
 use crate::headers;
-use crate::http_server::{self, HttpVersion};
+use crate::http_server::{self, Caller, HttpVersion};
 use crate::metrics::StatusCounters;
 use crate::upgrade;
 
@@ -29,6 +29,7 @@ pub async fn serve<I>(
 ) where
     I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
+    let metrics = inbound.metrics.clone();
     let context = Arc::new(Context {
         identity_header: identity
             .as_ref()
@@ -40,11 +41,23 @@ pub async fn serve<I>(
         inbound,
         target: AppTarget::new(target),
     });
-    http_server::serve(io, version, stop, move |req| {
+    let caller = match identity {
+        Some(_) => Caller::PeerProxy,
+        None => Caller::Untrusted,
+    };
+    let client = context.requests.label().to_owned();
+    let refused = http_server::serve(io, version, caller, stop, move |req| {
         let context = context.clone();
         async move { context.handle(req).await }
     })
-    .await
+    .await;
+    if let Some(refusal) = refused {
+        metrics
+            .proxy_errors
+            .with_label_values(&["inbound", refusal.reason()])
+            .inc();
+        tracing::warn!(%client, reason = refusal.reason(), "closed the connection: {refusal}");
+    }
 }
 
 struct Context {
