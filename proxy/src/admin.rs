@@ -9,20 +9,38 @@
 //! - `GET /inbound`: the server policy in force on each of this pod's ports that has had a
 //!   connection, with the fault drills active now.
 //! - `GET /log-level`, `PUT /log-level` (body: a level or filter): only from loopback, since it
-//!   changes the proxy's behaviour.
+//!   changes the proxy's behaviour (others get 403, counted in
+//!   `weft_admin_requests_refused_total{reason="not_loopback"}`).
+//!
+//! The port is reachable from the pod network (kubelet probes, Prometheus scrapes), so a client
+//! must not be able to hold connections open for nothing. Two bounds close them, each counted in
+//! `weft_admin_connections_closed_total{reason}`:
+//!
+//! - [`Admin::header_read_timeout`] is hyper's: from the accept, and from the end of each
+//!   response on a kept-alive connection, to the last byte of the next request head. hyper 1.x
+//!   starts that timer whenever the connection waits for a head, so it bounds both a head sent
+//!   slowly (`header_timeout`) and a connection that sends no request at all (`idle`).
+//! - [`Admin::stall_timeout`] covers the rest, where hyper has no timer: no byte read or written
+//!   for that long while a request is served, such as a request body that stops coming or a
+//!   response the client stops reading (`stalled`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
@@ -40,23 +58,69 @@ pub struct Admin {
     pub forwards: Vec<crate::outbound::Target>,
     pub discovery: Option<Arc<crate::discovery::Discovery>>,
     pub log_level: Option<(LogLevelSetter, Mutex<String>)>,
+    /// The longest wait for a request head (see the module doc); [`HEADER_READ_TIMEOUT`].
+    pub header_read_timeout: Duration,
+    /// The longest a connection may move no byte while a request is served; [`STALL_TIMEOUT`].
+    pub stall_timeout: Duration,
 }
+
+/// Production value of [`Admin::header_read_timeout`]: a probe or a scrape sends its head at once.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Production value of [`Admin::stall_timeout`].
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Admin {
     pub async fn serve(self: Arc<Self>, listener: TcpListener, stop: CancellationToken) {
         accept_loop(listener, "admin", stop, move |tcp, peer| {
-            let admin = self.clone();
-            async move {
-                let service = service_fn(move |req| {
-                    let admin = admin.clone();
-                    async move { Ok::<_, Infallible>(admin.route(req, peer).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tcp), service)
-                    .await;
-            }
+            self.clone().serve_connection(tcp, peer)
         })
         .await
+    }
+
+    /// Serves one accepted connection from `peer` until it ends or one of the timeouts closes
+    /// it (see the module doc).
+    pub async fn serve_connection(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr) {
+        let activity = Arc::new(Activity::new());
+        let io = Watched {
+            inner: tcp,
+            activity: activity.clone(),
+        };
+        let admin = self.clone();
+        let service = service_fn(move |req| {
+            let admin = admin.clone();
+            async move { Ok::<_, Infallible>(admin.route(req, peer).await) }
+        });
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_read_timeout);
+        let conn = builder.serve_connection(TokioIo::new(io), service);
+        tokio::pin!(conn);
+        let closed = loop {
+            let quiet_until = activity.last() + self.stall_timeout;
+            tokio::select! {
+                result = conn.as_mut() => {
+                    break match result {
+                        Err(e) if e.is_timeout() && activity.mid_head() => Some("header_timeout"),
+                        Err(e) if e.is_timeout() => Some("idle"),
+                        _ => None,
+                    };
+                }
+                () = tokio::time::sleep_until(quiet_until) => {
+                    if activity.last() + self.stall_timeout <= Instant::now() {
+                        // Dropping the connection closes it.
+                        break Some("stalled");
+                    }
+                }
+            }
+        };
+        if let Some(reason) = closed {
+            self.metrics
+                .admin_connections_closed
+                .with_label_values(&[reason])
+                .inc();
+            tracing::debug!(%peer, reason, "closed an admin connection");
+        }
     }
 
     async fn route(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
@@ -152,6 +216,11 @@ impl Admin {
         peer: SocketAddr,
     ) -> Response<Full<Bytes>> {
         if !peer.ip().is_loopback() {
+            self.metrics
+                .admin_requests_refused
+                .with_label_values(&["not_loopback"])
+                .inc();
+            tracing::info!(%peer, "refused PUT /log-level: only loopback may change the log level");
             return text(
                 StatusCode::FORBIDDEN,
                 "the log level can only be changed from loopback\n",
@@ -189,4 +258,96 @@ fn json(value: serde_json::Value) -> Response<Full<Bytes>> {
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(Full::new(Bytes::from(format!("{value:#}\n"))))
         .expect("the response parts are valid")
+}
+
+/// When a connection last moved a byte, and whether it is in the middle of a request head.
+struct Activity {
+    started: Instant,
+    /// Milliseconds from `started` to the last byte read or written.
+    last: AtomicU64,
+    /// Bytes were read since the last write: a head has begun (not an idle connection).
+    read_since_write: AtomicBool,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            last: AtomicU64::new(0),
+            read_since_write: AtomicBool::new(false),
+        }
+    }
+
+    fn last(&self) -> Instant {
+        self.started + Duration::from_millis(self.last.load(Ordering::Relaxed))
+    }
+
+    fn mid_head(&self) -> bool {
+        self.read_since_write.load(Ordering::Relaxed)
+    }
+
+    fn moved(&self, read: bool) {
+        let millis = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(millis, Ordering::Relaxed);
+        self.read_since_write.store(read, Ordering::Relaxed);
+    }
+}
+
+/// A connection that records its [`Activity`].
+struct Watched {
+    inner: TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.moved(true);
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, data);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.moved(false);
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.moved(false);
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }

@@ -156,6 +156,8 @@ pub async fn start(
         forwards: forward_targets.clone(),
         discovery: Some(discovery.clone()),
         log_level: log_level.map(|(setter, current)| (setter, Mutex::new(current))),
+        header_read_timeout: crate::admin::HEADER_READ_TIMEOUT,
+        stall_timeout: crate::admin::STALL_TIMEOUT,
     });
 
     let mut tasks = vec![

@@ -3,18 +3,26 @@
 //! Proxies always talk HTTP/2 to each other so that many app connections share a few TLS
 //! connections. A request that the app sent as HTTP/1.x travels with `weft-orig-proto` so the
 //! receiving proxy speaks HTTP/1.x to its app again.
+//!
+//! The `weft-*` headers steer proxies, so each is believed only from whoever may set it: the
+//! receiving proxy alone says who the caller is (`weft-client-identity`); `weft-orig-proto` is
+//! honoured only from a peer proxy (an app's own copy, or a plaintext caller's, would let it pick
+//! the version the remote app is spoken to); and `weft-error` on a response means that a proxy
+//! made it, so the inbound side removes an app's own (see [`for_app`], [`to_mesh`]).
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Uri, Version};
 
-/// Set on requests that the app sent as HTTP/1.x; removed before the request reaches the app.
+/// Set on requests that the app sent as HTTP/1.x; removed before the request reaches the app,
+/// and honoured only from a peer proxy.
 pub const ORIG_PROTO: HeaderName = HeaderName::from_static("weft-orig-proto");
 /// The caller's SPIFFE ID, set by the receiving proxy for the app (never trusted from outside).
 pub const CLIENT_IDENTITY: HeaderName = HeaderName::from_static("weft-client-identity");
 /// On responses to the local app: the SPIFFE ID the destination's proxy proved in its handshake.
 pub const SERVER_IDENTITY: HeaderName = HeaderName::from_static("weft-server-identity");
-/// On responses the proxy generates itself: a stable reason why it could not forward.
+/// On responses the proxy generates itself: a stable reason why it could not forward. Removed
+/// from the app's responses, so that callers can tell the two apart.
 pub const ERROR: HeaderName = HeaderName::from_static("weft-error");
 
 const HOP_BY_HOP: [HeaderName; 6] = [
@@ -69,7 +77,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// Prepares a request from the app to travel as HTTP/2 to a peer proxy: absolute URI (authority
-/// from `Host`, or `fallback_authority()`), `weft-orig-proto` for HTTP/1.x, no hop-by-hop headers.
+/// from `Host`, or `fallback_authority()`), `weft-orig-proto` for HTTP/1.x (and never the app's
+/// own), no hop-by-hop headers.
 pub fn to_mesh<B>(
     req: &mut Request<B>,
     fallback_authority: impl FnOnce() -> String,
@@ -93,6 +102,9 @@ pub fn to_mesh<B>(
     }
     strip_hop_by_hop(req.headers_mut());
     req.headers_mut().remove(header::HOST);
+    // Only this proxy says which version the app spoke: an app's own `weft-orig-proto` would
+    // make the remote proxy speak another version to its app than this app did.
+    req.headers_mut().remove(ORIG_PROTO);
     if version < Version::HTTP_2 {
         let proto = if version == Version::HTTP_10 {
             "HTTP/1.0"
@@ -119,13 +131,22 @@ pub fn with_authority(uri: Uri, authority: Authority) -> Result<Uri, http::uri::
     Uri::from_parts(parts)
 }
 
-/// At the receiving proxy: the version the app expects, restored from `weft-orig-proto`.
-/// Returns HTTP/1.x (with `Host` restored from the authority) or HTTP/2.
-pub fn from_mesh<B>(req: &mut Request<B>) -> Version {
-    let version = match req.headers_mut().remove(ORIG_PROTO) {
-        Some(v) if v == "HTTP/1.0" => Version::HTTP_10,
-        Some(_) => Version::HTTP_11,
-        None => req.version(),
+/// At the receiving proxy, everything a request needs before it goes to the app: hop-by-hop
+/// headers removed, the version the app expects (see below), and `weft-client-identity` set to
+/// `identity` (`Some` only on a peer proxy's mutual-TLS connection), never to a caller's copy.
+///
+/// The order matters: hop-by-hop headers first, so that a caller's `Connection:
+/// weft-client-identity` cannot remove the identity set after them. The version is the one a peer
+/// proxy's `weft-orig-proto` names; any other caller is answered in the version it spoke, and its
+/// `weft-orig-proto` is dropped. Returns HTTP/1.x (with `Host` restored from the authority) or
+/// HTTP/2.
+pub fn for_app<B>(req: &mut Request<B>, identity: Option<&HeaderValue>) -> Version {
+    strip_hop_by_hop(req.headers_mut());
+    let orig_proto = req.headers_mut().remove(ORIG_PROTO);
+    let version = match (identity, orig_proto) {
+        (Some(_), Some(v)) if v == "HTTP/1.0" => Version::HTTP_10,
+        (Some(_), Some(_)) => Version::HTTP_11,
+        _ => req.version(),
     };
     if version < Version::HTTP_2
         && !req.headers().contains_key(header::HOST)
@@ -133,6 +154,11 @@ pub fn from_mesh<B>(req: &mut Request<B>) -> Version {
         && let Ok(host) = HeaderValue::from_str(authority.as_str())
     {
         req.headers_mut().insert(header::HOST, host);
+    }
+    // `remove` takes every value a caller sent; `insert` then leaves exactly this proxy's.
+    req.headers_mut().remove(CLIENT_IDENTITY);
+    if let Some(identity) = identity {
+        req.headers_mut().insert(CLIENT_IDENTITY, identity.clone());
     }
     version
 }
@@ -148,6 +174,10 @@ pub fn is_grpc<B>(req: &Request<B>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn peer() -> HeaderValue {
+        HeaderValue::from_static("spiffe://cluster.local/ns/demo/sa/web")
+    }
 
     #[test]
     fn http1_requests_travel_as_http2_and_come_back() {
@@ -169,7 +199,7 @@ mod tests {
             assert!(!req.headers().contains_key(gone), "{gone} should be gone");
         }
 
-        assert_eq!(from_mesh(&mut req), Version::HTTP_11);
+        assert_eq!(for_app(&mut req, Some(&peer())), Version::HTTP_11);
         assert_eq!(req.headers()["host"], "hello.demo:8080");
         assert!(!req.headers().contains_key(ORIG_PROTO));
         assert_eq!(req.headers()["accept"], "*/*");
@@ -185,7 +215,7 @@ mod tests {
             .unwrap();
         to_mesh(&mut req, || "unused".to_owned()).unwrap();
         assert!(!req.headers().contains_key(ORIG_PROTO));
-        assert_eq!(from_mesh(&mut req), Version::HTTP_2);
+        assert_eq!(for_app(&mut req, Some(&peer())), Version::HTTP_2);
         assert!(!req.headers().contains_key("host"));
         assert!(is_grpc(&req));
     }
@@ -200,5 +230,71 @@ mod tests {
         to_mesh(&mut req, || "10.0.0.7:8080".to_owned()).unwrap();
         assert_eq!(req.uri(), "http://10.0.0.7:8080/");
         assert_eq!(req.headers()[ORIG_PROTO], "HTTP/1.0");
+    }
+
+    #[test]
+    fn only_this_proxy_sets_the_client_identity_even_if_connection_names_it() {
+        let forged = || {
+            Request::builder()
+                .uri("/")
+                .header("host", "hello.demo")
+                .header("connection", "weft-client-identity")
+                .header(CLIENT_IDENTITY, "spiffe://cluster.local/ns/demo/sa/admin")
+                .header(CLIENT_IDENTITY, "spiffe://cluster.local/ns/demo/sa/root")
+                .body(())
+                .unwrap()
+        };
+        let mut req = forged();
+        for_app(&mut req, Some(&peer()));
+        let values: Vec<_> = req.headers().get_all(CLIENT_IDENTITY).iter().collect();
+        assert_eq!(values, [&peer()]);
+        assert!(!req.headers().contains_key(header::CONNECTION));
+
+        let mut req = forged();
+        for_app(&mut req, None);
+        assert!(!req.headers().contains_key(CLIENT_IDENTITY));
+    }
+
+    #[test]
+    fn orig_proto_is_honoured_only_from_a_peer_proxy() {
+        let forged = || {
+            Request::builder()
+                .version(Version::HTTP_2)
+                .uri("http://hello.demo:8080/")
+                .header(ORIG_PROTO, "HTTP/1.0")
+                .body(())
+                .unwrap()
+        };
+        let mut req = forged();
+        assert_eq!(for_app(&mut req, None), Version::HTTP_2);
+        assert!(!req.headers().contains_key(ORIG_PROTO));
+        assert!(!req.headers().contains_key(header::HOST));
+
+        let mut req = forged();
+        assert_eq!(for_app(&mut req, Some(&peer())), Version::HTTP_10);
+        assert!(!req.headers().contains_key(ORIG_PROTO));
+        assert_eq!(req.headers()[header::HOST], "hello.demo:8080");
+    }
+
+    #[test]
+    fn the_apps_own_orig_proto_never_travels() {
+        let mut req = Request::builder()
+            .version(Version::HTTP_2)
+            .uri("http://hello.demo:8080/")
+            .header(ORIG_PROTO, "HTTP/1.0")
+            .body(())
+            .unwrap();
+        to_mesh(&mut req, || "unused".to_owned()).unwrap();
+        assert!(!req.headers().contains_key(ORIG_PROTO));
+
+        let mut req = Request::builder()
+            .uri("/")
+            .header("host", "hello.demo")
+            .header(ORIG_PROTO, "HTTP/1.0")
+            .body(())
+            .unwrap();
+        to_mesh(&mut req, || "unused".to_owned()).unwrap();
+        let values: Vec<_> = req.headers().get_all(ORIG_PROTO).iter().collect();
+        assert_eq!(values, ["HTTP/1.1"]);
     }
 }

@@ -22,12 +22,53 @@ const MAX_HEADER_BYTES: usize = 64 * 1024;
 const H2_STREAM_WINDOW: u32 = 1024 * 1024;
 const H2_CONNECTION_WINDOW: u32 = 4 * 1024 * 1024;
 const H2_MAX_CONCURRENT_STREAMS: u32 = 1024;
-/// Streams a client may reset before the server has taken them up, per connection. hyper's
+/// Streams a peer proxy may reset before the server has taken them up, per connection. hyper's
 /// default (20, a guard against "rapid reset" floods) is too low between proxies: a peer proxy
 /// cancels a stream whenever its app hangs up, and when many apps do so at once the server would
 /// close the whole shared connection, failing every other request multiplexed on it. This bound
 /// still stops a flood, from a caller that has to hold a mesh certificate in the first place.
-const H2_MAX_PENDING_ACCEPT_RESETS: usize = 1024;
+/// Every other caller keeps hyper's default (see [`Caller`]).
+const H2_PEER_MAX_PENDING_ACCEPT_RESETS: usize = 1024;
+
+/// Who is on the other end of a connection, for the limits that depend on trust.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// A peer proxy that proved a mesh identity in a mutual-TLS handshake: it multiplexes many
+    /// apps' requests on one connection, and gets the raised HTTP/2 reset limit.
+    PeerProxy,
+    /// Anyone else: plaintext callers of the inbound listener (permissive mode) and the local
+    /// app on the outbound listeners. They keep hyper's strict HTTP/2 reset limit: a client
+    /// that resets streams faster than the server takes them up is sent `GOAWAY`
+    /// (`ENHANCE_YOUR_CALM`).
+    Untrusted,
+}
+
+/// Why the server ended a connection the client kept open (for the refusal metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// HTTP/2: the client reset more streams before they were taken up than its limit allows
+    /// ("rapid reset"); it was sent `GOAWAY` with `ENHANCE_YOUR_CALM`.
+    TooManyResets,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::TooManyResets => f.write_str(
+                "the client reset more HTTP/2 streams before they were taken up than its limit allows (rapid reset)",
+            ),
+        }
+    }
+}
+
+impl Refusal {
+    /// The `reason` label.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refusal::TooManyResets => "too_many_resets",
+        }
+    }
+}
 
 /// Which HTTP version to serve on a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +78,14 @@ pub enum HttpVersion {
 }
 
 /// Serves `io` until the client closes it or `stop` fires (then in-flight requests finish).
-pub async fn serve<I, F, Fut>(io: I, version: HttpVersion, stop: CancellationToken, handler: F)
+/// Returns why the server closed it, if it refused the client.
+pub async fn serve<I, F, Fut>(
+    io: I,
+    version: HttpVersion,
+    caller: Caller,
+    stop: CancellationToken,
+    handler: F,
+) -> Option<Refusal>
 where
     I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     F: Fn(Request<Incoming>) -> Fut + Send + Sync + Clone + 'static,
@@ -53,14 +101,15 @@ where
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .max_buf_size(MAX_HEADER_BYTES);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
+    let mut h2 = builder.http2();
+    h2.timer(TokioTimer::new())
         .initial_stream_window_size(H2_STREAM_WINDOW)
         .initial_connection_window_size(H2_CONNECTION_WINDOW)
         .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
-        .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESETS)
         .max_header_list_size(MAX_HEADER_BYTES as u32);
+    if caller == Caller::PeerProxy {
+        h2.max_pending_accept_reset_streams(H2_PEER_MAX_PENDING_ACCEPT_RESETS);
+    }
     let builder = match version {
         HttpVersion::Http1 => builder.http1_only(),
         HttpVersion::Http2 => builder.http2_only(),
@@ -74,7 +123,22 @@ where
             conn.await
         }
     };
-    if let Err(e) = result {
-        tracing::debug!("HTTP connection ended: {e}");
+    let e = result.err()?;
+    tracing::debug!("HTTP connection ended: {e}");
+    refusal(&*e)
+}
+
+/// The refusal behind a connection's error, if the server refused the client.
+fn refusal(error: &(dyn std::error::Error + 'static)) -> Option<Refusal> {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if let Some(h2) = e.downcast_ref::<h2::Error>() {
+            return (h2.is_go_away()
+                && h2.is_library()
+                && h2.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM))
+            .then_some(Refusal::TooManyResets);
+        }
+        cause = e.source();
     }
+    None
 }

@@ -72,6 +72,11 @@ pub struct Metrics {
     pub faults_injected: IntCounterVec,
     /// `weft_outbound_request_attempts{destination,route}`: attempts per request.
     pub request_attempts: HistogramVec,
+    /// `weft_admin_connections_closed_total{reason}`: admin connections the proxy closed
+    /// (header_timeout, idle, stalled).
+    pub admin_connections_closed: IntCounterVec,
+    /// `weft_admin_requests_refused_total{reason}`: admin requests refused (not_loopback).
+    pub admin_requests_refused: IntCounterVec,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -229,6 +234,16 @@ impl Metrics {
                 &["destination", "route"],
             )
             .expect("metric definitions are valid"),
+            admin_connections_closed: counter(
+                "weft_admin_connections_closed_total",
+                "Admin connections the proxy closed, by reason: header_timeout, idle or stalled.",
+                &["reason"],
+            ),
+            admin_requests_refused: counter(
+                "weft_admin_requests_refused_total",
+                "Admin requests refused, by reason (not_loopback: PUT from outside the pod).",
+                &["reason"],
+            ),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -258,6 +273,8 @@ impl Metrics {
             Box::new(metrics.rate_limited.clone()),
             Box::new(metrics.rate_limit_buckets.clone()),
             Box::new(metrics.faults_injected.clone()),
+            Box::new(metrics.admin_connections_closed.clone()),
+            Box::new(metrics.admin_requests_refused.clone()),
         ];
         for collector in collectors {
             metrics

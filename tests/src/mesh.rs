@@ -288,6 +288,27 @@ impl Mesh {
         .await
     }
 
+    /// A mutual-TLS connection to a proxy's inbound `addr` as `client` (with a valid mesh
+    /// certificate), offering `alpn` and expecting the server to prove `server`: a test that
+    /// then speaks as a peer proxy.
+    pub async fn connect_as(
+        &self,
+        client: &str,
+        addr: SocketAddr,
+        server: &str,
+        alpn: &[u8],
+    ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+        crate::tls_probe::connect(
+            addr,
+            alpn,
+            &self.trust_bundle(),
+            &identity(server),
+            Some(self.client_cert(client)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("mutual TLS to {addr} as {client}: {e}"))
+    }
+
     /// Starts a proxy for `account` and waits until it holds a certificate.
     pub async fn proxy(&self, account: &str, options: ProxyOptions) -> RunningProxy {
         let config = ProxyConfig::from_args(self.proxy_args(account, &options))

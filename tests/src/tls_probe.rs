@@ -15,6 +15,7 @@ use rustls::{ClientConfig, RootCertStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 use weft_certs::{CertificateAuthority, SpiffeId, TrustBundle, WorkloadKey};
 
 /// A client certificate chain and its key.
@@ -106,21 +107,38 @@ pub async fn probe(
     server_identity: &SpiffeId,
     client: Option<ClientCert>,
 ) -> Answer {
-    match connect(addr, alpn, bundle, server_identity, client).await {
-        Ok(tls) => judged(tls).await,
-        Err(e) => Answer::Refused(e),
+    let mut tls = match connect(addr, alpn, bundle, server_identity, client).await {
+        Ok(tls) => tls,
+        Err(e) => return Answer::Refused(e),
+    };
+    // In TLS 1.3 the server judges the client certificate after the client thinks the
+    // handshake is done: its verdict arrives as an alert on the first read.
+    let _ = tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await;
+    let mut byte = [0u8; 1];
+    match tokio::time::timeout(Duration::from_secs(5), tls.read(&mut byte)).await {
+        Ok(Ok(n)) if n > 0 => {
+            let leaf = &tls.get_ref().1.peer_certificates().unwrap()[0];
+            let info = weft_certs::inspect(leaf).unwrap();
+            Answer::Accepted {
+                server_identity: info.identity.unwrap(),
+                serial: info.serial,
+            }
+        }
+        Ok(Ok(_)) => Answer::Refused("closed without a word".to_owned()),
+        Ok(Err(e)) => Answer::Refused(e.to_string()),
+        Err(_) => Answer::Refused("no answer within 5s".to_owned()),
     }
 }
 
-/// A TLS connection to `addr` as [`probe`] makes it, for a test to speak through; `Err` with
-/// the handshake's error.
+/// A TLS connection to `addr` as [`probe`] makes it (the client's side of the handshake done),
+/// for a test that then speaks the negotiated protocol itself; the error as the client saw it.
 pub async fn connect(
     addr: SocketAddr,
     alpn: &[u8],
     bundle: &TrustBundle,
     server_identity: &SpiffeId,
     client: Option<ClientCert>,
-) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+) -> Result<TlsStream<TcpStream>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = RootCertStore::empty();
     for root in bundle.roots() {
@@ -141,31 +159,12 @@ pub async fn connect(
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![alpn.to_vec()];
-    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let tcp = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect {addr}: {e}"))?;
     let name = ServerName::IpAddress(addr.ip().into());
     TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
         .await
         .map_err(|e| e.to_string())
-}
-
-/// [`probe`]'s answer when the handshake succeeded on the client's side.
-async fn judged(mut tls: tokio_rustls::client::TlsStream<TcpStream>) -> Answer {
-    // In TLS 1.3 the server judges the client certificate after the client thinks the
-    // handshake is done: its verdict arrives as an alert on the first read.
-    let _ = tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await;
-    let mut byte = [0u8; 1];
-    match tokio::time::timeout(Duration::from_secs(5), tls.read(&mut byte)).await {
-        Ok(Ok(n)) if n > 0 => {
-            let leaf = &tls.get_ref().1.peer_certificates().unwrap()[0];
-            let info = weft_certs::inspect(leaf).unwrap();
-            Answer::Accepted {
-                server_identity: info.identity.unwrap(),
-                serial: info.serial,
-            }
-        }
-        Ok(Ok(_)) => Answer::Refused("closed without a word".to_owned()),
-        Ok(Err(e)) => Answer::Refused(e.to_string()),
-        Err(_) => Answer::Refused("no answer within 5s".to_owned()),
-    }
 }

@@ -33,6 +33,7 @@ pub async fn serve<I>(
 ) where
     I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
+    let metrics = inbound.metrics.clone();
     let context = Arc::new(Context {
         identity_header: identity
             .as_ref()
@@ -46,11 +47,23 @@ pub async fn serve<I>(
         target: AppTarget::new(target),
         policy,
     });
-    http_server::serve(io, version, stop, move |req| {
+    let caller = match identity {
+        Some(_) => http_server::Caller::PeerProxy,
+        None => http_server::Caller::Untrusted,
+    };
+    let client = context.requests.label().to_owned();
+    let refused = http_server::serve(io, version, caller, stop, move |req| {
         let context = context.clone();
         async move { context.handle(req).await }
     })
-    .await
+    .await;
+    if let Some(refusal) = refused {
+        metrics
+            .proxy_errors
+            .with_label_values(&["inbound", refusal.reason()])
+            .inc();
+        tracing::warn!(%client, reason = refusal.reason(), "closed the connection: {refusal}");
+    }
 }
 
 struct Context {
@@ -106,17 +119,8 @@ impl Context {
     async fn forward(&self, mut req: Request<Incoming>, grpc: bool) -> Response<Body> {
         let upgrade =
             upgrade::requested(&req).map(|protocol| (protocol, hyper::upgrade::on(&mut req)));
-        let (mut parts, incoming) = req.into_parts();
-        // Only this proxy may say who the caller is.
-        parts.headers.remove(headers::CLIENT_IDENTITY);
-        if let Some(identity) = &self.identity_header {
-            parts
-                .headers
-                .insert(headers::CLIENT_IDENTITY, identity.clone());
-        }
-        let mut req = Request::from_parts(parts, body::stream(incoming));
-        let version = headers::from_mesh(&mut req);
-        headers::strip_hop_by_hop(req.headers_mut());
+        let mut req = req.map(body::stream);
+        let version = headers::for_app(&mut req, self.identity_header.as_ref());
 
         let metrics = &self.inbound.metrics;
         let sent = match upgrade {
@@ -128,6 +132,8 @@ impl Context {
         };
         match sent {
             Ok(mut response) => {
+                // `weft-error` says that a proxy answered: never the app.
+                response.headers_mut().remove(headers::ERROR);
                 // A 101 keeps `Connection`/`Upgrade`: they are what it answers.
                 if response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
                     headers::strip_hop_by_hop(response.headers_mut());

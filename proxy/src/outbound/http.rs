@@ -14,7 +14,7 @@ use super::{Destination, Outbound, Target, request};
 use crate::body::{self, Body};
 use crate::errors::ProxyError;
 use crate::headers;
-use crate::http_server::{self, HttpVersion};
+use crate::http_server::{self, Caller, HttpVersion};
 use crate::metrics::StatusCounters;
 use crate::tls::alpn;
 use crate::upgrade;
@@ -30,15 +30,19 @@ pub async fn serve<I>(
 {
     let name = target.current().map(|d| d.name.clone()).unwrap_or_default();
     let context = Arc::new(Context {
-        requests: StatusCounters::new(&outbound.metrics.outbound_requests, name),
-        outbound,
+        requests: StatusCounters::new(&outbound.metrics.outbound_requests, name.clone()),
+        outbound: outbound.clone(),
         target,
     });
-    http_server::serve(io, version, stop, move |req| {
+    let refused = http_server::serve(io, version, Caller::Untrusted, stop, move |req| {
         let context = context.clone();
         async move { context.handle(req).await }
     })
-    .await
+    .await;
+    if let Some(refusal) = refused {
+        outbound.error(refusal.reason());
+        tracing::warn!(destination = %name, reason = refusal.reason(), "closed the app's connection: {refusal}");
+    }
 }
 
 /// One app connection's requests to one destination.

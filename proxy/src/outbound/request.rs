@@ -308,7 +308,10 @@ impl Attempts<'_> {
                 .headers
                 .insert(headers::SERVER_IDENTITY, identity.clone());
         }
-        // The peer proxy answering that it could not reach its app: the app never saw it.
+        // The peer proxy answering that it could not reach its app: the app never saw it. Only a
+        // proxy can have said so: this connection is mutual TLS to the endpoint's proven identity
+        // (unmeshed endpoints never come here: `Outbound::intercepted` carries them as plain TCP),
+        // and that proxy removes `weft-error` from its app's answers.
         if parts.status == StatusCode::BAD_GATEWAY
             && parts
                 .headers
