@@ -18,7 +18,9 @@
 #        KEEP=1 keeps the working directory (configs, logs, raw wrk/h2load output).
 #        WEFT_BIN=<dir> uses the weft binaries there instead of building this checkout.
 #        WEFT_POLICY=typical gives the app a typical ServicePolicy (timeouts, retries, breaker and
-#        limits all configured, none of them acting), to measure what the layers cost.
+#        limits all configured, none of them acting), to measure what the layers cost;
+#        WEFT_POLICY=server adds its server half (authorization admitting the client's namespace
+#        and rate limits no request reaches), to measure what the server sidecar's checks cost.
 # Needs root (namespaces, iptables) and: wrk h2load haproxy nginx openssl python3 curl ip iptables
 # setpriv. Everything it creates (namespaces wb-<pid>-*, the processes in them,
 # /tmp/weft-pods.<pid>.*) is removed on exit, also on failure or Ctrl-C; what a run killed
@@ -183,6 +185,16 @@ spec:
       - routes: [api]
         timeouts: {request: 3s, perTry: 1s}
 YAML
+  if [ "${WEFT_POLICY:-}" = server ]; then
+    cat >> "$W/policies.yaml" <<YAML
+  server:
+    authorization:
+      allow: [{from: ["spiffe://cluster.local/ns/bench/*"]}]
+    rateLimit:
+      total: {rps: 10000000, burst: 1000000}
+      perIdentity: {rps: 10000000, burst: 1000000}
+YAML
+  fi
 }
 
 control_plane_ready() {
@@ -330,8 +342,8 @@ main() {
   POLICY_FLAGS=()
   case "${WEFT_POLICY:-}" in
     "") ;;
-    typical) write_policy; POLICY_FLAGS=(--policies "$W/policies.yaml") ;;
-    *) die "WEFT_POLICY=${WEFT_POLICY}: expected typical (or unset)" ;;
+    typical | server) write_policy; POLICY_FLAGS=(--policies "$W/policies.yaml") ;;
+    *) die "WEFT_POLICY=${WEFT_POLICY}: expected typical or server (or unset)" ;;
   esac
   write_nginx_conf 0.0.0.0:8080 0.0.0.0:8081
   write_haproxy_pair 127.0.0.1:18001 "$SERVER_IP:18443" "$SERVER_IP:18443" 127.0.0.1:8080
