@@ -17,6 +17,7 @@ use crate::inbound::Inbound;
 use crate::metrics::Metrics;
 use crate::outbound::{Destination, Outbound, Target};
 use crate::tls::TlsStore;
+use crate::transport::{bind_any_family, bind_loopback_twin};
 
 /// A proxy serving until [`RunningProxy::shutdown`] or drop.
 pub struct RunningProxy {
@@ -90,7 +91,12 @@ pub async fn start(
         ))
     })?;
 
-    let inbound_listener = bind("inbound", config.inbound_listen).await?;
+    let inbound_listener =
+        bind_any_family(config.inbound_listen, "inbound").map_err(|source| StartError::Bind {
+            what: "inbound",
+            addr: config.inbound_listen,
+            source,
+        })?;
     let admin_listener = bind("admin", config.admin_listen).await?;
     let mut forward_listeners = Vec::with_capacity(config.forwards.len());
     for forward in config.forwards {
@@ -101,6 +107,16 @@ pub async fn start(
         None => None,
     };
     let outbound_addr = outbound_listener.as_ref().map(local_addr).transpose()?;
+    // The other family's loopback, where ip6tables sends the app's IPv6 connections.
+    let outbound_twin = match outbound_addr {
+        Some(addr) => bind_loopback_twin(addr, "outbound").map_err(|source| StartError::Bind {
+            what: "outbound (the other family's loopback)",
+            addr,
+            source,
+        })?,
+        None => None,
+    };
+    let outbound_twin_addr = outbound_twin.as_ref().map(local_addr).transpose()?;
     let inbound_addr = local_addr(&inbound_listener)?;
     let admin_addr = local_addr(&admin_listener)?;
     let forward_addrs = forward_listeners
@@ -119,6 +135,7 @@ pub async fn start(
         store: store.clone(),
         mode: config.inbound_mode,
         app_addr: config.inbound_app_addr,
+        connect_to: config.inbound_connect_to,
         detect_timeout: config.detect_timeout,
         handshake_timeout: config
             .connect_timeout
@@ -172,7 +189,7 @@ pub async fn start(
         tokio::spawn(inbound.serve(inbound_listener, stop.clone())),
         tokio::spawn(admin.serve(admin_listener, stop.clone())),
     ];
-    if let Some(listener) = outbound_listener {
+    for listener in outbound_listener.into_iter().chain(outbound_twin) {
         tasks.push(tokio::spawn(
             outbound.clone().serve_intercepted(listener, stop.clone()),
         ));
@@ -192,6 +209,7 @@ pub async fn start(
         %inbound_addr,
         %admin_addr,
         outbound_addr = ?outbound_addr,
+        outbound_twin_addr = ?outbound_twin_addr,
         forwards = ?forward_addrs,
         "proxy started; requesting a certificate"
     );
@@ -245,5 +263,6 @@ fn summary(config: &ProxyConfig) -> serde_json::Value {
         }).collect::<Vec<_>>(),
         "detect_timeout": humantime::format_duration(config.detect_timeout).to_string(),
         "connect_timeout": humantime::format_duration(config.connect_timeout).to_string(),
+        "inbound_connect_to": config.inbound_connect_to,
     })
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use weft_certs::{SpiffeId, TrustBundle};
 
 use crate::identity::TokenSource;
-use crate::inbound::InboundMode;
+use crate::inbound::{ConnectTo, InboundMode};
 use crate::outbound::Endpoint;
 
 /// `weft-proxy` flags as typed; see [`ProxyConfig::from_args`].
@@ -45,8 +45,9 @@ pub struct ProxyArgs {
     #[arg(long, env = "WEFT_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 
-    /// Inbound listener: mesh traffic for this pod's app.
-    #[arg(long, env = "WEFT_INBOUND_LISTEN", default_value = "0.0.0.0:15006")]
+    /// Inbound listener: mesh traffic for this pod's app. `[::]` takes IPv4 and IPv6 on one
+    /// socket (falling back to 0.0.0.0 when the kernel has no IPv6).
+    #[arg(long, env = "WEFT_INBOUND_LISTEN", default_value = "[::]:15006")]
     pub inbound_listen: String,
 
     /// permissive (accept plaintext, marked unauthenticated) or strict (mutual TLS only).
@@ -58,7 +59,8 @@ pub struct ProxyArgs {
     pub inbound_app_addr: Option<String>,
 
     /// Outbound listener for the app's intercepted connections (iptables redirects them here);
-    /// `off` for none (a proxy used only through --forward listeners).
+    /// `off` for none (a proxy used only through --forward listeners). On loopback, the same
+    /// port of the other family's loopback (::1) is listened on too when the kernel has IPv6.
     #[arg(long, env = "WEFT_OUTBOUND_LISTEN", default_value = "127.0.0.1:15001")]
     pub outbound_listen: Option<String>,
 
@@ -94,6 +96,12 @@ pub struct ProxyArgs {
     /// Timeout for connecting to a peer proxy or the app, TLS handshake included.
     #[arg(long, env = "WEFT_CONNECT_TIMEOUT", default_value = "1s")]
     pub connect_timeout: String,
+
+    /// Where the app behind an intercepted connection is reached: pod-address (the address the
+    /// caller asked for, so ports the app binds to loopback stay private) or loopback
+    /// (127.0.0.1 or ::1 at the caller's port, for apps that listen on loopback only).
+    #[arg(long, env = "WEFT_INBOUND_CONNECT_TO", default_value = "pod-address")]
+    pub inbound_connect_to: Option<String>,
 }
 
 /// An explicit outbound listener and where its traffic goes.
@@ -132,6 +140,7 @@ pub struct ProxyConfig {
     pub forwards: Vec<Forward>,
     pub detect_timeout: Duration,
     pub connect_timeout: Duration,
+    pub inbound_connect_to: ConnectTo,
 }
 
 impl ProxyConfig {
@@ -200,6 +209,11 @@ impl ProxyConfig {
             .collect();
         let detect_timeout = problems.check(duration(&args.detect_timeout, "--detect-timeout"));
         let connect_timeout = problems.check(duration(&args.connect_timeout, "--connect-timeout"));
+        let inbound_connect_to = problems.check(
+            args.inbound_connect_to
+                .as_deref()
+                .map_or(Ok(ConnectTo::PodAddress), ConnectTo::parse),
+        );
 
         match (
             identity,
@@ -214,6 +228,7 @@ impl ProxyConfig {
             detect_timeout,
             connect_timeout,
             (outbound_listen, opaque_ports, unknown_destinations),
+            inbound_connect_to,
         ) {
             (
                 Some(identity),
@@ -228,6 +243,7 @@ impl ProxyConfig {
                 Some(detect_timeout),
                 Some(connect_timeout),
                 (Some(outbound_listen), Some(opaque_ports), Some(unknown_destinations)),
+                Some(inbound_connect_to),
             ) if problems.0.is_empty() => Ok(Self {
                 identity,
                 control_plane_addr,
@@ -244,6 +260,7 @@ impl ProxyConfig {
                 forwards: forwards.into_iter().flatten().collect(),
                 detect_timeout,
                 connect_timeout,
+                inbound_connect_to,
             }),
             _ => Err(problems.0),
         }
@@ -386,6 +403,7 @@ mod tests {
             outbound_listen: Some("localhost:15001".into()),
             opaque_ports: "25,smtp".into(),
             unknown_destinations: Some("allow".into()),
+            inbound_connect_to: Some("localhost".into()),
             ..ProxyArgs::default()
         };
         let errors = ProxyConfig::from_args(args).unwrap_err();
@@ -402,9 +420,10 @@ mod tests {
             "--outbound-listen \"localhost:15001\"",
             "--opaque-ports \"25,smtp\": \"smtp\" is not a port",
             "--unknown-destinations \"allow\": expected passthrough or refuse",
+            "--inbound-connect-to \"localhost\": expected pod-address or loopback",
         ] {
             assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
         }
-        assert_eq!(errors.len(), 11, "{all}");
+        assert_eq!(errors.len(), 12, "{all}");
     }
 }

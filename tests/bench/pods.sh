@@ -212,8 +212,8 @@ start_control_plane() {
   chmod 644 "$W/cp/trust-bundle.pem"
 }
 
-# start_sidecar NS ROLE: weft-proxy with default listeners (inbound 0.0.0.0:15006, outbound
-# 127.0.0.1:15001, admin 0.0.0.0:15000) as UID 1337; its pid in $STARTED.
+# start_sidecar NS ROLE: weft-proxy with default listeners (inbound [::]:15006, outbound
+# 127.0.0.1:15001 and [::1]:15001, admin 0.0.0.0:15000) as UID 1337; its pid in $STARTED.
 start_sidecar() {
   local ns=$1 role=$2
   start "weft-$role" "$ns" proxy "$W/bin/weft-proxy" --identity "$TRUST_DOMAIN_NS/$role" \

@@ -4,8 +4,10 @@
 Each subcommand is one program. Servers print "ready" on stdout once listening; clients print
 one JSON line with what they observed and exit non-zero on failure.
 
-  http-server PORT NAME        HTTP/1.1 app: answers "hello from NAME" and echoes the
-                               weft-client-identity header it received
+  http-server PORT NAME [HOST] HTTP/1.1 app: answers "hello from NAME" and echoes the
+                               weft-client-identity header it received; listens on HOST
+                               (default 0.0.0.0; "::" for IPv6 and IPv4, "127.0.0.1" for
+                               loopback only)
   grpc-server PORT             gRPC (python grpcio) echo: /weft.e2e.Echo/Unary and /Bidi
   grpc-client ADDR COUNT       one unary call, then a bidirectional stream of COUNT messages
   grpc-fault-server PORT       gRPC test.Greeter whose failures are chosen per call by metadata:
@@ -19,8 +21,9 @@ one JSON line with what they observed and exit non-zero on failure.
                                prints the code and details of each
   ws-server PORT               WebSocket echo (the `websockets` package)
   ws-client URL COUNT          WebSocket client sending COUNT messages
-  echo-server PORT             TCP echo
-  echo-client ADDR             sends bytes that are not HTTP, expects them back
+  echo-server PORT [HOST]      TCP echo, on HOST as for http-server
+  echo-client ADDR             sends bytes that are not HTTP, expects them back (ADDR may be
+                               [IPv6]:PORT)
   greeter-server PORT          a server-speaks-first protocol: "220 ready" on connect
   greeter-client ADDR          measures how long the greeting takes
 """
@@ -35,7 +38,11 @@ def ready():
     print("ready", flush=True)
 
 
-def http_server(port, name):
+def family(host):
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def http_server(port, name, host="0.0.0.0"):
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     class Handler(BaseHTTPRequestHandler):
@@ -57,8 +64,9 @@ def http_server(port, name):
         # The default backlog of 5 drops connection attempts under a burst of parallel requests.
         request_queue_size = 256
         daemon_threads = True
+        address_family = family(host)
 
-    server = Server(("0.0.0.0", int(port)), Handler)
+    server = Server((host, int(port)), Handler)
     ready()
     server.serve_forever()
 
@@ -212,10 +220,12 @@ def ws_client(url, count):
     print(json.dumps({"replies": replies}), flush=True)
 
 
-def serve_tcp(port, on_connection):
+def serve_tcp(port, on_connection, host="0.0.0.0"):
     import threading
 
-    listener = socket.create_server(("0.0.0.0", int(port)), reuse_port=True, backlog=256)
+    listener = socket.create_server(
+        (host, int(port)), family=family(host), reuse_port=True, backlog=256
+    )
     ready()
     while True:
         conn, _ = listener.accept()
@@ -237,20 +247,30 @@ def greet(conn):
 
 def split_addr(addr):
     host, port = addr.rsplit(":", 1)
-    return host, int(port)
+    return host.strip("[]"), int(port)
 
 
 def echo_client(addr):
     payload = bytes(range(256)) * 64
+    received = b""
+    error = None
     with socket.create_connection(split_addr(addr), timeout=10) as conn:
-        conn.sendall(payload)
-        received = b""
-        while len(received) < len(payload):
-            chunk = conn.recv(65536)
-            if not chunk:
-                break
-            received += chunk
-    print(json.dumps({"sent": len(payload), "echoed_equal": received == payload}), flush=True)
+        try:
+            conn.sendall(payload)
+            while len(received) < len(payload):
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                received += chunk
+        except ConnectionError as e:
+            # The far end closed on us: report it like an early end of file.
+            error = type(e).__name__
+    print(json.dumps({
+        "sent": len(payload),
+        "received": len(received),
+        "echoed_equal": received == payload,
+        "error": error,
+    }), flush=True)
     sys.exit(0 if received == payload else 1)
 
 
@@ -277,7 +297,7 @@ COMMANDS = {
     "grpc-call": grpc_call,
     "ws-server": ws_server,
     "ws-client": ws_client,
-    "echo-server": lambda port: serve_tcp(port, echo),
+    "echo-server": lambda port, host="0.0.0.0": serve_tcp(port, echo, host),
     "echo-client": echo_client,
     "greeter-server": lambda port: serve_tcp(port, greet),
     "greeter-client": greeter_client,

@@ -28,7 +28,7 @@ fn ready(extra: &[(&str, &str)]) -> bool {
 }
 
 /// `python3 -m http.server <port> --bind <ip>`, serving an empty temporary directory.
-fn http_server(port: u16, ip: Ipv4Addr) -> Vec<String> {
+fn http_server(port: u16, ip: impl std::fmt::Display) -> Vec<String> {
     let dir = std::env::temp_dir();
     [
         "-m",
@@ -105,6 +105,31 @@ fn curl_between_pods_and_the_request_is_on_the_wire() {
         a.ip(),
         "the request came from pod a directly"
     );
+}
+
+#[test]
+fn pods_reach_each_other_over_ipv6() {
+    if !ready(&[("python3", "python3"), ("curl", "curl")]) {
+        return;
+    }
+    if !pods::ipv6_available() {
+        programs::skip(&format!("{TEST}: the kernel has IPv6 disabled"));
+        return;
+    }
+    let pods = Pods::create(&["a", "b"]);
+    let (a, b) = (pods.pod("a"), pods.pod("b"));
+    let (Some(a_ip6), Some(b_ip6)) = (a.ip6(), b.ip6()) else {
+        panic!("pods without IPv6 addresses on a kernel with IPv6");
+    };
+    assert_ne!(a_ip6, b_ip6);
+    let args = http_server(8080, b_ip6);
+    let server = b.spawn(
+        "python3",
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    a.netns().wait_for_port(b.addr6(8080), DEADLINE);
+    let url = format!("http://{}/", b.addr6(8080));
+    assert_eq!(curl_status(a, &url), "200", "server log:\n{}", server.log());
 }
 
 #[test]

@@ -11,11 +11,12 @@
 //! always as the policy is now, so an edit reaches open connections too.
 
 mod admission;
+mod app_target;
 mod http;
 mod port_policy;
 mod refuse;
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,8 +32,10 @@ use crate::discovery::Discovery;
 use crate::http_server::HttpVersion;
 use crate::metrics::Metrics;
 use crate::tls::{TlsStore, alpn, classify, peer_identity};
-use crate::transport::{OrigDstAddr, PrefixedIo, accept_loop, original_dst, splice};
+use crate::transport::{PrefixedIo, accept_loop, original_dst, splice};
 use admission::Caller;
+
+pub use app_target::ConnectTo;
 pub use port_policy::PortPolicy;
 
 /// How the inbound listener treats callers that are not mesh proxies.
@@ -50,8 +53,10 @@ pub struct Inbound {
     pub store: Arc<TlsStore>,
     pub mode: InboundMode,
     /// Where the app listens when connections arrive without an original destination (an
-    /// intercepted connection goes to loopback at the port its caller asked for).
+    /// intercepted connection goes where [`Self::connect_to`] says).
     pub app_addr: Option<SocketAddr>,
+    /// Which address reaches the app behind an intercepted connection.
+    pub connect_to: ConnectTo,
     pub detect_timeout: Duration,
     pub handshake_timeout: Duration,
     pub app: Arc<AppClient>,
@@ -71,7 +76,8 @@ impl Inbound {
 
     async fn handle(self: Arc<Self>, tcp: TcpStream, client: SocketAddr, stop: CancellationToken) {
         let orig = original_dst(&tcp);
-        let Some(target) = orig.map(app_target).or(self.app_addr) else {
+        let intercepted = orig.map(|orig| self.connect_to.app_target(orig));
+        let Some(target) = intercepted.or(self.app_addr) else {
             self.count_connection("refused");
             tracing::warn!(%client, "no app address: the connection was not redirected and --inbound-app-addr is not set");
             return;
@@ -257,16 +263,6 @@ impl Inbound {
             .with_label_values(&[tls])
             .inc();
     }
-}
-
-/// The app behind an intercepted connection: the port the caller asked for, on loopback (the
-/// app shares the pod's network namespace, so loopback reaches it without leaving the pod).
-fn app_target(orig: OrigDstAddr) -> SocketAddr {
-    let ip: IpAddr = match orig.0.ip() {
-        IpAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
-        IpAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
-    };
-    SocketAddr::new(ip, orig.0.port())
 }
 
 fn as_slices(protocols: &[Vec<u8>]) -> Vec<&[u8]> {

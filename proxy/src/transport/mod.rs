@@ -1,11 +1,13 @@
 //! Sockets: listening, original destinations, replaying detected bytes, and splicing two streams together.
 
 mod accept;
+mod listen;
 mod orig_dst;
 mod prefixed;
 mod splice;
 
 pub use accept::accept_loop;
+pub use listen::{bind_any_family, bind_loopback_twin, loopback_twin};
 pub use orig_dst::{OrigDstAddr, original_dst};
 pub use prefixed::PrefixedIo;
 pub use splice::splice;

@@ -17,6 +17,11 @@
 //! and the bridge namespace refuses them at once (ICMP unreachable), so they suit service VIPs
 //! that iptables in the client pod rewrites before they reach the wire ([`Pods::allocate_vip`]).
 //!
+//! When the kernel has IPv6, each pod's `eth0` also gets `fd00:X:Y::(2+i)/64` and `br0`
+//! `fd00:X:Y::1/64` (unique local addresses; X and Y as above, in hex), added without duplicate
+//! address detection so they work at once. The /64 is on-link everywhere, so pods reach each
+//! other over IPv6 without routes ([`Pod::ip6`]); there is no IPv6 VIP range.
+//!
 //! Every instance has its own bridge namespace, so instances never share a link and their
 //! addresses could even coincide; distinct subnets just keep captures and logs unambiguous.
 //! Interface names are short and only need to be unique inside one instance's namespaces.
@@ -38,7 +43,7 @@ pub mod pcap;
 mod process;
 
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -86,6 +91,11 @@ pub fn available(test: &str) -> bool {
         ))
 }
 
+/// Whether the kernel has IPv6 (then pods get IPv6 addresses too).
+pub fn ipv6_available() -> bool {
+    std::path::Path::new("/proc/net/if_inet6").exists()
+}
+
 fn is_root() -> bool {
     // The effective uid is the second field of `Uid:`.
     std::fs::read_to_string("/proc/self/status")
@@ -125,6 +135,7 @@ pub struct Pod {
     name: String,
     netns: Netns,
     ip: Ipv4Addr,
+    ip6: Option<Ipv6Addr>,
     host_veth: String,
     registry: Arc<Registry>,
 }
@@ -151,6 +162,19 @@ impl Pod {
     /// `ip():port`
     pub fn addr(&self, port: u16) -> SocketAddrV4 {
         SocketAddrV4::new(self.ip, port)
+    }
+
+    /// The IPv6 address of its `eth0`; `None` when the kernel has no IPv6.
+    pub fn ip6(&self) -> Option<Ipv6Addr> {
+        self.ip6
+    }
+
+    /// `[ip6()]:port`; panics when the kernel has no IPv6 (check [`ipv6_available`] first).
+    pub fn addr6(&self, port: u16) -> SocketAddrV6 {
+        let ip = self
+            .ip6
+            .unwrap_or_else(|| panic!("pod {} has no IPv6 address", self.name));
+        SocketAddrV6::new(ip, port, 0, 0)
     }
 
     /// The bridge-namespace end of its veth: what [`Pods::capture`] listens on.
@@ -190,6 +214,8 @@ pub struct Pods {
     pods: Vec<Pod>,
     bridge: Netns,
     subnet: Cidr,
+    /// The first four groups of the pods' IPv6 /64, if the kernel has IPv6.
+    subnet6: Option<[u16; 4]>,
     next_vip: AtomicU32,
     registry: Arc<Registry>,
     /// Every namespace created (or being created), in creation order, for cleanup.
@@ -220,6 +246,7 @@ impl Pods {
             pods: Vec::new(),
             bridge: Netns::new(bridge_namespace(pid, instance)),
             subnet,
+            subnet6: ipv6_available().then_some([0xfd00, u16::from(x), u16::from(y), 0]),
             next_vip: AtomicU32::new(u32::from(FIRST_VIP)),
             registry: Arc::new(Registry::new(dir.path().to_owned())),
             namespaces: Vec::new(),
@@ -246,6 +273,9 @@ impl Pods {
             "dev",
             "br0",
         ]);
+        if let Some(ip6) = self.nth6(1) {
+            bridge.ip(&["addr", "add", &format!("{ip6}/64"), "dev", "br0", "nodad"]);
+        }
         bridge.ip(&["link", "set", "br0", "up"]);
         // With forwarding on, a packet for an unowned VIP gets an immediate ICMP unreachable
         // (instead of silence), so a connect that iptables did not redirect fails fast.
@@ -281,6 +311,10 @@ impl Pods {
             .ip(&["link", "set", &host_veth, "master", "br0"]);
         self.bridge.ip(&["link", "set", &host_veth, "up"]);
         netns.ip(&["addr", "add", &format!("{ip}/25"), "dev", "eth0"]);
+        let ip6 = self.nth6(2 + i as u8);
+        if let Some(ip6) = ip6 {
+            netns.ip(&["addr", "add", &format!("{ip6}/64"), "dev", "eth0", "nodad"]);
+        }
         netns.ip(&["link", "set", "eth0", "up"]);
         netns.ip(&[
             "route",
@@ -293,6 +327,7 @@ impl Pods {
             name: name.to_owned(),
             netns,
             ip,
+            ip6,
             host_veth,
             registry: self.registry.clone(),
         });
@@ -301,6 +336,11 @@ impl Pods {
     fn nth(&self, host: u8) -> Ipv4Addr {
         let [a, b, c, _] = self.subnet.addr.octets();
         Ipv4Addr::new(a, b, c, host)
+    }
+
+    fn nth6(&self, host: u8) -> Option<Ipv6Addr> {
+        let [a, b, c, d] = self.subnet6?;
+        Some(Ipv6Addr::new(a, b, c, d, 0, 0, 0, u16::from(host)))
     }
 
     pub fn pods(&self) -> &[Pod] {

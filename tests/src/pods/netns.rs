@@ -4,7 +4,7 @@
 //! The workspace denies `unsafe`, so the test process never enters a namespace itself (that
 //! takes `setns`); every action inside one is an external command.
 
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -59,8 +59,9 @@ impl Netns {
         ip(&[&["-n", &self.name], args].concat());
     }
 
-    /// Whether a TCP connect from inside to `addr` succeeds now.
-    pub fn accepts(&self, addr: SocketAddrV4) -> bool {
+    /// Whether a TCP connect from inside to `addr` (IPv4 or IPv6) succeeds now.
+    pub fn accepts(&self, addr: impl Into<SocketAddr>) -> bool {
+        let addr = addr.into();
         // bash's /dev/tcp does one connect() and nothing else; the per-attempt deadline covers a
         // peer that drops SYNs.
         let script = format!("exec 3<>/dev/tcp/{}/{}", addr.ip(), addr.port());
@@ -72,7 +73,8 @@ impl Netns {
     }
 
     /// Polls until a TCP connect from inside to `addr` succeeds; panics after `deadline`.
-    pub fn wait_for_port(&self, addr: SocketAddrV4, deadline: Duration) {
+    pub fn wait_for_port(&self, addr: impl Into<SocketAddr>, deadline: Duration) {
+        let addr = addr.into();
         wait::until_blocking(
             deadline,
             &format!("{addr} to accept connections from netns {}", self.name),
