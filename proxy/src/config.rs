@@ -94,6 +94,16 @@ pub struct ProxyArgs {
     /// Timeout for connecting to a peer proxy or the app, TLS handshake included.
     #[arg(long, env = "WEFT_CONNECT_TIMEOUT", default_value = "1s")]
     pub connect_timeout: String,
+
+    /// On SIGTERM, how long requests and connections in flight have to finish before they are
+    /// cut (keep it below the pod's terminationGracePeriodSeconds, 30s by default).
+    #[arg(long, env = "WEFT_SHUTDOWN_GRACE", default_value = DEFAULT_SHUTDOWN_GRACE)]
+    pub shutdown_grace: Option<String>,
+
+    /// The most connections the inbound listener serves at once; past it, a new connection is
+    /// closed at once (and counted in weft_inbound_connections_refused_total).
+    #[arg(long, env = "WEFT_INBOUND_MAX_CONNECTIONS", default_value = DEFAULT_INBOUND_MAX_CONNECTIONS)]
+    pub inbound_max_connections: Option<String>,
 }
 
 /// An explicit outbound listener and where its traffic goes.
@@ -132,6 +142,8 @@ pub struct ProxyConfig {
     pub forwards: Vec<Forward>,
     pub detect_timeout: Duration,
     pub connect_timeout: Duration,
+    pub shutdown_grace: Duration,
+    pub inbound_max_connections: usize,
 }
 
 impl ProxyConfig {
@@ -200,6 +212,18 @@ impl ProxyConfig {
             .collect();
         let detect_timeout = problems.check(duration(&args.detect_timeout, "--detect-timeout"));
         let connect_timeout = problems.check(duration(&args.connect_timeout, "--connect-timeout"));
+        let shutdown_grace = problems.check(duration(
+            args.shutdown_grace
+                .as_deref()
+                .unwrap_or(DEFAULT_SHUTDOWN_GRACE),
+            "--shutdown-grace",
+        ));
+        let inbound_max_connections = problems.check(positive(
+            args.inbound_max_connections
+                .as_deref()
+                .unwrap_or(DEFAULT_INBOUND_MAX_CONNECTIONS),
+            "--inbound-max-connections",
+        ));
 
         match (
             identity,
@@ -214,6 +238,7 @@ impl ProxyConfig {
             detect_timeout,
             connect_timeout,
             (outbound_listen, opaque_ports, unknown_destinations),
+            (shutdown_grace, inbound_max_connections),
         ) {
             (
                 Some(identity),
@@ -228,6 +253,7 @@ impl ProxyConfig {
                 Some(detect_timeout),
                 Some(connect_timeout),
                 (Some(outbound_listen), Some(opaque_ports), Some(unknown_destinations)),
+                (Some(shutdown_grace), Some(inbound_max_connections)),
             ) if problems.0.is_empty() => Ok(Self {
                 identity,
                 control_plane_addr,
@@ -244,11 +270,18 @@ impl ProxyConfig {
                 forwards: forwards.into_iter().flatten().collect(),
                 detect_timeout,
                 connect_timeout,
+                shutdown_grace,
+                inbound_max_connections,
             }),
             _ => Err(problems.0),
         }
     }
 }
+
+/// `--shutdown-grace` when not given (also for [`ProxyArgs::default`], as in tests).
+const DEFAULT_SHUTDOWN_GRACE: &str = "20s";
+/// `--inbound-max-connections` when not given.
+const DEFAULT_INBOUND_MAX_CONNECTIONS: &str = "10000";
 
 /// What the outbound side does with destinations that are not part of the mesh.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -295,6 +328,13 @@ fn ports(text: &str, flag: &str) -> Result<Vec<u16>, String> {
 
 fn duration(text: &str, flag: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{flag} {text:?}: {e} (e.g. 300ms, 2s)"))
+}
+
+fn positive(text: &str, flag: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{flag} {text:?}: expected a whole number above 0")),
+    }
 }
 
 fn trust_anchors(args: &ProxyArgs) -> Result<TrustBundle, String> {
@@ -386,6 +426,8 @@ mod tests {
             outbound_listen: Some("localhost:15001".into()),
             opaque_ports: "25,smtp".into(),
             unknown_destinations: Some("allow".into()),
+            shutdown_grace: Some("soon".into()),
+            inbound_max_connections: Some("0".into()),
             ..ProxyArgs::default()
         };
         let errors = ProxyConfig::from_args(args).unwrap_err();
@@ -402,9 +444,11 @@ mod tests {
             "--outbound-listen \"localhost:15001\"",
             "--opaque-ports \"25,smtp\": \"smtp\" is not a port",
             "--unknown-destinations \"allow\": expected passthrough or refuse",
+            "--shutdown-grace \"soon\"",
+            "--inbound-max-connections \"0\": expected a whole number above 0",
         ] {
             assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
         }
-        assert_eq!(errors.len(), 11, "{all}");
+        assert_eq!(errors.len(), 13, "{all}");
     }
 }

@@ -23,7 +23,9 @@ use crate::detect::{self, Protocol};
 use crate::http_server::HttpVersion;
 use crate::metrics::Metrics;
 use crate::tls::{TlsStore, alpn, classify, peer_identity};
-use crate::transport::{OrigDstAddr, PrefixedIo, accept_loop, original_dst, splice};
+use crate::transport::{
+    ConnectionLimit, Listening, OrigDstAddr, PrefixedIo, accept_draining, original_dst, splice,
+};
 
 /// How the inbound listener treats callers that are not mesh proxies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -46,15 +48,43 @@ pub struct Inbound {
     pub handshake_timeout: Duration,
     pub app: Arc<AppClient>,
     pub metrics: Arc<Metrics>,
+    /// `--inbound-max-connections`: connections past it are closed at once.
+    pub connection_limit: ConnectionLimit,
 }
 
 impl Inbound {
-    pub async fn serve(self: Arc<Self>, listener: TcpListener, stop: CancellationToken) {
-        let accepting = stop.clone();
-        accept_loop(listener, "inbound", accepting, move |tcp, client| {
-            self.clone().handle(tcp, client, stop.clone())
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, listening: Listening) {
+        let stop = listening.draining();
+        accept_draining(listener, "inbound", listening, move |tcp, client| {
+            // Taken here, in the accept loop, so that the limit holds however fast callers come.
+            let slot = self.connection_limit.try_acquire();
+            let (inbound, stop) = (self.clone(), stop.clone());
+            async move {
+                let Some(_slot) = slot else {
+                    return inbound.refuse_over_limit(tcp, client);
+                };
+                inbound.handle(tcp, client, stop).await
+            }
         })
         .await
+    }
+
+    /// Closes a connection past `--inbound-max-connections` at once, so its caller fails fast.
+    fn refuse_over_limit(&self, tcp: TcpStream, client: SocketAddr) {
+        drop(tcp);
+        self.count_connection("refused");
+        self.metrics
+            .inbound_refused
+            .with_label_values(&["connection_limit"])
+            .inc();
+        if let Some(refused) = self.connection_limit.refused() {
+            tracing::warn!(
+                %client,
+                refused_since_last_warning = refused,
+                max = self.connection_limit.max(),
+                "refusing new inbound connections: --inbound-max-connections are open"
+            );
+        }
     }
 
     async fn handle(self: Arc<Self>, tcp: TcpStream, client: SocketAddr, stop: CancellationToken) {

@@ -1,11 +1,16 @@
-//! Sockets: listening, original destinations, replaying detected bytes, and splicing two streams together.
+//! Sockets: listening, draining, limits, original destinations, replaying detected bytes, and
+//! splicing two streams together.
 
 mod accept;
+pub mod drain;
+mod limit;
 mod orig_dst;
 mod prefixed;
 mod splice;
 
-pub use accept::accept_loop;
+pub use accept::{accept_draining, accept_loop};
+pub use drain::{Drain, Listening};
+pub use limit::{ConnectionLimit, ConnectionSlot};
 pub use orig_dst::{OrigDstAddr, original_dst};
 pub use prefixed::PrefixedIo;
 pub use splice::splice;
