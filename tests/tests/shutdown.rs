@@ -361,6 +361,48 @@ async fn a_request_still_running_when_the_grace_period_ends_is_cut() {
     .await;
 }
 
+#[tokio::test]
+async fn an_opaque_stream_carries_on_through_the_grace_period_and_is_cut_at_its_end() {
+    let mesh = Mesh::start(HOUR).await;
+    let echo = TcpEcho::start().await;
+    let grace = Duration::from_secs(1);
+    let mut server = ProxyProcess::start(
+        &mesh,
+        "server",
+        &ProxyOptions::app(echo.addr),
+        &["--shutdown-grace=1s"],
+    )
+    .await;
+    let mut stream = echoing(server.inbound_addr).await;
+
+    server.sigterm();
+    let signalled = Instant::now();
+    wait_draining(&server).await;
+    wait_refused(server.inbound_addr, "the inbound listener").await;
+    assert!(
+        round_trip(&mut stream).await,
+        "the opaque stream still carries bytes while draining"
+    );
+
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(grace + EXIT_MARGIN, stream.read(&mut buf))
+        .await
+        .expect("the stream is cut at the end of the grace period");
+    let cut_after = signalled.elapsed();
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    assert!(
+        cut_after >= grace,
+        "cut {cut_after:?} after SIGTERM, before the grace period ended"
+    );
+    let (status, _) = server.wait_exit(EXIT_MARGIN).await;
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        server.log().contains("cut_connections=1"),
+        "{}",
+        server.log()
+    );
+}
+
 /// A raw TCP connection through the proxy to the echo app, checked by a round trip.
 async fn echoing(addr: SocketAddr) -> TcpStream {
     let mut tcp = TcpStream::connect(addr).await.unwrap();
