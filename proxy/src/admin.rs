@@ -1,7 +1,8 @@
 //! The admin port (15000): probes, metrics and a look inside, for Kubernetes and for humans.
 //!
 //! - `GET /live`: the process is serving.
-//! - `GET /ready`: 200 once the proxy holds a valid certificate, 503 with the reason otherwise.
+//! - `GET /ready`: 200 once the proxy holds a valid certificate, 503 with the reason otherwise,
+//!   and 503 `draining` once a shutdown has begun (so Kubernetes stops sending traffic).
 //! - `GET /metrics`: Prometheus text format.
 //! - `GET /identity`: the current certificate (identity, serial, validity, rotations) as JSON.
 //! - `GET /config`: the effective configuration as JSON (no secrets).
@@ -62,6 +63,8 @@ pub struct Admin {
     pub header_read_timeout: Duration,
     /// The longest a connection may move no byte while a request is served; [`STALL_TIMEOUT`].
     pub stall_timeout: Duration,
+    /// Fires when the proxy starts draining.
+    pub draining: CancellationToken,
 }
 
 /// Production value of [`Admin::header_read_timeout`]: a probe or a scrape sends its head at once.
@@ -126,6 +129,9 @@ impl Admin {
     async fn route(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
         match (req.method().clone(), req.uri().path()) {
             (Method::GET, "/live") => text(StatusCode::OK, "live\n"),
+            (Method::GET, "/ready") if self.draining.is_cancelled() => {
+                text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+            }
             (Method::GET, "/ready") => match self.store.readiness(SystemTime::now()) {
                 Ok(()) => text(StatusCode::OK, "ready\n"),
                 Err(why) => text(

@@ -17,6 +17,7 @@ use crate::inbound::Inbound;
 use crate::metrics::Metrics;
 use crate::outbound::{Destination, Outbound, Target};
 use crate::tls::TlsStore;
+use crate::transport::{ConnectionLimit, Drain};
 use crate::transport::{bind_any_family, bind_loopback_twin};
 
 /// A proxy serving until [`RunningProxy::shutdown`] or drop.
@@ -29,13 +30,29 @@ pub struct RunningProxy {
     pub forward_addrs: Vec<SocketAddr>,
     pub store: Arc<TlsStore>,
     pub metrics: Arc<Metrics>,
+    /// Stops the listeners that carry traffic and waits for their connections.
+    drain: Drain,
+    /// Stops everything else (identity, discovery, the admin listener), after the drain.
     stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl RunningProxy {
-    /// Stops listening, ends every connection and the identity client.
+    /// Drains (see [`crate::transport::drain`]): stops accepting, lets open connections finish
+    /// within `--shutdown-grace` and cuts the rest; then stops the admin listener, the identity
+    /// client and discovery.
     pub async fn shutdown(mut self) {
+        self.drain.run().await;
+        self.stop.cancel();
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+    }
+
+    /// Stops at once, as a crash would, but in order: every listener closed and every
+    /// connection dropped, without a drain. For tests of what callers see when a peer dies.
+    pub async fn kill(mut self) {
+        self.drain.cut_now();
         self.stop.cancel();
         for task in self.tasks.drain(..) {
             let _ = task.await;
@@ -45,6 +62,7 @@ impl RunningProxy {
 
 impl Drop for RunningProxy {
     fn drop(&mut self) {
+        self.drain.cut_now();
         self.stop.cancel();
     }
 }
@@ -69,6 +87,7 @@ pub async fn start(
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let metrics = Arc::new(Metrics::new());
     let stop = CancellationToken::new();
+    let drain = Drain::new(config.shutdown_grace);
     let summary = summary(&config);
 
     let store = Arc::new(
@@ -143,6 +162,7 @@ pub async fn start(
         app: app.clone(),
         metrics: metrics.clone(),
         discovery: Some(discovery.clone()),
+        connection_limit: ConnectionLimit::new(config.inbound_max_connections),
     });
     let mut outbound = Outbound::new(
         store.clone(),
@@ -175,6 +195,7 @@ pub async fn start(
         log_level: log_level.map(|(setter, current)| (setter, Mutex::new(current))),
         header_read_timeout: crate::admin::HEADER_READ_TIMEOUT,
         stall_timeout: crate::admin::STALL_TIMEOUT,
+        draining: drain.draining(),
     });
 
     let mut tasks = vec![
@@ -186,12 +207,14 @@ pub async fn start(
                 .clone()
                 .forget_departed_periodically(forward_targets.clone(), stop.clone()),
         ),
-        tokio::spawn(inbound.serve(inbound_listener, stop.clone())),
+        tokio::spawn(inbound.serve(inbound_listener, drain.listening())),
         tokio::spawn(admin.serve(admin_listener, stop.clone())),
     ];
     for listener in outbound_listener.into_iter().chain(outbound_twin) {
         tasks.push(tokio::spawn(
-            outbound.clone().serve_intercepted(listener, stop.clone()),
+            outbound
+                .clone()
+                .serve_intercepted(listener, drain.listening()),
         ));
     }
     for (listener, target) in forward_listeners
@@ -201,7 +224,7 @@ pub async fn start(
         tasks.push(tokio::spawn(outbound.clone().serve_forward(
             listener,
             target,
-            stop.clone(),
+            drain.listening(),
         )));
     }
     tracing::info!(
@@ -220,6 +243,7 @@ pub async fn start(
         forward_addrs,
         store,
         metrics,
+        drain,
         stop,
         tasks,
     })
@@ -264,5 +288,7 @@ fn summary(config: &ProxyConfig) -> serde_json::Value {
         "detect_timeout": humantime::format_duration(config.detect_timeout).to_string(),
         "connect_timeout": humantime::format_duration(config.connect_timeout).to_string(),
         "inbound_connect_to": config.inbound_connect_to,
+        "shutdown_grace": humantime::format_duration(config.shutdown_grace).to_string(),
+        "inbound_max_connections": config.inbound_max_connections,
     })
 }

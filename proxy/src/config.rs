@@ -102,6 +102,15 @@ pub struct ProxyArgs {
     /// (127.0.0.1 or ::1 at the caller's port, for apps that listen on loopback only).
     #[arg(long, env = "WEFT_INBOUND_CONNECT_TO", default_value = "pod-address")]
     pub inbound_connect_to: Option<String>,
+    /// On SIGTERM, how long requests and connections in flight have to finish before they are
+    /// cut (keep it below the pod's terminationGracePeriodSeconds, 30s by default).
+    #[arg(long, env = "WEFT_SHUTDOWN_GRACE", default_value = DEFAULT_SHUTDOWN_GRACE)]
+    pub shutdown_grace: Option<String>,
+
+    /// The most connections the inbound listener serves at once; past it, a new connection is
+    /// closed at once (and counted in weft_inbound_connections_refused_total).
+    #[arg(long, env = "WEFT_INBOUND_MAX_CONNECTIONS", default_value = DEFAULT_INBOUND_MAX_CONNECTIONS)]
+    pub inbound_max_connections: Option<String>,
 }
 
 /// An explicit outbound listener and where its traffic goes.
@@ -141,6 +150,8 @@ pub struct ProxyConfig {
     pub detect_timeout: Duration,
     pub connect_timeout: Duration,
     pub inbound_connect_to: ConnectTo,
+    pub shutdown_grace: Duration,
+    pub inbound_max_connections: usize,
 }
 
 impl ProxyConfig {
@@ -214,6 +225,18 @@ impl ProxyConfig {
                 .as_deref()
                 .map_or(Ok(ConnectTo::PodAddress), ConnectTo::parse),
         );
+        let shutdown_grace = problems.check(duration(
+            args.shutdown_grace
+                .as_deref()
+                .unwrap_or(DEFAULT_SHUTDOWN_GRACE),
+            "--shutdown-grace",
+        ));
+        let inbound_max_connections = problems.check(positive(
+            args.inbound_max_connections
+                .as_deref()
+                .unwrap_or(DEFAULT_INBOUND_MAX_CONNECTIONS),
+            "--inbound-max-connections",
+        ));
 
         match (
             identity,
@@ -228,7 +251,7 @@ impl ProxyConfig {
             detect_timeout,
             connect_timeout,
             (outbound_listen, opaque_ports, unknown_destinations),
-            inbound_connect_to,
+            (inbound_connect_to, shutdown_grace, inbound_max_connections),
         ) {
             (
                 Some(identity),
@@ -243,7 +266,7 @@ impl ProxyConfig {
                 Some(detect_timeout),
                 Some(connect_timeout),
                 (Some(outbound_listen), Some(opaque_ports), Some(unknown_destinations)),
-                Some(inbound_connect_to),
+                (Some(inbound_connect_to), Some(shutdown_grace), Some(inbound_max_connections)),
             ) if problems.0.is_empty() => Ok(Self {
                 identity,
                 control_plane_addr,
@@ -261,11 +284,18 @@ impl ProxyConfig {
                 detect_timeout,
                 connect_timeout,
                 inbound_connect_to,
+                shutdown_grace,
+                inbound_max_connections,
             }),
             _ => Err(problems.0),
         }
     }
 }
+
+/// `--shutdown-grace` when not given (also for [`ProxyArgs::default`], as in tests).
+const DEFAULT_SHUTDOWN_GRACE: &str = "20s";
+/// `--inbound-max-connections` when not given.
+const DEFAULT_INBOUND_MAX_CONNECTIONS: &str = "10000";
 
 /// What the outbound side does with destinations that are not part of the mesh.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -312,6 +342,13 @@ fn ports(text: &str, flag: &str) -> Result<Vec<u16>, String> {
 
 fn duration(text: &str, flag: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{flag} {text:?}: {e} (e.g. 300ms, 2s)"))
+}
+
+fn positive(text: &str, flag: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{flag} {text:?}: expected a whole number above 0")),
+    }
 }
 
 fn trust_anchors(args: &ProxyArgs) -> Result<TrustBundle, String> {
@@ -404,6 +441,8 @@ mod tests {
             opaque_ports: "25,smtp".into(),
             unknown_destinations: Some("allow".into()),
             inbound_connect_to: Some("localhost".into()),
+            shutdown_grace: Some("soon".into()),
+            inbound_max_connections: Some("0".into()),
             ..ProxyArgs::default()
         };
         let errors = ProxyConfig::from_args(args).unwrap_err();
@@ -421,9 +460,11 @@ mod tests {
             "--opaque-ports \"25,smtp\": \"smtp\" is not a port",
             "--unknown-destinations \"allow\": expected passthrough or refuse",
             "--inbound-connect-to \"localhost\": expected pod-address or loopback",
+            "--shutdown-grace \"soon\"",
+            "--inbound-max-connections \"0\": expected a whole number above 0",
         ] {
             assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
         }
-        assert_eq!(errors.len(), 12, "{all}");
+        assert_eq!(errors.len(), 14, "{all}");
     }
 }

@@ -117,6 +117,9 @@ where
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
     let result = tokio::select! {
+        // The connection first: bytes already read (by protocol detection) are a request to
+        // serve, even when the drain has just begun.
+        biased;
         result = conn.as_mut() => result,
         _ = stop.cancelled() => {
             conn.as_mut().graceful_shutdown();

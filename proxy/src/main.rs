@@ -1,7 +1,8 @@
-//! `weft-proxy`: flags → config → runtime → start → serve until SIGTERM → stop.
+//! `weft-proxy`: flags → config → runtime → start → serve until SIGTERM → drain → exit 0.
 //! `weft-proxy init`: write the pod's iptables rules and exit (see `weft_proxy::init`).
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use weft_proxy::init::InitArgs;
@@ -78,7 +79,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
         let proxy = match weft_proxy::start(config, Some((set_log_level, cli.log))).await {
             Ok(proxy) => proxy,
             Err(e) => {
@@ -90,8 +91,14 @@ fn main() -> ExitCode {
         tracing::info!("shutting down");
         proxy.shutdown().await;
         ExitCode::SUCCESS
-    })
+    });
+    // The drain is over; what is left (idle pooled connections, a name lookup) is dropped.
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN_TIMEOUT);
+    code
 }
+
+/// The longest wait for blocking work (file reads, name lookups) once the proxy has stopped.
+const RUNTIME_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};

@@ -17,6 +17,7 @@ pub mod pod_mesh;
 pub mod pods;
 pub mod policy_mesh;
 pub mod programs;
+pub mod proxy_process;
 pub mod raw_h2;
 pub mod tls_probe;
 pub mod traffic;

@@ -42,14 +42,14 @@ impl Backend {
     pub async fn kill(&mut self) {
         self.app.stop().await;
         if let Some(proxy) = self.proxy.take() {
-            proxy.shutdown().await;
+            proxy.kill().await;
         }
     }
 
     /// Stops the proxy only: connections to the endpoint are refused.
     pub async fn kill_proxy(&mut self) {
         if let Some(proxy) = self.proxy.take() {
-            proxy.shutdown().await;
+            proxy.kill().await;
         }
     }
 }

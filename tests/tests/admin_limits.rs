@@ -53,6 +53,7 @@ async fn start(header_read_timeout: Duration, stall_timeout: Duration) -> Runnin
         log_level: Some((setter, Mutex::new("info".to_owned()))),
         header_read_timeout,
         stall_timeout,
+        draining: CancellationToken::new(),
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

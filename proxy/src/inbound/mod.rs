@@ -32,7 +32,9 @@ use crate::discovery::Discovery;
 use crate::http_server::HttpVersion;
 use crate::metrics::Metrics;
 use crate::tls::{TlsStore, alpn, classify, peer_identity};
-use crate::transport::{PrefixedIo, accept_loop, original_dst, splice};
+use crate::transport::{
+    ConnectionLimit, Listening, PrefixedIo, accept_draining, original_dst, splice,
+};
 use admission::Caller;
 
 pub use app_target::ConnectTo;
@@ -63,15 +65,39 @@ pub struct Inbound {
     pub metrics: Arc<Metrics>,
     /// Where the server policy of each port comes from; `None` enforces nothing.
     pub discovery: Option<Arc<Discovery>>,
+    /// `--inbound-max-connections`: connections past it are closed at once.
+    pub connection_limit: ConnectionLimit,
 }
 
 impl Inbound {
-    pub async fn serve(self: Arc<Self>, listener: TcpListener, stop: CancellationToken) {
-        let accepting = stop.clone();
-        accept_loop(listener, "inbound", accepting, move |tcp, client| {
-            self.clone().handle(tcp, client, stop.clone())
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, listening: Listening) {
+        let stop = listening.draining();
+        accept_draining(listener, "inbound", listening, move |tcp, client| {
+            // Taken here, in the accept loop, so that the limit holds however fast callers come.
+            let slot = self.connection_limit.try_acquire();
+            let (inbound, stop) = (self.clone(), stop.clone());
+            async move {
+                let Some(_slot) = slot else {
+                    return inbound.refuse_over_limit(tcp, client);
+                };
+                inbound.handle(tcp, client, stop).await
+            }
         })
         .await
+    }
+
+    /// Closes a connection past `--inbound-max-connections` at once, so its caller fails fast.
+    fn refuse_over_limit(&self, tcp: TcpStream, client: SocketAddr) {
+        drop(tcp);
+        self.refuse("connection_limit");
+        if let Some(refused) = self.connection_limit.refused() {
+            tracing::warn!(
+                %client,
+                refused_since_last_warning = refused,
+                max = self.connection_limit.max(),
+                "refusing new inbound connections: --inbound-max-connections are open"
+            );
+        }
     }
 
     async fn handle(self: Arc<Self>, tcp: TcpStream, client: SocketAddr, stop: CancellationToken) {

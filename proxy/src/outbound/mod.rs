@@ -29,7 +29,7 @@ use crate::http_server::HttpVersion;
 use crate::metrics::Metrics;
 use crate::pool::H2Pool;
 use crate::tls::alpn;
-use crate::transport::{OrigDstAddr, PrefixedIo, accept_loop, original_dst, splice};
+use crate::transport::{Listening, OrigDstAddr, PrefixedIo, accept_draining, original_dst, splice};
 pub use describe::destinations;
 pub use destination::{Described, Destination, Endpoint};
 use peer::PeerConnector;
@@ -75,13 +75,9 @@ impl Outbound {
 
     /// Accepts the app's connections that iptables redirected, routing each by its original
     /// destination.
-    pub async fn serve_intercepted(
-        self: Arc<Self>,
-        listener: TcpListener,
-        stop: CancellationToken,
-    ) {
-        let accepting = stop.clone();
-        accept_loop(listener, "outbound", accepting, move |tcp, client| {
+    pub async fn serve_intercepted(self: Arc<Self>, listener: TcpListener, listening: Listening) {
+        let stop = listening.draining();
+        accept_draining(listener, "outbound", listening, move |tcp, client| {
             self.clone().intercepted(tcp, client, stop.clone())
         })
         .await
@@ -169,10 +165,10 @@ impl Outbound {
         self: Arc<Self>,
         listener: TcpListener,
         target: Target,
-        stop: CancellationToken,
+        listening: Listening,
     ) {
-        let accepting = stop.clone();
-        accept_loop(listener, "outbound", accepting, move |tcp, client| {
+        let stop = listening.draining();
+        accept_draining(listener, "outbound", listening, move |tcp, client| {
             let (outbound, target, stop) = (self.clone(), target.clone(), stop.clone());
             async move {
                 target

@@ -1,5 +1,6 @@
-//! The accept loop every listener shares: accept until stopped, turn off Nagle, and run each
-//! connection in its own task that also ends when the proxy stops.
+//! The accept loop every listener shares: accept until told to stop, turn off Nagle, and run each
+//! connection in its own task, tracked so a drain can wait for it and dropped when it is cut
+//! (see [`super::drain`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -8,8 +9,10 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-/// Accepts on `listener` until `stop`, running `handle(stream, peer)` for each connection.
-/// Accept errors (such as running out of file descriptors) are logged and retried shortly.
+use super::drain::Listening;
+
+/// Accepts on `listener` until `stop`, running `handle(stream, peer)` for each connection until
+/// it ends or `stop` fires. For listeners outside the drain (the admin port).
 pub async fn accept_loop<F, Fut>(
     listener: TcpListener,
     what: &'static str,
@@ -19,9 +22,25 @@ pub async fn accept_loop<F, Fut>(
     F: Fn(TcpStream, SocketAddr) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    accept_draining(listener, what, Listening::until(stop), handle).await
+}
+
+/// Accepts on `listener` until `listening` stops accepting, then drops (closes) the listener,
+/// so new connections are refused. Each connection runs `handle(stream, peer)` until it ends or
+/// is cut. Accept errors (such as running out of file descriptors) are logged and retried
+/// shortly.
+pub async fn accept_draining<F, Fut>(
+    listener: TcpListener,
+    what: &'static str,
+    listening: Listening,
+    handle: F,
+) where
+    F: Fn(TcpStream, SocketAddr) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     loop {
         let (tcp, peer) = tokio::select! {
-            _ = stop.cancelled() => return,
+            _ = listening.stop_accepting.cancelled() => return,
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
                 Err(e) => {
@@ -33,10 +52,10 @@ pub async fn accept_loop<F, Fut>(
         };
         let _ = tcp.set_nodelay(true);
         let connection = handle(tcp, peer);
-        let stop = stop.clone();
-        tokio::spawn(async move {
+        let cut = listening.cut.clone();
+        listening.connections.spawn(async move {
             tokio::select! {
-                _ = stop.cancelled() => {}
+                _ = cut.cancelled() => {}
                 _ = connection => {}
             }
         });

@@ -1,12 +1,17 @@
-//! Sockets: listening, original destinations, replaying detected bytes, and splicing two streams together.
+//! Sockets: listening, draining, limits, original destinations, replaying detected bytes, and
+//! splicing two streams together.
 
 mod accept;
+pub mod drain;
+mod limit;
 mod listen;
 mod orig_dst;
 mod prefixed;
 mod splice;
 
-pub use accept::accept_loop;
+pub use accept::{accept_draining, accept_loop};
+pub use drain::{Drain, Listening};
+pub use limit::{ConnectionLimit, ConnectionSlot};
 pub use listen::{bind_any_family, bind_loopback_twin, loopback_twin};
 pub use orig_dst::{OrigDstAddr, original_dst};
 pub use prefixed::PrefixedIo;
