@@ -98,6 +98,7 @@ pub async fn start(
         )
         .map_err(|e| StartError::Setup(e.to_string()))?,
     );
+    let control_plane_addr = config.control_plane_addr.clone();
     let channel = control_plane::channel(
         &config.control_plane_addr,
         config.control_plane_identity.clone(),
@@ -229,6 +230,7 @@ pub async fn start(
     }
     tracing::info!(
         identity = %store.identity(),
+        control_plane = %control_plane_addr,
         %inbound_addr,
         %admin_addr,
         outbound_addr = ?outbound_addr,

@@ -201,7 +201,8 @@ async fn sigterm_to_the_server_sidecar_lets_every_started_request_finish() {
         app,
         client,
         mut server,
-        ..
+        // Bound, not `..`: the control plane lives as long as the test.
+        _mesh,
     } = setup(&[], &[GRACE]).await;
     let in_flight = start_slow_requests(&app, client.forward_addrs[0]).await;
 
@@ -240,7 +241,8 @@ async fn sigterm_to_the_client_sidecar_lets_every_started_request_finish() {
         app,
         mut client,
         server,
-        ..
+        // Bound, not `..`: the control plane lives as long as the test.
+        _mesh,
     } = setup(&[GRACE], &[]).await;
     let forward = client.forward_addrs[0];
     // An idle keep-alive connection: the drain closes it at once.
@@ -303,7 +305,8 @@ async fn a_request_still_running_when_the_grace_period_ends_is_cut() {
         app,
         client,
         mut server,
-        ..
+        // Bound, not `..`: the control plane lives as long as the test.
+        _mesh,
     } = setup(&[], &["--shutdown-grace=1s"]).await;
     let grace = Duration::from_secs(1);
     app.script("/long", [Reply::ok().after(Duration::from_secs(5))]);
