@@ -22,8 +22,11 @@ pub struct Metrics {
     /// `weft_inbound_connections_total{tls}`: mtls, plaintext, passthrough or refused.
     pub inbound_connections: IntCounterVec,
     /// `weft_inbound_connections_refused_total{reason}`: inbound connections closed before any
-    /// byte reached the app (connection_limit, plaintext, no_policy, unauthorized, ...).
+    /// byte reached the app (connection_limit, plaintext, unauthorized, handshake, no_certificate).
     pub inbound_refused: IntCounterVec,
+    /// `weft_inbound_policy_unknown_total`: inbound connections served before the control
+    /// plane had answered for their port's server policy.
+    pub inbound_policy_unknown: IntCounter,
     /// `weft_outbound_connections_total{protocol}`: http1, http2, opaque, passthrough or refused.
     pub outbound_connections: IntCounterVec,
     /// `weft_inbound_requests_total{client_identity,status_code}`.
@@ -122,6 +125,11 @@ impl Metrics {
                 "Connections accepted by the inbound listener, by how they were secured.",
                 &["tls"],
             ),
+            inbound_policy_unknown: IntCounter::new(
+                "weft_inbound_policy_unknown_total",
+                "Inbound connections served before the control plane answered for their port's server policy.",
+            )
+            .expect("metric definitions are valid"),
             inbound_refused: counter(
                 "weft_inbound_connections_refused_total",
                 "Inbound connections refused before reaching the app, by reason.",
@@ -252,6 +260,7 @@ impl Metrics {
             Box::new(metrics.tls_handshake_errors.clone()),
             Box::new(metrics.inbound_connections.clone()),
             Box::new(metrics.inbound_refused.clone()),
+            Box::new(metrics.inbound_policy_unknown.clone()),
             Box::new(metrics.outbound_connections.clone()),
             Box::new(metrics.inbound_requests.clone()),
             Box::new(metrics.outbound_requests.clone()),

@@ -40,6 +40,10 @@ pub const FIRST_ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
 /// find it if it just came back, short enough not to hold every new connection for seconds.
 pub const FIRST_ANSWER_TIMEOUT_UNREACHABLE: Duration = Duration::from_millis(250);
 
+/// How long a new inbound connection waits for its port's first server policy: below the
+/// 1 s a caller's sidecar allows for connecting, TLS included.
+pub const INBOUND_FIRST_ANSWER_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// How long an address's watch outlives its last use.
 pub const IDLE_WATCH: Duration = Duration::from_secs(300);
 
@@ -97,11 +101,29 @@ impl Discovery {
     }
 
     /// The live server policy of this pod's `addr` (the `ip:port` a connection arrived at),
-    /// waiting (bounded) for the first answer if it is new.
-    pub async fn inbound(&self, addr: SocketAddr) -> Result<InboundAnswer, NoAnswer> {
+    /// waiting at most [`INBOUND_FIRST_ANSWER_TIMEOUT`] for the first answer if it is new (less
+    /// than a caller's connect timeout). `Err` carries the receiver anyway: the answer may come
+    /// later, and requests read it as they arrive.
+    pub async fn inbound(
+        &self,
+        addr: SocketAddr,
+    ) -> Result<InboundAnswer, (InboundAnswer, NoAnswer)> {
         let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
-        let answer = watched(&self.inbound, addr, || self.start(addr.to_string(), true));
-        self.first_answer(answer, addr.to_string()).await
+        let mut answer = watched(&self.inbound, addr, || self.start(addr.to_string(), true));
+        let wait = INBOUND_FIRST_ANSWER_TIMEOUT;
+        let ready = tokio::time::timeout(wait, answer.wait_for(Option::is_some))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        match ready {
+            true => Ok(answer),
+            false => Err((
+                answer,
+                NoAnswer {
+                    addr: addr.to_string(),
+                    waited: wait,
+                },
+            )),
+        }
     }
 
     async fn first_answer<T>(

@@ -151,8 +151,10 @@ impl Inbound {
     }
 
     /// The server policy of the port `addr`, waiting (bounded) for the control plane's first
-    /// answer about a port not seen before. Without one the connection is refused: a dead
-    /// control plane must not open a port its policy closes.
+    /// answer about a port not seen before. Without one in time the connection is served as
+    /// without a server policy until the answer arrives (each request reads it afresh), so a
+    /// control plane outage does not take down ports that had no traffic yet; it is logged and
+    /// counted (`weft_inbound_policy_unknown_total`).
     async fn port_policy(
         &self,
         addr: Option<SocketAddr>,
@@ -163,10 +165,10 @@ impl Inbound {
         };
         match discovery.inbound(addr).await {
             Ok(answer) => Some(PortPolicy::new(answer)),
-            Err(e) => {
-                self.refuse("no_policy");
-                tracing::warn!(%client, "refused a connection to {addr}: {e}, so its server policy is unknown");
-                None
+            Err((answer, e)) => {
+                self.metrics.inbound_policy_unknown.inc();
+                tracing::warn!(%client, "serving a connection to {addr} without its server policy: {e}");
+                Some(PortPolicy::new(answer))
             }
         }
     }
