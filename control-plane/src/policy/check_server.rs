@@ -126,21 +126,19 @@ fn identities(cx: &mut Cx, node: &Node, path: &str) -> Vec<String> {
 /// An exact SPIFFE ID, `spiffe://<trust-domain>/ns/<namespace>/*` (every service account of the
 /// namespace) or `spiffe://<trust-domain>/*` (the whole trust domain).
 fn identity_pattern(cx: &mut Cx, text: &str, at: Pos, path: &str) -> bool {
-    // A wildcard is valid when the identity it stands for, with made-up remaining parts, is.
+    // A wildcard is valid when an identity it admits, with made-up remaining parts, is.
     let example = match text.strip_suffix("/*") {
-        Some(prefix) if prefix.matches('/').count() == 4 => format!("{prefix}/sa/x"),
-        Some(prefix) => format!("{prefix}/ns/x/sa/x"),
-        None => text.to_owned(),
-    };
-    let shape_ok = match text.strip_suffix("/*") {
+        None => Some(text.to_owned()),
         Some(prefix) => {
             let rest = prefix.strip_prefix("spiffe://").unwrap_or_default();
-            let parts: Vec<&str> = rest.split('/').collect();
-            matches!(parts.as_slice(), [_] | [_, "ns", _])
+            match rest.split('/').collect::<Vec<_>>().as_slice() {
+                [_] => Some(format!("{prefix}/ns/x/sa/x")),
+                [_, "ns", _] => Some(format!("{prefix}/sa/x")),
+                _ => None,
+            }
         }
-        None => true,
     };
-    let ok = shape_ok && example.parse::<weft_certs::SpiffeId>().is_ok();
+    let ok = example.is_some_and(|id| id.parse::<weft_certs::SpiffeId>().is_ok());
     if !ok {
         cx.problem(
             at,

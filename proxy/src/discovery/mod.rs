@@ -97,7 +97,11 @@ impl Discovery {
     /// The live answer for a service by name (`name.namespace:port`), as [`Self::resolve`].
     pub async fn resolve_key(&self, addr: String) -> Result<Answer, NoAnswer> {
         let answer = self.answer(&addr);
-        self.first_answer(answer, addr).await
+        let wait = match self.unreachable.load(Ordering::Relaxed) {
+            true => FIRST_ANSWER_TIMEOUT_UNREACHABLE,
+            false => FIRST_ANSWER_TIMEOUT,
+        };
+        first_answer(answer, addr, wait).await.map_err(|(_, e)| e)
     }
 
     /// The live server policy of this pod's `addr` (the `ip:port` a connection arrived at),
@@ -107,41 +111,10 @@ impl Discovery {
     pub async fn inbound(
         &self,
         addr: SocketAddr,
-    ) -> Result<InboundAnswer, (InboundAnswer, NoAnswer)> {
+    ) -> Result<InboundAnswer, Unanswered<InboundPolicy>> {
         let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
-        let mut answer = watched(&self.inbound, addr, || self.start(addr.to_string(), true));
-        let wait = INBOUND_FIRST_ANSWER_TIMEOUT;
-        let ready = tokio::time::timeout(wait, answer.wait_for(Option::is_some))
-            .await
-            .is_ok_and(|r| r.is_ok());
-        match ready {
-            true => Ok(answer),
-            false => Err((
-                answer,
-                NoAnswer {
-                    addr: addr.to_string(),
-                    waited: wait,
-                },
-            )),
-        }
-    }
-
-    async fn first_answer<T>(
-        &self,
-        mut answer: tokio::sync::watch::Receiver<Option<T>>,
-        addr: String,
-    ) -> Result<tokio::sync::watch::Receiver<Option<T>>, NoAnswer> {
-        let wait = match self.unreachable.load(Ordering::Relaxed) {
-            true => FIRST_ANSWER_TIMEOUT_UNREACHABLE,
-            false => FIRST_ANSWER_TIMEOUT,
-        };
-        let ready = tokio::time::timeout(wait, answer.wait_for(Option::is_some))
-            .await
-            .is_ok_and(|r| r.is_ok());
-        match ready {
-            true => Ok(answer),
-            false => Err(NoAnswer { addr, waited: wait }),
-        }
+        let answer = watched(&self.inbound, addr, || self.start(addr.to_string(), true));
+        first_answer(answer, addr.to_string(), INBOUND_FIRST_ANSWER_TIMEOUT).await
     }
 
     /// The answer for `addr`, starting its watch if it is new. The watch of a name given to a
@@ -218,6 +191,24 @@ impl Discovery {
 
     fn watches(&self) -> std::sync::MutexGuard<'_, HashMap<String, Watched<Resolution>>> {
         lock(&self.watches)
+    }
+}
+
+/// A receiver and why it holds no answer yet.
+type Unanswered<T> = (tokio::sync::watch::Receiver<Option<T>>, NoAnswer);
+
+/// `answer` once it holds a first answer, waiting at most `wait`; `Err` gives it back with why.
+async fn first_answer<T>(
+    mut answer: tokio::sync::watch::Receiver<Option<T>>,
+    addr: String,
+    wait: Duration,
+) -> Result<tokio::sync::watch::Receiver<Option<T>>, Unanswered<T>> {
+    let ready = tokio::time::timeout(wait, answer.wait_for(Option::is_some))
+        .await
+        .is_ok_and(|r| r.is_ok());
+    match ready {
+        true => Ok(answer),
+        false => Err((answer, NoAnswer { addr, waited: wait })),
     }
 }
 

@@ -22,7 +22,6 @@ pub struct Caller<'a> {
 /// (an aborted request is answered at once, without its delay).
 pub fn admit<B>(
     policy: &ServerPolicy,
-    service: &str,
     req: &Request<B>,
     caller: &Caller<'_>,
     metrics: &Metrics,
@@ -37,7 +36,7 @@ pub fn admit<B>(
             .inc();
         let refusal = ProxyError::Unauthorized {
             caller: caller.label.to_owned(),
-            service: service.to_owned(),
+            service: policy.service.clone(),
             route: route.to_owned(),
             version: policy.version.clone(),
         };
@@ -62,7 +61,7 @@ pub fn admit<B>(
             .inc();
         let refusal = ProxyError::RateLimited {
             caller: caller.label.to_owned(),
-            service: service.to_owned(),
+            service: policy.service.clone(),
             limit: limited.limit,
             retry_after: limited.retry_after,
         };

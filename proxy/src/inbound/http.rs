@@ -107,13 +107,7 @@ impl Context {
             identity: self.caller_identity.as_deref(),
             label: self.requests.label(),
         };
-        admission::admit(
-            &policy,
-            &self.policy.service(),
-            req,
-            &caller,
-            &self.inbound.metrics,
-        )
+        admission::admit(&policy, req, &caller, &self.inbound.metrics)
     }
 
     async fn forward(&self, mut req: Request<Incoming>, grpc: bool) -> Response<Body> {

@@ -240,8 +240,8 @@ impl Inbound {
         I: AsyncRead + AsyncWrite + Unpin,
     {
         if let Some(policy) = policy.current() {
+            let label = client_label(identity);
             let identity = identity.map(ToString::to_string);
-            let label = client_label_str(identity.as_deref());
             let caller = Caller {
                 identity: identity.as_deref(),
                 label: &label,
@@ -299,9 +299,7 @@ fn as_slices(protocols: &[Vec<u8>]) -> Vec<&[u8]> {
 
 /// The label for a caller in metrics and logs.
 pub fn client_label(identity: Option<&SpiffeId>) -> String {
-    client_label_str(identity.map(ToString::to_string).as_deref())
-}
-
-fn client_label_str(identity: Option<&str>) -> String {
-    identity.unwrap_or("unauthenticated").to_owned()
+    identity
+        .map(ToString::to_string)
+        .unwrap_or_else(|| "unauthenticated".to_owned())
 }

@@ -26,14 +26,6 @@ impl PortPolicy {
         answer.as_ref()?.policy.clone()
     }
 
-    /// `<name>.<namespace>` of the port's service, for messages.
-    pub fn service(&self) -> String {
-        self.0
-            .as_ref()
-            .and_then(|a| a.borrow().as_ref()?.service.clone())
-            .unwrap_or_else(|| "this service".to_owned())
-    }
-
     /// The port's `mtls` setting, if its policy has one.
     pub fn mtls(&self) -> Option<InboundMode> {
         self.current()?.mtls

@@ -44,6 +44,8 @@ impl Mode {
 
 #[derive(Debug)]
 pub struct ServerPolicy {
+    /// `<name>.<namespace>` of the service whose endpoint the port is, for messages.
+    pub service: String,
     /// `<name>.<namespace>@<hash>`.
     pub version: String,
     pub mode: Mode,
@@ -59,6 +61,7 @@ impl ServerPolicy {
     /// Converts an answer; the rate limiter's buckets carry over from `previous` when the
     /// limits did not change (an unrelated edit must not hand every caller a fresh burst).
     pub fn from_proto(
+        service: String,
         policy: proto::ServerPolicy,
         previous: Option<&ServerPolicy>,
         metrics: &Metrics,
@@ -80,6 +83,7 @@ impl ServerPolicy {
             }
         });
         Self {
+            service,
             version: policy.version,
             mode,
             mtls,
@@ -169,11 +173,17 @@ impl InboundPolicy {
         metrics: &Metrics,
     ) -> Self {
         let previous = previous.and_then(|p| p.policy.as_deref());
+        let policy = answer.server_policy.map(|p| {
+            Arc::new(ServerPolicy::from_proto(
+                answer.service.clone(),
+                p,
+                previous,
+                metrics,
+            ))
+        });
         Self {
             service: answer.known.then_some(answer.service),
-            policy: answer
-                .server_policy
-                .map(|p| Arc::new(ServerPolicy::from_proto(p, previous, metrics))),
+            policy,
         }
     }
 

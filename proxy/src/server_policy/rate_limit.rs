@@ -117,8 +117,10 @@ pub struct RateLimiter {
 #[derive(Debug)]
 struct State {
     total: Instant,
-    /// By caller identity; `None` is every unauthenticated caller.
-    callers: HashMap<Option<String>, Instant>,
+    /// The one bucket every unauthenticated caller shares.
+    unauthenticated: Instant,
+    /// By caller identity (the bounded map).
+    callers: HashMap<String, Instant>,
 }
 
 impl RateLimiter {
@@ -127,6 +129,7 @@ impl RateLimiter {
             limits,
             state: Mutex::new(State {
                 total: Instant::now(),
+                unauthenticated: Instant::now(),
                 callers: HashMap::new(),
             }),
             buckets_gauge,
@@ -145,27 +148,38 @@ impl RateLimiter {
         };
         let per_caller = match self.limits.rate_of(caller) {
             Some((rate, limit)) => {
-                let key = caller.map(str::to_owned);
-                let tat = state.callers.get(&key).copied().unwrap_or(now);
-                let next =
-                    fit(tat, now, rate).map_err(|retry_after| Limited { limit, retry_after })?;
-                Some((key, next))
+                let tat = match caller {
+                    None => state.unauthenticated,
+                    Some(id) => state.callers.get(id).copied().unwrap_or(now),
+                };
+                Some(fit(tat, now, rate).map_err(|retry_after| Limited { limit, retry_after })?)
             }
             None => None,
         };
         if let Some(next) = total {
             state.total = next;
         }
-        if let Some((key, next)) = per_caller {
-            if !state.callers.contains_key(&key) && state.callers.len() >= MAX_IDENTITY_BUCKETS {
-                self.make_room(&mut state, now);
-            }
-            let before = state.callers.len();
-            state.callers.insert(key, next);
-            self.buckets_gauge
-                .add(state.callers.len() as i64 - before as i64);
+        if let Some(next) = per_caller {
+            self.charge(&mut state, caller, next, now);
         }
         Ok(())
+    }
+
+    /// Moves `caller`'s bucket to `next`, creating it (within the bound) if it is new.
+    fn charge(&self, state: &mut State, caller: Option<&str>, next: Instant, now: Instant) {
+        let Some(id) = caller else {
+            state.unauthenticated = next;
+            return;
+        };
+        if let Some(tat) = state.callers.get_mut(id) {
+            *tat = next;
+            return;
+        }
+        if state.callers.len() >= MAX_IDENTITY_BUCKETS {
+            self.make_room(state, now);
+        }
+        state.callers.insert(id.to_owned(), next);
+        self.buckets_gauge.inc();
     }
 
     /// Forgets every idle bucket (its TAT has passed: it is as good as new), and if none is
