@@ -14,6 +14,7 @@ use hyper::body::Incoming;
 use crate::h1_pool::CheckIn;
 use crate::resilience::retry::{Peeked, ReplayBody};
 use crate::resilience::timeout::TimedBody;
+use crate::telemetry::exchange::Observed;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -32,6 +33,8 @@ pub enum Body {
     Peeked(Box<Peeked>),
     /// A response under the request's deadline or idle timeout.
     Timed(Box<TimedBody>),
+    /// A response followed to its end for the request's metrics, span and log line.
+    Observed(Box<Observed>),
     /// A body fed by a test.
     #[cfg(test)]
     Channel(tokio::sync::mpsc::Receiver<Bytes>),
@@ -64,6 +67,7 @@ impl http_body::Body for Body {
             Body::Replay(body) => Pin::new(body).poll_frame(cx),
             Body::Peeked(body) => Pin::new(body.as_mut()).poll_frame(cx),
             Body::Timed(body) => Pin::new(body.as_mut()).poll_frame(cx),
+            Body::Observed(body) => Pin::new(body.as_mut()).poll_frame(cx),
             #[cfg(test)]
             Body::Channel(rx) => rx.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b)))),
         }
@@ -76,6 +80,7 @@ impl http_body::Body for Body {
             Body::Replay(body) => body.is_end_stream(),
             Body::Peeked(body) => body.is_end_stream(),
             Body::Timed(body) => body.is_end_stream(),
+            Body::Observed(body) => body.is_end_stream(),
             #[cfg(test)]
             Body::Channel(_) => false,
         }
@@ -88,6 +93,7 @@ impl http_body::Body for Body {
             Body::Replay(body) => body.size_hint(),
             Body::Peeked(body) => body.size_hint(),
             Body::Timed(body) => body.size_hint(),
+            Body::Observed(body) => body.size_hint(),
             #[cfg(test)]
             Body::Channel(_) => SizeHint::default(),
         }

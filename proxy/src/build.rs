@@ -16,6 +16,7 @@ use crate::identity::{IdentityClient, control_plane};
 use crate::inbound::Inbound;
 use crate::metrics::Metrics;
 use crate::outbound::{Destination, Outbound, Target};
+use crate::telemetry::Telemetry;
 use crate::tls::TlsStore;
 use crate::transport::{ConnectionLimit, Drain};
 use crate::transport::{bind_any_family, bind_loopback_twin};
@@ -149,6 +150,10 @@ pub async fn start(
         metrics.clone(),
         stop.clone(),
     ));
+    let (telemetry, export_task) =
+        Telemetry::start(&config.identity, &config.telemetry, &metrics, stop.clone())
+            .map_err(StartError::Setup)?;
+    let telemetry = Arc::new(telemetry);
     let identity = IdentityClient::new(store.clone(), channel, config.token, metrics.clone());
     let app = Arc::new(AppClient::new(config.connect_timeout));
     let inbound = Arc::new(Inbound {
@@ -162,6 +167,7 @@ pub async fn start(
             .max(std::time::Duration::from_secs(5)),
         app: app.clone(),
         metrics: metrics.clone(),
+        telemetry: telemetry.clone(),
         discovery: Some(discovery.clone()),
         connection_limit: ConnectionLimit::new(config.inbound_max_connections),
     });
@@ -170,6 +176,7 @@ pub async fn start(
         config.connect_timeout,
         config.detect_timeout,
         metrics.clone(),
+        telemetry,
     );
     outbound.discovery = Some(discovery.clone());
     outbound.opaque_ports = config.opaque_ports;
@@ -211,6 +218,7 @@ pub async fn start(
         tokio::spawn(inbound.serve(inbound_listener, drain.listening())),
         tokio::spawn(admin.serve(admin_listener, stop.clone())),
     ];
+    tasks.extend(export_task);
     for listener in outbound_listener.into_iter().chain(outbound_twin) {
         tasks.push(tokio::spawn(
             outbound
@@ -292,5 +300,12 @@ fn summary(config: &ProxyConfig) -> serde_json::Value {
         "inbound_connect_to": config.inbound_connect_to,
         "shutdown_grace": humantime::format_duration(config.shutdown_grace).to_string(),
         "inbound_max_connections": config.inbound_max_connections,
+        "trace_collector": config.telemetry.trace_collector,
+        "trace_sampling": config.telemetry.trace_sampling,
+        "trace_service_name": config.telemetry.trace_service_name,
+        "access_log": config.telemetry.access_log.as_ref().map(|d| match d {
+            crate::telemetry::access_log::Destination::Stderr => "stderr".to_owned(),
+            crate::telemetry::access_log::Destination::File(path) => path.display().to_string(),
+        }),
     })
 }

@@ -12,6 +12,7 @@ use weft_certs::{SpiffeId, TrustBundle};
 use crate::identity::TokenSource;
 use crate::inbound::{ConnectTo, InboundMode};
 use crate::outbound::Endpoint;
+use crate::telemetry::{TelemetryConfig, access_log};
 
 /// `weft-proxy` flags as typed; see [`ProxyConfig::from_args`].
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -111,6 +112,28 @@ pub struct ProxyArgs {
     /// closed at once (and counted in weft_inbound_connections_refused_total).
     #[arg(long, env = "WEFT_INBOUND_MAX_CONNECTIONS", default_value = DEFAULT_INBOUND_MAX_CONNECTIONS)]
     pub inbound_max_connections: Option<String>,
+
+    /// OpenTelemetry collector for traces, HOST:PORT, OTLP over gRPC (Jaeger takes it on 4317).
+    /// Without it nothing is traced and no trace header is read or written.
+    #[arg(long, env = "WEFT_TRACE_COLLECTOR")]
+    pub trace_collector: Option<String>,
+
+    /// Share of requests without a caller's sampling decision that start a trace (0 to 1).
+    /// A caller's decision (traceparent flags, B3 sampled) is always followed.
+    #[arg(long, env = "WEFT_TRACE_SAMPLING", default_value = DEFAULT_TRACE_SAMPLING)]
+    pub trace_sampling: Option<String>,
+
+    /// `service.name` of this proxy's spans. Default: the service account of --identity.
+    #[arg(long, env = "WEFT_TRACE_SERVICE_NAME")]
+    pub trace_service_name: Option<String>,
+
+    /// The pod's name, for the spans' resource (`k8s.pod.name`); from the downward API.
+    #[arg(long, env = "WEFT_POD_NAME")]
+    pub pod_name: Option<String>,
+
+    /// Access log: off, stderr, or a file to append JSON lines to (one per request).
+    #[arg(long, env = "WEFT_ACCESS_LOG", default_value = "off")]
+    pub access_log: Option<String>,
 }
 
 /// An explicit outbound listener and where its traffic goes.
@@ -152,6 +175,7 @@ pub struct ProxyConfig {
     pub inbound_connect_to: ConnectTo,
     pub shutdown_grace: Duration,
     pub inbound_max_connections: usize,
+    pub telemetry: TelemetryConfig,
 }
 
 impl ProxyConfig {
@@ -237,6 +261,7 @@ impl ProxyConfig {
                 .unwrap_or(DEFAULT_INBOUND_MAX_CONNECTIONS),
             "--inbound-max-connections",
         ));
+        let telemetry = telemetry(&args, &mut problems);
 
         match (
             identity,
@@ -252,6 +277,7 @@ impl ProxyConfig {
             connect_timeout,
             (outbound_listen, opaque_ports, unknown_destinations),
             (inbound_connect_to, shutdown_grace, inbound_max_connections),
+            telemetry,
         ) {
             (
                 Some(identity),
@@ -267,6 +293,7 @@ impl ProxyConfig {
                 Some(connect_timeout),
                 (Some(outbound_listen), Some(opaque_ports), Some(unknown_destinations)),
                 (Some(inbound_connect_to), Some(shutdown_grace), Some(inbound_max_connections)),
+                Some(telemetry),
             ) if problems.0.is_empty() => Ok(Self {
                 identity,
                 control_plane_addr,
@@ -286,6 +313,7 @@ impl ProxyConfig {
                 inbound_connect_to,
                 shutdown_grace,
                 inbound_max_connections,
+                telemetry,
             }),
             _ => Err(problems.0),
         }
@@ -294,6 +322,8 @@ impl ProxyConfig {
 
 /// `--shutdown-grace` when not given (also for [`ProxyArgs::default`], as in tests).
 const DEFAULT_SHUTDOWN_GRACE: &str = "20s";
+/// `--trace-sampling` when not given: one new trace in a hundred.
+const DEFAULT_TRACE_SAMPLING: &str = "0.01";
 /// `--inbound-max-connections` when not given.
 const DEFAULT_INBOUND_MAX_CONNECTIONS: &str = "10000";
 
@@ -349,6 +379,52 @@ fn positive(text: &str, flag: &str) -> Result<usize, String> {
         Ok(n) if n > 0 => Ok(n),
         _ => Err(format!("{flag} {text:?}: expected a whole number above 0")),
     }
+}
+
+/// `--trace-*`, `--pod-name` and `--access-log`.
+fn telemetry(args: &ProxyArgs, problems: &mut Problems) -> Option<TelemetryConfig> {
+    let trace_collector = match args.trace_collector.as_deref().map(str::trim) {
+        None | Some("") | Some("off") => Some(None),
+        Some(text) => problems.check(host_port(text, "--trace-collector")).map(Some),
+    };
+    let sampling = args
+        .trace_sampling
+        .as_deref()
+        .unwrap_or(DEFAULT_TRACE_SAMPLING)
+        .trim();
+    let trace_sampling = problems.check(match sampling.parse::<f64>() {
+        Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(ratio),
+        _ => Err(format!(
+            "--trace-sampling {sampling:?}: expected a ratio from 0 to 1 (0.01 = 1 %)"
+        )),
+    });
+    let non_empty = |value: &Option<String>| {
+        value
+            .as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    Some(TelemetryConfig {
+        trace_collector: trace_collector?,
+        trace_sampling: trace_sampling?,
+        trace_service_name: non_empty(&args.trace_service_name),
+        pod_name: non_empty(&args.pod_name),
+        access_log: args.access_log.as_deref().and_then(access_log::Destination::parse),
+    })
+}
+
+/// `host:port` with a port; the host a name or an address (`[v6]` in brackets).
+fn host_port(text: &str, flag: &str) -> Result<String, String> {
+    let valid = text.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty() && !host.contains('/') && port.parse::<u16>().is_ok_and(|p| p > 0)
+    });
+    if !valid {
+        return Err(format!(
+            "{flag} {text:?}: expected HOST:PORT (e.g. jaeger-collector.observability:4317)"
+        ));
+    }
+    Ok(text.to_owned())
 }
 
 fn trust_anchors(args: &ProxyArgs) -> Result<TrustBundle, String> {
@@ -443,6 +519,8 @@ mod tests {
             inbound_connect_to: Some("localhost".into()),
             shutdown_grace: Some("soon".into()),
             inbound_max_connections: Some("0".into()),
+            trace_collector: Some("http://jaeger:4317".into()),
+            trace_sampling: Some("2".into()),
             ..ProxyArgs::default()
         };
         let errors = ProxyConfig::from_args(args).unwrap_err();
@@ -462,9 +540,11 @@ mod tests {
             "--inbound-connect-to \"localhost\": expected pod-address or loopback",
             "--shutdown-grace \"soon\"",
             "--inbound-max-connections \"0\": expected a whole number above 0",
+            "--trace-collector \"http://jaeger:4317\": expected HOST:PORT",
+            "--trace-sampling \"2\": expected a ratio from 0 to 1",
         ] {
             assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
         }
-        assert_eq!(errors.len(), 14, "{all}");
+        assert_eq!(errors.len(), 16, "{all}");
     }
 }

@@ -4,7 +4,7 @@
 //! pooled mutual-TLS HTTP/2 connection ([`pool`], [`tls`]) to the destination's proxy, whose
 //! [`inbound`] side verifies the caller's identity and forwards to its app ([`app_client`]). The
 //! certificate behind every handshake comes from the control plane ([`identity`]) and is swapped
-//! in without restarts. [`build::start`] wires it all from a [`config::ProxyConfig`]. Before any
+//! in without restarts. Every request is counted, traced and logged by [`telemetry`]. [`build::start`] wires it all from a [`config::ProxyConfig`]. Before any
 //! of it runs, [`init`] (`weft-proxy init`) points the pod's traffic at the proxy with iptables.
 
 pub mod admin;
@@ -29,6 +29,7 @@ pub mod policy;
 pub mod pool;
 pub mod resilience;
 pub mod server_policy;
+pub mod telemetry;
 pub mod tls;
 pub mod transport;
 pub mod upgrade;

@@ -4,12 +4,12 @@
 //! Prometheus conventions: `weft_` prefix, base units, `_total` counters. Labels are bounded:
 //! identities and destinations come from the mesh's own configuration, not from request data.
 
-use std::sync::Mutex;
-
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry,
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
+
+use crate::telemetry::RequestFamilies;
+use crate::telemetry::export::ExportMetrics;
 
 pub struct Metrics {
     registry: Registry,
@@ -29,15 +29,14 @@ pub struct Metrics {
     pub inbound_policy_unknown: IntCounter,
     /// `weft_outbound_connections_total{protocol}`: http1, http2, opaque, passthrough or refused.
     pub outbound_connections: IntCounterVec,
-    /// `weft_inbound_requests_total{client_identity,status_code}`.
-    pub inbound_requests: IntCounterVec,
-    /// `weft_outbound_requests_total{destination,status_code}`.
-    pub outbound_requests: IntCounterVec,
-    /// `weft_request_duration_seconds{direction}`.
-    pub request_duration: HistogramVec,
-    /// `request_duration` for `direction="inbound"` and `"outbound"`, resolved once.
-    pub inbound_duration: Histogram,
-    pub outbound_duration: Histogram,
+    /// `weft_requests_total` and `weft_request_duration_seconds`: every HTTP and gRPC request
+    /// (see [`crate::telemetry::request_metrics`]).
+    pub requests: RequestFamilies,
+    /// The span export path: `weft_trace_spans_exported_total`,
+    /// `weft_trace_spans_dropped_total{reason}`, `weft_trace_exports_total{result}`.
+    pub trace_export: ExportMetrics,
+    /// `weft_access_log_lines_total{result}`: written, dropped (queue full), write_failed.
+    pub access_log_lines: IntCounterVec,
     /// `weft_proxy_errors_total{direction,reason}`: requests and connections the proxy failed.
     pub proxy_errors: IntCounterVec,
     /// `weft_protocol_detections_total{direction,protocol}`.
@@ -89,22 +88,30 @@ fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
-        let request_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "weft_request_duration_seconds",
-                "Time from receiving a request to receiving its response headers.",
-            )
-            .buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                10.0,
-            ]),
-            &["direction"],
-        )
-        .expect("metric definitions are valid");
         let metrics = Self {
-            inbound_duration: request_duration.with_label_values(&["inbound"]),
-            outbound_duration: request_duration.with_label_values(&["outbound"]),
-            request_duration,
+            requests: RequestFamilies::new(),
+            trace_export: ExportMetrics {
+                exported: IntCounter::new(
+                    "weft_trace_spans_exported_total",
+                    "Spans the trace collector accepted.",
+                )
+                .expect("metric definitions are valid"),
+                dropped: counter(
+                    "weft_trace_spans_dropped_total",
+                    "Spans not exported, by reason: queue_full (the collector is behind) or export_failed.",
+                    &["reason"],
+                ),
+                exports: counter(
+                    "weft_trace_exports_total",
+                    "Span batches sent to the trace collector, by result: ok, error or timeout.",
+                    &["result"],
+                ),
+            },
+            access_log_lines: counter(
+                "weft_access_log_lines_total",
+                "Access log lines, by result: written, dropped (the writer is behind) or write_failed.",
+                &["result"],
+            ),
             certify: counter(
                 "weft_identity_certify_total",
                 "Certificate requests to the control plane, by result.",
@@ -139,16 +146,6 @@ impl Metrics {
                 "weft_outbound_connections_total",
                 "Connections accepted from the local app, by detected protocol.",
                 &["protocol"],
-            ),
-            inbound_requests: counter(
-                "weft_inbound_requests_total",
-                "HTTP requests received from callers, by caller identity and status code.",
-                &["client_identity", "status_code"],
-            ),
-            outbound_requests: counter(
-                "weft_outbound_requests_total",
-                "HTTP requests sent by the local app, by destination and status code.",
-                &["destination", "status_code"],
             ),
             proxy_errors: counter(
                 "weft_proxy_errors_total",
@@ -262,9 +259,12 @@ impl Metrics {
             Box::new(metrics.inbound_refused.clone()),
             Box::new(metrics.inbound_policy_unknown.clone()),
             Box::new(metrics.outbound_connections.clone()),
-            Box::new(metrics.inbound_requests.clone()),
-            Box::new(metrics.outbound_requests.clone()),
-            Box::new(metrics.request_duration.clone()),
+            Box::new(metrics.requests.requests.clone()),
+            Box::new(metrics.requests.duration.clone()),
+            Box::new(metrics.trace_export.exported.clone()),
+            Box::new(metrics.trace_export.dropped.clone()),
+            Box::new(metrics.trace_export.exports.clone()),
+            Box::new(metrics.access_log_lines.clone()),
             Box::new(metrics.proxy_errors.clone()),
             Box::new(metrics.detections.clone()),
             Box::new(metrics.renewals.clone()),
@@ -301,42 +301,6 @@ impl Metrics {
             .encode_utf8(&self.registry.gather(), &mut out)
             .expect("encoding to a String cannot fail");
         out
-    }
-}
-
-/// Request counters by status code for one fixed first label (a caller or a destination),
-/// looked up once per status rather than hashed on every request.
-pub struct StatusCounters {
-    family: IntCounterVec,
-    label: String,
-    resolved: Mutex<Vec<(u16, IntCounter)>>,
-}
-
-impl StatusCounters {
-    pub fn new(family: &IntCounterVec, label: String) -> Self {
-        Self {
-            family: family.clone(),
-            label,
-            resolved: Mutex::new(Vec::new()),
-        }
-    }
-
-    pub fn label(&self) -> &str {
-        &self.label
-    }
-
-    pub fn inc(&self, status: http::StatusCode) {
-        let code = status.as_u16();
-        let mut resolved = self.resolved.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, counter)) = resolved.iter().find(|(c, _)| *c == code) {
-            counter.inc();
-            return;
-        }
-        let counter = self
-            .family
-            .with_label_values(&[self.label.as_str(), status.as_str()]);
-        counter.inc();
-        resolved.push((code, counter));
     }
 }
 

@@ -4,8 +4,6 @@
 
 use std::time::{Duration, SystemTime};
 
-use http::Request;
-
 use crate::errors::ProxyError;
 use crate::metrics::Metrics;
 use crate::server_policy::{Mode, ServerPolicy, fault};
@@ -20,13 +18,13 @@ pub struct Caller<'a> {
 
 /// `Ok(delay)`: forward the request (after `delay`, if a drill says so); `Err`: answer with it
 /// (an aborted request is answered at once, without its delay).
-pub fn admit<B>(
+/// `route` is the one of `policy`'s routes that the request matches.
+pub fn admit(
     policy: &ServerPolicy,
-    req: &Request<B>,
+    route: &str,
     caller: &Caller<'_>,
     metrics: &Metrics,
 ) -> Result<Option<Duration>, ProxyError> {
-    let route = policy.route(req);
     if let Some(authz) = &policy.authorization
         && !authz.allows(caller.identity, Some(route))
     {

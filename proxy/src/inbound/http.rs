@@ -1,10 +1,10 @@
 //! HTTP for the local app: admit the request by the port's server policy, tag it with the
-//! caller's identity, restore the version the caller's app spoke, forward it, and count the
-//! result.
+//! caller's identity, restore the version the caller's app spoke, forward it, and record it
+//! (metrics, span, access log: [`crate::telemetry`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+
 
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
@@ -16,10 +16,10 @@ use super::admission::{self, Caller};
 use super::{Inbound, PortPolicy, client_label};
 use crate::app_client::AppTarget;
 use crate::body::{self, Body};
-use crate::errors::ProxyError;
 use crate::headers;
 use crate::http_server::{self, HttpVersion};
-use crate::metrics::StatusCounters;
+use crate::policy::DEFAULT_ROUTE;
+use crate::telemetry::{ConnectionTelemetry, Direction};
 use crate::upgrade;
 
 pub async fn serve<I>(
@@ -38,8 +38,9 @@ pub async fn serve<I>(
         identity_header: identity
             .as_ref()
             .and_then(|id| HeaderValue::from_str(&id.to_string()).ok()),
-        requests: StatusCounters::new(
-            &inbound.metrics.inbound_requests,
+        telemetry: ConnectionTelemetry::new(
+            &inbound.telemetry,
+            Direction::Inbound,
             client_label(identity.as_ref()),
         ),
         caller_identity: identity.as_ref().map(ToString::to_string),
@@ -51,7 +52,7 @@ pub async fn serve<I>(
         Some(_) => http_server::Caller::PeerProxy,
         None => http_server::Caller::Untrusted,
     };
-    let client = context.requests.label().to_owned();
+    let client = context.telemetry.source_identity().to_owned();
     let refused = http_server::serve(io, version, caller, stop, move |req| {
         let context = context.clone();
         async move { context.handle(req).await }
@@ -71,17 +72,36 @@ struct Context {
     identity_header: Option<HeaderValue>,
     /// The caller's SPIFFE ID; `None` for plaintext callers.
     caller_identity: Option<String>,
-    /// `weft_inbound_requests_total` for this caller.
-    requests: StatusCounters,
+    /// This caller's requests' metrics, spans and log lines.
+    telemetry: Arc<ConnectionTelemetry>,
     target: AppTarget,
     policy: PortPolicy,
 }
 
 impl Context {
-    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
-        let started = Instant::now();
+    async fn handle(&self, mut req: Request<Incoming>) -> Response<Body> {
+        let mut exchange = self.telemetry.begin(&mut req);
         let grpc = headers::is_grpc(&req);
-        let response = match self.admit(&req) {
+        let policy = self.policy.current();
+        let route = match &policy {
+            Some(policy) => {
+                exchange.service.clone_from(&policy.service);
+                policy.route(&req)
+            }
+            None => DEFAULT_ROUTE,
+        };
+        exchange.route.push_str(route);
+        let admitted = match &policy {
+            None => Ok(None),
+            Some(policy) => {
+                let caller = Caller {
+                    identity: self.caller_identity.as_deref(),
+                    label: self.telemetry.source_identity(),
+                };
+                admission::admit(policy, route, &caller, &self.inbound.metrics)
+            }
+        };
+        let response = match admitted {
             Ok(delay) => {
                 if let Some(delay) = delay {
                     tokio::time::sleep(delay).await;
@@ -90,24 +110,7 @@ impl Context {
             }
             Err(refusal) => refusal.response(grpc),
         };
-        self.requests.inc(response.status());
-        self.inbound
-            .metrics
-            .inbound_duration
-            .observe(started.elapsed().as_secs_f64());
-        response
-    }
-
-    /// The server policy's verdict on `req`: forward it (after a drill's delay) or refuse it.
-    fn admit(&self, req: &Request<Incoming>) -> Result<Option<Duration>, ProxyError> {
-        let Some(policy) = self.policy.current() else {
-            return Ok(None);
-        };
-        let caller = Caller {
-            identity: self.caller_identity.as_deref(),
-            label: self.requests.label(),
-        };
-        admission::admit(&policy, req, &caller, &self.inbound.metrics)
+        self.telemetry.respond(exchange, response)
     }
 
     async fn forward(&self, mut req: Request<Incoming>, grpc: bool) -> Response<Body> {
@@ -139,7 +142,7 @@ impl Context {
                     .proxy_errors
                     .with_label_values(&["inbound", e.reason()])
                     .inc();
-                tracing::warn!(client = %self.requests.label(), "{e}");
+                tracing::warn!(client = %self.telemetry.source_identity(), "{e}");
                 e.response(grpc)
             }
         }

@@ -31,6 +31,7 @@ use crate::detect::{self, Protocol};
 use crate::discovery::Discovery;
 use crate::http_server::HttpVersion;
 use crate::metrics::Metrics;
+use crate::telemetry::Telemetry;
 use crate::tls::{TlsStore, alpn, classify, peer_identity};
 use crate::transport::{
     ConnectionLimit, Listening, PrefixedIo, accept_draining, original_dst, splice,
@@ -63,6 +64,7 @@ pub struct Inbound {
     pub handshake_timeout: Duration,
     pub app: Arc<AppClient>,
     pub metrics: Arc<Metrics>,
+    pub telemetry: Arc<Telemetry>,
     /// Where the server policy of each port comes from; `None` enforces nothing.
     pub discovery: Option<Arc<Discovery>>,
     /// `--inbound-max-connections`: connections past it are closed at once.

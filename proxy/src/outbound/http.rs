@@ -1,9 +1,8 @@
 //! HTTP from the local app: each request goes through the destination's client policy
 //! ([`super::request`]) over the pooled mutual-TLS connection; upgrades get their own connection.
-//! The result is counted here.
+//! Each is recorded here (metrics, span, access log: [`crate::telemetry`]).
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use http::{HeaderValue, Request, Response, Version};
 use hyper::body::Incoming;
@@ -15,7 +14,7 @@ use crate::body::{self, Body};
 use crate::errors::ProxyError;
 use crate::headers;
 use crate::http_server::{self, Caller, HttpVersion};
-use crate::metrics::StatusCounters;
+use crate::telemetry::{ConnectionTelemetry, Direction};
 use crate::tls::alpn;
 use crate::upgrade;
 
@@ -30,7 +29,12 @@ pub async fn serve<I>(
 {
     let name = target.current().map(|d| d.name.clone()).unwrap_or_default();
     let context = Arc::new(Context {
-        requests: StatusCounters::new(&outbound.metrics.outbound_requests, name.clone()),
+        telemetry: ConnectionTelemetry::new(
+            &outbound.telemetry,
+            Direction::Outbound,
+            outbound.telemetry.identity.clone(),
+        ),
+        name: name.clone(),
         outbound: outbound.clone(),
         target,
     });
@@ -49,36 +53,38 @@ pub async fn serve<I>(
 struct Context {
     outbound: Arc<Outbound>,
     target: Target,
-    /// `weft_outbound_requests_total` for this destination.
-    requests: StatusCounters,
+    /// The destination's name when the connection was accepted.
+    name: String,
+    /// The app's requests' metrics, spans and log lines.
+    telemetry: Arc<ConnectionTelemetry>,
 }
 
 impl Context {
-    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
-        let started = Instant::now();
+    async fn handle(&self, mut req: Request<Incoming>) -> Response<Body> {
+        let mut exchange = self.telemetry.begin(&mut req);
         let grpc = headers::is_grpc(&req);
         let destination = self.target.current();
+        exchange.service.push_str(destination.as_ref().map_or(&self.name, |d| &d.name));
         let result = match (&destination, upgrade::requested(&req)) {
-            (Some(destination), None) => request::send(&self.outbound, destination, req).await,
+            (Some(destination), None) => {
+                let route = destination.policy.route(&req).clone();
+                exchange.route.push_str(&route.name);
+                request::send(&self.outbound, destination, &route, req, &exchange.attempts).await
+            }
             (Some(destination), Some(protocol)) => {
                 Box::pin(forward_upgrade(&self.outbound, destination, req, protocol)).await
             }
-            (None, _) => Err(ProxyError::NoEndpoints(self.requests.label().to_owned())),
+            (None, _) => Err(ProxyError::NoEndpoints(self.name.clone())),
         };
         let response = match result {
             Ok(response) => response,
             Err(e) => {
                 self.outbound.error(e.reason());
-                tracing::warn!(destination = %self.requests.label(), "{e}");
+                tracing::warn!(destination = %exchange.service, "{e}");
                 e.response(grpc)
             }
         };
-        self.requests.inc(response.status());
-        self.outbound
-            .metrics
-            .outbound_duration
-            .observe(started.elapsed().as_secs_f64());
-        response
+        self.telemetry.respond(exchange, response)
     }
 }
 

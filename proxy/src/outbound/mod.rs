@@ -27,6 +27,7 @@ use crate::detect::{self, Protocol};
 use crate::discovery::{Discovery, Resolution};
 use crate::http_server::HttpVersion;
 use crate::metrics::Metrics;
+use crate::telemetry::Telemetry;
 use crate::pool::H2Pool;
 use crate::tls::alpn;
 use crate::transport::{Listening, OrigDstAddr, PrefixedIo, accept_draining, original_dst, splice};
@@ -45,6 +46,7 @@ pub struct Outbound {
     pub(crate) pool: H2Pool<PeerConnector>,
     detect_timeout: Duration,
     metrics: Arc<Metrics>,
+    telemetry: Arc<Telemetry>,
     /// Resolves intercepted destinations.
     pub discovery: Option<Arc<Discovery>>,
     /// Ports carried as TCP without detection.
@@ -58,6 +60,7 @@ impl Outbound {
         connect_timeout: Duration,
         detect_timeout: Duration,
         metrics: Arc<Metrics>,
+        telemetry: Arc<Telemetry>,
     ) -> Self {
         Self {
             pool: H2Pool::new(PeerConnector {
@@ -67,6 +70,7 @@ impl Outbound {
             }),
             detect_timeout,
             metrics,
+            telemetry,
             discovery: None,
             opaque_ports: Vec::new(),
             unknown_destinations: UnknownDestinations::Passthrough,

@@ -16,7 +16,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
@@ -33,26 +32,29 @@ use crate::resilience::breaker::Admission;
 use crate::resilience::limit::Refused;
 use crate::resilience::retry::{self, Outcome, Replay, backoff};
 use crate::resilience::timeout::TimedBody;
+use crate::telemetry::attempts::AttemptLog;
 
 /// `weft-attempt`: which attempt of the request a retry is (2 for the first retry), for the
 /// server. The first attempt carries none: it is most requests, and the header would cost each
 /// of them its encoding on both proxies and a line in the app's headers.
 pub const ATTEMPT: http::HeaderName = http::HeaderName::from_static("weft-attempt");
 
-/// Sends `req` to `destination` under its policy.
+/// Sends `req` to `destination` under its policy's `route` (the one `req` matches), noting each
+/// attempt in `log`.
 pub async fn send(
     outbound: &Outbound,
     destination: &Destination,
+    route: &Arc<RoutePolicy>,
     req: Request<Incoming>,
+    log: &AttemptLog,
 ) -> Result<Response<Body>, ProxyError> {
-    let route = destination.policy.route(&req);
     let deadline = route.timeouts.request.map(|t| (Instant::now() + t, t));
     let attempts = Attempts {
         outbound,
         destination,
         route,
         grpc: headers::is_grpc(&req),
-        made: AtomicU32::new(0),
+        log,
     };
     let (response, timer) = match deadline {
         None => (attempts.run(req).await?, None),
@@ -66,7 +68,7 @@ pub async fn send(
                 response = &mut run => (response?, Some(timer)),
                 () = &mut timer => {
                     attempts.count_timeout("request");
-                    attempts.count_attempts(attempts.made.load(Ordering::Relaxed));
+                    attempts.count_attempts(attempts.log.made());
                     return Err(ProxyError::Timeout {
                         destination: destination.name.clone(),
                         after,
@@ -140,8 +142,9 @@ struct Attempts<'a> {
     destination: &'a Destination,
     route: &'a Arc<RoutePolicy>,
     grpc: bool,
-    /// Attempts started, for the attempts histogram of a request its deadline cut short.
-    made: AtomicU32,
+    /// Attempts started (for the attempts histogram of a request its deadline cut short) and
+    /// how each ended.
+    log: &'a AttemptLog,
 }
 
 impl Attempts<'_> {
@@ -165,6 +168,10 @@ impl Attempts<'_> {
             let (result, outcome, endpoint) = self
                 .attempt(&mut head, body.for_attempt(), attempt, avoid)
                 .await;
+            match &result {
+                Ok(response) => self.log.ended(attempt, endpoint, response.status().as_str()),
+                Err(e) => self.log.ended(attempt, endpoint, e.reason()),
+            }
             // A retry that finds every endpoint ejected: the caller learns more from the answer
             // before it than from `circuit_open`.
             if let (Err(ProxyError::CircuitOpen(_)), Some(previous)) = (&result, previous.take()) {
@@ -226,7 +233,7 @@ impl Attempts<'_> {
         Option<SocketAddr>,
     ) {
         let destination = self.destination;
-        self.made.store(attempt, Ordering::Relaxed);
+        self.log.started(attempt);
         let (endpoint, admission) = match destination.pick(avoid) {
             Ok(picked) => picked,
             Err(Unavailable::NoEndpoints) => {
