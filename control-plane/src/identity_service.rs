@@ -2,9 +2,12 @@
 //!
 //! Every refusal gets its own gRPC status, a message that says what to fix, a stable reason in the
 //! `weft-refusal` metadata, a log line and a count in `weft_certify_requests_total{result}`.
+//! Every call's time from authenticating to signing (or refusing) goes to
+//! `weft_certify_duration_seconds`, so a slow token review shows on a dashboard before proxies
+//! fail to renew.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tonic::{Request, Response, Status};
 use weft_api::REFUSAL_METADATA_KEY;
@@ -13,7 +16,7 @@ use weft_api::identity::{CertifyRequest, CertifyResponse};
 use weft_certs::{CertificateAuthority, CertifyError, CsrError};
 
 use crate::authn::{AuthError, Authenticator};
-use crate::metrics::Metrics;
+use crate::metrics::{CERTIFY_ISSUED, CERTIFY_REFUSED, Metrics};
 
 pub struct IdentityService {
     ca: Arc<CertificateAuthority>,
@@ -103,18 +106,28 @@ impl Identity for IdentityService {
         let peer = crate::grpc_server::peer_of(&request);
         let CertifyRequest { token, csr } = request.into_inner();
 
+        let started = Instant::now();
         let outcome = async {
             let identity = self.authenticator.authenticate(&token).await?;
             let issued = self.ca.certify(&csr, &identity, self.cert_ttl)?;
             Ok::<_, Refusal>((identity, issued))
         }
         .await;
+        let result = if outcome.is_ok() {
+            CERTIFY_ISSUED
+        } else {
+            CERTIFY_REFUSED
+        };
+        self.metrics
+            .certify_duration
+            .with_label_values(&[result])
+            .observe(started.elapsed().as_secs_f64());
 
         match outcome {
             Ok((identity, issued)) => {
                 self.metrics
                     .certify_requests
-                    .with_label_values(&["issued"])
+                    .with_label_values(&[CERTIFY_ISSUED])
                     .inc();
                 tracing::info!(
                     %peer,

@@ -1,7 +1,30 @@
 //! The control plane's Prometheus metrics, registered in a registry of its own (not the global
 //! default) so several control planes can run in one test process.
+//!
+//! Labels come from small fixed sets only (results, watch kinds, the files given on the command
+//! line), so a dashboard's series count does not grow with the mesh.
 
-use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+/// `kind` of a discovery watch opened by a caller's proxy for a destination it sends to.
+pub const WATCH_DESTINATION: &str = "destination";
+/// `kind` of a discovery watch opened by an endpoint's own sidecar, which also gets the
+/// service's server policy (`WatchRequest.server`).
+pub const WATCH_SERVER: &str = "server";
+
+/// `result` of `weft_certify_duration_seconds`: a certificate was signed.
+pub const CERTIFY_ISSUED: &str = "issued";
+/// `result` of `weft_certify_duration_seconds`: the request was refused (any reason; the reason
+/// is in `weft_certify_requests_total`).
+pub const CERTIFY_REFUSED: &str = "refused";
+
+/// Buckets of `weft_certify_duration_seconds`: signing takes about a millisecond; a token
+/// review against the Kubernetes API server can take tens of milliseconds to seconds.
+const CERTIFY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 pub struct Metrics {
     pub registry: Registry,
@@ -13,8 +36,9 @@ pub struct Metrics {
     pub tls_handshake_errors: prometheus::IntCounter,
     /// `weft_config_reloads_total{file,result}`: watched files applied or rejected.
     pub config_reloads: IntCounterVec,
-    /// `weft_discovery_watches`: discovery streams open now.
-    pub discovery_watches: IntGauge,
+    /// `weft_discovery_watches{kind}`: discovery streams open now, by [`WATCH_DESTINATION`] or
+    /// [`WATCH_SERVER`].
+    pub discovery_watches: IntGaugeVec,
     /// `weft_discovery_requests_total{result}`: watches opened (`ok`) or refused
     /// (`invalid_address`).
     pub discovery_requests: IntCounterVec,
@@ -24,6 +48,11 @@ pub struct Metrics {
     pub discovery_endpoints: IntGauge,
     /// `weft_policies`: ServicePolicy documents in force.
     pub policies: IntGauge,
+    /// `weft_certify_duration_seconds{result}`: time to authenticate and sign (or refuse) one
+    /// Certify call, [`CERTIFY_ISSUED`] or [`CERTIFY_REFUSED`].
+    pub certify_duration: HistogramVec,
+    /// `weft_build_info{version}`: always 1; the version is in the label.
+    pub build_info: IntGaugeVec,
 }
 
 impl Metrics {
@@ -55,11 +84,18 @@ impl Metrics {
             &["file", "result"],
         )
         .expect("valid metric definition");
-        let discovery_watches = IntGauge::new(
-            "weft_discovery_watches",
-            "Discovery watch streams open now.",
+        let discovery_watches = IntGaugeVec::new(
+            Opts::new(
+                "weft_discovery_watches",
+                "Discovery watch streams open now, by kind: destination (a caller's) or server (an endpoint's own sidecar).",
+            ),
+            &["kind"],
         )
         .expect("valid metric definition");
+        for kind in [WATCH_DESTINATION, WATCH_SERVER] {
+            // Both series exist from the start, so a dashboard shows 0 rather than nothing.
+            discovery_watches.with_label_values(&[kind]);
+        }
         let discovery_requests = IntCounterVec::new(
             Opts::new(
                 "weft_discovery_requests_total",
@@ -80,6 +116,29 @@ impl Metrics {
         .expect("valid metric definition");
         let policies = IntGauge::new("weft_policies", "ServicePolicy documents in force.")
             .expect("valid metric definition");
+        let certify_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "weft_certify_duration_seconds",
+                "Time to authenticate and sign one Certify call, by result: issued or refused.",
+            )
+            .buckets(CERTIFY_BUCKETS.to_vec()),
+            &["result"],
+        )
+        .expect("valid metric definition");
+        for result in [CERTIFY_ISSUED, CERTIFY_REFUSED] {
+            certify_duration.with_label_values(&[result]);
+        }
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "weft_build_info",
+                "Always 1; the version of the running control plane is in the label.",
+            ),
+            &["version"],
+        )
+        .expect("valid metric definition");
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         for metric in [
             Box::new(certify_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(ca_expiry.clone()),
@@ -90,6 +149,8 @@ impl Metrics {
             Box::new(discovery_services.clone()),
             Box::new(discovery_endpoints.clone()),
             Box::new(policies.clone()),
+            Box::new(certify_duration.clone()),
+            Box::new(build_info.clone()),
         ] {
             registry
                 .register(metric)
@@ -106,6 +167,8 @@ impl Metrics {
             discovery_services,
             discovery_endpoints,
             policies,
+            certify_duration,
+            build_info,
         }
     }
 
@@ -122,5 +185,31 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_info_and_every_label_value_are_exposed_before_anything_happens() {
+        let text = Metrics::new().render();
+        for line in [
+            format!(
+                "weft_build_info{{version=\"{}\"}} 1",
+                env!("CARGO_PKG_VERSION")
+            ),
+            "weft_discovery_watches{kind=\"destination\"} 0".to_owned(),
+            "weft_discovery_watches{kind=\"server\"} 0".to_owned(),
+            "weft_certify_duration_seconds_count{result=\"issued\"} 0".to_owned(),
+            "weft_certify_duration_seconds_count{result=\"refused\"} 0".to_owned(),
+            "# TYPE weft_certify_duration_seconds histogram".to_owned(),
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from:\n{text}"
+            );
+        }
     }
 }

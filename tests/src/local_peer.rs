@@ -13,20 +13,30 @@ use crate::programs;
 /// A `python3` that can import `module` (the one on `PATH`, else the system's), or `None` after
 /// printing why the calling test is skipped (a failure under `WEFT_REQUIRE_PEERS`).
 pub fn python_with(module: &str) -> Option<String> {
+    python_importing(
+        &[module],
+        "pip install grpcio, or apt-get install python3-grpcio",
+    )
+}
+
+/// A `python3` that can import every one of `modules` (the one on `PATH`, else the system's), or
+/// `None` after printing why the calling test is skipped, with `install` saying how to get them
+/// (a failure under `WEFT_REQUIRE_PEERS`).
+pub fn python_importing(modules: &[&str], install: &str) -> Option<String> {
+    let imports = modules.join(", ");
     for python in ["python3", "/usr/bin/python3"] {
-        let imports = Command::new(python)
-            .args(["-c", &format!("import {module}")])
+        let imported = Command::new(python)
+            .args(["-c", &format!("import {imports}")])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
-        if imports {
+        if imported {
             return Some(python.to_owned());
         }
     }
     programs::skip(&format!(
-        "python3 with {module} is missing (pip install grpcio, or apt-get install \
-         python3-grpcio); .ci/run installs it"
+        "python3 with {imports} is missing ({install}); .ci/run installs it"
     ));
     None
 }

@@ -236,7 +236,12 @@ async fn watches_follow_the_file_and_survive_a_broken_edit() {
             server_policy: None,
         }
     );
-    assert_eq!(fixture.metric("weft_discovery_watches").await, 2.0);
+    assert_eq!(
+        fixture
+            .metric(r#"weft_discovery_watches{kind="destination"}"#)
+            .await,
+        2.0
+    );
     assert_eq!(fixture.metric("weft_discovery_services").await, 2.0);
     assert_eq!(fixture.metric("weft_discovery_endpoints").await, 2.0);
 
@@ -313,14 +318,25 @@ async fn pods_strangers_and_refusals() {
 async fn a_new_watch_starts_with_the_full_answer_and_closed_ones_are_released() {
     let fixture = Fixture::start(&services(ONE_ENDPOINT)).await;
     let (vip, _) = fixture.resolve(HELLO_VIP).await;
-    assert_eq!(fixture.metric("weft_discovery_watches").await, 1.0);
+    assert_eq!(
+        fixture
+            .metric(r#"weft_discovery_watches{kind="destination"}"#)
+            .await,
+        1.0
+    );
 
     // The proxy goes away; meanwhile the service changes.
     drop(vip);
     wait::until(
         UPDATE_DEADLINE,
         "the closed watch to be released",
-        || async { (fixture.metric("weft_discovery_watches").await == 0.0).then_some(()) },
+        || async {
+            (fixture
+                .metric(r#"weft_discovery_watches{kind="destination"}"#)
+                .await
+                == 0.0)
+                .then_some(())
+        },
     )
     .await;
     write_atomically(&fixture.services, &services(TWO_ENDPOINTS));

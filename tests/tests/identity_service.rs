@@ -96,6 +96,7 @@ async fn certify_issues_and_refuses_with_distinct_statuses() {
             "malformed CSR".to_owned(),
         ),
     ];
+    let cases_len = cases.len();
     for (token, csr, code, reason, message) in cases {
         let status = grpc
             .certify(CertifyRequest { token, csr })
@@ -114,6 +115,16 @@ async fn certify_issues_and_refuses_with_distinct_statuses() {
     }
     let metrics = mesh.control_plane.as_ref().unwrap().metrics.render();
     assert!(metrics.contains(r#"weft_certify_requests_total{result="issued"} 1"#));
+    // Every call is timed, under issued or refused (the reason is in the counter above).
+    assert!(metrics.contains(r#"weft_certify_duration_seconds_count{result="issued"} 1"#));
+    assert!(
+        metrics.contains(&format!(
+            r#"weft_certify_duration_seconds_count{{result="refused"}} {}"#,
+            cases_len
+        )),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"weft_certify_duration_seconds_bucket{result="issued",le="10"} 1"#));
 }
 
 #[tokio::test]

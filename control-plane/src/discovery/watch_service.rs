@@ -24,7 +24,7 @@ use weft_api::discovery::discovery_server::Discovery;
 use weft_api::discovery::{self as pb, WatchRequest};
 
 use super::{Index, Store};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, WATCH_DESTINATION, WATCH_SERVER};
 use crate::policy::is_dns_label;
 use crate::policy::{self, Policies};
 
@@ -75,7 +75,12 @@ impl Discovery for WatchService {
             .discovery_requests
             .with_label_values(&["ok"])
             .inc();
-        tracing::debug!(%peer, %target, "discovery watch opened");
+        let kind = if server {
+            WATCH_SERVER
+        } else {
+            WATCH_DESTINATION
+        };
+        tracing::debug!(%peer, %target, kind, "discovery watch opened");
         let state = Watch {
             target,
             server,
@@ -84,7 +89,7 @@ impl Discovery for WatchService {
             last: None,
             stop: self.stop.clone(),
             done: false,
-            _open: OpenWatch::new(self.metrics.discovery_watches.clone()),
+            _open: OpenWatch::new(self.metrics.discovery_watches.with_label_values(&[kind])),
         };
         Ok(Response::new(
             futures_util::stream::unfold(state, Watch::next).boxed(),
@@ -217,7 +222,7 @@ impl Watch {
     }
 }
 
-/// Counts a stream in `weft_discovery_watches` for as long as it exists.
+/// Counts a stream in `weft_discovery_watches{kind}` for as long as it exists.
 struct OpenWatch(IntGauge);
 
 impl OpenWatch {
@@ -275,6 +280,10 @@ mod tests {
         (store, policies, service, metrics)
     }
 
+    fn open_watches(metrics: &Metrics, kind: &str) -> i64 {
+        metrics.discovery_watches.with_label_values(&[kind]).get()
+    }
+
     async fn open(service: &WatchService, address: &str) -> Result<WatchStream, Status> {
         open_as(service, address, false).await
     }
@@ -326,7 +335,8 @@ mod tests {
         let stop = CancellationToken::new();
         let (store, service, metrics) = service(&stop);
         let mut stream = open(&service, "10.96.0.10:80").await.unwrap();
-        assert_eq!(metrics.discovery_watches.get(), 1);
+        assert_eq!(open_watches(&metrics, WATCH_DESTINATION), 1);
+        assert_eq!(open_watches(&metrics, WATCH_SERVER), 0);
         let first = stream.next().await.unwrap().unwrap();
         assert_eq!(first.endpoints.len(), 1);
 
@@ -354,7 +364,7 @@ mod tests {
         assert_eq!(last.code(), tonic::Code::Unavailable);
         assert!(stream.next().await.is_none());
         drop(stream);
-        assert_eq!(metrics.discovery_watches.get(), 0);
+        assert_eq!(open_watches(&metrics, WATCH_DESTINATION), 0);
     }
 
     fn policy_files(timeout: &str) -> Vec<crate::policy::load::File> {
@@ -411,7 +421,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn only_an_endpoint_s_own_sidecar_gets_the_server_policy() {
         let stop = CancellationToken::new();
-        let (_store, policies, service, _metrics) = service_with_policies(&stop);
+        let (_store, policies, service, metrics) = service_with_policies(&stop);
         let mut files = policy_files("3s");
         files[0].1.extend_from_slice(
             b"  server:\n    mtls: strict\n    authorization: {default: deny}\n",
@@ -420,6 +430,8 @@ mod tests {
         let mut own = open_as(&service, "10.1.0.1:80", true).await.unwrap();
         let mut caller = open(&service, "10.1.0.1:80").await.unwrap();
         let mut by_service_address = open_as(&service, "10.96.0.10:80", true).await.unwrap();
+        assert_eq!(open_watches(&metrics, WATCH_SERVER), 2);
+        assert_eq!(open_watches(&metrics, WATCH_DESTINATION), 1);
         let server = own.next().await.unwrap().unwrap().server_policy.unwrap();
         assert_eq!(server.mtls(), weft_api::policy::Mtls::Strict);
         assert!(server.version.starts_with("hello.demo@"));
@@ -462,6 +474,6 @@ mod tests {
                 .get(),
             1
         );
-        assert_eq!(metrics.discovery_watches.get(), 0);
+        assert_eq!(open_watches(&metrics, WATCH_DESTINATION), 0);
     }
 }
