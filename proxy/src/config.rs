@@ -385,7 +385,9 @@ fn positive(text: &str, flag: &str) -> Result<usize, String> {
 fn telemetry(args: &ProxyArgs, problems: &mut Problems) -> Option<TelemetryConfig> {
     let trace_collector = match args.trace_collector.as_deref().map(str::trim) {
         None | Some("") | Some("off") => Some(None),
-        Some(text) => problems.check(host_port(text, "--trace-collector")).map(Some),
+        Some(text) => problems
+            .check(host_port(text, "--trace-collector"))
+            .map(Some),
     };
     let sampling = args
         .trace_sampling
@@ -410,7 +412,10 @@ fn telemetry(args: &ProxyArgs, problems: &mut Problems) -> Option<TelemetryConfi
         trace_sampling: trace_sampling?,
         trace_service_name: non_empty(&args.trace_service_name),
         pod_name: non_empty(&args.pod_name),
-        access_log: args.access_log.as_deref().and_then(access_log::Destination::parse),
+        access_log: args
+            .access_log
+            .as_deref()
+            .and_then(access_log::Destination::parse),
     })
 }
 

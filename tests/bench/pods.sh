@@ -287,23 +287,23 @@ wait_until_ready() {
 # client's adds weft-server-identity after its mTLS handshake with the server's; the server's
 # counts the request under the client's identity), the other two neither.
 prove_paths() {
-  local server_admin=$SERVER_IP:15000 from_client="client_identity=\"$TRUST_DOMAIN_NS/client\""
+  local server_admin=$SERVER_IP:15000 from_client="source_identity=\"$TRUST_DOMAIN_NS/client\""
   local before after headers
-  before=$(metric_sum "$server_admin" weft_inbound_requests_total "$from_client")
+  before=$(metric_sum "$server_admin" "weft_requests_total{" "$from_client")
   headers=$(in_client curl -sfS -D - -o /dev/null "http://$SERVER_IP:8080/" | tr -d '\r') ||
     die "the weft path did not answer"
   grep -qi "^weft-server-identity: $TRUST_DOMAIN_NS/server$" <<< "$headers" ||
     die "the weft path's answer lacks 'weft-server-identity: $TRUST_DOMAIN_NS/server' (did the client sidecar route it over mTLS? is the service in discovery?); headers were:
 $headers"
-  after=$(metric_sum "$server_admin" weft_inbound_requests_total "$from_client")
+  after=$(metric_sum "$server_admin" "weft_requests_total{" "$from_client")
   [ "$after" -gt "$before" ] ||
-    die "the server sidecar's weft_inbound_requests_total{$from_client} did not count the request ($before -> $after)"
+    die "the server sidecar's weft_requests_total{$from_client} did not count the request ($before -> $after)"
   echo "weft path: answered with weft-server-identity, server sidecar counted it ($before -> $after)" >&2
 
-  before=$(metric_sum "$server_admin" weft_inbound_requests_total)
+  before=$(metric_sum "$server_admin" "weft_requests_total{")
   direct_answers > /dev/null || die "the direct path did not answer"
   haproxy_answers > /dev/null || die "the haproxy path did not answer"
-  after=$(metric_sum "$server_admin" weft_inbound_requests_total)
+  after=$(metric_sum "$server_admin" "weft_requests_total{")
   [ "$after" -eq "$before" ] ||
     die "the direct or haproxy path went through the server sidecar ($before -> $after requests)"
   echo "direct and haproxy paths: answered without touching weft" >&2

@@ -37,13 +37,24 @@ pub async fn read(response: Response<Incoming>) -> Reply {
 
 /// One HTTP/1.1 GET on a fresh connection to `addr`, with `Host: host`.
 pub async fn get(addr: SocketAddr, path: &str, host: &str) -> Result<Reply, hyper::Error> {
+    get_with_headers(addr, path, host, &[]).await
+}
+
+/// [`get`] with more request headers.
+pub async fn get_with_headers(
+    addr: SocketAddr,
+    path: &str,
+    host: &str,
+    headers: &[(&str, &str)],
+) -> Result<Reply, hyper::Error> {
     let tcp = TcpStream::connect(addr).await.expect("connect");
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
     tokio::spawn(conn);
-    let req = Request::get(path)
-        .header("host", host)
-        .body(Empty::<Bytes>::new())
-        .unwrap();
+    let mut req = Request::get(path).header("host", host);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let req = req.body(Empty::<Bytes>::new()).unwrap();
     Ok(read(sender.send_request(req).await?).await)
 }
 

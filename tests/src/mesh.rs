@@ -41,6 +41,10 @@ pub struct ProxyOptions {
     /// Outbound listeners resolved through discovery: each `NAME.NAMESPACE:PORT`, listening on
     /// `127.0.0.1:0` (`--forward 127.0.0.1:0=hello.demo:8080`), after the `forwards`.
     pub forward_services: Vec<String>,
+    /// `--trace-collector`, `--trace-sampling` and `--access-log`.
+    pub trace_collector: Option<SocketAddr>,
+    pub trace_sampling: Option<f64>,
+    pub access_log: Option<PathBuf>,
 }
 
 impl ProxyOptions {
@@ -240,6 +244,9 @@ impl Mesh {
                 .collect(),
             detect_timeout: "300ms".to_owned(),
             connect_timeout: "1s".to_owned(),
+            trace_collector: options.trace_collector.map(|a| a.to_string()),
+            trace_sampling: options.trace_sampling.map(|r| r.to_string()),
+            access_log: options.access_log.as_ref().map(|p| p.display().to_string()),
             ..ProxyArgs::default()
         }
     }

@@ -46,3 +46,32 @@ pub fn run(program: &str, args: &[&str]) -> (Output, String) {
     );
     (output, text)
 }
+
+/// `promtool check metrics` on `text`: its complaints, or "" when it has none.
+pub fn promtool_complaints(text: &str) -> String {
+    use std::io::Write as _;
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool runs");
+    promtool
+        .stdin
+        .take()
+        .expect("promtool runs")
+        .write_all(text.as_bytes())
+        .expect("promtool runs");
+    let out = promtool.wait_with_output().expect("promtool runs");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        said.trim().to_owned()
+    } else {
+        format!("promtool failed ({}): {said}", out.status)
+    }
+}

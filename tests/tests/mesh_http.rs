@@ -36,8 +36,10 @@ async fn http1_request_reaches_the_app_and_the_app_learns_the_callers_identity()
     assert!(!seen.headers.contains_key("weft-orig-proto"));
 
     let metrics = server.metrics.render();
-    assert!(
-        metrics.contains(r#"weft_inbound_requests_total{client_identity="spiffe://cluster.local/ns/demo/sa/web",status_code="200"} 1"#),
+    let series = r#"weft_requests_total{direction="inbound",source_identity="spiffe://cluster.local/ns/demo/sa/web",destination_identity="spiffe://cluster.local/ns/demo/sa/hello",status_code="200",answered_by="app"}"#;
+    assert_eq!(
+        weft_tests::policy_mesh::metric_in(&metrics, series),
+        1.0,
         "{metrics}"
     );
 }

@@ -251,10 +251,10 @@ fn pods_talk_over_ipv6_through_both_sidecars() {
         "{server_metrics}"
     );
     assert!(
-        metric(
+        weft_tests::policy_mesh::metric_in(
             &server_metrics,
             &format!(
-                "weft_inbound_requests_total{{client_identity=\"{WEB}\",status_code=\"200\"}}"
+                "weft_requests_total{{direction=\"inbound\",source_identity=\"{WEB}\",status_code=\"200\"}}"
             )
         ) >= 1.0,
         "{server_metrics}"

@@ -125,10 +125,10 @@ fn pods_talk_through_their_sidecars_over_mutual_tls() {
     );
     let server_metrics = mesh.admin("server", "/metrics");
     assert!(
-        metric(
+        weft_tests::policy_mesh::metric_in(
             &server_metrics,
             &format!(
-                "weft_inbound_requests_total{{client_identity=\"{WEB}\",status_code=\"200\"}}"
+                "weft_requests_total{{direction=\"inbound\",source_identity=\"{WEB}\",status_code=\"200\"}}"
             )
         ) >= 1.0,
         "{server_metrics}"

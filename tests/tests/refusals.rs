@@ -147,10 +147,12 @@ async fn permissive_mode_accepts_plaintext_marked_unauthenticated() {
         metrics.contains(r#"weft_inbound_connections_total{tls="plaintext"} 1"#),
         "{metrics}"
     );
-    assert!(
-        metrics.contains(
-            r#"weft_inbound_requests_total{client_identity="unauthenticated",status_code="200"} 1"#
+    assert_eq!(
+        weft_tests::policy_mesh::metric_in(
+            &metrics,
+            r#"weft_requests_total{direction="inbound",source_identity="unauthenticated",status_code="200"}"#
         ),
+        1.0,
         "{metrics}"
     );
 }

@@ -100,35 +100,6 @@ async fn the_collector_records_a_python_apps_trace() {
     assert_eq!(collector.trace(trace_id).len(), 2);
 }
 
-/// `promtool check metrics` on `text`: its complaints, or "" when it has none.
-fn promtool_complaints(text: &str) -> String {
-    use std::io::Write as _;
-    let mut promtool = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = promtool.wait_with_output().unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if out.status.success() {
-        said.trim().to_owned()
-    } else {
-        format!("promtool failed ({}): {said}", out.status)
-    }
-}
-
 /// A caller's proxy and an endpoint's proxy, both certified and watching (a destination watch
 /// and a server-policy watch), then the control plane's `/metrics` through `promtool`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -171,7 +142,7 @@ async fn the_control_plane_metrics_pass_promtool() {
     )
     .await;
 
-    let complaints = promtool_complaints(&text);
+    let complaints = programs::promtool_complaints(&text);
     assert!(
         complaints.is_empty(),
         "promtool check metrics: {complaints}\n{text}"

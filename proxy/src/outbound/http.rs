@@ -64,7 +64,9 @@ impl Context {
         let mut exchange = self.telemetry.begin(&mut req);
         let grpc = headers::is_grpc(&req);
         let destination = self.target.current();
-        exchange.service.push_str(destination.as_ref().map_or(&self.name, |d| &d.name));
+        exchange
+            .service
+            .push_str(destination.as_ref().map_or(&self.name, |d| &d.name));
         let result = match (&destination, upgrade::requested(&req)) {
             (Some(destination), None) => {
                 let route = destination.policy.route(&req).clone();

@@ -169,7 +169,9 @@ impl Attempts<'_> {
                 .attempt(&mut head, body.for_attempt(), attempt, avoid)
                 .await;
             match &result {
-                Ok(response) => self.log.ended(attempt, endpoint, response.status().as_str()),
+                Ok(response) => self
+                    .log
+                    .ended(attempt, endpoint, response.status().as_str()),
                 Err(e) => self.log.ended(attempt, endpoint, e.reason()),
             }
             // A retry that finds every endpoint ejected: the caller learns more from the answer

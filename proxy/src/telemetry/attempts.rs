@@ -45,8 +45,14 @@ impl AttemptLog {
             KeyValue::new("weft.outcome", outcome.to_owned()),
         ];
         if let Some(endpoint) = endpoint {
-            attributes.push(KeyValue::new("network.peer.address", endpoint.ip().to_string()));
-            attributes.push(KeyValue::new("network.peer.port", i64::from(endpoint.port())));
+            attributes.push(KeyValue::new(
+                "network.peer.address",
+                endpoint.ip().to_string(),
+            ));
+            attributes.push(KeyValue::new(
+                "network.peer.port",
+                i64::from(endpoint.port()),
+            ));
         }
         let event = Event::new("attempt", SystemTime::now(), attributes, 0);
         events.lock().unwrap_or_else(|p| p.into_inner()).push(event);

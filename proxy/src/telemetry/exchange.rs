@@ -129,7 +129,11 @@ impl ConnectionTelemetry {
     }
 
     /// The response headers are ready: note what they say and follow the body to its end.
-    pub fn respond(self: &Arc<Self>, mut exchange: Exchange, response: Response<Body>) -> Response<Body> {
+    pub fn respond(
+        self: &Arc<Self>,
+        mut exchange: Exchange,
+        response: Response<Body>,
+    ) -> Response<Body> {
         let headers = response.headers();
         exchange.answer = Some(Answer {
             status: response.status(),
@@ -152,7 +156,13 @@ impl ConnectionTelemetry {
     }
 
     /// The request is over: count it, end its span, log it.
-    fn finish(&self, mut exchange: Exchange, bytes: u64, trailers: Option<&HeaderMap>, complete: bool) {
+    fn finish(
+        &self,
+        mut exchange: Exchange,
+        bytes: u64,
+        trailers: Option<&HeaderMap>,
+        complete: bool,
+    ) {
         let Some(answer) = exchange.answer.take() else {
             return;
         };
@@ -171,14 +181,22 @@ impl ConnectionTelemetry {
                 .unwrap_or(""),
         };
         let weft_error = answer.weft_error.as_ref().and_then(|v| v.to_str().ok());
-        let route = if exchange.route.is_empty() { DEFAULT_ROUTE } else { &exchange.route };
+        let route = if exchange.route.is_empty() {
+            DEFAULT_ROUTE
+        } else {
+            &exchange.route
+        };
         let labels = RequestLabels {
             destination_identity,
             destination_service: &exchange.service,
             route,
             status: answer.status,
             grpc_status,
-            answered_by: if weft_error.is_some() { AnsweredBy::Weft } else { AnsweredBy::App },
+            answered_by: if weft_error.is_some() {
+                AnsweredBy::Weft
+            } else {
+                AnsweredBy::App
+            },
         };
         self.series.record(&labels, answer.headers_after);
         let Some(details) = exchange.details.as_deref() else {
@@ -209,7 +227,12 @@ impl ConnectionTelemetry {
         }
         if let Some(log) = &self.telemetry.access_log {
             let attempts = exchange.attempts.made().max(1);
-            log.log(record.line(self.direction, exchange.start_time, exchange.hop.as_ref(), attempts));
+            log.log(record.line(
+                self.direction,
+                exchange.start_time,
+                exchange.hop.as_ref(),
+                attempts,
+            ));
         }
     }
 }
@@ -243,7 +266,8 @@ impl Details {
     /// `/pkg.Service/Method` as its two parts.
     fn grpc_method(&self) -> Option<(&str, &str)> {
         let (service, method) = self.path.strip_prefix('/')?.split_once('/')?;
-        (!service.is_empty() && !method.is_empty() && !method.contains('/')).then_some((service, method))
+        (!service.is_empty() && !method.is_empty() && !method.contains('/'))
+            .then_some((service, method))
     }
 
     fn protocol(&self) -> &'static str {
@@ -281,15 +305,24 @@ impl Finished<'_> {
         let labels = self.labels;
         let mut attributes = vec![
             KeyValue::new("http.request.method", d.method.as_str().to_owned()),
-            KeyValue::new("http.response.status_code", i64::from(labels.status.as_u16())),
+            KeyValue::new(
+                "http.response.status_code",
+                i64::from(labels.status.as_u16()),
+            ),
             KeyValue::new("url.path", d.path.clone()),
             KeyValue::new("network.protocol.name", "http"),
             KeyValue::new("network.protocol.version", d.protocol()),
             KeyValue::new("weft.direction", direction.label()),
             KeyValue::new("weft.route", labels.route.to_owned()),
             KeyValue::new("weft.client.identity", self.source_identity.to_owned()),
-            KeyValue::new("weft.server.identity", labels.destination_identity.to_owned()),
-            KeyValue::new("weft.destination.service", labels.destination_service.to_owned()),
+            KeyValue::new(
+                "weft.server.identity",
+                labels.destination_identity.to_owned(),
+            ),
+            KeyValue::new(
+                "weft.destination.service",
+                labels.destination_service.to_owned(),
+            ),
             KeyValue::new("weft.answered_by", labels.answered_by.label()),
         ];
         let (host, port) = split_authority(&d.authority);
@@ -361,7 +394,13 @@ impl Finished<'_> {
         failed.then(|| labels.status.as_str().to_owned())
     }
 
-    fn line(&self, direction: Direction, start: SystemTime, hop: Option<&Hop>, attempts: u32) -> Line {
+    fn line(
+        &self,
+        direction: Direction,
+        start: SystemTime,
+        hop: Option<&Hop>,
+        attempts: u32,
+    ) -> Line {
         let d = self.details;
         let labels = self.labels;
         Line {
@@ -423,7 +462,9 @@ pub struct Observed {
 
 impl std::fmt::Debug for Exchange {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Exchange").field("route", &self.route).finish_non_exhaustive()
+        f.debug_struct("Exchange")
+            .field("route", &self.route)
+            .finish_non_exhaustive()
     }
 }
 
@@ -438,7 +479,8 @@ impl std::fmt::Debug for ConnectionTelemetry {
 impl Observed {
     fn finish(&mut self, trailers: Option<&HeaderMap>, complete: bool) {
         if let Some(exchange) = self.exchange.take() {
-            self.connection.finish(exchange, self.bytes, trailers, complete);
+            self.connection
+                .finish(exchange, self.bytes, trailers, complete);
         }
     }
 }
@@ -491,7 +533,10 @@ mod tests {
 
     #[test]
     fn splits_authorities() {
-        assert_eq!(split_authority("hello.demo:8080"), ("hello.demo", Some(8080)));
+        assert_eq!(
+            split_authority("hello.demo:8080"),
+            ("hello.demo", Some(8080))
+        );
         assert_eq!(split_authority("hello"), ("hello", None));
         assert_eq!(split_authority("[::1]:80"), ("::1", Some(80)));
         assert_eq!(split_authority("[::1]"), ("::1", None));

@@ -112,7 +112,9 @@ async fn run(
         if ok == failing {
             failing = !ok;
             match failing {
-                true => tracing::warn!(%collector, "cannot export spans to the trace collector; dropping them (weft_trace_spans_dropped_total) until it answers"),
+                true => {
+                    tracing::warn!(%collector, "cannot export spans to the trace collector; dropping them (weft_trace_spans_dropped_total) until it answers")
+                }
                 false => tracing::info!(%collector, "exporting spans to the trace collector again"),
             }
         }

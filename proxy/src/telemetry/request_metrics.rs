@@ -141,7 +141,11 @@ impl SeriesCache {
     /// Label sets remembered per connection; others are looked up each time.
     pub const MAX: usize = 32;
 
-    pub fn new(families: &RequestFamilies, direction: &'static str, source_identity: String) -> Self {
+    pub fn new(
+        families: &RequestFamilies,
+        direction: &'static str,
+        source_identity: String,
+    ) -> Self {
         Self {
             families: families.clone(),
             direction,
@@ -167,7 +171,10 @@ impl SeriesCache {
             entry.duration.observe(seconds);
             return;
         }
-        let grpc = labels.grpc_status.map(|c| c.to_string()).unwrap_or_default();
+        let grpc = labels
+            .grpc_status
+            .map(|c| c.to_string())
+            .unwrap_or_default();
         let values = [
             self.direction,
             &self.source_identity,

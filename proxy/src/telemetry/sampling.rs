@@ -110,7 +110,10 @@ mod tests {
         assert!(!Sampler::new(1.0).hop(&unsampled).sampled);
         let hop = Sampler::new(0.0).hop(&sampled);
         assert_eq!(trace_context::hex(&hop.trace_id), trace);
-        assert_eq!(hop.parent, Some([0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]));
+        assert_eq!(
+            hop.parent,
+            Some([0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7])
+        );
         assert_ne!(hop.span_id, hop.parent.unwrap());
     }
 

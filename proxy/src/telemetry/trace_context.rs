@@ -95,11 +95,11 @@ pub fn inject(
 fn parse_traceparent(value: &[u8]) -> Option<Incoming> {
     let text = std::str::from_utf8(value).ok()?.trim();
     let mut parts = text.split('-');
-    let (version, trace, span, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let (version, trace, span, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
     let known_version = version == "00";
-    let valid_version = version.len() == 2
-        && version != "ff"
-        && version.bytes().all(|b| b.is_ascii_hexdigit());
+    let valid_version =
+        version.len() == 2 && version != "ff" && version.bytes().all(|b| b.is_ascii_hexdigit());
     let valid_flags = flags.len() == 2 && flags.bytes().all(|b| b.is_ascii_hexdigit());
     if !valid_version || !valid_flags || (known_version && parts.next().is_some()) {
         return None;
@@ -240,8 +240,11 @@ mod tests {
         assert_eq!(found.ids, ids(TRACE, SPAN));
         assert_eq!(found.sampled, Some(true));
         assert!(found.formats.w3c && !found.formats.b3_single);
-        let unsampled =
-            extract(&headers(&[("traceparent", &format!("00-{TRACE}-{SPAN}-00"))])).unwrap();
+        let unsampled = extract(&headers(&[(
+            "traceparent",
+            &format!("00-{TRACE}-{SPAN}-00"),
+        )]))
+        .unwrap();
         assert_eq!(unsampled.sampled, Some(false));
     }
 
@@ -271,7 +274,10 @@ mod tests {
         let deferred = extract(&headers(&[("b3", &format!("{TRACE}-{SPAN}"))])).unwrap();
         assert_eq!(deferred.sampled, None);
         let only_decision = extract(&headers(&[("b3", "0")])).unwrap();
-        assert_eq!((only_decision.ids, only_decision.sampled), (None, Some(false)));
+        assert_eq!(
+            (only_decision.ids, only_decision.sampled),
+            (None, Some(false))
+        );
         let short = extract(&headers(&[("b3", &format!("{SPAN}-{SPAN}-d"))])).unwrap();
         let mut padded = [0u8; 16];
         padded[8..].copy_from_slice(&parse_id::<8>(SPAN).unwrap());
@@ -325,7 +331,10 @@ mod tests {
         let new_span = [1, 2, 3, 4, 5, 6, 7, 8];
         inject(&mut map, formats, &trace, &new_span, true);
         let get = |k: &str| map.get(k).unwrap().to_str().unwrap().to_owned();
-        assert_eq!(get("traceparent"), format!("00-{TRACE}-0102030405060708-01"));
+        assert_eq!(
+            get("traceparent"),
+            format!("00-{TRACE}-0102030405060708-01")
+        );
         assert_eq!(get("tracestate"), "vendor=x");
         assert_eq!(get("b3"), format!("{TRACE}-0102030405060708-1"));
         assert_eq!(get("x-b3-spanid"), "0102030405060708");

@@ -123,7 +123,12 @@ pub fn print(run: &Run) -> Vec<String> {
         &[("destination", SERVICE), ("to", "closed")],
     );
     let shed = by_label(web, "weft_outbound_shed_total", &dest, "reason");
-    let outbound = by_label(web, "weft_outbound_requests_total", &dest, "status_code");
+    let outbound = by_label(
+        web,
+        "weft_requests_total",
+        &[("direction", "outbound"), ("destination_service", SERVICE)],
+        "status_code",
+    );
     let attempts = sum(web, "weft_outbound_request_attempts_sum", &dest);
     let requests = sum(web, "weft_outbound_request_attempts_count", &dest);
     let timed_out = run.slow.count(504, "timeout");
@@ -181,7 +186,7 @@ pub fn print(run: &Run) -> Vec<String> {
         humantime::format_duration(SLOW_TIMEOUT)
     );
     println!(
-        "  web metrics    weft_outbound_requests_total by status: {}",
+        "  web metrics    weft_requests_total{{direction=\"outbound\"}} by status: {}",
         listed(&outbound, "")
     );
     println!(
