@@ -21,6 +21,10 @@
 #        limits all configured, none of them acting), to measure what the layers cost;
 #        WEFT_POLICY=server adds its server half (authorization admitting the client's namespace
 #        and rate limits no request reaches), to measure what the server sidecar's checks cost.
+#        BENCH_TRACING=<ratio> (e.g. 0.01) starts an OTLP collector (tests/e2e/otlp_collector.py,
+#        counting spans only) in the bridge namespace and runs both sidecars with
+#        --trace-collector and --trace-sampling <ratio>, to measure what tracing costs; the spans
+#        exported and dropped are reported after the table.
 # Needs root (namespaces, iptables) and: wrk h2load haproxy nginx openssl python3 curl ip iptables
 # setpriv. Everything it creates (namespaces wb-<pid>-*, the processes in them,
 # /tmp/weft-pods.<pid>.*) is removed on exit, also on failure or Ctrl-C; what a run killed
@@ -218,7 +222,34 @@ start_sidecar() {
   local ns=$1 role=$2
   start "weft-$role" "$ns" proxy "$W/bin/weft-proxy" --identity "$TRUST_DOMAIN_NS/$role" \
     --control-plane-addr "$CP_ADDR" --trust-anchors "$W/cp/trust-bundle.pem" \
-    --token-file "$W/$role.token" --log warn
+    --token-file "$W/$role.token" --log warn ${TRACE_FLAGS[@]+"${TRACE_FLAGS[@]}"}
+}
+
+# start_collector: with BENCH_TRACING, an OTLP/gRPC collector on the bridge that counts spans.
+TRACE_FLAGS=()
+COLLECTOR_ADDR=$BRIDGE_IP:4317
+start_collector() {
+  [ -n "${BENCH_TRACING:-}" ] || return 0
+  start collector "$NS_BRIDGE" root python3 "$(dirname "$0")/../e2e/otlp_collector.py" \
+    --listen "$COLLECTOR_ADDR" --count-only --out "$W/collector-count.txt"
+  COLLECTOR_PID=$STARTED
+  wait_for 20 "the OTLP collector on $COLLECTOR_ADDR" grep -q ready "$W/collector.log" ||
+    fail_with_logs collector
+  TRACE_FLAGS=(--trace-collector "$COLLECTOR_ADDR" --trace-sampling "$BENCH_TRACING")
+}
+
+# trace_summary: what the collector received and what each sidecar exported and dropped.
+trace_summary() {
+  [ -n "${BENCH_TRACING:-}" ] || return 0
+  local role admin
+  for role in client server; do
+    admin=$CLIENT_IP:15000
+    [ "$role" = client ] || admin=$SERVER_IP:15000
+    echo "tracing ($BENCH_TRACING): $role sidecar exported $(metric_sum "$admin" weft_trace_spans_exported_total) spans, dropped $(metric_sum "$admin" weft_trace_spans_dropped_total)"
+  done
+  kill -TERM "$COLLECTOR_PID" 2>/dev/null || true
+  wait_for 5 "the collector's count" test -s "$W/collector-count.txt" &&
+    echo "tracing ($BENCH_TRACING): the collector received $(cat "$W/collector-count.txt")"
 }
 
 start_server_pod() {
@@ -350,6 +381,7 @@ main() {
 
   make_topology
   start_control_plane
+  start_collector
   start_server_pod
   start_client_pod
   wait_until_ready
@@ -377,7 +409,8 @@ main() {
     haproxy-client:"$HA_CLIENT" haproxy-server:"$HA_SERVER"; do
     alive "${named#*:}" || fail_with_logs "${named%%:*}"
   done
-  report "Pods (network namespaces, iptables interception): direct vs weft pair vs HAProxy pair (tests/bench/pods.sh $D $C${WEFT_POLICY:+, WEFT_POLICY=$WEFT_POLICY})" "$half"
+  report "Pods (network namespaces, iptables interception): direct vs weft pair vs HAProxy pair (tests/bench/pods.sh $D $C${WEFT_POLICY:+, WEFT_POLICY=$WEFT_POLICY}${BENCH_TRACING:+, BENCH_TRACING=$BENCH_TRACING})" "$half"
+  trace_summary
 }
 
 main "$@"

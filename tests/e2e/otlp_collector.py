@@ -20,6 +20,7 @@ lists, key-value lists as objects, bytes as hex. Each export call also writes on
 """
 
 import argparse
+import signal
 import json
 import sys
 import threading
@@ -90,8 +91,19 @@ class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
         self.out = out
         self.lock = threading.Lock()
         self.calls = 0
+        self.spans = 0
 
     def Export(self, request, context):
+        if self.out is None:
+            spans = sum(
+                len(scope_spans.spans)
+                for resource_spans in request.resource_spans
+                for scope_spans in resource_spans.scope_spans
+            )
+            with self.lock:
+                self.calls += 1
+                self.spans += spans
+            return trace_service_pb2.ExportTraceServiceResponse()
         lines = []
         for resource_spans in request.resource_spans:
             resource = attributes(resource_spans.resource.attributes)
@@ -111,16 +123,30 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--listen", default="127.0.0.1:0", help="HOST:PORT to listen on")
     parser.add_argument("--out", required=True, help="file to append one JSON line per span to")
+    parser.add_argument(
+        "--count-only",
+        action="store_true",
+        help="only count spans (for benchmarks); on exit, print the count to --out",
+    )
     args = parser.parse_args()
 
-    out = open(args.out, "a", encoding="utf-8")
+    out = None if args.count_only else open(args.out, "a", encoding="utf-8")
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceService(out), server)
+    servicer = TraceService(out)
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(servicer, server)
     port = server.add_insecure_port(args.listen)
     if port == 0:
         sys.exit(f"cannot listen on {args.listen}")
     server.start()
     print(f"ready {port}", flush=True)
+    service = servicer
+    if args.count_only:
+        def report(*_):
+            with open(args.out, "w", encoding="utf-8") as f:
+                f.write(f"{service.spans} spans in {service.calls} export calls\n")
+            sys.exit(0)
+
+        signal.signal(signal.SIGTERM, report)
     server.wait_for_termination()
 
 

@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Instructions per request of each sidecar, under callgrind: deterministic where wall-clock
+# numbers on a shared 2-core machine are not, so small costs (a metric, a header) show.
+#
+# The by-hand mesh of the README on loopback: a control plane, nginx as the app, the server's
+# sidecar in front of it and the caller's sidecar with a --forward listener, both sidecars under
+# valgrind --tool=callgrind. h2load --h1 -c 4 sends WARMUP requests, the counters are zeroed
+# (callgrind_control -z), then REQUESTS more are sent and the counters dumped: the dumped
+# instruction total / REQUESTS is one request's cost on that sidecar.
+#
+# Usage: tests/bench/callgrind.sh                  (builds this checkout's release binaries)
+#        WEFT_BIN=<dir> tests/bench/callgrind.sh   (the binaries there: A/B)
+#        PROXY_FLAGS="--trace-sampling 0.01" TRACING=1 tests/bench/callgrind.sh
+#          TRACING=1 starts an OTLP collector (tests/e2e/otlp_collector.py, counting only) and
+#          adds --trace-collector to both sidecars; PROXY_FLAGS go to both sidecars.
+#        REQUESTS=2000 WARMUP=300 (defaults)
+# Needs valgrind, nginx, h2load, curl (and python3 with opentelemetry-proto and grpcio for
+# TRACING=1).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+REQUESTS=${REQUESTS:-2000}
+WARMUP=${WARMUP:-300}
+for tool in valgrind callgrind_control nginx h2load curl; do
+  command -v "$tool" > /dev/null || { echo "error: $tool is not installed" >&2; exit 1; }
+done
+if [ -z "${WEFT_BIN:-}" ]; then
+  (cd "$ROOT" && cargo build --release --bin weft-proxy --bin weft-control-plane >&2)
+  WEFT_BIN=$ROOT/target/release
+fi
+W=$(mktemp -d /tmp/weft-callgrind.XXXX)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2> /dev/null || true; done
+  wait 2> /dev/null || true
+  [ -n "${KEEP:-}" ] || rm -rf "$W"
+}
+trap cleanup EXIT
+# Ports: an offset so a run does not meet the README's by-hand mesh.
+BASE=${BASE:-21000}
+CP=127.0.0.1:$((BASE + 10)) CP_ADMIN=127.0.0.1:$((BASE + 14)) APP=127.0.0.1:$((BASE + 80))
+SERVER_IN=127.0.0.1:$((BASE + 6)) SERVER_ADMIN=127.0.0.1:$((BASE + 100))
+CLIENT_ADMIN=127.0.0.1:$((BASE + 200)) FORWARD=127.0.0.1:$((BASE + 40))
+COLLECTOR=127.0.0.1:$((BASE + 17))
+
+wait_for() { # SECONDS WHAT COMMAND...
+  local deadline=$((SECONDS + $1)) what=$2
+  shift 2
+  until "$@" > /dev/null 2>&1; do
+    [ "$SECONDS" -lt "$deadline" ] || { echo "error: timed out waiting for $what" >&2; exit 1; }
+    sleep 0.2
+  done
+}
+
+cat > "$W/tokens.yaml" << EOF
+apiVersion: weft.dev/v1alpha1
+kind: BootstrapTokens
+tokens:
+  - {identity: spiffe://cluster.local/ns/demo/sa/web, token: 7f3a9c0e5b2d4f6a8c1e3b5d7f9a0c2e}
+  - {identity: spiffe://cluster.local/ns/demo/sa/hello, token: 1b3d5f7a9c0e2a4c6e8a0c2e4a6c8e0a}
+EOF
+cat > "$W/services.yaml" << EOF
+apiVersion: weft.dev/v1alpha1
+kind: MeshService
+metadata: {name: hello, namespace: demo}
+spec:
+  ports: [{port: 8080, targetPort: $((BASE + 6))}]
+  endpoints: [{address: 127.0.0.1, serviceAccount: hello}]
+EOF
+cat > "$W/nginx.conf" << EOF
+worker_processes 1;
+daemon off;
+pid $W/nginx.pid;
+error_log $W/nginx-error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  keepalive_requests 100000;
+  server { listen $APP; location / { return 200 "hello from nginx\n"; } }
+}
+EOF
+
+"$WEFT_BIN/weft-control-plane" --bootstrap-tokens "$W/tokens.yaml" --services "$W/services.yaml" \
+  --listen "$CP" --admin-listen "$CP_ADMIN" --data-dir "$W/cp" --log warn > "$W/cp.log" 2>&1 &
+PIDS+=($!)
+wait_for 20 "the control plane" test -f "$W/cp/trust-bundle.pem"
+nginx -c "$W/nginx.conf" > "$W/nginx.log" 2>&1 &
+PIDS+=($!)
+read -r -a EXTRA <<< "${PROXY_FLAGS:-}"
+if [ -n "${TRACING:-}" ]; then
+  python3 "$ROOT/tests/e2e/otlp_collector.py" --listen "$COLLECTOR" --count-only \
+    --out "$W/collector-count.txt" > "$W/collector.log" 2>&1 &
+  COLLECTOR_PID=$!
+  PIDS+=("$COLLECTOR_PID")
+  wait_for 20 "the OTLP collector" grep -q ready "$W/collector.log"
+  EXTRA+=(--trace-collector "$COLLECTOR")
+fi
+sidecar() { # NAME TOKEN ARGS...
+  local name=$1 token=$2
+  shift 2
+  WEFT_TOKEN=$token valgrind --tool=callgrind --callgrind-out-file="$W/callgrind.$name.%p" \
+    "$WEFT_BIN/weft-proxy" --control-plane-addr "$CP" --trust-anchors "$W/cp/trust-bundle.pem" \
+    --outbound-listen off --log warn "$@" ${EXTRA[@]+"${EXTRA[@]}"} > "$W/$name.log" 2>&1 &
+  PIDS+=($!)
+  STARTED=$!
+}
+sidecar server 1b3d5f7a9c0e2a4c6e8a0c2e4a6c8e0a --identity spiffe://cluster.local/ns/demo/sa/hello \
+  --inbound-listen "$SERVER_IN" --inbound-app-addr "$APP" --admin-listen "$SERVER_ADMIN"
+SERVER_PID=$STARTED
+sidecar client 7f3a9c0e5b2d4f6a8c1e3b5d7f9a0c2e --identity spiffe://cluster.local/ns/demo/sa/web \
+  --inbound-listen 127.0.0.1:$((BASE + 7)) --admin-listen "$CLIENT_ADMIN" \
+  --forward "$FORWARD=hello.demo:8080"
+CLIENT_PID=$STARTED
+wait_for 60 "both sidecars" curl -sf "http://$FORWARD/"
+
+h2load --h1 -c 4 -n "$WARMUP" "http://$FORWARD/" > "$W/warmup.txt"
+callgrind_control -z "$SERVER_PID" > /dev/null
+callgrind_control -z "$CLIENT_PID" > /dev/null
+h2load --h1 -c 4 -n "$REQUESTS" "http://$FORWARD/" > "$W/run.txt"
+grep -q "succeeded, 0 failed" <(grep "^requests:" "$W/run.txt") ||
+  { echo "error: requests failed:" >&2; cat "$W/run.txt" >&2; exit 1; }
+callgrind_control -d "$SERVER_PID" > /dev/null
+callgrind_control -d "$CLIENT_PID" > /dev/null
+per_request() { # NAME PID: the dumped total (the last dump's "totals:" line) / REQUESTS
+  local file
+  file=$(ls -t "$W/callgrind.$1.$2".* 2> /dev/null | head -1)
+  [ -n "$file" ] || { echo "error: no callgrind dump of the $1 sidecar" >&2; exit 1; }
+  awk -v n="$REQUESTS" '/^(summary|totals):/ { total = $2 } END { printf "%.1fk", total / n / 1000 }' "$file"
+}
+echo "instructions per request ($REQUESTS requests after $WARMUP, h2load --h1 -c 4${PROXY_FLAGS:+, $PROXY_FLAGS}${TRACING:+, tracing to a collector}):"
+echo "  server sidecar $(per_request server "$SERVER_PID")"
+echo "  client sidecar $(per_request client "$CLIENT_PID")"
+if [ -n "${TRACING:-}" ]; then
+  for admin in "$CLIENT_ADMIN" "$SERVER_ADMIN"; do
+    curl -sf "http://$admin/metrics" | grep -E "^weft_trace_spans_(exported|dropped)_total" | sed 's/^/  /' || true
+  done
+fi
