@@ -90,7 +90,7 @@ async fn echo_through(addr: std::net::SocketAddr) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_bytes_handshakes_and_identity_are_counted_by_peer() {
-    let mesh = Mesh::start(HOUR).await;
+    let mut mesh = Mesh::start(HOUR).await;
     let app = HttpApp::start("hello").await;
     let echo = TcpEcho::start().await;
     let hello = mesh.proxy("hello", ProxyOptions::app(app.addr)).await;
@@ -279,9 +279,60 @@ async fn connections_bytes_handshakes_and_identity_are_counted_by_peer() {
     client.shutdown().await;
     wait_closed(&hello, "inbound", &web(), "mtls", 1.0).await;
 
+    // The control plane goes away: the server policy stays in force, marked stale.
+    mesh.stop_control_plane().await;
+    wait::until(DEADLINE, "the server policy watch to go stale", || async {
+        let text = hello.metrics.render();
+        let stale = r#"weft_discovery_watch_states{kind="server_policy",state="stale"}"#;
+        let current = r#"weft_discovery_watch_states{kind="server_policy",state="current"}"#;
+        (metric_in(&text, stale) == 1.0 && metric_in(&text, current) == 0.0).then_some(())
+    })
+    .await;
+
     for text in [client_text, hello.metrics.render(), db.metrics.render()] {
         promtool_accepts(&text);
     }
+}
+
+/// A peer that accepts TCP but never answers the TLS handshake: the connect timeout is counted
+/// as a failed outbound handshake (reason timeout), and no connection is counted as opened.
+#[tokio::test]
+async fn an_outbound_handshake_that_times_out_is_a_handshake_error() {
+    let mesh = Mesh::start(HOUR).await;
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut accepted = Vec::new();
+        while let Ok((tcp, _)) = silent.accept().await {
+            accepted.push(tcp);
+        }
+    });
+    let client = mesh
+        .proxy(
+            "web",
+            ProxyOptions::forward_to(vec![(identity("hello"), silent_addr)]),
+        )
+        .await;
+    let reply = clients::get(client.forward_addrs[0], "/", "hello.demo:8080")
+        .await
+        .unwrap();
+    assert!(reply.status.is_server_error(), "{reply:?}");
+    let text = client.metrics.render();
+    assert_eq!(
+        metric_in(
+            &text,
+            r#"weft_tls_handshake_errors_total{direction="outbound",reason="timeout"}"#
+        ),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(metric_in(&text, "weft_tls_handshakes_total"), 0.0, "{text}");
+    assert_eq!(
+        metric_in(&text, "weft_tcp_connections_opened_total"),
+        0.0,
+        "{text}"
+    );
+    held.abort();
 }
 
 /// `promtool check metrics` finds nothing to say about `text`.
