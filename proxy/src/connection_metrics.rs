@@ -116,7 +116,7 @@ pub struct ConnectionMetrics {
     /// `weft_tls_handshake_errors_total`).
     tls_handshakes: IntCounterVec,
     /// `weft_identity_info{identity}`: 1 for the identity this proxy serves as.
-    pub identity_info: IntGaugeVec,
+    identity_info: IntGaugeVec,
     /// `weft_build_info{version}`: 1.
     build_info: IntGaugeVec,
     /// `weft_discovery_server_policy_watches`: this pod's own ports whose server policy is
