@@ -87,6 +87,9 @@ pub async fn start(
 ) -> Result<RunningProxy, StartError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let metrics = Arc::new(Metrics::new());
+    metrics
+        .connections
+        .set_identity(&config.identity.to_string());
     let stop = CancellationToken::new();
     let drain = Drain::new(config.shutdown_grace);
     let summary = summary(&config);

@@ -13,6 +13,7 @@ pub mod balance;
 pub mod body;
 pub mod build;
 pub mod config;
+pub mod connection_metrics;
 pub mod detect;
 pub mod discovery;
 pub mod errors;

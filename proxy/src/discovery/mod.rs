@@ -262,6 +262,28 @@ mod tests {
         assert_eq!(metrics.discovery_watches.get(), 0);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn destination_and_server_policy_watches_are_counted_apart_while_waiting() {
+        use crate::connection_metrics::WatchState;
+        // Nothing listens on port 9: no answer ever comes.
+        let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
+        let metrics = Arc::new(Metrics::new());
+        let discovery = Discovery::new(channel, metrics.clone(), CancellationToken::new());
+        let _destination = discovery.answer("10.0.0.1:80");
+        let port: SocketAddr = "10.0.0.9:8080".parse().unwrap();
+        assert!(discovery.inbound(port).await.is_err());
+        let watches = |kind| {
+            let [waiting, current, stale] =
+                [WatchState::Waiting, WatchState::Current, WatchState::Stale]
+                    .map(|state| metrics.connections.watch_state(kind, state).get());
+            (waiting, current, stale)
+        };
+        assert_eq!(watches("destination"), (1, 0, 0));
+        assert_eq!(watches("server_policy"), (1, 0, 0));
+        assert_eq!(metrics.discovery_watches.get(), 1);
+        assert_eq!(metrics.connections.server_policy_watches.get(), 1);
+    }
+
     #[tokio::test]
     async fn while_the_control_plane_is_unreachable_new_addresses_fail_fast() {
         // Nothing listens on port 9: every watch fails to connect.

@@ -15,6 +15,7 @@ use weft_api::discovery::WatchRequest;
 use weft_api::discovery::discovery_client::DiscoveryClient;
 
 use super::Resolution;
+use crate::connection_metrics::{WatchState, WatchStateGauge};
 use crate::identity::refresh::Backoff;
 use crate::metrics::Metrics;
 use crate::server_policy::InboundPolicy;
@@ -65,14 +66,20 @@ pub async fn run<T: Answer>(
     unreachable: Arc<AtomicBool>,
     stop: CancellationToken,
 ) {
-    metrics.discovery_watches.inc();
+    // Destination watches and this pod's server policy watches are counted apart.
+    let (watches, kind) = match request.server {
+        false => (&metrics.discovery_watches, "destination"),
+        true => (&metrics.connections.server_policy_watches, "server_policy"),
+    };
+    watches.inc();
+    let mut state = WatchStateGauge::new(metrics.clone(), kind);
     tokio::select! {
         _ = stop.cancelled() => {}
         // Nobody needs the answer any more: the address was forgotten and its connections ended.
         _ = answers.closed() => {}
-        _ = follow_forever(&mut client, &request, &answers, &metrics, &unreachable) => {}
+        _ = follow_forever(&mut client, &request, &answers, &metrics, &unreachable, &mut state) => {}
     }
-    metrics.discovery_watches.dec();
+    watches.dec();
 }
 
 async fn follow_forever<T: Answer>(
@@ -81,11 +88,24 @@ async fn follow_forever<T: Answer>(
     answers: &Sender<Option<T>>,
     metrics: &Arc<Metrics>,
     unreachable: &AtomicBool,
+    state: &mut WatchStateGauge,
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     let addr = &request.address;
     loop {
-        let ended = follow(client, request, answers, metrics, unreachable, &mut backoff).await;
+        let ended = follow(
+            client,
+            request,
+            answers,
+            metrics,
+            unreachable,
+            &mut backoff,
+            state,
+        )
+        .await;
+        if state.state() == WatchState::Current {
+            state.set(WatchState::Stale);
+        }
         if let Ended::Refused(status) | Ended::Broken(status) = &ended
             && status.code() == tonic::Code::Unavailable
         {
@@ -134,6 +154,7 @@ async fn follow<T: Answer>(
     metrics: &Arc<Metrics>,
     unreachable: &AtomicBool,
     backoff: &mut Backoff,
+    state: &mut WatchStateGauge,
 ) -> Ended {
     let mut stream = match client.watch(request.clone()).await {
         Ok(response) => response.into_inner(),
@@ -150,6 +171,7 @@ async fn follow<T: Answer>(
                     tracing::debug!(address = %request.address, server = request.server, "discovery: {}", next.summary());
                     *current = Some(next);
                 });
+                state.set(WatchState::Current);
             }
             Ok(None) => return Ended::Closed,
             Err(status) => return Ended::Broken(status),

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use weft_certs::SpiffeId;
 
 use crate::app_client::AppClient;
+use crate::connection_metrics::{Direction, TlsStatus, UNAUTHENTICATED};
 use crate::detect::{self, Protocol};
 use crate::discovery::Discovery;
 use crate::http_server::HttpVersion;
@@ -34,7 +35,7 @@ use crate::metrics::Metrics;
 use crate::telemetry::Telemetry;
 use crate::tls::{TlsStore, alpn, classify, peer_identity};
 use crate::transport::{
-    ConnectionLimit, Listening, PrefixedIo, accept_draining, original_dst, splice,
+    ConnectionLimit, CountedIo, Listening, PrefixedIo, accept_draining, original_dst, splice,
 };
 use admission::Caller;
 
@@ -132,6 +133,7 @@ impl Inbound {
             self.refuse("plaintext");
             return refuse::plaintext(io, client, protocol).await;
         }
+        let io = self.counted(io, TlsStatus::Plaintext, UNAUTHENTICATED);
         match protocol {
             Protocol::Http1 => {
                 self.count_connection("plaintext");
@@ -213,8 +215,10 @@ impl Inbound {
             }
         };
         self.count_connection("mtls");
+        self.metrics.connections.handshake(Direction::Inbound);
         tracing::debug!(%client, %identity, "accepted mesh connection");
-        match tls.get_ref().1.alpn_protocol() {
+        let tls = self.counted(tls, TlsStatus::Mtls, &identity.to_string());
+        match tls.get_ref().get_ref().1.alpn_protocol() {
             Some(p) if p == alpn::MESH_H2 || p == b"h2" => {
                 let version = HttpVersion::Http2;
                 http::serve(self, tls, version, Some(identity), target, policy, stop).await
@@ -287,6 +291,15 @@ impl Inbound {
         tracing::info!(%client, reason, "refused mesh connection: {detail}");
     }
 
+    /// `io`, counted in `weft_tcp_*` as an inbound connection from `peer` until dropped.
+    fn counted<I>(&self, io: I, tls: TlsStatus, peer: &str) -> CountedIo<I> {
+        let connection = self
+            .metrics
+            .connections
+            .opened(Direction::Inbound, tls, peer);
+        CountedIo::new(io, connection)
+    }
+
     fn count_connection(&self, tls: &str) {
         self.metrics
             .inbound_connections
@@ -303,5 +316,5 @@ fn as_slices(protocols: &[Vec<u8>]) -> Vec<&[u8]> {
 pub fn client_label(identity: Option<&SpiffeId>) -> String {
     identity
         .map(ToString::to_string)
-        .unwrap_or_else(|| "unauthenticated".to_owned())
+        .unwrap_or_else(|| UNAUTHENTICATED.to_owned())
 }

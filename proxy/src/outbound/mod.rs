@@ -23,6 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::UnknownDestinations;
+use crate::connection_metrics::{Direction, TlsStatus, UNAUTHENTICATED};
 use crate::detect::{self, Protocol};
 use crate::discovery::{Discovery, Resolution};
 use crate::http_server::HttpVersion;
@@ -30,7 +31,9 @@ use crate::metrics::Metrics;
 use crate::pool::H2Pool;
 use crate::telemetry::Telemetry;
 use crate::tls::alpn;
-use crate::transport::{Listening, OrigDstAddr, PrefixedIo, accept_draining, original_dst, splice};
+use crate::transport::{
+    CountedIo, Listening, OrigDstAddr, PrefixedIo, accept_draining, original_dst, splice,
+};
 pub use describe::destinations;
 pub use destination::{Described, Destination, Endpoint};
 use peer::PeerConnector;
@@ -151,7 +154,12 @@ impl Outbound {
         match tokio::time::timeout(PASSTHROUGH_CONNECT_TIMEOUT, connect).await {
             Ok(Ok(upstream)) => {
                 let _ = upstream.set_nodelay(true);
-                splice(io, upstream).await;
+                let connection = self.metrics.connections.opened(
+                    Direction::Outbound,
+                    TlsStatus::Plaintext,
+                    UNAUTHENTICATED,
+                );
+                splice(io, CountedIo::new(upstream, connection)).await;
             }
             Ok(Err(e)) => {
                 self.error("passthrough_connect");

@@ -7,10 +7,15 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 use super::destination::Endpoint;
+use crate::connection_metrics::{Direction, TlsStatus};
 use crate::errors::ProxyError;
 use crate::metrics::Metrics;
 use crate::pool::Connector;
 use crate::tls::{self, TlsStore, alpn};
+use crate::transport::CountedIo;
+
+/// A mutual-TLS connection to a peer proxy, counted in `weft_tcp_*` until dropped.
+pub type PeerIo = CountedIo<TlsStream<TcpStream>>;
 
 pub struct PeerConnector {
     pub store: Arc<TlsStore>,
@@ -24,8 +29,8 @@ impl PeerConnector {
         &self,
         endpoint: &Endpoint,
         protocol: &'static [u8],
-    ) -> Result<TlsStream<TcpStream>, ProxyError> {
-        tls::connect(
+    ) -> Result<PeerIo, ProxyError> {
+        let tls = tls::connect(
             &self.store,
             endpoint.addr,
             &endpoint.identity,
@@ -34,21 +39,26 @@ impl PeerConnector {
         )
         .await
         .map_err(|e| {
-            if let tls::ConnectError::Handshake { failure, .. } = &e {
+            if let Some(reason) = e.handshake_reason() {
                 self.metrics
                     .tls_handshake_errors
-                    .with_label_values(&["outbound", failure.reason])
+                    .with_label_values(&["outbound", reason])
                     .inc();
             }
             tracing::warn!(%endpoint, "{e}");
             ProxyError::from(e)
-        })
+        })?;
+        let connections = &self.metrics.connections;
+        connections.handshake(Direction::Outbound);
+        let peer = endpoint.identity.to_string();
+        let connection = connections.opened(Direction::Outbound, TlsStatus::Mtls, &peer);
+        Ok(CountedIo::new(tls, connection))
     }
 }
 
 impl Connector for PeerConnector {
     type Key = Endpoint;
-    type Io = TlsStream<TcpStream>;
+    type Io = PeerIo;
 
     async fn connect(&self, endpoint: &Endpoint) -> Result<Self::Io, ProxyError> {
         self.open(endpoint, alpn::MESH_H2).await

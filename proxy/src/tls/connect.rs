@@ -1,6 +1,7 @@
 //! Opening a mutually authenticated connection to a peer proxy.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
@@ -22,8 +23,13 @@ pub enum ConnectError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("connecting to {addr} timed out after {timeout:?}")]
-    Timeout { addr: SocketAddr, timeout: Duration },
+    #[error("connecting to {addr} timed out after {timeout:?}{}", if *in_handshake { " (in the TLS handshake)" } else { "" })]
+    Timeout {
+        addr: SocketAddr,
+        timeout: Duration,
+        /// The TCP connection was up: the peer did not finish the TLS handshake in time.
+        in_handshake: bool,
+    },
     #[error("TLS handshake with {addr} failed: {failure}")]
     Handshake {
         addr: SocketAddr,
@@ -41,6 +47,17 @@ impl ConnectError {
             ConnectError::Handshake { failure, .. } => failure.reason,
         }
     }
+
+    /// The `weft_tls_handshake_errors_total` reason, if the TLS handshake is what failed.
+    pub fn handshake_reason(&self) -> Option<&'static str> {
+        match self {
+            ConnectError::Handshake { failure, .. } => Some(failure.reason),
+            ConnectError::Timeout {
+                in_handshake: true, ..
+            } => Some("timeout"),
+            _ => None,
+        }
+    }
 }
 
 /// TCP (no Nagle) then TLS 1.3 to `addr`, presenting our certificate, offering `alpn`, and
@@ -54,10 +71,12 @@ pub async fn connect(
 ) -> Result<TlsStream<TcpStream>, ConnectError> {
     let credentials = store.current().ok_or(ConnectError::NoIdentity)?;
     let connector = TlsConnector::from(credentials.client_config(expected, alpn));
+    let in_handshake = AtomicBool::new(false);
     let attempt = async {
         let tcp = TcpStream::connect(addr)
             .await
             .map_err(|source| ConnectError::Tcp { addr, source })?;
+        in_handshake.store(true, Ordering::Relaxed);
         let _ = tcp.set_nodelay(true);
         connector
             .connect(ServerName::IpAddress(addr.ip().into()), tcp)
@@ -69,5 +88,9 @@ pub async fn connect(
     };
     tokio::time::timeout(timeout, attempt)
         .await
-        .map_err(|_| ConnectError::Timeout { addr, timeout })?
+        .map_err(|_| ConnectError::Timeout {
+            addr,
+            timeout,
+            in_handshake: in_handshake.load(Ordering::Relaxed),
+        })?
 }

@@ -1,7 +1,8 @@
-//! Sockets: listening, draining, limits, original destinations, replaying detected bytes, and
-//! splicing two streams together.
+//! Sockets: listening, draining, limits, original destinations, replaying detected bytes,
+//! counting bytes, and splicing two streams together.
 
 mod accept;
+mod counted;
 pub mod drain;
 mod limit;
 mod listen;
@@ -10,6 +11,7 @@ mod prefixed;
 mod splice;
 
 pub use accept::{accept_draining, accept_loop};
+pub use counted::CountedIo;
 pub use drain::{Drain, Listening};
 pub use limit::{ConnectionLimit, ConnectionSlot};
 pub use listen::{bind_any_family, bind_loopback_twin, loopback_twin};
