@@ -113,13 +113,13 @@ CLIENT_PID=$STARTED
 wait_for 60 "both sidecars" curl -sf "http://$FORWARD/"
 
 h2load --h1 -c 4 -n "$WARMUP" "http://$FORWARD/" > "$W/warmup.txt"
-callgrind_control -z "$SERVER_PID" > /dev/null
-callgrind_control -z "$CLIENT_PID" > /dev/null
+callgrind_control -z "$SERVER_PID" > /dev/null 2>&1
+callgrind_control -z "$CLIENT_PID" > /dev/null 2>&1
 h2load --h1 -c 4 -n "$REQUESTS" "http://$FORWARD/" > "$W/run.txt"
 grep -q "succeeded, 0 failed" <(grep "^requests:" "$W/run.txt") ||
   { echo "error: requests failed:" >&2; cat "$W/run.txt" >&2; exit 1; }
-callgrind_control -d "$SERVER_PID" > /dev/null
-callgrind_control -d "$CLIENT_PID" > /dev/null
+callgrind_control -d "$SERVER_PID" > /dev/null 2>&1
+callgrind_control -d "$CLIENT_PID" > /dev/null 2>&1
 per_request() { # NAME PID: the dumped total (the last dump's "totals:" line) / REQUESTS
   local file
   file=$(ls -t "$W/callgrind.$1.$2".* 2> /dev/null | head -1)
