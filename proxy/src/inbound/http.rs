@@ -80,7 +80,7 @@ struct Context {
 impl Context {
     async fn handle(&self, mut req: Request<Incoming>) -> Response<Body> {
         let mut exchange = self.telemetry.begin(&mut req);
-        let grpc = headers::is_grpc(&req);
+        let grpc = exchange.grpc();
         let policy = self.policy.current();
         let route = match &policy {
             Some(policy) => {

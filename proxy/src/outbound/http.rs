@@ -62,7 +62,7 @@ struct Context {
 impl Context {
     async fn handle(&self, mut req: Request<Incoming>) -> Response<Body> {
         let mut exchange = self.telemetry.begin(&mut req);
-        let grpc = headers::is_grpc(&req);
+        let grpc = exchange.grpc();
         let destination = self.target.current();
         exchange
             .service

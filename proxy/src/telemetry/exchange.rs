@@ -237,6 +237,13 @@ impl ConnectionTelemetry {
     }
 }
 
+impl Exchange {
+    /// Whether the request is gRPC (by its content type).
+    pub fn grpc(&self) -> bool {
+        self.grpc
+    }
+}
+
 impl Details {
     fn of<B>(req: &Request<B>) -> Self {
         let authority = req
