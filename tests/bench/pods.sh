@@ -292,7 +292,7 @@ fail_with_logs() {
 metric_sum() {
   in_bridge curl -sf "http://$1/metrics" |
     awk -v name="$2" -v filter="${3:-}" \
-      'index($0, name) == 1 && index($0, filter) { sum += $NF } END { printf "%d\n", sum }'
+      'index($0, name) == 1 && (filter == "" || index($0, filter)) { sum += $NF } END { printf "%d\n", sum }'
 }
 
 proxy_ready() { in_bridge curl -sf "http://$1/ready"; }
@@ -317,24 +317,33 @@ wait_until_ready() {
 # prove_paths: that each path goes where it says. The weft path must pass both sidecars (the
 # client's adds weft-server-identity after its mTLS handshake with the server's; the server's
 # counts the request under the client's identity), the other two neither.
+# requests_counted ADMIN [IDENTITY]: the server sidecar's inbound request count (from IDENTITY),
+# under this build's metric or the one before it (weft_inbound_requests_total), for WEFT_BIN A/B.
+requests_counted() {
+  local now before_names=0
+  now=$(metric_sum "$1" "weft_requests_total{" "${2:+source_identity=\"$2\"}")
+  before_names=$(metric_sum "$1" "weft_inbound_requests_total{" "${2:+client_identity=\"$2\"}")
+  echo $((now + before_names))
+}
+
 prove_paths() {
-  local server_admin=$SERVER_IP:15000 from_client="source_identity=\"$TRUST_DOMAIN_NS/client\""
+  local server_admin=$SERVER_IP:15000 client=$TRUST_DOMAIN_NS/client
   local before after headers
-  before=$(metric_sum "$server_admin" "weft_requests_total{" "$from_client")
+  before=$(requests_counted "$server_admin" "$client")
   headers=$(in_client curl -sfS -D - -o /dev/null "http://$SERVER_IP:8080/" | tr -d '\r') ||
     die "the weft path did not answer"
   grep -qi "^weft-server-identity: $TRUST_DOMAIN_NS/server$" <<< "$headers" ||
     die "the weft path's answer lacks 'weft-server-identity: $TRUST_DOMAIN_NS/server' (did the client sidecar route it over mTLS? is the service in discovery?); headers were:
 $headers"
-  after=$(metric_sum "$server_admin" "weft_requests_total{" "$from_client")
+  after=$(requests_counted "$server_admin" "$client")
   [ "$after" -gt "$before" ] ||
-    die "the server sidecar's weft_requests_total{$from_client} did not count the request ($before -> $after)"
+    die "the server sidecar's weft_requests_total{source_identity=\"$client\"} did not count the request ($before -> $after)"
   echo "weft path: answered with weft-server-identity, server sidecar counted it ($before -> $after)" >&2
 
-  before=$(metric_sum "$server_admin" "weft_requests_total{")
+  before=$(requests_counted "$server_admin")
   direct_answers > /dev/null || die "the direct path did not answer"
   haproxy_answers > /dev/null || die "the haproxy path did not answer"
-  after=$(metric_sum "$server_admin" "weft_requests_total{")
+  after=$(requests_counted "$server_admin")
   [ "$after" -eq "$before" ] ||
     die "the direct or haproxy path went through the server sidecar ($before -> $after requests)"
   echo "direct and haproxy paths: answered without touching weft" >&2
