@@ -25,12 +25,13 @@ use prometheus::{
 /// The `peer_identity` of a connection whose peer proved no identity.
 pub const UNAUTHENTICATED: &str = "unauthenticated";
 
-/// Which way a connection goes, from the proxy's point of view.
+/// Which way traffic goes, from the proxy's point of view (connections here, requests in
+/// `crate::telemetry`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
-    /// Accepted on the inbound listener, from a caller of this pod's app.
+    /// To this pod's app, from a caller (accepted on the inbound listener).
     Inbound,
-    /// Opened by the proxy to a destination of the local app.
+    /// From the local app to a destination (opened by the proxy).
     Outbound,
 }
 

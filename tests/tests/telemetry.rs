@@ -34,14 +34,24 @@ const SPAN: &str = "00f067aa0ba902b7";
 async fn sidecars(
     mesh: &Mesh,
     app: SocketAddr,
-    telemetry: &ProxyOptions,
+    options: &ProxyOptions,
+) -> (RunningProxy, RunningProxy) {
+    sidecars_with(mesh, app, options.clone(), options.clone()).await
+}
+
+/// [`sidecars`] with telemetry options of their own for the server's and the caller's sidecar.
+async fn sidecars_with(
+    mesh: &Mesh,
+    app: SocketAddr,
+    server: ProxyOptions,
+    client: ProxyOptions,
 ) -> (RunningProxy, RunningProxy) {
     let server = mesh
         .proxy(
             "hello",
             ProxyOptions {
                 app: Some(app),
-                ..telemetry.clone()
+                ..server
             },
         )
         .await;
@@ -50,7 +60,7 @@ async fn sidecars(
             "web",
             ProxyOptions {
                 forwards: vec![vec![(identity("hello"), server.inbound_addr)]],
-                ..telemetry.clone()
+                ..client
             },
         )
         .await;
@@ -544,24 +554,13 @@ async fn the_sampling_ratio_holds_and_every_hop_agrees() {
     let collector = Collector::start(&python);
     let mesh = Mesh::start(HOUR).await;
     let app = FaultApp::start("hello").await;
-    let server = mesh
-        .proxy(
-            "hello",
-            ProxyOptions {
-                app: Some(app.addr),
-                ..traced(&collector, 0.0)
-            },
-        )
-        .await;
-    let client = mesh
-        .proxy(
-            "web",
-            ProxyOptions {
-                forwards: vec![vec![(identity("hello"), server.inbound_addr)]],
-                ..traced(&collector, 0.25)
-            },
-        )
-        .await;
+    let (client, _server) = sidecars_with(
+        &mesh,
+        app.addr,
+        traced(&collector, 0.0),
+        traced(&collector, 0.25),
+    )
+    .await;
     let mut caller = weft_tests::policy_mesh::Caller::connect(client.forward_addrs[0])
         .await
         .unwrap();
@@ -683,26 +682,12 @@ async fn access_log_lines_match_the_requests() {
     app.script("/missing", [AppReply::status(404).body("no such thing")]);
     let client_log = mesh.dir.path().join("web-access.log");
     let server_log = mesh.dir.path().join("hello-access.log");
-    let server = mesh
-        .proxy(
-            "hello",
-            ProxyOptions {
-                app: Some(app.addr),
-                access_log: Some(server_log.clone()),
-                ..ProxyOptions::default()
-            },
-        )
-        .await;
-    let client = mesh
-        .proxy(
-            "web",
-            ProxyOptions {
-                forwards: vec![vec![(identity("hello"), server.inbound_addr)]],
-                access_log: Some(client_log.clone()),
-                ..ProxyOptions::default()
-            },
-        )
-        .await;
+    let log_to = |path: &std::path::Path| ProxyOptions {
+        access_log: Some(path.to_owned()),
+        ..ProxyOptions::default()
+    };
+    let (client, _server) =
+        sidecars_with(&mesh, app.addr, log_to(&server_log), log_to(&client_log)).await;
     let ok = get(&client, "/ok?secret=1", &[]).await;
     assert_eq!(ok.status, 200);
     assert_eq!(get(&client, "/missing", &[]).await.status, 404);

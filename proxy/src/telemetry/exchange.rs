@@ -31,20 +31,7 @@ use crate::headers;
 use crate::policy::DEFAULT_ROUTE;
 use crate::resilience::retry;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    Inbound,
-    Outbound,
-}
-
-impl Direction {
-    pub fn label(self) -> &'static str {
-        match self {
-            Direction::Inbound => "inbound",
-            Direction::Outbound => "outbound",
-        }
-    }
-}
+pub use crate::connection_metrics::Direction;
 
 /// The telemetry of one connection's requests: the proxy's, plus the series its requests use.
 pub struct ConnectionTelemetry {
