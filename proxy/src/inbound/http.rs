@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 use weft_certs::SpiffeId;
 
@@ -16,22 +15,20 @@ use super::{Inbound, PortPolicy, client_label};
 use crate::app_client::AppTarget;
 use crate::body::{self, Body};
 use crate::headers;
-use crate::http_server::{self, HttpVersion};
+use crate::http_server::{self, BoxedConnection, HttpVersion};
 use crate::policy::DEFAULT_ROUTE;
 use crate::telemetry::{ConnectionTelemetry, Direction};
 use crate::upgrade;
 
-pub async fn serve<I>(
+pub async fn serve(
     inbound: Arc<Inbound>,
-    io: I,
+    io: BoxedConnection,
     version: HttpVersion,
     identity: Option<SpiffeId>,
     target: SocketAddr,
     policy: PortPolicy,
     stop: CancellationToken,
-) where
-    I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-{
+) {
     let metrics = inbound.metrics.clone();
     let context = Arc::new(Context {
         identity_header: identity

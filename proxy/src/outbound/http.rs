@@ -6,27 +6,24 @@ use std::sync::Arc;
 
 use http::{HeaderValue, Request, Response, Version};
 use hyper::body::Incoming;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
 use super::{Destination, Outbound, Target, request};
 use crate::body::{self, Body};
 use crate::errors::ProxyError;
 use crate::headers;
-use crate::http_server::{self, Caller, HttpVersion};
+use crate::http_server::{self, BoxedConnection, Caller, HttpVersion};
 use crate::telemetry::{ConnectionTelemetry, Direction};
 use crate::tls::alpn;
 use crate::upgrade;
 
-pub async fn serve<I>(
+pub async fn serve(
     outbound: Arc<Outbound>,
-    io: I,
+    io: BoxedConnection,
     version: HttpVersion,
     target: Target,
     stop: CancellationToken,
-) where
-    I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-{
+) {
     let name = target.current().map(|d| d.name.clone()).unwrap_or_default();
     let context = Arc::new(Context {
         telemetry: ConnectionTelemetry::new(

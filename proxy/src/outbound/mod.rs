@@ -208,11 +208,11 @@ impl Outbound {
         match protocol {
             Protocol::Http1 => {
                 self.count("http1");
-                http::serve(self, io, HttpVersion::Http1, target, stop).await
+                http::serve(self, Box::new(io), HttpVersion::Http1, target, stop).await
             }
             Protocol::Http2 => {
                 self.count("http2");
-                http::serve(self, io, HttpVersion::Http2, target, stop).await
+                http::serve(self, Box::new(io), HttpVersion::Http2, target, stop).await
             }
             Protocol::Tls { .. } | Protocol::Opaque => {
                 self.count("opaque");
