@@ -137,11 +137,29 @@ impl Inbound {
         match protocol {
             Protocol::Http1 => {
                 self.count_connection("plaintext");
-                http::serve(self, Box::new(io), HttpVersion::Http1, None, target, policy, stop).await
+                http::serve(
+                    self,
+                    Box::new(io),
+                    HttpVersion::Http1,
+                    None,
+                    target,
+                    policy,
+                    stop,
+                )
+                .await
             }
             Protocol::Http2 => {
                 self.count_connection("plaintext");
-                http::serve(self, Box::new(io), HttpVersion::Http2, None, target, policy, stop).await
+                http::serve(
+                    self,
+                    Box::new(io),
+                    HttpVersion::Http2,
+                    None,
+                    target,
+                    policy,
+                    stop,
+                )
+                .await
             }
             Protocol::Tls { .. } => {
                 self.count_connection("passthrough");
@@ -221,11 +239,29 @@ impl Inbound {
         match tls.get_ref().get_ref().1.alpn_protocol() {
             Some(p) if p == alpn::MESH_H2 || p == b"h2" => {
                 let version = HttpVersion::Http2;
-                http::serve(self, Box::new(tls), version, Some(identity), target, policy, stop).await
+                http::serve(
+                    self,
+                    Box::new(tls),
+                    version,
+                    Some(identity),
+                    target,
+                    policy,
+                    stop,
+                )
+                .await
             }
             Some(p) if p == alpn::MESH_HTTP1 || p == b"http/1.1" => {
                 let version = HttpVersion::Http1;
-                http::serve(self, Box::new(tls), version, Some(identity), target, policy, stop).await
+                http::serve(
+                    self,
+                    Box::new(tls),
+                    version,
+                    Some(identity),
+                    target,
+                    policy,
+                    stop,
+                )
+                .await
             }
             _ => {
                 self.forward_opaque(tls, client, target, Some(&identity), &policy)
