@@ -270,6 +270,62 @@ async fn every_request_is_counted_on_both_sides_with_its_labels() {
     }
 }
 
+/// A caller that hangs up before the answer: both sidecars count the request under
+/// `status_code="0"`, `answered_by="none"` (as Envoy and Istio count a downstream disconnect),
+/// and the access log says it was not complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_its_caller_abandons_is_counted() {
+    use tokio::io::AsyncWriteExt as _;
+    let mesh = Mesh::start(HOUR).await;
+    let app = FaultApp::start("hello").await;
+    app.script("/slow", [AppReply::ok().after(Duration::from_secs(30))]);
+    let client_log = mesh.dir.path().join("web-access.log");
+    let (client, server) = sidecars_with(
+        &mesh,
+        app.addr,
+        ProxyOptions::default(),
+        ProxyOptions {
+            access_log: Some(client_log.clone()),
+            ..ProxyOptions::default()
+        },
+    )
+    .await;
+    let mut caller = tokio::net::TcpStream::connect(client.forward_addrs[0])
+        .await
+        .unwrap();
+    caller
+        .write_all(b"GET /slow HTTP/1.1\r\nhost: hello.demo:8080\r\n\r\n")
+        .await
+        .unwrap();
+    weft_tests::fault_app::wait_count(&app, 1, Duration::from_secs(5)).await;
+    drop(caller);
+    let abandoned = "weft_requests_total{status_code=\"0\",answered_by=\"none\",route=\"default\"}";
+    for (side, proxy) in [("client", &client), ("server", &server)] {
+        wait::until(
+            Duration::from_secs(5),
+            "the abandoned request to be counted",
+            || async { (metric(proxy, abandoned).await == 1.0).then_some(()) },
+        )
+        .await;
+        assert_eq!(
+            metric(proxy, "weft_requests_total{answered_by=\"app\"}").await,
+            0.0,
+            "{side}"
+        );
+    }
+    let line = wait::until(Duration::from_secs(5), "the access log line", || async {
+        let text = std::fs::read_to_string(&client_log).unwrap_or_default();
+        text.lines()
+            .next()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+    })
+    .await;
+    assert_eq!(line["status"], 0, "{line}");
+    assert_eq!(line["answered_by"], "none", "{line}");
+    assert_eq!(line["complete"], false, "{line}");
+    assert_eq!(line["path"], "/slow", "{line}");
+}
+
 /// A real Prometheus scrapes the caller's proxy, the server's proxy and the control plane;
 /// PromQL gives requests per caller, a p99 from the histogram and a success rate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

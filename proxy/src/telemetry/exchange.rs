@@ -53,6 +53,9 @@ pub struct Exchange {
     pub service: String,
     pub attempts: AttemptLog,
     answer: Option<Answer>,
+    /// Until the request is recorded: a request dropped before its response headers (the
+    /// caller went away) is recorded when it is dropped.
+    connection: Option<Arc<ConnectionTelemetry>>,
 }
 
 struct Details {
@@ -65,7 +68,8 @@ struct Details {
 
 /// What the response headers said.
 struct Answer {
-    status: StatusCode,
+    /// `None`: no response headers were sent (the caller went away).
+    status: Option<StatusCode>,
     grpc_status: Option<u32>,
     weft_error: Option<HeaderValue>,
     destination_identity: Option<HeaderValue>,
@@ -93,7 +97,7 @@ impl ConnectionTelemetry {
 
     /// A request has arrived: the clock starts, and with tracing on, the request now carries
     /// this hop's span as its parent.
-    pub fn begin<B>(&self, req: &mut Request<B>) -> Exchange {
+    pub fn begin<B>(self: &Arc<Self>, req: &mut Request<B>) -> Exchange {
         let hop = self.telemetry.tracing.as_ref().map(|tracing| {
             let hop = tracing.sampler.hop(req.headers());
             hop.inject(req.headers_mut());
@@ -112,18 +116,15 @@ impl ConnectionTelemetry {
             route: String::new(),
             service: String::new(),
             answer: None,
+            connection: Some(self.clone()),
         }
     }
 
     /// The response headers are ready: note what they say and follow the body to its end.
-    pub fn respond(
-        self: &Arc<Self>,
-        mut exchange: Exchange,
-        response: Response<Body>,
-    ) -> Response<Body> {
+    pub fn respond(&self, mut exchange: Exchange, response: Response<Body>) -> Response<Body> {
         let headers = response.headers();
         exchange.answer = Some(Answer {
-            status: response.status(),
+            status: Some(response.status()),
             grpc_status: exchange.grpc.then(|| retry::grpc_status(headers)).flatten(),
             weft_error: headers.get(headers::ERROR).cloned(),
             destination_identity: match self.direction {
@@ -136,23 +137,27 @@ impl ConnectionTelemetry {
             Body::Observed(Box::new(Observed {
                 body,
                 exchange: Some(exchange),
-                connection: self.clone(),
                 bytes: 0,
             }))
         })
     }
 
-    /// The request is over: count it, end its span, log it.
+    /// The request is over: count it, end its span, log it. Without an answer, its caller went
+    /// away before the response headers.
     fn finish(
         &self,
-        mut exchange: Exchange,
+        exchange: &mut Exchange,
         bytes: u64,
         trailers: Option<&HeaderMap>,
         complete: bool,
     ) {
-        let Some(answer) = exchange.answer.take() else {
-            return;
-        };
+        let answer = exchange.answer.take().unwrap_or_else(|| Answer {
+            status: None,
+            grpc_status: None,
+            weft_error: None,
+            destination_identity: None,
+            headers_after: exchange.started.elapsed(),
+        });
         let grpc_status = answer.grpc_status.or_else(|| {
             exchange
                 .grpc
@@ -179,10 +184,10 @@ impl ConnectionTelemetry {
             route,
             status: answer.status,
             grpc_status,
-            answered_by: if weft_error.is_some() {
-                AnsweredBy::Weft
-            } else {
-                AnsweredBy::App
+            answered_by: match (answer.status, weft_error) {
+                (None, _) => AnsweredBy::Nobody,
+                (Some(_), Some(_)) => AnsweredBy::Weft,
+                (Some(_), None) => AnsweredBy::App,
             },
         };
         self.series.record(&labels, answer.headers_after);
@@ -299,10 +304,6 @@ impl Finished<'_> {
         let labels = self.labels;
         let mut attributes = vec![
             KeyValue::new("http.request.method", d.method.as_str().to_owned()),
-            KeyValue::new(
-                "http.response.status_code",
-                i64::from(labels.status.as_u16()),
-            ),
             KeyValue::new("url.path", d.path.clone()),
             KeyValue::new("network.protocol.name", "http"),
             KeyValue::new("network.protocol.version", d.protocol()),
@@ -319,6 +320,12 @@ impl Finished<'_> {
             ),
             KeyValue::new("weft.answered_by", labels.answered_by.label()),
         ];
+        if let Some(status) = labels.status {
+            attributes.push(KeyValue::new(
+                "http.response.status_code",
+                i64::from(status.as_u16()),
+            ));
+        }
         let (host, port) = split_authority(&d.authority);
         if !host.is_empty() {
             attributes.push(KeyValue::new("server.address", host.to_owned()));
@@ -380,12 +387,14 @@ impl Finished<'_> {
             };
             return failed.then(|| retry::grpc_name(code).to_owned());
         }
-        let status = labels.status.as_u16();
-        let failed = match direction {
-            Direction::Outbound => status >= 400,
-            Direction::Inbound => status >= 500,
+        let Some(status) = labels.status else {
+            return Some("cancelled".to_owned());
         };
-        failed.then(|| labels.status.as_str().to_owned())
+        let failed = match direction {
+            Direction::Outbound => status.as_u16() >= 400,
+            Direction::Inbound => status.as_u16() >= 500,
+        };
+        failed.then(|| status.as_str().to_owned())
     }
 
     fn line(
@@ -414,7 +423,7 @@ impl Finished<'_> {
                 Version::HTTP_10 => "HTTP/1.0",
                 _ => "HTTP/1.1",
             },
-            status: labels.status.as_u16(),
+            status: labels.status.map_or(0, |s| s.as_u16()),
             grpc_status: labels.grpc_status,
             weft_error: self.weft_error.map(str::to_owned),
             answered_by: labels.answered_by.label(),
@@ -450,7 +459,6 @@ fn split_authority(authority: &str) -> (&str, Option<u16>) {
 pub struct Observed {
     body: Body,
     exchange: Option<Exchange>,
-    connection: Arc<ConnectionTelemetry>,
     bytes: u64,
 }
 
@@ -472,9 +480,18 @@ impl std::fmt::Debug for ConnectionTelemetry {
 
 impl Observed {
     fn finish(&mut self, trailers: Option<&HeaderMap>, complete: bool) {
-        if let Some(exchange) = self.exchange.take() {
-            self.connection
-                .finish(exchange, self.bytes, trailers, complete);
+        if let Some(mut exchange) = self.exchange.take()
+            && let Some(connection) = exchange.connection.take()
+        {
+            connection.finish(&mut exchange, self.bytes, trailers, complete);
+        }
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        if let Some(connection) = self.connection.take() {
+            connection.finish(self, 0, None, false);
         }
     }
 }

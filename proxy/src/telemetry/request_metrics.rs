@@ -79,11 +79,12 @@ impl Default for RequestFamilies {
     }
 }
 
-/// `weft` or `app`.
+/// `weft`, `app`, or `none` (the caller went away before any answer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AnsweredBy {
     Weft,
     App,
+    Nobody,
 }
 
 impl AnsweredBy {
@@ -91,9 +92,14 @@ impl AnsweredBy {
         match self {
             AnsweredBy::Weft => "weft",
             AnsweredBy::App => "app",
+            AnsweredBy::Nobody => "none",
         }
     }
 }
+
+/// `status_code` of a request its caller gave up on before the response headers (as Envoy and
+/// Istio count a downstream disconnect).
+pub const NO_STATUS: &str = "0";
 
 /// The labels that vary from request to request on one connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,7 +107,8 @@ pub struct RequestLabels<'a> {
     pub destination_identity: &'a str,
     pub destination_service: &'a str,
     pub route: &'a str,
-    pub status: http::StatusCode,
+    /// `None` when the caller went away before the response headers.
+    pub status: Option<http::StatusCode>,
     pub grpc_status: Option<u32>,
     pub answered_by: AnsweredBy,
 }
@@ -110,7 +117,7 @@ struct Entry {
     destination_identity: String,
     destination_service: String,
     route: String,
-    status: http::StatusCode,
+    status: Option<http::StatusCode>,
     grpc_status: Option<u32>,
     answered_by: AnsweredBy,
     requests: IntCounter,
@@ -181,7 +188,10 @@ impl SeriesCache {
             labels.destination_identity,
             labels.destination_service,
             labels.route,
-            labels.status.as_str(),
+            labels
+                .status
+                .as_ref()
+                .map_or(NO_STATUS, http::StatusCode::as_str),
             &grpc,
             labels.answered_by.label(),
         ];
@@ -216,12 +226,12 @@ mod tests {
             destination_identity: "spiffe://td/ns/a/sa/c",
             destination_service: "c.a",
             route: "default",
-            status: http::StatusCode::OK,
+            status: Some(http::StatusCode::OK),
             grpc_status: None,
             answered_by: AnsweredBy::App,
         };
         let refused = RequestLabels {
-            status: http::StatusCode::FORBIDDEN,
+            status: Some(http::StatusCode::FORBIDDEN),
             answered_by: AnsweredBy::Weft,
             ..ok
         };
