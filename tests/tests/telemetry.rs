@@ -650,10 +650,17 @@ async fn the_sampling_ratio_holds_and_every_hop_agrees() {
         let of_trace: Vec<_> = spans.iter().filter(|s| &s.trace_id == trace).collect();
         assert_eq!(of_trace.len(), 2, "{trace}: {of_trace:#?}");
     }
-    assert_eq!(
-        metric(&client, "weft_trace_spans_exported_total").await,
-        sampled.len() as f64
-    );
+    // The collector writes the spans before it answers; the proxy counts them once it has the
+    // answer.
+    let exported = sampled.len() as f64;
+    wait::until(
+        Duration::from_secs(5),
+        "the exported spans to be counted",
+        || async {
+            (metric(&client, "weft_trace_spans_exported_total").await == exported).then_some(())
+        },
+    )
+    .await;
 }
 
 /// A collector that refuses connections, and one that accepts them and never answers: every
