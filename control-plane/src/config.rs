@@ -51,6 +51,21 @@ pub struct ControlPlaneConfig {
     #[arg(long, env = "WEFT_BOOTSTRAP_TOKENS")]
     pub bootstrap_tokens: Option<PathBuf>,
 
+    /// The Kubernetes service-account issuer's public keys, a JWK Set file (`kubectl get --raw
+    /// /openid/v1/jwks`), reloaded when it changes: proxies may then authenticate with a
+    /// projected service-account token (audience --token-audience), validated offline.
+    #[arg(long, env = "WEFT_SERVICE_ACCOUNT_JWKS")]
+    pub service_account_jwks: Option<PathBuf>,
+
+    /// The issuer (`iss`) service-account tokens must name: the API server's
+    /// --service-account-issuer (`kubectl get --raw /.well-known/openid-configuration`).
+    #[arg(long, env = "WEFT_SERVICE_ACCOUNT_ISSUER", default_value = DEFAULT_SERVICE_ACCOUNT_ISSUER)]
+    pub service_account_issuer: String,
+
+    /// The audience (`aud`) service-account tokens must be bound to.
+    #[arg(long, env = "WEFT_TOKEN_AUDIENCE", default_value = "weft")]
+    pub token_audience: String,
+
     /// YAML file of services for discovery (kind: MeshService, one document each, separated by
     /// ---), reloaded when it changes. Without it every destination is unknown.
     #[arg(long, env = "WEFT_SERVICES")]
@@ -83,6 +98,9 @@ impl ControlPlaneConfig {
             trust_bundle: None,
             ca_lifetime: Duration::from_secs(365 * 24 * 3600),
             bootstrap_tokens: None,
+            service_account_jwks: None,
+            service_account_issuer: DEFAULT_SERVICE_ACCOUNT_ISSUER.to_owned(),
+            token_audience: "weft".to_owned(),
             services: None,
             policies: None,
             identity: None,
@@ -97,6 +115,9 @@ impl ControlPlaneConfig {
         }
     }
 }
+
+/// The service-account issuer of a cluster whose API server keeps the default.
+pub const DEFAULT_SERVICE_ACCOUNT_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
 
 /// `spiffe://<trust-domain>/ns/weft-system/sa/weft-control-plane`, the default the proxy expects.
 pub fn control_plane_identity(trust_domain: &str) -> Result<SpiffeId, weft_certs::IdentityError> {

@@ -59,10 +59,13 @@ impl Refusal {
 
 impl From<AuthError> for Refusal {
     fn from(e: AuthError) -> Self {
-        let reason = match e {
+        let reason = match &e {
             AuthError::Missing => "missing_token",
             AuthError::UnknownToken => "unknown_token",
-            AuthError::NotConfigured => "authentication_not_configured",
+            AuthError::NotConfigured | AuthError::ServiceAccountsNotConfigured => {
+                "authentication_not_configured"
+            }
+            AuthError::ServiceAccount(refused) => refused.reason(),
         };
         Refusal {
             reason,

@@ -12,7 +12,10 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use weft_certs::{SpiffeId, TrustBundle};
 
-use crate::authn::{Authenticator, BootstrapTokens, NoAuthentication};
+use crate::authn::service_account::TokenRules;
+use crate::authn::{
+    Authenticator, BootstrapTokens, EitherToken, NoAuthentication, ServiceAccountTokens,
+};
 use crate::config::ControlPlaneConfig;
 use crate::discovery::{self, WatchService};
 use crate::identity_service::IdentityService;
@@ -122,11 +125,27 @@ fn authenticator(
     metrics: &Metrics,
     stop: &CancellationToken,
 ) -> anyhow::Result<Arc<dyn Authenticator>> {
-    let Some(path) = &config.bootstrap_tokens else {
+    let bootstrap = bootstrap_tokens(config, metrics, stop)?;
+    let service_accounts = service_account_tokens(config, metrics, stop)?;
+    if bootstrap.is_none() && service_accounts.is_none() {
         tracing::warn!(
-            "no --bootstrap-tokens given: every certificate request will be refused as unauthenticated"
+            "neither --bootstrap-tokens nor --service-account-jwks given: every certificate request will be refused as unauthenticated"
         );
         return Ok(Arc::new(NoAuthentication));
+    }
+    Ok(Arc::new(EitherToken {
+        bootstrap,
+        service_accounts,
+    }))
+}
+
+fn bootstrap_tokens(
+    config: &ControlPlaneConfig,
+    metrics: &Metrics,
+    stop: &CancellationToken,
+) -> anyhow::Result<Option<Arc<dyn Authenticator>>> {
+    let Some(path) = &config.bootstrap_tokens else {
+        return Ok(None);
     };
     let initial = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let tokens = BootstrapTokens::load(path)?;
@@ -144,5 +163,37 @@ fn authenticator(
                 .map(|n| format!("{n} bootstrap tokens"))
         },
     );
-    Ok(tokens)
+    Ok(Some(tokens))
+}
+
+fn service_account_tokens(
+    config: &ControlPlaneConfig,
+    metrics: &Metrics,
+    stop: &CancellationToken,
+) -> anyhow::Result<Option<Arc<dyn Authenticator>>> {
+    let Some(path) = &config.service_account_jwks else {
+        return Ok(None);
+    };
+    let initial = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let rules = TokenRules {
+        issuer: config.service_account_issuer.clone(),
+        audience: config.token_audience.clone(),
+        trust_domain: config.trust_domain.clone(),
+    };
+    let tokens = ServiceAccountTokens::load(path, rules)?;
+    tracing::info!(file = %path.display(), keys = tokens.len(), issuer = %config.service_account_issuer, "loaded the service-account issuer's keys");
+    let reloading = tokens.clone();
+    let watched = path.clone();
+    reload::watch_file(
+        path.clone(),
+        &initial,
+        metrics.config_reloads.clone(),
+        stop.clone(),
+        move |text| {
+            reloading
+                .reload(text, &watched)
+                .map(|n| format!("{n} service-account issuer keys"))
+        },
+    );
+    Ok(Some(tokens))
 }

@@ -21,6 +21,7 @@ pub mod programs;
 pub mod prometheus_server;
 pub mod proxy_process;
 pub mod raw_h2;
+pub mod sa_token;
 pub mod tls_probe;
 pub mod traffic;
 pub mod wait;

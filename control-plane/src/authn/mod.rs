@@ -1,13 +1,16 @@
 //! Workload authentication: who is the caller asking for a certificate?
 //!
 //! The identity service only ever signs for the identity an [`Authenticator`] vouches for, so
-//! what a workload can prove (a bootstrap token here, a Kubernetes service-account token later)
+//! what a workload can prove (a bootstrap token, or a Kubernetes service-account token)
 //! is what decides which SPIFFE ID it gets. Implementations sit behind this trait so the service
 //! does not care which kind of token it was.
 
 mod bootstrap;
+pub mod service_account;
+mod service_account_tokens;
 
 pub use bootstrap::BootstrapTokens;
+pub use service_account_tokens::{EitherToken, ServiceAccountTokens};
 
 use weft_certs::SpiffeId;
 
@@ -28,6 +31,12 @@ pub enum AuthError {
         "no workload authentication is configured: start the control plane with --bootstrap-tokens"
     )]
     NotConfigured,
+    #[error(
+        "a service-account token, but service-account tokens are not configured: start the control plane with --service-account-jwks"
+    )]
+    ServiceAccountsNotConfigured,
+    #[error("service-account token refused: {0}")]
+    ServiceAccount(service_account::TokenError),
 }
 
 /// Refuses everyone, with a message saying how to configure authentication.
