@@ -147,22 +147,16 @@ fn bootstrap_tokens(
     let Some(path) = &config.bootstrap_tokens else {
         return Ok(None);
     };
-    let initial = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let tokens = BootstrapTokens::load(path)?;
     tracing::info!(file = %path.display(), tokens = tokens.len(), "loaded bootstrap tokens");
-    let reloading = tokens.clone();
-    let watched = path.clone();
-    reload::watch_file(
-        path.clone(),
-        &initial,
-        metrics.config_reloads.clone(),
-        stop.clone(),
-        move |text| {
-            reloading
-                .reload(text, &watched)
-                .map(|n| format!("{n} bootstrap tokens"))
-        },
-    );
+    keep_reloaded(
+        path,
+        &tokens,
+        "bootstrap tokens",
+        metrics,
+        stop,
+        BootstrapTokens::reload,
+    )?;
     Ok(Some(tokens))
 }
 
@@ -174,7 +168,6 @@ fn service_account_tokens(
     let Some(path) = &config.service_account_jwks else {
         return Ok(None);
     };
-    let initial = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let rules = TokenRules {
         issuer: config.service_account_issuer.clone(),
         audience: config.token_audience.clone(),
@@ -182,18 +175,37 @@ fn service_account_tokens(
     };
     let tokens = ServiceAccountTokens::load(path, rules)?;
     tracing::info!(file = %path.display(), keys = tokens.len(), issuer = %config.service_account_issuer, "loaded the service-account issuer's keys");
-    let reloading = tokens.clone();
-    let watched = path.clone();
+    let what = "service-account issuer keys";
+    keep_reloaded(
+        path,
+        &tokens,
+        what,
+        metrics,
+        stop,
+        ServiceAccountTokens::reload,
+    )?;
+    Ok(Some(tokens))
+}
+
+/// Watches `path` and hands each change to `reload` on `loaded` (counted in
+/// `weft_config_reloads_total`; a broken file keeps what is in force).
+fn keep_reloaded<T: Send + Sync + 'static>(
+    path: &std::path::Path,
+    loaded: &Arc<T>,
+    what: &'static str,
+    metrics: &Metrics,
+    stop: &CancellationToken,
+    reload: fn(&T, &[u8], &std::path::Path) -> anyhow::Result<usize>,
+) -> anyhow::Result<()> {
+    let initial = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let reloading = loaded.clone();
+    let watched = path.to_owned();
     reload::watch_file(
-        path.clone(),
+        path.to_owned(),
         &initial,
         metrics.config_reloads.clone(),
         stop.clone(),
-        move |text| {
-            reloading
-                .reload(text, &watched)
-                .map(|n| format!("{n} service-account issuer keys"))
-        },
+        move |text| reload(&reloading, text, &watched).map(|n| format!("{n} {what}")),
     );
-    Ok(Some(tokens))
+    Ok(())
 }

@@ -118,3 +118,47 @@ async fn each_bad_token_is_refused_for_its_reason() {
         0.0
     );
 }
+
+/// The cluster rotates its signing key: once the new JWK Set is in the file, tokens of the new
+/// key are accepted without a restart; a broken file keeps the keys in force.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_issuer_key_is_picked_up_from_the_file() {
+    let old = Issuer::new("old");
+    let new = Issuer::new("new");
+    let mesh = mesh_trusting(&[&old]).await;
+    let jwks = mesh.dir.path().join("jwks.json");
+    weft_tests::mesh::write_atomically(&jwks, "{\"keys\": [");
+    let control_plane = mesh.control_plane.as_ref().unwrap();
+    wait::until(
+        Duration::from_secs(10),
+        "the broken file to be refused",
+        || async {
+            let metrics = control_plane.metrics.render();
+            (sum(
+                &metrics,
+                "weft_config_reloads_total",
+                &[("result", "error")],
+            ) >= 1.0)
+                .then_some(())
+        },
+    )
+    .await;
+    let before = proxy_with_token(&mesh, "web", old.token("demo", "web", "weft", 3600)).await;
+    wait_ready(&before).await;
+    weft_tests::mesh::write_atomically(&jwks, &Issuer::jwks(&[&old, &new]));
+    wait::until(
+        Duration::from_secs(10),
+        "the new keys to be loaded",
+        || async {
+            let metrics = control_plane.metrics.render();
+            (sum(&metrics, "weft_config_reloads_total", &[("result", "ok")]) >= 1.0).then_some(())
+        },
+    )
+    .await;
+    let after = proxy_with_token(&mesh, "hello", new.token("demo", "hello", "weft", 3600)).await;
+    wait_ready(&after).await;
+    assert_eq!(
+        after.store.identity().to_string(),
+        "spiffe://cluster.local/ns/demo/sa/hello"
+    );
+}
