@@ -10,6 +10,7 @@
 
 use weft_tests::pod_mesh::{PodMesh, peers_script};
 use weft_tests::pods::{self, Pods};
+use weft_tests::policy_mesh::metric_in as metric;
 use weft_tests::programs;
 
 const TEST: &str = "pods_inbound";
@@ -42,14 +43,6 @@ fn hello_service(endpoints: &[String]) -> String {
         ));
     }
     yaml
-}
-
-/// The value of a metric line starting with `series` (name and labels), or 0.
-fn metric(metrics: &str, series: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 /// curl from `pod` to `url`: the response head and body, then a last line with the status code.
@@ -251,7 +244,7 @@ fn pods_talk_over_ipv6_through_both_sidecars() {
         "{server_metrics}"
     );
     assert!(
-        weft_tests::policy_mesh::metric_in(
+        metric(
             &server_metrics,
             &format!(
                 "weft_requests_total{{direction=\"inbound\",source_identity=\"{WEB}\",status_code=\"200\"}}"

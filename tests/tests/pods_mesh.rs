@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use weft_tests::pod_mesh::PodMesh;
 use weft_tests::pods::{self, Pods};
+use weft_tests::policy_mesh::metric_in as metric;
 use weft_tests::programs;
 
 const WEB: &str = "spiffe://cluster.local/ns/demo/sa/web";
@@ -50,14 +51,6 @@ fn hello_service(pods: &Pods, vip: std::net::Ipv4Addr, endpoints: &[&str]) -> St
 fn json(ran: &pods::Ran) -> serde_json::Value {
     ran.expect_success();
     serde_json::from_str(ran.stdout_text().trim()).unwrap_or_else(|e| panic!("{e}: {ran}"))
-}
-
-/// The value of a metric line starting with `series` (name and labels), or 0.
-fn metric(metrics: &str, series: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 #[test]
@@ -125,7 +118,7 @@ fn pods_talk_through_their_sidecars_over_mutual_tls() {
     );
     let server_metrics = mesh.admin("server", "/metrics");
     assert!(
-        weft_tests::policy_mesh::metric_in(
+        metric(
             &server_metrics,
             &format!(
                 "weft_requests_total{{direction=\"inbound\",source_identity=\"{WEB}\",status_code=\"200\"}}"

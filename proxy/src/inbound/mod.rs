@@ -134,41 +134,20 @@ impl Inbound {
             return refuse::plaintext(io, client, protocol).await;
         }
         let io = self.counted(io, TlsStatus::Plaintext, UNAUTHENTICATED);
-        match protocol {
-            Protocol::Http1 => {
-                self.count_connection("plaintext");
-                http::serve(
-                    self,
-                    Box::new(io),
-                    HttpVersion::Http1,
-                    None,
-                    target,
-                    policy,
-                    stop,
-                )
-                .await
+        let (secured, version) = match protocol {
+            Protocol::Http1 => ("plaintext", Some(HttpVersion::Http1)),
+            Protocol::Http2 => ("plaintext", Some(HttpVersion::Http2)),
+            // TLS the proxy does not terminate (the app's own).
+            Protocol::Tls { .. } => ("passthrough", None),
+            Protocol::Opaque => ("plaintext", None),
+        };
+        self.count_connection(secured);
+        match version {
+            Some(version) => {
+                let io = Box::new(io);
+                http::serve(self, io, version, None, target, policy, stop).await
             }
-            Protocol::Http2 => {
-                self.count_connection("plaintext");
-                http::serve(
-                    self,
-                    Box::new(io),
-                    HttpVersion::Http2,
-                    None,
-                    target,
-                    policy,
-                    stop,
-                )
-                .await
-            }
-            Protocol::Tls { .. } => {
-                self.count_connection("passthrough");
-                self.forward_opaque(io, client, target, None, &policy).await
-            }
-            Protocol::Opaque => {
-                self.count_connection("plaintext");
-                self.forward_opaque(io, client, target, None, &policy).await
-            }
+            None => self.forward_opaque(io, client, target, None, &policy).await,
         }
     }
 
@@ -236,34 +215,17 @@ impl Inbound {
         self.metrics.connections.handshake(Direction::Inbound);
         tracing::debug!(%client, %identity, "accepted mesh connection");
         let tls = self.counted(tls, TlsStatus::Mtls, &identity.to_string());
-        match tls.get_ref().get_ref().1.alpn_protocol() {
-            Some(p) if p == alpn::MESH_H2 || p == b"h2" => {
-                let version = HttpVersion::Http2;
-                http::serve(
-                    self,
-                    Box::new(tls),
-                    version,
-                    Some(identity),
-                    target,
-                    policy,
-                    stop,
-                )
-                .await
+        let version = match tls.get_ref().get_ref().1.alpn_protocol() {
+            Some(p) if p == alpn::MESH_H2 || p == b"h2" => Some(HttpVersion::Http2),
+            Some(p) if p == alpn::MESH_HTTP1 || p == b"http/1.1" => Some(HttpVersion::Http1),
+            _ => None,
+        };
+        match version {
+            Some(version) => {
+                let (io, identity) = (Box::new(tls), Some(identity));
+                http::serve(self, io, version, identity, target, policy, stop).await
             }
-            Some(p) if p == alpn::MESH_HTTP1 || p == b"http/1.1" => {
-                let version = HttpVersion::Http1;
-                http::serve(
-                    self,
-                    Box::new(tls),
-                    version,
-                    Some(identity),
-                    target,
-                    policy,
-                    stop,
-                )
-                .await
-            }
-            _ => {
+            None => {
                 self.forward_opaque(tls, client, target, Some(&identity), &policy)
                     .await
             }
