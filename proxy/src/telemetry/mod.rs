@@ -96,16 +96,6 @@ impl Telemetry {
         };
         Ok((telemetry, task))
     }
-
-    /// Telemetry that records metrics only (tests of parts that do not trace).
-    pub fn metrics_only(identity: &SpiffeId, metrics: &Metrics) -> Self {
-        Self {
-            identity: identity.to_string(),
-            families: metrics.requests.clone(),
-            tracing: None,
-            access_log: None,
-        }
-    }
 }
 
 /// Who the spans come from: the workload's identity, namespace and service account (its

@@ -165,10 +165,6 @@ impl SeriesCache {
         &self.source_identity
     }
 
-    pub fn direction(&self) -> &'static str {
-        self.direction
-    }
-
     /// Counts one request and its time to response headers.
     pub fn record(&self, labels: &RequestLabels<'_>, headers_after: Duration) {
         let seconds = headers_after.as_secs_f64();
