@@ -82,6 +82,14 @@ pub struct ControlPlaneConfig {
     /// the same variable). Default: spiffe://<trust-domain>/ns/weft-system/sa/weft-control-plane.
     #[arg(long, env = "WEFT_CONTROL_PLANE_IDENTITY")]
     pub identity: Option<SpiffeId>,
+
+    /// Learn from the Kubernetes API server (in-cluster service account, or --kubeconfig).
+    #[arg(long, env = "WEFT_KUBERNETES")]
+    pub kubernetes: bool,
+
+    /// The kubeconfig file for --kubernetes (default: KUBECONFIG, ~/.kube/config, in-cluster).
+    #[arg(long, env = "WEFT_KUBECONFIG", requires = "kubernetes")]
+    pub kubeconfig: Option<PathBuf>,
 }
 
 impl ControlPlaneConfig {
@@ -104,6 +112,8 @@ impl ControlPlaneConfig {
             services: None,
             policies: None,
             identity: None,
+            kubernetes: false,
+            kubeconfig: None,
         }
     }
 

@@ -5,7 +5,8 @@
 //! - [`identity_service`] implements `weft.identity.v1.Identity/Certify`;
 //! - [`discovery`] implements `weft.discovery.v1.Discovery/Watch` from a file of services;
 //! - [`policy`] checks ServicePolicy documents and merges them into effective client policies;
-//! - [`authn`] decides who a caller is (bootstrap tokens; Kubernetes tokens later);
+//! - [`authn`] decides who a caller is (bootstrap tokens, Kubernetes service-account tokens);
+//! - [`kubernetes`] connects to the API server for the Kubernetes sources (`--kubernetes`);
 //! - [`ca_store`] loads the operator's CA or keeps a generated one in the data directory.
 
 pub mod admin;
@@ -16,6 +17,7 @@ pub mod config;
 pub mod discovery;
 pub mod grpc_server;
 pub mod identity_service;
+pub mod kubernetes;
 pub mod logging;
 pub mod metrics;
 pub mod policy;

@@ -21,7 +21,7 @@ use crate::discovery::{self, WatchService};
 use crate::identity_service::IdentityService;
 use crate::metrics::Metrics;
 use crate::serving_tls::{self, ServingCert};
-use crate::{admin, ca_store, grpc_server, policy, reload};
+use crate::{admin, ca_store, grpc_server, kubernetes, policy, reload};
 
 /// A control plane serving on its ports until [`RunningControlPlane::shutdown`] or drop.
 pub struct RunningControlPlane {
@@ -60,6 +60,11 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
     let stop = CancellationToken::new();
 
     let ca = Arc::new(ca_store::load_or_create(&config)?);
+    // Every Kubernetes source shares this one client (and its connection pool).
+    let _kube = match config.kubernetes {
+        true => Some(kubernetes::connect(config.kubeconfig.as_deref()).await?),
+        false => None,
+    };
     metrics.ca_expiry.set(
         ca.not_after()
             .duration_since(UNIX_EPOCH)
