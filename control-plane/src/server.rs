@@ -61,7 +61,7 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
 
     let ca = Arc::new(ca_store::load_or_create(&config)?);
     // Every Kubernetes source shares this one client (and its connection pool).
-    let _kube = match config.kubernetes {
+    let kube = match config.kubernetes {
         true => Some(kubernetes::connect(config.kubeconfig.as_deref()).await?),
         false => None,
     };
@@ -78,6 +78,15 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
         metrics.clone(),
         &stop,
     )?;
+    if let Some(client) = &kube {
+        discovery::kubernetes::start(
+            client.clone(),
+            services.clone(),
+            &config.trust_domain,
+            metrics.clone(),
+            &stop,
+        );
+    }
     let policies = policy::Store::start(config.policies.as_deref(), metrics.clone(), &stop)?;
     let identity = config.serving_identity()?;
     let serving = ServingCert::start(ca.clone(), identity.clone(), provider.clone())?;

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 
 use weft_certs::SpiffeId;
 
-use super::services::{Protocol, Service};
+use super::services::{EndpointPort, Protocol, Service};
 
 /// The answer for one destination address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,9 +65,11 @@ impl Index {
                         .or_insert((s, p));
                 }
                 for (e, endpoint) in service.endpoints.iter().enumerate() {
-                    by_endpoint
-                        .entry(SocketAddr::new(endpoint.ip, port.target_port))
-                        .or_insert((s, e, p));
+                    if let Some(served) = served(service, e, p) {
+                        by_endpoint
+                            .entry(SocketAddr::new(endpoint.ip, served.target_port))
+                            .or_insert((s, e, p));
+                    }
                 }
             }
         }
@@ -77,6 +79,12 @@ impl Index {
             by_endpoint,
             by_name,
         }
+    }
+
+    /// Whether this index was built from exactly `services` (a new version equal to this one
+    /// need not be published: no watch's answer could change).
+    pub fn is_built_from(&self, services: &[Service]) -> bool {
+        self.services == services
     }
 
     pub fn services(&self) -> usize {
@@ -101,7 +109,8 @@ impl Index {
                     address: addr,
                     identity: service.endpoints[e].identity.clone(),
                 }],
-                opaque: service.ports[p].protocol == Protocol::Opaque,
+                // Indexed only where served.
+                opaque: served(service, e, p).is_some_and(|p| p.protocol == Protocol::Opaque),
             };
         }
         Resolution::Unknown
@@ -134,13 +143,29 @@ impl Index {
             endpoints: service
                 .endpoints
                 .iter()
-                .map(|e| Endpoint {
-                    address: SocketAddr::new(e.ip, port.target_port),
-                    identity: e.identity.clone(),
+                .enumerate()
+                .filter_map(|(e, endpoint)| {
+                    Some(Endpoint {
+                        address: SocketAddr::new(endpoint.ip, served(service, e, p)?.target_port),
+                        identity: endpoint.identity.clone(),
+                    })
                 })
                 .collect(),
             opaque: port.protocol == Protocol::Opaque,
         }
+    }
+}
+
+/// How endpoint `e` of `service` serves port `p`: its own override, else the port as declared;
+/// `None` when it does not serve that port.
+fn served(service: &Service, e: usize, p: usize) -> Option<EndpointPort> {
+    let port = &service.ports[p];
+    match &service.endpoints[e].ports {
+        None => Some(EndpointPort {
+            target_port: port.target_port,
+            protocol: port.protocol,
+        }),
+        Some(ports) => ports.get(p).copied().flatten(),
     }
 }
 
