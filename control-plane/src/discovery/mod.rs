@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use resolve::{Index, Resolution};
 pub use services::Service;
-pub use watch_service::WatchService;
+pub use watch_service::{INITIAL_SYNC_WAIT, WatchService};
 
 use crate::metrics::Metrics;
 use crate::reload;

@@ -7,9 +7,14 @@
 //!
 //! It can sit on a Pod, a Service or a Namespace. The most specific one present decides, on its
 //! own (they override, never merge): pod, then service, then namespace. An annotation present
-//! but empty (`""`) is a decision too: nothing is opaque, whatever the wider ones say. The ports
-//! are the ones the destination address carries: on a service's virtual address the Service's
-//! `port`, on a pod's address the pod's (target) port.
+//! but empty (`""`) is a decision too: nothing is opaque, whatever the wider ones say.
+//!
+//! Each lists the ports of the object it sits on: a Pod its own ports (container/target ports),
+//! a Service its `port`s (what its clients connect to; it decides for the target ports they lead
+//! to as well), a Namespace whichever the address carries (it stands in for the annotation of
+//! each pod and service in it). So on a service's virtual address: service, else namespace, on
+//! the service port. On a pod's address: pod (on the pod port), else service (on the service
+//! port leading there), else namespace (on the pod port).
 
 use std::fmt;
 
@@ -68,13 +73,33 @@ fn parse_entry(entry: &str) -> Option<(u16, u16)> {
     }
 }
 
-/// Whether `port` is opaque, given the annotations from most to least specific (pod, service,
-/// namespace; `None` where absent): the first present one decides.
-pub fn is_opaque(port: u16, annotations: &[Option<&OpaquePorts>]) -> bool {
-    annotations
-        .iter()
-        .find_map(|a| *a)
-        .is_some_and(|a| a.contains(port))
+/// The annotations that apply to one destination (`None` where absent).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Annotations<'a> {
+    pub pod: Option<&'a OpaquePorts>,
+    pub service: Option<&'a OpaquePorts>,
+    pub namespace: Option<&'a OpaquePorts>,
+}
+
+impl Annotations<'_> {
+    /// On a service's virtual address, for its `service_port`.
+    pub fn on_service(&self, service_port: u16) -> bool {
+        match (self.service, self.namespace) {
+            (Some(service), _) => service.contains(service_port),
+            (None, Some(namespace)) => namespace.contains(service_port),
+            (None, None) => false,
+        }
+    }
+
+    /// On a pod's address, for its `pod_port`, which `service_port` of its service leads to.
+    pub fn on_pod(&self, pod_port: u16, service_port: u16) -> bool {
+        match (self.pod, self.service, self.namespace) {
+            (Some(pod), _, _) => pod.contains(pod_port),
+            (None, Some(service), _) => service.contains(service_port),
+            (None, None, Some(namespace)) => namespace.contains(pod_port),
+            (None, None, None) => false,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -105,17 +130,48 @@ mod tests {
     }
 
     #[test]
-    fn the_most_specific_annotation_present_decides_alone() {
-        let pod = OpaquePorts::parse("5432").0;
-        let service = OpaquePorts::parse("3306").0;
+    fn the_most_specific_annotation_present_decides_alone_on_its_own_ports() {
+        let p5432 = OpaquePorts::parse("5432").0;
+        let p3306 = OpaquePorts::parse("3306").0;
         let empty = OpaquePorts::parse("").0;
-        assert!(is_opaque(5432, &[Some(&pod), Some(&service), None]));
+        let all = Annotations {
+            pod: Some(&p5432),
+            service: Some(&p3306),
+            namespace: Some(&p3306),
+        };
+        assert!(all.on_pod(5432, 80));
         // No merging: the pod's list overrides the service's.
-        assert!(!is_opaque(3306, &[Some(&pod), Some(&service), None]));
-        assert!(is_opaque(3306, &[None, Some(&service), Some(&pod)]));
-        assert!(is_opaque(5432, &[None, None, Some(&pod)]));
+        assert!(!all.on_pod(3306, 3306));
+        // The pod's annotation does not speak for the service address.
+        assert!(!all.on_service(5432));
+        assert!(all.on_service(3306));
+
+        // The service's lists service ports, and decides for the pod port they lead to.
+        let service = Annotations {
+            service: Some(&p3306),
+            namespace: Some(&p5432),
+            ..Default::default()
+        };
+        assert!(service.on_pod(13306, 3306));
+        assert!(!service.on_pod(5432, 5432));
+        assert!(!service.on_service(5432));
+
+        // The namespace's, alone, reads the port the address carries.
+        let namespace = Annotations {
+            namespace: Some(&p5432),
+            ..Default::default()
+        };
+        assert!(namespace.on_pod(5432, 80));
+        assert!(!namespace.on_pod(8080, 5432));
+        assert!(namespace.on_service(5432));
+
         // Present but empty: nothing is opaque here.
-        assert!(!is_opaque(3306, &[Some(&empty), Some(&service), None]));
-        assert!(!is_opaque(3306, &[None, None, None]));
+        let emptied = Annotations {
+            pod: Some(&empty),
+            service: Some(&p3306),
+            namespace: None,
+        };
+        assert!(!emptied.on_pod(3306, 3306));
+        assert!(!Annotations::default().on_pod(3306, 3306));
     }
 }

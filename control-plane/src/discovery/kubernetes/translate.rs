@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, HashSet};
 use weft_certs::SpiffeId;
 
 use super::objects::{Key, NamespaceView, PodView, ServiceView, SliceEndpoint, SliceView};
-use super::opaque_ports::is_opaque;
+use super::opaque_ports::Annotations;
 use crate::discovery::services::{
     EndpointPort, Port, Protocol, Service as MeshService, ServiceEndpoint,
 };
@@ -70,11 +70,14 @@ fn translate(
     slices: &[&SliceView],
     trust_domain: &str,
 ) -> MeshService {
-    let namespace_ports = objects
-        .namespaces
-        .get(namespace)
-        .and_then(|n| n.opaque_ports.as_ref());
-    let service_ports = service.opaque_ports.as_ref();
+    let annotations = Annotations {
+        pod: None,
+        service: service.opaque_ports.as_ref(),
+        namespace: objects
+            .namespaces
+            .get(namespace)
+            .and_then(|n| n.opaque_ports.as_ref()),
+    };
     let ports: Vec<Port> = service
         .ports
         .iter()
@@ -82,7 +85,7 @@ fn translate(
             port: p.port,
             // Per endpoint below; this is what an endpoint without its own would use.
             target_port: p.port,
-            protocol: protocol(is_opaque(p.port, &[service_ports, namespace_ports])),
+            protocol: protocol(annotations.on_service(p.port)),
         })
         .collect();
 
@@ -109,13 +112,7 @@ fn translate(
             endpoints.push(ServiceEndpoint {
                 ip: endpoint.ip,
                 identity: pod.and_then(|pod| identity(pod, namespace, trust_domain)),
-                ports: Some(endpoint_ports(
-                    service,
-                    slice,
-                    pod,
-                    service_ports,
-                    namespace_ports,
-                )),
+                ports: Some(endpoint_ports(service, slice, pod, annotations)),
             });
         }
     }
@@ -132,10 +129,12 @@ fn endpoint_ports(
     service: &ServiceView,
     slice: &SliceView,
     pod: Option<&PodView>,
-    service_ports: Option<&super::opaque_ports::OpaquePorts>,
-    namespace_ports: Option<&super::opaque_ports::OpaquePorts>,
+    annotations: Annotations<'_>,
 ) -> Vec<Option<EndpointPort>> {
-    let pod_ports = pod.and_then(|p| p.opaque_ports.as_ref());
+    let annotations = Annotations {
+        pod: pod.and_then(|p| p.opaque_ports.as_ref()),
+        ..annotations
+    };
     service
         .ports
         .iter()
@@ -143,10 +142,7 @@ fn endpoint_ports(
             let &(_, target_port) = slice.ports.iter().find(|(name, _)| *name == port.name)?;
             Some(EndpointPort {
                 target_port,
-                protocol: protocol(is_opaque(
-                    target_port,
-                    &[pod_ports, service_ports, namespace_ports],
-                )),
+                protocol: protocol(annotations.on_pod(target_port, port.port)),
             })
         })
         .collect()
@@ -407,10 +403,11 @@ mod tests {
         assert!(opaque(&values, "10.244.1.12:9090"));
         assert!(!opaque(&values, "10.96.120.15:80"));
 
-        // The service's overrides the namespace's, on the service address and on its pods.
+        // The service's overrides the namespace's, on the service address and on its pods (it
+        // lists service ports: 80 leads to the pods' 8080).
         let mut values = edited("prod", |ns| annotate(ns, "9090"));
         let service = values.iter_mut().find(|v| v["kind"] == "Service").unwrap();
-        annotate(service, "80, 8080");
+        annotate(service, "80");
         assert!(opaque(&values, "10.96.120.15:80"));
         assert!(!opaque(&values, "10.96.120.15:9090"));
         assert!(opaque(&values, "10.244.1.12:8080"));
