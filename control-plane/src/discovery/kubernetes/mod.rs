@@ -2,7 +2,8 @@
 //! namespace and translated into the same services the MeshService file gives.
 //!
 //! - [`watchers`]: one kube-runtime watcher per resource keeps a compact copy of what it lists
-//!   ([`objects`]: only the fields discovery reads);
+//!   ([`objects`]: only the fields discovery reads; Pods are not even parsed whole,
+//!   [`slim_pod`]);
 //! - [`translate`]: those copies become the index's services (ClusterIPs, ports, ready endpoints
 //!   with their pods' identities and whether they are meshed);
 //! - [`opaque_ports`]: the `weft.dev/opaque-ports` annotation and its precedence.
@@ -18,18 +19,20 @@
 
 pub mod objects;
 pub mod opaque_ports;
+pub mod slim_pod;
 pub mod translate;
 pub mod watchers;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use tokio_util::sync::CancellationToken;
 
 use super::Store;
 use crate::metrics::Metrics;
+use slim_pod::SlimPod;
 use watchers::{RESOURCES, Shared};
 
 /// How long changes are gathered before one translation: a rollout's burst of slice and pod
@@ -60,7 +63,7 @@ pub fn start(
         metrics.clone(),
         stop.clone(),
     ));
-    tokio::spawn(watchers::run::<Pod>(
+    tokio::spawn(watchers::run::<SlimPod>(
         client.clone(),
         shared.clone(),
         metrics.clone(),

@@ -7,10 +7,11 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use super::opaque_ports::{ANNOTATION, OpaquePorts};
+use super::slim_pod::SlimPod;
 
 /// The sidecar's container name (a container, or a native-sidecar init container).
 pub const PROXY_CONTAINER: &str = "weft-proxy";
@@ -168,19 +169,19 @@ pub fn slice(slice: &EndpointSlice) -> (Key, Option<SliceView>) {
     (key, Some(view))
 }
 
-pub fn pod(pod: &Pod) -> (Key, PodView) {
+pub fn pod(pod: &SlimPod) -> (Key, PodView) {
     let key = key(&pod.metadata);
     let what = format!("pod {}/{}", key.0, key.1);
-    let spec = pod.spec.clone().unwrap_or_default();
+    let spec = &pod.spec;
     let container = spec.containers.iter().any(|c| c.name == PROXY_CONTAINER);
     let native_sidecar = spec
         .init_containers
         .iter()
-        .flatten()
         .any(|c| c.name == PROXY_CONTAINER && c.restart_policy.as_deref() == Some("Always"));
     let view = PodView {
         service_account: spec
             .service_account_name
+            .clone()
             .filter(|sa| !sa.is_empty())
             .unwrap_or_else(|| "default".to_owned()),
         meshed: container || native_sidecar,

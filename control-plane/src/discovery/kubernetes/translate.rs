@@ -173,12 +173,13 @@ fn protocol(opaque: bool) -> Protocol {
 mod tests {
     use std::net::SocketAddr;
 
-    use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+    use k8s_openapi::api::core::v1::{Namespace, Service};
     use k8s_openapi::api::discovery::v1::EndpointSlice;
     use serde_json::{Value, json};
 
     use super::*;
     use crate::discovery::kubernetes::objects;
+    use crate::discovery::kubernetes::slim_pod::SlimPod;
     use crate::discovery::resolve::{Endpoint, Index, Resolution};
 
     macro_rules! fixture {
@@ -223,7 +224,7 @@ mod tests {
                     }
                 }
                 Some("Pod") => {
-                    let (k, v) = objects::pod(&from::<Pod>(value));
+                    let (k, v) = objects::pod(&from::<SlimPod>(value));
                     objects.pods.insert(k, v);
                 }
                 other => panic!("no fixture kind {other:?}"),

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
 use kube::runtime::watcher::{self, Event, watcher};
@@ -26,6 +26,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::objects::{self, Key, NamespaceView, PodView, ServiceView, SliceView};
+use super::slim_pod::SlimPod;
 use super::translate::Objects;
 use crate::metrics::Metrics;
 
@@ -92,7 +93,7 @@ impl Watched for EndpointSlice {
     }
 }
 
-impl Watched for Pod {
+impl Watched for SlimPod {
     const RESOURCE: &'static str = "pods";
     type Key = Key;
     type View = PodView;
