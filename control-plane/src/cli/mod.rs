@@ -1,7 +1,9 @@
 //! The `weft` command line: `weft demo` runs a whole mesh locally; `weft cert inspect` reads
-//! certificates the way weft does; `weft policy check` checks ServicePolicy documents.
+//! certificates the way weft does; `weft policy check` checks ServicePolicy documents; `weft
+//! check` checks an installation in a cluster.
 
 mod cert;
+mod check;
 mod demo;
 pub mod policy;
 
@@ -27,6 +29,9 @@ enum Command {
     /// ServicePolicy documents.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Check weft in a cluster: API server, CRDs, control plane, CA, webhook (and, with --proxy,
+    /// every sidecar; with --pre, whether it can be installed). Exit status 1 if a check fails.
+    Check(check::CheckArgs),
 }
 
 impl Cli {
@@ -35,6 +40,7 @@ impl Cli {
             Command::Demo(args) => demo::run(args),
             Command::Cert(command) => command.run(),
             Command::Policy(command) => command.run(),
+            Command::Check(args) => check::run(args),
         }
     }
 }
