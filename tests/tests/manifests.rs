@@ -68,3 +68,54 @@ fn the_jaeger_manifests_build_and_validate() {
         );
     }
 }
+
+/// `manifests/crds/` is what `weft crds` prints: regenerate with
+/// `cargo run -p weft-control-plane --bin weft -- crds` (the files are split at `---`).
+#[test]
+fn the_crd_files_are_what_the_code_generates() {
+    let generated = weft_control_plane::policy::custom_resources::crd_files().unwrap();
+    assert_eq!(generated.len(), 2);
+    for (name, text) in &generated {
+        let path = manifests().join("crds").join(name);
+        let on_disk = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}; run `weft crds` to create it", path.display()));
+        assert!(
+            on_disk == *text,
+            "{} differs from what `weft crds` generates; regenerate it",
+            path.display()
+        );
+    }
+    // The binary prints the same, joined by `---`.
+    let out = std::process::Command::new(weft_tests::bins::path("weft"))
+        .arg("crds")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let texts: Vec<&str> = generated.iter().map(|(_, t)| t.as_str()).collect();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), texts.join("---\n"));
+}
+
+#[test]
+fn the_crds_build_and_validate() {
+    if !programs::available("kubectl", "kubectl")
+        || !(programs::installed("kubernetes-validate")
+            || programs::skip(
+                "kubernetes-validate is not installed (pip install kubernetes-validate); .ci/run installs it",
+            ))
+    {
+        return;
+    }
+    let built = build_and_validate("crds");
+    for expected in [
+        "name: servicepolicies.weft.dev",
+        "name: meshservices.weft.dev",
+        "scope: Namespaced",
+        "name: v1alpha1",
+        "status: {}",
+    ] {
+        assert!(
+            built.contains(expected),
+            "{expected} missing from:\n{built}"
+        );
+    }
+}

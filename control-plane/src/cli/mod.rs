@@ -2,6 +2,7 @@
 //! certificates the way weft does; `weft policy check` checks ServicePolicy documents.
 
 mod cert;
+mod crds;
 mod demo;
 pub mod policy;
 
@@ -27,6 +28,9 @@ enum Command {
     /// ServicePolicy documents.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Print the CustomResourceDefinitions of ServicePolicy and MeshService (the YAML of
+    /// manifests/crds/), for `weft crds | kubectl apply -f -`.
+    Crds,
 }
 
 impl Cli {
@@ -35,6 +39,7 @@ impl Cli {
             Command::Demo(args) => demo::run(args),
             Command::Cert(command) => command.run(),
             Command::Policy(command) => command.run(),
+            Command::Crds => crds::run(),
         }
     }
 }
