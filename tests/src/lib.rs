@@ -10,6 +10,7 @@
 pub mod apps;
 pub mod bins;
 pub mod clients;
+pub mod fake_apiserver;
 pub mod fault_app;
 pub mod local_peer;
 pub mod mesh;
