@@ -175,7 +175,7 @@ mod tests {
                 "{name}"
             );
             let schema = serde_json::to_value(
-                &version
+                version
                     .schema
                     .as_ref()
                     .and_then(|s| s.open_api_v3_schema.as_ref()),
