@@ -285,4 +285,38 @@ mod tests {
         assert_eq!(metrics.policies.get(), 2);
         assert!(store.current().get("nobody.demo").is_none());
     }
+
+    #[test]
+    fn a_file_wins_over_a_custom_resource_of_the_same_service() {
+        let metrics = Arc::new(Metrics::new());
+        let store = Store::fixed(Policies::default(), metrics.clone());
+        store
+            .reload(&[("a.yaml".to_owned(), doc("hello", "2").into_bytes())])
+            .unwrap();
+        let object = |name: &str, limit: &str| {
+            let files = vec![("object".to_owned(), doc(name, limit).into_bytes())];
+            load::check(&files).unwrap().remove(0)
+        };
+        let limit = |service: &str| {
+            store
+                .current()
+                .get(service)
+                .and_then(|p| p.default_rules.clone())
+                .and_then(|r| r.retries)
+                .map(|r| r.limit)
+        };
+        store.set_custom("hello.demo", Some(object("hello", "1")));
+        store.set_custom("web.demo", Some(object("web", "3")));
+        assert_eq!(limit("hello.demo"), Some(2), "the file's");
+        assert_eq!(limit("web.demo"), Some(3));
+        assert_eq!(store.file_of("hello.demo").as_deref(), Some("a.yaml"));
+        assert_eq!(metrics.policies.get(), 2);
+        // The file goes: the object comes into force; a reload keeps the objects.
+        store.reload(&[]).unwrap();
+        assert_eq!(limit("hello.demo"), Some(1));
+        store.set_custom("web.demo", None);
+        assert_eq!(limit("web.demo"), None);
+        assert_eq!(store.custom_keys(), ["hello.demo"]);
+        assert_eq!(metrics.policies.get(), 1);
+    }
 }

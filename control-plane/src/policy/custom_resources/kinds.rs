@@ -1,6 +1,7 @@
 //! What each kind's objects do once checked: a ServicePolicy joins the policy store, a
 //! MeshService the discovery index. In both, a file of the same service wins (the object is
-//! then `Overridden`), and an invalid object changes nothing.
+//! then `Overridden`), and an invalid object changes nothing. An overridden ServicePolicy is
+//! still kept (the store prefers the file), so it is in force as soon as the file drops it.
 
 use std::sync::Arc;
 
@@ -25,19 +26,20 @@ impl Handler for ServicePolicies {
             Err(problems) => return Verdict::Invalid(problems),
         };
         let source = check::source(self.kind(), object);
-        if let Some(file) = self.0.file_of(key) {
-            return Verdict::Overridden(format!(
-                "{source}: {file} (--policies) also defines ServicePolicy {key}; the file is in force"
-            ));
-        }
+        // Kept even when a file wins now, so that it comes into force if the file goes.
         self.0.set_custom(
             key,
             Some(Loaded {
-                file: source,
+                file: source.clone(),
                 policy,
             }),
         );
-        Verdict::Accepted
+        match self.0.file_of(key) {
+            Some(file) => Verdict::Overridden(format!(
+                "{source}: {file} (--policies) also defines ServicePolicy {key}; the file is in force"
+            )),
+            None => Verdict::Accepted,
+        }
     }
 
     fn remove(&self, key: &str) {
@@ -63,6 +65,8 @@ impl Handler for MeshServices {
         };
         let source = check::source(self.kind(), object);
         if self.0.in_file(key) {
+            // Not kept: its addresses could not be checked against the file's service it would
+            // replace.
             return Verdict::Overridden(format!(
                 "{source}: the --services file also defines service {key}; the file is in force"
             ));
