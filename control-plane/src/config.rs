@@ -90,6 +90,25 @@ pub struct ControlPlaneConfig {
     /// The kubeconfig file for --kubernetes (default: KUBECONFIG, ~/.kube/config, in-cluster).
     #[arg(long, env = "WEFT_KUBECONFIG", requires = "kubernetes")]
     pub kubeconfig: Option<PathBuf>,
+
+    /// How service-account tokens are checked with --kubernetes: `offline` (signature and claims
+    /// against the issuer keys from /openid/v1/jwks, fetched and cached: no API request per
+    /// certificate) or `token-review` (a TokenReview per request: authoritative, knows a deleted
+    /// pod's token is dead). --service-account-jwks always means offline, with the file's keys.
+    #[arg(
+        long,
+        env = "WEFT_SERVICE_ACCOUNT_VALIDATION",
+        value_enum,
+        default_value = "offline"
+    )]
+    pub service_account_validation: ServiceAccountValidation,
+}
+
+/// See [`ControlPlaneConfig::service_account_validation`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ServiceAccountValidation {
+    Offline,
+    TokenReview,
 }
 
 impl ControlPlaneConfig {
@@ -114,6 +133,7 @@ impl ControlPlaneConfig {
             identity: None,
             kubernetes: false,
             kubeconfig: None,
+            service_account_validation: ServiceAccountValidation::Offline,
         }
     }
 

@@ -66,11 +66,18 @@ impl From<AuthError> for Refusal {
                 "authentication_not_configured"
             }
             AuthError::ServiceAccount(refused) => refused.reason(),
+            AuthError::TokenReviewRefused(_) => "token_review_refused",
+            AuthError::KubernetesUnreachable(_) => "kubernetes_unreachable",
+            AuthError::KubernetesRefused(_) => "kubernetes_refused",
         };
-        Refusal {
-            reason,
-            status: Status::unauthenticated(e.to_string()),
-        }
+        let status = match &e {
+            // Not the caller's fault: it should retry (the proxy backs off and does).
+            AuthError::KubernetesUnreachable(_) | AuthError::KubernetesRefused(_) => {
+                Status::unavailable(e.to_string())
+            }
+            _ => Status::unauthenticated(e.to_string()),
+        };
+        Refusal { reason, status }
     }
 }
 

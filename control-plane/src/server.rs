@@ -15,8 +15,9 @@ use weft_certs::{SpiffeId, TrustBundle};
 use crate::authn::service_account::TokenRules;
 use crate::authn::{
     Authenticator, BootstrapTokens, EitherToken, NoAuthentication, ServiceAccountTokens,
+    TokenReviewer,
 };
-use crate::config::ControlPlaneConfig;
+use crate::config::{ControlPlaneConfig, ServiceAccountValidation};
 use crate::discovery::{self, WatchService};
 use crate::identity_service::IdentityService;
 use crate::metrics::Metrics;
@@ -71,7 +72,7 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0),
     );
-    let authenticator = authenticator(&config, &metrics, &stop)?;
+    let authenticator = authenticator(&config, kube.as_ref(), &metrics, &stop).await?;
     let services = discovery::Store::start(
         config.services.as_deref(),
         &config.trust_domain,
@@ -136,16 +137,21 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
     })
 }
 
-fn authenticator(
+async fn authenticator(
     config: &ControlPlaneConfig,
+    kube: Option<&kube::Client>,
     metrics: &Metrics,
     stop: &CancellationToken,
 ) -> anyhow::Result<Arc<dyn Authenticator>> {
     let bootstrap = bootstrap_tokens(config, metrics, stop)?;
-    let service_accounts = service_account_tokens(config, metrics, stop)?;
+    let service_accounts = match (service_account_tokens(config, metrics, stop)?, kube) {
+        (Some(from_file), _) => Some(from_file),
+        (None, Some(kube)) => Some(kubernetes_tokens(config, kube.clone(), stop).await),
+        (None, None) => None,
+    };
     if bootstrap.is_none() && service_accounts.is_none() {
         tracing::warn!(
-            "neither --bootstrap-tokens nor --service-account-jwks given: every certificate request will be refused as unauthenticated"
+            "neither --bootstrap-tokens, --kubernetes nor --service-account-jwks given: every certificate request will be refused as unauthenticated"
         );
         return Ok(Arc::new(NoAuthentication));
     }
@@ -176,6 +182,35 @@ fn bootstrap_tokens(
     Ok(Some(tokens))
 }
 
+/// Service-account tokens checked with the API server's help, by the configured method.
+async fn kubernetes_tokens(
+    config: &ControlPlaneConfig,
+    kube: kube::Client,
+    stop: &CancellationToken,
+) -> Arc<dyn Authenticator> {
+    match config.service_account_validation {
+        ServiceAccountValidation::TokenReview => {
+            tracing::info!(audience = %config.token_audience, "service-account tokens are checked by TokenReview");
+            Arc::new(TokenReviewer::new(
+                kube,
+                &config.token_audience,
+                &config.trust_domain,
+            ))
+        }
+        ServiceAccountValidation::Offline => {
+            ServiceAccountTokens::from_api_server(kube, token_rules(config), stop.clone()).await
+        }
+    }
+}
+
+fn token_rules(config: &ControlPlaneConfig) -> TokenRules {
+    TokenRules {
+        issuer: config.service_account_issuer.clone(),
+        audience: config.token_audience.clone(),
+        trust_domain: config.trust_domain.clone(),
+    }
+}
+
 fn service_account_tokens(
     config: &ControlPlaneConfig,
     metrics: &Metrics,
@@ -184,12 +219,7 @@ fn service_account_tokens(
     let Some(path) = &config.service_account_jwks else {
         return Ok(None);
     };
-    let rules = TokenRules {
-        issuer: config.service_account_issuer.clone(),
-        audience: config.token_audience.clone(),
-        trust_domain: config.trust_domain.clone(),
-    };
-    let tokens = ServiceAccountTokens::load(path, rules)?;
+    let tokens = ServiceAccountTokens::load(path, token_rules(config))?;
     tracing::info!(file = %path.display(), keys = tokens.len(), issuer = %config.service_account_issuer, "loaded the service-account issuer's keys");
     let what = "service-account issuer keys";
     keep_reloaded(

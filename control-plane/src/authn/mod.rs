@@ -6,11 +6,14 @@
 //! does not care which kind of token it was.
 
 mod bootstrap;
+mod issuer_keys;
 pub mod service_account;
 mod service_account_tokens;
+mod token_review;
 
 pub use bootstrap::BootstrapTokens;
 pub use service_account_tokens::{EitherToken, ServiceAccountTokens};
+pub use token_review::TokenReviewer;
 
 use weft_certs::SpiffeId;
 
@@ -20,7 +23,8 @@ pub trait Authenticator: Send + Sync {
     async fn authenticate(&self, token: &str) -> Result<SpiffeId, AuthError>;
 }
 
-/// Why a caller could not be authenticated. Every variant becomes `UNAUTHENTICATED`.
+/// Why a caller could not be authenticated: `UNAVAILABLE` when the API server could not answer,
+/// `UNAUTHENTICATED` otherwise.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     #[error("no token in the request")]
@@ -32,11 +36,19 @@ pub enum AuthError {
     )]
     NotConfigured,
     #[error(
-        "a service-account token, but service-account tokens are not configured: start the control plane with --service-account-jwks"
+        "a service-account token, but service-account tokens are not configured: start the control plane with --kubernetes or --service-account-jwks"
     )]
     ServiceAccountsNotConfigured,
     #[error("service-account token refused: {0}")]
     ServiceAccount(service_account::TokenError),
+    #[error("service-account token refused by the API server's TokenReview: {0}")]
+    TokenReviewRefused(String),
+    #[error(
+        "cannot check the service-account token: the Kubernetes API server is unreachable: {0}"
+    )]
+    KubernetesUnreachable(String),
+    #[error("cannot check the service-account token: {0}")]
+    KubernetesRefused(String),
 }
 
 /// Refuses everyone, with a message saying how to configure authentication.

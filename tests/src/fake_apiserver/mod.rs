@@ -3,9 +3,10 @@
 //!
 //! It stores whatever objects a test puts in it (fixtures in `tests/fixtures/kubernetes/`, in
 //! the shape a real API server sends) and speaks the parts of the API weft uses: list and watch
-//! with resource versions, bookmarks and `410 Gone` ([`store`]), get, status writes (merge patch
-//! and server-side apply, treated as a merge of `status`), TokenReview and the service-account
-//! issuer's discovery documents. It checks the bearer token of its kubeconfig, like a real one.
+//! with resource versions, bookmarks and `410 Gone` ([`store`]), get, create, replace, merge
+//! patches (server-side apply is treated as a merge too), status writes (a merge of `status` that
+//! keeps the generation), delete, `/version`, TokenReview and the service-account issuer's
+//! discovery documents. It checks the bearer token of its kubeconfig, like a real one.
 
 pub mod store;
 
@@ -443,6 +444,33 @@ fn resource(
             }
             let stored = store.put_status(&key, status_field).unwrap();
             json_answer(StatusCode::OK, &stored)
+        }
+        (&Method::PATCH, Some(name), false) => {
+            let Ok(patch) = serde_json::from_slice::<Value>(body) else {
+                return status(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "UnsupportedMediaType",
+                    &format!("the fake API server reads JSON merge patches only ({content_type})"),
+                );
+            };
+            let Some(current) = store.get(&target.key(name)) else {
+                return not_found(&target, name);
+            };
+            let mut object = current.clone();
+            merge(&mut object, &patch);
+            json_answer(StatusCode::OK, &store.put(object))
+        }
+        (&Method::PUT, Some(_), false) | (&Method::POST, None, _) => {
+            match serde_json::from_slice::<Value>(body) {
+                Ok(object) if object["metadata"]["name"].is_string() => {
+                    json_answer(StatusCode::OK, &store.put(object))
+                }
+                _ => status(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    "not a JSON object with metadata.name",
+                ),
+            }
         }
         (&Method::DELETE, Some(name), false) => match store.delete(&target.key(name)) {
             Some(object) => json_answer(StatusCode::OK, &object),
