@@ -15,8 +15,9 @@ pub mod resolve;
 pub mod services;
 pub mod watch_service;
 
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use tokio::sync::watch;
@@ -29,10 +30,35 @@ use crate::metrics::Metrics;
 use crate::reload;
 
 /// The current index and the channel that announces new ones.
+///
+/// Besides the `--services` file, MeshService custom resources add services one at a time
+/// ([`crate::policy::custom_resources`]); a service the file defines wins over a custom resource
+/// of the same name, and a custom resource may not claim an address another service answers for.
 pub struct Store {
     index: watch::Sender<Arc<Index>>,
     metrics: Arc<Metrics>,
     trust_domain: String,
+    sources: Mutex<Sources>,
+}
+
+#[derive(Default)]
+struct Sources {
+    file: Vec<services::Service>,
+    /// The last accepted version of each MeshService custom resource, by `<name>.<namespace>`.
+    custom: BTreeMap<String, services::Service>,
+}
+
+impl Sources {
+    fn index(&self) -> Index {
+        let mut all = self.file.clone();
+        all.extend(
+            self.custom
+                .values()
+                .filter(|s| !self.file.iter().any(|f| f.name == s.name))
+                .cloned(),
+        );
+        Index::new(all)
+    }
 }
 
 impl Store {
@@ -42,9 +68,52 @@ impl Store {
             index: watch::Sender::new(Arc::new(Index::default())),
             metrics,
             trust_domain: trust_domain.to_owned(),
+            sources: Mutex::new(Sources {
+                file: index.all().to_vec(),
+                custom: BTreeMap::new(),
+            }),
         };
         store.publish(index);
         Arc::new(store)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Sources> {
+        // Nothing panics while holding the lock; a poisoned one still holds a consistent set.
+        self.sources.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn trust_domain(&self) -> &str {
+        &self.trust_domain
+    }
+
+    /// Whether the `--services` file defines `name` (`<name>.<namespace>`).
+    pub fn in_file(&self, name: &str) -> bool {
+        self.lock().file.iter().any(|s| s.name == name)
+    }
+
+    /// Puts the accepted version of a MeshService custom resource in force (`None`: deleted),
+    /// unless it claims an `ip:port` that another service in force answers for: then the error
+    /// says which, and nothing changes.
+    pub fn set_custom(&self, name: &str, service: Option<services::Service>) -> Result<(), String> {
+        let mut sources = self.lock();
+        let previous = sources.custom.remove(name);
+        if let Some(service) = service {
+            let others = sources.index();
+            if let Some(conflict) = resolve::first_conflict(&others, &service) {
+                if let Some(previous) = previous {
+                    sources.custom.insert(name.to_owned(), previous);
+                }
+                return Err(conflict);
+            }
+            sources.custom.insert(name.to_owned(), service);
+        }
+        self.publish(sources.index());
+        Ok(())
+    }
+
+    /// The names of the MeshService custom resources in force.
+    pub fn custom_names(&self) -> Vec<String> {
+        self.lock().custom.keys().cloned().collect()
     }
 
     /// Loads `path` (or, without one, an empty index: every address unknown) and reloads it when
@@ -61,9 +130,15 @@ impl Store {
         };
         let initial =
             std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let index = Index::new(services::parse(&initial, path, trust_domain)?);
+        let file = services::parse(&initial, path, trust_domain)?;
+        let store = Self::fixed(Index::default(), metrics.clone(), trust_domain);
+        let index = {
+            let mut sources = store.lock();
+            sources.file = file;
+            sources.index()
+        };
         tracing::info!(file = %path.display(), "loaded {}", summary(&index));
-        let store = Self::fixed(index, metrics.clone(), trust_domain);
+        store.publish(index);
         let reloading = store.clone();
         let watched = path.to_owned();
         reload::watch_file(
@@ -78,7 +153,10 @@ impl Store {
 
     /// Replaces the index with the contents of a changed file, or keeps it if the file is broken.
     pub fn reload(&self, text: &[u8], path: &Path) -> anyhow::Result<String> {
-        let index = Index::new(services::parse(text, path, &self.trust_domain)?);
+        let file = services::parse(text, path, &self.trust_domain)?;
+        let mut sources = self.lock();
+        sources.file = file;
+        let index = sources.index();
         let summary = summary(&index);
         self.publish(index);
         Ok(summary)
