@@ -89,6 +89,16 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
         );
     }
     let policies = policy::Store::start(config.policies.as_deref(), metrics.clone(), &stop)?;
+    let mut kube_tasks = Vec::new();
+    if let Some(client) = &kube {
+        kube_tasks.extend(policy::custom_resources::start(
+            client.clone(),
+            policies.clone(),
+            services.clone(),
+            &metrics,
+            &stop,
+        )?);
+    }
     let identity = config.serving_identity()?;
     let serving = ServingCert::start(ca.clone(), identity.clone(), provider.clone())?;
     let tls = TlsAcceptor::from(Arc::new(serving_tls::server_config(serving, provider)?));
@@ -104,7 +114,7 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
 
     let service = IdentityService::new(ca.clone(), authenticator, config.cert_ttl, metrics.clone());
     let discovery = WatchService::new(services, policies, metrics.clone(), stop.clone());
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(grpc_server::serve(
             grpc,
             tls,
@@ -115,6 +125,7 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
         )),
         tokio::spawn(admin::serve(admin, metrics.clone(), stop.clone())),
     ];
+    tasks.extend(kube_tasks);
     tracing::info!(
         %grpc_addr,
         %admin_addr,

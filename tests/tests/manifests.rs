@@ -216,3 +216,61 @@ fn the_containerfile_builds_the_three_binaries() {
         "weft-proxy init needs iptables"
     );
 }
+
+/// `manifests/crds/` is what `weft crds` prints: regenerate with
+/// `cargo run -p weft-control-plane --bin weft -- crds` (the files are split at `---`).
+#[test]
+fn the_crd_files_are_what_the_code_generates() {
+    let generated = weft_control_plane::policy::custom_resources::crd_files().unwrap();
+    assert_eq!(generated.len(), 2);
+    for (name, text) in &generated {
+        let path = manifests().join("crds").join(name);
+        let on_disk = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}; run `weft crds` to create it", path.display()));
+        assert!(
+            on_disk == *text,
+            "{} differs from what `weft crds` generates; regenerate it",
+            path.display()
+        );
+    }
+    // The binary prints the same, joined by `---`.
+    let out = std::process::Command::new(weft_tests::bins::path("weft"))
+        .arg("crds")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let texts: Vec<&str> = generated.iter().map(|(_, t)| t.as_str()).collect();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), texts.join("---\n"));
+}
+
+#[test]
+fn the_crds_build_and_validate() {
+    if skip_without_tools() {
+        return;
+    }
+    let built = build_and_validate("crds");
+    // The install carries them too.
+    let install = build_and_validate(".");
+    document(
+        &install,
+        "CustomResourceDefinition",
+        "servicepolicies.weft.dev",
+    );
+    document(
+        &install,
+        "CustomResourceDefinition",
+        "meshservices.weft.dev",
+    );
+    for expected in [
+        "name: servicepolicies.weft.dev",
+        "name: meshservices.weft.dev",
+        "scope: Namespaced",
+        "name: v1alpha1",
+        "status: {}",
+    ] {
+        assert!(
+            built.contains(expected),
+            "{expected} missing from:\n{built}"
+        );
+    }
+}

@@ -4,6 +4,7 @@
 
 mod cert;
 mod check;
+mod crds;
 mod demo;
 pub mod policy;
 
@@ -32,6 +33,9 @@ enum Command {
     /// Check weft in a cluster: API server, CRDs, control plane, CA, webhook (and, with --proxy,
     /// every sidecar; with --pre, whether it can be installed). Exit status 1 if a check fails.
     Check(check::CheckArgs),
+    /// Print the CustomResourceDefinitions of ServicePolicy and MeshService (the YAML of
+    /// manifests/crds/), for `weft crds | kubectl apply -f -`.
+    Crds,
 }
 
 impl Cli {
@@ -41,6 +45,7 @@ impl Cli {
             Command::Cert(command) => command.run(),
             Command::Policy(command) => command.run(),
             Command::Check(args) => check::run(args),
+            Command::Crds => crds::run(),
         }
     }
 }

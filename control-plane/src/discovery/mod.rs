@@ -1,17 +1,17 @@
 //! Discovery: which service and which endpoints (with the identities they must prove) stand
 //! behind a destination address, kept current for every proxy that asks.
 //!
-//! Two sources feed it: a YAML file of `MeshService` documents ([`services`]) and, with
-//! `--kubernetes`, the cluster's Services, EndpointSlices, Pods and Namespaces ([`kubernetes`]).
-//! Each version of either becomes one immutable [`Index`] over both, published on a
-//! `tokio::sync::watch` channel: readers never lock against the sources, and every open watch
+//! Sources: a YAML file of `MeshService` documents ([`services`]), MeshService custom resources,
+//! and, with `--kubernetes`, the cluster's Services, EndpointSlices, Pods and Namespaces
+//! ([`kubernetes`]). Each version of any becomes one immutable [`Index`] over all, published on
+//! a `tokio::sync::watch` channel: readers never lock against the sources, and every open watch
 //! wakes on a new version, recomputes its own answer ([`resolve`]) and speaks only if that answer
 //! changed ([`watch_service`]). A version equal to the one in force is not published at all.
 //!
-//! Both sources on: the Kubernetes services come first and the file's are added to them. A file
-//! service with the name of a Kubernetes one is left out (logged): Kubernetes wins, since it is
-//! what the cluster actually runs. An address claimed by both goes to the Kubernetes service
-//! (the index keeps an address's first claim).
+//! The Kubernetes services come first; the file's are added to them, then the custom resources'.
+//! A file service or custom resource with the name of a Kubernetes service is left out (logged):
+//! Kubernetes wins, since it is what the cluster actually runs. An address claimed by both goes
+//! to the Kubernetes service (the index keeps an address's first claim).
 //!
 //! A broken edit is logged (`file:line: what`), counted in `weft_config_reloads_total` and
 //! otherwise ignored: proxies keep the last good answers. At startup a broken file is an error,
@@ -22,6 +22,7 @@ pub mod resolve;
 pub mod services;
 pub mod watch_service;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -37,6 +38,10 @@ use crate::metrics::Metrics;
 use crate::reload;
 
 /// The current index and the channel that announces new ones.
+///
+/// Besides the `--services` file, MeshService custom resources add services one at a time
+/// ([`crate::policy::custom_resources`]); a service the file defines wins over a custom resource
+/// of the same name, and a custom resource may not claim an address another service answers for.
 pub struct Store {
     index: watch::Sender<Arc<Index>>,
     metrics: Arc<Metrics>,
@@ -47,25 +52,94 @@ pub struct Store {
     synced: watch::Sender<bool>,
 }
 
-/// The services of each source, as last delivered.
 #[derive(Default)]
 struct Sources {
-    file: Vec<Service>,
-    kubernetes: Vec<Service>,
+    file: Vec<services::Service>,
+    /// The last accepted version of each MeshService custom resource, by `<name>.<namespace>`.
+    custom: BTreeMap<String, services::Service>,
+    /// The services learnt from Kubernetes Services and EndpointSlices (a complete version).
+    kubernetes: Vec<services::Service>,
+}
+
+impl Sources {
+    fn services(&self) -> Vec<services::Service> {
+        let in_kubernetes = |name: &str| self.kubernetes.iter().any(|k| k.name == name);
+        let mut all = self.kubernetes.clone();
+        for service in &self.file {
+            if in_kubernetes(&service.name) {
+                tracing::warn!(service = %service.name, "the services file defines a service Kubernetes also has; using Kubernetes' one");
+                continue;
+            }
+            all.push(service.clone());
+        }
+        all.extend(
+            self.custom
+                .values()
+                .filter(|s| !self.file.iter().any(|f| f.name == s.name) && !in_kubernetes(&s.name))
+                .cloned(),
+        );
+        all
+    }
+
+    fn index(&self) -> Index {
+        Index::new(self.services())
+    }
 }
 
 impl Store {
     /// A store with `index` in it, and nothing that changes it.
-    pub fn fixed(services: Vec<Service>, metrics: Arc<Metrics>, trust_domain: &str) -> Arc<Self> {
+    pub fn fixed(index: Index, metrics: Arc<Metrics>, trust_domain: &str) -> Arc<Self> {
         let store = Self {
             index: watch::Sender::new(Arc::new(Index::default())),
             metrics,
             trust_domain: trust_domain.to_owned(),
-            sources: Mutex::new(Sources::default()),
+            sources: Mutex::new(Sources {
+                file: index.all().to_vec(),
+                ..Sources::default()
+            }),
             synced: watch::Sender::new(true),
         };
-        store.set_file(services);
+        store.publish(index);
         Arc::new(store)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Sources> {
+        // Nothing panics while holding the lock; a poisoned one still holds a consistent set.
+        self.sources.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn trust_domain(&self) -> &str {
+        &self.trust_domain
+    }
+
+    /// Whether the `--services` file defines `name` (`<name>.<namespace>`).
+    pub fn in_file(&self, name: &str) -> bool {
+        self.lock().file.iter().any(|s| s.name == name)
+    }
+
+    /// Puts the accepted version of a MeshService custom resource in force (`None`: deleted),
+    /// unless it claims an `ip:port` that another service in force answers for: then the error
+    /// says which, and nothing changes.
+    pub fn set_custom(&self, name: &str, service: Option<services::Service>) -> Result<(), String> {
+        let mut sources = self.lock();
+        let previous = sources.custom.remove(name);
+        if let Some(service) = service {
+            let others = sources.index();
+            if let Some(conflict) = resolve::first_conflict(&others, &service) {
+                if let Some(previous) = previous {
+                    sources.custom.insert(name.to_owned(), previous);
+                }
+                return Err(conflict);
+            }
+            sources.custom.insert(name.to_owned(), service);
+        }
+        self.publish(sources.index());
+        Ok(())
+    }
+
+    /// The names of the MeshService custom resources in force.
+    pub fn custom_names(&self) -> Vec<String> {
+        self.lock().custom.keys().cloned().collect()
     }
 
     /// Loads `path` (or, without one, an empty index: every address unknown) and reloads it when
@@ -78,13 +152,19 @@ impl Store {
     ) -> anyhow::Result<Arc<Self>> {
         let Some(path) = path else {
             tracing::info!("no --services given: every destination is unknown to discovery");
-            return Ok(Self::fixed(Vec::new(), metrics, trust_domain));
+            return Ok(Self::fixed(Index::default(), metrics, trust_domain));
         };
         let initial =
             std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let services = services::parse(&initial, path, trust_domain)?;
-        tracing::info!(file = %path.display(), "loaded {}", summary(&services));
-        let store = Self::fixed(services, metrics.clone(), trust_domain);
+        let file = services::parse(&initial, path, trust_domain)?;
+        let store = Self::fixed(Index::default(), metrics.clone(), trust_domain);
+        let index = {
+            let mut sources = store.lock();
+            sources.file = file;
+            sources.index()
+        };
+        tracing::info!(file = %path.display(), "loaded {}", summary(&index));
+        store.publish(index);
         let reloading = store.clone();
         let watched = path.to_owned();
         reload::watch_file(
@@ -99,16 +179,13 @@ impl Store {
 
     /// Replaces the index with the contents of a changed file, or keeps it if the file is broken.
     pub fn reload(&self, text: &[u8], path: &Path) -> anyhow::Result<String> {
-        let services = services::parse(text, path, &self.trust_domain)?;
-        let summary = summary(&services);
-        self.set_file(services);
+        let file = services::parse(text, path, &self.trust_domain)?;
+        let mut sources = self.lock();
+        sources.file = file;
+        let index = sources.index();
+        let summary = summary(&index);
+        self.publish(index);
         Ok(summary)
-    }
-
-    fn set_file(&self, services: Vec<Service>) {
-        let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
-        sources.file = services;
-        self.publish(&sources);
     }
 
     /// Marks the store as waiting for a Kubernetes source's first complete version: until
@@ -118,11 +195,14 @@ impl Store {
     }
 
     /// Replaces the services learnt from Kubernetes (a complete version) and marks the store
-    /// synced.
-    pub fn set_kubernetes(&self, services: Vec<Service>) {
-        let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+    /// synced. Nothing is published when the index would be the same.
+    pub fn set_kubernetes(&self, services: Vec<services::Service>) {
+        let mut sources = self.lock();
         sources.kubernetes = services;
-        self.publish(&sources);
+        let merged = sources.services();
+        if !self.index.borrow().is_built_from(&merged) {
+            self.publish(Index::new(merged));
+        }
         drop(sources);
         self.synced.send_replace(true);
     }
@@ -141,24 +221,7 @@ impl Store {
         self.index.borrow().clone()
     }
 
-    /// Publishes the index over both sources, unless it equals the one in force. Called with
-    /// the sources locked, so versions are published in the order they were made.
-    fn publish(&self, sources: &Sources) {
-        let mut merged = sources.kubernetes.clone();
-        for service in &sources.file {
-            if sources.kubernetes.iter().any(|k| k.name == service.name) {
-                tracing::warn!(
-                    service = %service.name,
-                    "the services file defines a service Kubernetes also has; using Kubernetes' one"
-                );
-                continue;
-            }
-            merged.push(service.clone());
-        }
-        if self.index.borrow().is_built_from(&merged) {
-            return;
-        }
-        let index = Index::new(merged);
+    fn publish(&self, index: Index) {
         self.metrics.discovery_services.set(index.services() as i64);
         self.metrics
             .discovery_endpoints
@@ -167,11 +230,11 @@ impl Store {
     }
 }
 
-fn summary(services: &[Service]) -> String {
+fn summary(index: &Index) -> String {
     format!(
         "{} services, {} endpoints",
-        services.len(),
-        services.iter().map(|s| s.endpoints.len()).sum::<usize>()
+        index.services(),
+        index.endpoints()
     )
 }
 
@@ -183,7 +246,7 @@ mod tests {
     fn a_broken_reload_keeps_the_last_good_index_and_the_gauges() {
         let metrics = Arc::new(Metrics::new());
         let path = Path::new("services.yaml");
-        let store = Store::fixed(Vec::new(), metrics.clone(), "cluster.local");
+        let store = Store::fixed(Index::default(), metrics.clone(), "cluster.local");
         let mut changes = store.subscribe();
         let good = "apiVersion: weft.dev/v1alpha1\nkind: MeshService\nmetadata: {name: a, namespace: b}\nspec:\n  addresses: [10.0.0.1]\n  ports: [{port: 80}]\n  endpoints: [{address: 10.1.0.1, meshed: false}]\n";
         assert_eq!(
@@ -223,7 +286,7 @@ mod tests {
     fn kubernetes_services_win_over_the_file_s_and_the_rest_of_the_file_is_added() {
         let metrics = Arc::new(Metrics::new());
         let file = vec![service("a.b", "10.0.0.1"), service("c.d", "10.0.0.3")];
-        let store = Store::fixed(file, metrics.clone(), "cluster.local");
+        let store = Store::fixed(Index::new(file), metrics.clone(), "cluster.local");
         store.set_kubernetes(vec![service("a.b", "10.0.0.2")]);
         let index = store.current();
         let addr = |a: &str| a.parse().unwrap();
@@ -242,7 +305,7 @@ mod tests {
     #[test]
     fn an_unchanged_version_is_not_published_and_sync_is_announced() {
         let metrics = Arc::new(Metrics::new());
-        let store = Store::fixed(Vec::new(), metrics, "cluster.local");
+        let store = Store::fixed(Index::default(), metrics, "cluster.local");
         assert!(*store.synced().borrow());
         store.expect_kubernetes();
         let synced = store.synced();

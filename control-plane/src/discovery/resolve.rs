@@ -91,6 +91,11 @@ impl Index {
         self.services.len()
     }
 
+    /// The services indexed.
+    pub fn all(&self) -> &[Service] {
+        &self.services
+    }
+
     pub fn endpoints(&self) -> usize {
         self.services.iter().map(|s| s.endpoints.len()).sum()
     }
@@ -194,6 +199,37 @@ impl From<Resolution> for weft_api::discovery::Resolution {
             },
         }
     }
+}
+
+/// The first `ip:port` of `service` (an address and port, or an endpoint and target port) that a
+/// service of `index` already answers for, as a message naming both.
+pub fn first_conflict(index: &Index, service: &Service) -> Option<String> {
+    let addresses = service.addresses.iter().flat_map(|ip| {
+        service
+            .ports
+            .iter()
+            .map(move |p| (SocketAddr::new(*ip, p.port), "a service address"))
+    });
+    let endpoints = service.endpoints.iter().flat_map(|e| {
+        service
+            .ports
+            .iter()
+            .map(move |p| (SocketAddr::new(e.ip, p.target_port), "an endpoint"))
+    });
+    for (addr, role) in addresses.chain(endpoints) {
+        let first = index
+            .by_service_address
+            .get(&addr)
+            .map(|&(s, _)| s)
+            .or_else(|| index.by_endpoint.get(&addr).map(|&(s, _, _)| s));
+        if let Some(s) = first {
+            return Some(format!(
+                "{addr} ({role} of {}) is already claimed by service {}",
+                service.name, index.services[s].name
+            ));
+        }
+    }
+    None
 }
 
 #[cfg(test)]

@@ -280,7 +280,7 @@ mod tests {
             "cluster.local",
         )
         .unwrap();
-        let store = Store::fixed(services, metrics.clone(), "cluster.local");
+        let store = Store::fixed(Index::new(services), metrics.clone(), "cluster.local");
         let policies = policy::Store::fixed(Policies::default(), metrics.clone());
         let service = WatchService::new(
             store.clone(),
