@@ -90,7 +90,25 @@ pub struct ControlPlaneConfig {
     /// The kubeconfig file for --kubernetes (default: KUBECONFIG, ~/.kube/config, in-cluster).
     #[arg(long, env = "WEFT_KUBECONFIG", requires = "kubernetes")]
     pub kubeconfig: Option<PathBuf>,
+
+    /// HTTP/2 keepalive on the gRPC port: a connection silent this long gets a PING.
+    #[arg(long, env = "WEFT_GRPC_KEEPALIVE_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub grpc_keepalive_interval: Duration,
+
+    /// A PING unanswered this long closes the connection (and ends its watches): a proxy that
+    /// vanished without closing is let go within interval + timeout.
+    #[arg(long, env = "WEFT_GRPC_KEEPALIVE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub grpc_keepalive_timeout: Duration,
+
+    /// The most discovery watches one caller identity may have open at once on this replica;
+    /// past it a new watch is refused with RESOURCE_EXHAUSTED. Pods of one service account
+    /// share the identity, so size it for all of them.
+    #[arg(long, env = "WEFT_MAX_WATCHES_PER_IDENTITY", default_value_t = DEFAULT_MAX_WATCHES_PER_IDENTITY)]
+    pub max_watches_per_identity: usize,
 }
+
+/// `--max-watches-per-identity` when not given.
+pub const DEFAULT_MAX_WATCHES_PER_IDENTITY: usize = 10_000;
 
 impl ControlPlaneConfig {
     /// Defaults for an in-process control plane on loopback (tests, `weft demo`).
@@ -114,6 +132,9 @@ impl ControlPlaneConfig {
             identity: None,
             kubernetes: false,
             kubeconfig: None,
+            grpc_keepalive_interval: Duration::from_secs(10),
+            grpc_keepalive_timeout: Duration::from_secs(10),
+            max_watches_per_identity: DEFAULT_MAX_WATCHES_PER_IDENTITY,
         }
     }
 

@@ -14,6 +14,20 @@ pub const WATCH_DESTINATION: &str = "destination";
 /// service's server policy (`WatchRequest.server`).
 pub const WATCH_SERVER: &str = "server";
 
+/// `reason` of `weft_discovery_refusals_total`: a watch past `--max-watches-per-identity`.
+pub const REFUSED_TOO_MANY_WATCHES: &str = "too_many_watches";
+/// `reason` of `weft_discovery_refusals_total`: no authenticated caller reached the service.
+pub const REFUSED_UNAUTHENTICATED: &str = "unauthenticated";
+/// Every `reason` of `weft_discovery_refusals_total`, each exposed from the start.
+pub const DISCOVERY_REFUSAL_REASONS: &[&str] = &[
+    "no_client_certificate",
+    "no_identity",
+    "foreign_trust_domain",
+    "expired_certificate",
+    REFUSED_UNAUTHENTICATED,
+    REFUSED_TOO_MANY_WATCHES,
+];
+
 /// `result` of `weft_certify_duration_seconds`: a certificate was signed.
 pub const CERTIFY_ISSUED: &str = "issued";
 /// `result` of `weft_certify_duration_seconds`: the request was refused (any reason; the reason
@@ -53,6 +67,9 @@ pub struct Metrics {
     pub certify_duration: HistogramVec,
     /// `weft_build_info{version}`: always 1; the version is in the label.
     pub build_info: IntGaugeVec,
+    /// `weft_discovery_refusals_total{reason}`: discovery calls refused before a watch opened,
+    /// one of [`DISCOVERY_REFUSAL_REASONS`].
+    pub discovery_refusals: IntCounterVec,
 }
 
 impl Metrics {
@@ -139,6 +156,17 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        let discovery_refusals = IntCounterVec::new(
+            Opts::new(
+                "weft_discovery_refusals_total",
+                "Discovery calls refused, by reason: no_client_certificate, no_identity, foreign_trust_domain, expired_certificate (UNAUTHENTICATED) or too_many_watches (RESOURCE_EXHAUSTED).",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric definition");
+        for reason in DISCOVERY_REFUSAL_REASONS {
+            discovery_refusals.with_label_values(&[reason]);
+        }
         for metric in [
             Box::new(certify_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(ca_expiry.clone()),
@@ -151,6 +179,7 @@ impl Metrics {
             Box::new(policies.clone()),
             Box::new(certify_duration.clone()),
             Box::new(build_info.clone()),
+            Box::new(discovery_refusals.clone()),
         ] {
             registry
                 .register(metric)
@@ -169,6 +198,7 @@ impl Metrics {
             policies,
             certify_duration,
             build_info,
+            discovery_refusals,
         }
     }
 

@@ -1,6 +1,7 @@
 //! The `weft` command line: `weft demo` runs a whole mesh locally; `weft cert inspect` reads
 //! certificates the way weft does; `weft policy check` checks ServicePolicy documents.
 
+mod ca;
 mod cert;
 mod demo;
 pub mod policy;
@@ -27,6 +28,9 @@ enum Command {
     /// ServicePolicy documents.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// The control plane's certificate authority (the `weft-ca` Secret).
+    #[command(subcommand)]
+    Ca(ca::CaCommand),
 }
 
 impl Cli {
@@ -35,6 +39,7 @@ impl Cli {
             Command::Demo(args) => demo::run(args),
             Command::Cert(command) => command.run(),
             Command::Policy(command) => command.run(),
+            Command::Ca(command) => command.run(),
         }
     }
 }

@@ -11,8 +11,10 @@
 //! otherwise ignored: proxies keep the last good answers. At startup a broken file is an error,
 //! since there is no good version to fall back on.
 
+pub mod caller;
 pub mod resolve;
 pub mod services;
+pub mod stream_limit;
 pub mod watch_service;
 
 use std::path::Path;
