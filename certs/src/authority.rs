@@ -94,6 +94,51 @@ impl CertificateAuthority {
         Self::from_pem(cert_pem.as_bytes(), &key.serialize_pem(), None)
     }
 
+    /// A new intermediate CA for `trust_domain` signed by this CA, valid for `lifetime` (never
+    /// past this CA). Its chain is the intermediate, then this CA's chain, so leaves it signs
+    /// chain through it to the same roots: proxies keep trusting only the roots, and the
+    /// intermediate can be replaced (or moved under a new root) without touching them.
+    pub fn generate_intermediate(
+        &self,
+        trust_domain: &str,
+        lifetime: Duration,
+    ) -> Result<Self, CaError> {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        let now = SystemTime::now();
+        let serial = random_serial()?;
+        let tag = crate::inspect::hex(&serial.to_bytes()[..4]);
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "weft");
+        params.distinguished_name.push(
+            DnType::CommonName,
+            format!("weft intermediate CA {trust_domain} {tag}"),
+        );
+        // Path length 0: it signs workload leaves only, never another CA.
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params.use_authority_key_identifier_extension = true;
+        params.not_before = (now - CLOCK_SKEW_ALLOWANCE)
+            .max(self.chain_not_before)
+            .into();
+        params.not_after = (now + lifetime).min(self.chain_not_after).into();
+        params.serial_number = Some(serial);
+        let cert = params.signed_by(&key, &self.issuer)?;
+        let mut chain = vec![cert.der().clone()];
+        chain.extend(self.chain.iter().cloned());
+        Self::from_pem(
+            certificates_to_pem(&chain).as_bytes(),
+            &key.serialize_pem(),
+            Some(self.trust_bundle.clone()),
+        )
+    }
+
     /// Loads a CA from PEM: `chain_pem` holds the signing certificate first, then optionally the
     /// certificates above it up to the root; `key_pem` the signing certificate's private key.
     /// Self-signed certificates in the chain become trust roots, and `extra_roots` adds more (a
@@ -313,6 +358,42 @@ mod tests {
         params.not_after = (SystemTime::now() + 2 * HOUR).into();
         let cert = CertifiedIssuer::signed_by(params, key, &root_issuer).unwrap();
         (cert.pem(), key_pem)
+    }
+
+    #[test]
+    fn a_generated_intermediate_signs_leaves_that_chain_to_the_root_only() {
+        let root = CertificateAuthority::generate("cluster.local", 24 * HOUR).unwrap();
+        let intermediate = root
+            .generate_intermediate("cluster.local", 48 * HOUR)
+            .unwrap();
+        assert_eq!(intermediate.trust_bundle(), root.trust_bundle());
+        assert!(
+            intermediate
+                .subject()
+                .contains("weft intermediate CA cluster.local")
+        );
+        assert!(
+            intermediate.not_after() <= root.not_after(),
+            "never past the root"
+        );
+        let key = WorkloadKey::generate().unwrap();
+        let issued = intermediate
+            .certify(&key.csr_der(&web()).unwrap(), &web(), HOUR)
+            .unwrap();
+        assert_eq!(
+            issued.intermediates.len(),
+            1,
+            "the intermediate, not the root"
+        );
+        chains_to(&issued, root.trust_bundle()).unwrap();
+        // Reloaded from its PEM (as a Secret would hold it) it is the same CA.
+        let reloaded = CertificateAuthority::from_pem(
+            intermediate.chain_pem().as_bytes(),
+            intermediate.key_pem(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(reloaded.trust_bundle(), root.trust_bundle());
     }
 
     #[test]

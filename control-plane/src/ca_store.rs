@@ -4,6 +4,10 @@
 //! data directory (key readable by the owner only) and every later start reuses it, so proxies
 //! holding certificates from before a restart stay valid. `trust-bundle.pem` is written next to it
 //! for proxies to use as their trust anchors.
+//!
+//! A CA key readable by anyone but its owner is refused at load: whoever can read it can mint
+//! any identity in the mesh. Kubernetes mounts Secret files 0644 unless the volume says
+//! `defaultMode: 0400`, so the refusal names the file and both fixes.
 
 use std::fs;
 use std::io::Write;
@@ -71,6 +75,7 @@ fn load(
     extra_roots: Option<TrustBundle>,
 ) -> anyhow::Result<CertificateAuthority> {
     let chain = read(cert)?;
+    check_private(key)?;
     let key_pem = String::from_utf8(read(key)?)
         .with_context(|| format!("{} is not a PEM text file", key.display()))?;
     let ca = CertificateAuthority::from_pem(&chain, &key_pem, extra_roots).with_context(|| {
@@ -84,16 +89,35 @@ fn load(
     Ok(ca)
 }
 
+/// Refuses a key file whose mode lets the group or others read or write it.
+pub fn check_private(key: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    // `metadata` follows symbolic links, as the files of a mounted Secret are.
+    let mode = fs::metadata(key)
+        .with_context(|| format!("cannot read {}", key.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        anyhow::bail!(
+            "the CA key {} has mode {:04o}, so users other than its owner can read or change it: refusing to use it. Fix: chmod 600 {} (in Kubernetes, mount the Secret with defaultMode: 0400 and no fsGroup)",
+            key.display(),
+            mode & 0o7777,
+            key.display()
+        );
+    }
+    Ok(())
+}
+
 fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
     fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
-fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+pub fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     write_atomic(path, contents, 0o600)
 }
 
 /// Writes a sibling temporary file and renames it into place, so readers never see half a file.
-fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
+pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
     let mut file = fs::OpenOptions::new()
@@ -128,6 +152,23 @@ mod tests {
             &TrustBundle::from_pem(&bundle, "bundle").unwrap(),
             first.trust_bundle()
         );
+    }
+
+    #[test]
+    fn a_key_readable_by_others_is_refused_with_the_fix() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let config = ControlPlaneConfig::local(dir.path().to_owned());
+        load_or_create(&config).unwrap();
+        let key = dir.path().join(CA_KEY_FILE);
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+        let err = format!("{:#}", load_or_create(&config).unwrap_err());
+        assert!(err.contains(&key.display().to_string()), "{err}");
+        assert!(err.contains("mode 0644"), "{err}");
+        assert!(err.contains("chmod 600"), "{err}");
+        assert!(err.contains("defaultMode: 0400"), "{err}");
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o400)).unwrap();
+        load_or_create(&config).unwrap();
     }
 
     #[test]

@@ -102,6 +102,21 @@ pub struct ControlPlaneConfig {
         default_value = "offline"
     )]
     pub service_account_validation: ServiceAccountValidation,
+
+    /// HTTP/2 keepalive on the gRPC port: a connection silent this long gets a PING.
+    #[arg(long, env = "WEFT_GRPC_KEEPALIVE_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub grpc_keepalive_interval: Duration,
+
+    /// A PING unanswered this long closes the connection (and ends its watches): a proxy that
+    /// vanished without closing is let go within interval + timeout.
+    #[arg(long, env = "WEFT_GRPC_KEEPALIVE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub grpc_keepalive_timeout: Duration,
+
+    /// The most discovery watches one caller identity may have open at once on this replica;
+    /// past it a new watch is refused with RESOURCE_EXHAUSTED. Pods of one service account
+    /// share the identity, so size it for all of them.
+    #[arg(long, env = "WEFT_MAX_WATCHES_PER_IDENTITY", default_value_t = DEFAULT_MAX_WATCHES_PER_IDENTITY)]
+    pub max_watches_per_identity: usize,
 }
 
 /// See [`ControlPlaneConfig::service_account_validation`].
@@ -110,6 +125,9 @@ pub enum ServiceAccountValidation {
     Offline,
     TokenReview,
 }
+
+/// `--max-watches-per-identity` when not given.
+pub const DEFAULT_MAX_WATCHES_PER_IDENTITY: usize = 10_000;
 
 impl ControlPlaneConfig {
     /// Defaults for an in-process control plane on loopback (tests, `weft demo`).
@@ -134,6 +152,9 @@ impl ControlPlaneConfig {
             kubernetes: false,
             kubeconfig: None,
             service_account_validation: ServiceAccountValidation::Offline,
+            grpc_keepalive_interval: Duration::from_secs(10),
+            grpc_keepalive_timeout: Duration::from_secs(10),
+            max_watches_per_identity: DEFAULT_MAX_WATCHES_PER_IDENTITY,
         }
     }
 

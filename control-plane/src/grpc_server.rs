@@ -3,11 +3,19 @@
 //!
 //! Handshakes run in their own tasks with a deadline, so a client that connects and sends nothing
 //! (or garbage) costs one task for a few seconds, is counted, and never delays anyone else.
+//!
+//! Every connection gets HTTP/2 keepalive PINGs (`--grpc-keepalive-interval`, answered within
+//! `--grpc-keepalive-timeout`), so a proxy that vanished without closing (node lost, network
+//! cut) has its connection and watches released within interval + timeout.
+//!
+//! The whole `weft.discovery.v1.Discovery` service needs the caller's mesh certificate: the
+//! router authenticates each call ([`crate::discovery::caller`]) and refuses the others with
+//! `UNAUTHENTICATED`, counted in `weft_discovery_refusals_total{reason}`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -21,11 +29,20 @@ use tonic::server::NamedService;
 use weft_api::discovery::discovery_server::DiscoveryServer;
 use weft_api::identity::identity_server::IdentityServer;
 
-use crate::discovery::WatchService;
+use crate::discovery::{WatchService, caller};
 use crate::identity_service::IdentityService;
 use crate::metrics::Metrics;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How the gRPC port treats connections and callers.
+#[derive(Debug, Clone)]
+pub struct GrpcSettings {
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
+    /// Discovery callers must hold an identity of this trust domain.
+    pub trust_domain: String,
+}
 
 pub async fn serve(
     listener: TcpListener,
@@ -33,11 +50,14 @@ pub async fn serve(
     identity: IdentityService,
     discovery: WatchService,
     metrics: Arc<Metrics>,
+    settings: GrpcSettings,
     stop: CancellationToken,
 ) {
     let (tx, rx) = mpsc::channel::<std::io::Result<TlsStream<TcpStream>>>(64);
     let accept_stop = stop.clone();
+    let accept_metrics = metrics.clone();
     tokio::spawn(async move {
+        let metrics = accept_metrics;
         loop {
             let accepted = tokio::select! {
                 _ = accept_stop.cancelled() => return,
@@ -76,8 +96,12 @@ pub async fn serve(
     let routes = Routes {
         identity: IdentityServer::new(identity),
         discovery: DiscoveryServer::new(discovery),
+        trust_domain: Arc::from(settings.trust_domain.as_str()),
+        metrics,
     };
     let result = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(settings.keepalive_interval))
+        .http2_keepalive_timeout(Some(settings.keepalive_timeout))
         .serve_with_incoming_shutdown(routes, ReceiverStream::new(rx), stop.cancelled_owned())
         .await;
     if let Err(e) = result {
@@ -91,6 +115,8 @@ pub async fn serve(
 struct Routes {
     identity: IdentityServer<IdentityService>,
     discovery: DiscoveryServer<WatchService>,
+    trust_domain: Arc<str>,
+    metrics: Arc<Metrics>,
 }
 
 impl Service<http::Request<Body>> for Routes {
@@ -103,7 +129,7 @@ impl Service<http::Request<Body>> for Routes {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
         let service = request
             .uri()
             .path()
@@ -114,7 +140,23 @@ impl Service<http::Request<Body>> for Routes {
         if service == IdentityServer::<IdentityService>::NAME {
             Box::pin(self.identity.call(request))
         } else if service == DiscoveryServer::<WatchService>::NAME {
-            Box::pin(self.discovery.call(request))
+            match caller::authenticate(request.extensions(), &self.trust_domain, SystemTime::now())
+            {
+                Ok(caller) => {
+                    request.extensions_mut().insert(caller);
+                    Box::pin(self.discovery.call(request))
+                }
+                Err(refusal) => {
+                    self.metrics
+                        .discovery_refusals
+                        .with_label_values(&[refusal.reason()])
+                        .inc();
+                    let peer = remote_addr(request.extensions());
+                    tracing::info!(%peer, "refused a discovery call: {refusal}");
+                    let status = tonic::Status::unauthenticated(refusal.to_string());
+                    Box::pin(std::future::ready(Ok(status.into_http())))
+                }
+            }
         } else {
             let status = tonic::Status::unimplemented(format!("no service {service:?} here"));
             Box::pin(std::future::ready(Ok(status.into_http())))
@@ -125,8 +167,11 @@ impl Service<http::Request<Body>> for Routes {
 /// The caller's address for logs. Connections arrive over TLS, so the TCP details sit inside the
 /// TLS connect info.
 pub fn peer_of<T>(request: &tonic::Request<T>) -> String {
-    request
-        .extensions()
+    remote_addr(request.extensions())
+}
+
+fn remote_addr(extensions: &http::Extensions) -> String {
+    extensions
         .get::<tonic::transport::server::TlsConnectInfo<tonic::transport::server::TcpConnectInfo>>()
         .and_then(|info| info.get_ref().remote_addr())
         .map(|a| a.to_string())

@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod authn;
+pub mod ca_secret;
 pub mod ca_store;
 pub mod cli;
 pub mod config;

@@ -14,6 +14,20 @@ pub const WATCH_DESTINATION: &str = "destination";
 /// service's server policy (`WatchRequest.server`).
 pub const WATCH_SERVER: &str = "server";
 
+/// `reason` of `weft_discovery_refusals_total`: a watch past `--max-watches-per-identity`.
+pub const REFUSED_TOO_MANY_WATCHES: &str = "too_many_watches";
+/// `reason` of `weft_discovery_refusals_total`: no authenticated caller reached the service.
+pub const REFUSED_UNAUTHENTICATED: &str = "unauthenticated";
+/// Every `reason` of `weft_discovery_refusals_total`, each exposed from the start.
+pub const DISCOVERY_REFUSAL_REASONS: &[&str] = &[
+    "no_client_certificate",
+    "no_identity",
+    "foreign_trust_domain",
+    "expired_certificate",
+    REFUSED_UNAUTHENTICATED,
+    REFUSED_TOO_MANY_WATCHES,
+];
+
 /// `result` of `weft_certify_duration_seconds`: a certificate was signed.
 pub const CERTIFY_ISSUED: &str = "issued";
 /// `result` of `weft_certify_duration_seconds`: the request was refused (any reason; the reason
@@ -61,6 +75,9 @@ pub struct Metrics {
     /// `weft_kubernetes_resources_unsynced`: watched resources not listed once yet; `/ready`
     /// fails while it is above 0.
     pub kubernetes_unsynced: IntGauge,
+    /// `weft_discovery_refusals_total{reason}`: discovery calls refused before a watch opened,
+    /// one of [`DISCOVERY_REFUSAL_REASONS`].
+    pub discovery_refusals: IntCounterVec,
 }
 
 /// The `resource` label values of the Kubernetes discovery metrics.
@@ -175,6 +192,17 @@ impl Metrics {
             "Kubernetes resources discovery watches that have not been listed once yet (0 without --kubernetes).",
         )
         .expect("valid metric definition");
+        let discovery_refusals = IntCounterVec::new(
+            Opts::new(
+                "weft_discovery_refusals_total",
+                "Discovery calls refused, by reason: no_client_certificate, no_identity, foreign_trust_domain, expired_certificate (UNAUTHENTICATED) or too_many_watches (RESOURCE_EXHAUSTED).",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric definition");
+        for reason in DISCOVERY_REFUSAL_REASONS {
+            discovery_refusals.with_label_values(&[reason]);
+        }
         for metric in [
             Box::new(certify_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(ca_expiry.clone()),
@@ -190,6 +218,7 @@ impl Metrics {
             Box::new(kubernetes_watch_errors.clone()),
             Box::new(kubernetes_objects.clone()),
             Box::new(kubernetes_unsynced.clone()),
+            Box::new(discovery_refusals.clone()),
         ] {
             registry
                 .register(metric)
@@ -211,6 +240,7 @@ impl Metrics {
             kubernetes_watch_errors,
             kubernetes_objects,
             kubernetes_unsynced,
+            discovery_refusals,
         }
     }
 

@@ -101,7 +101,11 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
     }
     let identity = config.serving_identity()?;
     let serving = ServingCert::start(ca.clone(), identity.clone(), provider.clone())?;
-    let tls = TlsAcceptor::from(Arc::new(serving_tls::server_config(serving, provider)?));
+    let tls = TlsAcceptor::from(Arc::new(serving_tls::server_config(
+        serving,
+        provider,
+        ca.trust_bundle(),
+    )?));
 
     let grpc = TcpListener::bind(config.listen)
         .await
@@ -113,7 +117,13 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
     let admin_addr = admin.local_addr()?;
 
     let service = IdentityService::new(ca.clone(), authenticator, config.cert_ttl, metrics.clone());
-    let discovery = WatchService::new(services, policies, metrics.clone(), stop.clone());
+    let discovery = WatchService::new(services, policies, metrics.clone(), stop.clone())
+        .with_stream_limit(config.max_watches_per_identity);
+    let grpc_settings = grpc_server::GrpcSettings {
+        keepalive_interval: config.grpc_keepalive_interval,
+        keepalive_timeout: config.grpc_keepalive_timeout,
+        trust_domain: config.trust_domain.clone(),
+    };
     let mut tasks = vec![
         tokio::spawn(grpc_server::serve(
             grpc,
@@ -121,6 +131,7 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
             service,
             discovery,
             metrics.clone(),
+            grpc_settings,
             stop.clone(),
         )),
         tokio::spawn(admin::serve(admin, metrics.clone(), stop.clone())),

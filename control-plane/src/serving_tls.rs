@@ -13,7 +13,7 @@ use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use weft_certs::{CertificateAuthority, RequestedCertificate, SpiffeId, WorkloadKey};
+use weft_certs::{CertificateAuthority, RequestedCertificate, SpiffeId, TrustBundle, WorkloadKey};
 
 const SERVING_CERT_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
@@ -83,14 +83,29 @@ fn issue(
     Ok((certified, issued.not_after))
 }
 
-/// TLS 1.3 only, HTTP/2 only, no client certificate (callers authenticate with tokens).
+/// TLS 1.3 only, HTTP/2 only. A client certificate is optional: Identity/Certify callers have
+/// none yet (they authenticate with tokens), discovery callers present their mesh certificate.
+/// One that is presented must chain to `client_roots` (every root of the CA's trust bundle), or
+/// the handshake fails; whether a call needs one is decided per service
+/// ([`crate::discovery::caller`]).
 pub fn server_config(
     serving: Arc<ServingCert>,
     provider: Arc<CryptoProvider>,
+    client_roots: &TrustBundle,
 ) -> anyhow::Result<rustls::ServerConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for root in client_roots.roots() {
+        roots.add(root.clone())?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_no_client_auth()
+        .with_client_cert_verifier(verifier)
         .with_cert_resolver(serving);
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(config)

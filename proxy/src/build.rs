@@ -103,10 +103,12 @@ pub async fn start(
         .map_err(|e| StartError::Setup(e.to_string()))?,
     );
     let control_plane_addr = config.control_plane_addr.clone();
-    let channel = control_plane::channel(
+    let channel = control_plane::channel_with(
         &config.control_plane_addr,
         config.control_plane_identity.clone(),
         store.clone(),
+        config.control_plane_keepalive,
+        false,
     )
     .map_err(|e| {
         StartError::Setup(format!(
@@ -148,8 +150,22 @@ pub async fn start(
         .map(|(l, _)| local_addr(l))
         .collect::<Result<Vec<_>, _>>()?;
 
-    let discovery = Arc::new(Discovery::new(
-        channel.clone(),
+    // Watches present the proxy's certificate; Certify (above) stays token-only.
+    let watch_channels = control_plane::watch_channels(
+        &config.control_plane_addr,
+        config.control_plane_identity.clone(),
+        store.clone(),
+        config.control_plane_keepalive,
+        stop.clone(),
+    )
+    .map_err(|e| {
+        StartError::Setup(format!(
+            "--control-plane-addr {}: {e}",
+            config.control_plane_addr
+        ))
+    })?;
+    let discovery = Arc::new(Discovery::following(
+        watch_channels,
         metrics.clone(),
         stop.clone(),
     ));
@@ -280,6 +296,8 @@ fn summary(config: &ProxyConfig) -> serde_json::Value {
         "identity": config.identity.to_string(),
         "control_plane_addr": config.control_plane_addr,
         "control_plane_identity": config.control_plane_identity.to_string(),
+        "control_plane_keepalive_interval": humantime::format_duration(config.control_plane_keepalive.interval).to_string(),
+        "control_plane_keepalive_timeout": humantime::format_duration(config.control_plane_keepalive.timeout).to_string(),
         "trust_anchors": config.trust_anchors.roots().len(),
         "inbound_listen": config.inbound_listen.to_string(),
         "inbound_mode": config.inbound_mode,

@@ -10,6 +10,7 @@ use std::time::Duration;
 use weft_certs::{SpiffeId, TrustBundle};
 
 use crate::identity::TokenSource;
+use crate::identity::control_plane::{self, Keepalive};
 use crate::inbound::{ConnectTo, InboundMode};
 use crate::outbound::Endpoint;
 use crate::telemetry::{TelemetryConfig, access_log};
@@ -134,6 +135,24 @@ pub struct ProxyArgs {
     /// Access log: off, stderr, or a file to append JSON lines to (one per request).
     #[arg(long, env = "WEFT_ACCESS_LOG", default_value = "off")]
     pub access_log: Option<String>,
+
+    /// HTTP/2 keepalive toward the control plane: a PING after this much silence (also while
+    /// idle). A dead connection is noticed within interval + timeout, then replaced.
+    #[arg(
+        long,
+        env = "WEFT_CONTROL_PLANE_KEEPALIVE_INTERVAL",
+        default_value = "10s"
+    )]
+    pub control_plane_keepalive_interval: Option<String>,
+
+    /// How long a keepalive PING to the control plane may go unanswered before the connection
+    /// is closed (its watches reconnect, to another replica first).
+    #[arg(
+        long,
+        env = "WEFT_CONTROL_PLANE_KEEPALIVE_TIMEOUT",
+        default_value = "10s"
+    )]
+    pub control_plane_keepalive_timeout: Option<String>,
 }
 
 /// An explicit outbound listener and where its traffic goes.
@@ -176,6 +195,8 @@ pub struct ProxyConfig {
     pub shutdown_grace: Duration,
     pub inbound_max_connections: usize,
     pub telemetry: TelemetryConfig,
+    /// `--control-plane-keepalive-interval` and `--control-plane-keepalive-timeout`.
+    pub control_plane_keepalive: Keepalive,
 }
 
 impl ProxyConfig {
@@ -262,6 +283,10 @@ impl ProxyConfig {
             "--inbound-max-connections",
         ));
         let telemetry = telemetry(&args, &mut problems);
+        if let Some(addrs) = &control_plane_addr {
+            problems.check(control_plane::check_addrs(addrs));
+        }
+        let control_plane_keepalive = problems.check(control_plane_keepalive(&args));
 
         match (
             identity,
@@ -278,6 +303,7 @@ impl ProxyConfig {
             (outbound_listen, opaque_ports, unknown_destinations),
             (inbound_connect_to, shutdown_grace, inbound_max_connections),
             telemetry,
+            control_plane_keepalive,
         ) {
             (
                 Some(identity),
@@ -294,6 +320,7 @@ impl ProxyConfig {
                 (Some(outbound_listen), Some(opaque_ports), Some(unknown_destinations)),
                 (Some(inbound_connect_to), Some(shutdown_grace), Some(inbound_max_connections)),
                 Some(telemetry),
+                Some(control_plane_keepalive),
             ) if problems.0.is_empty() => Ok(Self {
                 identity,
                 control_plane_addr,
@@ -314,6 +341,7 @@ impl ProxyConfig {
                 shutdown_grace,
                 inbound_max_connections,
                 telemetry,
+                control_plane_keepalive,
             }),
             _ => Err(problems.0),
         }
@@ -372,6 +400,30 @@ fn ports(text: &str, flag: &str) -> Result<Vec<u16>, String> {
 
 fn duration(text: &str, flag: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{flag} {text:?}: {e} (e.g. 300ms, 2s)"))
+}
+
+/// `--control-plane-keepalive-interval` and `--control-plane-keepalive-timeout`, both above 0.
+fn control_plane_keepalive(args: &ProxyArgs) -> Result<Keepalive, String> {
+    let default = control_plane::DEFAULT_KEEPALIVE;
+    let read = |text: &Option<String>, flag: &str, default: Duration| match text {
+        None => Ok(default),
+        Some(text) => match duration(text, flag)? {
+            Duration::ZERO => Err(format!("{flag} {text:?}: must be above 0")),
+            d => Ok(d),
+        },
+    };
+    Ok(Keepalive {
+        interval: read(
+            &args.control_plane_keepalive_interval,
+            "--control-plane-keepalive-interval",
+            default.interval,
+        )?,
+        timeout: read(
+            &args.control_plane_keepalive_timeout,
+            "--control-plane-keepalive-timeout",
+            default.timeout,
+        )?,
+    })
 }
 
 fn positive(text: &str, flag: &str) -> Result<usize, String> {

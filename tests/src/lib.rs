@@ -10,6 +10,8 @@
 pub mod apps;
 pub mod bins;
 pub mod clients;
+pub mod control_plane_client;
+pub mod control_plane_process;
 pub mod fake_apiserver;
 pub mod fault_app;
 pub mod local_peer;
@@ -23,6 +25,7 @@ pub mod prometheus_server;
 pub mod proxy_process;
 pub mod raw_h2;
 pub mod sa_token;
+pub mod stalling_relay;
 pub mod tls_probe;
 pub mod traffic;
 pub mod wait;

@@ -5,7 +5,6 @@
 #![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use tempfile::TempDir;
@@ -14,10 +13,8 @@ use tonic::transport::Channel;
 use weft_api::discovery::discovery_client::DiscoveryClient;
 use weft_api::discovery::{Endpoint, Resolution, WatchRequest};
 use weft_control_plane::{ControlPlaneConfig, RunningControlPlane};
-use weft_proxy::identity::control_plane;
-use weft_proxy::tls::TlsStore;
 use weft_tests::mesh::identity;
-use weft_tests::{clients, wait};
+use weft_tests::{clients, control_plane_client, wait};
 
 /// Longer than a reload takes (files are polled every second), short enough for a test.
 const UPDATE_DEADLINE: Duration = Duration::from_secs(5);
@@ -150,24 +147,12 @@ fn hello_policy(request: &str) -> String {
     )
 }
 
-/// A discovery client that verifies the control plane's identity over TLS, and has no
-/// certificate of its own yet (as a proxy before its first one).
+/// A discovery client that verifies the control plane's identity over TLS and presents the
+/// mesh certificate of `web`, as a proxy's watches do.
 fn client(control_plane: &RunningControlPlane) -> DiscoveryClient<Channel> {
-    let store = Arc::new(
-        TlsStore::new(
-            identity("web"),
-            control_plane.trust_bundle.clone(),
-            Arc::new(rustls::crypto::ring::default_provider()),
-        )
-        .unwrap(),
-    );
-    let channel = control_plane::channel(
-        &control_plane.grpc_addr.to_string(),
-        control_plane.identity.clone(),
-        store,
-    )
-    .unwrap();
-    DiscoveryClient::new(channel)
+    let data_dir = control_plane.trust_bundle_path.parent().unwrap();
+    let store = control_plane_client::certified_by_data_dir(&identity("web"), data_dir);
+    control_plane_client::discovery_client(control_plane, store, true)
 }
 
 /// Replaces a file in one step, as Kubernetes does with mounted ConfigMaps, so the poller never

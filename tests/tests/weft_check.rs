@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use rcgen::{CertificateParams, DnType, IsCa, Issuer, KeyPair};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::net::TcpListener;
 use weft_tests::fake_apiserver::{FakeApiServer, fixture};
 use weft_tests::mesh::{Mesh, ProxyOptions, wait_ready};
@@ -66,23 +66,6 @@ async fn webhook(issuer: &Issuer<'static, KeyPair>, dns_name: &str) -> SocketAdd
     addr
 }
 
-fn crd(plural: &str, kind: &str) -> Value {
-    json!({
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": format!("{plural}.weft.dev")},
-        "spec": {
-            "group": "weft.dev", "scope": "Namespaced",
-            "names": {"plural": plural, "singular": kind.to_lowercase(), "kind": kind,
-                      "listKind": format!("{kind}List")},
-            "versions": [{"name": "v1alpha1", "served": true, "storage": true,
-                          "schema": {"openAPIV3Schema": {"type": "object",
-                              "x-kubernetes-preserve-unknown-fields": true}},
-                          "subresources": {"status": {}}}],
-        },
-        "status": {"acceptedNames": {"plural": plural, "kind": kind}, "storedVersions": ["v1alpha1"]},
-    })
-}
-
 fn b64(text: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(text)
 }
@@ -91,8 +74,10 @@ fn b64(text: &str) -> String {
 async fn healthy() -> (FakeApiServer, Issuer<'static, KeyPair>, SocketAddr) {
     let api = FakeApiServer::start().await;
     let (issuer, ca_pem) = ca(-1, 365);
-    api.put(crd("servicepolicies", "ServicePolicy"));
-    api.put(crd("meshservices", "MeshService"));
+    // The CRDs of manifests/crds, as the install creates them.
+    for crd in weft_control_plane::policy::custom_resources::crds() {
+        api.put(serde_json::to_value(crd).unwrap());
+    }
     for suffix in ["k2x7q", "p9z4w"] {
         let mut pod = fixture("pod-weft-control-plane");
         pod["metadata"]["name"] = json!(format!("weft-control-plane-6d9c7b8f5d-{suffix}"));

@@ -2,6 +2,7 @@
 //! certificates the way weft does; `weft policy check` checks ServicePolicy documents; `weft
 //! check` checks an installation in a cluster.
 
+mod ca;
 mod cert;
 mod check;
 mod crds;
@@ -36,6 +37,9 @@ enum Command {
     /// Print the CustomResourceDefinitions of ServicePolicy and MeshService (the YAML of
     /// manifests/crds/), for `weft crds | kubectl apply -f -`.
     Crds,
+    /// The control plane's certificate authority (the `weft-ca` Secret).
+    #[command(subcommand)]
+    Ca(ca::CaCommand),
 }
 
 impl Cli {
@@ -46,6 +50,7 @@ impl Cli {
             Command::Policy(command) => command.run(),
             Command::Check(args) => check::run(args),
             Command::Crds => crds::run(),
+            Command::Ca(command) => command.run(),
         }
     }
 }

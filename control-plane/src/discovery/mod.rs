@@ -17,9 +17,11 @@
 //! otherwise ignored: proxies keep the last good answers. At startup a broken file is an error,
 //! since there is no good version to fall back on.
 
+pub mod caller;
 pub mod kubernetes;
 pub mod resolve;
 pub mod services;
+pub mod stream_limit;
 pub mod watch_service;
 
 use std::collections::BTreeMap;

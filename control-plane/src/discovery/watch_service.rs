@@ -7,6 +7,11 @@
 //! traffic; a policy edit reaches exactly the watches of that service.
 //! The stream ends when the proxy goes away (tonic drops it) or the control plane stops (it ends
 //! with `UNAVAILABLE`, so the proxy knows to watch again elsewhere).
+//!
+//! Every watch has an authenticated [`Caller`] (the gRPC router refuses the others, see
+//! [`super::caller`]); each identity may hold at most `--max-watches-per-identity` streams, and a
+//! stream ends (`UNAVAILABLE`) when the certificate its connection was opened with expires, so
+//! the proxy watches again on a connection that presents its current certificate.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -24,8 +29,12 @@ use tonic::{Request, Response, Status};
 use weft_api::discovery::discovery_server::Discovery;
 use weft_api::discovery::{self as pb, WatchRequest};
 
+use super::caller::Caller;
+use super::stream_limit::{StreamLimit, StreamSlot};
 use super::{Index, Store};
-use crate::metrics::{Metrics, WATCH_DESTINATION, WATCH_SERVER};
+use crate::metrics::{
+    Metrics, REFUSED_TOO_MANY_WATCHES, REFUSED_UNAUTHENTICATED, WATCH_DESTINATION, WATCH_SERVER,
+};
 use crate::policy::is_dns_label;
 use crate::policy::{self, Policies};
 
@@ -34,6 +43,7 @@ pub struct WatchService {
     policies: Arc<policy::Store>,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
+    limit: StreamLimit,
 }
 
 impl WatchService {
@@ -48,7 +58,22 @@ impl WatchService {
             policies,
             metrics,
             stop,
+            limit: StreamLimit::new(crate::config::DEFAULT_MAX_WATCHES_PER_IDENTITY),
         }
+    }
+
+    /// At most `max` open watches per caller identity (`--max-watches-per-identity`).
+    pub fn with_stream_limit(mut self, max: usize) -> Self {
+        self.limit = StreamLimit::new(max);
+        self
+    }
+
+    /// Counts a refusal in `weft_discovery_refusals_total{reason}`.
+    fn refused(&self, reason: &str) {
+        self.metrics
+            .discovery_refusals
+            .with_label_values(&[reason])
+            .inc();
     }
 }
 
@@ -64,6 +89,23 @@ impl Discovery for WatchService {
 
     async fn watch(&self, request: Request<WatchRequest>) -> Result<Response<WatchStream>, Status> {
         let peer = crate::grpc_server::peer_of(&request);
+        let Some(caller) = request.extensions().get::<Caller>().cloned() else {
+            // The router authenticates every discovery call; this is only reached if it did not.
+            self.refused(REFUSED_UNAUTHENTICATED);
+            return Err(Status::unauthenticated(
+                "discovery needs the caller's mesh certificate",
+            ));
+        };
+        let Some(slot) = self.limit.acquire(&caller.identity) else {
+            self.refused(REFUSED_TOO_MANY_WATCHES);
+            let message = format!(
+                "{} has {} discovery watches open on this control plane, the most --max-watches-per-identity allows",
+                caller.identity,
+                self.limit.max()
+            );
+            tracing::warn!(%peer, "refused discovery watch: {message}");
+            return Err(Status::resource_exhausted(message));
+        };
         let WatchRequest { address, server } = request.into_inner();
         let target = match parse_address(&address) {
             Ok(target) => target,
@@ -85,7 +127,12 @@ impl Discovery for WatchService {
         } else {
             WATCH_DESTINATION
         };
-        tracing::debug!(%peer, %target, kind, "discovery watch opened");
+        tracing::debug!(%peer, identity = %caller.identity, %target, kind, "discovery watch opened");
+        let expires = tokio::time::Instant::now()
+            + caller
+                .not_after
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default();
         let state = Watch {
             target,
             server,
@@ -96,6 +143,8 @@ impl Discovery for WatchService {
             stop: self.stop.clone(),
             done: false,
             _open: OpenWatch::new(self.metrics.discovery_watches.with_label_values(&[kind])),
+            expires,
+            _slot: slot,
         };
         Ok(Response::new(
             futures_util::stream::unfold(state, Watch::next).boxed(),
@@ -171,6 +220,9 @@ struct Watch {
     stop: CancellationToken,
     done: bool,
     _open: OpenWatch,
+    /// When the caller's certificate expires.
+    expires: tokio::time::Instant,
+    _slot: StreamSlot,
 }
 
 impl Watch {
@@ -217,6 +269,13 @@ impl Watch {
                 _ = self.stop.cancelled() => {
                     self.done = true;
                     let status = Status::unavailable("the control plane is shutting down");
+                    return Some((Err(status), self));
+                }
+                _ = tokio::time::sleep_until(self.expires) => {
+                    self.done = true;
+                    let status = Status::unavailable(
+                        "the client certificate this watch was opened with expired; watch again with the current one",
+                    );
                     return Some((Err(status), self));
                 }
                 changed = self.index.changed() => {
@@ -304,13 +363,25 @@ mod tests {
         address: &str,
         server: bool,
     ) -> Result<WatchStream, Status> {
-        service
-            .watch(Request::new(WatchRequest {
-                address: address.to_owned(),
-                server,
-            }))
-            .await
-            .map(Response::into_inner)
+        open_by(service, address, server, "web").await
+    }
+
+    /// A watch by the proxy of service account `account`, as the router passes it on.
+    async fn open_by(
+        service: &WatchService,
+        address: &str,
+        server: bool,
+        account: &str,
+    ) -> Result<WatchStream, Status> {
+        let mut request = Request::new(WatchRequest {
+            address: address.to_owned(),
+            server,
+        });
+        request.extensions_mut().insert(Caller {
+            identity: weft_certs::SpiffeId::new("cluster.local", "demo", account).unwrap(),
+            not_after: std::time::SystemTime::now() + Duration::from_secs(24 * 3600),
+        });
+        service.watch(request).await.map(Response::into_inner)
     }
 
     #[test]
@@ -481,6 +552,86 @@ mod tests {
         // The server section removed: the endpoint's sidecar is told at once.
         policies.reload(&policy_files("3s")).unwrap();
         assert_eq!(own.next().await.unwrap().unwrap().server_policy, None);
+    }
+
+    #[tokio::test]
+    async fn one_identity_past_its_limit_is_refused_and_others_are_not() {
+        let stop = CancellationToken::new();
+        let (_store, service, metrics) = service(&stop);
+        let service = service.with_stream_limit(2);
+        let _a = open_by(&service, "10.96.0.10:80", false, "web")
+            .await
+            .unwrap();
+        let b = open_by(&service, "10.96.0.20:80", false, "web")
+            .await
+            .unwrap();
+        let Err(status) = open_by(&service, "10.96.0.10:80", false, "web").await else {
+            panic!("the third watch of web is refused");
+        };
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert!(
+            status
+                .message()
+                .contains("spiffe://cluster.local/ns/demo/sa/web has 2 discovery watches open"),
+            "{status:?}"
+        );
+        let refusals = |reason| {
+            metrics
+                .discovery_refusals
+                .with_label_values(&[reason])
+                .get()
+        };
+        assert_eq!(refusals(REFUSED_TOO_MANY_WATCHES), 1);
+        assert!(
+            open_by(&service, "10.96.0.10:80", false, "db")
+                .await
+                .is_ok()
+        );
+        drop(b);
+        assert!(
+            open_by(&service, "10.96.0.10:80", false, "web")
+                .await
+                .is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn without_a_caller_a_watch_is_unauthenticated() {
+        let stop = CancellationToken::new();
+        let (_store, service, metrics) = service(&stop);
+        let request = Request::new(WatchRequest {
+            address: "10.96.0.10:80".to_owned(),
+            server: false,
+        });
+        let Err(status) = service.watch(request).await else {
+            panic!("refused");
+        };
+        assert_eq!(status.code(), tonic::Code::Unauthenticated);
+        let refusals = metrics
+            .discovery_refusals
+            .with_label_values(&[REFUSED_UNAUTHENTICATED])
+            .get();
+        assert_eq!(refusals, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_watch_ends_when_its_certificate_expires() {
+        let stop = CancellationToken::new();
+        let (_store, service, _metrics) = service(&stop);
+        let mut request = Request::new(WatchRequest {
+            address: "10.96.0.10:80".to_owned(),
+            server: false,
+        });
+        request.extensions_mut().insert(Caller {
+            identity: weft_certs::SpiffeId::new("cluster.local", "demo", "web").unwrap(),
+            not_after: std::time::SystemTime::now() + Duration::from_secs(60),
+        });
+        let mut stream = service.watch(request).await.unwrap().into_inner();
+        assert!(stream.next().await.unwrap().is_ok());
+        let ended = stream.next().await.unwrap().unwrap_err();
+        assert_eq!(ended.code(), tonic::Code::Unavailable);
+        assert!(ended.message().contains("expired"), "{ended:?}");
+        assert!(stream.next().await.is_none());
     }
 
     #[tokio::test]

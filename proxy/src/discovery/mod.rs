@@ -27,7 +27,6 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use weft_api::discovery::WatchRequest;
-use weft_api::discovery::discovery_client::DiscoveryClient;
 
 use crate::metrics::Metrics;
 use crate::server_policy::InboundPolicy;
@@ -54,7 +53,9 @@ pub type Answer = tokio::sync::watch::Receiver<Option<Resolution>>;
 pub type InboundAnswer = tokio::sync::watch::Receiver<Option<InboundPolicy>>;
 
 pub struct Discovery {
-    client: DiscoveryClient<Channel>,
+    /// The channel new watches use: replaced with every new certificate, which the control
+    /// plane requires of discovery callers (see [`crate::identity::control_plane`]).
+    channels: tokio::sync::watch::Receiver<Channel>,
     /// By what is watched: `ip:port`, or `name.namespace:port` for a named service.
     watches: Mutex<HashMap<String, Watched<Resolution>>>,
     /// This pod's own `ip:port`s that connections arrived at.
@@ -78,9 +79,19 @@ pub struct NoAnswer {
 }
 
 impl Discovery {
+    /// Discovery over one fixed channel.
     pub fn new(channel: Channel, metrics: Arc<Metrics>, stop: CancellationToken) -> Self {
+        Self::following(tokio::sync::watch::channel(channel).1, metrics, stop)
+    }
+
+    /// Discovery whose watches (re)open on the channel `channels` holds at the time.
+    pub fn following(
+        channels: tokio::sync::watch::Receiver<Channel>,
+        metrics: Arc<Metrics>,
+        stop: CancellationToken,
+    ) -> Self {
         Self {
-            client: DiscoveryClient::new(channel),
+            channels,
             watches: Mutex::new(HashMap::new()),
             inbound: Mutex::new(HashMap::new()),
             metrics,
@@ -137,7 +148,7 @@ impl Discovery {
     ) -> tokio::sync::watch::Receiver<Option<T>> {
         let (tx, rx) = tokio::sync::watch::channel(None);
         tokio::spawn(watch::run(
-            self.client.clone(),
+            self.channels.clone(),
             WatchRequest { address, server },
             tx,
             self.metrics.clone(),

@@ -59,7 +59,7 @@ impl Answer for InboundPolicy {
 }
 
 pub async fn run<T: Answer>(
-    mut client: DiscoveryClient<Channel>,
+    channels: tokio::sync::watch::Receiver<Channel>,
     request: WatchRequest,
     answers: Sender<Option<T>>,
     metrics: Arc<Metrics>,
@@ -77,13 +77,13 @@ pub async fn run<T: Answer>(
         _ = stop.cancelled() => {}
         // Nobody needs the answer any more: the address was forgotten and its connections ended.
         _ = answers.closed() => {}
-        _ = follow_forever(&mut client, &request, &answers, &metrics, &unreachable, &mut state) => {}
+        _ = follow_forever(&channels, &request, &answers, &metrics, &unreachable, &mut state) => {}
     }
     watches.dec();
 }
 
 async fn follow_forever<T: Answer>(
-    client: &mut DiscoveryClient<Channel>,
+    channels: &tokio::sync::watch::Receiver<Channel>,
     request: &WatchRequest,
     answers: &Sender<Option<T>>,
     metrics: &Arc<Metrics>,
@@ -93,8 +93,10 @@ async fn follow_forever<T: Answer>(
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     let addr = &request.address;
     loop {
+        // Each attempt on the channel in force now (it presents the current certificate).
+        let mut client = DiscoveryClient::new(channels.borrow().clone());
         let ended = follow(
-            client,
+            &mut client,
             request,
             answers,
             metrics,

@@ -236,7 +236,25 @@ impl TlsStore {
     /// A config for talking to the control plane: verify `expected` against the configured
     /// anchors plus the latest bundle, present no certificate (the token authenticates), HTTP/2.
     pub fn control_plane_config(&self, expected: &SpiffeId) -> Result<ClientConfig, InstallError> {
-        let bundle = match self.current() {
+        self.control_plane_config_for(expected, self.current(), false)
+    }
+
+    /// [`Self::control_plane_config`] presenting this proxy's current certificate, as discovery
+    /// watches must; an error before the first certificate.
+    pub fn control_plane_config_presenting(
+        &self,
+        expected: &SpiffeId,
+    ) -> Result<ClientConfig, InstallError> {
+        self.control_plane_config_for(expected, self.current(), true)
+    }
+
+    fn control_plane_config_for(
+        &self,
+        expected: &SpiffeId,
+        current: Option<Arc<Credentials>>,
+        present: bool,
+    ) -> Result<ClientConfig, InstallError> {
+        let bundle = match &current {
             Some(c) => self.anchors.merged(&c.bundle),
             None => self.anchors.clone(),
         };
@@ -245,10 +263,20 @@ impl TlsStore {
             expected.clone(),
             self.provider.signature_verification_algorithms,
         );
-        let mut config = tls13_client(&self.provider)
+        let builder = tls13_client(&self.provider)
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
-            .with_no_client_auth();
+            .with_custom_certificate_verifier(Arc::new(verifier));
+        let mut config = match (present, current) {
+            (false, _) => builder.with_no_client_auth(),
+            (true, Some(c)) => {
+                builder.with_client_cert_resolver(Arc::new(Fixed(c.certified.clone())))
+            }
+            (true, None) => {
+                return Err(InstallError::Invalid(
+                    "no certificate yet to present to the control plane".to_owned(),
+                ));
+            }
+        };
         config.alpn_protocols = vec![b"h2".to_vec()];
         Ok(config)
     }

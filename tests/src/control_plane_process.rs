@@ -1,0 +1,111 @@
+//! `weft-control-plane` as a process on loopback, for what only a process shows: a replica
+//! that dies at once (SIGKILL), connections and all, with nothing said to its callers.
+//!
+//! It listens on port 0; the bound addresses are read from its "control plane serving" log line.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::{bins, clients, wait};
+
+const STARTED_DEADLINE: Duration = Duration::from_secs(30);
+
+pub struct ControlPlaneProcess {
+    child: Child,
+    log: Arc<Mutex<String>>,
+    pub grpc_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+}
+
+impl ControlPlaneProcess {
+    /// Starts `weft-control-plane` with its data directory in `data_dir` and `flags`.
+    pub async fn start(data_dir: &Path, flags: &[String]) -> Self {
+        let mut command = Command::new(bins::path("weft-control-plane"));
+        command
+            .arg("--listen=127.0.0.1:0")
+            .arg("--admin-listen=127.0.0.1:0")
+            .arg(format!("--data-dir={}", data_dir.display()))
+            .args(flags)
+            .env("WEFT_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("weft-control-plane starts");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let watched = log.clone();
+        let started = tokio::task::spawn_blocking(move || {
+            wait::until_blocking(STARTED_DEADLINE, "weft-control-plane to serve", || {
+                let log = watched.lock().unwrap();
+                log.lines()
+                    .find(|l| l.contains("control plane serving"))
+                    .map(str::to_owned)
+            })
+        })
+        .await;
+        let started = match started {
+            Ok(line) => line,
+            Err(e) => {
+                let _ = child.kill();
+                panic!("{e}; weft-control-plane's log:\n{}", log.lock().unwrap());
+            }
+        };
+        let field = |name: &str| -> SocketAddr {
+            started
+                .split_whitespace()
+                .find_map(|word| word.strip_prefix(&format!("{name}=")))
+                .unwrap_or_else(|| panic!("no {name} in {started:?}"))
+                .parse()
+                .unwrap()
+        };
+        Self {
+            grpc_addr: field("grpc_addr"),
+            admin_addr: field("admin_addr"),
+            child,
+            log,
+        }
+    }
+
+    /// SIGKILL: the process and its connections vanish at once.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Its `/metrics` text, `None` if it does not answer.
+    pub async fn metrics(&self) -> Option<String> {
+        let reply = clients::get(self.admin_addr, "/metrics", "control-plane")
+            .await
+            .ok()?;
+        (reply.status == 200).then_some(reply.body)
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for ControlPlaneProcess {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- weft-control-plane (pid {}) log:\n{}",
+                self.child.id(),
+                self.log()
+            );
+        }
+    }
+}
