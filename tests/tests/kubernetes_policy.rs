@@ -5,7 +5,6 @@
 
 #![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -15,8 +14,6 @@ use tonic::transport::Channel;
 use weft_api::discovery::discovery_client::DiscoveryClient;
 use weft_api::discovery::{Resolution, WatchRequest};
 use weft_control_plane::{ControlPlaneConfig, RunningControlPlane};
-use weft_proxy::identity::control_plane;
-use weft_proxy::tls::TlsStore;
 use weft_tests::fake_apiserver::{FakeApiServer, fixture};
 use weft_tests::mesh::identity;
 use weft_tests::policy_mesh::metric_in;
@@ -100,21 +97,10 @@ impl Fixture {
 
 /// A discovery client that verifies the control plane's identity, as a proxy's.
 fn client(control_plane: &RunningControlPlane) -> DiscoveryClient<Channel> {
-    let store = Arc::new(
-        TlsStore::new(
-            identity("web"),
-            control_plane.trust_bundle.clone(),
-            Arc::new(rustls::crypto::ring::default_provider()),
-        )
-        .unwrap(),
-    );
-    let channel = control_plane::channel(
-        &control_plane.grpc_addr.to_string(),
-        control_plane.identity.clone(),
-        store,
-    )
-    .unwrap();
-    DiscoveryClient::new(channel)
+    // Watches need a mesh certificate: one from the control plane's own CA.
+    let data_dir = control_plane.trust_bundle_path.parent().unwrap();
+    let store = weft_tests::control_plane_client::certified_by_data_dir(&identity("web"), data_dir);
+    weft_tests::control_plane_client::discovery_client(control_plane, store, true)
 }
 
 async fn next(stream: &mut Streaming<Resolution>) -> Resolution {
