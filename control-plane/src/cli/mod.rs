@@ -1,8 +1,10 @@
 //! The `weft` command line: `weft demo` runs a whole mesh locally; `weft cert inspect` reads
-//! certificates the way weft does; `weft policy check` checks ServicePolicy documents.
+//! certificates the way weft does; `weft policy check` checks ServicePolicy documents;
+//! `weft inject` / `weft uninject` add and remove the sidecar in YAML files.
 
 mod cert;
 mod demo;
+mod inject;
 pub mod policy;
 
 use std::process::ExitCode;
@@ -27,6 +29,10 @@ enum Command {
     /// ServicePolicy documents.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Add the weft sidecar to every pod template in YAML files (offline, as the webhook does).
+    Inject(inject::InjectArgs),
+    /// Remove exactly what `weft inject` added.
+    Uninject(inject::UninjectArgs),
 }
 
 impl Cli {
@@ -35,6 +41,8 @@ impl Cli {
             Command::Demo(args) => demo::run(args),
             Command::Cert(command) => command.run(),
             Command::Policy(command) => command.run(),
+            Command::Inject(args) => inject::run_inject(args),
+            Command::Uninject(args) => inject::run_uninject(args),
         }
     }
 }
