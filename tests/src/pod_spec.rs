@@ -62,10 +62,10 @@ pub fn translate(
         .collect::<Result<_, String>>()?;
     let remap = |text: String| -> String {
         for (path, dir) in &mounts {
-            if let Some(rest) = text.strip_prefix(path.as_str()) {
-                if rest.is_empty() || rest.starts_with('/') {
-                    return format!("{}{rest}", dir.display());
-                }
+            if let Some(rest) = text.strip_prefix(path.as_str())
+                && (rest.is_empty() || rest.starts_with('/'))
+            {
+                return format!("{}{rest}", dir.display());
             }
         }
         text
