@@ -56,7 +56,14 @@ fn route(req: &Request<Incoming>, metrics: &Metrics) -> Response<Full<Bytes>> {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n".to_owned());
     }
     match req.uri().path() {
-        "/live" | "/ready" => text(StatusCode::OK, "ok\n".to_owned()),
+        "/live" => text(StatusCode::OK, "ok\n".to_owned()),
+        "/ready" => match metrics.kubernetes_unsynced.get() {
+            0 => text(StatusCode::OK, "ok\n".to_owned()),
+            n => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {n} Kubernetes resources not listed yet\n"),
+            ),
+        },
         "/metrics" => {
             let mut response = text(StatusCode::OK, metrics.render());
             response.headers_mut().insert(

@@ -53,7 +53,18 @@ pub struct Metrics {
     pub certify_duration: HistogramVec,
     /// `weft_build_info{version}`: always 1; the version is in the label.
     pub build_info: IntGaugeVec,
+    /// `weft_kubernetes_watch_errors_total{resource}`: failed lists/watches and expired
+    /// watches (410 Gone) of a Kubernetes resource discovery watches.
+    pub kubernetes_watch_errors: IntCounterVec,
+    /// `weft_kubernetes_objects{resource}`: objects of a resource discovery holds now.
+    pub kubernetes_objects: IntGaugeVec,
+    /// `weft_kubernetes_resources_unsynced`: watched resources not listed once yet; `/ready`
+    /// fails while it is above 0.
+    pub kubernetes_unsynced: IntGauge,
 }
+
+/// The `resource` label values of the Kubernetes discovery metrics.
+pub const KUBERNETES_RESOURCES: [&str; 4] = ["services", "endpointslices", "pods", "namespaces"];
 
 impl Metrics {
     pub fn new() -> Self {
@@ -139,6 +150,31 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        let kubernetes_watch_errors = IntCounterVec::new(
+            Opts::new(
+                "weft_kubernetes_watch_errors_total",
+                "Failed or expired (410 Gone) lists and watches of a Kubernetes resource discovery watches; the last known objects stay in force.",
+            ),
+            &["resource"],
+        )
+        .expect("valid metric definition");
+        let kubernetes_objects = IntGaugeVec::new(
+            Opts::new(
+                "weft_kubernetes_objects",
+                "Objects of a Kubernetes resource that discovery holds now.",
+            ),
+            &["resource"],
+        )
+        .expect("valid metric definition");
+        for resource in KUBERNETES_RESOURCES {
+            kubernetes_watch_errors.with_label_values(&[resource]);
+            kubernetes_objects.with_label_values(&[resource]);
+        }
+        let kubernetes_unsynced = IntGauge::new(
+            "weft_kubernetes_resources_unsynced",
+            "Kubernetes resources discovery watches that have not been listed once yet (0 without --kubernetes).",
+        )
+        .expect("valid metric definition");
         for metric in [
             Box::new(certify_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(ca_expiry.clone()),
@@ -151,6 +187,9 @@ impl Metrics {
             Box::new(policies.clone()),
             Box::new(certify_duration.clone()),
             Box::new(build_info.clone()),
+            Box::new(kubernetes_watch_errors.clone()),
+            Box::new(kubernetes_objects.clone()),
+            Box::new(kubernetes_unsynced.clone()),
         ] {
             registry
                 .register(metric)
@@ -169,6 +208,9 @@ impl Metrics {
             policies,
             certify_duration,
             build_info,
+            kubernetes_watch_errors,
+            kubernetes_objects,
+            kubernetes_unsynced,
         }
     }
 

@@ -81,7 +81,26 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
         metrics.clone(),
         &stop,
     )?;
+    if let Some(client) = &kube {
+        discovery::kubernetes::start(
+            client.clone(),
+            services.clone(),
+            &config.trust_domain,
+            metrics.clone(),
+            &stop,
+        );
+    }
     let policies = policy::Store::start(config.policies.as_deref(), metrics.clone(), &stop)?;
+    let mut kube_tasks = Vec::new();
+    if let Some(client) = &kube {
+        kube_tasks.extend(policy::custom_resources::start(
+            client.clone(),
+            policies.clone(),
+            services.clone(),
+            &metrics,
+            &stop,
+        )?);
+    }
     let identity = config.serving_identity()?;
     let serving = ServingCert::start(ca.clone(), identity.clone(), provider.clone())?;
     let tls = TlsAcceptor::from(Arc::new(serving_tls::server_config(serving, provider)?));
@@ -98,7 +117,7 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
     let webhook_addr = start_webhook(&config, &ca, kube.as_ref(), &metrics, &stop).await?;
     let service = IdentityService::new(ca.clone(), authenticator, config.cert_ttl, metrics.clone());
     let discovery = WatchService::new(services, policies, metrics.clone(), stop.clone());
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(grpc_server::serve(
             grpc,
             tls,
@@ -109,6 +128,7 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
         )),
         tokio::spawn(admin::serve(admin, metrics.clone(), stop.clone())),
     ];
+    tasks.extend(kube_tasks);
     tracing::info!(
         %grpc_addr,
         %admin_addr,

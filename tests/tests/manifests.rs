@@ -68,3 +68,209 @@ fn the_jaeger_manifests_build_and_validate() {
         );
     }
 }
+
+/// The document of `kind` named `name` in a kustomize build.
+fn document<'a>(built: &'a str, kind: &str, name: &str) -> &'a str {
+    built
+        .split("\n---\n")
+        .find(|doc| {
+            doc.contains(&format!("kind: {kind}\n")) && doc.contains(&format!("\n  name: {name}\n"))
+        })
+        .unwrap_or_else(|| panic!("no {kind} {name} in:\n{built}"))
+}
+
+fn skip_without_tools() -> bool {
+    !programs::available("kubectl", "kubectl")
+        || !(programs::installed("kubernetes-validate")
+            || programs::skip(
+                "kubernetes-validate is not installed (pip install kubernetes-validate); .ci/run installs it",
+            ))
+}
+
+#[test]
+fn the_install_builds_validates_and_grants_least_privilege() {
+    if skip_without_tools() {
+        return;
+    }
+    let built = build_and_validate(".");
+    let deployment = document(&built, "Deployment", "weft-control-plane");
+    for expected in [
+        "replicas: 2",
+        "runAsNonRoot: true",
+        "readOnlyRootFilesystem: true",
+        "allowPrivilegeEscalation: false",
+        "- ALL",
+        "path: /ready",
+        "path: /live",
+        "port: admin",
+        "--kubernetes",
+        "secretName: weft-ca",
+        "defaultMode: 256",
+        "podAntiAffinity",
+        "memory: 64Mi",
+    ] {
+        assert!(
+            deployment.contains(expected),
+            "{expected} missing:\n{deployment}"
+        );
+    }
+    let service = document(&built, "Service", "weft-control-plane");
+    for port in ["port: 15010", "port: 8443", "port: 15014"] {
+        assert!(service.contains(port), "{port} missing:\n{service}");
+    }
+    document(&built, "PodDisruptionBudget", "weft-control-plane");
+    let webhook = document(
+        &built,
+        "MutatingWebhookConfiguration",
+        "weft-sidecar-injector",
+    );
+    for expected in [
+        "path: /inject",
+        "port: 8443",
+        "- kube-system",
+        "- weft-system",
+        "sideEffects: None",
+    ] {
+        assert!(webhook.contains(expected), "{expected} missing:\n{webhook}");
+    }
+    // Least privilege: no wildcard, no secrets, and writes only where the control plane writes.
+    let role = document(&built, "ClusterRole", "weft-control-plane");
+    assert!(!role.contains('*'), "a wildcard in:\n{role}");
+    assert!(
+        !role.contains("secrets"),
+        "the CA comes from a mounted Secret:\n{role}"
+    );
+    for verb in [
+        "update",
+        "delete",
+        "deletecollection",
+        "escalate",
+        "bind",
+        "impersonate",
+    ] {
+        assert!(
+            !role.contains(&format!("- {verb}\n")),
+            "{verb} granted:\n{role}"
+        );
+    }
+}
+
+#[test]
+fn the_overlays_build_and_validate() {
+    if skip_without_tools() {
+        return;
+    }
+    let ha = build_and_validate("overlays/ha");
+    assert!(document(&ha, "Deployment", "weft-control-plane").contains("replicas: 3"));
+    assert!(
+        document(&ha, "Deployment", "weft-control-plane")
+            .contains("requiredDuringSchedulingIgnoredDuringExecution")
+    );
+    assert!(document(&ha, "PodDisruptionBudget", "weft-control-plane").contains("minAvailable: 2"));
+    let with_jaeger = build_and_validate("overlays/jaeger");
+    document(&with_jaeger, "Deployment", "weft-control-plane");
+    document(&with_jaeger, "Service", "jaeger-collector");
+}
+
+/// The image cannot be built here (no container engine), so check what can be: the binaries it
+/// copies exist, its Rust is at least the workspace's `rust-version`, and `--locked` has a lock.
+#[test]
+fn the_containerfile_builds_the_three_binaries() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let containerfile = std::fs::read_to_string(root.join("Containerfile")).unwrap();
+    let control_plane = std::fs::read_to_string(root.join("control-plane/Cargo.toml")).unwrap();
+    let proxy = std::fs::read_to_string(root.join("proxy/Cargo.toml")).unwrap();
+    for (bin, manifest) in [
+        ("weft-control-plane", &control_plane),
+        ("weft", &control_plane),
+        ("weft-proxy", &proxy),
+    ] {
+        assert!(
+            containerfile.contains(&format!("--bin {bin}")),
+            "{bin} not built"
+        );
+        assert!(
+            containerfile.contains(&format!("target/release/{bin} "))
+                || containerfile.contains(&format!("target/release/{bin} /out/")),
+            "{bin} not copied"
+        );
+        assert!(
+            manifest.contains(&format!("name = \"{bin}\"")),
+            "no binary {bin} in the crates"
+        );
+    }
+    let workspace = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let minor = |text: &str, after: &str| -> u32 {
+        let rest = &text[text.find(after).unwrap() + after.len()..];
+        rest.split(['.', '"', '-']).nth(1).unwrap().parse().unwrap()
+    };
+    let image_rust = minor(&containerfile, "rust:");
+    let required = minor(&workspace, "rust-version = \"");
+    assert!(
+        image_rust >= required,
+        "the image's Rust 1.{image_rust} is older than rust-version 1.{required}"
+    );
+    assert!(root.join("Cargo.lock").exists());
+    assert!(
+        containerfile.contains("iptables"),
+        "weft-proxy init needs iptables"
+    );
+}
+
+/// `manifests/crds/` is what `weft crds` prints: regenerate with
+/// `cargo run -p weft-control-plane --bin weft -- crds` (the files are split at `---`).
+#[test]
+fn the_crd_files_are_what_the_code_generates() {
+    let generated = weft_control_plane::policy::custom_resources::crd_files().unwrap();
+    assert_eq!(generated.len(), 2);
+    for (name, text) in &generated {
+        let path = manifests().join("crds").join(name);
+        let on_disk = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}; run `weft crds` to create it", path.display()));
+        assert!(
+            on_disk == *text,
+            "{} differs from what `weft crds` generates; regenerate it",
+            path.display()
+        );
+    }
+    // The binary prints the same, joined by `---`.
+    let out = std::process::Command::new(weft_tests::bins::path("weft"))
+        .arg("crds")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let texts: Vec<&str> = generated.iter().map(|(_, t)| t.as_str()).collect();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), texts.join("---\n"));
+}
+
+#[test]
+fn the_crds_build_and_validate() {
+    if skip_without_tools() {
+        return;
+    }
+    let built = build_and_validate("crds");
+    // The install carries them too.
+    let install = build_and_validate(".");
+    document(
+        &install,
+        "CustomResourceDefinition",
+        "servicepolicies.weft.dev",
+    );
+    document(
+        &install,
+        "CustomResourceDefinition",
+        "meshservices.weft.dev",
+    );
+    for expected in [
+        "name: servicepolicies.weft.dev",
+        "name: meshservices.weft.dev",
+        "scope: Namespaced",
+        "name: v1alpha1",
+        "status: {}",
+    ] {
+        assert!(
+            built.contains(expected),
+            "{expected} missing from:\n{built}"
+        );
+    }
+}

@@ -1,8 +1,11 @@
 //! The `weft` command line: `weft demo` runs a whole mesh locally; `weft cert inspect` reads
-//! certificates the way weft does; `weft policy check` checks ServicePolicy documents;
-//! `weft inject` / `weft uninject` add and remove the sidecar in YAML files.
+//! certificates the way weft does; `weft policy check` checks ServicePolicy documents; `weft
+//! check` checks an installation in a cluster; `weft inject` / `weft uninject` add and remove the
+//! sidecar in YAML files.
 
 mod cert;
+mod check;
+mod crds;
 mod demo;
 mod inject;
 pub mod policy;
@@ -29,6 +32,12 @@ enum Command {
     /// ServicePolicy documents.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Check weft in a cluster: API server, CRDs, control plane, CA, webhook (and, with --proxy,
+    /// every sidecar; with --pre, whether it can be installed). Exit status 1 if a check fails.
+    Check(check::CheckArgs),
+    /// Print the CustomResourceDefinitions of ServicePolicy and MeshService (the YAML of
+    /// manifests/crds/), for `weft crds | kubectl apply -f -`.
+    Crds,
     /// Add the weft sidecar to every pod template in YAML files (offline, as the webhook does).
     Inject(inject::InjectArgs),
     /// Remove exactly what `weft inject` added.
@@ -41,6 +50,8 @@ impl Cli {
             Command::Demo(args) => demo::run(args),
             Command::Cert(command) => command.run(),
             Command::Policy(command) => command.run(),
+            Command::Check(args) => check::run(args),
+            Command::Crds => crds::run(),
             Command::Inject(args) => inject::run_inject(args),
             Command::Uninject(args) => inject::run_uninject(args),
         }

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 
 use weft_certs::SpiffeId;
 
-use super::services::{Protocol, Service};
+use super::services::{EndpointPort, Protocol, Service};
 
 /// The answer for one destination address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,9 +65,11 @@ impl Index {
                         .or_insert((s, p));
                 }
                 for (e, endpoint) in service.endpoints.iter().enumerate() {
-                    by_endpoint
-                        .entry(SocketAddr::new(endpoint.ip, port.target_port))
-                        .or_insert((s, e, p));
+                    if let Some(served) = served(service, e, p) {
+                        by_endpoint
+                            .entry(SocketAddr::new(endpoint.ip, served.target_port))
+                            .or_insert((s, e, p));
+                    }
                 }
             }
         }
@@ -79,8 +81,19 @@ impl Index {
         }
     }
 
+    /// Whether this index was built from exactly `services` (a new version equal to this one
+    /// need not be published: no watch's answer could change).
+    pub fn is_built_from(&self, services: &[Service]) -> bool {
+        self.services == services
+    }
+
     pub fn services(&self) -> usize {
         self.services.len()
+    }
+
+    /// The services indexed.
+    pub fn all(&self) -> &[Service] {
+        &self.services
     }
 
     pub fn endpoints(&self) -> usize {
@@ -101,7 +114,8 @@ impl Index {
                     address: addr,
                     identity: service.endpoints[e].identity.clone(),
                 }],
-                opaque: service.ports[p].protocol == Protocol::Opaque,
+                // Indexed only where served.
+                opaque: served(service, e, p).is_some_and(|p| p.protocol == Protocol::Opaque),
             };
         }
         Resolution::Unknown
@@ -134,13 +148,29 @@ impl Index {
             endpoints: service
                 .endpoints
                 .iter()
-                .map(|e| Endpoint {
-                    address: SocketAddr::new(e.ip, port.target_port),
-                    identity: e.identity.clone(),
+                .enumerate()
+                .filter_map(|(e, endpoint)| {
+                    Some(Endpoint {
+                        address: SocketAddr::new(endpoint.ip, served(service, e, p)?.target_port),
+                        identity: endpoint.identity.clone(),
+                    })
                 })
                 .collect(),
             opaque: port.protocol == Protocol::Opaque,
         }
+    }
+}
+
+/// How endpoint `e` of `service` serves port `p`: its own override, else the port as declared;
+/// `None` when it does not serve that port.
+fn served(service: &Service, e: usize, p: usize) -> Option<EndpointPort> {
+    let port = &service.ports[p];
+    match &service.endpoints[e].ports {
+        None => Some(EndpointPort {
+            target_port: port.target_port,
+            protocol: port.protocol,
+        }),
+        Some(ports) => ports.get(p).copied().flatten(),
     }
 }
 
@@ -169,6 +199,37 @@ impl From<Resolution> for weft_api::discovery::Resolution {
             },
         }
     }
+}
+
+/// The first `ip:port` of `service` (an address and port, or an endpoint and target port) that a
+/// service of `index` already answers for, as a message naming both.
+pub fn first_conflict(index: &Index, service: &Service) -> Option<String> {
+    let addresses = service.addresses.iter().flat_map(|ip| {
+        service
+            .ports
+            .iter()
+            .map(move |p| (SocketAddr::new(*ip, p.port), "a service address"))
+    });
+    let endpoints = service.endpoints.iter().flat_map(|e| {
+        service
+            .ports
+            .iter()
+            .map(move |p| (SocketAddr::new(e.ip, p.target_port), "an endpoint"))
+    });
+    for (addr, role) in addresses.chain(endpoints) {
+        let first = index
+            .by_service_address
+            .get(&addr)
+            .map(|&(s, _)| s)
+            .or_else(|| index.by_endpoint.get(&addr).map(|&(s, _, _)| s));
+        if let Some(s) = first {
+            return Some(format!(
+                "{addr} ({role} of {}) is already claimed by service {}",
+                service.name, index.services[s].name
+            ));
+        }
+    }
+    None
 }
 
 #[cfg(test)]

@@ -76,6 +76,18 @@ pub struct ServiceEndpoint {
     pub ip: IpAddr,
     /// The identity its sidecar must prove; `None` for an endpoint without a sidecar.
     pub identity: Option<SpiffeId>,
+    /// How this endpoint serves each of the service's ports (same order as [`Service::ports`];
+    /// `None` in it: not served here), when that differs per endpoint. Kubernetes needs it: a
+    /// named target port can be a different number on different pods, and a pod's own
+    /// opaque-ports annotation overrides its service's. `None`: every port as declared (a file).
+    pub ports: Option<Vec<Option<EndpointPort>>>,
+}
+
+/// One endpoint's own target port and protocol for one service port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndpointPort {
+    pub target_port: u16,
+    pub protocol: Protocol,
 }
 
 // The file as written. Every field that can be wrong on its own is `Spanned` so the error can
@@ -438,7 +450,11 @@ impl Checker<'_> {
                 }
             },
         };
-        Some(ServiceEndpoint { ip: ip?, identity })
+        Some(ServiceEndpoint {
+            ip: ip?,
+            identity,
+            ports: None,
+        })
     }
 
     /// Records which `ip:port` destinations `service` answers for, refusing any that another
@@ -587,6 +603,7 @@ spec:
                     ServiceEndpoint {
                         ip: ip("10.200.0.2"),
                         identity: Some(SpiffeId::new("cluster.local", "demo", "hello").unwrap()),
+                        ports: None,
                     },
                     ServiceEndpoint {
                         ip: ip("10.200.0.3"),
@@ -595,10 +612,12 @@ spec:
                                 .parse()
                                 .unwrap()
                         ),
+                        ports: None,
                     },
                     ServiceEndpoint {
                         ip: ip("10.200.0.9"),
                         identity: None,
+                        ports: None,
                     },
                 ],
             }

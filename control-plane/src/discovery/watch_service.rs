@@ -12,6 +12,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use futures_util::StreamExt;
@@ -51,6 +52,10 @@ impl WatchService {
     }
 }
 
+/// How long a new watch waits for the sources' first version (the Kubernetes lists) before
+/// answering from what is known.
+pub const INITIAL_SYNC_WAIT: Duration = Duration::from_secs(5);
+
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::Resolution, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -85,6 +90,7 @@ impl Discovery for WatchService {
             target,
             server,
             index: self.store.subscribe(),
+            synced: self.store.synced(),
             policies: self.policies.subscribe(),
             last: None,
             stop: self.stop.clone(),
@@ -157,6 +163,8 @@ struct Watch {
     /// The watcher is the sidecar of the endpoint at `target`: attach the server policy.
     server: bool,
     index: watch::Receiver<Arc<Index>>,
+    /// Whether every discovery source has delivered its first version.
+    synced: watch::Receiver<bool>,
     policies: watch::Receiver<Arc<Policies>>,
     /// What the proxy was last told; `None` before the first message.
     last: Option<pb::Resolution>,
@@ -193,6 +201,11 @@ impl Watch {
     async fn next(mut self) -> Option<(Result<pb::Resolution, Status>, Self)> {
         if self.done {
             return None;
+        }
+        if self.last.is_none() {
+            // Before the first list of the cluster, "unknown" would be a guess: wait for it, but
+            // not forever (an API server that is down must not stall every proxy's first answer).
+            let _ = tokio::time::timeout(INITIAL_SYNC_WAIT, self.synced.wait_for(|s| *s)).await;
         }
         loop {
             let current = self.answer();
@@ -261,15 +274,13 @@ mod tests {
         stop: &CancellationToken,
     ) -> (Arc<Store>, Arc<policy::Store>, WatchService, Arc<Metrics>) {
         let metrics = Arc::new(Metrics::new());
-        let index = Index::new(
-            services::parse(
-                file("{address: 10.1.0.1, meshed: false}").as_bytes(),
-                Path::new("s.yaml"),
-                "cluster.local",
-            )
-            .unwrap(),
-        );
-        let store = Store::fixed(index, metrics.clone(), "cluster.local");
+        let services = services::parse(
+            file("{address: 10.1.0.1, meshed: false}").as_bytes(),
+            Path::new("s.yaml"),
+            "cluster.local",
+        )
+        .unwrap();
+        let store = Store::fixed(Index::new(services), metrics.clone(), "cluster.local");
         let policies = policy::Store::fixed(Policies::default(), metrics.clone());
         let service = WatchService::new(
             store.clone(),
@@ -365,6 +376,33 @@ mod tests {
         assert!(stream.next().await.is_none());
         drop(stream);
         assert_eq!(open_watches(&metrics, WATCH_DESTINATION), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_answer_waits_for_the_initial_kubernetes_list_up_to_a_bound() {
+        let stop = CancellationToken::new();
+        let (store, service, _metrics) = service(&stop);
+        store.expect_kubernetes();
+        let mut stream = open(&service, "10.96.0.10:80").await.unwrap();
+        let started = tokio::time::Instant::now();
+        assert!(
+            tokio::time::timeout(Duration::from_secs(1), stream.next())
+                .await
+                .is_err(),
+            "no answer before the list"
+        );
+        store.set_kubernetes(Vec::new());
+        let first = stream.next().await.unwrap().unwrap();
+        assert!(first.known, "the file's service, once synced");
+        assert!(started.elapsed() < INITIAL_SYNC_WAIT);
+
+        // Never synced: an answer from what is known after the bound.
+        store.expect_kubernetes();
+        let mut stream = open(&service, "10.96.0.10:80").await.unwrap();
+        let started = tokio::time::Instant::now();
+        let first = stream.next().await.unwrap().unwrap();
+        assert!(first.known);
+        assert_eq!(started.elapsed(), INITIAL_SYNC_WAIT);
     }
 
     fn policy_files(timeout: &str) -> Vec<crate::policy::load::File> {

@@ -13,7 +13,17 @@ use anyhow::Context;
 /// A client for the cluster named by `kubeconfig`, or by kube's usual inference
 /// (`KUBECONFIG`, `~/.kube/config`, then the in-cluster service account).
 pub async fn connect(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Client> {
-    let config = match kubeconfig {
+    let config = config(kubeconfig).await?;
+    let server = config.cluster_url.clone();
+    let client = kube::Client::try_from(config)
+        .with_context(|| format!("cannot build a Kubernetes client for {server}"))?;
+    tracing::info!(%server, "Kubernetes sources enabled");
+    Ok(client)
+}
+
+/// The client configuration [`connect`] uses.
+pub async fn config(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Config> {
+    Ok(match kubeconfig {
         Some(path) => {
             let file = kube::config::Kubeconfig::read_from(path)
                 .with_context(|| format!("cannot read the kubeconfig {}", path.display()))?;
@@ -24,10 +34,5 @@ pub async fn connect(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Client> 
         None => kube::Config::infer().await.context(
             "--kubernetes: no kubeconfig (--kubeconfig, KUBECONFIG, ~/.kube/config) and not running in a pod",
         )?,
-    };
-    let server = config.cluster_url.clone();
-    let client = kube::Client::try_from(config)
-        .with_context(|| format!("cannot build a Kubernetes client for {server}"))?;
-    tracing::info!(%server, "Kubernetes sources enabled");
-    Ok(client)
+    })
 }

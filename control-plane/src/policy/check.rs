@@ -197,6 +197,8 @@ fn cross_checks(cx: &mut Cx, policy: &ServicePolicy) {
 
 fn from_where(source: &Source, at: &Option<(Pos, String)>) -> String {
     match at {
+        // A tree built from JSON (a custom resource) has no positions: the path says it all.
+        Some((pos, path)) if *pos == Pos::default() => path.clone(),
         Some((pos, path)) => format!("{path} at {pos}"),
         None => source.to_string(),
     }

@@ -3,7 +3,7 @@
 use weft_api::policy::{GrpcMatch, HeaderMatch, Match};
 
 use super::model::{At, Route};
-use super::node::Node;
+use super::node::{Node, Pos};
 use super::walk::{Cx, index, join};
 
 /// Lower-case letters, digits and dashes, 1 to 63 of them, starting and ending alphanumeric.
@@ -33,7 +33,9 @@ pub fn routes(cx: &mut Cx, node: &Node, path: &str) -> Vec<Route> {
                         return None;
                     }
                     if let Some(first) = routes.iter().find(|r| r.name.value == name) {
-                        cx.problem(n.at, &here, format!("route `{name}` is already defined at {} ({})", first.name.at, first.name.path));
+                        // A tree built from JSON (a custom resource) has no positions.
+                        let first_at = if first.name.at == Pos::default() { first.name.path.clone() } else { format!("{} ({})", first.name.at, first.name.path) };
+                        cx.problem(n.at, &here, format!("route `{name}` is already defined at {first_at}"));
                         return None;
                     }
                     Some(At { value: name, at: n.at, path: here })

@@ -13,6 +13,7 @@ mod check_client;
 mod check_routes;
 mod check_server;
 mod conditions;
+pub mod custom_resources;
 pub mod effective;
 pub mod explain;
 pub mod load;
@@ -21,9 +22,9 @@ pub mod node;
 mod server_policy;
 pub mod walk;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -81,9 +82,51 @@ impl Policies {
 }
 
 /// The policies in force and the channel that announces new ones.
+///
+/// Two sources feed it: the `--policies` files (all or nothing, as one set) and ServicePolicy
+/// custom resources (one object at a time, [`custom_resources`]). When both define a service,
+/// the file wins: the files are what the operator of the control plane deployed, and a namespace
+/// that may write custom resources must not be able to loosen them.
 pub struct Store {
     policies: watch::Sender<Arc<Policies>>,
     metrics: Arc<Metrics>,
+    sources: Mutex<Sources>,
+}
+
+/// What each source holds now.
+#[derive(Default)]
+struct Sources {
+    /// The files' set, and which file defines each service.
+    files: Policies,
+    file_names: HashMap<String, String>,
+    /// The last accepted version of each custom resource, by `<name>.<namespace>`.
+    custom: BTreeMap<String, Loaded>,
+}
+
+impl Sources {
+    fn set_files(&mut self, loaded: &[Loaded]) {
+        self.files = Policies::new(loaded);
+        self.file_names = loaded
+            .iter()
+            .map(|l| (l.policy.key(), l.file.clone()))
+            .collect();
+    }
+
+    /// The files' policies, and those of the custom resources for services no file defines.
+    fn policies(&self) -> Policies {
+        let mut all = self.files.clone();
+        for (key, loaded) in &self.custom {
+            if all.by_service.contains_key(key) {
+                continue;
+            }
+            all.by_service
+                .insert(key.clone(), Arc::new(client_policy(&loaded.policy)));
+            if let Some(half) = ServerHalf::of(&loaded.policy) {
+                all.servers.insert(key.clone(), half);
+            }
+        }
+        all
+    }
 }
 
 impl Store {
@@ -92,9 +135,39 @@ impl Store {
         let store = Self {
             policies: watch::Sender::new(Arc::new(Policies::default())),
             metrics,
+            sources: Mutex::new(Sources {
+                files: policies.clone(),
+                ..Sources::default()
+            }),
         };
         store.publish(policies);
         Arc::new(store)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Sources> {
+        // Nothing panics while holding the lock; a poisoned one still holds a consistent set.
+        self.sources.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The file that defines the service `key`, if one does (it then wins over a custom
+    /// resource of the same name).
+    pub fn file_of(&self, key: &str) -> Option<String> {
+        self.lock().file_names.get(key).cloned()
+    }
+
+    /// Puts the accepted version of a custom resource in force (`None`: it was deleted).
+    pub fn set_custom(&self, key: &str, loaded: Option<Loaded>) {
+        let mut sources = self.lock();
+        match loaded {
+            Some(loaded) => sources.custom.insert(key.to_owned(), loaded),
+            None => sources.custom.remove(key),
+        };
+        self.publish(sources.policies());
+    }
+
+    /// The keys of the custom resources in force.
+    pub fn custom_keys(&self) -> Vec<String> {
+        self.lock().custom.keys().cloned().collect()
     }
 
     /// Loads `path` (a file or a directory; without one, no policies: every service gets the
@@ -109,9 +182,10 @@ impl Store {
             return Ok(Self::fixed(Policies::default(), metrics));
         };
         let (files, loaded) = load::load(path)?;
-        let policies = Policies::new(&loaded);
-        tracing::info!(path = %path.display(), "loaded {}", summary(&policies, files.len()));
-        let store = Self::fixed(policies, metrics.clone());
+        tracing::info!(path = %path.display(), "loaded {}", summary(&Policies::new(&loaded), files.len()));
+        let store = Self::fixed(Policies::default(), metrics.clone());
+        store.lock().set_files(&loaded);
+        store.publish(store.lock().policies());
         let reloading = store.clone();
         reload::watch_source(
             path.to_owned(),
@@ -131,9 +205,10 @@ impl Store {
     /// (the error lists every problem, one per line).
     pub fn reload(&self, files: &[load::File]) -> anyhow::Result<String> {
         let loaded = load::check(files).map_err(|problems| anyhow::anyhow!(problems.join("\n")))?;
-        let policies = Policies::new(&loaded);
-        let summary = summary(&policies, files.len());
-        self.publish(policies);
+        let summary = summary(&Policies::new(&loaded), files.len());
+        let mut sources = self.lock();
+        sources.set_files(&loaded);
+        self.publish(sources.policies());
         Ok(summary)
     }
 
@@ -209,5 +284,39 @@ mod tests {
         assert_eq!(limit(&store.current()), Some(2));
         assert_eq!(metrics.policies.get(), 2);
         assert!(store.current().get("nobody.demo").is_none());
+    }
+
+    #[test]
+    fn a_file_wins_over_a_custom_resource_of_the_same_service() {
+        let metrics = Arc::new(Metrics::new());
+        let store = Store::fixed(Policies::default(), metrics.clone());
+        store
+            .reload(&[("a.yaml".to_owned(), doc("hello", "2").into_bytes())])
+            .unwrap();
+        let object = |name: &str, limit: &str| {
+            let files = vec![("object".to_owned(), doc(name, limit).into_bytes())];
+            load::check(&files).unwrap().remove(0)
+        };
+        let limit = |service: &str| {
+            store
+                .current()
+                .get(service)
+                .and_then(|p| p.default_rules.clone())
+                .and_then(|r| r.retries)
+                .map(|r| r.limit)
+        };
+        store.set_custom("hello.demo", Some(object("hello", "1")));
+        store.set_custom("web.demo", Some(object("web", "3")));
+        assert_eq!(limit("hello.demo"), Some(2), "the file's");
+        assert_eq!(limit("web.demo"), Some(3));
+        assert_eq!(store.file_of("hello.demo").as_deref(), Some("a.yaml"));
+        assert_eq!(metrics.policies.get(), 2);
+        // The file goes: the object comes into force; a reload keeps the objects.
+        store.reload(&[]).unwrap();
+        assert_eq!(limit("hello.demo"), Some(1));
+        store.set_custom("web.demo", None);
+        assert_eq!(limit("web.demo"), None);
+        assert_eq!(store.custom_keys(), ["hello.demo"]);
+        assert_eq!(metrics.policies.get(), 1);
     }
 }

@@ -48,6 +48,12 @@ struct State {
     tokens: HashMap<String, ReviewedToken>,
     jwks: Option<Value>,
     issuer: Option<String>,
+    /// `(major, minor, gitVersion)` of `/version`.
+    version: Option<(String, String, String)>,
+    /// SelfSubjectAccessReview says no to these `(group, resource)` pairs.
+    denied: Vec<(String, String)>,
+    /// The pod proxy (`/api/v1/namespaces/<ns>/pods/<pod>:<port>/proxy/...`) forwards to these.
+    pod_ports: HashMap<String, SocketAddr>,
 }
 
 type Shared = Arc<Mutex<State>>;
@@ -181,6 +187,31 @@ impl FakeApiServer {
             .insert(token.to_owned(), reviewed);
     }
 
+    /// `/version` answers Kubernetes `1.<minor>` (1.33 by default).
+    pub fn set_version(&self, minor: u32) {
+        self.state.lock().unwrap().version =
+            Some(("1".to_owned(), minor.to_string(), format!("v1.{minor}.4")));
+    }
+
+    /// SelfSubjectAccessReview answers `allowed: false` for `resource` of `group`.
+    pub fn deny(&self, group: &str, resource: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .denied
+            .push((group.to_owned(), resource.to_owned()));
+    }
+
+    /// The API server's pod proxy for `namespace/pod:port` forwards to `to` (plain HTTP/1.1), as
+    /// a real one forwards to the pod's IP.
+    pub fn proxy_pod_port(&self, namespace: &str, pod: &str, port: u16, to: SocketAddr) {
+        self.state
+            .lock()
+            .unwrap()
+            .pod_ports
+            .insert(format!("{namespace}/{pod}:{port}"), to);
+    }
+
     /// Serves `jwks` at `/openid/v1/jwks` and a discovery document naming `issuer`.
     pub fn set_service_account_issuer(&self, issuer: &str, jwks: Value) {
         let mut state = self.state.lock().unwrap();
@@ -269,6 +300,9 @@ async fn answer(request: Request<Incoming>, state: &Shared) -> Result<Answer, st
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
+    if let Some(answer) = pod_proxy(&path, state).await {
+        return Ok(answer);
+    }
     let content_type = parts
         .headers
         .get(http::header::CONTENT_TYPE)
@@ -294,13 +328,23 @@ fn route(
     state: &Shared,
 ) -> Answer {
     match (method, path) {
-        (&Method::GET, "/version") => json_answer(
-            StatusCode::OK,
-            &json!({"major": "1", "minor": "33", "gitVersion": "v1.33.1",
-                    "gitCommit": "8adc0f041b8e7ad1d30e29cc59c6ae7a15e19828",
-                    "gitTreeState": "clean", "buildDate": "2025-05-15T08:19:08Z",
-                    "goVersion": "go1.24.2", "compiler": "gc", "platform": "linux/amd64"}),
-        ),
+        (&Method::GET, "/version") => {
+            let (major, minor, git) = state.lock().unwrap().version.clone().unwrap_or((
+                "1".into(),
+                "33".into(),
+                "v1.33.1".into(),
+            ));
+            json_answer(
+                StatusCode::OK,
+                &json!({"major": major, "minor": minor, "gitVersion": git,
+                        "gitCommit": "8adc0f041b8e7ad1d30e29cc59c6ae7a15e19828",
+                        "gitTreeState": "clean", "buildDate": "2025-05-15T08:19:08Z",
+                        "goVersion": "go1.24.2", "compiler": "gc", "platform": "linux/amd64"}),
+            )
+        }
+        (&Method::POST, "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews") => {
+            access_review(body, state)
+        }
         (&Method::GET, "/openid/v1/jwks") => match &state.lock().unwrap().jwks {
             Some(jwks) => json_answer(StatusCode::OK, jwks),
             None => status(
@@ -377,6 +421,89 @@ fn token_review(body: &[u8], state: &Shared) -> Answer {
                 "metadata": {"creationTimestamp": null},
                 "spec": review["spec"], "status": status_field}),
     )
+}
+
+/// What a real API server answers a SelfSubjectAccessReview with.
+fn access_review(body: &[u8], state: &Shared) -> Answer {
+    let Ok(review) = serde_json::from_slice::<Value>(body) else {
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "not a SelfSubjectAccessReview",
+        );
+    };
+    let attributes = &review["spec"]["resourceAttributes"];
+    let asked = (
+        attributes["group"].as_str().unwrap_or("").to_owned(),
+        attributes["resource"].as_str().unwrap_or("").to_owned(),
+    );
+    let denied = state.lock().unwrap().denied.contains(&asked);
+    let status_field = if denied {
+        json!({"allowed": false, "reason": ""})
+    } else {
+        json!({"allowed": true, "reason": "RBAC: allowed by ClusterRoleBinding \"cluster-admin\" of ClusterRole \"cluster-admin\" to Group \"system:masters\""})
+    };
+    json_answer(
+        StatusCode::CREATED,
+        &json!({"kind": "SelfSubjectAccessReview", "apiVersion": "authorization.k8s.io/v1",
+                "metadata": {"creationTimestamp": null},
+                "spec": review["spec"], "status": status_field}),
+    )
+}
+
+/// `/api/v1/namespaces/<ns>/pods/<pod>:<port>/proxy/<path>`: forwards a GET to the registered
+/// address and answers with what it said.
+async fn pod_proxy(path: &str, state: &Shared) -> Option<Answer> {
+    let rest = path.strip_prefix("/api/v1/namespaces/")?;
+    let (namespace, rest) = rest.split_once("/pods/")?;
+    let (pod_port, forwarded) = rest.split_once("/proxy")?;
+    let to = state
+        .lock()
+        .unwrap()
+        .pod_ports
+        .get(&format!("{namespace}/{pod_port}"))
+        .copied();
+    let Some(to) = to else {
+        return Some(status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            &format!(
+                "error trying to reach service: dial tcp {pod_port}: connect: connection refused"
+            ),
+        ));
+    };
+    let forwarded = if forwarded.is_empty() { "/" } else { forwarded };
+    let answer = async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = tokio::net::TcpStream::connect(to).await?;
+        tcp.write_all(format!("GET {forwarded} HTTP/1.0\r\nHost: {to}\r\n\r\n").as_bytes())
+            .await?;
+        let mut raw = Vec::new();
+        tcp.read_to_end(&mut raw).await?;
+        Ok::<_, std::io::Error>(raw)
+    }
+    .await;
+    Some(match answer {
+        Ok(raw) => {
+            let text = String::from_utf8_lossy(&raw);
+            let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+            let code = head
+                .split(' ')
+                .nth(1)
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(502);
+            Response::builder()
+                .status(code)
+                .header(http::header::CONTENT_TYPE, "text/plain")
+                .body(BoxBody::new(Full::new(Bytes::from(body.to_owned()))))
+                .unwrap()
+        }
+        Err(e) => status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            &format!("error trying to reach service: {e}"),
+        ),
+    })
 }
 
 /// Lists, watches, gets and status writes on `/api/v1/...` and `/apis/<group>/<version>/...`.

@@ -1,0 +1,126 @@
+//! `weft check --proxy`: every meshed pod's sidecar, read through the API server's pod proxy
+//! (`/api/v1/namespaces/<ns>/pods/<pod>:15000/proxy/metrics`, so no port-forward is needed): its
+//! version and when its certificate expires.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+
+use super::report::Report;
+
+const ADMIN_PORT: u16 = 15000;
+const SIDECAR: &str = "weft-proxy";
+
+pub async fn check(client: &kube::Client, namespace: Option<&str>, report: &mut Report) {
+    report.category("data-plane");
+    let pods: Api<Pod> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let list = match pods.list(&ListParams::default()).await {
+        Ok(list) => list,
+        Err(e) => {
+            report.fail(format!("cannot list pods: {e}"));
+            return;
+        }
+    };
+    let meshed: Vec<&Pod> = list.items.iter().filter(|p| has_sidecar(p)).collect();
+    if meshed.is_empty() {
+        report.warn(
+            "no pod has a weft-proxy sidecar yet (label a namespace weft.dev/inject=enabled)",
+        );
+        return;
+    }
+    let ours = env!("CARGO_PKG_VERSION");
+    for pod in meshed {
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let path = format!("/api/v1/namespaces/{ns}/pods/{name}:{ADMIN_PORT}/proxy/metrics");
+        let metrics = match http::Request::get(&path).body(Vec::new()) {
+            Ok(request) => client.request_text(request).await,
+            Err(e) => {
+                report.fail(format!("{ns}/{name}: {e}"));
+                continue;
+            }
+        };
+        let metrics = match metrics {
+            Ok(text) => text,
+            Err(e) => {
+                report.fail(format!(
+                    "{ns}/{name}: cannot read the sidecar's metrics: {e}"
+                ));
+                continue;
+            }
+        };
+        let version = label(&metrics, "weft_build_info", "version").unwrap_or("unknown");
+        let expiry = value(
+            &metrics,
+            "weft_identity_certificate_expiry_timestamp_seconds",
+        )
+        .filter(|v| *v > 0.0)
+        .map(|v| UNIX_EPOCH + Duration::from_secs_f64(v));
+        let what = format!("{ns}/{name}: weft-proxy {version}");
+        match expiry.map(|e| e.duration_since(SystemTime::now())) {
+            None => report.fail(format!("{what} has no certificate: is the control plane reachable? (kubectl -n {ns} logs {name} -c {SIDECAR})")),
+            Some(Err(_)) => report.fail(format!("{what}: its certificate has expired (kubectl -n {ns} logs {name} -c {SIDECAR})")),
+            Some(Ok(left)) if version != ours => report.warn(format!(
+                "{what} (this weft is {ours}), certificate valid for {} more minutes",
+                left.as_secs() / 60
+            )),
+            Some(Ok(left)) => report.pass(format!(
+                "{what}, certificate valid for {} more minutes",
+                left.as_secs() / 60
+            )),
+        }
+    }
+}
+
+fn has_sidecar(pod: &Pod) -> bool {
+    pod.spec.as_ref().is_some_and(|spec| {
+        spec.containers.iter().any(|c| c.name == SIDECAR)
+            || spec
+                .init_containers
+                .iter()
+                .flatten()
+                .any(|c| c.name == SIDECAR)
+    })
+}
+
+/// The value of label `label` on the first sample of `metric`.
+fn label<'a>(text: &'a str, metric: &str, label: &str) -> Option<&'a str> {
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(metric) && l[metric.len()..].starts_with('{'))?;
+    let start = line.find(&format!("{label}=\""))? + label.len() + 2;
+    let len = line[start..].find('"')?;
+    Some(&line[start..start + len])
+}
+
+/// The value of the first sample of `metric`.
+fn value(text: &str, metric: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| {
+            l.starts_with(metric) && matches!(l.as_bytes().get(metric.len()), Some(b' ' | b'{'))
+        })?
+        .rsplit(' ')
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_version_and_the_expiry_from_a_scrape() {
+        let text = "# HELP x\nweft_build_info_other 1\nweft_build_info{revision=\"abc\",version=\"0.1.0\"} 1\nweft_identity_certificate_expiry_timestamp_seconds 1780000000\n";
+        assert_eq!(label(text, "weft_build_info", "version"), Some("0.1.0"));
+        assert_eq!(
+            value(text, "weft_identity_certificate_expiry_timestamp_seconds"),
+            Some(1.78e9)
+        );
+        assert_eq!(value(text, "weft_missing"), None);
+    }
+}
