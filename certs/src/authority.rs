@@ -252,6 +252,54 @@ impl CertificateAuthority {
         })
     }
 
+    /// A TLS server certificate for `dns_names` with a key generated here, for servers that
+    /// clients reach by a DNS name rather than a SPIFFE ID: the sidecar-injection webhook, which
+    /// the Kubernetes API server calls as `weft-control-plane.weft-system.svc`. Only
+    /// `serverAuth`; no URI SAN, so it can never pass as a workload identity.
+    pub fn issue_dns_server(
+        &self,
+        dns_names: &[&str],
+        lifetime: Duration,
+    ) -> Result<DnsServerCertificate, CaError> {
+        if dns_names.is_empty() {
+            return Err(CaError::Key(
+                "a DNS server certificate needs at least one name".to_owned(),
+            ));
+        }
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        let now = SystemTime::now();
+        let not_before = (now - CLOCK_SKEW_ALLOWANCE).max(self.chain_not_before);
+        let not_after = (now + lifetime.max(MIN_LEAF_LIFETIME)).min(self.chain_not_after);
+        let serial = random_serial()?;
+        let serial_hex = crate::inspect::hex(&serial.to_bytes());
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, dns_names[0]);
+        params.subject_alt_names = dns_names
+            .iter()
+            .map(|name| Ok(rcgen::SanType::DnsName((*name).try_into()?)))
+            .collect::<Result<_, rcgen::Error>>()?;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.use_authority_key_identifier_extension = true;
+        params.not_before = not_before.into();
+        params.not_after = not_after.into();
+        params.serial_number = Some(serial);
+        let leaf = params.signed_by(&key, &self.issuer)?;
+        Ok(DnsServerCertificate {
+            issued: IssuedCertificate {
+                leaf: leaf.der().clone(),
+                intermediates: self.intermediates(),
+                not_after,
+                serial: serial_hex,
+            },
+            key_der: rustls_pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()),
+        })
+    }
+
     /// Certificates a peer needs between a leaf and a root: the chain without its roots.
     pub fn intermediates(&self) -> Vec<CertificateDer<'static>> {
         self.chain
@@ -283,6 +331,22 @@ impl CertificateAuthority {
     /// The signing key as PKCS#8 PEM. Only for persisting the CA; never log it.
     pub fn key_pem(&self) -> &str {
         &self.key_pem
+    }
+}
+
+/// A server certificate for DNS names and its private key (see
+/// [`CertificateAuthority::issue_dns_server`]).
+pub struct DnsServerCertificate {
+    pub issued: IssuedCertificate,
+    /// The key, for this process's TLS stack only. Do not log or persist it.
+    pub key_der: rustls_pki_types::PrivatePkcs8KeyDer<'static>,
+}
+
+impl std::fmt::Debug for DnsServerCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DnsServerCertificate")
+            .field("serial", &self.issued.serial)
+            .finish_non_exhaustive()
     }
 }
 
@@ -394,6 +458,42 @@ mod tests {
         )
         .unwrap();
         assert_eq!(reloaded.trust_bundle(), root.trust_bundle());
+    }
+
+    #[test]
+    fn a_dns_server_certificate_names_only_its_dns_names_and_chains_to_the_root() {
+        let ca = CertificateAuthority::generate("cluster.local", 24 * HOUR).unwrap();
+        let names = [
+            "weft-control-plane.weft-system.svc",
+            "weft-control-plane.weft-system.svc.cluster.local",
+        ];
+        let server = ca.issue_dns_server(&names, HOUR).unwrap();
+        let info = inspect(&server.issued.leaf).unwrap();
+        assert_eq!(info.dns_sans, names.map(String::from).to_vec());
+        assert!(info.uri_sans.is_empty() && info.identity.is_none());
+        assert!(!info.is_ca);
+        let anchors: Vec<_> = ca
+            .trust_bundle()
+            .roots()
+            .iter()
+            .map(|r| anchor_from_trusted_cert(r).unwrap().to_owned())
+            .collect();
+        let leaf = EndEntityCert::try_from(&server.issued.leaf).unwrap();
+        leaf.verify_for_usage(
+            webpki::ALL_VERIFICATION_ALGS,
+            &anchors,
+            &server.issued.intermediates,
+            rustls_pki_types::UnixTime::now(),
+            KeyUsage::server_auth(),
+            None,
+            None,
+        )
+        .unwrap();
+        let name = rustls_pki_types::ServerName::try_from(names[0]).unwrap();
+        leaf.verify_is_valid_for_subject_name(&name).unwrap();
+        let other = rustls_pki_types::ServerName::try_from("weft-control-plane.other.svc").unwrap();
+        assert!(leaf.verify_is_valid_for_subject_name(&other).is_err());
+        assert!(ca.issue_dns_server(&[], HOUR).is_err());
     }
 
     #[test]

@@ -22,7 +22,9 @@ mod inspect;
 mod key;
 mod pem_io;
 
-pub use authority::{CertificateAuthority, CertifyError, IssuedCertificate, MIN_LEAF_LIFETIME};
+pub use authority::{
+    CertificateAuthority, CertifyError, DnsServerCertificate, IssuedCertificate, MIN_LEAF_LIFETIME,
+};
 pub use bundle::TrustBundle;
 pub use csr::RequestedCertificate;
 pub use error::{CaError, CsrError, IdentityError, PemError};

@@ -117,6 +117,41 @@ pub struct ControlPlaneConfig {
     /// share the identity, so size it for all of them.
     #[arg(long, env = "WEFT_MAX_WATCHES_PER_IDENTITY", default_value_t = DEFAULT_MAX_WATCHES_PER_IDENTITY)]
     pub max_watches_per_identity: usize,
+    /// HTTPS address of the sidecar-injection webhook (POST /inject); `off` for none.
+    #[arg(long, env = "WEFT_WEBHOOK_LISTEN", default_value = "0.0.0.0:8443", value_parser = parse_webhook_listen)]
+    pub webhook_listen: WebhookListen,
+
+    /// The image of the injected weft-init and weft-proxy containers.
+    #[arg(long, env = "WEFT_PROXY_IMAGE", default_value_t = crate::inject::settings::default_proxy_image())]
+    pub proxy_image: String,
+
+    /// How the proxy is injected: `native` (an init container with restartPolicy Always,
+    /// Kubernetes 1.29+) or `classic` (a regular container, older clusters; see the README).
+    #[arg(long, env = "WEFT_SIDECAR_MODE", value_enum, default_value = "native")]
+    pub sidecar_mode: crate::inject::SidecarMode,
+
+    /// The control plane address written into injected proxies.
+    #[arg(long, env = "WEFT_INJECTED_CONTROL_PLANE_ADDR", default_value = crate::inject::settings::DEFAULT_CONTROL_PLANE_ADDR)]
+    pub injected_control_plane_addr: String,
+
+    /// The MutatingWebhookConfiguration whose caBundle the control plane keeps current with
+    /// --kubernetes.
+    #[arg(long, env = "WEFT_WEBHOOK_CONFIGURATION", default_value = crate::inject::ca_bundle::DEFAULT_CONFIGURATION)]
+    pub webhook_configuration: String,
+}
+
+/// `--webhook-listen`: an address, or `off` (also empty) for no webhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebhookListen(pub Option<SocketAddr>);
+
+fn parse_webhook_listen(text: &str) -> Result<WebhookListen, String> {
+    match text.trim() {
+        "" | "off" => Ok(WebhookListen(None)),
+        addr => addr
+            .parse()
+            .map(|a| WebhookListen(Some(a)))
+            .map_err(|e| format!("{e} (an address like 0.0.0.0:8443, or off)")),
+    }
 }
 
 /// See [`ControlPlaneConfig::service_account_validation`].
@@ -155,6 +190,24 @@ impl ControlPlaneConfig {
             grpc_keepalive_interval: Duration::from_secs(10),
             grpc_keepalive_timeout: Duration::from_secs(10),
             max_watches_per_identity: DEFAULT_MAX_WATCHES_PER_IDENTITY,
+            webhook_listen: WebhookListen(None),
+            proxy_image: crate::inject::settings::default_proxy_image(),
+            sidecar_mode: crate::inject::SidecarMode::Native,
+            injected_control_plane_addr: crate::inject::settings::DEFAULT_CONTROL_PLANE_ADDR
+                .to_owned(),
+            webhook_configuration: crate::inject::ca_bundle::DEFAULT_CONFIGURATION.to_owned(),
+        }
+    }
+
+    /// What the injection webhook puts into pods.
+    pub fn inject_settings(&self) -> crate::inject::InjectSettings {
+        crate::inject::InjectSettings {
+            proxy_image: self.proxy_image.clone(),
+            mode: self.sidecar_mode,
+            control_plane_addr: self.injected_control_plane_addr.clone(),
+            trust_domain: self.trust_domain.clone(),
+            token_audience: self.token_audience.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
         }
     }
 

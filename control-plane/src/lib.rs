@@ -7,6 +7,7 @@
 //! - [`policy`] checks ServicePolicy documents and merges them into effective client policies;
 //! - [`authn`] decides who a caller is (bootstrap tokens, Kubernetes service-account tokens);
 //! - [`kubernetes`] connects to the API server for the Kubernetes sources (`--kubernetes`);
+//! - [`inject`] adds the sidecar to pods: the admission webhook and `weft inject`;
 //! - [`ca_store`] loads the operator's CA or keeps a generated one in the data directory.
 
 pub mod admin;
@@ -18,6 +19,7 @@ pub mod config;
 pub mod discovery;
 pub mod grpc_server;
 pub mod identity_service;
+pub mod inject;
 pub mod kubernetes;
 pub mod logging;
 pub mod metrics;

@@ -22,11 +22,13 @@ use crate::discovery::{self, WatchService};
 use crate::identity_service::IdentityService;
 use crate::metrics::Metrics;
 use crate::serving_tls::{self, ServingCert};
-use crate::{admin, ca_store, grpc_server, kubernetes, policy, reload};
+use crate::{admin, ca_store, grpc_server, inject, kubernetes, policy, reload};
 
 /// A control plane serving on its ports until [`RunningControlPlane::shutdown`] or drop.
 pub struct RunningControlPlane {
     pub grpc_addr: SocketAddr,
+    /// The injection webhook's HTTPS address (`--webhook-listen`), if it serves.
+    pub webhook_addr: Option<SocketAddr>,
     pub admin_addr: SocketAddr,
     /// The roots proxies must trust; also written to `trust_bundle_path`.
     pub trust_bundle: TrustBundle,
@@ -116,6 +118,7 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
     let grpc_addr = grpc.local_addr()?;
     let admin_addr = admin.local_addr()?;
 
+    let webhook_addr = start_webhook(&config, &ca, kube.as_ref(), &metrics, &stop).await?;
     let service = IdentityService::new(ca.clone(), authenticator, config.cert_ttl, metrics.clone());
     let discovery = WatchService::new(services, policies, metrics.clone(), stop.clone())
         .with_stream_limit(config.max_watches_per_identity);
@@ -147,6 +150,7 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
     );
     Ok(RunningControlPlane {
         grpc_addr,
+        webhook_addr,
         admin_addr,
         trust_bundle: ca.trust_bundle().clone(),
         trust_bundle_path: ca_store::trust_bundle_path(&config.data_dir),
@@ -155,6 +159,52 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
         stop,
         tasks,
     })
+}
+
+/// The injection webhook on its own port, and with --kubernetes the caBundle upkeep.
+async fn start_webhook(
+    config: &ControlPlaneConfig,
+    ca: &Arc<weft_certs::CertificateAuthority>,
+    kube: Option<&kube::Client>,
+    metrics: &Metrics,
+    stop: &CancellationToken,
+) -> anyhow::Result<Option<SocketAddr>> {
+    let Some(listen) = config.webhook_listen.0 else {
+        return Ok(None);
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cert = inject::webhook_cert::WebhookCert::start(ca.clone(), provider.clone())?;
+    let tls = TlsAcceptor::from(Arc::new(inject::webhook_cert::server_config(
+        cert, provider,
+    )?));
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen for the injection webhook on {listen}"))?;
+    let addr = listener.local_addr()?;
+    let roots = ca.trust_bundle().to_pem();
+    let webhook = inject::webhook::Webhook {
+        settings: config.inject_settings(),
+        counter: inject::webhook::injections_counter(&metrics.registry)?,
+        trust_anchors: kube.map(|kube| {
+            inject::trust_anchors::TrustAnchorsWriter::new(kube.clone(), roots.clone())
+        }),
+    };
+    tokio::spawn(inject::webhook::serve(
+        listener,
+        tls,
+        Arc::new(webhook),
+        stop.clone(),
+    ));
+    if let Some(kube) = kube {
+        inject::ca_bundle::keep_current(
+            kube.clone(),
+            config.webhook_configuration.clone(),
+            roots,
+            stop.clone(),
+        );
+    }
+    tracing::info!(%addr, mode = config.sidecar_mode.name(), image = %config.proxy_image, "injection webhook serving");
+    Ok(Some(addr))
 }
 
 async fn authenticator(

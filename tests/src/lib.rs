@@ -18,6 +18,7 @@ pub mod local_peer;
 pub mod mesh;
 pub mod otlp;
 pub mod pod_mesh;
+pub mod pod_spec;
 pub mod pods;
 pub mod policy_mesh;
 pub mod programs;

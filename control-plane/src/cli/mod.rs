@@ -1,12 +1,14 @@
 //! The `weft` command line: `weft demo` runs a whole mesh locally; `weft cert inspect` reads
 //! certificates the way weft does; `weft policy check` checks ServicePolicy documents; `weft
-//! check` checks an installation in a cluster.
+//! check` checks an installation in a cluster; `weft inject` / `weft uninject` add and remove the
+//! sidecar in YAML files.
 
 mod ca;
 mod cert;
 mod check;
 mod crds;
 mod demo;
+mod inject;
 pub mod policy;
 
 use std::process::ExitCode;
@@ -40,6 +42,10 @@ enum Command {
     /// The control plane's certificate authority (the `weft-ca` Secret).
     #[command(subcommand)]
     Ca(ca::CaCommand),
+    /// Add the weft sidecar to every pod template in YAML files (offline, as the webhook does).
+    Inject(inject::InjectArgs),
+    /// Remove exactly what `weft inject` added.
+    Uninject(inject::UninjectArgs),
 }
 
 impl Cli {
@@ -51,6 +57,8 @@ impl Cli {
             Command::Check(args) => check::run(args),
             Command::Crds => crds::run(),
             Command::Ca(command) => command.run(),
+            Command::Inject(args) => inject::run_inject(args),
+            Command::Uninject(args) => inject::run_uninject(args),
         }
     }
 }

@@ -129,6 +129,8 @@ async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
         format!("--bootstrap-tokens={}", s(&dir.join("tokens.yaml"))),
         format!("--services={}", s(&services_file)),
         format!("--policies={}", s(&policy_file)),
+        // No cluster sends admission reviews to a demo; do not take port 8443.
+        "--webhook-listen=off".to_owned(),
     ];
     let mut control_plane = Process::spawn(dir, "control-plane", &control_plane_bin, &cp_args)?;
     wait_http_ok(

@@ -1,0 +1,95 @@
+//! The webhook's serving certificate: issued by the weft CA for the Service's DNS names, since
+//! the API server connects to `weft-control-plane.weft-system.svc` and checks the name against
+//! the `caBundle` (the weft roots). It lives a day and is replaced at half-life in memory;
+//! rustls asks for the current one at every handshake.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use rustls::crypto::CryptoProvider;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use weft_certs::CertificateAuthority;
+
+const LIFETIME: Duration = Duration::from_secs(24 * 3600);
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
+
+/// The names the API server may use for the webhook Service.
+pub const WEBHOOK_DNS_NAMES: [&str; 2] = [
+    "weft-control-plane.weft-system.svc",
+    "weft-control-plane.weft-system.svc.cluster.local",
+];
+
+#[derive(Debug)]
+pub struct WebhookCert {
+    current: ArcSwap<CertifiedKey>,
+}
+
+impl ResolvesServerCert for WebhookCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+impl WebhookCert {
+    /// Issues the first certificate and renews it at half-life in the background.
+    pub fn start(
+        ca: Arc<CertificateAuthority>,
+        provider: Arc<CryptoProvider>,
+    ) -> anyhow::Result<Arc<Self>> {
+        let (key, not_after) = issue(&ca, &provider)?;
+        let cert = Arc::new(Self {
+            current: ArcSwap::from_pointee(key),
+        });
+        let weak = Arc::downgrade(&cert);
+        tokio::spawn(async move {
+            let mut not_after = not_after;
+            loop {
+                let remaining = not_after
+                    .duration_since(SystemTime::now())
+                    .unwrap_or_default();
+                tokio::time::sleep(remaining / 2).await;
+                let Some(cert) = weak.upgrade() else {
+                    return;
+                };
+                match issue(&ca, &provider) {
+                    Ok((key, expiry)) => {
+                        cert.current.store(Arc::new(key));
+                        not_after = expiry;
+                        tracing::info!("renewed the injection webhook's serving certificate");
+                    }
+                    Err(e) => {
+                        tracing::error!("cannot renew the webhook certificate: {e:#}");
+                        tokio::time::sleep(RETRY_AFTER_FAILURE).await;
+                    }
+                }
+            }
+        });
+        Ok(cert)
+    }
+}
+
+fn issue(
+    ca: &CertificateAuthority,
+    provider: &CryptoProvider,
+) -> anyhow::Result<(CertifiedKey, SystemTime)> {
+    let server = ca.issue_dns_server(&WEBHOOK_DNS_NAMES, LIFETIME)?;
+    let mut chain = vec![server.issued.leaf];
+    chain.extend(server.issued.intermediates);
+    let key = CertifiedKey::from_der(chain, server.key_der.into(), provider)?;
+    Ok((key, server.issued.not_after))
+}
+
+/// TLS 1.2 and 1.3 (the API server's client offers both), HTTP/1.1 and HTTP/2.
+pub fn server_config(
+    cert: Arc<WebhookCert>,
+    provider: Arc<CryptoProvider>,
+) -> anyhow::Result<rustls::ServerConfig> {
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_cert_resolver(cert);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
