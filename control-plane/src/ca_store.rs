@@ -89,7 +89,11 @@ fn load(
     Ok(ca)
 }
 
-/// Refuses a key file whose mode lets the group or others read or write it.
+/// Refuses a key file whose mode lets others read it, or the group change it.
+///
+/// Group read is allowed: Kubernetes mounts a Secret's files for a non-root container with the
+/// pod's `fsGroup` and mode 0440 (a read-only volume gets group read added to `defaultMode`),
+/// and no other user is in that group. Others (the world) never are.
 pub fn check_private(key: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     // `metadata` follows symbolic links, as the files of a mounted Secret are.
@@ -97,9 +101,9 @@ pub fn check_private(key: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot read {}", key.display()))?
         .permissions()
         .mode();
-    if mode & 0o077 != 0 {
+    if mode & 0o037 != 0 {
         anyhow::bail!(
-            "the CA key {} has mode {:04o}, so users other than its owner can read or change it: refusing to use it. Fix: chmod 600 {} (in Kubernetes, mount the Secret with defaultMode: 0400 and no fsGroup)",
+            "the CA key {} has mode {:04o}, so users other than its owner (and group) can read or change it: refusing to use it. Fix: chmod 600 {} (in Kubernetes, mount the Secret with defaultMode: 0400)",
             key.display(),
             mode & 0o7777,
             key.display()

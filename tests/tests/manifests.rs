@@ -125,11 +125,14 @@ fn the_install_builds_validates_and_grants_least_privilege() {
         "weft-sidecar-injector",
     );
     for expected in [
-        "path: /inject",
+        "path: /inject?namespace=enabled",
+        "path: /inject\n",
+        "operator: DoesNotExist",
         "port: 8443",
         "- kube-system",
         "- weft-system",
         "sideEffects: None",
+        "failurePolicy: Fail",
     ] {
         assert!(webhook.contains(expected), "{expected} missing:\n{webhook}");
     }
