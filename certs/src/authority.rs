@@ -62,33 +62,49 @@ pub struct IssuedCertificate {
     pub serial: String,
 }
 
+/// The parameters every weft CA certificate shares: `O=weft, CN=weft <kind> CA <td> <tag>`, CA
+/// key usages, the serial. Each CA gets its own name (the tag is from its serial): certificate
+/// paths are built by matching names, so two roots with one name (during a rotation, or a
+/// foreign weft mesh) would be confused.
+fn ca_params(
+    kind: &str,
+    trust_domain: &str,
+    constraints: BasicConstraints,
+    serial: rcgen::SerialNumber,
+) -> CertificateParams {
+    let tag = crate::inspect::hex(&serial.to_bytes()[..4]);
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "weft");
+    params.distinguished_name.push(
+        DnType::CommonName,
+        format!("weft {kind} CA {trust_domain} {tag}"),
+    );
+    params.is_ca = IsCa::Ca(constraints);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.serial_number = Some(serial);
+    params
+}
+
 impl CertificateAuthority {
     /// A new self-signed ECDSA P-256 root for `trust_domain`, valid for `lifetime`.
     pub fn generate(trust_domain: &str, lifetime: Duration) -> Result<Self, CaError> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
         let now = SystemTime::now();
-        let serial = random_serial()?;
-        // Each root gets its own name: certificate paths are built by matching names, so two
-        // roots with one name (during a rotation, or a foreign weft mesh) would be confused.
-        let tag = crate::inspect::hex(&serial.to_bytes()[..4]);
-        let mut params = CertificateParams::default();
-        params.distinguished_name = DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, "weft");
-        params.distinguished_name.push(
-            DnType::CommonName,
-            format!("weft root CA {trust_domain} {tag}"),
+        let mut params = ca_params(
+            "root",
+            trust_domain,
+            BasicConstraints::Unconstrained,
+            random_serial()?,
         );
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
         params.not_before = (now - CLOCK_SKEW_ALLOWANCE).into();
         params.not_after = (now + lifetime).into();
-        params.serial_number = Some(serial);
         let cert = params.self_signed(&key)?;
         let cert_pem = cert.pem();
         Self::from_pem(cert_pem.as_bytes(), &key.serialize_pem(), None)
@@ -105,30 +121,18 @@ impl CertificateAuthority {
     ) -> Result<Self, CaError> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
         let now = SystemTime::now();
-        let serial = random_serial()?;
-        let tag = crate::inspect::hex(&serial.to_bytes()[..4]);
-        let mut params = CertificateParams::default();
-        params.distinguished_name = DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, "weft");
-        params.distinguished_name.push(
-            DnType::CommonName,
-            format!("weft intermediate CA {trust_domain} {tag}"),
-        );
         // Path length 0: it signs workload leaves only, never another CA.
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        let mut params = ca_params(
+            "intermediate",
+            trust_domain,
+            BasicConstraints::Constrained(0),
+            random_serial()?,
+        );
         params.use_authority_key_identifier_extension = true;
         params.not_before = (now - CLOCK_SKEW_ALLOWANCE)
             .max(self.chain_not_before)
             .into();
         params.not_after = (now + lifetime).min(self.chain_not_after).into();
-        params.serial_number = Some(serial);
         let cert = params.signed_by(&key, &self.issuer)?;
         let mut chain = vec![cert.der().clone()];
         chain.extend(self.chain.iter().cloned());

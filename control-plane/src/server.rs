@@ -173,7 +173,7 @@ async fn start_webhook(
         return Ok(None);
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cert = inject::webhook_cert::WebhookCert::start(ca.clone(), provider.clone())?;
+    let cert = inject::webhook_cert::start(ca.clone(), provider.clone())?;
     let tls = TlsAcceptor::from(Arc::new(inject::webhook_cert::server_config(
         cert, provider,
     )?));

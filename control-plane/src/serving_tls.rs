@@ -30,14 +30,24 @@ impl ResolvesServerCert for ServingCert {
     }
 }
 
+/// What issues one serving certificate: the key with its chain, and its expiry.
+pub type Issue = Box<dyn Fn() -> anyhow::Result<(CertifiedKey, SystemTime)> + Send + Sync>;
+
 impl ServingCert {
-    /// Issues the first certificate and starts renewing it in the background.
+    /// The control plane's own SPIFFE certificate for the gRPC port, renewed in the background.
     pub fn start(
         ca: Arc<CertificateAuthority>,
         identity: SpiffeId,
         provider: Arc<CryptoProvider>,
     ) -> anyhow::Result<Arc<Self>> {
-        let (key, not_after) = issue(&ca, &identity, &provider)?;
+        let what = format!("the serving certificate of {identity}");
+        Self::renewing(what, Box::new(move || issue(&ca, &identity, &provider)))
+    }
+
+    /// Issues the first certificate with `issue` and replaces it at half-life (retrying every
+    /// 30 s after a failure) until the resolver is dropped.
+    pub fn renewing(what: String, issue: Issue) -> anyhow::Result<Arc<Self>> {
+        let (key, not_after) = issue()?;
         let serving = Arc::new(Self {
             current: ArcSwap::from_pointee(key),
         });
@@ -52,14 +62,14 @@ impl ServingCert {
                 let Some(serving) = weak.upgrade() else {
                     return;
                 };
-                match issue(&ca, &identity, &provider) {
+                match issue() {
                     Ok((key, expiry)) => {
                         serving.current.store(Arc::new(key));
                         not_after = expiry;
-                        tracing::info!(%identity, "renewed the control plane's serving certificate");
+                        tracing::info!("renewed {what}");
                     }
                     Err(e) => {
-                        tracing::error!("cannot renew the serving certificate: {e:#}");
+                        tracing::error!("cannot renew {what}: {e:#}");
                         tokio::time::sleep(RETRY_AFTER_FAILURE).await;
                     }
                 }

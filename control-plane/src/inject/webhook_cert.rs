@@ -6,14 +6,13 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
-use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use weft_certs::CertificateAuthority;
 
+use crate::serving_tls::ServingCert;
+
 const LIFETIME: Duration = Duration::from_secs(24 * 3600);
-const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
 
 /// The names the API server may use for the webhook Service.
 pub const WEBHOOK_DNS_NAMES: [&str; 2] = [
@@ -21,53 +20,15 @@ pub const WEBHOOK_DNS_NAMES: [&str; 2] = [
     "weft-control-plane.weft-system.svc.cluster.local",
 ];
 
-#[derive(Debug)]
-pub struct WebhookCert {
-    current: ArcSwap<CertifiedKey>,
-}
-
-impl ResolvesServerCert for WebhookCert {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.load_full())
-    }
-}
-
-impl WebhookCert {
-    /// Issues the first certificate and renews it at half-life in the background.
-    pub fn start(
-        ca: Arc<CertificateAuthority>,
-        provider: Arc<CryptoProvider>,
-    ) -> anyhow::Result<Arc<Self>> {
-        let (key, not_after) = issue(&ca, &provider)?;
-        let cert = Arc::new(Self {
-            current: ArcSwap::from_pointee(key),
-        });
-        let weak = Arc::downgrade(&cert);
-        tokio::spawn(async move {
-            let mut not_after = not_after;
-            loop {
-                let remaining = not_after
-                    .duration_since(SystemTime::now())
-                    .unwrap_or_default();
-                tokio::time::sleep(remaining / 2).await;
-                let Some(cert) = weak.upgrade() else {
-                    return;
-                };
-                match issue(&ca, &provider) {
-                    Ok((key, expiry)) => {
-                        cert.current.store(Arc::new(key));
-                        not_after = expiry;
-                        tracing::info!("renewed the injection webhook's serving certificate");
-                    }
-                    Err(e) => {
-                        tracing::error!("cannot renew the webhook certificate: {e:#}");
-                        tokio::time::sleep(RETRY_AFTER_FAILURE).await;
-                    }
-                }
-            }
-        });
-        Ok(cert)
-    }
+/// The webhook's certificate resolver: issued for [`WEBHOOK_DNS_NAMES`], renewed at half-life.
+pub fn start(
+    ca: Arc<CertificateAuthority>,
+    provider: Arc<CryptoProvider>,
+) -> anyhow::Result<Arc<ServingCert>> {
+    ServingCert::renewing(
+        "the injection webhook's serving certificate".to_owned(),
+        Box::new(move || issue(&ca, &provider)),
+    )
 }
 
 fn issue(
@@ -83,7 +44,7 @@ fn issue(
 
 /// TLS 1.2 and 1.3 (the API server's client offers both), HTTP/1.1 and HTTP/2.
 pub fn server_config(
-    cert: Arc<WebhookCert>,
+    cert: Arc<ServingCert>,
     provider: Arc<CryptoProvider>,
 ) -> anyhow::Result<rustls::ServerConfig> {
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
