@@ -91,3 +91,17 @@ pub fn discovery_client_at(
     .unwrap();
     DiscoveryClient::new(channel)
 }
+
+/// A discovery client for `control_plane` presenting a certificate of `demo/<account>` from the
+/// control plane's own CA (read from its data directory), as a proxy's watches do.
+pub fn mesh_discovery_client(
+    control_plane: &RunningControlPlane,
+    account: &str,
+) -> DiscoveryClient<Channel> {
+    let data_dir = control_plane
+        .trust_bundle_path
+        .parent()
+        .expect("the trust bundle lives in the data directory");
+    let store = certified_by_data_dir(&crate::mesh::identity(account), data_dir);
+    discovery_client(control_plane, store, true)
+}

@@ -16,7 +16,6 @@ use weft_api::discovery::discovery_client::DiscoveryClient;
 use weft_api::discovery::{Endpoint, Resolution, WatchRequest};
 use weft_control_plane::{ControlPlaneConfig, RunningControlPlane};
 use weft_tests::fake_apiserver::{FakeApiServer, fixture};
-use weft_tests::mesh::identity;
 use weft_tests::{clients, wait};
 
 /// What the issue asks of a change: it reaches watching proxies within a second.
@@ -66,7 +65,7 @@ impl Cluster {
         config.kubernetes = true;
         config.kubeconfig = Some(api.kubeconfig().to_owned());
         let control_plane = weft_control_plane::start(config).await.unwrap();
-        let client = client(&control_plane);
+        let client = weft_tests::control_plane_client::mesh_discovery_client(&control_plane, "web");
         Self {
             api,
             _dir: dir,
@@ -120,14 +119,6 @@ impl Cluster {
             .filter(|r| r.starts_with(prefix))
             .count()
     }
-}
-
-/// A discovery client that verifies the control plane's identity over TLS, as a proxy does.
-fn client(control_plane: &RunningControlPlane) -> DiscoveryClient<Channel> {
-    // Watches need a mesh certificate: one from the control plane's own CA.
-    let data_dir = control_plane.trust_bundle_path.parent().unwrap();
-    let store = weft_tests::control_plane_client::certified_by_data_dir(&identity("web"), data_dir);
-    weft_tests::control_plane_client::discovery_client(control_plane, store, true)
 }
 
 /// The next message, which must come within `deadline`.

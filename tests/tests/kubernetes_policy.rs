@@ -15,7 +15,6 @@ use weft_api::discovery::discovery_client::DiscoveryClient;
 use weft_api::discovery::{Resolution, WatchRequest};
 use weft_control_plane::{ControlPlaneConfig, RunningControlPlane};
 use weft_tests::fake_apiserver::{FakeApiServer, fixture};
-use weft_tests::mesh::identity;
 use weft_tests::policy_mesh::metric_in;
 use weft_tests::{clients, wait};
 
@@ -51,7 +50,7 @@ impl Fixture {
             config.policies = Some(path);
         }
         let control_plane = weft_control_plane::start(config).await.unwrap();
-        let client = client(&control_plane);
+        let client = weft_tests::control_plane_client::mesh_discovery_client(&control_plane, "web");
         Self {
             _dir: dir,
             control_plane,
@@ -93,14 +92,6 @@ impl Fixture {
             .unwrap();
         metric_in(&reply.body, series)
     }
-}
-
-/// A discovery client that verifies the control plane's identity, as a proxy's.
-fn client(control_plane: &RunningControlPlane) -> DiscoveryClient<Channel> {
-    // Watches need a mesh certificate: one from the control plane's own CA.
-    let data_dir = control_plane.trust_bundle_path.parent().unwrap();
-    let store = weft_tests::control_plane_client::certified_by_data_dir(&identity("web"), data_dir);
-    weft_tests::control_plane_client::discovery_client(control_plane, store, true)
 }
 
 async fn next(stream: &mut Streaming<Resolution>) -> Resolution {
