@@ -117,8 +117,11 @@ pub struct ControlPlaneConfig {
     /// share the identity, so size it for all of them.
     #[arg(long, env = "WEFT_MAX_WATCHES_PER_IDENTITY", default_value_t = DEFAULT_MAX_WATCHES_PER_IDENTITY)]
     pub max_watches_per_identity: usize,
-    /// HTTPS address of the sidecar-injection webhook (POST /inject); `off` for none.
-    #[arg(long, env = "WEFT_WEBHOOK_LISTEN", default_value = "0.0.0.0:8443", value_parser = parse_webhook_listen)]
+
+    /// HTTPS address of the sidecar-injection webhook (POST /inject): `auto` (0.0.0.0:8443 with
+    /// --kubernetes, none without: a local control plane has no API server to call it), an
+    /// address, or `off`.
+    #[arg(long, env = "WEFT_WEBHOOK_LISTEN", default_value = "auto", value_parser = parse_webhook_listen)]
     pub webhook_listen: WebhookListen,
 
     /// The image of the injected weft-init and weft-proxy containers.
@@ -140,17 +143,37 @@ pub struct ControlPlaneConfig {
     pub webhook_configuration: String,
 }
 
-/// `--webhook-listen`: an address, or `off` (also empty) for no webhook.
+/// `--webhook-listen`: `auto`, an address, or `off` (also empty) for no webhook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WebhookListen(pub Option<SocketAddr>);
+pub enum WebhookListen {
+    Auto,
+    Off,
+    At(SocketAddr),
+}
+
+/// Where the webhook listens with `auto` and `--kubernetes`.
+pub const DEFAULT_WEBHOOK_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 8443);
+
+impl WebhookListen {
+    /// The address to serve the webhook on, if any.
+    pub fn address(self, kubernetes: bool) -> Option<SocketAddr> {
+        match self {
+            WebhookListen::Auto => kubernetes.then_some(DEFAULT_WEBHOOK_LISTEN),
+            WebhookListen::Off => None,
+            WebhookListen::At(addr) => Some(addr),
+        }
+    }
+}
 
 fn parse_webhook_listen(text: &str) -> Result<WebhookListen, String> {
     match text.trim() {
-        "" | "off" => Ok(WebhookListen(None)),
+        "auto" => Ok(WebhookListen::Auto),
+        "" | "off" => Ok(WebhookListen::Off),
         addr => addr
             .parse()
-            .map(|a| WebhookListen(Some(a)))
-            .map_err(|e| format!("{e} (an address like 0.0.0.0:8443, or off)")),
+            .map(WebhookListen::At)
+            .map_err(|e| format!("{e} (auto, an address like 0.0.0.0:8443, or off)")),
     }
 }
 
@@ -190,7 +213,7 @@ impl ControlPlaneConfig {
             grpc_keepalive_interval: Duration::from_secs(10),
             grpc_keepalive_timeout: Duration::from_secs(10),
             max_watches_per_identity: DEFAULT_MAX_WATCHES_PER_IDENTITY,
-            webhook_listen: WebhookListen(None),
+            webhook_listen: WebhookListen::Off,
             proxy_image: crate::inject::settings::default_proxy_image(),
             sidecar_mode: crate::inject::SidecarMode::Native,
             injected_control_plane_addr: crate::inject::settings::DEFAULT_CONTROL_PLANE_ADDR

@@ -169,7 +169,7 @@ async fn start_webhook(
     metrics: &Metrics,
     stop: &CancellationToken,
 ) -> anyhow::Result<Option<SocketAddr>> {
-    let Some(listen) = config.webhook_listen.0 else {
+    let Some(listen) = config.webhook_listen.address(config.kubernetes) else {
         return Ok(None);
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());

@@ -52,7 +52,7 @@ fn available() -> bool {
 /// A control plane with its webhook on loopback.
 async fn control_plane(dir: &Path, api: Option<&FakeApiServer>) -> RunningControlPlane {
     let mut config = ControlPlaneConfig::local(dir.to_owned());
-    config.webhook_listen = WebhookListen(Some(SocketAddr::from(([127, 0, 0, 1], 0))));
+    config.webhook_listen = WebhookListen::At(SocketAddr::from(([127, 0, 0, 1], 0)));
     if let Some(api) = api {
         config.kubernetes = true;
         config.kubeconfig = Some(api.kubeconfig().to_owned());

@@ -484,6 +484,7 @@ async fn control_plane_memory(api: &FakeApiServer, pods: usize) -> (u64, u64) {
         .arg("--kubernetes")
         .arg("--kubeconfig")
         .arg(api.kubeconfig())
+        .arg("--webhook-listen=off")
         .env("WEFT_LOG", "warn")
         .spawn()
         .unwrap();
