@@ -16,6 +16,8 @@ use super::report::Report;
 
 pub const CONFIGURATION: &str = "weft-sidecar-injector";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pod addresses are often unreachable from a workstation.
+const OUTSIDE_HINT: &str = " (from outside the cluster: kubectl -n weft-system port-forward svc/weft-control-plane 8443, then weft check --webhook-addr 127.0.0.1:8443)";
 
 pub async fn check(client: &kube::Client, address: Option<&str>, report: &mut Report) {
     report.category("webhook");
@@ -161,8 +163,8 @@ async fn handshake(
     let server_name = ServerName::try_from(name.to_owned()).map_err(|e| e.to_string())?;
     let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target))
         .await
-        .map_err(|_| "no answer within 5 s".to_owned())?
-        .map_err(|e| format!("cannot connect: {e}"))?;
+        .map_err(|_| format!("no answer within 5 s{OUTSIDE_HINT}"))?
+        .map_err(|e| format!("cannot connect: {e}{OUTSIDE_HINT}"))?;
     let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(server_name, tcp)
         .await
