@@ -476,13 +476,16 @@ async fn pod_proxy(path: &str, state: &Shared) -> Option<Answer> {
     let answer = async {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut tcp = tokio::net::TcpStream::connect(to).await?;
-        tcp.write_all(format!("GET {forwarded} HTTP/1.0\r\nHost: {to}\r\n\r\n").as_bytes())
-            .await?;
+        let request =
+            format!("GET {forwarded} HTTP/1.1\r\nHost: {to}\r\nConnection: close\r\n\r\n");
+        tcp.write_all(request.as_bytes()).await?;
         let mut raw = Vec::new();
         tcp.read_to_end(&mut raw).await?;
         Ok::<_, std::io::Error>(raw)
-    }
-    .await;
+    };
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(5), answer)
+        .await
+        .unwrap_or_else(|_| Err(std::io::Error::other("no answer within 5 s")));
     Some(match answer {
         Ok(raw) => {
             let text = String::from_utf8_lossy(&raw);

@@ -11,6 +11,7 @@ use super::report::Report;
 
 const ADMIN_PORT: u16 = 15000;
 const SIDECAR: &str = "weft-proxy";
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub async fn check(client: &kube::Client, namespace: Option<&str>, report: &mut Report) {
     report.category("data-plane");
@@ -37,14 +38,7 @@ pub async fn check(client: &kube::Client, namespace: Option<&str>, report: &mut 
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         let name = pod.metadata.name.clone().unwrap_or_default();
         let path = format!("/api/v1/namespaces/{ns}/pods/{name}:{ADMIN_PORT}/proxy/metrics");
-        let metrics = match http::Request::get(&path).body(Vec::new()) {
-            Ok(request) => client.request_text(request).await,
-            Err(e) => {
-                report.fail(format!("{ns}/{name}: {e}"));
-                continue;
-            }
-        };
-        let metrics = match metrics {
+        let metrics = match scrape(client, &path).await {
             Ok(text) => text,
             Err(e) => {
                 report.fail(format!(
@@ -74,6 +68,18 @@ pub async fn check(client: &kube::Client, namespace: Option<&str>, report: &mut 
             )),
         }
     }
+}
+
+/// One sidecar's `/metrics` through the API server, within [`SCRAPE_TIMEOUT`] (one stuck
+/// sidecar must not hold up the report).
+async fn scrape(client: &kube::Client, path: &str) -> Result<String, String> {
+    let request = http::Request::get(path)
+        .body(Vec::new())
+        .map_err(|e| e.to_string())?;
+    tokio::time::timeout(SCRAPE_TIMEOUT, client.request_text(request))
+        .await
+        .map_err(|_| format!("no answer within {} s", SCRAPE_TIMEOUT.as_secs()))?
+        .map_err(|e| e.to_string())
 }
 
 fn has_sidecar(pod: &Pod) -> bool {
