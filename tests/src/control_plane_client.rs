@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tonic::transport::Channel;
+use weft_api::discovery::Resolution;
 use weft_api::discovery::discovery_client::DiscoveryClient;
 use weft_certs::{CertificateAuthority, SpiffeId};
 use weft_control_plane::RunningControlPlane;
@@ -104,4 +105,23 @@ pub fn mesh_discovery_client(
         .expect("the trust bundle lives in the data directory");
     let store = certified_by_data_dir(&crate::mesh::identity(account), data_dir);
     discovery_client(control_plane, store, true)
+}
+
+/// The next answer of a discovery watch, which must come within `deadline`.
+pub async fn next_resolution(
+    stream: &mut tonic::Streaming<Resolution>,
+    deadline: Duration,
+) -> Resolution {
+    tokio::time::timeout(deadline, stream.message())
+        .await
+        .unwrap_or_else(|_| panic!("a message within {deadline:?}"))
+        .expect("no stream error")
+        .expect("the stream is open")
+}
+
+/// Nothing arrives on the watch for `quiet` (and the stream does not end).
+pub async fn no_resolution(stream: &mut tonic::Streaming<Resolution>, quiet: Duration, what: &str) {
+    if let Ok(message) = tokio::time::timeout(quiet, stream.message()).await {
+        panic!("expected no message ({what}), got {message:?}");
+    }
 }

@@ -3,16 +3,12 @@
 //!
 //! It listens on port 0; the bound addresses are read from its "control plane serving" log line.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use crate::{bins, clients, wait};
-
-const STARTED_DEADLINE: Duration = Duration::from_secs(30);
+use crate::{bins, clients, logged_process};
 
 pub struct ControlPlaneProcess {
     child: Child,
@@ -30,46 +26,11 @@ impl ControlPlaneProcess {
             .arg("--admin-listen=127.0.0.1:0")
             .arg(format!("--data-dir={}", data_dir.display()))
             .args(flags)
-            .env("WEFT_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("weft-control-plane starts");
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let watched = log.clone();
-        let started = tokio::task::spawn_blocking(move || {
-            wait::until_blocking(STARTED_DEADLINE, "weft-control-plane to serve", || {
-                let log = watched.lock().unwrap();
-                log.lines()
-                    .find(|l| l.contains("control plane serving"))
-                    .map(str::to_owned)
-            })
-        })
-        .await;
-        let started = match started {
-            Ok(line) => line,
-            Err(e) => {
-                let _ = child.kill();
-                panic!("{e}; weft-control-plane's log:\n{}", log.lock().unwrap());
-            }
-        };
-        let field = |name: &str| -> SocketAddr {
-            started
-                .split_whitespace()
-                .find_map(|word| word.strip_prefix(&format!("{name}=")))
-                .unwrap_or_else(|| panic!("no {name} in {started:?}"))
-                .parse()
-                .unwrap()
-        };
+            .env("WEFT_LOG", "info");
+        let (child, log, started) =
+            logged_process::spawn(command, "weft-control-plane", "control plane serving").await;
+        let field =
+            |name: &str| -> SocketAddr { logged_process::field(&started, name).parse().unwrap() };
         Self {
             grpc_addr: field("grpc_addr"),
             admin_addr: field("admin_addr"),

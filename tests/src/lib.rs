@@ -15,6 +15,7 @@ pub mod control_plane_process;
 pub mod fake_apiserver;
 pub mod fault_app;
 pub mod local_peer;
+pub mod logged_process;
 pub mod mesh;
 pub mod otlp;
 pub mod pod_mesh;

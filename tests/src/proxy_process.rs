@@ -5,9 +5,8 @@
 //! on port 0; the bound addresses are read from its "proxy started" log line, so tests never
 //! guess free ports.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,12 +17,11 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use weft_proxy::ProxyArgs;
 
-use crate::bins;
 use crate::clients::{self, Reply};
 use crate::mesh::{Mesh, ProxyOptions};
 use crate::wait;
+use crate::{bins, logged_process};
 
-const STARTED_DEADLINE: Duration = Duration::from_secs(30);
 const READY_DEADLINE: Duration = Duration::from_secs(10);
 
 pub struct ProxyProcess {
@@ -45,46 +43,10 @@ impl ProxyProcess {
             .args(flags(&args))
             .args(extra)
             .env("WEFT_TOKEN", args.token.as_deref().unwrap_or_default())
-            .env("WEFT_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("weft-proxy starts");
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let started = {
-            let log = log.clone();
-            tokio::task::spawn_blocking(move || {
-                wait::until_blocking(STARTED_DEADLINE, "weft-proxy to log its addresses", || {
-                    let log = log.lock().unwrap();
-                    log.lines()
-                        .find(|l| l.contains("proxy started"))
-                        .map(str::to_owned)
-                })
-            })
-        };
-        let started = match started.await {
-            Ok(line) => line,
-            Err(e) => {
-                let _ = child.kill();
-                panic!("{e}; weft-proxy's log:\n{}", log.lock().unwrap());
-            }
-        };
-        let field = |name: &str| -> String {
-            let value = started
-                .split_whitespace()
-                .find_map(|word| word.strip_prefix(&format!("{name}=")))
-                .unwrap_or_else(|| panic!("no {name} in {started:?}"));
-            value.to_owned()
-        };
+            .env("WEFT_LOG", "info");
+        let (child, log, started) =
+            logged_process::spawn(command, "weft-proxy", "proxy started").await;
+        let field = |name: &str| logged_process::field(&started, name);
         let forwards = started
             .split_once("forwards=[")
             .and_then(|(_, rest)| rest.split_once(']'))

@@ -165,18 +165,12 @@ fn write_atomically(path: &Path, contents: &str) {
 
 /// The next message, which must come within the update deadline.
 async fn next(stream: &mut Streaming<Resolution>) -> Resolution {
-    tokio::time::timeout(UPDATE_DEADLINE, stream.message())
-        .await
-        .expect("a message within the deadline")
-        .expect("no stream error")
-        .expect("the stream is open")
+    weft_tests::control_plane_client::next_resolution(stream, UPDATE_DEADLINE).await
 }
 
 /// Nothing arrives for a while (and the stream does not end).
 async fn quiet(stream: &mut Streaming<Resolution>, what: &str) {
-    if let Ok(message) = tokio::time::timeout(QUIET, stream.message()).await {
-        panic!("expected no message ({what}), got {message:?}");
-    }
+    weft_tests::control_plane_client::no_resolution(stream, QUIET, what).await
 }
 
 fn hello_endpoint(address: &str) -> Endpoint {

@@ -14,7 +14,7 @@ use tonic::Streaming;
 use tonic::transport::Channel;
 use weft_api::discovery::discovery_client::DiscoveryClient;
 use weft_api::discovery::{Endpoint, Resolution, WatchRequest};
-use weft_control_plane::{ControlPlaneConfig, RunningControlPlane};
+use weft_control_plane::RunningControlPlane;
 use weft_tests::fake_apiserver::{FakeApiServer, fixture};
 use weft_tests::{clients, wait};
 
@@ -61,9 +61,7 @@ impl Cluster {
 
     async fn start_with(api: FakeApiServer) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = ControlPlaneConfig::local(dir.path().join("control-plane"));
-        config.kubernetes = true;
-        config.kubeconfig = Some(api.kubeconfig().to_owned());
+        let config = api.control_plane_config(dir.path().join("control-plane"));
         let control_plane = weft_control_plane::start(config).await.unwrap();
         let client = weft_tests::control_plane_client::mesh_discovery_client(&control_plane, "web");
         Self {
@@ -123,18 +121,12 @@ impl Cluster {
 
 /// The next message, which must come within `deadline`.
 async fn next(stream: &mut Streaming<Resolution>, deadline: Duration) -> Resolution {
-    tokio::time::timeout(deadline, stream.message())
-        .await
-        .unwrap_or_else(|_| panic!("a message within {deadline:?}"))
-        .expect("no stream error")
-        .expect("the stream is open")
+    weft_tests::control_plane_client::next_resolution(stream, deadline).await
 }
 
 /// Nothing arrives for a while (and the stream does not end).
 async fn quiet(stream: &mut Streaming<Resolution>, what: &str) {
-    if let Ok(message) = tokio::time::timeout(QUIET, stream.message()).await {
-        panic!("expected no message ({what}), got {message:?}");
-    }
+    weft_tests::control_plane_client::no_resolution(stream, QUIET, what).await
 }
 
 fn meshed(address: &str) -> Endpoint {

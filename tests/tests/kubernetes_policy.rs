@@ -13,7 +13,7 @@ use tonic::Streaming;
 use tonic::transport::Channel;
 use weft_api::discovery::discovery_client::DiscoveryClient;
 use weft_api::discovery::{Resolution, WatchRequest};
-use weft_control_plane::{ControlPlaneConfig, RunningControlPlane};
+use weft_control_plane::RunningControlPlane;
 use weft_tests::fake_apiserver::{FakeApiServer, fixture};
 use weft_tests::policy_mesh::metric_in;
 use weft_tests::{clients, wait};
@@ -36,9 +36,7 @@ impl Fixture {
     /// A control plane watching `api`, with optional `--services` / `--policies` files.
     async fn start(api: &FakeApiServer, services: Option<&str>, policies: Option<&str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = ControlPlaneConfig::local(dir.path().join("control-plane"));
-        config.kubernetes = true;
-        config.kubeconfig = Some(api.kubeconfig().to_owned());
+        let mut config = api.control_plane_config(dir.path().join("control-plane"));
         if let Some(text) = services {
             let path = dir.path().join("services.yaml");
             std::fs::write(&path, text).unwrap();
@@ -95,17 +93,11 @@ impl Fixture {
 }
 
 async fn next(stream: &mut Streaming<Resolution>) -> Resolution {
-    tokio::time::timeout(DEADLINE, stream.message())
-        .await
-        .expect("a message within the deadline")
-        .expect("no stream error")
-        .expect("the stream is open")
+    weft_tests::control_plane_client::next_resolution(stream, DEADLINE).await
 }
 
 async fn quiet(stream: &mut Streaming<Resolution>, what: &str) {
-    if let Ok(message) = tokio::time::timeout(QUIET, stream.message()).await {
-        panic!("expected no message ({what}), got {message:?}");
-    }
+    weft_tests::control_plane_client::no_resolution(stream, QUIET, what).await
 }
 
 /// The request timeout and retry limit of an answer's client policy.

@@ -123,6 +123,17 @@ impl FakeApiServer {
         format!("https://{}", self.addr)
     }
 
+    /// A local control plane's settings with `--kubernetes` against this server.
+    pub fn control_plane_config(
+        &self,
+        data_dir: PathBuf,
+    ) -> weft_control_plane::ControlPlaneConfig {
+        let mut config = weft_control_plane::ControlPlaneConfig::local(data_dir);
+        config.kubernetes = true;
+        config.kubeconfig = Some(self.kubeconfig.clone());
+        config
+    }
+
     /// A kubeconfig naming this server, its CA and a token it accepts.
     pub fn kubeconfig(&self) -> &Path {
         &self.kubeconfig
