@@ -28,6 +28,15 @@ const H2_MAX_CONCURRENT_STREAMS: u32 = 1024;
 /// close the whole shared connection, failing every other request multiplexed on it. This bound
 /// still stops a flood, from a caller that has to hold a mesh certificate in the first place.
 /// Every other caller keeps hyper's default (see [`Caller`]).
+///
+/// Nor does a peer proxy's connection count the streams this server resets because of a frame
+/// that came too late, which h2 limits to 1,024 over the connection's whole life: when the app
+/// answers before it has read the request body, the server ends the stream (`RST_STREAM
+/// NO_ERROR`) while the rest of the body is still on its way; h2 remembers only the last 50 such
+/// streams for a second, so under load the late frames of the others count as errors, and a shared
+/// connection that carries millions of requests reached the limit and was closed
+/// (`ENHANCE_YOUR_CALM`), failing every request on it (found by `tests/bench/pods.sh`'s POST
+/// scenario: tens of thousands of 502 and 503 in ten seconds).
 const H2_PEER_MAX_PENDING_ACCEPT_RESETS: usize = 1024;
 
 /// Who is on the other end of a connection, for the limits that depend on trust.
@@ -119,7 +128,8 @@ where
         .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
         .max_header_list_size(MAX_HEADER_BYTES as u32);
     if caller == Caller::PeerProxy {
-        h2.max_pending_accept_reset_streams(H2_PEER_MAX_PENDING_ACCEPT_RESETS);
+        h2.max_pending_accept_reset_streams(H2_PEER_MAX_PENDING_ACCEPT_RESETS)
+            .max_local_error_reset_streams(None);
     }
     let builder = match version {
         HttpVersion::Http1 => builder.http1_only(),

@@ -232,6 +232,10 @@ impl<C: Connector> H2Pool<C> {
             .keep_alive_interval(KEEPALIVE_INTERVAL)
             .keep_alive_timeout(KEEPALIVE_TIMEOUT)
             .keep_alive_while_idle(true)
+            // As on the server side (`http_server`): frames for streams this side reset (a caller
+            // that hung up) may still arrive; h2's lifetime limit on them would close a connection
+            // that every request to the peer shares.
+            .max_local_error_reset_streams(None)
             .handshake(TokioIo::new(io))
             .await
             .map_err(|e| self.connector.http_error(key, e))?;

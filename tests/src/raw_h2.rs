@@ -11,6 +11,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+pub const DATA: u8 = 0x0;
 pub const HEADERS: u8 = 0x1;
 pub const RST_STREAM: u8 = 0x3;
 pub const SETTINGS: u8 = 0x4;
@@ -55,6 +56,20 @@ pub fn get(stream: u32, authority: &str) -> Vec<u8> {
     block.push(len);
     block.extend_from_slice(authority.as_bytes());
     frame(HEADERS, END_STREAM | END_HEADERS, stream, &block)
+}
+
+/// `HEADERS` for `POST http://<authority>/` on `stream`, leaving the stream open for a body.
+pub fn post(stream: u32, authority: &str) -> Vec<u8> {
+    let mut out = get(stream, authority);
+    // :method POST is static entry 3 (GET is 2); no END_STREAM: a body follows.
+    out[9] = 0x83;
+    out[4] = END_HEADERS;
+    out
+}
+
+/// A `DATA` frame on `stream`, ending it.
+pub fn last_data(stream: u32, payload: &[u8]) -> Vec<u8> {
+    frame(DATA, END_STREAM, stream, payload)
 }
 
 pub fn rst_stream(stream: u32, code: u32) -> Vec<u8> {

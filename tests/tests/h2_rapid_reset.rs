@@ -106,3 +106,100 @@ async fn the_local_app_flooding_resets_is_sent_goaway() {
     );
     wait_counted(&client, "outbound").await;
 }
+
+/// An app that answers every request at once, without reading its body (as nginx does for
+/// `return 200`, or any server refusing an upload early).
+async fn early_answering_app() -> std::net::SocketAddr {
+    use http_body_util::Full;
+    use hyper::service::service_fn;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                        bytes::Bytes::from_static(b"early\n"),
+                    )))
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// When the app answers before it has read the request body, the server sidecar ends the stream
+/// (`RST_STREAM NO_ERROR`) while the rest of the body may still be on its way from the peer
+/// proxy. Those late frames are no fault of the peer: h2 remembers only the last 50 reset streams
+/// and used to count every later one as an error, closing the connection after 1,024 over its
+/// whole life (`GOAWAY ENHANCE_YOUR_CALM`), which failed every request multiplexed on it
+/// (tests/bench/pods.sh's POST scenario: tens of thousands of 502 and 503 in ten seconds).
+#[tokio::test]
+async fn a_peer_proxys_body_arriving_after_the_answer_never_closes_the_connection() {
+    // Batches of streams: each batch is answered and reset within a second, more than h2 keeps
+    // track of (50), and the batches together bring more late frames than its old limit (1,024).
+    const BATCHES: u32 = 30;
+    const BATCH: u32 = 100;
+    let mesh = Mesh::start(HOUR).await;
+    let app = early_answering_app().await;
+    let server = mesh.proxy("hello", ProxyOptions::app(app)).await;
+
+    let mut tls = mesh
+        .connect_as("web", server.inbound_addr, "hello", alpn::MESH_H2)
+        .await;
+    let mut start = raw_h2::PREFACE.to_vec();
+    start.extend(raw_h2::frame(raw_h2::SETTINGS, 0, 0, &[]));
+    tls.write_all(&start).await.unwrap();
+    for batch in 0..BATCHES {
+        let streams: Vec<u32> = (0..BATCH).map(|i| 2 * (batch * BATCH + i) + 1).collect();
+        let posts: Vec<u8> = streams
+            .iter()
+            .flat_map(|&stream| raw_h2::post(stream, "hello.demo:8080"))
+            .collect();
+        tls.write_all(&posts).await.unwrap();
+        tls.flush().await.unwrap();
+        // Every stream answered, then reset by the server: its body has not been sent.
+        let mut open = streams.len();
+        let resets = async {
+            while open > 0 {
+                match raw_h2::read_frame(&mut tls).await.unwrap() {
+                    Some(f) if f.kind == raw_h2::RST_STREAM => open -= 1,
+                    Some(f) if f.kind == raw_h2::GOAWAY => {
+                        panic!(
+                            "GOAWAY in batch {batch}: {:?}",
+                            String::from_utf8_lossy(&f.payload)
+                        )
+                    }
+                    Some(_) => {}
+                    None => panic!("the connection closed in batch {batch}"),
+                }
+            }
+        };
+        tokio::time::timeout(DEADLINE, resets)
+            .await
+            .unwrap_or_else(|_| {
+                panic!("batch {batch}: not every stream was reset in {DEADLINE:?}")
+            });
+        // The bodies, late.
+        let late: Vec<u8> = streams
+            .iter()
+            .flat_map(|&stream| raw_h2::last_data(stream, b"late body"))
+            .collect();
+        tls.write_all(&late).await.unwrap();
+    }
+    let last = 2 * BATCHES * BATCH + 1;
+    tls.write_all(&raw_h2::get(last, "hello.demo:8080"))
+        .await
+        .unwrap();
+    tls.flush().await.unwrap();
+    assert_eq!(
+        raw_h2::ending(&mut tls, last, DEADLINE).await,
+        Ending::Answered
+    );
+    assert_eq!(too_many_resets(&server, "inbound").await, 0);
+}

@@ -150,6 +150,12 @@ impl http_body::Body for ReplayBody {
                         if !shared.overflowed {
                             this.cursor += 1;
                         }
+                        // The app's last bytes (its Content-Length reached): say so now, so that
+                        // HTTP/2 ends the stream with this frame instead of an empty one later,
+                        // which the peer may receive after it has answered and reset the stream.
+                        if shared.source.is_end_stream() {
+                            shared.ended = true;
+                        }
                         return Poll::Ready(Some(Ok(Frame::data(bytes))));
                     }
                     Err(frame) => frame,
@@ -207,6 +213,20 @@ mod tests {
         assert_eq!(collect(replay.attempt()).await.unwrap(), b"hello world");
         assert!(replay.can_replay() && replay.complete());
         assert_eq!(collect(replay.attempt()).await.unwrap(), b"hello world");
+    }
+
+    #[tokio::test]
+    async fn the_last_bytes_of_a_body_of_known_length_end_it() {
+        // HTTP/2 sets END_STREAM on the frame after which the body says it has ended: on the last
+        // data frame, not on an empty frame sent later (see `poll_frame`).
+        let replay = Replay::new(crate::body::full("hello"), 64);
+        let mut attempt = replay.attempt();
+        assert!(!attempt.is_end_stream());
+        let frame = attempt.frame().await.unwrap().unwrap();
+        assert_eq!(frame.into_data().unwrap(), "hello");
+        assert!(attempt.is_end_stream());
+        assert!(replay.complete());
+        assert_eq!(collect(replay.attempt()).await.unwrap(), b"hello");
     }
 
     #[tokio::test]
