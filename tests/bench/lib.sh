@@ -1,8 +1,10 @@
 # shellcheck shell=bash
 # Shared parts of the side-by-side benchmarks: tests/bench/pair.sh (everything on loopback) and
-# tests/bench/pods.sh (pods as network namespaces). Sourced, not run. The caller sets
+# tests/bench/pods.sh (pods as network namespaces; its scenario matrix is in matrix.sh, which
+# uses the process, configuration and /proc helpers here, not measure_* or report). Sourced, not
+# run. The caller sets
 #   W  working directory (raw wrk/h2load output, CPU and memory samples go to $W/raw)
-#   D  seconds per measurement      C  wrk connections
+#   D  seconds per measurement      C  wrk connections (pair.sh)
 # and hands the measuring functions a *runner*: the name of a function that runs a command where
 # the load generator belongs (here, inside a pod, inside a pod as another user). That is the only
 # difference between the two topologies as far as measuring goes.
@@ -126,13 +128,18 @@ YAML
   echo "$BENCH_SERVER_TOKEN" > "$W/server.token"
 }
 
-# write_haproxy_pair CLIENT_BIND SERVER_ADDR SERVER_BIND APP_ADDR: the anchor
-# (../shared/anchors/haproxy-pair.sh) with its addresses as parameters. Its CA and two P-256
-# certificates, and two one-thread configs in $W: haproxy-client.cfg (plain HTTP in on
+# write_haproxy_pair CLIENT_BIND SERVER_ADDR SERVER_BIND APP_ADDR [GRPC_BIND GRPC_APP_ADDR]: the
+# anchor (../shared/anchors/haproxy-pair.sh) with its addresses as parameters. Its CA and two
+# P-256 certificates, and two one-thread configs in $W: haproxy-client.cfg (plain HTTP in on
 # CLIENT_BIND, mTLS with ALPN h2 out to SERVER_ADDR) and haproxy-server.cfg (mTLS with verified
 # client certificates in on SERVER_BIND, plain HTTP out to APP_ADDR).
+# With GRPC_BIND and GRPC_APP_ADDR (pods.sh's grpc-unary scenario), two additions to the anchor and
+# nothing else: the client side also takes h2c (HTTP/2 prior knowledge) on GRPC_BIND, into the
+# same mTLS backend; the server side sends requests whose content-type begins with
+# application/grpc to GRPC_APP_ADDR over h2c (`proto h2`), everything else to APP_ADDR as before.
 write_haproxy_pair() {
   local client_bind=$1 server_addr=$2 server_bind=$3 app_addr=$4 side
+  local grpc_bind=${5:-} grpc_app_addr=${6:-}
   (
     cd "$W"
     openssl ecparam -name prime256v1 -genkey -noout -out ca.key 2>/dev/null
@@ -160,10 +167,26 @@ HA
   cat >> "$W/haproxy-server.cfg" <<HA
 frontend inbound
   bind $server_bind ssl crt $W/server.bundle ca-file $W/ca.pem verify required alpn h2,http/1.1
+HA
+  [ -z "$grpc_bind" ] || cat >> "$W/haproxy-server.cfg" <<HA
+  use_backend app_grpc if { req.hdr(content-type) -m beg application/grpc }
+HA
+  cat >> "$W/haproxy-server.cfg" <<HA
   default_backend app
 backend app
   server app $app_addr
 HA
+  [ -z "$grpc_bind" ] || {
+    cat >> "$W/haproxy-client.cfg" <<HA
+frontend outbound_grpc
+  bind $grpc_bind proto h2
+  default_backend to_server_sidecar
+HA
+    cat >> "$W/haproxy-server.cfg" <<HA
+backend app_grpc
+  server app_grpc $grpc_app_addr proto h2
+HA
+  }
 }
 
 # --- measuring --------------------------------------------------------------------------------

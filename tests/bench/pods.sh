@@ -1,40 +1,87 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark in pods: two network namespaces ("client" and "server" pods) on a Linux
 # bridge, each with weft's iptables interception (weft-proxy init) and its sidecar as UID 1337,
-# the control plane in the bridge's namespace, and one nginx app in the server pod. Three paths,
-# all driven by wrk / h2load inside the client pod, over the same veth path:
-#   direct        UID 1337 -> 10.250.0.3:8081 -> nginx      (a UID and a port neither pod's rules
-#                                                            intercept: no proxy anywhere)
-#   weft pair     root -> 10.250.0.3:8080, intercepted -> weft (client pod) -> mTLS HTTP/2 ->
-#                 intercepted -> weft (server pod) -> nginx
-#   haproxy pair  root -> 127.0.0.1:18001 -> haproxy (client pod) -> mTLS -> 10.250.0.3:18443
-#                 haproxy (server pod) -> 127.0.0.1:8080 nginx   (the anchor's config,
-#                 ../shared/anchors/haproxy-pair.sh, one thread per proxy; port 18443 is on both
-#                 pods' skip lists)
-# Measured as in pair.sh (lib.sh): wrk throughput, h2load latency at 1k rps and at half of direct
-# saturation, CPU per 1k requests and resident memory of each proxy; one markdown table.
+# the control plane in the bridge's namespace, and one nginx app in the server pod (HTTP/1.1 on
+# 8080 and 8081, h2c gRPC on 8090 and 8091). Three paths, all driven from inside the client pod,
+# over the same veth path:
+#   direct        UID 1337 -> 10.250.0.3:8081 (gRPC :8091) -> nginx   (a UID and ports neither
+#                                                            pod's rules intercept: no proxy)
+#   weft pair     root -> 10.250.0.3:8080 (gRPC :8090), intercepted -> weft (client pod) -> mTLS
+#                 HTTP/2 -> intercepted -> weft (server pod) -> nginx   (both ports are in the
+#                 app's MeshService)
+#   haproxy pair  root -> 127.0.0.1:18001 (gRPC, h2c: 127.0.0.1:18002) -> haproxy (client pod)
+#                 -> mTLS -> 10.250.0.3:18443 haproxy (server pod) -> 127.0.0.1:8080 nginx
+#                 (gRPC: 127.0.0.1:8090, h2c)   (the anchor's config, ../shared/anchors/
+#                 haproxy-pair.sh, one thread per proxy; port 18443 is on both pods' skip lists)
+# The anchor's HAProxy config is changed only for gRPC (lib.sh, write_haproxy_pair): the client
+# side has a second frontend, `bind 127.0.0.1:18002 proto h2`, into the same mTLS backend; the
+# server side sends `req.hdr(content-type) -m beg application/grpc` to a second backend,
+# `server app_grpc 127.0.0.1:8090 proto h2`. The HTTP/1.1 paths are the anchor's as they were.
 #
-# Usage: sudo tests/bench/pods.sh [seconds per run, default 10] [connections, default 32]
-#        KEEP=1 keeps the working directory (configs, logs, raw wrk/h2load output).
+# A matrix of scenarios (matrix.sh), each measured on all three paths in the same run:
+#   get-32      GET /, wrk -t1 -c32
+#   get-512     GET /, wrk -t1 -c512 (the connections each path's entry holds are counted
+#               half-way through, and must be 512)
+#   post-4k     POST /post with a 4 KiB body, wrk -t1 -c32 and a Lua script; nginx reads the
+#               whole body before it answers 200, as an app that reads its input
+#   get-64k     GET /64k, a 64 KiB static file, wrk -t1 -c32
+#   grpc-unary  gRPC unary POST /bench.Echo/Unary over h2c, h2load -t1 -c32 -m1 (one stream per
+#               connection, as unary calls from 32 callers)
+# and, only when BENCH_SCENARIOS names it, post-4k-early: post-4k against an app that answers
+# before it has read the body (nginx's `return`); see matrix.sh.
+# Per scenario and path: req/s and errors/non-2xx (any is reported loudly and fails the run), CPU
+# seconds per 1k requests of each proxy (from /proc ticks over the run, over the requests the
+# load generator completed), resident memory of both proxies sampled half-way through. Once per
+# round: p50/p99 latency at 1k req/s (h2load --h1, GET /) on each path. Once: idle memory of each
+# proxy. One markdown table (matrix_report.py), the issue's targets met or missed below it.
+# Before measuring it proves each path goes where it says, and that each answers each scenario
+# right: the body of /, the 64 KiB file byte for byte, the 4 KiB POST as nginx logged it, and a
+# real gRPC client (grpcio, grpc_check.py) getting the expected bytes with status OK (the trailer
+# grpc-status: 0 is also checked frame by frame on the app with nghttp).
+#
+# Usage: sudo tests/bench/pods.sh [seconds per measurement, default 10]
+#        (the old second argument, connections, is gone: the scenarios fix their connections)
+#        RUNS=N repeats the whole matrix N times in one setup (default 1), interleaving paths
+#        (each round: for each scenario: direct, weft, haproxy; then latency); the table shows
+#        per scenario the median over runs of each number and of each weft ÷ haproxy ratio
+#        (computed per run), and the min–max of the throughput ratio. The README's numbers use
+#        RUNS=5. With 10 s, RUNS=1 takes about 3.5 minutes.
+#        BENCH_SCENARIOS="get-32 get-512" measures only those (default: the five above, not
+#        post-4k-early).
+#        WEFT_POLICY=typical (the default) gives the app a typical ServicePolicy (timeouts,
+#        retries, breaker and limits all configured, none of them acting); WEFT_POLICY=none runs
+#        without one; WEFT_POLICY=server adds its server half (authorization admitting the client's
+#        namespace and rate limits no request reaches).
+#        BENCH_TRACING=<ratio> (default 0.01) starts an OTLP collector (tests/e2e/
+#        otlp_collector.py, counting spans only) in the bridge namespace and runs both sidecars
+#        with --trace-collector and --trace-sampling <ratio>; the spans exported and dropped are
+#        reported after the table. BENCH_TRACING=off runs without tracing. Metrics are always on.
+#        BENCH_HALF_RATE=1 adds a second latency point per round at half of the round's direct
+#        get-32 req/s (off by default: it costs 3 more measurements per round).
+#        PROFILE=perf and SYSCALLS=1 (profile.sh): after the matrix, extra get-32 and get-512 runs
+#        on the weft and haproxy paths under `perf record -g` / `strace -c -f` of each proxy (not
+#        part of the table: tracing a proxy slows it).
+#        KEEP=1 keeps the working directory (configs, logs, raw per-run output in raw/rN/, both
+#        sidecars' /metrics after the matrix in raw/metrics-weft-{client,server}.txt).
 #        WEFT_BIN=<dir> uses the weft binaries there instead of building this checkout.
-#        WEFT_POLICY=typical gives the app a typical ServicePolicy (timeouts, retries, breaker and
-#        limits all configured, none of them acting), to measure what the layers cost;
-#        WEFT_POLICY=server adds its server half (authorization admitting the client's namespace
-#        and rate limits no request reaches), to measure what the server sidecar's checks cost.
-#        BENCH_TRACING=<ratio> (e.g. 0.01) starts an OTLP collector (tests/e2e/otlp_collector.py,
-#        counting spans only) in the bridge namespace and runs both sidecars with
-#        --trace-collector and --trace-sampling <ratio>, to measure what tracing costs; the spans
-#        exported and dropped are reported after the table.
-# Needs root (namespaces, iptables) and: wrk h2load haproxy nginx openssl python3 curl ip iptables
-# setpriv. Everything it creates (namespaces wb-<pid>-*, the processes in them,
-# /tmp/weft-pods.<pid>.*) is removed on exit, also on failure or Ctrl-C; what a run killed
+# Needs root (namespaces, iptables) and: wrk h2load nghttp haproxy nginx openssl python3 (with
+# grpcio) curl ip iptables setpriv ss. Everything it creates (namespaces wb-<pid>-*, the processes
+# in them, /tmp/weft-pods.<pid>.*) is removed on exit, also on failure or Ctrl-C; what a run killed
 # outright (SIGKILL) left behind is removed by the next run.
 set -euo pipefail
 # shellcheck source=tests/bench/lib.sh
 . "$(dirname "$0")/lib.sh"
+# shellcheck source=tests/bench/matrix.sh
+. "$(dirname "$0")/matrix.sh"
+# shellcheck source=tests/bench/profile.sh
+. "$(dirname "$0")/profile.sh"
 
 D=${1:-10}
-C=${2:-32}
+[ $# -le 1 ] || die "pods.sh takes one argument (seconds per measurement); the connections are the scenarios' own (BENCH_SCENARIOS selects them): got '$*'"
+RUNS=${RUNS:-1}
+WEFT_POLICY=${WEFT_POLICY:-typical}
+BENCH_TRACING=${BENCH_TRACING:-0.01}
+[ "$BENCH_TRACING" != off ] || BENCH_TRACING=
 PROXY_UID=1337
 # The sidecars run as UID 1337, as in a pod (runAsUser); so does the direct path's load generator.
 AS_PROXY_UID=(setpriv --reuid="$PROXY_UID" --regid="$PROXY_UID" --clear-groups)
@@ -158,7 +205,7 @@ apiVersion: weft.dev/v1alpha1
 kind: MeshService
 metadata: {name: app, namespace: bench}
 spec:
-  ports: [{port: 8080}]
+  ports: [{port: 8080}, {port: 8090}]
   endpoints:
     - address: $SERVER_IP
       serviceAccount: server
@@ -189,7 +236,7 @@ spec:
       - routes: [api]
         timeouts: {request: 3s, perTry: 1s}
 YAML
-  if [ "${WEFT_POLICY:-}" = server ]; then
+  if [ "$WEFT_POLICY" = server ]; then
     cat >> "$W/policies.yaml" <<YAML
   server:
     authorization:
@@ -253,8 +300,9 @@ trace_summary() {
 }
 
 start_server_pod() {
-  # 18443: the HAProxy server side, not for weft. 8081: the app's second port, for the direct path.
-  in_server "$W/bin/weft-proxy" init --skip-inbound-ports 18443,8081 > "$W/init-server.log" 2>&1 ||
+  # 18443: the HAProxy server side, not for weft. 8081 and 8091: the app's second HTTP and gRPC
+  # ports, for the direct path.
+  in_server "$W/bin/weft-proxy" init --skip-inbound-ports 18443,8081,8091 > "$W/init-server.log" 2>&1 ||
     fail_with_logs init-server
   start nginx "$NS_SERVER" root nginx -c "$W/nginx.conf"
   NGINX_PID=$STARTED
@@ -349,6 +397,30 @@ $headers"
   echo "direct and haproxy paths: answered without touching weft" >&2
 }
 
+# --- the paths, as matrix.sh measures them ----------------------------------------------------
+
+declare -A RUNNER=([direct]=in_client_unmeshed [weft]=in_client [haproxy]=in_client)
+declare -A HTTP_URL=([direct]=http://$SERVER_IP:8081 [weft]=http://$SERVER_IP:8080
+  [haproxy]=http://127.0.0.1:18001)
+declare -A GRPC_ADDR=([direct]=$SERVER_IP:8091 [weft]=$SERVER_IP:8090 [haproxy]=127.0.0.1:18002)
+# Where each path's client connections are accepted: nginx's port in the server pod (direct),
+# the client sidecar's outbound listener (weft: iptables redirects there), HAProxy's frontend.
+declare -A ENTRY=([direct]="$NS_SERVER 8081" [weft]="$NS_CLIENT 15001" [haproxy]="$NS_CLIENT 18001")
+declare -A PROXIES=([direct]="")
+
+# pick_grpc_python: GRPC_PYTHON, a python3 with grpcio that UID 1337 can run too (the direct
+# path's gRPC check runs as that UID; a python3 under root's home, e.g. pyenv's, is closed to it).
+pick_grpc_python() {
+  local candidate
+  for candidate in "$(command -v python3)" /usr/bin/python3; do
+    if "${AS_PROXY_UID[@]}" "$candidate" -c 'import grpc' 2>/dev/null; then
+      GRPC_PYTHON=$candidate
+      return
+    fi
+  done
+  die "the grpc-unary scenario checks each path with grpcio, run as UID $PROXY_UID too: apt-get install -y python3-grpcio (or drop grpc-unary from BENCH_SCENARIOS)"
+}
+
 # --- main ----------------------------------------------------------------------------------------
 
 main() {
@@ -357,12 +429,20 @@ main() {
     exit 1
   fi
   positive_int seconds "$D"
-  positive_int connections "$C"
-  need_tools wrk h2load haproxy nginx openssl python3 curl ip iptables setpriv
+  positive_int RUNS "$RUNS"
+  select_scenarios
+  need_tools wrk h2load nghttp haproxy nginx openssl python3 curl ip iptables setpriv ss
+  if selected grpc-unary; then pick_grpc_python; fi
+  profile_check_tools
   build_weft
   "$WEFT_BIN/weft-control-plane" --help | grep -q -- --services ||
     die "this weft-control-plane has no --services flag (discovery of MeshServices): merge main first"
-  ulimit -n 65536 2>/dev/null || true # h2load opens rate/100 connections at half saturation
+  # get-512 holds 512 connections per hop (a proxy: twice that, and its pool to the app), latency
+  # with BENCH_HALF_RATE opens rate/100; the children inherit the limit. Up to 65536, or the hard
+  # limit where this root may not raise that.
+  ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+  [ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge 4096 ] ||
+    die "the open files limit is $(ulimit -n) (hard limit $(ulimit -Hn)); get-512 needs at least 4096"
 
   trap cleanup EXIT
   trap 'exit 130' INT
@@ -380,13 +460,15 @@ main() {
   chmod 644 "$W"/*.token
   write_services
   POLICY_FLAGS=()
-  case "${WEFT_POLICY:-}" in
-    "") ;;
+  case "$WEFT_POLICY" in
+    none) ;;
     typical | server) write_policy; POLICY_FLAGS=(--policies "$W/policies.yaml") ;;
-    *) die "WEFT_POLICY=${WEFT_POLICY}: expected typical or server (or unset)" ;;
+    *) die "WEFT_POLICY=${WEFT_POLICY}: expected typical (the default), server or none" ;;
   esac
-  write_nginx_conf 0.0.0.0:8080 0.0.0.0:8081
-  write_haproxy_pair 127.0.0.1:18001 "$SERVER_IP:18443" "$SERVER_IP:18443" 127.0.0.1:8080
+  write_app_files
+  write_matrix_nginx_conf 0.0.0.0:8080 0.0.0.0:8081 -- 0.0.0.0:8090 0.0.0.0:8091
+  write_haproxy_pair 127.0.0.1:18001 "$SERVER_IP:18443" "$SERVER_IP:18443" 127.0.0.1:8080 \
+    127.0.0.1:18002 127.0.0.1:8090
 
   make_topology
   start_control_plane
@@ -398,28 +480,44 @@ main() {
   check_program weft-server "$WEFT_SERVER" weft-proxy
   check_program haproxy-client "$HA_CLIENT" haproxy
   check_program haproxy-server "$HA_SERVER" haproxy
+  PROXIES[weft]="$WEFT_CLIENT $WEFT_SERVER"
+  PROXIES[haproxy]="$HA_CLIENT $HA_SERVER"
   prove_paths
+  check_grpc_trailer
+  local p round
+  for p in direct weft haproxy; do check_scenarios "$p"; done
   record_idle_rss weft "$WEFT_CLIENT" "$WEFT_SERVER"
   record_idle_rss haproxy "$HA_CLIENT" "$HA_SERVER"
   record_load
-  echo "running: ${D}s per measurement, $C connections for throughput" >&2
-  measure_throughput direct in_client_unmeshed "http://$SERVER_IP:8081/"
-  measure_throughput weft in_client "http://$SERVER_IP:8080/" "$WEFT_CLIENT" "$WEFT_SERVER"
-  measure_throughput haproxy in_client http://127.0.0.1:18001/ "$HA_CLIENT" "$HA_SERVER"
-  local half rate
-  half=$(half_direct_rate)
-  for rate in 1000 "$half"; do
-    measure_latency direct in_client_unmeshed "http://$SERVER_IP:8081/" "$rate"
-    measure_latency weft in_client "http://$SERVER_IP:8080/" "$rate"
-    measure_latency haproxy in_client http://127.0.0.1:18001/ "$rate"
-  done
+  write_meta
+  echo "running: $RUNS round(s) of ${SCENARIOS[*]} on 3 paths, ${D}s per measurement" >&2
+  for round in $(seq "$RUNS"); do measure_round "$round"; done
   local named
   for named in nginx:"$NGINX_PID" weft-client:"$WEFT_CLIENT" weft-server:"$WEFT_SERVER" \
     haproxy-client:"$HA_CLIENT" haproxy-server:"$HA_SERVER"; do
     alive "${named#*:}" || fail_with_logs "${named%%:*}"
   done
-  report "Pods (network namespaces, iptables interception): direct vs weft pair vs HAProxy pair (tests/bench/pods.sh $D $C${WEFT_POLICY:+, WEFT_POLICY=$WEFT_POLICY}${BENCH_TRACING:+, BENCH_TRACING=$BENCH_TRACING})" "$half"
+  # Both sidecars' metrics after the matrix (status codes, refusals, weft-made answers), for
+  # looking into a run whose load generators reported errors (KEEP=1 keeps them).
+  in_bridge curl -sf "http://$CLIENT_IP:15000/metrics" > "$W/raw/metrics-weft-client.txt" || true
+  in_bridge curl -sf "http://$SERVER_IP:15000/metrics" > "$W/raw/metrics-weft-server.txt" || true
+  local rc=0
+  python3 "$BENCH_DIR/matrix_report.py" "$W/raw" \
+    "Pods (network namespaces, iptables interception): direct vs weft pair vs HAProxy pair (tests/bench/pods.sh $D, RUNS=$RUNS, WEFT_POLICY=$WEFT_POLICY, BENCH_TRACING=${BENCH_TRACING:-off})" ||
+    rc=$?
   trace_summary
+  profile_round
+  return "$rc"
+}
+
+# write_meta: what the report needs to know about this run, in $W/raw/meta.
+write_meta() {
+  {
+    echo "seconds $D"
+    echo "runs $RUNS"
+    echo "scenarios ${SCENARIOS[*]}"
+    echo "grpc_connections $GRPC_CONNECTIONS"
+  } > "$W/raw/meta"
 }
 
 main "$@"
