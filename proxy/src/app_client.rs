@@ -68,8 +68,7 @@ impl AppClient {
     ) -> Result<Response<Body>, ProxyError> {
         if version >= Version::HTTP_2 {
             *req.version_mut() = Version::HTTP_2;
-            let response = self.http2.send(&target.addr, req).await?;
-            return Ok(response.map(Body::Stream));
+            return self.http2.send(&target.addr, req).await;
         }
         *req.uri_mut() = origin_form(req.uri());
         *req.version_mut() = version;
@@ -130,7 +129,7 @@ impl Connector for AppConnector {
         Ok(tcp)
     }
 
-    fn http_error(&self, addr: &SocketAddr, error: hyper::Error) -> ProxyError {
+    fn http_error(&self, addr: &SocketAddr, error: h2::Error) -> ProxyError {
         ProxyError::AppHttp {
             addr: *addr,
             detail: error_chain(&error),

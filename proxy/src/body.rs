@@ -12,6 +12,7 @@ use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 
 use crate::h1_pool::CheckIn;
+use crate::h2_stream::H2Body;
 use crate::resilience::retry::{Peeked, ReplayBody};
 use crate::resilience::timeout::TimedBody;
 use crate::telemetry::exchange::Observed;
@@ -22,6 +23,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub enum Body {
     /// Streamed from a peer or the app, frames and trailers as they arrive.
     Stream(Incoming),
+    /// Streamed from a peer or an HTTP/2 app over a pooled HTTP/2 connection.
+    H2(H2Body),
     /// Streamed from the app over a pooled HTTP/1.1 connection, which goes back to the pool
     /// when this body is dropped.
     Pooled(Incoming, CheckIn),
@@ -63,6 +66,7 @@ impl http_body::Body for Body {
             Body::Stream(incoming) | Body::Pooled(incoming, _) => {
                 Pin::new(incoming).poll_frame(cx).map_err(BoxError::from)
             }
+            Body::H2(body) => Pin::new(body).poll_frame(cx),
             Body::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Body::Replay(body) => Pin::new(body).poll_frame(cx),
             Body::Peeked(body) => Pin::new(body.as_mut()).poll_frame(cx),
@@ -76,6 +80,7 @@ impl http_body::Body for Body {
     fn is_end_stream(&self) -> bool {
         match self {
             Body::Stream(incoming) | Body::Pooled(incoming, _) => incoming.is_end_stream(),
+            Body::H2(body) => body.is_end_stream(),
             Body::Full(bytes) => bytes.is_none(),
             Body::Replay(body) => body.is_end_stream(),
             Body::Peeked(body) => body.is_end_stream(),
@@ -89,6 +94,7 @@ impl http_body::Body for Body {
     fn size_hint(&self) -> SizeHint {
         match self {
             Body::Stream(incoming) | Body::Pooled(incoming, _) => incoming.size_hint(),
+            Body::H2(body) => body.size_hint(),
             Body::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Body::Replay(body) => body.size_hint(),
             Body::Peeked(body) => body.size_hint(),

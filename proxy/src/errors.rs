@@ -30,7 +30,7 @@ pub enum ProxyError {
     #[error("HTTP/2 with the peer proxy at {addr} failed: {source}")]
     PeerHttp {
         addr: SocketAddr,
-        source: hyper::Error,
+        source: crate::body::BoxError,
     },
     #[error("the answer of the peer proxy at {addr} broke off: {detail}")]
     PeerBody { addr: SocketAddr, detail: String },

@@ -17,25 +17,33 @@
 //! endpoint and the breaker sees the endpoint failing quickly. Keys the owner no longer needs
 //! (endpoints that left discovery) are dropped by [`H2Pool::retain`], which closes their
 //! connections once their requests are done.
+//!
+//! The connections speak the `h2` crate directly rather than through hyper's client, which costs
+//! two extra tasks and channels per request (see [`crate::h2_stream`]); what hyper's client did
+//! besides is done here: keep-alive pings, the connection's receive window, connection-specific
+//! headers kept off the wire.
 
 use std::collections::HashMap;
 use std::fmt::Display;
 use std::future::Future;
 use std::hash::Hash;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use arc_swap::ArcSwapOption;
+use bytes::Bytes;
+use h2::client::SendRequest;
 use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper::client::conn::http2::SendRequest;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use http_body::Body as _;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::sync::CancellationToken;
 
 use crate::body::Body;
 use crate::errors::ProxyError;
+use crate::h2_stream::{self, H2Body};
 
 /// HTTP/2 flow-control windows: large enough that a single stream is not throttled on a fast
 /// link, small enough that a slow reader cannot make us buffer much.
@@ -57,7 +65,7 @@ pub trait Connector: Send + Sync + 'static {
     -> impl Future<Output = Result<Self::Io, ProxyError>> + Send;
 
     /// The error for an HTTP/2 failure on a connection to `key`.
-    fn http_error(&self, key: &Self::Key, error: hyper::Error) -> ProxyError;
+    fn http_error(&self, key: &Self::Key, error: h2::Error) -> ProxyError;
 
     /// The error for a request to `key` while its connects are failing (see the module doc).
     fn unreachable(
@@ -110,7 +118,9 @@ impl Failure {
 struct Conn {
     /// The connector generation the connection was made in.
     generation: u64,
-    sender: SendRequest<Body>,
+    sender: SendRequest<Bytes>,
+    /// Set when the connection's task ends (the peer closed it, or stopped answering pings).
+    closed: Arc<AtomicBool>,
 }
 
 impl Slot {
@@ -126,13 +136,22 @@ impl Slot {
     }
 
     /// The sender of the current connection, if it is open and of this generation.
-    fn usable(&self, generation: u64) -> Option<SendRequest<Body>> {
+    fn usable(&self, generation: u64) -> Option<SendRequest<Bytes>> {
         let current = self.current.load();
         match current.as_deref() {
-            Some(conn) if conn.generation == generation && !conn.sender.is_closed() => {
+            Some(conn) if conn.generation == generation && !conn.closed.load(Ordering::Relaxed) => {
                 Some(conn.sender.clone())
             }
             _ => None,
+        }
+    }
+
+    /// Stops handing out the current connection (it refused a request: it is going away).
+    fn forget(&self, generation: u64) {
+        if let Some(conn) = self.current.load().as_deref()
+            && conn.generation == generation
+        {
+            conn.closed.store(true, Ordering::Relaxed);
         }
     }
 }
@@ -154,25 +173,47 @@ impl<C: Connector> H2Pool<C> {
         &self,
         key: &C::Key,
         req: Request<Body>,
-    ) -> Result<Response<Incoming>, ProxyError> {
-        let mut sender = self.sender(key).await?;
-        match sender.try_send_request(req).await {
-            Ok(response) => Ok(response),
-            Err(mut refused) => match refused.take_message() {
-                // Never sent: the connection was going away. One fresh connection, one retry.
-                Some(req) => {
-                    let mut sender = self.sender(key).await?;
-                    sender
-                        .send_request(req)
-                        .await
-                        .map_err(|e| self.connector.http_error(key, e))
-                }
-                None => Err(self.connector.http_error(key, refused.into_error())),
-            },
+    ) -> Result<Response<Body>, ProxyError> {
+        let (mut head, body) = req.into_parts();
+        // What HTTP/2 forbids (RFC 9113 8.2.2); a caller's proxy has removed them already.
+        for name in CONNECTION_SPECIFIC {
+            head.headers.remove(name);
         }
+        let end_of_stream = body.is_end_stream();
+        let (slot, generation) = self.slot(key);
+        let mut sender = self.sender(&slot, key, generation).await?;
+        // Not ready: the connection is going away (GOAWAY, or closed) and took nothing. One
+        // fresh connection, one more try.
+        if let Err(e) = std::future::poll_fn(|cx| sender.poll_ready(cx)).await {
+            tracing::debug!(destination = %key, "pooled HTTP/2 connection refused a request: {e}");
+            slot.forget(generation);
+            sender = self.sender(&slot, key, generation).await?;
+            std::future::poll_fn(|cx| sender.poll_ready(cx))
+                .await
+                .map_err(|e| self.connector.http_error(key, e))?;
+        }
+        let (response, stream) = sender
+            .send_request(Request::from_parts(head, ()), end_of_stream)
+            .map_err(|e| self.connector.http_error(key, e))?;
+        // A body still to come is sent by a task of its own while the answer is awaited; if the
+        // caller gives up first, the guard stops it and the stream is reset.
+        let guard = (!end_of_stream).then(|| {
+            let cancel = CancellationToken::new();
+            tokio::spawn(h2_stream::send_body(body, stream, cancel.clone()));
+            cancel.drop_guard()
+        });
+        let response = response
+            .await
+            .map_err(|e| self.connector.http_error(key, e))?;
+        if let Some(guard) = guard {
+            guard.disarm();
+        }
+        let (parts, recv) = response.into_parts();
+        let body = H2Body::new(recv, &parts.headers);
+        Ok(Response::from_parts(parts, Body::H2(body)))
     }
 
-    async fn sender(&self, key: &C::Key) -> Result<SendRequest<Body>, ProxyError> {
+    fn slot(&self, key: &C::Key) -> (Arc<Slot>, u64) {
         let slot = {
             let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
             match slots.get(key) {
@@ -180,7 +221,15 @@ impl<C: Connector> H2Pool<C> {
                 None => slots.entry(key.clone()).or_default().clone(),
             }
         };
-        let generation = self.connector.generation();
+        (slot, self.connector.generation())
+    }
+
+    async fn sender(
+        &self,
+        slot: &Slot,
+        key: &C::Key,
+        generation: u64,
+    ) -> Result<SendRequest<Bytes>, ProxyError> {
         if let Some(sender) = slot.usable(generation) {
             return Ok(sender);
         }
@@ -191,7 +240,7 @@ impl<C: Connector> H2Pool<C> {
         }
         // Rare, and its future is large (TLS and HTTP/2 handshakes): boxed, so that the future
         // of every request stays small and cheap to move.
-        Box::pin(self.connect(&slot, key, generation)).await
+        Box::pin(self.connect(slot, key, generation)).await
     }
 
     async fn connect(
@@ -199,7 +248,7 @@ impl<C: Connector> H2Pool<C> {
         slot: &Slot,
         key: &C::Key,
         generation: u64,
-    ) -> Result<SendRequest<Body>, ProxyError> {
+    ) -> Result<SendRequest<Bytes>, ProxyError> {
         let waiting_since = Instant::now();
         let _connecting = slot.connecting.lock().await;
         // Whoever held the lock before may have connected already, or failed to.
@@ -225,29 +274,35 @@ impl<C: Connector> H2Pool<C> {
             }
         };
         slot.set_failure(None);
-        let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .initial_stream_window_size(STREAM_WINDOW)
+        let (sender, mut connection) = h2::client::Builder::new()
+            .initial_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
-            .keep_alive_interval(KEEPALIVE_INTERVAL)
-            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-            .keep_alive_while_idle(true)
             // As on the server side (`http_server`): frames for streams this side reset (a caller
             // that hung up) may still arrive; h2's lifetime limit on them would close a connection
             // that every request to the peer shares.
             .max_local_error_reset_streams(None)
-            .handshake(TokioIo::new(io))
+            .handshake::<_, Bytes>(io)
             .await
             .map_err(|e| self.connector.http_error(key, e))?;
+        let pings = connection.ping_pong();
+        let closed = Arc::new(AtomicBool::new(false));
         let label = key.to_string();
+        let ended = closed.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(destination = %label, "HTTP/2 connection ended: {e}");
+            tokio::select! {
+                result = &mut connection => if let Err(e) = result {
+                    tracing::debug!(destination = %label, "HTTP/2 connection ended: {e}");
+                },
+                () = keep_alive(pings) => {
+                    tracing::debug!(destination = %label, "HTTP/2 connection closed: no answer to a ping in {KEEPALIVE_TIMEOUT:?}");
+                }
             }
+            ended.store(true, Ordering::Relaxed);
         });
         slot.current.store(Some(Arc::new(Conn {
             generation,
             sender: sender.clone(),
+            closed,
         })));
         Ok(sender)
     }
@@ -263,6 +318,32 @@ impl<C: Connector> H2Pool<C> {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         slots.retain(|key, _| keep(key));
         slots.len()
+    }
+}
+
+/// Headers of one HTTP/1.1 connection that HTTP/2 does not allow (`te` is allowed as `trailers`).
+const CONNECTION_SPECIFIC: [http::HeaderName; 5] = [
+    http::header::CONNECTION,
+    http::HeaderName::from_static("keep-alive"),
+    http::HeaderName::from_static("proxy-connection"),
+    http::header::TRANSFER_ENCODING,
+    http::header::UPGRADE,
+];
+
+/// Pings the peer every [`KEEPALIVE_INTERVAL`]; returns when a ping goes unanswered for
+/// [`KEEPALIVE_TIMEOUT`] (the peer or the path to it is gone, though no packet said so).
+async fn keep_alive(pings: Option<h2::PingPong>) {
+    let Some(mut pings) = pings else {
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::time::sleep(KEEPALIVE_INTERVAL).await;
+        match tokio::time::timeout(KEEPALIVE_TIMEOUT, pings.ping(h2::Ping::opaque())).await {
+            Ok(Ok(_pong)) => {}
+            // The connection itself failed: its own future reports that.
+            Ok(Err(_)) => return std::future::pending().await,
+            Err(_) => return,
+        }
     }
 }
 
@@ -288,7 +369,7 @@ mod tests {
             Err(ProxyError::NoEndpoints("dead".into()))
         }
 
-        fn http_error(&self, _: &u16, _: hyper::Error) -> ProxyError {
+        fn http_error(&self, _: &u16, _: h2::Error) -> ProxyError {
             ProxyError::NoEndpoints("dead".into())
         }
 

@@ -64,6 +64,7 @@
 #        KEEP=1 keeps the working directory (configs, logs, raw per-run output in raw/rN/, both
 #        sidecars' /metrics after the matrix in raw/metrics-weft-{client,server}.txt).
 #        WEFT_BIN=<dir> uses the weft binaries there instead of building this checkout.
+#        WEFT_PROXY_FLAGS="--threads 2" adds flags to both sidecars (to measure a setting).
 # Needs root (namespaces, iptables) and: wrk h2load nghttp haproxy nginx openssl python3 (with
 # grpcio) curl ip iptables setpriv ss. Everything it creates (namespaces wb-<pid>-*, the processes
 # in them, /tmp/weft-pods.<pid>.*) is removed on exit, also on failure or Ctrl-C; what a run killed
@@ -269,8 +270,11 @@ start_sidecar() {
   local ns=$1 role=$2
   start "weft-$role" "$ns" proxy "$W/bin/weft-proxy" --identity "$TRUST_DOMAIN_NS/$role" \
     --control-plane-addr "$CP_ADDR" --trust-anchors "$W/cp/trust-bundle.pem" \
-    --token-file "$W/$role.token" --log warn ${TRACE_FLAGS[@]+"${TRACE_FLAGS[@]}"}
+    --token-file "$W/$role.token" --log warn ${TRACE_FLAGS[@]+"${TRACE_FLAGS[@]}"} \
+    ${EXTRA_PROXY_FLAGS[@]+"${EXTRA_PROXY_FLAGS[@]}"}
 }
+# WEFT_PROXY_FLAGS: more flags for both sidecars (e.g. "--threads 2"), to measure a setting.
+read -r -a EXTRA_PROXY_FLAGS <<< "${WEFT_PROXY_FLAGS:-}"
 
 # start_collector: with BENCH_TRACING, an OTLP/gRPC collector on the bridge that counts spans.
 TRACE_FLAGS=()

@@ -208,3 +208,121 @@ async fn a_grpc_caller_gets_a_grpc_status_when_the_peer_is_down() {
         "{reply:?}"
     );
 }
+
+/// Many concurrent uploads larger than a stream's flow-control window (1 MiB), each echoed back by
+/// the app, on the one pooled HTTP/2 connection between the proxies: every byte comes back, in
+/// order, on the right stream, with the trailer after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_large_bodies_stream_both_ways_intact() {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+
+    const STREAMS: usize = 12;
+    const SIZE: usize = 1536 * 1024;
+    let mesh = Mesh::start(Duration::from_secs(3600)).await;
+    let app = HttpApp::start("hello").await;
+    let weft_tests::mesh::Sidecars { client, server } =
+        mesh.sidecars("web", "hello", app.addr).await;
+    let forward = client.forward_addrs[0];
+    let echoes = futures_util::future::join_all((0..STREAMS).map(|i| async move {
+        // Every stream's bytes differ, and differ along the body: a mix-up or a reordering shows.
+        let body: Vec<u8> = (0..SIZE).map(|n| (n / 1000 + i * 7) as u8).collect();
+        let mut h2 = clients::h2(forward).await;
+        let req = http::Request::post("http://echo.demo:8080/echo")
+            .version(http::Version::HTTP_2)
+            .body(
+                Full::new(Bytes::from(body.clone()))
+                    .map_err(|never| match never {})
+                    .boxed(),
+            )
+            .unwrap();
+        let response = tokio::time::timeout(Duration::from_secs(30), h2.send_request(req))
+            .await
+            .expect("an answer within 30 s")
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let collected = tokio::time::timeout(Duration::from_secs(30), response.collect())
+            .await
+            .expect("the whole echo within 30 s")
+            .unwrap();
+        let trailers = collected.trailers().cloned();
+        (body, collected.to_bytes(), trailers)
+    }))
+    .await;
+    for (i, (sent, echoed, trailers)) in echoes.into_iter().enumerate() {
+        assert_eq!(echoed.len(), sent.len(), "stream {i}: length");
+        assert!(
+            echoed == sent,
+            "stream {i}: the echo differs from what was sent"
+        );
+        assert_eq!(
+            trailers.as_ref().map(|t| t["x-echo-trailer"].clone()),
+            Some(http::HeaderValue::from_static("done")),
+            "stream {i}: trailer"
+        );
+    }
+    let metrics = server.metrics.render();
+    assert!(
+        metrics.contains(r#"weft_inbound_connections_total{tls="mtls"} 1"#),
+        "the uploads should share one mTLS connection:\n{metrics}"
+    );
+}
+
+/// A caller that gives up in the middle of an upload: the stream between the proxies is reset,
+/// so the app sees its request end (not a body left hanging), and the connection carries on.
+#[tokio::test]
+async fn an_upload_abandoned_mid_body_ends_at_the_app_and_the_connection_serves_on() {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, StreamBody};
+    use hyper::body::Frame;
+    use weft_tests::fault_app::FaultApp;
+
+    let mesh = Mesh::start(Duration::from_secs(3600)).await;
+    let app = FaultApp::start("hello").await;
+    let weft_tests::mesh::Sidecars { client, server } =
+        mesh.sidecars("web", "hello", app.addr).await;
+    let forward = client.forward_addrs[0];
+
+    let mut h2 = clients::h2(forward).await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, hyper::Error>>(1);
+    let req = http::Request::post("http://upload.demo:8080/upload")
+        .version(http::Version::HTTP_2)
+        .body(StreamBody::new(tokio_stream_from(rx)).boxed())
+        .unwrap();
+    let pending = tokio::spawn(h2.send_request(req));
+    tx.send(Ok(Frame::data(Bytes::from(vec![b'x'; 64 * 1024]))))
+        .await
+        .unwrap();
+    // The app has the request (and is reading its body) before the caller gives up.
+    weft_tests::wait::until(
+        Duration::from_secs(10),
+        "the upload to reach the app",
+        || async { (app.count() == 1).then_some(()) },
+    )
+    .await;
+    pending.abort();
+    drop(tx);
+    drop(h2);
+    let seen = weft_tests::wait::until(
+        Duration::from_secs(10),
+        "the app to see the upload end",
+        || async {
+            let seen = app.seen();
+            (seen[0].outcome != weft_tests::fault_app::Outcome::Pending).then_some(seen)
+        },
+    )
+    .await;
+    assert_eq!(
+        seen[0].body_len, None,
+        "the app never got a whole body: {seen:?}"
+    );
+    let reply = clients::get(forward, "/after", "upload.demo:8080")
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let metrics = server.metrics.render();
+    assert!(
+        metrics.contains(r#"weft_inbound_connections_total{tls="mtls"} 1"#),
+        "the same mTLS connection serves on:\n{metrics}"
+    );
+}

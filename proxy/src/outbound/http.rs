@@ -121,7 +121,7 @@ async fn forward_upgrade(
             .await
             .map_err(|source| ProxyError::PeerHttp {
                 addr: endpoint.addr,
-                source,
+                source: source.into(),
             })?;
     in_flight.finished();
     Ok(response.map(body::stream))

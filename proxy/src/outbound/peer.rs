@@ -64,10 +64,10 @@ impl Connector for PeerConnector {
         self.open(endpoint, alpn::MESH_H2).await
     }
 
-    fn http_error(&self, endpoint: &Endpoint, source: hyper::Error) -> ProxyError {
+    fn http_error(&self, endpoint: &Endpoint, source: h2::Error) -> ProxyError {
         ProxyError::PeerHttp {
             addr: endpoint.addr,
-            source,
+            source: source.into(),
         }
     }
 

@@ -327,7 +327,7 @@ impl Attempts<'_> {
                 .get(headers::ERROR)
                 .is_some_and(|v| v.as_bytes() == b"app_unreachable")
         {
-            let response = Response::from_parts(parts, body::stream(incoming));
+            let response = Response::from_parts(parts, incoming);
             return (Ok(response), Outcome::ConnectFailure);
         }
         let mut grpc = self
@@ -341,7 +341,7 @@ impl Attempts<'_> {
             && attempt <= rules.limit
             && parts.status == StatusCode::OK;
         let body = if peek {
-            match retry::peek_grpc_status(body::stream(incoming), rules.max_buffered_body).await {
+            match retry::peek_grpc_status(incoming, rules.max_buffered_body).await {
                 Ok((peeked, status)) => {
                     grpc = status;
                     Body::Peeked(Box::new(peeked))
@@ -355,7 +355,7 @@ impl Attempts<'_> {
                 }
             }
         } else {
-            body::stream(incoming)
+            incoming
         };
         let outcome = Outcome::Response {
             status: parts.status,
@@ -437,8 +437,8 @@ fn classify_error(error: &ProxyError) -> Outcome {
     match error {
         ProxyError::PeerConnect(_) | ProxyError::PeerDown { .. } => Outcome::ConnectFailure,
         ProxyError::PeerHttp { source, .. } => {
-            let refused = std::error::Error::source(source)
-                .and_then(|cause| cause.downcast_ref::<h2::Error>())
+            let refused = source
+                .downcast_ref::<h2::Error>()
                 .and_then(h2::Error::reason)
                 == Some(h2::Reason::REFUSED_STREAM);
             if refused {

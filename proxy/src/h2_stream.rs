@@ -1,0 +1,152 @@
+//! The two halves of a request on a pooled HTTP/2 connection, on the `h2` crate directly: the
+//! answer's body ([`H2Body`]), and the request's body sent on while the answer is awaited
+//! ([`send_body`]).
+//!
+//! hyper's HTTP/2 client puts every request through a channel to the connection's task, which
+//! spawns a task per request to wait for the answer and hands it back through another channel:
+//! two tasks, two channels and four wake-ups per request, which measured 13–16 % of the client
+//! sidecar's instructions (`tests/bench/callgrind.sh`). Here the request's own task opens the
+//! stream and awaits the answer; a task of its own is spawned only for a request body that is not
+//! complete when the request goes out (an upload, a streaming call), to keep sending it while the
+//! answer streams back, as HTTP/2 allows.
+
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http::HeaderMap;
+use http_body::{Body as _, Frame, SizeHint};
+use tokio_util::sync::CancellationToken;
+
+use crate::body::{Body, BoxError};
+
+/// The body of an answer received on a pooled HTTP/2 connection. Its bytes are handed back to
+/// the peer's flow-control window as they are read, so a slow reader holds the peer back by at
+/// most a window, never more.
+#[derive(Debug)]
+pub struct H2Body {
+    recv: h2::RecvStream,
+    /// What the `content-length` header announced and is still to come, for `size_hint` (an
+    /// HTTP/1.1 caller then gets `Content-Length` instead of chunked encoding).
+    remaining: Option<u64>,
+    data_done: bool,
+}
+
+impl H2Body {
+    pub fn new(recv: h2::RecvStream, headers: &HeaderMap) -> Self {
+        let remaining = headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        Self {
+            recv,
+            remaining,
+            data_done: false,
+        }
+    }
+}
+
+impl http_body::Body for H2Body {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if !this.data_done {
+            match ready!(this.recv.poll_data(cx)) {
+                Some(Ok(bytes)) => {
+                    let _ = this.recv.flow_control().release_capacity(bytes.len());
+                    if let Some(remaining) = &mut this.remaining {
+                        *remaining = remaining.saturating_sub(bytes.len() as u64);
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(bytes))));
+                }
+                Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
+                None => this.data_done = true,
+            }
+        }
+        match ready!(this.recv.poll_trailers(cx)) {
+            Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
+            Ok(None) => Poll::Ready(None),
+            Err(e) => Poll::Ready(Some(Err(e.into()))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.recv.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.remaining {
+            Some(remaining) => SizeHint::with_exact(remaining),
+            None => SizeHint::default(),
+        }
+    }
+}
+
+/// Sends the rest of `body` on `stream` until it ends, fails, the peer resets the stream, or
+/// `cancel` fires (the caller gave up before the answer came: its timeout, or it hung up; as in
+/// hyper, a body still being sent after the answer has begun goes on until it ends). A failing body resets the stream, so the peer does
+/// not take a cut-off body for a complete one.
+pub async fn send_body(body: Body, stream: h2::SendStream<Bytes>, cancel: CancellationToken) {
+    let mut pipe = Pipe { body, stream };
+    tokio::select! {
+        () = cancel.cancelled() => pipe.stream.send_reset(h2::Reason::CANCEL),
+        () = std::future::poll_fn(|cx| pipe.poll_send(cx)) => {}
+    }
+}
+
+struct Pipe {
+    body: Body,
+    stream: h2::SendStream<Bytes>,
+}
+
+impl Pipe {
+    fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            // The peer stopped the stream (it answered, or gave up): nothing more to send.
+            if let Poll::Ready(reason) = self.stream.poll_reset(cx) {
+                tracing::trace!("the peer reset the request stream: {reason:?}");
+                return Poll::Ready(());
+            }
+            // Wait for window before reading on: a slow peer holds back the caller's upload
+            // instead of making this proxy buffer it.
+            self.stream.reserve_capacity(1);
+            if self.stream.capacity() == 0 {
+                match ready!(self.stream.poll_capacity(cx)) {
+                    Some(Ok(_)) => continue,
+                    Some(Err(_)) | None => return Poll::Ready(()),
+                }
+            }
+            let frame = match ready!(Pin::new(&mut self.body).poll_frame(cx)) {
+                Some(Ok(frame)) => frame,
+                Some(Err(e)) => {
+                    tracing::debug!("the request body failed, resetting its stream: {e}");
+                    self.stream.send_reset(h2::Reason::INTERNAL_ERROR);
+                    return Poll::Ready(());
+                }
+                None => {
+                    let _ = self.stream.send_data(Bytes::new(), true);
+                    return Poll::Ready(());
+                }
+            };
+            let sent = match frame.into_data() {
+                Ok(bytes) => {
+                    let end = self.body.is_end_stream();
+                    self.stream.send_data(bytes, end).map(|()| end)
+                }
+                Err(frame) => match frame.into_trailers() {
+                    Ok(trailers) => self.stream.send_trailers(trailers).map(|()| true),
+                    Err(_) => Ok(false),
+                },
+            };
+            match sent {
+                Ok(false) => {}
+                Ok(true) | Err(_) => return Poll::Ready(()),
+            }
+        }
+    }
+}
