@@ -509,6 +509,16 @@ main() {
   python3 "$BENCH_DIR/matrix_report.py" "$W/raw" \
     "Pods (network namespaces, iptables interception): direct vs weft pair vs HAProxy pair (tests/bench/pods.sh $D, RUNS=$RUNS, WEFT_POLICY=$WEFT_POLICY, BENCH_TRACING=${BENCH_TRACING:-off})" ||
     rc=$?
+  # h2load counts a gRPC call answered with HTTP 200 as a success whatever its grpc-status, and a
+  # request the client sidecar answered itself (an open breaker, a timeout) is as fast as it is
+  # wrong: any answer weft made instead of the app invalidates the run.
+  local made
+  made=$(awk '/^weft_requests_total\{/ && /answered_by="weft"/ { sum += $NF } END { printf "%d\n", sum }' \
+    "$W/raw/metrics-weft-client.txt")
+  if [ "$made" -gt 0 ]; then
+    echo "**ERRORS: the client sidecar answered $made requests itself instead of the app (weft_requests_total{answered_by=\"weft\"}); the numbers above are not comparable**"
+    rc=3
+  fi
   trace_summary
   profile_round
   return "$rc"
