@@ -1,6 +1,6 @@
-//! The two halves of a request on a pooled HTTP/2 connection, on the `h2` crate directly: the
-//! answer's body ([`H2Body`]), and the request's body sent on while the answer is awaited
-//! ([`send_body`]).
+//! Bodies on HTTP/2 streams, on the `h2` crate directly: a body received ([`H2Body`]: a pooled
+//! connection's answer, or a request to the proxy's HTTP/2 server), and a body sent
+//! ([`send_body`]: a request's, while its answer is awaited; [`send_all`]: an answer's).
 //!
 //! hyper's HTTP/2 client puts every request through a channel to the connection's task, which
 //! spawns a task per request to wait for the answer and hands it back through another channel:
@@ -20,8 +20,25 @@ use tokio_util::sync::CancellationToken;
 
 use crate::body::{Body, BoxError};
 
-/// The body of an answer received on a pooled HTTP/2 connection. Its bytes are handed back to
-/// the peer's flow-control window as they are read, so a slow reader holds the peer back by at
+/// Headers of one HTTP/1.1 connection that HTTP/2 does not allow (RFC 9113 8.2.2; `te` is
+/// allowed as `trailers`, and the proxy sends nothing else).
+const CONNECTION_SPECIFIC: [http::HeaderName; 5] = [
+    http::header::CONNECTION,
+    http::HeaderName::from_static("keep-alive"),
+    http::HeaderName::from_static("proxy-connection"),
+    http::header::TRANSFER_ENCODING,
+    http::header::UPGRADE,
+];
+
+/// Removes what HTTP/2 forbids from a head about to be sent (h2 refuses such a head outright).
+pub fn strip_connection_specific(headers: &mut HeaderMap) {
+    for name in CONNECTION_SPECIFIC {
+        headers.remove(name);
+    }
+}
+
+/// A body received on an HTTP/2 stream. Its bytes are handed back to the peer's flow-control
+/// window as they are read, so a slow reader holds the peer back by at
 /// most a window, never more.
 #[derive(Debug)]
 pub struct H2Body {
@@ -97,6 +114,13 @@ pub async fn send_body(body: Body, stream: h2::SendStream<Bytes>, cancel: Cancel
         () = cancel.cancelled() => pipe.stream.send_reset(h2::Reason::CANCEL),
         () = std::future::poll_fn(|cx| pipe.poll_send(cx)) => {}
     }
+}
+
+/// Sends `body` on `stream` until it ends, fails or the peer resets the stream (an answer's body,
+/// on the server side: the stream's task owns it, nothing else can give up on it).
+pub async fn send_all(body: Body, stream: h2::SendStream<Bytes>) {
+    let mut pipe = Pipe { body, stream };
+    std::future::poll_fn(|cx| pipe.poll_send(cx)).await
 }
 
 struct Pipe {

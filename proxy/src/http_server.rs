@@ -8,12 +8,12 @@ use std::time::Duration;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
 use crate::body::Body;
+use crate::h2_server;
 
 /// A client must send its request headers within this time (slowloris protection).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -108,34 +108,29 @@ pub async fn serve<F, Fut>(
     handler: F,
 ) -> Option<Refusal>
 where
-    F: Fn(Request<Incoming>) -> Fut + Send + Sync + Clone + 'static,
+    F: Fn(Request<Body>) -> Fut + Send + Sync + Clone + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
-    let service = service_fn(move |req| {
+    if version == HttpVersion::Http2 {
+        let settings = h2_server::Settings {
+            stream_window: H2_STREAM_WINDOW,
+            connection_window: H2_CONNECTION_WINDOW,
+            max_concurrent_streams: H2_MAX_CONCURRENT_STREAMS,
+            max_header_list_size: MAX_HEADER_BYTES as u32,
+            peer_max_pending_accept_resets: H2_PEER_MAX_PENDING_ACCEPT_RESETS,
+        };
+        return Box::pin(h2_server::serve(io, caller, &settings, stop, handler)).await;
+    }
+    let service = service_fn(move |req: Request<Incoming>| {
         let handler = handler.clone();
-        async move { Ok::<_, Infallible>(handler(req).await) }
+        async move { Ok::<_, Infallible>(handler(req.map(Body::Stream)).await) }
     });
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
+    let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(MAX_HEADER_BYTES);
-    let mut h2 = builder.http2();
-    h2.timer(TokioTimer::new())
-        .initial_stream_window_size(H2_STREAM_WINDOW)
-        .initial_connection_window_size(H2_CONNECTION_WINDOW)
-        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
-        .max_header_list_size(MAX_HEADER_BYTES as u32);
-    if caller == Caller::PeerProxy {
-        h2.max_pending_accept_reset_streams(H2_PEER_MAX_PENDING_ACCEPT_RESETS)
-            .max_local_error_reset_streams(None);
-    }
-    let builder = match version {
-        HttpVersion::Http1 => builder.http1_only(),
-        HttpVersion::Http2 => builder.http2_only(),
-    };
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+        .max_buf_size(MAX_HEADER_BYTES)
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
     tokio::pin!(conn);
     let result = tokio::select! {
         // The connection first: bytes already read (by protocol detection) are a request to
@@ -149,11 +144,11 @@ where
     };
     let e = result.err()?;
     tracing::debug!("HTTP connection ended: {e}");
-    refusal(&*e)
+    refusal(&e)
 }
 
 /// The refusal behind a connection's error, if the server refused the client.
-fn refusal(error: &(dyn std::error::Error + 'static)) -> Option<Refusal> {
+pub fn refusal(error: &(dyn std::error::Error + 'static)) -> Option<Refusal> {
     let mut cause = Some(error);
     while let Some(e) = cause {
         if let Some(h2) = e.downcast_ref::<h2::Error>() {

@@ -175,10 +175,8 @@ impl<C: Connector> H2Pool<C> {
         req: Request<Body>,
     ) -> Result<Response<Body>, ProxyError> {
         let (mut head, body) = req.into_parts();
-        // What HTTP/2 forbids (RFC 9113 8.2.2); a caller's proxy has removed them already.
-        for name in CONNECTION_SPECIFIC {
-            head.headers.remove(name);
-        }
+        // What HTTP/2 forbids; a caller's proxy has removed them already.
+        h2_stream::strip_connection_specific(&mut head.headers);
         let end_of_stream = body.is_end_stream();
         let (slot, generation) = self.slot(key);
         let mut sender = self.sender(&slot, key, generation).await?;
@@ -320,15 +318,6 @@ impl<C: Connector> H2Pool<C> {
         slots.len()
     }
 }
-
-/// Headers of one HTTP/1.1 connection that HTTP/2 does not allow (`te` is allowed as `trailers`).
-const CONNECTION_SPECIFIC: [http::HeaderName; 5] = [
-    http::header::CONNECTION,
-    http::HeaderName::from_static("keep-alive"),
-    http::HeaderName::from_static("proxy-connection"),
-    http::header::TRANSFER_ENCODING,
-    http::header::UPGRADE,
-];
 
 /// Pings the peer every [`KEEPALIVE_INTERVAL`]; returns when a ping goes unanswered for
 /// [`KEEPALIVE_TIMEOUT`] (the peer or the path to it is gone, though no packet said so).

@@ -23,6 +23,8 @@ import re
 import statistics
 import sys
 
+from report import cpu_model  # pair.sh's report, next to this file
+
 PATHS = ("direct", "weft", "haproxy")
 LABEL = {"direct": "direct path", "weft": "weft pair", "haproxy": "haproxy pair"}
 LOAD = {
@@ -90,17 +92,6 @@ def percentiles(raw, rnd, rate, path):
         return lat[min(len(lat) - 1, int(p * len(lat)))] / 1000.0
 
     return (q(0.50), q(0.99), achieved) if lat else (float("nan"), float("nan"), achieved)
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def fmt_ratio(xs, spread=False):

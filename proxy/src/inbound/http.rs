@@ -6,14 +6,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::{HeaderValue, Request, Response};
-use hyper::body::Incoming;
 use tokio_util::sync::CancellationToken;
 use weft_certs::SpiffeId;
 
 use super::admission::{self, Caller};
 use super::{Inbound, PortPolicy, client_label};
 use crate::app_client::AppTarget;
-use crate::body::{self, Body};
+use crate::body::Body;
 use crate::headers;
 use crate::http_server::{self, BoxedConnection, HttpVersion};
 use crate::policy::DEFAULT_ROUTE;
@@ -75,7 +74,7 @@ struct Context {
 }
 
 impl Context {
-    async fn handle(&self, mut req: Request<Incoming>) -> Response<Body> {
+    async fn handle(&self, mut req: Request<Body>) -> Response<Body> {
         let mut exchange = self.telemetry.begin(&mut req);
         let grpc = exchange.grpc();
         let policy = self.policy.current();
@@ -109,10 +108,9 @@ impl Context {
         self.telemetry.respond(exchange, response)
     }
 
-    async fn forward(&self, mut req: Request<Incoming>, grpc: bool) -> Response<Body> {
+    async fn forward(&self, mut req: Request<Body>, grpc: bool) -> Response<Body> {
         let upgrade =
             upgrade::requested(&req).map(|protocol| (protocol, hyper::upgrade::on(&mut req)));
-        let mut req = req.map(body::stream);
         let version = headers::for_app(&mut req, self.identity_header.as_ref());
 
         let metrics = &self.inbound.metrics;

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use http::{HeaderValue, Request, Response, Version};
-use hyper::body::Incoming;
 use tokio_util::sync::CancellationToken;
 
 use super::{Destination, Outbound, Target, request};
@@ -57,7 +56,7 @@ struct Context {
 }
 
 impl Context {
-    async fn handle(&self, mut req: Request<Incoming>) -> Response<Body> {
+    async fn handle(&self, mut req: Request<Body>) -> Response<Body> {
         let mut exchange = self.telemetry.begin(&mut req);
         let grpc = exchange.grpc();
         let destination = self.target.current();
@@ -92,14 +91,13 @@ impl Context {
 async fn forward_upgrade(
     outbound: &Outbound,
     destination: &Destination,
-    mut req: Request<Incoming>,
+    mut req: Request<Body>,
     protocol: HeaderValue,
 ) -> Result<Response<Body>, ProxyError> {
     let (endpoint, _) = destination
         .pick(None)
         .map_err(|_| ProxyError::NoEndpoints(destination.name.clone()))?;
     let caller = hyper::upgrade::on(&mut req);
-    let mut req = req.map(body::stream);
     headers::to_mesh(&mut req, || endpoint.addr.to_string()).map_err(ProxyError::BadRequest)?;
     *req.version_mut() = Version::HTTP_11;
     upgrade::restore(&mut req, protocol);

@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
-use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use super::destination::Unavailable;
@@ -45,7 +44,7 @@ pub async fn send(
     outbound: &Outbound,
     destination: &Destination,
     route: &Arc<RoutePolicy>,
-    req: Request<Incoming>,
+    req: Request<Body>,
     log: &AttemptLog,
 ) -> Result<Response<Body>, ProxyError> {
     let deadline = route.timeouts.request.map(|t| (Instant::now() + t, t));
@@ -102,7 +101,7 @@ enum Sendable {
 }
 
 impl Sendable {
-    fn new(body: Incoming, route: &RoutePolicy) -> Self {
+    fn new(body: Body, route: &RoutePolicy) -> Self {
         use http_body::Body as _;
         if body.is_end_stream() {
             return Sendable::Empty;
@@ -110,9 +109,9 @@ impl Sendable {
         let cap = route.retries.max_buffered_body;
         let too_long = body.size_hint().lower() > cap;
         if route.retries.limit == 0 || too_long {
-            return Sendable::Once(Some(body::stream(body)));
+            return Sendable::Once(Some(body));
         }
-        Sendable::Replayable(Replay::new(body::stream(body), cap))
+        Sendable::Replayable(Replay::new(body, cap))
     }
 
     fn for_attempt(&mut self) -> Body {
@@ -148,7 +147,7 @@ struct Attempts<'a> {
 }
 
 impl Attempts<'_> {
-    async fn run(&self, req: Request<Incoming>) -> Result<Response<Body>, ProxyError> {
+    async fn run(&self, req: Request<Body>) -> Result<Response<Body>, ProxyError> {
         let destination = self.destination;
         let rules = &self.route.retries;
         destination.budget.deposit();

@@ -1,0 +1,125 @@
+//! Serving HTTP/2 on the `h2` crate directly: every stream gets a task that runs the handler and
+//! sends its answer.
+//!
+//! hyper's HTTP/2 server does the same with more around it per stream (its service and executor
+//! plumbing, a state machine per stream whose drop alone measured ~3.4k instructions per request
+//! on the server sidecar); the client side of the pool already speaks `h2` directly
+//! ([`crate::pool`]). What hyper did besides is done here: a stream the client resets while the
+//! handler runs drops the handler (the request was abandoned: its telemetry records that), answers
+//! lose the headers HTTP/2 forbids and get `content-length` when their size is known, and a drain
+//! sends `GOAWAY` and lets the streams in flight finish.
+
+use std::future::Future;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, header};
+use http_body::Body as _;
+use tokio_util::sync::CancellationToken;
+
+use crate::body::Body;
+use crate::h2_stream::{self, H2Body};
+use crate::http_server::{BoxedConnection, Caller, Refusal};
+
+/// The server's settings for one connection (see `http_server` for why each is what it is).
+pub struct Settings {
+    pub stream_window: u32,
+    pub connection_window: u32,
+    pub max_concurrent_streams: u32,
+    pub max_header_list_size: u32,
+    /// Streams a peer proxy may reset before they are taken up (others keep h2's 20); a peer's
+    /// connection also has no lifetime limit on streams reset for frames that came late.
+    pub peer_max_pending_accept_resets: usize,
+}
+
+/// Serves `io` until the client closes it or `stop` fires (then the streams in flight finish).
+pub async fn serve<F, Fut>(
+    io: BoxedConnection,
+    caller: Caller,
+    settings: &Settings,
+    stop: CancellationToken,
+    handler: F,
+) -> Option<Refusal>
+where
+    F: Fn(Request<Body>) -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    let mut builder = h2::server::Builder::new();
+    builder
+        .initial_window_size(settings.stream_window)
+        .initial_connection_window_size(settings.connection_window)
+        .max_concurrent_streams(settings.max_concurrent_streams)
+        .max_header_list_size(settings.max_header_list_size);
+    if caller == Caller::PeerProxy {
+        builder
+            .max_pending_accept_reset_streams(settings.peer_max_pending_accept_resets)
+            .max_local_error_reset_streams(None);
+    }
+    let mut connection = match builder.handshake::<_, Bytes>(io).await {
+        Ok(connection) => connection,
+        Err(e) => {
+            tracing::debug!("HTTP/2 handshake failed: {e}");
+            return None;
+        }
+    };
+    let mut draining = false;
+    loop {
+        let next = if draining {
+            connection.accept().await
+        } else {
+            tokio::select! {
+                // Streams first: requests already received are served even when the drain has
+                // just begun.
+                biased;
+                next = connection.accept() => next,
+                () = stop.cancelled() => {
+                    connection.graceful_shutdown();
+                    draining = true;
+                    continue;
+                }
+            }
+        };
+        match next {
+            Some(Ok((req, respond))) => {
+                tokio::spawn(serve_stream(req, respond, handler.clone()));
+            }
+            Some(Err(e)) => {
+                tracing::debug!("HTTP connection ended: {e}");
+                return crate::http_server::refusal(&e);
+            }
+            None => return None,
+        }
+    }
+}
+
+async fn serve_stream<F, Fut>(
+    req: Request<h2::RecvStream>,
+    mut respond: h2::server::SendResponse<Bytes>,
+    handler: F,
+) where
+    F: Fn(Request<Body>) -> Fut,
+    Fut: Future<Output = Response<Body>>,
+{
+    let (parts, recv) = req.into_parts();
+    let body = Body::H2(H2Body::new(recv, &parts.headers));
+    let response = tokio::select! {
+        response = handler(Request::from_parts(parts, body)) => response,
+        reason = std::future::poll_fn(|cx| respond.poll_reset(cx)) => {
+            tracing::debug!("the client reset the stream before its answer: {reason:?}");
+            return;
+        }
+    };
+    let (mut head, body) = response.into_parts();
+    h2_stream::strip_connection_specific(&mut head.headers);
+    if let Some(length) = body.size_hint().exact()
+        && !head.headers.contains_key(header::CONTENT_LENGTH)
+    {
+        head.headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    }
+    let end_of_stream = body.is_end_stream();
+    match respond.send_response(Response::from_parts(head, ()), end_of_stream) {
+        Ok(stream) if !end_of_stream => h2_stream::send_all(body, stream).await,
+        Ok(_) => {}
+        Err(e) => tracing::debug!("could not send an answer: {e}"),
+    }
+}
