@@ -22,12 +22,12 @@ const MAX_HEADER_BYTES: usize = 64 * 1024;
 const H2_STREAM_WINDOW: u32 = 1024 * 1024;
 const H2_CONNECTION_WINDOW: u32 = 4 * 1024 * 1024;
 const H2_MAX_CONCURRENT_STREAMS: u32 = 1024;
-/// Streams a peer proxy may reset before the server has taken them up, per connection. hyper's
+/// Streams a peer proxy may reset before the server has taken them up, per connection. h2's
 /// default (20, a guard against "rapid reset" floods) is too low between proxies: a peer proxy
 /// cancels a stream whenever its app hangs up, and when many apps do so at once the server would
 /// close the whole shared connection, failing every other request multiplexed on it. This bound
 /// still stops a flood, from a caller that has to hold a mesh certificate in the first place.
-/// Every other caller keeps hyper's default (see [`Caller`]).
+/// Every other caller keeps that default (see [`Caller`]).
 ///
 /// Nor does a peer proxy's connection count the streams this server resets because of a frame
 /// that came too late, which h2 limits to 1,024 over the connection's whole life: when the app
@@ -46,7 +46,7 @@ pub enum Caller {
     /// apps' requests on one connection, and gets the raised HTTP/2 reset limit.
     PeerProxy,
     /// Anyone else: plaintext callers of the inbound listener (permissive mode) and the local
-    /// app on the outbound listeners. They keep hyper's strict HTTP/2 reset limit: a client
+    /// app on the outbound listeners. They keep h2's strict HTTP/2 reset limit: a client
     /// that resets streams faster than the server takes them up is sent `GOAWAY`
     /// (`ENHANCE_YOUR_CALM`).
     Untrusted,

@@ -1,6 +1,6 @@
 //! HTTP/2 "rapid reset" floods (streams opened and cancelled at once, faster than the server takes
 //! them up): only a peer proxy, proven by its mesh certificate, may reset many streams on one
-//! connection; plaintext callers and the local app keep hyper's strict limit (20) and are sent
+//! connection; plaintext callers and the local app keep h2's strict limit (20) and are sent
 //! `GOAWAY` with `ENHANCE_YOUR_CALM`, which is counted.
 //!
 //! h2 counts a reset only for a stream still waiting to be taken up by the server, so the whole
@@ -21,7 +21,7 @@ use weft_tests::wait;
 use weft_tests::{Mesh, ProxyOptions};
 
 const HOUR: Duration = Duration::from_secs(3600);
-/// Well above hyper's default limit (20), well below a peer proxy's (1024).
+/// Well above h2's default limit (20), well below a peer proxy's (1024).
 const RESETS: u32 = 100;
 const DEADLINE: Duration = Duration::from_secs(10);
 
