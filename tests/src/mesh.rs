@@ -3,11 +3,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tempfile::TempDir;
 use weft_certs::{SpiffeId, TrustBundle};
 use weft_control_plane::{ControlPlaneConfig, RunningControlPlane};
+use weft_proxy::tls::TlsStore;
 use weft_proxy::{ProxyArgs, ProxyConfig, RunningProxy};
 
 use crate::wait;
@@ -205,6 +207,19 @@ impl Mesh {
     pub fn trust_bundle(&self) -> TrustBundle {
         let pem = std::fs::read(self.trust_bundle_path()).expect("the trust bundle exists");
         TrustBundle::from_pem(&pem, "trust bundle").expect("the trust bundle is valid")
+    }
+
+    /// A store for `account` trusting this mesh's roots, with no certificate yet (a proxy before
+    /// its first Certify).
+    pub fn uncertified_store(&self, account: &str) -> Arc<TlsStore> {
+        Arc::new(
+            TlsStore::new(
+                identity(account),
+                self.trust_bundle(),
+                Arc::new(rustls::crypto::ring::default_provider()),
+            )
+            .expect("a store for a valid identity"),
+        )
     }
 
     /// The flags a proxy for `account` would be started with.

@@ -206,14 +206,7 @@ async fn a_replica_killed_under_traffic_loses_no_request_and_the_survivor_carrie
 /// A store for `account` trusting the mesh's roots but holding a certificate of another CA.
 fn foreign_store(mesh: &Mesh, account: &str) -> Arc<TlsStore> {
     let foreign = CertificateAuthority::generate("cluster.local", HOUR).unwrap();
-    let store = Arc::new(
-        TlsStore::new(
-            identity(account),
-            mesh.trust_bundle(),
-            Arc::new(rustls::crypto::ring::default_provider()),
-        )
-        .unwrap(),
-    );
+    let store = mesh.uncertified_store(account);
     let issued = foreign
         .certify(&store.csr().unwrap(), &identity(account), HOUR)
         .unwrap();

@@ -6,7 +6,6 @@
 
 #![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use weft_api::identity::CertifyRequest;
@@ -14,9 +13,8 @@ use weft_api::identity::identity_client::IdentityClient;
 use weft_control_plane::config::ServiceAccountValidation;
 use weft_proxy::ProxyConfig;
 use weft_proxy::identity::control_plane;
-use weft_proxy::tls::TlsStore;
 use weft_tests::fake_apiserver::{FakeApiServer, ReviewedToken};
-use weft_tests::mesh::{Mesh, ProxyOptions, identity, wait_ready};
+use weft_tests::mesh::{Mesh, ProxyOptions, wait_ready};
 use weft_tests::sa_token::{ISSUER, Issuer};
 
 /// The mesh's control plane restarted with `--kubernetes` against `api`.
@@ -38,14 +36,7 @@ async fn certify(
     account: &str,
     token: String,
 ) -> Result<String, (tonic::Code, String, String)> {
-    let store = Arc::new(
-        TlsStore::new(
-            identity(account),
-            mesh.trust_bundle(),
-            Arc::new(rustls::crypto::ring::default_provider()),
-        )
-        .unwrap(),
-    );
+    let store = mesh.uncertified_store(account);
     let cp = mesh.control_plane.as_ref().unwrap();
     let channel = control_plane::channel(
         &cp.grpc_addr.to_string(),
