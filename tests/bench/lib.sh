@@ -195,6 +195,8 @@ rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 # User + system CPU ticks of a process. The fields are counted after the ")" that ends the
 # command name, which may itself contain spaces.
 cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+# cpu_sys_ticks PID: the kernel's part of cpu_ticks (system time).
+cpu_sys_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $13}'; }
 
 # record_idle_rss NAME CLIENT_PID SERVER_PID: resident memory of a pair that is up but unloaded.
 record_idle_rss() {

@@ -232,11 +232,14 @@ run_load() {
 }
 
 # measure SCENARIO PATH ROUND: one measurement into $W/raw/rROUND/SCENARIO-PATH (the load
-# generator's output) with .cpu (CPU ticks of the client and server proxy over the run), .rss and
-# .conns (sample_under_load).
+# generator's output) with .cpu (CPU ticks of the client and server proxy over the run), .sys
+# (the system-time part of those ticks), .rss and .conns (sample_under_load).
 measure() {
-  local scenario=$1 p=$2 out=$W/raw/r$3/$1-$2 before=() pid sampler i=0 ticks=""
-  for pid in ${PROXIES[$p]}; do before+=("$(cpu_ticks "$pid")"); done
+  local scenario=$1 p=$2 out=$W/raw/r$3/$1-$2 before=() before_sys=() pid sampler i=0 ticks="" sys=""
+  for pid in ${PROXIES[$p]}; do
+    before+=("$(cpu_ticks "$pid")")
+    before_sys+=("$(cpu_sys_ticks "$pid")")
+  done
   sample_under_load "$out" "$p" "$scenario" &
   sampler=$!
   run_load "$scenario" "$p" "$out" ||
@@ -244,9 +247,11 @@ measure() {
   wait "$sampler" || die "could not sample the $p path's proxies in $scenario (did one exit?)"
   for pid in ${PROXIES[$p]}; do
     ticks+="$(($(cpu_ticks "$pid") - before[i])) "
+    sys+="$(($(cpu_sys_ticks "$pid") - before_sys[i])) "
     i=$((i + 1))
   done
   [ -z "$ticks" ] || echo "$ticks" > "$out.cpu"
+  [ -z "$sys" ] || echo "$sys" > "$out.sys"
 }
 
 # measure_latency_at PATH ROUND RATE: h2load --h1 GET / at a fixed total rate (100 req/s per

@@ -6,7 +6,7 @@ Usage: matrix_report.py RAW_DIR TITLE
 RAW_DIR holds `meta` (seconds, runs, scenarios), `rss-idle-weft` / `rss-idle-haproxy` (KiB of
 the client and server proxy, idle), `loadavg`, and one directory per round, rN/, with per
 scenario S and path P: S-P (wrk's output, or h2load's for grpc-unary), S-P.cpu (CPU ticks of the
-client and server proxy over the run), S-P.rss (KiB of both, half-way), S-P.conns (get-512: the
+client and server proxy over the run), S-P.sys (the system-time part of them), S-P.rss (KiB of both, half-way), S-P.conns (get-512: the
 connections the path's entry held half-way); and lat-RATE-P.log / .out (h2load --h1 at RATE).
 
 Each number is computed per round, then the median over rounds is shown; each weft ÷ haproxy
@@ -113,7 +113,7 @@ def main():
     tck = os.sysconf("SC_CLK_TCK")
 
     # Per scenario, per path: lists over rounds.
-    rps, cpu, rss, conns, problems = {}, {}, {}, {}, []
+    rps, cpu, kernel, rss, conns, problems = {}, {}, {}, {}, {}, []
     ratio_rps, ratio_cpu = {}, {}
     for s in scenarios:
         tool = "h2load" if s == "grpc-unary" else "wrk"
@@ -130,6 +130,9 @@ def main():
                     ticks = numbers(base + ".cpu")
                     ms = [t / tck * 1000 / (done / 1000) if done else float("nan") for t in ticks]
                     cpu.setdefault((s, p), []).append(ms)
+                    if os.path.exists(base + ".sys"):
+                        share = sum(numbers(base + ".sys")) / sum(ticks) if sum(ticks) else 0
+                        kernel.setdefault((s, p), []).append(share)
                     rss.setdefault((s, p), []).append(max(numbers(base + ".rss")))
                 if os.path.exists(base + ".conns"):
                     conns.setdefault((s, p), []).append(numbers(base + ".conns")[0])
@@ -176,6 +179,11 @@ def main():
               f"| {median(rps[(s, 'haproxy')]):,.0f} | **{fmt_ratio(ratio_rps[s], spread=True)}** "
               f"| {cpu_cell('weft')} | {cpu_cell('haproxy')} | **{fmt_ratio(ratio_cpu[s])}** "
               f"| {median(rss[(s, 'weft')]):,.0f} | {median(rss[(s, 'haproxy')]):,.0f} |")
+
+    if kernel:
+        print("\nKernel share of the proxies' CPU (system time ÷ all, both proxies): " + "; ".join(
+            f"{s} weft {median(kernel[(s, 'weft')]):.0%}, haproxy {median(kernel[(s, 'haproxy')]):.0%}"
+            for s in scenarios if (s, "weft") in kernel))
 
     print()
     print(f"| path | RSS idle KiB (client, server) | p50 / p99 at {LATENCY_RATE:,} req/s (ms) "
