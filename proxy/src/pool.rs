@@ -44,6 +44,7 @@ use tokio_util::sync::CancellationToken;
 use crate::body::Body;
 use crate::errors::ProxyError;
 use crate::h2_stream::{self, H2Body};
+use crate::http_server::BoxedConnection;
 
 /// HTTP/2 flow-control windows: large enough that a single stream is not throttled on a fast
 /// link, small enough that a slow reader cannot make us buffer much.
@@ -272,31 +273,9 @@ impl<C: Connector> H2Pool<C> {
             }
         };
         slot.set_failure(None);
-        let (sender, mut connection) = h2::client::Builder::new()
-            .initial_window_size(STREAM_WINDOW)
-            .initial_connection_window_size(CONNECTION_WINDOW)
-            // As on the server side (`http_server`): frames for streams this side reset (a caller
-            // that hung up) may still arrive; h2's lifetime limit on them would close a connection
-            // that every request to the peer shares.
-            .max_local_error_reset_streams(None)
-            .handshake::<_, Bytes>(io)
+        let (sender, closed) = handshake(Box::new(io), key.to_string())
             .await
             .map_err(|e| self.connector.http_error(key, e))?;
-        let pings = connection.ping_pong();
-        let closed = Arc::new(AtomicBool::new(false));
-        let label = key.to_string();
-        let ended = closed.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                result = &mut connection => if let Err(e) = result {
-                    tracing::debug!(destination = %label, "HTTP/2 connection ended: {e}");
-                },
-                () = keep_alive(pings) => {
-                    tracing::debug!(destination = %label, "HTTP/2 connection closed: no answer to a ping in {KEEPALIVE_TIMEOUT:?}");
-                }
-            }
-            ended.store(true, Ordering::Relaxed);
-        });
         slot.current.store(Some(Arc::new(Conn {
             generation,
             sender: sender.clone(),
@@ -317,6 +296,40 @@ impl<C: Connector> H2Pool<C> {
         slots.retain(|key, _| keep(key));
         slots.len()
     }
+}
+
+/// The HTTP/2 handshake on `io` and the task that drives the connection until it ends or stops
+/// answering pings; returns the connection's sender and a flag set when it has ended. Not generic
+/// over the connector: every pool's connections run the same instantiation of `h2`'s client,
+/// which keeps the binary's resident code smaller (see [`BoxedConnection`]).
+async fn handshake(
+    io: BoxedConnection,
+    label: String,
+) -> Result<(SendRequest<Bytes>, Arc<AtomicBool>), h2::Error> {
+    let (sender, mut connection) = h2::client::Builder::new()
+        .initial_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        // As on the server side (`http_server`): frames for streams this side reset (a caller
+        // that hung up) may still arrive; h2's lifetime limit on them would close a connection
+        // that every request to the peer shares.
+        .max_local_error_reset_streams(None)
+        .handshake::<_, Bytes>(io)
+        .await?;
+    let pings = connection.ping_pong();
+    let closed = Arc::new(AtomicBool::new(false));
+    let ended = closed.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            result = &mut connection => if let Err(e) = result {
+                tracing::debug!(destination = %label, "HTTP/2 connection ended: {e}");
+            },
+            () = keep_alive(pings) => {
+                tracing::debug!(destination = %label, "HTTP/2 connection closed: no answer to a ping in {KEEPALIVE_TIMEOUT:?}");
+            }
+        }
+        ended.store(true, Ordering::Relaxed);
+    });
+    Ok((sender, closed))
 }
 
 /// Pings the peer every [`KEEPALIVE_INTERVAL`]; returns when a ping goes unanswered for

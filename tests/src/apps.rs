@@ -132,8 +132,10 @@ fn respond(
         let body = StreamBody::new(futures_util::StreamExt::chain(echoed, trailer));
         return Response::new(BodyExt::boxed(body));
     }
+    let path = req.uri().path().to_owned();
     Response::builder()
         .header("x-app", name)
+        .header("x-app-path", path)
         .body(
             Full::new(Bytes::from(format!("hello from {name}\n")))
                 .map_err(|never| match never {})

@@ -330,3 +330,108 @@ async fn an_upload_abandoned_mid_body_ends_at_the_app_and_the_connection_serves_
         "the same mTLS connection serves on:\n{metrics}"
     );
 }
+
+/// Connection churn beside pipelining: 300 app connections that each send one request and close
+/// (thirty at a time), while one keep-alive connection pipelines 51 requests. Every answer is the
+/// one for its own request (the app names the path it served), the pipelined answers come back in
+/// the order asked, all of it rides one mTLS connection, and no app connection stays open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_churn_and_pipelining_keep_every_answer_with_its_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const WAVES: usize = 10;
+    const PER_WAVE: usize = 30;
+    const PIPELINED: usize = 50;
+    let mesh = Mesh::start(Duration::from_secs(3600)).await;
+    let app = HttpApp::start("hello").await;
+    let weft_tests::mesh::Sidecars { client, server } =
+        mesh.sidecars("web", "hello", app.addr).await;
+    let forward = client.forward_addrs[0];
+    // The socket count at the end sees a keep-alive connection that is open (so its zero there
+    // means something).
+    let mut held = tokio::net::TcpStream::connect(forward).await.unwrap();
+    held.write_all(b"GET /held HTTP/1.1\r\nhost: hello.demo\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = [0u8; 12];
+    held.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200");
+    assert!(
+        sockets_on(forward.port()) >= 1,
+        "an open app connection is not seen"
+    );
+    drop(held);
+    let pipelined = tokio::spawn(async move {
+        let mut requests: String = (0..PIPELINED)
+            .map(|i| format!("GET /pipelined/{i} HTTP/1.1\r\nhost: hello.demo\r\n\r\n"))
+            .collect();
+        requests += "GET /pipelined/last HTTP/1.1\r\nhost: hello.demo\r\nconnection: close\r\n\r\n";
+        let mut tcp = tokio::net::TcpStream::connect(forward).await.unwrap();
+        tcp.write_all(requests.as_bytes()).await.unwrap();
+        let mut answers = Vec::new();
+        tokio::time::timeout(Duration::from_secs(30), tcp.read_to_end(&mut answers))
+            .await
+            .expect("the pipelined answers within 30 s")
+            .unwrap();
+        String::from_utf8(answers).unwrap()
+    });
+    for wave in 0..WAVES {
+        let replies = futures_util::future::join_all((0..PER_WAVE).map(|i| async move {
+            let path = format!("/churn/{wave}/{i}");
+            let reply = clients::get(forward, &path, "hello.demo").await.unwrap();
+            (path, reply)
+        }))
+        .await;
+        for (path, reply) in replies {
+            assert_eq!(reply.status, 200, "{path}: {reply:?}");
+            assert_eq!(reply.header("x-app-path"), Some(path.as_str()), "{reply:?}");
+        }
+    }
+    let answers = pipelined.await.unwrap();
+    let served: Vec<&str> = answers
+        .lines()
+        .filter_map(|line| line.strip_prefix("x-app-path: "))
+        .collect();
+    let asked: Vec<String> = (0..PIPELINED)
+        .map(|i| format!("/pipelined/{i}"))
+        .chain(std::iter::once("/pipelined/last".to_owned()))
+        .collect();
+    assert_eq!(served, asked, "pipelined answers out of order:\n{answers}");
+    assert_eq!(
+        answers.matches("HTTP/1.1 200 OK\r\n").count(),
+        PIPELINED + 1,
+        "{answers}"
+    );
+    assert_eq!(app.requests(), 1 + WAVES * PER_WAVE + PIPELINED + 1);
+    let metrics = server.metrics.render();
+    assert!(
+        metrics.contains(r#"weft_inbound_connections_total{tls="mtls"} 1"#),
+        "the churn should share one mTLS connection:\n{metrics}"
+    );
+    // The client sidecar closed its side of every app connection: none of the sockets on its
+    // listener is still established or half-closed (`CLOSE_WAIT`), which a leaked connection
+    // task would leave.
+    weft_tests::wait::until(
+        Duration::from_secs(10),
+        "every app connection closed by the client sidecar",
+        || async { (sockets_on(forward.port()) == 0).then_some(()) },
+    )
+    .await;
+}
+
+/// Loopback TCP sockets with local port `port` that are established or in `CLOSE_WAIT`, from
+/// /proc/net/tcp (states 01 and 08).
+fn sockets_on(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let local = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.len() > 3
+                && fields[1].ends_with(&local)
+                && (fields[3] == "01" || fields[3] == "08")
+        })
+        .count()
+}
