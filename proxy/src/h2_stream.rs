@@ -174,3 +174,26 @@ impl Pipe {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_specific_headers_go_and_the_rest_stay() {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", "text/plain".parse().unwrap());
+        headers.insert("transfer-encoding", "chunked".parse().unwrap());
+        headers.insert("connection", "keep-alive".parse().unwrap());
+        headers.insert("keep-alive", "timeout=5".parse().unwrap());
+        headers.insert("te", "trailers".parse().unwrap());
+        strip_connection_specific(&mut headers);
+        let left: Vec<&str> = headers.keys().map(|name| name.as_str()).collect();
+        assert_eq!(left, ["content-type", "te"]);
+
+        let mut clean = HeaderMap::new();
+        clean.insert("x-a", "1".parse().unwrap());
+        strip_connection_specific(&mut clean);
+        assert_eq!(clean.len(), 1);
+    }
+}
