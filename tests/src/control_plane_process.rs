@@ -6,13 +6,12 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command};
-use std::sync::{Arc, Mutex};
 
 use crate::{bins, clients, logged_process};
 
 pub struct ControlPlaneProcess {
     child: Child,
-    log: Arc<Mutex<String>>,
+    log: logged_process::Log,
     pub grpc_addr: SocketAddr,
     pub admin_addr: SocketAddr,
 }
@@ -54,7 +53,7 @@ impl ControlPlaneProcess {
     }
 
     pub fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        self.log.text()
     }
 }
 

@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,13 +12,33 @@ use crate::wait;
 
 const STARTED_DEADLINE: Duration = Duration::from_secs(30);
 
+/// A process's stderr as collected so far, and whether all of it is in: a thread reads the pipe,
+/// so right after the process exits its last lines may still be on the way.
+#[derive(Debug, Clone, Default)]
+pub struct Log {
+    text: Arc<Mutex<String>>,
+    complete: Arc<AtomicBool>,
+}
+
+impl Log {
+    /// Everything collected so far.
+    pub fn text(&self) -> String {
+        self.text.lock().unwrap().clone()
+    }
+
+    /// Whether the pipe has ended (the process exited and every line it wrote is in).
+    pub fn is_complete(&self) -> bool {
+        self.complete.load(Ordering::Acquire)
+    }
+}
+
 /// Spawns `command` (stderr collected into the returned log) and waits for the first log line
 /// containing `started`, which it returns. Panics with the log if it does not come.
 pub async fn spawn(
     mut command: Command,
     name: &'static str,
     started: &'static str,
-) -> (Child, Arc<Mutex<String>>, String) {
+) -> (Child, Log, String) {
     command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -25,15 +46,16 @@ pub async fn spawn(
     let mut child = command
         .spawn()
         .unwrap_or_else(|e| panic!("{name} starts: {e}"));
-    let log = Arc::new(Mutex::new(String::new()));
+    let log = Log::default();
     let stderr = child.stderr.take().expect("stderr is piped");
     let sink = log.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let mut log = sink.lock().unwrap();
-            log.push_str(&line);
-            log.push('\n');
+            let mut text = sink.text.lock().unwrap();
+            text.push_str(&line);
+            text.push('\n');
         }
+        sink.complete.store(true, Ordering::Release);
     });
     let watched = log.clone();
     let line = tokio::task::spawn_blocking(move || {
@@ -41,8 +63,10 @@ pub async fn spawn(
             STARTED_DEADLINE,
             &format!("{name} to log {started:?}"),
             || {
-                let log = watched.lock().unwrap();
-                log.lines().find(|l| l.contains(started)).map(str::to_owned)
+                let text = watched.text.lock().unwrap();
+                text.lines()
+                    .find(|l| l.contains(started))
+                    .map(str::to_owned)
             },
         )
     })
@@ -51,7 +75,7 @@ pub async fn spawn(
         Ok(line) => (child, log, line),
         Err(e) => {
             let _ = child.kill();
-            panic!("{e}; {name}'s log:\n{}", log.lock().unwrap());
+            panic!("{e}; {name}'s log:\n{}", log.text());
         }
     }
 }

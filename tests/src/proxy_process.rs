@@ -7,7 +7,6 @@
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, ExitStatus};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -23,10 +22,12 @@ use crate::wait;
 use crate::{bins, logged_process};
 
 const READY_DEADLINE: Duration = Duration::from_secs(10);
+/// How long the log may take to reach its end once the process has exited.
+const LOG_END_DEADLINE: Duration = Duration::from_secs(5);
 
 pub struct ProxyProcess {
     child: Child,
-    log: Arc<Mutex<String>>,
+    log: logged_process::Log,
     pub inbound_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     /// The bound address of each `--forward` listener, in order.
@@ -111,12 +112,19 @@ impl ProxyProcess {
             async move { status }
         })
         .await;
-        (status, Instant::now())
+        let exited = Instant::now();
+        // The log is read by a thread: its last lines may still be on the way.
+        wait::until(LOG_END_DEADLINE, "its log to end", || {
+            let complete = self.log.is_complete();
+            async move { complete.then_some(()) }
+        })
+        .await;
+        (status, exited)
     }
 
-    /// Everything it has logged so far.
+    /// Everything it has logged so far (all of it once [`Self::wait_exit`] has returned).
     pub fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        self.log.text()
     }
 }
 
