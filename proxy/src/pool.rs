@@ -309,7 +309,7 @@ async fn handshake(
     let (sender, mut connection) = h2::client::Builder::new()
         .initial_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
-        // As on the server side (`http_server`): frames for streams this side reset (a caller
+        // As on the server side (`h2_server`): frames for streams this side reset (a caller
         // that hung up) may still arrive; h2's lifetime limit on them would close a connection
         // that every request to the peer shares.
         .max_local_error_reset_streams(None)

@@ -6,8 +6,9 @@ Usage: matrix_report.py RAW_DIR TITLE
 RAW_DIR holds `meta` (seconds, runs, scenarios), `rss-idle-weft` / `rss-idle-haproxy` (KiB of
 the client and server proxy, idle), `loadavg`, and one directory per round, rN/, with per
 scenario S and path P: S-P (wrk's output, or h2load's for grpc-unary), S-P.cpu (CPU ticks of the
-client and server proxy over the run), S-P.sys (the system-time part of them), S-P.rss (KiB of both, half-way), S-P.conns (get-512: the
-connections the path's entry held half-way); and lat-RATE-P.log / .out (h2load --h1 at RATE).
+client and server proxy over the run), S-P.sys (the system-time part of them), S-P.rss (KiB of
+both, half-way), S-P.conns (get-512: the connections the path's entry held half-way); and
+lat-RATE-P.log / .out (h2load --h1 at RATE).
 
 Each number is computed per round, then the median over rounds is shown; each weft ÷ haproxy
 ratio is computed per round, then its median taken (with the min–max of the throughput ratio).
@@ -130,8 +131,8 @@ def main():
                     ticks = numbers(base + ".cpu")
                     ms = [t / tck * 1000 / (done / 1000) if done else float("nan") for t in ticks]
                     cpu.setdefault((s, p), []).append(ms)
-                    if os.path.exists(base + ".sys"):
-                        share = sum(numbers(base + ".sys")) / sum(ticks) if sum(ticks) else 0
+                    if os.path.exists(base + ".sys") and sum(ticks):
+                        share = sum(numbers(base + ".sys")) / sum(ticks)
                         kernel.setdefault((s, p), []).append(share)
                     rss.setdefault((s, p), []).append(max(numbers(base + ".rss")))
                 if os.path.exists(base + ".conns"):
