@@ -11,7 +11,9 @@
 //! - [`CertificateAuthority`]: a self-signed root or a loaded root/intermediate that turns a CSR
 //!   into a leaf for exactly the identity the caller was authenticated as;
 //! - [`TrustBundle`]: several roots at once, so a root can be rotated with overlap;
-//! - [`inspect`]: what a certificate says (identity, validity, issuer) for humans and for checks.
+//! - [`inspect`]: what a certificate says (identity, validity, issuer) for humans and for checks;
+//! - [`tls_provider`]: the cryptography every weft TLS connection uses (post-quantum key exchange
+//!   first).
 
 mod authority;
 mod bundle;
@@ -21,6 +23,7 @@ mod identity;
 mod inspect;
 mod key;
 mod pem_io;
+mod tls_provider;
 
 pub use authority::{
     CertificateAuthority, CertifyError, DnsServerCertificate, IssuedCertificate, MIN_LEAF_LIFETIME,
@@ -33,3 +36,4 @@ pub use inspect::{CertificateInfo, format_time, inspect, inspect_pem};
 pub use key::WorkloadKey;
 pub use pem_io::{certificates_from_pem, certificates_to_pem};
 pub use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer};
+pub use tls_provider::{install_tls_provider, tls_provider};

@@ -58,7 +58,7 @@ impl Drop for RunningControlPlane {
 
 /// Loads or creates the CA, binds both ports and starts serving.
 pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlPlane> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(weft_certs::tls_provider());
     let metrics = Arc::new(Metrics::new());
     let stop = CancellationToken::new();
 
@@ -172,7 +172,7 @@ async fn start_webhook(
     let Some(listen) = config.webhook_listen.address(config.kubernetes) else {
         return Ok(None);
     };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(weft_certs::tls_provider());
     let cert = inject::webhook_cert::start(ca.clone(), provider.clone())?;
     let tls = TlsAcceptor::from(Arc::new(inject::webhook_cert::server_config(
         cert, provider,

@@ -85,7 +85,7 @@ pub async fn start(
     config: ProxyConfig,
     log_level: Option<(LogLevelSetter, String)>,
 ) -> Result<RunningProxy, StartError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(weft_certs::tls_provider());
     let metrics = Arc::new(Metrics::new());
     metrics
         .connections
@@ -189,6 +189,7 @@ pub async fn start(
         telemetry: telemetry.clone(),
         discovery: Some(discovery.clone()),
         connection_limit: ConnectionLimit::new(config.inbound_max_connections),
+        http_ports: config.http_ports.clone(),
     });
     let mut outbound = Outbound::new(
         store.clone(),
@@ -199,6 +200,7 @@ pub async fn start(
     );
     outbound.discovery = Some(discovery.clone());
     outbound.opaque_ports = config.opaque_ports;
+    outbound.http_ports = config.http_ports;
     outbound.unknown_destinations = config.unknown_destinations;
     let outbound = Arc::new(outbound);
     let (forward_listeners, forward_targets): (Vec<_>, Vec<_>) = forward_listeners
@@ -305,6 +307,7 @@ fn summary(config: &ProxyConfig) -> serde_json::Value {
         "admin_listen": config.admin_listen.to_string(),
         "outbound_listen": config.outbound_listen.map(|a| a.to_string()),
         "opaque_ports": config.opaque_ports,
+        "http_ports": config.http_ports,
         "unknown_destinations": config.unknown_destinations,
         "forwards": config.forwards.iter().map(|f| match &f.target {
             ForwardTarget::Fixed { endpoints, .. } => serde_json::json!({

@@ -75,6 +75,14 @@ pub struct ProxyArgs {
     )]
     pub opaque_ports: String,
 
+    /// Ports that always carry HTTP, on both sides (destination ports outbound, this pod's ports
+    /// inbound): never spliced as opaque TCP, whatever detection sees; a request head that does
+    /// not arrive within the header timeout gets 408, bytes that are not HTTP 400. Discovery
+    /// declares more (MeshService `protocol: http`, Service `appProtocol` or port name, a
+    /// ServicePolicy). Comma-separated.
+    #[arg(long, env = "WEFT_HTTP_PORTS", default_value = "")]
+    pub http_ports: String,
+
     /// What to do with intercepted connections to addresses no mesh service claims:
     /// passthrough (plain TCP to the original destination) or refuse (close them).
     #[arg(long, env = "WEFT_UNKNOWN_DESTINATIONS", default_value = "passthrough")]
@@ -187,6 +195,7 @@ pub struct ProxyConfig {
     pub admin_listen: SocketAddr,
     pub outbound_listen: Option<SocketAddr>,
     pub opaque_ports: Vec<u16>,
+    pub http_ports: Vec<u16>,
     pub unknown_destinations: UnknownDestinations,
     pub forwards: Vec<Forward>,
     pub detect_timeout: Duration,
@@ -250,6 +259,7 @@ impl ProxyConfig {
                 .map(Some),
         };
         let opaque_ports = problems.check(ports(&args.opaque_ports, "--opaque-ports"));
+        let http_ports = problems.check(ports(&args.http_ports, "--http-ports"));
         let unknown_destinations =
             problems.check(match args.unknown_destinations.as_deref().map(str::trim) {
                 None | Some("passthrough") => Ok(UnknownDestinations::Passthrough),
@@ -300,7 +310,11 @@ impl ProxyConfig {
             admin_listen,
             detect_timeout,
             connect_timeout,
-            (outbound_listen, opaque_ports, unknown_destinations),
+            (
+                outbound_listen,
+                (opaque_ports, http_ports),
+                unknown_destinations,
+            ),
             (inbound_connect_to, shutdown_grace, inbound_max_connections),
             telemetry,
             control_plane_keepalive,
@@ -317,7 +331,11 @@ impl ProxyConfig {
                 Some(admin_listen),
                 Some(detect_timeout),
                 Some(connect_timeout),
-                (Some(outbound_listen), Some(opaque_ports), Some(unknown_destinations)),
+                (
+                    Some(outbound_listen),
+                    (Some(opaque_ports), Some(http_ports)),
+                    Some(unknown_destinations),
+                ),
                 (Some(inbound_connect_to), Some(shutdown_grace), Some(inbound_max_connections)),
                 Some(telemetry),
                 Some(control_plane_keepalive),
@@ -333,6 +351,7 @@ impl ProxyConfig {
                 admin_listen,
                 outbound_listen,
                 opaque_ports,
+                http_ports,
                 unknown_destinations,
                 forwards: forwards.into_iter().flatten().collect(),
                 detect_timeout,
@@ -572,6 +591,7 @@ mod tests {
             connect_timeout: "1s".into(),
             outbound_listen: Some("localhost:15001".into()),
             opaque_ports: "25,smtp".into(),
+            http_ports: "http".into(),
             unknown_destinations: Some("allow".into()),
             inbound_connect_to: Some("localhost".into()),
             shutdown_grace: Some("soon".into()),
@@ -593,6 +613,7 @@ mod tests {
             "--detect-timeout \"fast\"",
             "--outbound-listen \"localhost:15001\"",
             "--opaque-ports \"25,smtp\": \"smtp\" is not a port",
+            "--http-ports \"http\": \"http\" is not a port",
             "--unknown-destinations \"allow\": expected passthrough or refuse",
             "--inbound-connect-to \"localhost\": expected pod-address or loopback",
             "--shutdown-grace \"soon\"",
@@ -602,6 +623,6 @@ mod tests {
         ] {
             assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
         }
-        assert_eq!(errors.len(), 16, "{all}");
+        assert_eq!(errors.len(), 17, "{all}");
     }
 }

@@ -16,7 +16,7 @@ use crate::body::Body;
 use crate::h2_server;
 
 /// A client must send its request headers within this time (slowloris protection).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Request heads larger than this are refused (431 for HTTP/1).
 const MAX_HEADER_BYTES: usize = 64 * 1024;
 const H2_STREAM_WINDOW: u32 = 1024 * 1024;

@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod outbound;
 pub mod policy;
 pub mod pool;
+pub mod port_protocol;
 pub mod resilience;
 pub mod server_policy;
 pub mod telemetry;

@@ -44,7 +44,7 @@ pub fn uncertified_store(identity: &SpiffeId, ca: &CertificateAuthority) -> Arc<
         TlsStore::new(
             identity.clone(),
             ca.trust_bundle().clone(),
-            Arc::new(rustls::crypto::ring::default_provider()),
+            Arc::new(weft_certs::tls_provider()),
         )
         .unwrap(),
     )

@@ -216,7 +216,7 @@ impl Mesh {
             TlsStore::new(
                 identity(account),
                 self.trust_bundle(),
-                Arc::new(rustls::crypto::ring::default_provider()),
+                Arc::new(weft_certs::tls_provider()),
             )
             .expect("a store for a valid identity"),
         )

@@ -139,7 +139,21 @@ pub async fn connect(
     server_identity: &SpiffeId,
     client: Option<ClientCert>,
 ) -> Result<TlsStream<TcpStream>, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // ring's own groups only (no post-quantum key exchange): a classical TLS 1.3 client.
+    let provider = rustls::crypto::ring::default_provider();
+    connect_with(provider, addr, alpn, bundle, server_identity, client).await
+}
+
+/// [`connect`] with the key exchange groups, ciphers and algorithms of `provider`.
+pub async fn connect_with(
+    provider: rustls::crypto::CryptoProvider,
+    addr: SocketAddr,
+    alpn: &[u8],
+    bundle: &TrustBundle,
+    server_identity: &SpiffeId,
+    client: Option<ClientCert>,
+) -> Result<TlsStream<TcpStream>, String> {
+    let provider = Arc::new(provider);
     let mut roots = RootCertStore::empty();
     for root in bundle.roots() {
         roots.add(root.clone()).unwrap();

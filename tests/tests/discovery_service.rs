@@ -11,7 +11,7 @@ use tempfile::TempDir;
 use tonic::Streaming;
 use tonic::transport::Channel;
 use weft_api::discovery::discovery_client::DiscoveryClient;
-use weft_api::discovery::{Endpoint, Resolution, WatchRequest};
+use weft_api::discovery::{Endpoint, PortProtocol, Resolution, WatchRequest};
 use weft_control_plane::{ControlPlaneConfig, RunningControlPlane};
 use weft_tests::mesh::identity;
 use weft_tests::{clients, control_plane_client, wait};
@@ -189,6 +189,7 @@ fn hello(endpoints: Vec<Endpoint>) -> Resolution {
         opaque: false,
         policy: None,
         server_policy: None,
+        protocol: PortProtocol::Detect.into(),
     }
 }
 
@@ -213,6 +214,7 @@ async fn watches_follow_the_file_and_survive_a_broken_edit() {
             opaque: true,
             policy: None,
             server_policy: None,
+            protocol: PortProtocol::Opaque.into(),
         }
     );
     assert_eq!(
@@ -365,7 +367,7 @@ async fn a_broken_services_file_stops_startup_and_no_file_means_unknown() {
     };
     let message = format!("{e:#}");
     let expected = format!(
-        "{}:11: unknown protocol \"udp\" (expected http or opaque)",
+        "{}:11: unknown protocol \"udp\" (expected detect, http or opaque)",
         path.display()
     );
     assert!(message.contains(&expected), "{message}");

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use weft_certs::SpiffeId;
 use weft_proxy::tls::alpn;
 use weft_tests::apps::HttpApp;
 use weft_tests::mesh::identity;
@@ -46,7 +47,9 @@ async fn mesh_connections_are_refused_for_a_missing_foreign_or_expired_certifica
     .await;
     assert!(matches!(answer, Answer::Accepted { .. }), "{answer:?}");
 
-    let cases: [(Option<ClientCert>, &str, &str); 3] = [
+    // Signed by the mesh's CA, but for a name of another trust domain.
+    let evil: SpiffeId = "spiffe://evil.example/ns/demo/sa/web".parse().unwrap();
+    let cases: [(Option<ClientCert>, &str, &str); 4] = [
         (None, "CertificateRequired", "no_client_certificate"),
         (
             Some(foreign_cert(&identity("web"))),
@@ -62,6 +65,11 @@ async fn mesh_connections_are_refused_for_a_missing_foreign_or_expired_certifica
             )),
             "CertificateExpired",
             "certificate_expired",
+        ),
+        (
+            Some(mesh_cert_valid(&ca_dir, &evil, now - HOUR, now + HOUR)),
+            "CertificateUnknown",
+            "foreign_trust_domain",
         ),
     ];
     for (cert, alert, reason) in cases {

@@ -25,8 +25,8 @@ pub enum Resolution {
         /// `<name>.<namespace>`
         service: String,
         endpoints: Vec<Endpoint>,
-        /// The port is declared `opaque`: no protocol detection.
-        opaque: bool,
+        /// What the port carries, as declared (detect, HTTP or opaque).
+        protocol: Protocol,
     },
 }
 
@@ -115,7 +115,7 @@ impl Index {
                     identity: service.endpoints[e].identity.clone(),
                 }],
                 // Indexed only where served.
-                opaque: served(service, e, p).is_some_and(|p| p.protocol == Protocol::Opaque),
+                protocol: served(service, e, p).map_or(Protocol::Detect, |p| p.protocol),
             };
         }
         Resolution::Unknown
@@ -156,7 +156,7 @@ impl Index {
                     })
                 })
                 .collect(),
-            opaque: port.protocol == Protocol::Opaque,
+            protocol: port.protocol,
         }
     }
 }
@@ -181,7 +181,7 @@ impl From<Resolution> for weft_api::discovery::Resolution {
             Resolution::Known {
                 service,
                 endpoints,
-                opaque,
+                protocol,
             } => Self {
                 known: true,
                 service,
@@ -193,7 +193,8 @@ impl From<Resolution> for weft_api::discovery::Resolution {
                         identity: e.identity.map(|id| id.to_string()).unwrap_or_default(),
                     })
                     .collect(),
-                opaque,
+                opaque: protocol == Protocol::Opaque,
+                protocol: weft_api::discovery::PortProtocol::from(protocol).into(),
                 policy: None,
                 server_policy: None,
             },
@@ -290,7 +291,7 @@ spec:
                     identity: None,
                 },
             ],
-            opaque: false,
+            protocol: Protocol::Detect,
         };
         let index = index();
         assert_eq!(index.resolve(addr("10.96.0.10:80")), expected);
@@ -310,7 +311,7 @@ spec:
                     address: addr("10.200.0.2:8080"),
                     identity: hello(),
                 }],
-                opaque: false,
+                protocol: Protocol::Detect,
             }
         );
         // The port clients use on the service address is not the pod's port.
@@ -324,10 +325,10 @@ spec:
             index.resolve_name("hello.demo", 80),
             index.resolve(addr("10.96.0.10:80"))
         );
-        let Resolution::Known { opaque, .. } = index.resolve_name("hello.demo", 5432) else {
+        let Resolution::Known { protocol, .. } = index.resolve_name("hello.demo", 5432) else {
             panic!("the named port resolves");
         };
-        assert!(opaque);
+        assert_eq!(protocol, Protocol::Opaque);
         // The port is the service's, not the endpoints'.
         assert_eq!(index.resolve_name("hello.demo", 8080), Resolution::Unknown);
         assert_eq!(index.resolve_name("nobody.demo", 80), Resolution::Unknown);
@@ -348,17 +349,19 @@ spec:
     fn opaque_ports_say_so_on_both_paths() {
         let index = index();
         let Resolution::Known {
-            opaque, endpoints, ..
+            protocol,
+            endpoints,
+            ..
         } = index.resolve(addr("10.96.0.10:5432"))
         else {
             panic!("the service port resolves");
         };
-        assert!(opaque);
+        assert_eq!(protocol, Protocol::Opaque);
         assert_eq!(endpoints[0].address, addr("10.200.0.2:5432"));
-        let Resolution::Known { opaque, .. } = index.resolve(addr("10.200.0.9:5432")) else {
+        let Resolution::Known { protocol, .. } = index.resolve(addr("10.200.0.9:5432")) else {
             panic!("the pod port resolves");
         };
-        assert!(opaque);
+        assert_eq!(protocol, Protocol::Opaque);
     }
 
     #[test]
@@ -369,7 +372,7 @@ spec:
             Resolution::Known {
                 service: "empty.demo".to_owned(),
                 endpoints: vec![],
-                opaque: false
+                protocol: Protocol::Detect
             }
         );
         assert_eq!((index.services(), index.endpoints()), (2, 2));

@@ -12,7 +12,7 @@
 //!   ports:
 //!     - port: 8080                 # what clients connect to
 //!       targetPort: 8080           # the endpoints' port; defaults to port
-//!       protocol: http             # http (default, detected) | opaque (never sniffed)
+//!       protocol: http             # detect (default) | http (always parsed) | opaque (never sniffed)
 //!   endpoints:
 //!     - address: 10.200.0.2
 //!       serviceAccount: hello      # spiffe://<trust-domain>/ns/demo/sa/hello
@@ -63,12 +63,39 @@ pub struct Port {
     pub protocol: Protocol,
 }
 
+/// What a port carries, as declared. It decides what a proxy may do with bytes it cannot parse
+/// as HTTP: only an undeclared port may fall back to opaque TCP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
-    /// Detected from the first bytes (HTTP/1, HTTP/2, or else opaque TCP).
+    /// Not declared: HTTP/1 and HTTP/2 detected from the first bytes, anything else (or nothing
+    /// in time) carried as opaque TCP. A service with a ServicePolicy is HTTP instead.
+    Detect,
+    /// HTTP/1 or HTTP/2, always parsed: never spliced to the app as raw bytes.
     Http,
     /// Server-first or not to be sniffed: carried as TCP without waiting for the client.
     Opaque,
+}
+
+impl Protocol {
+    /// The value of a MeshService port's `protocol` field.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "detect" => Some(Protocol::Detect),
+            "http" => Some(Protocol::Http),
+            "opaque" => Some(Protocol::Opaque),
+            _ => None,
+        }
+    }
+}
+
+impl From<Protocol> for weft_api::discovery::PortProtocol {
+    fn from(protocol: Protocol) -> Self {
+        match protocol {
+            Protocol::Detect => Self::Detect,
+            Protocol::Http => Self::Http,
+            Protocol::Opaque => Self::Opaque,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -353,18 +380,17 @@ impl Checker<'_> {
                 None => port,
             };
             let protocol = match &entry.protocol {
-                None => Some(Protocol::Http),
-                Some(p) => match p.value.as_str() {
-                    "http" => Some(Protocol::Http),
-                    "opaque" => Some(Protocol::Opaque),
-                    other => {
-                        self.problem(
-                            p.referenced.line(),
-                            format!("unknown protocol \"{other}\" (expected http or opaque)"),
-                        );
-                        None
-                    }
-                },
+                None => Some(Protocol::Detect),
+                Some(p) => Protocol::parse(&p.value).or_else(|| {
+                    self.problem(
+                        p.referenced.line(),
+                        format!(
+                            "unknown protocol \"{}\" (expected detect, http or opaque)",
+                            p.value
+                        ),
+                    );
+                    None
+                }),
             };
             let (Some(port), Some(target_port), Some(protocol)) = (port, target_port, protocol)
             else {
@@ -630,7 +656,7 @@ spec:
                 ports: vec![Port {
                     port: 9090,
                     target_port: 9090,
-                    protocol: Protocol::Http
+                    protocol: Protocol::Detect
                 }],
                 endpoints: vec![],
             }
@@ -715,7 +741,7 @@ spec:
             (
                 "protocol: opaque",
                 "protocol: tcp",
-                ":13: unknown protocol \"tcp\" (expected http or opaque)",
+                ":13: unknown protocol \"tcp\" (expected detect, http or opaque)",
             ),
             (
                 "      serviceAccount: hello\n",

@@ -243,6 +243,11 @@ impl Watch {
         let policies = self.policies.borrow_and_update();
         if wire.known {
             wire.policy = policies.get(&wire.service).map(|p| (**p).clone());
+            // A ServicePolicy speaks of requests (routes, retries, per-request limits): the
+            // ports of its service carry HTTP unless they say otherwise.
+            if wire.policy.is_some() && wire.protocol() == pb::PortProtocol::Detect {
+                wire.set_protocol(pb::PortProtocol::Http);
+            }
             if let (true, Some(port)) = (self.server, endpoint_port) {
                 wire.server_policy = policies.server(&wire.service, port);
             }
@@ -493,10 +498,13 @@ mod tests {
         assert!(first.known);
         assert_eq!(first.endpoints[0].address, "10.1.0.1:80");
         assert_eq!(first.policy, None);
+        assert_eq!(first.protocol(), pb::PortProtocol::Detect);
         assert!(other.next().await.unwrap().unwrap().known);
 
         policies.reload(&policy_files("3s")).unwrap();
         let second = hello.next().await.unwrap().unwrap();
+        // A ServicePolicy speaks of requests: its service's ports carry HTTP.
+        assert_eq!(second.protocol(), pb::PortProtocol::Http);
         let policy = second.policy.unwrap();
         assert!(
             policy.version.starts_with("hello.demo@"),
@@ -524,7 +532,11 @@ mod tests {
 
         // Removed: back to no policy (the proxy's built-in defaults).
         policies.reload(&[]).unwrap();
-        assert_eq!(hello.next().await.unwrap().unwrap().policy, None);
+        let removed = hello.next().await.unwrap().unwrap();
+        assert_eq!(
+            (removed.protocol(), removed.policy),
+            (pb::PortProtocol::Detect, None)
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -21,8 +21,10 @@ pub async fn connect(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Client> 
     Ok(client)
 }
 
-/// The client configuration [`connect`] uses.
+/// The client configuration [`connect`] uses. kube builds its TLS config without naming a
+/// crypto provider, so weft's is made the process default first.
 pub async fn config(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Config> {
+    weft_certs::install_tls_provider();
     Ok(match kubeconfig {
         Some(path) => {
             let file = kube::config::Kubeconfig::read_from(path)

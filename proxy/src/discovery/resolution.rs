@@ -8,6 +8,7 @@ use weft_api::discovery as proto;
 use crate::metrics::Metrics;
 use crate::outbound::{Described, Destination, Endpoint};
 use crate::policy::ClientPolicy;
+use crate::port_protocol::PortProtocol;
 
 /// What a destination address is.
 #[derive(Debug, Clone)]
@@ -33,6 +34,7 @@ impl Resolution {
             Some(Resolution::Known(d)) if d.name == answer.service => Some(d.as_ref()),
             _ => None,
         };
+        let protocol = PortProtocol::from_proto(answer.protocol(), answer.opaque);
         let mut meshed = Vec::new();
         let mut unmeshed = Vec::new();
         for endpoint in answer.endpoints {
@@ -56,10 +58,10 @@ impl Resolution {
             None => ClientPolicy::builtin(),
         };
         let described = Described {
+            protocol,
             name: answer.service,
             endpoints: meshed,
             unmeshed,
-            opaque: answer.opaque,
             policy,
         };
         Resolution::Known(Arc::new(Destination::new(described, previous, metrics)))
@@ -74,7 +76,11 @@ impl Resolution {
                 d.name,
                 d.endpoints().len(),
                 d.unmeshed().len(),
-                if d.opaque { ", opaque" } else { "" },
+                match d.protocol {
+                    PortProtocol::Detect => "",
+                    PortProtocol::Http => ", http",
+                    PortProtocol::Opaque => ", opaque",
+                },
                 d.policy.version
             ),
         }
@@ -110,6 +116,7 @@ mod tests {
                 opaque: false,
                 policy: None,
                 server_policy: None,
+                protocol: 0,
             },
             None,
             &metrics,
@@ -130,6 +137,7 @@ mod tests {
                 opaque: true,
                 policy: None,
                 server_policy: None,
+                protocol: 0,
             },
             Some(&first),
             &metrics,
@@ -142,7 +150,7 @@ mod tests {
             &d.endpoints()[0].load,
             &d2.endpoints()[1].load
         ));
-        assert!(d2.opaque);
+        assert_eq!(d2.protocol, PortProtocol::Opaque);
         assert!(matches!(
             Resolution::from_proto(proto::Resolution::default(), Some(&second), &metrics),
             Resolution::Unknown

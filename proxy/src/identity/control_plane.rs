@@ -278,7 +278,7 @@ mod tests {
                 .unwrap()
                 .trust_bundle()
                 .clone(),
-            Arc::new(rustls::crypto::ring::default_provider()),
+            Arc::new(weft_certs::tls_provider()),
         )
         .unwrap();
         let config = store

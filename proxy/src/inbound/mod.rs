@@ -32,6 +32,7 @@ use crate::detect::{self, Protocol};
 use crate::discovery::Discovery;
 use crate::http_server::HttpVersion;
 use crate::metrics::Metrics;
+use crate::port_protocol::{self, Plan, PortProtocol};
 use crate::telemetry::Telemetry;
 use crate::tls::{TlsStore, alpn, classify, peer_identity};
 use crate::transport::{
@@ -70,6 +71,8 @@ pub struct Inbound {
     pub discovery: Option<Arc<Discovery>>,
     /// `--inbound-max-connections`: connections past it are closed at once.
     pub connection_limit: ConnectionLimit,
+    /// `--http-ports`: local ports that always carry HTTP, whatever discovery says.
+    pub http_ports: Vec<u16>,
 }
 
 impl Inbound {
@@ -117,8 +120,9 @@ impl Inbound {
             return;
         };
         let mode = policy.mtls().unwrap_or(self.mode);
-        let Some((protocol, io)) =
-            detect::accepted(tcp, self.detect_timeout, "inbound", &self.metrics).await
+        let port = self.port_protocol(&policy, port_addr);
+        let wait = port.detect_wait(self.detect_timeout);
+        let Some((protocol, io)) = detect::accepted(tcp, wait, "inbound", &self.metrics).await
         else {
             return;
         };
@@ -127,28 +131,54 @@ impl Inbound {
         if from_peer_proxy
             || (mode == InboundMode::Strict && matches!(protocol, Protocol::Tls { .. }))
         {
-            return self.serve_mtls(io, client, target, policy, stop).await;
+            return self
+                .serve_mtls(io, client, target, policy, port, stop)
+                .await;
         }
         if mode == InboundMode::Strict {
             self.refuse("plaintext");
             return refuse::plaintext(io, client, protocol).await;
         }
+        let plan = port.plan(&protocol, io.prefix());
+        if let Plan::Refuse(refusal) = plan {
+            return self.refuse_before_request(io, client, refusal).await;
+        }
         let io = self.counted(io, TlsStatus::Plaintext, UNAUTHENTICATED);
-        let (secured, version) = match protocol {
-            Protocol::Http1 => ("plaintext", Some(HttpVersion::Http1)),
-            Protocol::Http2 => ("plaintext", Some(HttpVersion::Http2)),
-            // TLS the proxy does not terminate (the app's own).
-            Protocol::Tls { .. } => ("passthrough", None),
-            Protocol::Opaque => ("plaintext", None),
+        // TLS the proxy does not terminate (the app's own) passes through.
+        let secured = match protocol {
+            Protocol::Tls { .. } => "passthrough",
+            _ => "plaintext",
         };
         self.count_connection(secured);
-        match version {
-            Some(version) => {
+        match plan {
+            Plan::Http(version) => {
                 let io = Box::new(io);
                 http::serve(self, io, version, None, target, policy, stop).await
             }
-            None => self.forward_opaque(io, client, target, None, &policy).await,
+            _ => self.forward_opaque(io, client, target, None, &policy).await,
         }
+    }
+
+    /// What the port `addr` carries: discovery's declaration, or `--http-ports`.
+    fn port_protocol(&self, policy: &PortPolicy, addr: Option<SocketAddr>) -> PortProtocol {
+        let declared = policy.protocol();
+        match addr {
+            Some(addr) => declared.with_flags(addr.port(), &[], &self.http_ports),
+            None => declared,
+        }
+    }
+
+    /// Closes a connection to an HTTP port that sent no parseable request head in time (`408`)
+    /// or spoke something that is not HTTP, counted under the refusal's reason.
+    async fn refuse_before_request<I: AsyncWrite + Unpin>(
+        &self,
+        io: I,
+        client: SocketAddr,
+        refusal: port_protocol::Refusal,
+    ) {
+        self.refuse(refusal.reason());
+        tracing::info!(%client, reason = refusal.reason(), "refused a connection to an HTTP port before any request");
+        port_protocol::send_refusal(io, refusal).await;
     }
 
     /// The server policy of the port `addr`, waiting (bounded) for the control plane's first
@@ -180,6 +210,7 @@ impl Inbound {
         client: SocketAddr,
         target: SocketAddr,
         policy: PortPolicy,
+        port: PortProtocol,
         stop: CancellationToken,
     ) {
         let Some(credentials) = self.store.current() else {
@@ -220,13 +251,36 @@ impl Inbound {
             Some(p) if p == alpn::MESH_HTTP1 || p == b"http/1.1" => Some(HttpVersion::Http1),
             _ => None,
         };
+        let identity = Some(identity);
         match version {
             Some(version) => {
-                let (io, identity) = (Box::new(tls), Some(identity));
+                let io = Box::new(tls);
                 http::serve(self, io, version, identity, target, policy, stop).await
             }
+            // An opaque stream from a peer whose own view of the port differs (a `--forward`
+            // without discovery, its own `--opaque-ports`): on an HTTP port it is still parsed.
+            None if port == PortProtocol::Http => {
+                let mut tls = tls;
+                let wait = port.detect_wait(self.detect_timeout);
+                let Ok((protocol, prefix)) = detect::detect(&mut tls, wait).await else {
+                    return;
+                };
+                let io = PrefixedIo::new(prefix, tls);
+                match port.plan(&protocol, io.prefix()) {
+                    Plan::Http(version) => {
+                        let io = Box::new(io);
+                        http::serve(self, io, version, identity, target, policy, stop).await
+                    }
+                    Plan::Refuse(refusal) => self.refuse_before_request(io, client, refusal).await,
+                    // Never planned on an HTTP port; were it, the bytes would still not pass.
+                    Plan::Opaque => {
+                        let refusal = port_protocol::Refusal::NotHttp;
+                        self.refuse_before_request(io, client, refusal).await
+                    }
+                }
+            }
             None => {
-                self.forward_opaque(tls, client, target, Some(&identity), &policy)
+                self.forward_opaque(tls, client, target, identity.as_ref(), &policy)
                     .await
             }
         }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::discovery::InboundAnswer;
 use crate::inbound::InboundMode;
+use crate::port_protocol::PortProtocol;
 use crate::server_policy::ServerPolicy;
 
 #[derive(Clone)]
@@ -24,6 +25,14 @@ impl PortPolicy {
     pub fn current(&self) -> Option<Arc<ServerPolicy>> {
         let answer = self.0.as_ref()?.borrow();
         answer.as_ref()?.policy.clone()
+    }
+
+    /// What the port carries, as discovery declares it (detected when nothing is known).
+    pub fn protocol(&self) -> PortProtocol {
+        self.0
+            .as_ref()
+            .and_then(|answer| Some(answer.borrow().as_ref()?.protocol))
+            .unwrap_or_default()
     }
 
     /// The port's `mtls` setting, if its policy has one.

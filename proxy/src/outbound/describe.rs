@@ -43,7 +43,7 @@ fn describe(destination: &Destination, source: &str) -> Value {
             "max_pending": policy.limits.max_pending,
             "queue_timeout_ms": policy.limits.queue_timeout.as_millis() as u64,
         },
-        "opaque": destination.opaque,
+        "protocol": destination.protocol,
         "endpoints": destination.endpoints().iter().map(|e| json!({
             "address": e.addr.to_string(),
             "identity": e.identity.to_string(),

@@ -21,6 +21,7 @@ use weft_certs::SpiffeId;
 use crate::balance::{self, Load};
 use crate::metrics::Metrics;
 use crate::policy::ClientPolicy;
+use crate::port_protocol::PortProtocol;
 use crate::resilience::breaker::{self, Admission, Breaker, Transition};
 use crate::resilience::limit::Limit;
 use crate::resilience::retry::budget::Budget;
@@ -110,7 +111,7 @@ pub struct Described {
     pub endpoints: Vec<Endpoint>,
     /// Endpoints without a sidecar: reached over plain TCP.
     pub unmeshed: Vec<SocketAddr>,
-    pub opaque: bool,
+    pub protocol: PortProtocol,
     pub policy: ClientPolicy,
 }
 
@@ -128,8 +129,8 @@ pub struct Destination {
     pub name: String,
     endpoints: Vec<Endpoint>,
     unmeshed: Vec<SocketAddr>,
-    /// Carry connections as opaque TCP without waiting to detect a protocol.
-    pub opaque: bool,
+    /// What the port carries: detected, always HTTP, or opaque TCP without detection.
+    pub protocol: PortProtocol,
     pub policy: ClientPolicy,
     pub budget: Arc<Budget>,
     pub limit: Arc<Limit>,
@@ -160,7 +161,7 @@ impl Destination {
             name,
             mut endpoints,
             unmeshed,
-            opaque,
+            protocol,
             policy,
         } = described;
         let mut budget = None;
@@ -209,7 +210,7 @@ impl Destination {
             name,
             endpoints,
             unmeshed,
-            opaque,
+            protocol,
             policy,
             attempts,
             metrics: metrics.clone(),
@@ -222,7 +223,7 @@ impl Destination {
             name,
             endpoints,
             unmeshed: Vec::new(),
-            opaque: false,
+            protocol: PortProtocol::Detect,
             policy: ClientPolicy::builtin(),
         };
         Self::new(described, None, metrics)
@@ -366,7 +367,7 @@ mod tests {
             name: name.into(),
             endpoints,
             unmeshed,
-            opaque: false,
+            protocol: PortProtocol::Detect,
             policy: ClientPolicy::builtin(),
         }
     }

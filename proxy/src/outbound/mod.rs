@@ -24,11 +24,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::UnknownDestinations;
 use crate::connection_metrics::{Direction, TlsStatus, UNAUTHENTICATED};
-use crate::detect::{self, Protocol};
+use crate::detect;
 use crate::discovery::{Discovery, Resolution};
 use crate::http_server::HttpVersion;
 use crate::metrics::Metrics;
 use crate::pool::H2Pool;
+use crate::port_protocol::{self, Plan, PortProtocol};
 use crate::telemetry::Telemetry;
 use crate::tls::alpn;
 use crate::transport::{
@@ -54,6 +55,8 @@ pub struct Outbound {
     pub discovery: Option<Arc<Discovery>>,
     /// Ports carried as TCP without detection.
     pub opaque_ports: Vec<u16>,
+    /// Ports that always carry HTTP (never spliced as opaque), whatever discovery says.
+    pub http_ports: Vec<u16>,
     pub unknown_destinations: UnknownDestinations,
 }
 
@@ -76,6 +79,7 @@ impl Outbound {
             telemetry,
             discovery: None,
             opaque_ports: Vec::new(),
+            http_ports: Vec::new(),
             unknown_destinations: UnknownDestinations::Passthrough,
         }
     }
@@ -122,13 +126,21 @@ impl Outbound {
                 .passthrough(PrefixedIo::new(Bytes::new(), tcp), client, addr)
                 .await;
         }
-        if destination.opaque || self.opaque_ports.contains(&orig.0.port()) {
+        let protocol = self.port_protocol(&destination, orig.0.port());
+        if protocol == PortProtocol::Opaque {
             self.count("opaque");
             let io = PrefixedIo::new(Bytes::new(), tcp);
             return self.forward_opaque(io, client, &destination).await;
         }
-        self.handle(tcp, client, Target::Discovered(answer), stop)
+        self.handle(tcp, client, Target::Discovered(answer), protocol, stop)
             .await
+    }
+
+    /// What `destination`'s `port` carries, the flags' declarations included.
+    fn port_protocol(&self, destination: &Destination, port: u16) -> PortProtocol {
+        destination
+            .protocol
+            .with_flags(port, &self.opaque_ports, &self.http_ports)
     }
 
     /// A destination that is not a mesh service.
@@ -186,40 +198,51 @@ impl Outbound {
                 target
                     .wait_ready(crate::discovery::FIRST_ANSWER_TIMEOUT)
                     .await;
-                outbound.handle(tcp, client, target, stop).await
+                // A forward listener names its destination: only what discovery declares counts
+                // (the flags speak of intercepted destination ports).
+                let protocol = target
+                    .current()
+                    .map_or(PortProtocol::Detect, |d| d.protocol);
+                outbound.handle(tcp, client, target, protocol, stop).await
             }
         })
         .await
     }
 
-    /// Detects the protocol and carries the connection to `target`'s endpoints.
+    /// Detects the protocol and carries the connection to `target`'s endpoints; on a port that
+    /// carries HTTP, only as HTTP (see [`crate::port_protocol`]).
     async fn handle(
         self: Arc<Self>,
         tcp: TcpStream,
         client: SocketAddr,
         target: Target,
+        port: PortProtocol,
         stop: CancellationToken,
     ) {
-        let Some((protocol, io)) =
-            detect::accepted(tcp, self.detect_timeout, "outbound", &self.metrics).await
+        let wait = port.detect_wait(self.detect_timeout);
+        let Some((protocol, io)) = detect::accepted(tcp, wait, "outbound", &self.metrics).await
         else {
             return;
         };
-        match protocol {
-            Protocol::Http1 => {
-                self.count("http1");
-                http::serve(self, Box::new(io), HttpVersion::Http1, target, stop).await
+        match port.plan(&protocol, io.prefix()) {
+            Plan::Http(version) => {
+                self.count(match version {
+                    HttpVersion::Http1 => "http1",
+                    HttpVersion::Http2 => "http2",
+                });
+                http::serve(self, Box::new(io), version, target, stop).await
             }
-            Protocol::Http2 => {
-                self.count("http2");
-                http::serve(self, Box::new(io), HttpVersion::Http2, target, stop).await
-            }
-            Protocol::Tls { .. } | Protocol::Opaque => {
+            Plan::Opaque => {
                 self.count("opaque");
                 match target.current() {
                     Some(destination) => self.forward_opaque(io, client, &destination).await,
                     None => self.error("no_endpoints"),
                 }
+            }
+            Plan::Refuse(refusal) => {
+                self.refuse(refusal.reason());
+                tracing::info!(%client, reason = refusal.reason(), "refused a connection to an HTTP port before any request");
+                port_protocol::send_refusal(io, refusal).await;
             }
         }
     }

@@ -21,6 +21,7 @@ use weft_api::policy as proto;
 use crate::inbound::InboundMode;
 use crate::metrics::Metrics;
 use crate::policy::{DEFAULT_ROUTE, RouteMatch};
+use crate::port_protocol::PortProtocol;
 pub use authorization::Authorization;
 pub use fault::{Abort, Fault, Injection};
 pub use rate_limit::{Limited, RateLimiter};
@@ -164,6 +165,8 @@ pub struct InboundPolicy {
     pub service: Option<String>,
     /// `None`: the service's policy has no server half; every caller is allowed.
     pub policy: Option<Arc<ServerPolicy>>,
+    /// What the port carries, as discovery declares it.
+    pub protocol: PortProtocol,
 }
 
 impl InboundPolicy {
@@ -173,6 +176,7 @@ impl InboundPolicy {
         metrics: &Metrics,
     ) -> Self {
         let previous = previous.and_then(|p| p.policy.as_deref());
+        let protocol = PortProtocol::from_proto(answer.protocol(), answer.opaque);
         let policy = answer.server_policy.map(|p| {
             Arc::new(ServerPolicy::from_proto(
                 answer.service.clone(),
@@ -182,6 +186,7 @@ impl InboundPolicy {
             ))
         });
         Self {
+            protocol,
             service: answer.known.then_some(answer.service),
             policy,
         }
@@ -198,6 +203,7 @@ impl InboundPolicy {
     pub fn describe(&self, now: SystemTime) -> serde_json::Value {
         serde_json::json!({
             "service": self.service,
+            "protocol": self.protocol,
             "server_policy": self.policy.as_ref().map(|p| p.describe(now)),
         })
     }

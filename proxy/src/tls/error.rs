@@ -8,7 +8,7 @@ use std::io;
 
 use rustls::{AlertDescription, CertificateError};
 
-use super::verify::IdentityMismatch;
+use super::verify::{ForeignTrustDomain, IdentityMismatch};
 
 /// A failed handshake, classified.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,10 +85,15 @@ fn classify_certificate(err: &CertificateError) -> (&'static str, String) {
             "certificate_not_yet_valid",
             format!("the peer's certificate is not valid yet ({err})"),
         ),
-        C::Other(other) => match other.0.downcast_ref::<IdentityMismatch>() {
-            Some(mismatch) => ("identity_mismatch", mismatch.to_string()),
-            None => ("bad_certificate", format!("bad peer certificate: {other}")),
-        },
+        C::Other(other) => {
+            if let Some(mismatch) = other.0.downcast_ref::<IdentityMismatch>() {
+                ("identity_mismatch", mismatch.to_string())
+            } else if let Some(foreign) = other.0.downcast_ref::<ForeignTrustDomain>() {
+                ("foreign_trust_domain", foreign.to_string())
+            } else {
+                ("bad_certificate", format!("bad peer certificate: {other}"))
+            }
+        }
         other => ("bad_certificate", format!("bad peer certificate: {other}")),
     }
 }

@@ -16,6 +16,7 @@ use arc_swap::ArcSwapOption;
 use rustls::client::ResolvesClientCert;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::CertificateDer;
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::{CertifiedKey, SigningKey};
 use rustls::{ClientConfig, RootCertStore, ServerConfig, SignatureScheme};
@@ -23,7 +24,7 @@ use tokio::sync::watch;
 use weft_certs::{CertificateInfo, SpiffeId, TrustBundle, WorkloadKey};
 
 use super::alpn;
-use super::verify::{SpiffeServerVerifier, identity_of};
+use super::verify::{MeshClientVerifier, SpiffeServerVerifier, identity_of};
 
 /// Why a certificate from the control plane was not installed.
 #[derive(Debug, thiserror::Error)]
@@ -197,10 +198,14 @@ impl TlsStore {
             return Err(InstallError::WrongKey);
         }
         let roots = Arc::new(root_store(&bundle)?);
-        let client_verifier =
+        let chain_verifier =
             WebPkiClientVerifier::builder_with_provider(roots.clone(), self.provider.clone())
                 .build()
                 .map_err(|e| InstallError::Invalid(e.to_string()))?;
+        let client_verifier = Arc::new(MeshClientVerifier::new(
+            chain_verifier,
+            self.identity.trust_domain(),
+        ));
         // Check our own chain the way peers will, so a bad bundle fails here and not in them.
         let mut chain = vec![leaf.clone()];
         chain.extend(intermediates);

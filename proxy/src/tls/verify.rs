@@ -4,7 +4,8 @@
 //! SAN. So the client side checks the chain with rustls' own WebPKI routine and then compares the
 //! SPIFFE ID with the identity expected for the destination, failing the handshake (before the
 //! client certificate is sent) when they differ. The server side uses rustls' stock client
-//! verifier for the chain and reads the caller's identity after the handshake.
+//! verifier for the chain, refuses a SPIFFE ID of another trust domain ([`MeshClientVerifier`]),
+//! and reads the caller's identity after the handshake.
 
 use std::fmt;
 use std::sync::Arc;
@@ -13,7 +14,11 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::{WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
-use rustls::{CertificateError, DigitallySignedStruct, OtherError, RootCertStore, SignatureScheme};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, OtherError, RootCertStore,
+    SignatureScheme,
+};
 use weft_certs::SpiffeId;
 
 /// The server presented a valid certificate for the wrong workload.
@@ -103,6 +108,101 @@ impl ServerCertVerifier for SpiffeServerVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algorithms.supported_schemes()
+    }
+}
+
+/// A client presented a certificate the mesh's CA signed for a SPIFFE ID of another trust
+/// domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignTrustDomain {
+    pub presented: SpiffeId,
+    pub trust_domain: String,
+}
+
+impl fmt::Display for ForeignTrustDomain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the client's identity {} is not of this mesh's trust domain {}",
+            self.presented, self.trust_domain
+        )
+    }
+}
+
+impl std::error::Error for ForeignTrustDomain {}
+
+/// Accepts a client certificate that `inner` (WebPKI over the mesh's roots) accepts and whose
+/// SPIFFE ID, if it has one, is of `trust_domain`.
+///
+/// Why a chain to our roots is not enough: a root can be shared with another trust domain (a
+/// corporate CA, a federation, a CA moved between meshes) or can have signed a foreign name by
+/// mistake, and the caller's identity goes on to the app and to authorization as-is — a
+/// `spiffe://evil.example/ns/prod/sa/payments` must not pass for anyone here. Discovery refuses
+/// such names the same way. A certificate without a SPIFFE ID passes here and is refused after
+/// the handshake, with its own reason (`no_identity`).
+#[derive(Debug)]
+pub struct MeshClientVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    trust_domain: String,
+}
+
+impl MeshClientVerifier {
+    pub fn new(inner: Arc<dyn ClientCertVerifier>, trust_domain: &str) -> Self {
+        Self {
+            inner,
+            trust_domain: trust_domain.to_owned(),
+        }
+    }
+}
+
+impl ClientCertVerifier for MeshClientVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        match identity_of(end_entity) {
+            Ok(id) if id.trust_domain() != self.trust_domain => {
+                let foreign = ForeignTrustDomain {
+                    presented: id,
+                    trust_domain: self.trust_domain.clone(),
+                };
+                Err(rustls::Error::InvalidCertificate(CertificateError::Other(
+                    OtherError(Arc::new(foreign)),
+                )))
+            }
+            _ => Ok(verified),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
     }
 }
 

@@ -154,7 +154,7 @@ async fn handshake(
             .add(root)
             .map_err(|e| format!("the caBundle holds a bad certificate: {e}"))?;
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(weft_certs::tls_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?

@@ -35,6 +35,8 @@ pub struct ServicePortView {
     /// `""` for the single unnamed port; EndpointSlice ports carry the same name.
     pub name: String,
     pub port: u16,
+    /// `appProtocol`, if set.
+    pub app_protocol: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +110,7 @@ pub fn service(service: &Service) -> (Key, ServiceView) {
             Some(ServicePortView {
                 name: p.name.unwrap_or_default(),
                 port: u16::try_from(p.port).ok().filter(|p| *p != 0)?,
+                app_protocol: p.app_protocol,
             })
         })
         .collect();

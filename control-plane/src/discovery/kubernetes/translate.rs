@@ -22,7 +22,9 @@ use std::collections::{BTreeMap, HashSet};
 
 use weft_certs::SpiffeId;
 
-use super::objects::{Key, NamespaceView, PodView, ServiceView, SliceEndpoint, SliceView};
+use super::objects::{
+    Key, NamespaceView, PodView, ServicePortView, ServiceView, SliceEndpoint, SliceView,
+};
 use super::opaque_ports::Annotations;
 use crate::discovery::services::{
     EndpointPort, Port, Protocol, Service as MeshService, ServiceEndpoint,
@@ -85,7 +87,7 @@ fn translate(
             port: p.port,
             // Per endpoint below; this is what an endpoint without its own would use.
             target_port: p.port,
-            protocol: protocol(annotations.on_service(p.port)),
+            protocol: protocol(p, annotations.on_service(p.port)),
         })
         .collect();
 
@@ -142,7 +144,7 @@ fn endpoint_ports(
             let &(_, target_port) = slice.ports.iter().find(|(name, _)| *name == port.name)?;
             Some(EndpointPort {
                 target_port,
-                protocol: protocol(annotations.on_pod(target_port, port.port)),
+                protocol: protocol(port, annotations.on_pod(target_port, port.port)),
             })
         })
         .collect()
@@ -162,12 +164,41 @@ fn identity(pod: &PodView, namespace: &str, trust_domain: &str) -> Option<Spiffe
     }
 }
 
-fn protocol(opaque: bool) -> Protocol {
-    match opaque {
-        true => Protocol::Opaque,
-        false => Protocol::Http,
+/// What a Service port carries: opaque by the `weft.dev/opaque-ports` annotation; HTTP by its
+/// `appProtocol` or, without one, by its name (`http`, `http-…`, `grpc…`, `h2c…`: the convention
+/// Istio reads too); else detected.
+fn protocol(port: &ServicePortView, opaque: bool) -> Protocol {
+    if opaque {
+        return Protocol::Opaque;
+    }
+    let http = match port.app_protocol.as_deref() {
+        Some(app_protocol) => {
+            HTTP_APP_PROTOCOLS.contains(&app_protocol.to_ascii_lowercase().as_str())
+        }
+        None => HTTP_PORT_NAME_PREFIXES.iter().any(|prefix| {
+            port.name == prefix.trim_end_matches('-') || port.name.starts_with(prefix)
+        }),
+    };
+    if http {
+        Protocol::Http
+    } else {
+        Protocol::Detect
     }
 }
+
+/// `appProtocol` values that mean HTTP/1 or HTTP/2 (the IANA names and Kubernetes' own).
+const HTTP_APP_PROTOCOLS: &[&str] = &[
+    "http",
+    "http2",
+    "h2c",
+    "grpc",
+    "grpc-web",
+    "kubernetes.io/h2c",
+    "kubernetes.io/ws",
+];
+
+/// Port names that mean HTTP: the name itself, or the name followed by `-` and anything.
+const HTTP_PORT_NAME_PREFIXES: &[&str] = &["http-", "http2-", "h2c-", "grpc-", "grpc-web-"];
 
 #[cfg(test)]
 mod tests {
@@ -285,7 +316,8 @@ mod tests {
                         identity: None,
                     },
                 ],
-                opaque: false,
+                // The port is named `http`.
+                protocol: Protocol::Http,
             }
         );
     }
@@ -301,7 +333,7 @@ mod tests {
                     address: addr("10.244.2.7:8080"),
                     identity: payments(),
                 }],
-                opaque: false,
+                protocol: Protocol::Http,
             }
         );
         // The service's port is not the pod's.
@@ -390,7 +422,7 @@ mod tests {
 
     fn opaque(values: &[Value], address: &str) -> bool {
         match index(values).resolve(addr(address)) {
-            Resolution::Known { opaque, .. } => opaque,
+            Resolution::Known { protocol, .. } => protocol == Protocol::Opaque,
             Resolution::Unknown => panic!("{address} is known"),
         }
     }
@@ -453,5 +485,36 @@ mod tests {
 
     fn index_len(values: &[Value]) -> usize {
         index(values).endpoints()
+    }
+
+    #[test]
+    fn a_port_is_http_by_its_app_protocol_or_else_its_name() {
+        let port = |name: &str, app_protocol: Option<&str>| ServicePortView {
+            name: name.to_owned(),
+            port: 80,
+            app_protocol: app_protocol.map(str::to_owned),
+        };
+        for (name, app_protocol, want) in [
+            ("http", None, Protocol::Http),
+            ("http-api", None, Protocol::Http),
+            ("grpc-web-ui", None, Protocol::Http),
+            ("h2c", None, Protocol::Http),
+            ("httpx", None, Protocol::Detect),
+            ("", None, Protocol::Detect),
+            ("web", Some("kubernetes.io/h2c"), Protocol::Http),
+            ("db", Some("HTTP"), Protocol::Http),
+            // appProtocol, when set, is what the port carries, whatever its name.
+            ("http", Some("mysql"), Protocol::Detect),
+        ] {
+            assert_eq!(
+                protocol(&port(name, app_protocol), false),
+                want,
+                "{name} {app_protocol:?}"
+            );
+        }
+        assert_eq!(
+            protocol(&port("http", Some("http")), true),
+            Protocol::Opaque
+        );
     }
 }

@@ -45,7 +45,8 @@ pub struct MeshServicePort {
     /// The endpoints' port; defaults to `port`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_port: Option<i64>,
-    /// `http` (default, detected) or `opaque` (never sniffed).
+    /// `detect` (default: HTTP detected, else opaque TCP), `http` (always parsed as HTTP, never
+    /// spliced) or `opaque` (never sniffed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<String>,
 }
