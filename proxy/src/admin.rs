@@ -174,7 +174,7 @@ impl Admin {
         }
     }
 
-    /// `{"ports": [{"address", "answered", "service", "server_policy"}]}`.
+    /// `{"ports": [{"address", "answered", "service", "protocol", "server_policy"}]}`.
     fn inbound(&self) -> serde_json::Value {
         let now = SystemTime::now();
         let ports = self

@@ -74,8 +74,17 @@ pub fn policy(spec: &str) -> String {
 /// The MeshService `hello.demo`: port 8080 → `target_port` on each of `endpoints` (identity
 /// `.../sa/hello`).
 pub fn services_yaml(target_port: u16, endpoints: &[Ipv4Addr]) -> String {
+    services_yaml_with_protocol(target_port, endpoints, "detect")
+}
+
+/// [`services_yaml`] with the port's `protocol` (`detect`, `http` or `opaque`).
+pub fn services_yaml_with_protocol(
+    target_port: u16,
+    endpoints: &[Ipv4Addr],
+    protocol: &str,
+) -> String {
     let mut yaml = format!(
-        "apiVersion: weft.dev/v1alpha1\nkind: MeshService\nmetadata:\n  name: hello\n  namespace: demo\nspec:\n  ports:\n    - port: 8080\n      targetPort: {target_port}\n  endpoints:\n"
+        "apiVersion: weft.dev/v1alpha1\nkind: MeshService\nmetadata:\n  name: hello\n  namespace: demo\nspec:\n  ports:\n    - port: 8080\n      targetPort: {target_port}\n      protocol: {protocol}\n  endpoints:\n"
     );
     for ip in endpoints {
         yaml.push_str(&format!(

@@ -22,6 +22,7 @@ use weft_tests::local_peer::{LocalPeer, free_port, python_with, run_client};
 use weft_tests::mesh::{ProxyOptions, identity};
 use weft_tests::policy_mesh::{
     Answer, Caller, POLICY_DEADLINE, PolicyMesh, SERVICE, admin_get, metric, policy, send,
+    services_yaml_with_protocol,
 };
 use weft_tests::{tls_probe, wait};
 
@@ -251,6 +252,20 @@ async fn a_denied_opaque_connection_is_closed() {
             String::from_utf8_lossy(&answer).into_owned()
         }
     };
+    // The service has a ServicePolicy, so its port carries HTTP: even an opaque stream is parsed,
+    // and the denied caller is answered as HTTP.
+    let denied = http_over_tcp("db").await;
+    assert!(denied.starts_with("HTTP/1.1 403"), "{denied}");
+    assert_eq!(mesh.app(0).seen_path("/tcp").len(), 0);
+
+    // Declared opaque, the port carries whatever the caller sends, still by identity.
+    let ips: Vec<_> = mesh.backends.iter().map(|b| b.ip).collect();
+    mesh.mesh
+        .write_services(&services_yaml_with_protocol(mesh.port, &ips, "opaque"));
+    wait::until(POLICY_DEADLINE, "the port declared opaque", || async {
+        (inbound_port(&mesh).await["protocol"] == "opaque").then_some(())
+    })
+    .await;
     let allowed = http_over_tcp("web").await;
     assert!(allowed.starts_with("HTTP/1.1 200"), "{allowed}");
     let denied = http_over_tcp("db").await;
