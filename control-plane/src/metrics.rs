@@ -81,8 +81,8 @@ pub struct Metrics {
     /// `weft_discovery_refusals_total{reason}`: discovery calls refused before a watch opened,
     /// one of [`DISCOVERY_REFUSAL_REASONS`].
     pub discovery_refusals: IntCounterVec,
-    /// `weft_certify_braked_sources`: source addresses whose Certify calls the brake refuses
-    /// now ([`crate::authn::brake`]), as of its last sweep.
+    /// `weft_certify_braked_sources`: source addresses the brake on failed authentication has
+    /// engaged for and that have not recovered yet ([`crate::authn::brake`]).
     pub certify_braked_sources: IntGauge,
 }
 
@@ -224,7 +224,7 @@ impl Metrics {
         }
         let certify_braked_sources = IntGauge::new(
             "weft_certify_braked_sources",
-            "Source addresses whose Certify calls are refused now after too many failed authentications.",
+            "Source addresses braked after too many failed authentications that have not recovered their allowance yet (10 s without failing).",
         )
         .expect("valid metric definition");
         for metric in [

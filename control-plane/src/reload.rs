@@ -24,11 +24,11 @@ use tokio_util::sync::CancellationToken;
 use crate::empty_file::{self, EmptyFile};
 use crate::metrics::Metrics;
 
-/// How often watched files are checked: twice a second, so that a policy edit is in force in
-/// every proxy within a second.
+/// How often watched files are checked: twice a second, so that a policy edit (a poll, then
+/// one [`SETTLE`]) is in force in every proxy within a second.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// A changed file is read again this long after, until two readings agree.
-pub const SETTLE: Duration = Duration::from_millis(300);
+pub const SETTLE: Duration = Duration::from_millis(250);
 /// A file that never stops changing is applied as it is after this long.
 pub const MAX_SETTLE: Duration = Duration::from_secs(2);
 
@@ -207,6 +207,10 @@ where
                 if settled {
                     break;
                 }
+            }
+            if reading.digest().as_ref() == last.as_ref() {
+                // Back to the version in force (say, truncated and rewritten as it was).
+                continue;
             }
             last = reading.digest();
             let outcome = match reading {

@@ -303,7 +303,7 @@ async fn failed_authentications_from_one_address_are_braked_without_locking_out_
             let log = control_plane.log();
             let counted: f64 = log
                 .lines()
-                .filter(|l| l.contains("certificate requests from this source"))
+                .filter(|l| l.contains("certificate requests from this address"))
                 .map(|l| logged_process::field(l, "refused").parse::<f64>().unwrap())
                 .sum();
             let ready = counted == refused_by_brake - 1.0;

@@ -23,7 +23,7 @@ use prometheus::IntGauge;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// Failures a source may have in a row before the brake engages.
+/// Failures a source may have at once (its full allowance) before the brake engages.
 pub const BURST: u32 = 10;
 /// While braked, a source gets one more try per this long.
 pub const REFILL: Duration = Duration::from_secs(1);
@@ -36,7 +36,8 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Brake {
     sources: Mutex<HashMap<IpAddr, Allowance>>,
-    /// `weft_certify_braked_sources`: sources refused now, as of the last sweep.
+    /// `weft_certify_braked_sources`: sources the brake has engaged for that have not recovered
+    /// their whole allowance yet, as of the last sweep.
     braked_gauge: IntGauge,
 }
 
@@ -150,7 +151,7 @@ impl Brake {
                 allowance.unlogged = 0;
                 tracing::warn!(
                     %source,
-                    "{BURST} failed authentications in a row: refusing this source's certificate requests, one try per {} from now on",
+                    "too many failed authentications: refusing this address's certificate requests before checking their token, one try per {} from now on",
                     humantime::format_duration(REFILL)
                 );
             }
@@ -207,17 +208,18 @@ impl Brake {
                     tracing::warn!(
                         %source,
                         refused = n,
-                        "refused {n} certificate requests from this source in the last {}: too many failed authentications",
+                        "refused {n} certificate requests from this address in the last {}: too many failed authentications",
                         humantime::format_duration(seconds(now.saturating_duration_since(logged_at)))
                     );
                     allowance.unlogged = 0;
                     allowance.logged_at = Some(now);
                 }
             }
-            if allowance.tokens_at(now) < 1.0 {
+            let recovered = allowance.recovered(now);
+            if allowance.logged_at.is_some() && !recovered {
                 braked += 1;
             }
-            !allowance.recovered(now)
+            !recovered
         });
         self.braked_gauge.set(braked);
     }
@@ -281,6 +283,11 @@ mod tests {
         assert!(brake.admit(ip(1)).is_err());
         brake.sweep(Instant::now());
         assert_eq!(brake.braked_gauge.get(), 1);
+        // Quiet for a whole allowance's refill: recovered, forgotten, no longer braked.
+        tokio::time::advance(REFILL * BURST).await;
+        brake.sweep(Instant::now());
+        assert_eq!(brake.braked_gauge.get(), 0);
+        assert!(brake.is_empty());
     }
 
     #[tokio::test(start_paused = true)]
