@@ -3,7 +3,8 @@
 //! The embedded default keeps a local mesh zero-config: the first start creates a root CA in the
 //! data directory (key readable by the owner only) and every later start reuses it, so proxies
 //! holding certificates from before a restart stay valid. `trust-bundle.pem` is written next to it
-//! for proxies to use as their trust anchors.
+//! for proxies to use as their trust anchors ([`write_trust_bundle`]), once the control plane
+//! serves.
 //!
 //! A CA key readable by anyone but its owner is refused at load: whoever can read it can mint
 //! any identity in the mesh. Kubernetes mounts Secret files 0644 unless the volume says
@@ -23,7 +24,6 @@ pub const CA_KEY_FILE: &str = "ca-key.pem";
 pub const TRUST_BUNDLE_FILE: &str = "trust-bundle.pem";
 
 /// Loads the configured CA, or the one in the data directory, or creates and persists a new one.
-/// Always (re)writes `<data-dir>/trust-bundle.pem`.
 pub fn load_or_create(config: &ControlPlaneConfig) -> anyhow::Result<CertificateAuthority> {
     fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
@@ -57,12 +57,17 @@ pub fn load_or_create(config: &ControlPlaneConfig) -> anyhow::Result<Certificate
             }
         }
     };
+    Ok(ca)
+}
+
+/// (Re)writes `<data-dir>/trust-bundle.pem`. The control plane does this once its ports are
+/// bound, so the file's appearance means it is serving (see [`crate::server::start`]).
+pub fn write_trust_bundle(data_dir: &Path, ca: &CertificateAuthority) -> anyhow::Result<()> {
     write_atomic(
-        &trust_bundle_path(&config.data_dir),
+        &trust_bundle_path(data_dir),
         ca.trust_bundle().to_pem().as_bytes(),
         0o644,
-    )?;
-    Ok(ca)
+    )
 }
 
 pub fn trust_bundle_path(data_dir: &Path) -> PathBuf {
@@ -151,6 +156,11 @@ mod tests {
         let key_mode = fs::metadata(dir.path().join(CA_KEY_FILE)).unwrap();
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(key_mode.permissions().mode() & 0o777, 0o600);
+        assert!(
+            !trust_bundle_path(dir.path()).exists(),
+            "written once serving"
+        );
+        write_trust_bundle(dir.path(), &first).unwrap();
         let bundle = fs::read(trust_bundle_path(dir.path())).unwrap();
         assert_eq!(
             &TrustBundle::from_pem(&bundle, "bundle").unwrap(),

@@ -170,10 +170,19 @@ pub fn peer_of<T>(request: &tonic::Request<T>) -> String {
     remote_addr(request.extensions())
 }
 
+/// The caller's IP address, if the connection has one.
+pub fn peer_ip<T>(request: &tonic::Request<T>) -> Option<std::net::IpAddr> {
+    remote_socket_addr(request.extensions()).map(|a| a.ip())
+}
+
 fn remote_addr(extensions: &http::Extensions) -> String {
+    remote_socket_addr(extensions)
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+fn remote_socket_addr(extensions: &http::Extensions) -> Option<std::net::SocketAddr> {
     extensions
         .get::<tonic::transport::server::TlsConnectInfo<tonic::transport::server::TcpConnectInfo>>()
         .and_then(|info| info.get_ref().remote_addr())
-        .map(|a| a.to_string())
-        .unwrap_or_else(|| "unknown".to_owned())
 }

@@ -5,6 +5,10 @@
 //! Every call's time from authenticating to signing (or refusing) goes to
 //! `weft_certify_duration_seconds`, so a slow token review shows on a dashboard before proxies
 //! fail to renew.
+//!
+//! A source address that keeps failing to authenticate is braked ([`crate::authn::brake`]):
+//! refused with `RESOURCE_EXHAUSTED` before its token is checked, and logged once per interval
+//! rather than once per request.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,14 +19,21 @@ use weft_api::identity::identity_server::Identity;
 use weft_api::identity::{CertifyRequest, CertifyResponse};
 use weft_certs::{CertificateAuthority, CertifyError, CsrError};
 
+use crate::authn::brake::{Brake, Braked};
 use crate::authn::{AuthError, Authenticator};
 use crate::metrics::{CERTIFY_ISSUED, CERTIFY_REFUSED, Metrics};
+
+/// `weft-refusal` of a request refused by the brake.
+pub const REFUSED_TOO_MANY_FAILURES: &str = "too_many_failures";
+/// The gRPC metadata that tells a braked caller when to try again (gRPC's server pushback).
+pub const RETRY_PUSHBACK_METADATA_KEY: &str = "grpc-retry-pushback-ms";
 
 pub struct IdentityService {
     ca: Arc<CertificateAuthority>,
     authenticator: Arc<dyn Authenticator>,
     cert_ttl: Duration,
     metrics: Arc<Metrics>,
+    brake: Arc<Brake>,
 }
 
 impl IdentityService {
@@ -31,12 +42,14 @@ impl IdentityService {
         authenticator: Arc<dyn Authenticator>,
         cert_ttl: Duration,
         metrics: Arc<Metrics>,
+        brake: Arc<Brake>,
     ) -> Self {
         Self {
             ca,
             authenticator,
             cert_ttl,
             metrics,
+            brake,
         }
     }
 }
@@ -45,6 +58,8 @@ impl IdentityService {
 struct Refusal {
     reason: &'static str,
     status: Status,
+    /// The caller failed to authenticate (its brake allowance stays spent).
+    failed_authentication: bool,
 }
 
 impl Refusal {
@@ -70,14 +85,39 @@ impl From<AuthError> for Refusal {
             AuthError::KubernetesUnreachable(_) => "kubernetes_unreachable",
             AuthError::KubernetesRefused(_) => "kubernetes_refused",
         };
-        let status = match &e {
+        match &e {
             // Not the caller's fault: it should retry (the proxy backs off and does).
-            AuthError::KubernetesUnreachable(_) | AuthError::KubernetesRefused(_) => {
-                Status::unavailable(e.to_string())
-            }
-            _ => Status::unauthenticated(e.to_string()),
-        };
-        Refusal { reason, status }
+            AuthError::KubernetesUnreachable(_) | AuthError::KubernetesRefused(_) => Refusal {
+                reason,
+                status: Status::unavailable(e.to_string()),
+                failed_authentication: false,
+            },
+            _ => Refusal {
+                reason,
+                status: Status::unauthenticated(e.to_string()),
+                failed_authentication: true,
+            },
+        }
+    }
+}
+
+impl From<Braked> for Refusal {
+    fn from(braked: Braked) -> Self {
+        let retry = Duration::from_millis(braked.retry_after.as_millis().max(1) as u64);
+        let mut status = Status::resource_exhausted(format!(
+            "too many failed authentications from this address: try again in {}",
+            humantime::format_duration(retry)
+        ));
+        if let Ok(value) = retry.as_millis().to_string().parse() {
+            status
+                .metadata_mut()
+                .insert(RETRY_PUSHBACK_METADATA_KEY, value);
+        }
+        Refusal {
+            reason: REFUSED_TOO_MANY_FAILURES,
+            status,
+            failed_authentication: false,
+        }
     }
 }
 
@@ -89,19 +129,23 @@ impl From<CertifyError> for Refusal {
             | CertifyError::Csr(CsrError::MissingIdentity { .. }) => Refusal {
                 reason: "identity_mismatch",
                 status: Status::permission_denied(message),
+                failed_authentication: false,
             },
             CertifyError::Csr(CsrError::UnsupportedKey { .. }) => Refusal {
                 reason: "unsupported_key",
                 status: Status::failed_precondition(message),
+                failed_authentication: false,
             },
             CertifyError::Csr(CsrError::Malformed(_))
             | CertifyError::Csr(CsrError::BadSignature) => Refusal {
                 reason: "malformed_csr",
                 status: Status::invalid_argument(message),
+                failed_authentication: false,
             },
             CertifyError::Ca(_) => Refusal {
                 reason: "ca_error",
                 status: Status::internal(format!("the CA could not sign: {message}")),
+                failed_authentication: false,
             },
         }
     }
@@ -114,11 +158,25 @@ impl Identity for IdentityService {
         request: Request<CertifyRequest>,
     ) -> Result<Response<CertifyResponse>, Status> {
         let peer = crate::grpc_server::peer_of(&request);
+        let source = crate::grpc_server::peer_ip(&request);
         let CertifyRequest { token, csr } = request.into_inner();
 
         let started = Instant::now();
         let outcome = async {
-            let identity = self.authenticator.authenticate(&token).await?;
+            // A connection without a known peer address (none in practice) is not braked.
+            let attempt = source.map(|ip| self.brake.admit(ip)).transpose()?;
+            let identity = match self.authenticator.authenticate(&token).await {
+                Ok(identity) => identity,
+                Err(e) => {
+                    let refusal = Refusal::from(e);
+                    if refusal.failed_authentication
+                        && let Some(attempt) = attempt
+                    {
+                        attempt.failed();
+                    }
+                    return Err(refusal);
+                }
+            };
             let issued = self.ca.certify(&csr, &identity, self.cert_ttl)?;
             Ok::<_, Refusal>((identity, issued))
         }
@@ -164,6 +222,10 @@ impl Identity for IdentityService {
                     .certify_requests
                     .with_label_values(&[refusal.reason])
                     .inc();
+                if refusal.reason == REFUSED_TOO_MANY_FAILURES {
+                    // The brake logs these itself, one line per source and interval.
+                    return Err(refusal.into_status());
+                }
                 tracing::warn!(
                     %peer,
                     reason = refusal.reason,

@@ -17,6 +17,7 @@ pub mod ca_store;
 pub mod cli;
 pub mod config;
 pub mod discovery;
+pub mod empty_file;
 pub mod grpc_server;
 pub mod identity_service;
 pub mod inject;

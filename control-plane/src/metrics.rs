@@ -50,6 +50,9 @@ pub struct Metrics {
     pub tls_handshake_errors: prometheus::IntCounter,
     /// `weft_config_reloads_total{file,result}`: watched files applied or rejected.
     pub config_reloads: IntCounterVec,
+    /// `weft_config_reload_failures_total{kind,reason}`: changes to watched files not applied,
+    /// by [`crate::reload::FileKind`] and [`crate::reload::Failure`].
+    pub config_reload_failures: IntCounterVec,
     /// `weft_discovery_watches{kind}`: discovery streams open now, by [`WATCH_DESTINATION`] or
     /// [`WATCH_SERVER`].
     pub discovery_watches: IntGaugeVec,
@@ -78,6 +81,9 @@ pub struct Metrics {
     /// `weft_discovery_refusals_total{reason}`: discovery calls refused before a watch opened,
     /// one of [`DISCOVERY_REFUSAL_REASONS`].
     pub discovery_refusals: IntCounterVec,
+    /// `weft_certify_braked_sources`: source addresses the brake on failed authentication has
+    /// engaged for and that have not recovered yet ([`crate::authn::brake`]).
+    pub certify_braked_sources: IntGauge,
 }
 
 /// The `resource` label values of the Kubernetes discovery metrics.
@@ -112,6 +118,19 @@ impl Metrics {
             &["file", "result"],
         )
         .expect("valid metric definition");
+        let config_reload_failures = IntCounterVec::new(
+            Opts::new(
+                "weft_config_reload_failures_total",
+                "Changes to watched files not applied (the previous version stays in force), by kind of file and reason: invalid, empty, missing or unreadable.",
+            ),
+            &["kind", "reason"],
+        )
+        .expect("valid metric definition");
+        for kind in crate::reload::FileKind::ALL {
+            for failure in crate::reload::Failure::ALL {
+                config_reload_failures.with_label_values(&[kind.label(), failure.label()]);
+            }
+        }
         let discovery_watches = IntGaugeVec::new(
             Opts::new(
                 "weft_discovery_watches",
@@ -203,11 +222,17 @@ impl Metrics {
         for reason in DISCOVERY_REFUSAL_REASONS {
             discovery_refusals.with_label_values(&[reason]);
         }
+        let certify_braked_sources = IntGauge::new(
+            "weft_certify_braked_sources",
+            "Source addresses braked after too many failed authentications that have not recovered their allowance yet (10 s without failing).",
+        )
+        .expect("valid metric definition");
         for metric in [
             Box::new(certify_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(ca_expiry.clone()),
             Box::new(tls_handshake_errors.clone()),
             Box::new(config_reloads.clone()),
+            Box::new(config_reload_failures.clone()),
             Box::new(discovery_watches.clone()),
             Box::new(discovery_requests.clone()),
             Box::new(discovery_services.clone()),
@@ -219,6 +244,7 @@ impl Metrics {
             Box::new(kubernetes_objects.clone()),
             Box::new(kubernetes_unsynced.clone()),
             Box::new(discovery_refusals.clone()),
+            Box::new(certify_braked_sources.clone()),
         ] {
             registry
                 .register(metric)
@@ -230,6 +256,7 @@ impl Metrics {
             ca_expiry,
             tls_handshake_errors,
             config_reloads,
+            config_reload_failures,
             discovery_watches,
             discovery_requests,
             discovery_services,
@@ -241,6 +268,7 @@ impl Metrics {
             kubernetes_objects,
             kubernetes_unsynced,
             discovery_refusals,
+            certify_braked_sources,
         }
     }
 

@@ -12,6 +12,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use weft_certs::{SpiffeId, TrustBundle};
 
+use crate::authn::brake::Brake;
 use crate::authn::service_account::TokenRules;
 use crate::authn::{
     Authenticator, BootstrapTokens, EitherToken, NoAuthentication, ServiceAccountTokens,
@@ -21,6 +22,7 @@ use crate::config::{ControlPlaneConfig, ServiceAccountValidation};
 use crate::discovery::{self, WatchService};
 use crate::identity_service::IdentityService;
 use crate::metrics::Metrics;
+use crate::reload::FileKind;
 use crate::serving_tls::{self, ServingCert};
 use crate::{admin, ca_store, grpc_server, inject, kubernetes, policy, reload};
 
@@ -56,7 +58,7 @@ impl Drop for RunningControlPlane {
     }
 }
 
-/// Loads or creates the CA, binds both ports and starts serving.
+/// Loads or creates the CA, binds its ports, writes `trust-bundle.pem` and starts serving.
 pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlPlane> {
     let provider = Arc::new(weft_certs::tls_provider());
     let metrics = Arc::new(Metrics::new());
@@ -119,7 +121,18 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
     let admin_addr = admin.local_addr()?;
 
     let webhook_addr = start_webhook(&config, &ca, kube.as_ref(), &metrics, &stop).await?;
-    let service = IdentityService::new(ca.clone(), authenticator, config.cert_ttl, metrics.clone());
+    // Every port is bound and every file checked: only now does the bundle proxies start from
+    // appear, so waiting for it (or for `/ready`) never passes for a control plane that failed.
+    ca_store::write_trust_bundle(&config.data_dir, &ca)?;
+    let brake = Brake::new(metrics.certify_braked_sources.clone());
+    brake.keep_swept(stop.clone());
+    let service = IdentityService::new(
+        ca.clone(),
+        authenticator,
+        config.cert_ttl,
+        metrics.clone(),
+        brake,
+    );
     let discovery = WatchService::new(services, policies, metrics.clone(), stop.clone())
         .with_stream_limit(config.max_watches_per_identity);
     let grpc_settings = grpc_server::GrpcSettings {
@@ -244,7 +257,7 @@ fn bootstrap_tokens(
     keep_reloaded(
         path,
         &tokens,
-        "bootstrap tokens",
+        (FileKind::BootstrapTokens, "bootstrap tokens"),
         metrics,
         stop,
         BootstrapTokens::reload,
@@ -291,7 +304,7 @@ fn service_account_tokens(
     };
     let tokens = ServiceAccountTokens::load(path, token_rules(config))?;
     tracing::info!(file = %path.display(), keys = tokens.len(), issuer = %config.service_account_issuer, "loaded the service-account issuer's keys");
-    let what = "service-account issuer keys";
+    let what = (FileKind::ServiceAccountJwks, "service-account issuer keys");
     keep_reloaded(
         path,
         &tokens,
@@ -304,11 +317,12 @@ fn service_account_tokens(
 }
 
 /// Watches `path` and hands each change to `reload` on `loaded` (counted in
-/// `weft_config_reloads_total`; a broken file keeps what is in force).
+/// `weft_config_reloads_total`; a broken, empty or missing file keeps what is in force).
+/// `what` is the file's kind and what it holds, for the log.
 fn keep_reloaded<T: Send + Sync + 'static>(
     path: &std::path::Path,
     loaded: &Arc<T>,
-    what: &'static str,
+    (kind, what): (FileKind, &'static str),
     metrics: &Metrics,
     stop: &CancellationToken,
     reload: fn(&T, &[u8], &std::path::Path) -> anyhow::Result<usize>,
@@ -319,7 +333,7 @@ fn keep_reloaded<T: Send + Sync + 'static>(
     reload::watch_file(
         path.to_owned(),
         &initial,
-        metrics.config_reloads.clone(),
+        reload::Counters::new(kind, metrics),
         stop.clone(),
         move |text| reload(&reloading, text, &watched).map(|n| format!("{n} {what}")),
     );

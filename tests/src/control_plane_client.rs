@@ -2,13 +2,18 @@
 //! from the mesh CA (signed here from the CA files, no Certify round trip), and discovery clients
 //! that present it, or none.
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tonic::transport::Channel;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use tokio_rustls::TlsConnector;
+use tonic::transport::{Channel, Endpoint, Uri};
 use weft_api::discovery::Resolution;
 use weft_api::discovery::discovery_client::DiscoveryClient;
+use weft_api::identity::identity_client::IdentityClient;
 use weft_certs::{CertificateAuthority, SpiffeId};
 use weft_control_plane::RunningControlPlane;
 use weft_proxy::identity::control_plane;
@@ -58,6 +63,38 @@ pub fn certified_by_data_dir(identity: &SpiffeId, data_dir: &Path) -> Arc<TlsSto
         &data_dir.join("ca-key.pem"),
         Duration::from_secs(3600),
     )
+}
+
+/// An Identity client of the control plane at `addr` (which must prove `control_plane`'s
+/// identity to `store`'s trust anchors) whose connections come from the local address `source`,
+/// such as `127.0.0.2`: the control plane tells callers apart by their address, as it tells
+/// pods apart. It presents no certificate, as a proxy's Certify calls do not.
+pub fn identity_client_from(
+    source: IpAddr,
+    addr: SocketAddr,
+    control_plane: &SpiffeId,
+    store: &TlsStore,
+) -> IdentityClient<Channel> {
+    let config = Arc::new(store.control_plane_config(control_plane).unwrap());
+    let connector = tower::service_fn(move |_: Uri| {
+        let config = config.clone();
+        async move {
+            let socket = match source {
+                IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+                IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+            };
+            socket.bind(SocketAddr::new(source, 0))?;
+            let tcp = socket.connect(addr).await?;
+            let tls = TlsConnector::from(config)
+                .connect(ServerName::from(addr.ip()), tcp)
+                .await?;
+            Ok::<_, std::io::Error>(TokioIo::new(tls))
+        }
+    });
+    let channel = Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_with_connector_lazy(connector);
+    IdentityClient::new(channel)
 }
 
 /// A discovery client of `control_plane` whose connections present `store`'s certificate (or

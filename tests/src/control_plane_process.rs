@@ -3,11 +3,13 @@
 //!
 //! It listens on port 0; the bound addresses are read from its "control plane serving" log line.
 
+use std::io::Read;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
 
-use crate::{bins, clients, logged_process};
+use crate::{bins, clients, logged_process, wait};
 
 pub struct ControlPlaneProcess {
     child: Child,
@@ -36,6 +38,40 @@ impl ControlPlaneProcess {
             child,
             log,
         }
+    }
+
+    /// Runs `weft-control-plane` with exactly `flags` (no defaults of this harness) until it
+    /// exits, which must be within `deadline`: its exit status and its log (stderr).
+    pub fn run_to_exit(flags: &[String], deadline: Duration) -> (ExitStatus, String) {
+        let mut child = Command::new(bins::path("weft-control-plane"))
+            .args(flags)
+            .env("WEFT_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("weft-control-plane starts");
+        let mut stderr = child.stderr.take().expect("stderr is piped");
+        let reader = std::thread::spawn(move || {
+            let mut log = String::new();
+            let _ = stderr.read_to_string(&mut log);
+            log
+        });
+        let exited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            wait::until_blocking(deadline, "weft-control-plane to exit", || {
+                child.try_wait().unwrap()
+            })
+        }));
+        let status = match exited {
+            Ok(status) => status,
+            Err(panic) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                eprintln!("--- weft-control-plane log:\n{}", reader.join().unwrap());
+                std::panic::resume_unwind(panic);
+            }
+        };
+        (status, reader.join().unwrap())
     }
 
     /// SIGKILL: the process and its connections vanish at once.

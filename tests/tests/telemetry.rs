@@ -19,7 +19,7 @@ use weft_tests::clients::{self, Reply};
 use weft_tests::fault_app::{FaultApp, Reply as AppReply, grpc_frame};
 use weft_tests::mesh::{Mesh, ProxyOptions, identity};
 use weft_tests::otlp::{Collector, ExportedSpan, TracedServer, python_with_otel, traced_client};
-use weft_tests::policy_mesh::{admin_get, metric, metric_in};
+use weft_tests::policy_mesh::{PolicyMesh, admin_get, metric, metric_in, send};
 use weft_tests::prometheus_server::PrometheusServer;
 use weft_tests::{programs, wait};
 
@@ -128,6 +128,25 @@ fn the_one<'a>(spans: &'a [ExportedSpan], kind: &str) -> &'a ExportedSpan {
 
 // ---------------------------------------------------------------------------------------------
 // Metrics
+
+/// The server's sidecar names its port's service in `destination_service` as discovery's answer
+/// does, also when the service has no ServicePolicy (the README's by-hand mesh greps for it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_requests_name_their_service_without_a_server_policy() {
+    let mesh = PolicyMesh::start(1, None).await;
+    let answer = send(mesh.addr(), http::Method::GET, "/hello", Bytes::new())
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let server = mesh.backends[0].proxy.as_ref().unwrap();
+    let text = wait::until(Duration::from_secs(5), "the inbound count", || async {
+        let (_, text) = admin_get(server, "/metrics").await.ok()?;
+        (metric_in(&text, r#"weft_requests_total{direction="inbound"}"#) >= 1.0).then_some(text)
+    })
+    .await;
+    let series = r#"weft_requests_total{direction="inbound",destination_service="hello.demo",route="default",status_code="200"}"#;
+    assert_eq!(metric_in(&text, series), 1.0, "{series} in\n{text}");
+}
 
 /// Requests the app answered (200, 503, a gRPC status in the trailers) and one weft answered
 /// (a peer that is not there), counted on both sides with every label a dashboard groups by;

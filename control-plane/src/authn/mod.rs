@@ -6,6 +6,7 @@
 //! does not care which kind of token it was.
 
 mod bootstrap;
+pub mod brake;
 mod issuer_keys;
 pub mod service_account;
 mod service_account_tokens;

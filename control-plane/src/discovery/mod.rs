@@ -172,7 +172,7 @@ impl Store {
         reload::watch_file(
             path.to_owned(),
             &initial,
-            metrics.config_reloads.clone(),
+            reload::Counters::new(reload::FileKind::Services, &metrics),
             stop.clone(),
             move |text| reloading.reload(text, &watched),
         );

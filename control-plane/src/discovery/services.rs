@@ -27,6 +27,9 @@
 //! line, so an operator fixes a file in one pass. The check that matters most is that no
 //! `ip:port` is claimed twice: a destination that two services claim would be answered by
 //! whichever happened to come first, silently sending traffic to the wrong place.
+//!
+//! A file with no documents (empty, or only comments) is refused: it is most likely caught
+//! half-written. `[]` as its only content means no services, on purpose ([`crate::empty_file`]).
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -38,6 +41,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 use weft_certs::SpiffeId;
 
+use crate::empty_file::{self, Contents, EmptyFile};
 use crate::yaml;
 
 /// The `kind` of a service document.
@@ -166,6 +170,16 @@ struct EndpointEntry {
 
 /// Parses and checks a services file. The error lists every problem found, one per line.
 pub fn parse(text: &[u8], path: &Path, trust_domain: &str) -> anyhow::Result<Vec<Service>> {
+    match empty_file::contents(text) {
+        Contents::Documents => {}
+        Contents::NoneOnPurpose => return Ok(Vec::new()),
+        Contents::Nothing => {
+            return Err(EmptyFile {
+                file: path.display().to_string(),
+            }
+            .into());
+        }
+    }
     let documents: Vec<Document> = yaml::parse_multiple(text, path)?;
     let mut check = Checker {
         path,
@@ -677,9 +691,17 @@ spec:
     }
 
     #[test]
-    fn empty_files_and_documents_are_no_services() {
-        assert_eq!(parse_ok(""), vec![]);
-        assert_eq!(parse_ok("---\n# nothing yet\n"), vec![]);
+    fn an_empty_file_is_refused_and_an_empty_list_is_no_services() {
+        for empty in ["", "---\n# nothing yet\n"] {
+            let err = parse(empty.as_bytes(), path(), "cluster.local").unwrap_err();
+            assert!(err.is::<EmptyFile>(), "{err:#}");
+            assert!(
+                err.to_string()
+                    .starts_with("/etc/weft/services.yaml: the file is empty"),
+                "{err}"
+            );
+        }
+        assert_eq!(parse_ok("# no services yet\n[]\n"), vec![]);
         assert_eq!(parse_ok(&format!("---\n{GOOD}---\n")).len(), 2);
     }
 

@@ -5,6 +5,10 @@
 //! `file:line:column: field.path: what` lines. A `ServicePolicy` defined twice (the same
 //! `name.namespace`, in one file or across files) is a problem naming both places: there is
 //! one document per service, never a merge.
+//!
+//! A file with no documents at all (empty, or only comments) is a problem too: that is what a
+//! file looks like while an editor rewrites it, and applying it would drop its policies. A file
+//! meant to hold none says so with `[]` ([`crate::empty_file`]).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -14,6 +18,7 @@ use anyhow::Context;
 use super::check;
 use super::model::ServicePolicy;
 use super::node;
+use crate::empty_file::{self, Contents, EmptyFile};
 
 /// One file's name (as shown in messages) and contents.
 pub type File = (String, Vec<u8>);
@@ -77,6 +82,14 @@ pub fn check(files: &[File]) -> Result<Vec<Loaded>, Vec<String>> {
     let mut loaded: Vec<Loaded> = Vec::new();
     let mut defined: HashMap<String, (String, node::Pos)> = HashMap::new();
     for (file, bytes) in files {
+        match empty_file::contents(bytes) {
+            Contents::Documents => {}
+            Contents::NoneOnPurpose => continue,
+            Contents::Nothing => {
+                problems.push(EmptyFile { file: file.clone() }.to_string());
+                continue;
+            }
+        }
         let Ok(text) = std::str::from_utf8(bytes) else {
             problems.push(format!("{file}: not UTF-8 text"));
             continue;
@@ -114,6 +127,14 @@ pub fn check(files: &[File]) -> Result<Vec<Loaded>, Vec<String>> {
     } else {
         Err(problems)
     }
+}
+
+/// The first file of `files` with nothing in it, as the error that refuses it.
+pub fn first_empty(files: &[File]) -> Option<EmptyFile> {
+    files
+        .iter()
+        .find(|(_, text)| empty_file::contents(text) == Contents::Nothing)
+        .map(|(file, _)| EmptyFile { file: file.clone() })
 }
 
 /// [`read`] then [`check`], with the problems joined into one error, one per line.

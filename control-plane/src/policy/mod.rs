@@ -190,7 +190,7 @@ impl Store {
         reload::watch_source(
             path.to_owned(),
             &load::fingerprint(&files),
-            metrics.config_reloads.clone(),
+            reload::Counters::new(reload::FileKind::Policies, &metrics),
             stop.clone(),
             |path| {
                 let files = load::read(path)?;
@@ -202,8 +202,11 @@ impl Store {
     }
 
     /// Replaces the policies with those of changed files, or keeps them if any file is broken
-    /// (the error lists every problem, one per line).
+    /// (the error lists every problem, one per line) or empty ([`crate::empty_file`]).
     pub fn reload(&self, files: &[load::File]) -> anyhow::Result<String> {
+        if let Some(empty) = load::first_empty(files) {
+            return Err(empty.into());
+        }
         let loaded = load::check(files).map_err(|problems| anyhow::anyhow!(problems.join("\n")))?;
         let summary = summary(&Policies::new(&loaded), files.len());
         let mut sources = self.lock();
@@ -284,6 +287,33 @@ mod tests {
         assert_eq!(limit(&store.current()), Some(2));
         assert_eq!(metrics.policies.get(), 2);
         assert!(store.current().get("nobody.demo").is_none());
+    }
+
+    #[test]
+    fn an_empty_file_is_refused_and_an_empty_list_means_none() {
+        let metrics = Arc::new(Metrics::new());
+        let store = Store::fixed(Policies::default(), metrics.clone());
+        let good = vec![
+            ("a.yaml".to_owned(), doc("hello", "2").into_bytes()),
+            ("b.yaml".to_owned(), doc("web", "1").into_bytes()),
+        ];
+        store.reload(&good).unwrap();
+        // b.yaml caught between an editor's truncation and its write: nothing changes.
+        let truncated = vec![good[0].clone(), ("b.yaml".to_owned(), b"# web\n".to_vec())];
+        let err = store.reload(&truncated).unwrap_err();
+        assert!(err.is::<crate::empty_file::EmptyFile>(), "{err:#}");
+        assert!(
+            err.to_string().starts_with("b.yaml: the file is empty"),
+            "{err}"
+        );
+        assert_eq!(metrics.policies.get(), 2);
+        // `[]`: none in b.yaml, on purpose.
+        let emptied = vec![good[0].clone(), ("b.yaml".to_owned(), b"[]\n".to_vec())];
+        assert_eq!(
+            store.reload(&emptied).unwrap(),
+            "1 ServicePolicy documents in 2 files (hello.demo)"
+        );
+        assert!(store.current().get("web.demo").is_none());
     }
 
     #[test]

@@ -78,11 +78,11 @@ impl Context {
         let mut exchange = self.telemetry.begin(&mut req);
         let grpc = exchange.grpc();
         let policy = self.policy.current();
+        if let Some(service) = self.policy.service() {
+            exchange.service = service;
+        }
         let route = match &policy {
-            Some(policy) => {
-                exchange.service.clone_from(&policy.service);
-                policy.route(&req)
-            }
+            Some(policy) => policy.route(&req),
             None => DEFAULT_ROUTE,
         };
         exchange.route.push_str(route);

@@ -35,6 +35,13 @@ impl PortPolicy {
             .unwrap_or_default()
     }
 
+    /// The port's service (`<name>.<namespace>`) as discovery answered, with or without a
+    /// server policy: what the inbound request metrics name as `destination_service`.
+    pub fn service(&self) -> Option<String> {
+        let answer = self.0.as_ref()?.borrow();
+        answer.as_ref()?.service.clone()
+    }
+
     /// The port's `mtls` setting, if its policy has one.
     pub fn mtls(&self) -> Option<InboundMode> {
         self.current()?.mtls

@@ -6,7 +6,7 @@
 //! | `direction` | `inbound` | `outbound` |
 //! | `source_identity` | the caller's proven identity, or `unauthenticated` | this proxy's |
 //! | `destination_identity` | this proxy's | the endpoint's proven identity (`""` if none answered) |
-//! | `destination_service` | the service of the port's server policy (`""` without one) | the destination |
+//! | `destination_service` | the port's service, as discovery names it (`""` if none lists the port) | the destination |
 //! | `route` | the server policy's route | the client policy's route |
 //! | `status_code` | the HTTP status sent to the caller | the same |
 //! | `grpc_status` | from headers or trailers; `""` if not gRPC or none | the same |
