@@ -123,6 +123,25 @@ async fn a_control_plane_with_another_ca_does_not_match_the_trust_anchors() {
         )),
         "{certify}"
     );
+    // The control plane's side of the same handshake.
+    let refused = wait::until(
+        DEADLINE,
+        "the foreign control plane's handshake line",
+        || {
+            let log = foreign.log();
+            async move {
+                log.lines()
+                    .find(|l| l.contains("TLS handshake failed"))
+                    .map(str::to_owned)
+            }
+        },
+    )
+    .await;
+    assert!(
+        refused.contains("TLS handshake failed on the gRPC port: the client does not trust this control plane's certificate (its --trust-anchors do not hold this control plane's CA)"),
+        "{refused}"
+    );
+    assert_readable(&foreign.log());
     let log = proxy.log();
     assert!(!log.contains("unreachable"), "{log}");
     assert!(!log.contains("renew"), "{log}");
