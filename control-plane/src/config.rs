@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use weft_api::duration::parse as parse_duration;
 use weft_certs::{DEFAULT_TRUST_DOMAIN, SpiffeId};
 
 /// Settings of `weft-control-plane`.
@@ -26,7 +27,7 @@ pub struct ControlPlaneConfig {
     #[arg(long, env = "WEFT_TRUST_DOMAIN", default_value = DEFAULT_TRUST_DOMAIN)]
     pub trust_domain: String,
 
-    /// Lifetime of workload certificates (e.g. 1h, 90s). Proxies renew at about half of it.
+    /// Lifetime of workload certificates (e.g. 1h, 90s, 1h30m). Proxies renew at about half of it.
     #[arg(long, env = "WEFT_CERT_TTL", default_value = "1h", value_parser = parse_duration)]
     pub cert_ttl: Duration,
 
@@ -44,7 +45,7 @@ pub struct ControlPlaneConfig {
     pub trust_bundle: Option<PathBuf>,
 
     /// Lifetime of a CA this control plane creates itself.
-    #[arg(long, env = "WEFT_CA_LIFETIME", default_value = "365days", value_parser = parse_duration)]
+    #[arg(long, env = "WEFT_CA_LIFETIME", default_value = "365d", value_parser = parse_duration)]
     pub ca_lifetime: Duration,
 
     /// YAML file of bootstrap tokens (kind: BootstrapTokens), reloaded when it changes.
@@ -249,9 +250,4 @@ pub const DEFAULT_SERVICE_ACCOUNT_ISSUER: &str = "https://kubernetes.default.svc
 /// `spiffe://<trust-domain>/ns/weft-system/sa/weft-control-plane`, the default the proxy expects.
 pub fn control_plane_identity(trust_domain: &str) -> Result<SpiffeId, weft_certs::IdentityError> {
     SpiffeId::new(trust_domain, "weft-system", "weft-control-plane")
-}
-
-/// Durations written the way people write them: `90s`, `1h`, `500ms`, `365days`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text).map_err(|e| format!("{e} (examples: 500ms, 90s, 1h)"))
 }

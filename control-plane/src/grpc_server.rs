@@ -81,7 +81,8 @@ pub async fn serve(
                     }
                     Ok(Err(e)) => {
                         metrics.tls_handshake_errors.inc();
-                        tracing::info!(%peer, "TLS handshake failed on the gRPC port: {e}");
+                        let why = handshake_failure(&e);
+                        tracing::info!(%peer, "TLS handshake failed on the gRPC port: {why}");
                     }
                     Err(_) => {
                         metrics.tls_handshake_errors.inc();
@@ -185,4 +186,23 @@ fn remote_socket_addr(extensions: &http::Extensions) -> Option<std::net::SocketA
     extensions
         .get::<tonic::transport::server::TlsConnectInfo<tonic::transport::server::TcpConnectInfo>>()
         .and_then(|info| info.get_ref().remote_addr())
+}
+
+/// A failed handshake in words. The usual one is a proxy refusing this control plane's
+/// certificate: its `--trust-anchors` do not hold this control plane's CA.
+fn handshake_failure(e: &std::io::Error) -> String {
+    use rustls::AlertDescription as A;
+    let alert = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .and_then(|tls| match tls {
+            rustls::Error::AlertReceived(alert) => Some(*alert),
+            _ => None,
+        });
+    match alert {
+        Some(A::UnknownCA | A::BadCertificate) => {
+            "the client does not trust this control plane's certificate (its --trust-anchors do not hold this control plane's CA)".to_owned()
+        }
+        _ => e.to_string(),
+    }
 }

@@ -42,13 +42,13 @@ fn reports_typos() {
         "tests/policies/broken/typos.yaml",
         &[
             "7:32: spec.client.defaults.timeouts.pertry: unknown field; did you mean `perTry`?",
-            "7:50: spec.client.defaults.timeouts.idle: `1.5s` is not a duration: write an integer and ms, s, m or h (e.g. 250ms, 10s, 5m), without fractions or combinations",
+            "7:50: spec.client.defaults.timeouts.idle: `1.5s` is not a duration: expected a number and a unit (ms, s, m, h, d), like 300ms or 1h30m; did you mean 1500ms?",
             "9:16: spec.client.defaults.retries.limit: expected an integer, found a string `two`",
             "10:14: spec.client.defaults.retries.on[0]: unknown condition `gateway-errors` (expected 5xx, gateway-error, a quoted status (\"503\"), grpc:<code>, connect-failure, refused-stream or reset)",
             "10:30: spec.client.defaults.retries.on[1]: write HTTP statuses quoted: \"503\"",
             "10:35: spec.client.defaults.retries.on[2]: unknown gRPC code `unavailble`; did you mean `grpc:unavailable`?",
-            "11:25: spec.client.defaults.retries.backoff.base: `25` has no unit: write a duration as an integer and ms, s, m or h (e.g. 25ms or 25s)",
-            "11:34: spec.client.defaults.retries.backoff.max: `1m30s` is not a duration: write an integer and ms, s, m or h (e.g. 250ms, 10s, 5m), without fractions or combinations",
+            "11:25: spec.client.defaults.retries.backoff.base: `25` is not a duration: expected a number and a unit (ms, s, m, h, d), like 300ms or 1h30m; did you mean 25ms or 25s?",
+            "11:34: spec.client.defaults.retries.backoff.max: `1m 30s` is not a duration: expected a number and a unit (ms, s, m, h, d), like 300ms or 1h30m; did you mean 90s?",
             "12:26: spec.client.defaults.retries.maxBufferedBody: `64KB` is not a size: write an integer and B, KiB or MiB (e.g. 64KiB)",
             "13:24: spec.client.defaults.retries.nonIdempotent: expected true or false, found a string `yes`",
             "14:7: spec.client.defaults.circuitBreakers: unknown field; did you mean `circuitBreaker`?",
@@ -187,4 +187,118 @@ fn explain_shows_every_value_with_its_source_and_the_worst_cases() {
     let stdout = String::from_utf8(output.stdout).unwrap();
     let expected = include_str!("policies/good/payments.explain.txt");
     assert_eq!(stdout, expected);
+}
+
+#[test]
+fn a_gitops_folder_is_checked_for_its_service_policies_and_the_rest_is_skipped() {
+    let output = weft(&["policy", "check", "tests/policies/gitops"], None);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(output.stderr.is_empty());
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap(),
+        "ok: 2 ServicePolicy documents in 6 files (web.demo, payments.prod); 8 other documents skipped (-v lists them)\n"
+    );
+}
+
+#[test]
+fn verbose_says_what_was_skipped_and_why() {
+    let output = weft(&["policy", "check", "-v", "tests/policies/gitops"], None);
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let dir = "tests/policies/gitops";
+    let routes_why = "weft does not read Gateway API routes yet: a service's routes, timeouts and retries go in its ServicePolicy (spec.routes, spec.client)";
+    let expected = [
+        format!("{dir}/README.md: skipped: not a .yaml or .yml file"),
+        format!(
+            "{dir}/overlays: skipped: a directory: only the files of the directory itself are read, not its subdirectories"
+        ),
+        format!("{dir}/app.yaml:2:1: skipped Deployment web.demo (apps/v1): not a weft document"),
+        format!("{dir}/app.yaml:21:1: skipped Service web.demo (v1): not a weft document"),
+        format!("{dir}/app.yaml:30:1: skipped Service payments (v1): not a weft document"),
+        format!(
+            "{dir}/config.yml:1:1: skipped ConfigMap web-settings.demo (v1): not a weft document"
+        ),
+        format!("{dir}/kustomization.yaml:1:1: skipped a kustomization: kustomize's, not weft's"),
+        format!(
+            "{dir}/mesh.yaml:1:1: skipped MeshService web.demo (weft.dev/v1alpha1): a service for discovery: the control plane reads MeshServices from --services or the API server, not --policies"
+        ),
+        format!(
+            "{dir}/routes.yaml:1:1: skipped a Gateway API HTTPRoute web.demo (gateway.networking.k8s.io/v1): {routes_why}"
+        ),
+        format!(
+            "{dir}/routes.yaml:13:1: skipped a Gateway API GRPCRoute payments.prod (gateway.networking.k8s.io/v1): {routes_why}"
+        ),
+        "ok: 2 ServicePolicy documents in 6 files (web.demo, payments.prod); 8 other documents skipped".to_owned(),
+    ];
+    assert_eq!(stdout.lines().collect::<Vec<_>>(), expected);
+}
+
+#[test]
+fn a_broken_policy_in_a_gitops_folder_is_reported_and_its_neighbours_are_not() {
+    let output = weft(&["policy", "check", "tests/policies/gitops-broken"], None);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty());
+    let grammar = "expected a number and a unit (ms, s, m, h, d), like 300ms or 1h30m";
+    let web = "tests/policies/gitops-broken/web.yaml";
+    assert_eq!(
+        String::from_utf8(output.stderr).unwrap(),
+        format!(
+            "{web}:14:11: metadata.labels: expected a map of names to strings, found a list\n\
+             {web}:18:27: spec.client.defaults.timeouts.request: `10 sec` is not a duration: {grammar}; did you mean 10s?\n\
+             {web}:18:43: spec.client.defaults.timeouts.perTry: `1.5s` is not a duration: {grammar}; did you mean 1500ms?\n\
+             {web}:19:24: spec.client.defaults.retries.limit: 9 is out of range (0-5)\n\
+             {web}:22:7: kind: is `ServicePolicys`, expected ServicePolicy\n\
+             5 problems found\n"
+        )
+    );
+}
+
+#[test]
+fn a_policy_naming_no_known_service_is_a_warning() {
+    // Only web.demo is a MeshService: the payments.prod policy governs nothing.
+    let output = weft(
+        &[
+            "policy",
+            "check",
+            "tests/policies/gitops",
+            "--services",
+            "tests/policies/gitops/mesh.yaml",
+        ],
+        None,
+    );
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8(output.stderr).unwrap(),
+        "tests/policies/gitops/policies.yaml:22:9: metadata.name: warning: this policy governs nothing: --services has no Service or MeshService payments.prod\n"
+    );
+    // The folder's own Services: payments has no namespace, so it stands for every one.
+    let output = weft(
+        &[
+            "policy",
+            "check",
+            "tests/policies/gitops",
+            "--services",
+            "tests/policies/gitops",
+        ],
+        None,
+    );
+    assert_eq!(output.status.code(), Some(0));
+    assert!(output.stderr.is_empty());
+    // A misspelt name gets a suggestion.
+    let doc = "apiVersion: weft.dev/v1alpha1\nkind: ServicePolicy\nmetadata: {name: paymets, namespace: prod}\nspec: {}\n";
+    let output = weft(
+        &[
+            "policy",
+            "check",
+            "-",
+            "--services",
+            "tests/policies/gitops/app.yaml",
+        ],
+        Some(doc),
+    );
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8(output.stderr).unwrap(),
+        "<stdin>:3:18: metadata.name: warning: this policy governs nothing: --services has no Service or MeshService paymets.prod; did you mean payments.prod?\n"
+    );
 }

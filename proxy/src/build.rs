@@ -262,8 +262,8 @@ pub async fn start(
         control_plane = %control_plane_addr,
         %inbound_addr,
         %admin_addr,
-        outbound_addr = ?outbound_addr,
-        outbound_twin_addr = ?outbound_twin_addr,
+        outbound_addr = %shown(outbound_addr),
+        outbound_twin_addr = %shown(outbound_twin_addr),
         forwards = ?forward_addrs,
         "proxy started; requesting a certificate"
     );
@@ -278,6 +278,11 @@ pub async fn start(
         stop,
         tasks,
     })
+}
+
+/// A listener's address for the log: `off` when there is none.
+fn shown(addr: Option<SocketAddr>) -> String {
+    addr.map_or_else(|| "off".to_owned(), |a| a.to_string())
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {

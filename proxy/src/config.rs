@@ -417,8 +417,9 @@ fn ports(text: &str, flag: &str) -> Result<Vec<u16>, String> {
         .collect()
 }
 
+/// A duration flag, in weft's one duration grammar ([`weft_api::duration`]).
 fn duration(text: &str, flag: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text).map_err(|e| format!("{flag} {text:?}: {e} (e.g. 300ms, 2s)"))
+    weft_api::duration::parse(text).map_err(|e| format!("{flag} {text:?}: {e}"))
 }
 
 /// `--control-plane-keepalive-interval` and `--control-plane-keepalive-timeout`, both above 0.

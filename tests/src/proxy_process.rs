@@ -38,7 +38,26 @@ impl ProxyProcess {
     /// Starts `weft-proxy` for `account` with the flags `options` stand for plus `extra`, and
     /// waits until its admin `/ready` answers 200 (it holds a certificate).
     pub async fn start(mesh: &Mesh, account: &str, options: &ProxyOptions, extra: &[&str]) -> Self {
-        let args = mesh.proxy_args(account, options);
+        let process = Self::spawn(mesh, account, options, extra, |_| {}).await;
+        wait::until(READY_DEADLINE, "weft-proxy to be ready", || async {
+            let reply = process.admin("/ready").await?;
+            (reply.status == 200).then_some(())
+        })
+        .await;
+        process
+    }
+
+    /// Starts `weft-proxy` like [`Self::start`], with `edit` applied to its flags first, and
+    /// returns once it has started (it may have no certificate yet, or ever).
+    pub async fn spawn(
+        mesh: &Mesh,
+        account: &str,
+        options: &ProxyOptions,
+        extra: &[&str],
+        edit: impl FnOnce(&mut ProxyArgs),
+    ) -> Self {
+        let mut args = mesh.proxy_args(account, options);
+        edit(&mut args);
         let mut command = Command::new(bins::path("weft-proxy"));
         command
             .args(flags(&args))
@@ -53,7 +72,7 @@ impl ProxyProcess {
             .and_then(|(_, rest)| rest.split_once(']'))
             .map(|(list, _)| list)
             .unwrap_or_else(|| panic!("no forwards in {started:?}"));
-        let process = Self {
+        Self {
             child,
             log,
             inbound_addr: field("inbound_addr").parse().unwrap(),
@@ -63,13 +82,7 @@ impl ProxyProcess {
                 .filter(|a| !a.is_empty())
                 .map(|a| a.parse().unwrap())
                 .collect(),
-        };
-        wait::until(READY_DEADLINE, "weft-proxy to be ready", || async {
-            let reply = process.admin("/ready").await?;
-            (reply.status == 200).then_some(())
-        })
-        .await;
-        process
+        }
     }
 
     /// `GET path` on the admin port, `None` if the port does not answer.

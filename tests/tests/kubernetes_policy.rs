@@ -216,7 +216,7 @@ async fn an_invalid_edit_keeps_the_last_accepted_policy_until_it_is_fixed() {
     assert_eq!(
         condition["message"],
         "ServicePolicy prod/payments: spec.client.defaults.retries.limit: 9 is out of range (0-5)\n\
-         ServicePolicy prod/payments: spec.client.defaults.timeouts.request: `3 s` is not a duration: write an integer and ms, s, m or h (e.g. 250ms, 10s, 5m), without fractions or combinations"
+         ServicePolicy prod/payments: spec.client.defaults.timeouts.request: `3 s` is not a duration: expected a number and a unit (ms, s, m, h, d), like 300ms or 1h30m; did you mean 3s?"
     );
     assert_eq!(
         status["acceptedGeneration"], 1,

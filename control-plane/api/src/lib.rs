@@ -36,6 +36,7 @@ pub use weft::discovery::v1 as discovery;
 /// `weft.policy.v1`: the client half of a ServicePolicy, as the control plane sends it.
 pub use weft::policy::v1 as policy;
 
+pub mod duration;
 pub mod policy_defaults;
 
 /// The gRPC port the control plane listens on.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use weft_certs::DEFAULT_TRUST_DOMAIN;
 
 use crate::ca_secret;
-use crate::config::parse_duration;
+use weft_api::duration::parse as parse_duration;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum CaCommand {
@@ -22,10 +22,10 @@ pub enum CaCommand {
         #[arg(long, default_value = DEFAULT_TRUST_DOMAIN)]
         trust_domain: String,
         /// Lifetime of the root.
-        #[arg(long, default_value = "3650days", value_parser = parse_duration)]
+        #[arg(long, default_value = "3650d", value_parser = parse_duration)]
         root_lifetime: Duration,
         /// Lifetime of the intermediate (never past the root).
-        #[arg(long, default_value = "365days", value_parser = parse_duration)]
+        #[arg(long, default_value = "365d", value_parser = parse_duration)]
         intermediate_lifetime: Duration,
         /// A trust bundle whose roots stay trusted next to the new root (a root rotation).
         #[arg(long)]

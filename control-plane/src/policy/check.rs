@@ -11,7 +11,7 @@ use super::check_routes::{is_dns_label, routes};
 use super::check_server::{RouteRef, server};
 use super::effective::{self, EffectiveRules, Source};
 use super::model::{Client, ServicePolicy};
-use super::node::{Node, Pos};
+use super::node::{Node, Pos, Value};
 use super::walk::{Cx, Problem, join};
 use crate::yaml::API_VERSION;
 
@@ -89,9 +89,19 @@ fn metadata(cx: &mut Cx, node: Option<&Node>, doc: Pos) -> (Option<String>, Opti
         );
         return (None, None, doc);
     };
-    let Some(f) = cx.map(node, "metadata", &["name", "namespace"]) else {
+    let Some(f) = cx.map(
+        node,
+        "metadata",
+        &["name", "namespace", "labels", "annotations"],
+    ) else {
         return (None, None, node.at);
     };
+    // Read by Kubernetes and GitOps tools, not by weft: only their shape is checked.
+    for field in ["labels", "annotations"] {
+        if let Some(n) = f.get(field) {
+            string_map(cx, n, &join("metadata", field));
+        }
+    }
     let mut at = node.at;
     let mut read = |cx: &mut Cx, field: &str| -> Option<String> {
         let path = join("metadata", field);
@@ -118,6 +128,30 @@ fn metadata(cx: &mut Cx, node: Option<&Node>, doc: Pos) -> (Option<String>, Opti
     let name = read(cx, "name");
     let namespace = read(cx, "namespace");
     (name, namespace, at)
+}
+
+/// A map of names to strings, like `metadata.labels`.
+fn string_map(cx: &mut Cx, node: &Node, path: &str) {
+    let Value::Map(entries) = &node.value else {
+        if !node.is_null() {
+            cx.problem(
+                node.at,
+                path,
+                format!("expected a map of names to strings, found {}", node.kind()),
+            );
+        }
+        return;
+    };
+    for (key, value) in entries {
+        let name = key.text().unwrap_or_default();
+        if !matches!(value.value, Value::Scalar { .. }) || value.is_null() {
+            cx.problem(
+                value.at,
+                &join(path, name),
+                format!("expected a string, found {}", value.kind()),
+            );
+        }
+    }
 }
 
 /// Route names used by overrides, allow rules and faults must exist; a route may be overridden

@@ -280,13 +280,5 @@ fn limits(cx: &mut Cx, node: &Node, path: &str) -> Limits {
 
 /// Milliseconds in the document's own spelling (the largest unit that divides evenly).
 pub fn ms(value: u64) -> String {
-    if value == 0 {
-        return "0s".to_owned();
-    }
-    for (unit, scale) in [("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
-        if value.is_multiple_of(scale) {
-            return format!("{}{unit}", value / scale);
-        }
-    }
-    format!("{value}ms")
+    weft_api::duration::format_ms(value)
 }

@@ -1,7 +1,9 @@
 //! `weft policy check --explain`: the effective client policy of each document, every value
 //! with the level it came from (`override`, `defaults`, `built-in`), and the worst cases a
 //! reader should know before shipping it: attempts per request, time per request, and how much
-//! extra load retries can add to the service.
+//! extra load retries can add to the service. Then the server half, in the order the service's
+//! own sidecars apply it (mTLS per port, authorization, rate limits, fault drills), each value
+//! with what it means for a caller.
 
 use std::fmt::Write as _;
 
@@ -11,6 +13,7 @@ use weft_api::policy_defaults::GRPC_CODES;
 use super::check_client::ms;
 use super::effective::{self, EffectiveRules, Source, Sourced};
 use super::load::Loaded;
+use super::model::{Abort, Bucket, Fault, Mode, Mtls, Server};
 
 /// The explanation of one document, ending with a newline.
 pub fn explain(loaded: &Loaded) -> String {
@@ -135,7 +138,170 @@ pub fn explain(loaded: &Loaded) -> String {
         min.value,
         ms(window.value)
     );
+    match &doc.server {
+        Some(s) => server(&mut out, s),
+        None => {
+            let _ = writeln!(
+                out,
+                "  server: none (every caller allowed, mTLS as the proxy's --inbound-mode, no rate limit, no fault drill)"
+            );
+        }
+    }
     out
+}
+
+/// The server half, in the order the sidecars apply it. Its values have no levels: what the
+/// document says, else the default shown.
+fn server(out: &mut String, s: &Server) {
+    let _ = writeln!(out, "  server (the service's own sidecars, in this order):");
+    let line = |out: &mut String, field: &str, value: String| {
+        let _ = writeln!(out, "    {field:<36} {value}");
+    };
+    let mode = match s.mode {
+        Mode::Enforce => "enforce: refusals are answered",
+        Mode::Audit => {
+            "audit: what enforce would refuse is only logged and counted (mtls and faults apply)"
+        }
+    };
+    line(out, "mode", mode.to_owned());
+    let mtls = |m: Option<Mtls>| match m {
+        None => "the proxy's --inbound-mode".to_owned(),
+        Some(Mtls::Strict) => "strict (mesh callers only)".to_owned(),
+        Some(Mtls::Permissive) => "permissive (plaintext callers too)".to_owned(),
+    };
+    for (port, m) in &s.ports {
+        line(out, &format!("mtls on port {port}"), mtls(Some(*m)));
+    }
+    let others = if s.ports.is_empty() {
+        "mtls"
+    } else {
+        "mtls on other ports"
+    };
+    line(out, others, mtls(s.mtls));
+    match &s.authorization {
+        None => line(
+            out,
+            "authorization",
+            "none: every caller is allowed".to_owned(),
+        ),
+        Some(a) => {
+            let default = match a.default_allow {
+                true => "allow: a request no rule allows passes",
+                false => "deny: a request no rule allows gets 403 (gRPC PERMISSION_DENIED)",
+            };
+            line(out, "authorization.default", default.to_owned());
+            let unauthenticated = match a.unauthenticated {
+                true => "true: callers without a mesh identity may pass",
+                false => "false: callers without a mesh identity are refused",
+            };
+            line(
+                out,
+                "authorization.unauthenticated",
+                unauthenticated.to_owned(),
+            );
+            for (i, rule) in a.allow.iter().enumerate() {
+                let routes = match rule.routes.as_slice() {
+                    [] => "every request".to_owned(),
+                    routes => format!("routes {}", routes.join(", ")),
+                };
+                line(
+                    out,
+                    &format!("authorization.allow[{i}]"),
+                    format!("allows {} on {routes}", callers(&rule.from)),
+                );
+            }
+        }
+    }
+    match &s.rate_limit {
+        None => line(out, "rateLimit", "none".to_owned()),
+        Some(r) => {
+            if let Some(b) = r.total {
+                line(
+                    out,
+                    "rateLimit.total",
+                    format!("{}, all callers together", bucket(b)),
+                );
+            }
+            if let Some(b) = r.per_identity {
+                line(
+                    out,
+                    "rateLimit.perIdentity",
+                    format!(
+                        "{}, each caller (unauthenticated callers share one bucket)",
+                        bucket(b)
+                    ),
+                );
+            }
+            for (i, (from, b)) in r.overrides.iter().enumerate() {
+                line(
+                    out,
+                    &format!("rateLimit.overrides[{i}]"),
+                    format!("{}: {}, instead of perIdentity", pattern(from), bucket(*b)),
+                );
+            }
+        }
+    }
+    if s.faults.is_empty() {
+        line(out, "faults", "none".to_owned());
+    }
+    for (i, f) in s.faults.iter().enumerate() {
+        line(out, &format!("faults[{i}]"), fault(f));
+    }
+}
+
+fn bucket(b: Bucket) -> String {
+    format!("{} requests/s, bursts of {}", b.rps, b.burst)
+}
+
+/// A SPIFFE ID or pattern, with what a wildcard admits.
+fn pattern(id: &str) -> String {
+    match id.strip_suffix("/*") {
+        Some(prefix) if prefix.contains("/ns/") => format!("{id} (every account of the namespace)"),
+        Some(_) => format!("{id} (the whole trust domain)"),
+        None => id.to_owned(),
+    }
+}
+
+fn callers(from: &[String]) -> String {
+    from.iter()
+        .map(|id| pattern(id))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn fault(f: &Fault) -> String {
+    let mut what = Vec::new();
+    if let Some((abort, percent)) = f.abort {
+        let answer = match abort {
+            Abort::Status(status) => format!("status {status}"),
+            Abort::Grpc(code) => match GRPC_CODES.iter().find(|(_, c)| *c == code) {
+                Some((name, _)) => format!("grpc {name}"),
+                None => format!("grpc {code}"),
+            },
+        };
+        what.push(format!("{percent} % answered {answer} at once"));
+    }
+    if let Some((delay, percent)) = f.delay {
+        what.push(format!("{percent} % delayed {}", ms(delay)));
+    }
+    let routes = match f.routes.as_slice() {
+        [] => "every request".to_owned(),
+        routes => format!("routes {}", routes.join(", ")),
+    };
+    let from = match f.from.as_slice() {
+        [] => "every caller".to_owned(),
+        from => callers(from),
+    };
+    let until = humantime::format_rfc3339_seconds(f.until);
+    let expired = if f.until <= std::time::SystemTime::now() {
+        " (expired: no longer applied)"
+    } else {
+        ""
+    };
+    format!(
+        "{}; {routes}; from {from}; until {until}{expired}",
+        what.join(", ")
+    )
 }
 
 /// At most 3 decimals, without trailing zeros (`1.2`, not `1.2000000000000002`).

@@ -1,7 +1,10 @@
 //! Reading a set of policy files: one file, or every `*.yaml` / `*.yml` in a directory (not
-//! recursive, sorted by name), each holding one or more documents separated by `---`.
+//! recursive, sorted by name), each holding one or more documents separated by `---`. Documents
+//! that are not ServicePolicies (a GitOps folder's Deployments, Services, kustomization.yaml,
+//! Gateway API routes, MeshServices) are skipped by the rule of [`super::documents`], the same
+//! for `--policies` and `weft policy check`.
 //!
-//! The result is all the documents, or every problem of every file as
+//! The result is all the ServicePolicy documents, or every problem of every file as
 //! `file:line:column: field.path: what` lines. A `ServicePolicy` defined twice (the same
 //! `name.namespace`, in one file or across files) is a problem naming both places: there is
 //! one document per service, never a merge.
@@ -16,6 +19,7 @@ use std::path::Path;
 use anyhow::Context;
 
 use super::check;
+use super::documents::{self, Skipped};
 use super::model::ServicePolicy;
 use super::node;
 use crate::empty_file::{self, Contents, EmptyFile};
@@ -64,6 +68,34 @@ pub fn read(path: &Path) -> anyhow::Result<Vec<File>> {
         .collect()
 }
 
+/// The entries of directory `path` that [`read`] does not read, each with the reason: files
+/// that are not `*.yaml` / `*.yml`, and subdirectories. Empty for a file.
+pub fn not_read(path: &Path) -> Vec<(String, &'static str)> {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, &'static str)> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter_map(|file| {
+            let yaml = matches!(
+                file.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml")
+            );
+            let why = if file.is_dir() {
+                "a directory: only the files of the directory itself are read, not its subdirectories"
+            } else if !yaml {
+                "not a .yaml or .yml file"
+            } else {
+                return None;
+            };
+            Some((file.display().to_string(), why))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 /// Bytes that change whenever a file is added, removed, renamed or edited.
 pub fn fingerprint(files: &[File]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -76,10 +108,31 @@ pub fn fingerprint(files: &[File]) -> Vec<u8> {
     out
 }
 
-/// Checks every document of every file.
+/// Everything found in a set of files.
+#[derive(Debug, Default)]
+pub struct Examined {
+    pub loaded: Vec<Loaded>,
+    /// The documents that are not ServicePolicies, by file.
+    pub skipped: Vec<(String, Skipped)>,
+    /// `file:line:column: field.path: what`
+    pub problems: Vec<String>,
+}
+
+/// Checks every ServicePolicy document of every file.
 pub fn check(files: &[File]) -> Result<Vec<Loaded>, Vec<String>> {
+    let examined = examine(files);
+    if examined.problems.is_empty() {
+        Ok(examined.loaded)
+    } else {
+        Err(examined.problems)
+    }
+}
+
+/// Checks every ServicePolicy document of every file, and says which documents were skipped.
+pub fn examine(files: &[File]) -> Examined {
     let mut problems = Vec::new();
     let mut loaded: Vec<Loaded> = Vec::new();
+    let mut skipped = Vec::new();
     let mut defined: HashMap<String, (String, node::Pos)> = HashMap::new();
     for (file, bytes) in files {
         match empty_file::contents(bytes) {
@@ -102,6 +155,10 @@ pub fn check(files: &[File]) -> Result<Vec<Loaded>, Vec<String>> {
             }
         };
         for document in &documents {
+            if let Some(skip) = documents::skipped(document, file) {
+                skipped.push((file.clone(), skip));
+                continue;
+            }
             match check::document(document) {
                 Ok(policy) => {
                     let key = policy.key();
@@ -122,10 +179,10 @@ pub fn check(files: &[File]) -> Result<Vec<Loaded>, Vec<String>> {
             }
         }
     }
-    if problems.is_empty() {
-        Ok(loaded)
-    } else {
-        Err(problems)
+    Examined {
+        loaded,
+        skipped,
+        problems,
     }
 }
 
@@ -137,9 +194,12 @@ pub fn first_empty(files: &[File]) -> Option<EmptyFile> {
         .map(|(file, _)| EmptyFile { file: file.clone() })
 }
 
-/// [`read`] then [`check`], with the problems joined into one error, one per line.
-pub fn load(path: &Path) -> anyhow::Result<(Vec<File>, Vec<Loaded>)> {
+/// [`read`] then [`examine`], with the problems joined into one error, one per line.
+pub fn load(path: &Path) -> anyhow::Result<(Vec<File>, Examined)> {
     let files = read(path)?;
-    let loaded = check(&files).map_err(|problems| anyhow::anyhow!(problems.join("\n")))?;
-    Ok((files, loaded))
+    let examined = examine(&files);
+    if !examined.problems.is_empty() {
+        anyhow::bail!(examined.problems.join("\n"));
+    }
+    Ok((files, examined))
 }

@@ -14,8 +14,10 @@ mod check_routes;
 mod check_server;
 mod conditions;
 pub mod custom_resources;
+pub mod documents;
 pub mod effective;
 pub mod explain;
+pub mod known_services;
 pub mod load;
 pub mod model;
 pub mod node;
@@ -181,10 +183,12 @@ impl Store {
             tracing::info!("no --policies given: every service gets the built-in client policy");
             return Ok(Self::fixed(Policies::default(), metrics));
         };
-        let (files, loaded) = load::load(path)?;
-        tracing::info!(path = %path.display(), "loaded {}", summary(&Policies::new(&loaded), files.len()));
+        let (files, examined) = load::load(path)?;
+        let loaded = &examined.loaded;
+        let found = summary(&Policies::new(loaded), files.len(), examined.skipped.len());
+        tracing::info!(path = %path.display(), "loaded {found}");
         let store = Self::fixed(Policies::default(), metrics.clone());
-        store.lock().set_files(&loaded);
+        store.lock().set_files(loaded);
         store.publish(store.lock().policies());
         let reloading = store.clone();
         reload::watch_source(
@@ -207,8 +211,12 @@ impl Store {
         if let Some(empty) = load::first_empty(files) {
             return Err(empty.into());
         }
-        let loaded = load::check(files).map_err(|problems| anyhow::anyhow!(problems.join("\n")))?;
-        let summary = summary(&Policies::new(&loaded), files.len());
+        let examined = load::examine(files);
+        if !examined.problems.is_empty() {
+            anyhow::bail!(examined.problems.join("\n"));
+        }
+        let loaded = examined.loaded;
+        let summary = summary(&Policies::new(&loaded), files.len(), examined.skipped.len());
         let mut sources = self.lock();
         sources.set_files(&loaded);
         self.publish(sources.policies());
@@ -230,11 +238,17 @@ impl Store {
     }
 }
 
-fn summary(policies: &Policies, files: usize) -> String {
+/// `2 ServicePolicy documents in 2 files (hello.demo, web.demo)`, and how many other documents
+/// (a GitOps folder's Deployments, Services, …) were skipped.
+fn summary(policies: &Policies, files: usize, skipped: usize) -> String {
     let mut names: Vec<&str> = policies.by_service.keys().map(String::as_str).collect();
     names.sort_unstable();
+    let others = match skipped {
+        0 => String::new(),
+        n => format!("; {n} other documents skipped (not ServicePolicies)"),
+    };
     format!(
-        "{} ServicePolicy documents in {files} files ({})",
+        "{} ServicePolicy documents in {files} files ({}){others}",
         policies.len(),
         names.join(", ")
     )

@@ -2,8 +2,9 @@
 //! recording a problem (and returning `None`) instead of stopping.
 //!
 //! Every value has one spelling, so that two policies that mean the same thing look the same:
-//! durations are an integer and a unit (`250ms`, `10s`, `5m`, `1h`), sizes an integer and `B`,
-//! `KiB` or `MiB`, percentages integers, ratios decimals from 0.0 to 1.0.
+//! durations are integers and units, the flags' grammar ([`weft_api::duration`]: `250ms`, `10s`,
+//! `1h30m`), sizes an integer and `B`, `KiB` or `MiB`, percentages integers, ratios decimals
+//! from 0.0 to 1.0.
 
 use std::fmt;
 
@@ -235,7 +236,11 @@ impl Cx {
         let text = match &node.value {
             Value::Scalar { text, .. } if !node.is_null() => text.as_str(),
             _ => {
-                self.expected(node, path, "a duration such as 250ms, 10s, 5m or 1h");
+                self.expected(
+                    node,
+                    path,
+                    "a duration (a number and a unit: 300ms, 10s, 5m, 1h30m)",
+                );
                 return None;
             }
         };
@@ -285,35 +290,9 @@ impl Cx {
     }
 }
 
-/// `250ms`, `10s`, `5m`, `1h` → milliseconds.
+/// A duration in weft's one grammar ([`weft_api::duration`], the flags' too) → milliseconds.
 pub fn parse_duration(text: &str) -> Result<u64, String> {
-    let digits = text.chars().take_while(char::is_ascii_digit).count();
-    let (number, unit) = text.split_at(digits);
-    let scale = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "" if !number.is_empty() => {
-            return Err(format!(
-                "`{text}` has no unit: write a duration as an integer and ms, s, m or h (e.g. {text}ms or {text}s)"
-            ));
-        }
-        _ => {
-            return Err(format!(
-                "`{text}` is not a duration: write an integer and ms, s, m or h (e.g. 250ms, 10s, 5m), without fractions or combinations"
-            ));
-        }
-    };
-    number
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(scale))
-        .ok_or_else(|| {
-            format!(
-                "`{text}` is not a duration: write an integer and ms, s, m or h (e.g. 250ms, 10s, 5m), without fractions or combinations"
-            )
-        })
+    weft_api::duration::parse_ms(text).map_err(|e| format!("`{text}` is not a duration: {e}"))
 }
 
 /// `512B`, `64KiB`, `1MiB` → bytes.
@@ -374,15 +353,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_have_one_spelling() {
+    fn durations_are_the_flags_grammar() {
         assert_eq!(parse_duration("250ms"), Ok(250));
-        assert_eq!(parse_duration("10s"), Ok(10_000));
-        assert_eq!(parse_duration("5m"), Ok(300_000));
-        assert_eq!(parse_duration("1h"), Ok(3_600_000));
-        for bad in ["1.5s", "10", "1m30s", "s", "", "10 s", "-1s", "10sec"] {
+        assert_eq!(parse_duration("1h30m"), Ok(5_400_000));
+        assert_eq!(
+            parse_duration("1.5s").unwrap_err(),
+            "`1.5s` is not a duration: expected a number and a unit (ms, s, m, h, d), like 300ms or 1h30m; did you mean 1500ms?"
+        );
+        for bad in ["10", "s", "", "10 s", "-1s", "10sec"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
-        assert!(parse_duration("10").unwrap_err().contains("has no unit"));
     }
 
     #[test]

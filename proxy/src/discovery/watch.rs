@@ -16,6 +16,8 @@ use weft_api::discovery::discovery_client::DiscoveryClient;
 
 use super::Resolution;
 use crate::connection_metrics::{WatchState, WatchStateGauge};
+use crate::identity::call_error::describe;
+use crate::identity::control_plane::ConnectFailure;
 use crate::identity::refresh::Backoff;
 use crate::metrics::Metrics;
 use crate::server_policy::InboundPolicy;
@@ -123,19 +125,41 @@ async fn follow_forever<T: Answer>(
         } else {
             "no answer yet"
         };
-        tracing::warn!(%addr, "discovery watch ended: {ended}; {kept}, retrying in {delay:?}");
+        let retry_in = humantime::format_duration(Duration::from_millis(delay.as_millis() as u64));
+        tracing::warn!(%addr, "discovery watch ended: {ended}; {kept}, retrying in {retry_in}");
         tokio::time::sleep(delay).await;
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
 enum Ended {
-    #[error("the control plane refused it: {0}")]
     Refused(tonic::Status),
-    #[error("the stream broke: {0}")]
     Broken(tonic::Status),
-    #[error("the control plane closed the stream")]
     Closed,
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let status = match self {
+            Ended::Refused(status) | Ended::Broken(status) => Some(status),
+            Ended::Closed => None,
+        };
+        // No connection: the connector's sentence (a dead address, a foreign CA, no
+        // certificate yet).
+        if let Some(failure) = status.and_then(|s| ConnectFailure::in_chain(s)) {
+            return write!(f, "{failure}");
+        }
+        match self {
+            Ended::Refused(status) if status.code() == tonic::Code::Unavailable => {
+                write!(f, "the control plane is unreachable: {}", describe(status))
+            }
+            Ended::Refused(status) => {
+                write!(f, "the control plane refused it: {}", describe(status))
+            }
+            Ended::Broken(status) => write!(f, "the stream broke: {}", describe(status)),
+            Ended::Closed => f.write_str("the control plane closed the stream"),
+        }
+    }
 }
 
 impl Ended {

@@ -15,6 +15,8 @@ use weft_api::identity::CertifyRequest;
 use weft_api::identity::identity_client::IdentityClient as Grpc;
 use weft_certs::TrustBundle;
 
+use super::call_error::describe;
+use super::control_plane::ConnectFailure;
 use super::refresh::{Backoff, renew_after};
 use super::token::TokenSource;
 use crate::metrics::Metrics;
@@ -28,10 +30,15 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 enum CertifyFailure {
     #[error("{0}")]
     Token(String),
+    /// No connection: every address is down, or the call broke on the way.
     #[error("the control plane is unreachable: {0}")]
     Unavailable(String),
-    #[error("the control plane refused: {code:?}: {message}")]
-    Refused { code: tonic::Code, message: String },
+    /// A control plane answered the handshake with a certificate from another CA (the sentence
+    /// is the connector's: "the control plane's CA does not match --trust-anchors: …").
+    #[error("{0}")]
+    Untrusted(String),
+    #[error("the control plane refused: {0}")]
+    Refused(String),
     #[error("the control plane sent an unusable certificate: {0}")]
     Install(#[from] InstallError),
 }
@@ -41,8 +48,23 @@ impl CertifyFailure {
         match self {
             CertifyFailure::Token(_) => "token_error",
             CertifyFailure::Unavailable(_) => "unavailable",
-            CertifyFailure::Refused { .. } => "refused",
+            CertifyFailure::Untrusted(_) => "untrusted_control_plane",
+            CertifyFailure::Refused(_) => "refused",
             CertifyFailure::Install(_) => "invalid_certificate",
+        }
+    }
+
+    fn of(status: &tonic::Status) -> Self {
+        let unreachable = ConnectFailure::in_chain(status);
+        match (status.code(), unreachable) {
+            (_, Some(u)) if u.untrusted() => CertifyFailure::Untrusted(u.to_string()),
+            // The connector's own sentence says it all.
+            (_, Some(u)) => CertifyFailure::Unavailable(u.to_string()),
+            (
+                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown,
+                _,
+            ) => CertifyFailure::Unavailable(describe(status)),
+            _ => CertifyFailure::Refused(describe(status)),
         }
     }
 }
@@ -88,12 +110,16 @@ impl IdentityClient {
                         .duration_since(SystemTime::now())
                         .unwrap_or_default();
                     let wait = renew_after(remaining, fastrand::f64());
+                    let what = match credentials.generation {
+                        1 => "obtained the first certificate",
+                        _ => "renewed the certificate",
+                    };
                     tracing::info!(
                         identity = %self.store.identity(),
                         serial = %credentials.info.serial,
                         not_after = %weft_certs::format_time(credentials.not_after()),
                         renew_in = %humantime::format_duration(round_ms(wait)),
-                        "installed certificate"
+                        "{what}"
                     );
                     wait
                 }
@@ -104,11 +130,25 @@ impl IdentityClient {
                         .inc();
                     let wait = backoff.next_delay(fastrand::f64());
                     let retry_in = humantime::format_duration(round_ms(wait));
+                    let what = match self.store.current() {
+                        None => "cannot get the first certificate".to_owned(),
+                        Some(current) => {
+                            let until = weft_certs::format_time(current.not_after());
+                            match current.not_after() > SystemTime::now() {
+                                true => format!(
+                                    "cannot renew the certificate (the current one is valid until {until})"
+                                ),
+                                false => format!(
+                                    "cannot renew the certificate (the current one expired at {until})"
+                                ),
+                            }
+                        }
+                    };
                     match &failure {
                         CertifyFailure::Unavailable(_) => {
-                            tracing::warn!(%retry_in, "cannot renew the certificate: {failure}")
+                            tracing::warn!(%retry_in, "{what}: {failure}")
                         }
-                        _ => tracing::error!(%retry_in, "cannot get a certificate: {failure}"),
+                        _ => tracing::error!(%retry_in, "{what}: {failure}"),
                     }
                     wait
                 }
@@ -127,15 +167,7 @@ impl IdentityClient {
             .grpc
             .certify(CertifyRequest { token, csr })
             .await
-            .map_err(|status| match status.code() {
-                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown => {
-                    CertifyFailure::Unavailable(status.message().to_owned())
-                }
-                code => CertifyFailure::Refused {
-                    code,
-                    message: status.message().to_owned(),
-                },
-            })?
+            .map_err(|status| CertifyFailure::of(&status))?
             .into_inner();
         let bundle = TrustBundle::new(
             response

@@ -96,7 +96,10 @@ pub fn channel_with(
                     store.control_plane_config_presenting(&identity)
                 }
             }
-            .map_err(|e| io::Error::other(e.to_string()))?;
+            .map_err(|e| match present_certificate {
+                true => io::Error::other(ConnectFailure::NoCertificate),
+                false => io::Error::other(e.to_string()),
+            })?;
             let tls = targets.connect(Arc::new(config)).await?;
             Ok::<_, io::Error>(TokioIo::new(tls))
         }
@@ -165,6 +168,7 @@ impl Targets {
     async fn connect(&self, config: Arc<rustls::ClientConfig>) -> io::Result<TlsStream<TcpStream>> {
         let mut candidates = Vec::new();
         let mut failures = Vec::new();
+        let mut untrusted = false;
         for entry in &self.entries {
             match tokio::net::lookup_host(entry.as_str()).await {
                 Ok(addrs) => candidates.extend(addrs.map(|a| (entry.as_str(), a))),
@@ -177,29 +181,124 @@ impl Targets {
             let index = (start + i) % count;
             let (entry, addr) = candidates[index];
             let attempt = async {
-                let tcp = TcpStream::connect(addr).await?;
-                tcp.set_nodelay(true)?;
+                let tcp = TcpStream::connect(addr).await.map_err(Attempt::Io)?;
+                tcp.set_nodelay(true).map_err(Attempt::Io)?;
+                let name = server_name(entry).map_err(Attempt::Io)?;
                 TlsConnector::from(config.clone())
-                    .connect(server_name(entry)?, tcp)
+                    .connect(name, tcp)
                     .await
-                    .map_err(|e| io::Error::other(format!("TLS failed: {}", classify(&e))))
+                    .map_err(|e| Attempt::Tls(classify(&e)))
             };
             match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
                 Ok(Ok(tls)) => {
                     self.next.store(index + 1, Ordering::Relaxed);
                     return Ok(tls);
                 }
-                Ok(Err(e)) => failures.push(format!("{entry} ({addr}): {e}")),
+                Ok(Err(Attempt::Tls(failure))) if UNTRUSTED.contains(&failure.reason) => {
+                    untrusted = true;
+                    failures.push(format!("{entry} ({addr}): {failure}"));
+                }
+                Ok(Err(Attempt::Tls(failure))) => {
+                    failures.push(format!("{entry} ({addr}): TLS failed: {failure}"))
+                }
+                Ok(Err(Attempt::Io(e))) => failures.push(format!("{entry} ({addr}): {e}")),
                 Err(_) => failures.push(format!(
-                    "{entry} ({addr}): no TLS connection within {CONNECT_TIMEOUT:?}"
+                    "{entry} ({addr}): no TLS connection within {}",
+                    weft_api::duration::format(CONNECT_TIMEOUT)
                 )),
             }
         }
-        Err(io::Error::other(format!(
-            "cannot connect to the control plane at {}: {}",
-            self.entries.join(","),
-            failures.join("; ")
-        )))
+        Err(io::Error::other(ConnectFailure::Unreachable {
+            addrs: self.entries.join(","),
+            failures,
+            untrusted,
+        }))
+    }
+}
+
+/// How one connection attempt failed.
+enum Attempt {
+    Io(io::Error),
+    Tls(crate::tls::HandshakeFailure),
+}
+
+/// Handshake failures that mean the control plane's certificate does not chain to a root this
+/// proxy trusts: its CA is not the one in `--trust-anchors`.
+const UNTRUSTED: [&str; 2] = ["unknown_ca", "bad_certificate"];
+
+/// Why the connector gave no connection. Found in the cause chain of a failed call by
+/// [`ConnectFailure::in_chain`], so a log can say what happened in words: a dead address, a
+/// foreign CA, or no certificate yet.
+#[derive(Debug)]
+pub enum ConnectFailure {
+    /// A discovery connection needs this proxy's certificate, and there is none yet.
+    NoCertificate,
+    /// No address of the control plane completed a TLS connection.
+    Unreachable {
+        addrs: String,
+        failures: Vec<String>,
+        /// At least one address answered with a certificate this proxy does not trust.
+        untrusted: bool,
+    },
+}
+
+impl std::fmt::Display for ConnectFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectFailure::NoCertificate => {
+                f.write_str("this proxy has no certificate yet to present to the control plane")
+            }
+            ConnectFailure::Unreachable {
+                failures,
+                untrusted: true,
+                ..
+            } => write!(
+                f,
+                "the control plane's CA does not match --trust-anchors: {}",
+                failures.join("; ")
+            ),
+            ConnectFailure::Unreachable {
+                addrs, failures, ..
+            } => write!(
+                f,
+                "cannot connect to the control plane at {addrs}: {}",
+                failures.join("; ")
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ConnectFailure {}
+
+impl ConnectFailure {
+    /// Whether a control plane answered with a certificate from a CA this proxy does not trust.
+    pub fn untrusted(&self) -> bool {
+        matches!(
+            self,
+            ConnectFailure::Unreachable {
+                untrusted: true,
+                ..
+            }
+        )
+    }
+
+    /// The connector's failure somewhere in `error`'s causes (an `io::Error` wraps it).
+    pub fn in_chain<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a Self> {
+        let mut next = Some(error);
+        while let Some(e) = next {
+            if let Some(found) = e.downcast_ref::<Self>() {
+                return Some(found);
+            }
+            let wrapped = e
+                .downcast_ref::<io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<Self>());
+            if wrapped.is_some() {
+                return wrapped;
+            }
+            next = e.source();
+        }
+        None
     }
 }
 

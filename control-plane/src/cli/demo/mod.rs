@@ -29,9 +29,9 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use weft_certs::SpiffeId;
 
-use crate::config::parse_duration;
 use files::{CONSECUTIVE_FAILURES, RETRY_LIMIT, SERVICE, SERVICE_PORT, SLOW_PREFIX};
 use processes::{Process, free_port, free_port_on, sibling_binary, wait_http_ok};
+use weft_api::duration::parse as parse_duration;
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
@@ -125,7 +125,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
         format!("--listen={cp_grpc}"),
         format!("--admin-listen={cp_admin}"),
         format!("--data-dir={}", s(&dir.join("control-plane"))),
-        format!("--cert-ttl={}", humantime::format_duration(args.cert_ttl)),
+        format!("--cert-ttl={}", weft_api::duration::format(args.cert_ttl)),
         format!("--bootstrap-tokens={}", s(&dir.join("tokens.yaml"))),
         format!("--services={}", s(&services_file)),
         format!("--policies={}", s(&policy_file)),

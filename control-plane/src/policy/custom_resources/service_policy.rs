@@ -109,7 +109,7 @@ pub struct ClientDefaults {
     pub limits: Option<Limits>,
 }
 
-/// Durations are an integer and a unit: `250ms`, `10s`, `5m`, `1h`.
+/// Durations are integers and units (d, h, m, s, ms), largest first: `250ms`, `10s`, `5m`, `1h30m`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Timeouts {

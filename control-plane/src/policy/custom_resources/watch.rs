@@ -149,13 +149,16 @@ async fn changed<H: Handler>(
             Verdict::Accepted => generation,
             _ => seen.get(&key).and_then(|s| s.accepted_generation),
         };
+        // `metadata.generation` is always set by the API server; "none" only for a test object.
+        let shown = |g: Option<i64>| g.map_or_else(|| "none".to_owned(), |g| g.to_string());
         match &verdict {
             Verdict::Accepted => {
-                tracing::info!(kind, object = %key, ?generation, "accepted: in force")
+                tracing::info!(kind, object = %key, generation = %shown(generation), "accepted: in force")
             }
             Verdict::Invalid(problems) => tracing::warn!(
-                kind, object = %key, ?generation, ?accepted_generation,
-                "invalid, the last accepted version stays in force:\n{}", problems.join("\n")
+                kind, object = %key, generation = %shown(generation),
+                accepted_generation = %shown(accepted_generation),
+                "invalid, the last accepted version stays in force: {}", problems.join("; ")
             ),
             Verdict::Overridden(why) => tracing::warn!(kind, object = %key, "not in force: {why}"),
         }
