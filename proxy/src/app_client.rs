@@ -1,7 +1,16 @@
 //! The receiving proxy's clients for its own app on loopback.
 //!
-//! HTTP/1.x goes through a pool of keep-alive connections ([`H1Pool`]); HTTP/2 (gRPC) through one
-//! multiplexed connection per app port, which keeps the caller's `:authority` intact.
+//! HTTP/1.x goes through a pool of keep-alive connections ([`H1Pool`]); HTTP/2 (gRPC) through a
+//! multiplexed connection, which keeps the caller's `:authority` intact.
+//!
+//! The HTTP/2 connections are per caller: every inbound connection (a peer proxy's, or a
+//! plaintext caller's) has its own ([`AppH2`]), closed when it closes, rather than all callers
+//! sharing one. On a shared connection one caller could starve the others: streams it holds open
+//! without reading their answers (a zero flow-control window) count against the app's
+//! `MAX_CONCURRENT_STREAMS` and the connection's receive window, and a plaintext caller holding
+//! 100 such streams made unrelated requests through the mesh time out. On a connection of its own
+//! it only holds up itself, as it would talking to the app directly. A peer proxy's connection
+//! carries the requests of every app of its pod, so the app sees one connection per calling pod.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -33,8 +42,12 @@ impl AppTarget {
 
 pub struct AppClient {
     http1: Arc<H1Pool>,
-    http2: H2Pool<AppConnector>,
+    connect_timeout: Duration,
 }
+
+/// The HTTP/2 connections to the app of one inbound connection (see the module doc); they close
+/// once it is dropped and their streams are done.
+pub struct AppH2(H2Pool<AppConnector>);
 
 impl AppClient {
     /// Closes idle HTTP/1.1 connections to the app every few seconds until `stop`.
@@ -55,20 +68,29 @@ impl AppClient {
     pub fn new(connect_timeout: Duration) -> Self {
         Self {
             http1: H1Pool::new(connect_timeout),
-            http2: H2Pool::new(AppConnector { connect_timeout }),
+            connect_timeout,
         }
     }
 
-    /// Sends `req` to the app at `target` in `version` (what the original client spoke).
+    /// HTTP/2 connections to the app for the requests of one inbound connection.
+    pub fn h2_for_caller(&self) -> AppH2 {
+        AppH2(H2Pool::new(AppConnector {
+            connect_timeout: self.connect_timeout,
+        }))
+    }
+
+    /// Sends `req` to the app at `target` in `version` (what the original client spoke); HTTP/2
+    /// on the caller's own connections `h2`.
     pub async fn send(
         &self,
         target: &AppTarget,
         version: Version,
         mut req: Request<Body>,
+        h2: &AppH2,
     ) -> Result<Response<Body>, ProxyError> {
         if version >= Version::HTTP_2 {
             *req.version_mut() = Version::HTTP_2;
-            return self.http2.send(&target.addr, req).await;
+            return h2.0.send(&target.addr, req).await;
         }
         *req.uri_mut() = origin_form(req.uri());
         *req.version_mut() = version;
@@ -84,7 +106,10 @@ impl AppClient {
     ) -> Result<Response<Body>, ProxyError> {
         *req.uri_mut() = origin_form(req.uri());
         *req.version_mut() = Version::HTTP_11;
-        let tcp = self.http2.connector().connect(&target.addr).await?;
+        let connector = AppConnector {
+            connect_timeout: self.connect_timeout,
+        };
+        let tcp = connector.connect(&target.addr).await?;
         let response =
             upgrade::forward(tcp, req, caller)
                 .await

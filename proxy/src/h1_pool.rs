@@ -6,6 +6,11 @@
 //! once the body has been sent on. A connection the app closed in the meantime is noticed before
 //! use; a request that such a connection refused before sending is retried once on a new one.
 //!
+//! A connect runs in a task of its own: when the request that wanted it is gone by the time it
+//! completes (its caller reset the stream, or hung up), the connection goes on the idle stack for
+//! the next request, so a flood of requests cancelled at once leaves no connect to the app wasted
+//! per request.
+//!
 //! A connection idle for [`IDLE_TIMEOUT`] is closed ([`H1Pool::close_idle`], run periodically, and
 //! whenever a connection is checked in), so a burst of traffic does not leave hundreds of
 //! connections open to the app for good.
@@ -96,7 +101,7 @@ impl H1Pool {
             Err(mut refused) => match refused.take_message() {
                 // The app closed the connection before the request went out: a new one.
                 Some(req) => {
-                    sender = Box::pin(self.connect(target)).await?;
+                    sender = self.connect_detached(target).await?;
                     sender
                         .send_request(req)
                         .await
@@ -123,7 +128,7 @@ impl H1Pool {
     }
 
     /// An idle connection that is ready for a request, or a new one.
-    async fn sender(&self, target: SocketAddr) -> Result<SendRequest<Body>, ProxyError> {
+    async fn sender(self: &Arc<Self>, target: SocketAddr) -> Result<SendRequest<Body>, ProxyError> {
         while let Some(mut sender) = self.check_out(target) {
             if sender.is_ready() {
                 return Ok(sender);
@@ -133,9 +138,28 @@ impl H1Pool {
                 return Ok(sender);
             }
         }
-        // Boxed: the connect future is large and rarely needed; every request's future
-        // would otherwise carry its size.
-        Box::pin(self.connect(target)).await
+        self.connect_detached(target).await
+    }
+
+    /// A new connection, from a connect that finishes even if this caller gives up: the
+    /// connection then waits on the idle stack for the next request.
+    async fn connect_detached(
+        self: &Arc<Self>,
+        target: SocketAddr,
+    ) -> Result<SendRequest<Body>, ProxyError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let pool = self.clone();
+        tokio::spawn(async move {
+            if let Err(Ok(sender)) = tx.send(pool.connect(target).await) {
+                pool.check_in(target, sender);
+            }
+        });
+        rx.await.unwrap_or_else(|_| {
+            Err(ProxyError::AppConnect {
+                addr: target,
+                detail: "the connect task ended".to_owned(),
+            })
+        })
     }
 
     fn check_out(&self, target: SocketAddr) -> Option<SendRequest<Body>> {

@@ -8,9 +8,12 @@
 //! memory per app connection and less code. What hyper did besides is done here: a stream the client resets while the
 //! handler runs drops the handler (the request was abandoned: its telemetry records that), answers
 //! lose the headers HTTP/2 forbids and get `content-length` when their size is known, and a drain
-//! sends `GOAWAY` and lets the streams in flight finish.
+//! sends `GOAWAY` and lets the streams in flight finish. Besides, a stream the client reset before
+//! it was taken up is not started at all, and a client that resets more streams before their
+//! answer than its [`ResetBudget`] allows is sent `GOAWAY ENHANCE_YOUR_CALM`.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, header};
@@ -18,6 +21,7 @@ use http_body::Body as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::body::Body;
+use crate::h2_resets::ResetBudget;
 use crate::h2_stream::{self, H2Body};
 use crate::http_server::{BoxedConnection, Caller, Refusal};
 
@@ -30,6 +34,9 @@ pub struct Settings {
     /// Streams a peer proxy may reset before they are taken up (others keep h2's 20); a peer's
     /// connection also has no lifetime limit on streams reset for frames that came late.
     pub peer_max_pending_accept_resets: usize,
+    /// The [`ResetBudget`] allowance of a peer proxy's connection, and of anyone else's.
+    pub peer_reset_allowance: u32,
+    pub reset_allowance: u32,
 }
 
 /// Serves `io` until the client closes it or `stop` fires (then the streams in flight finish).
@@ -50,10 +57,12 @@ where
         .initial_connection_window_size(settings.connection_window)
         .max_concurrent_streams(settings.max_concurrent_streams)
         .max_header_list_size(settings.max_header_list_size);
+    let mut allowance = settings.reset_allowance;
     if caller == Caller::PeerProxy {
         builder
             .max_pending_accept_reset_streams(settings.peer_max_pending_accept_resets)
             .max_local_error_reset_streams(None);
+        allowance = settings.peer_reset_allowance;
     }
     let mut connection = match builder.handshake::<_, Bytes>(io).await {
         Ok(connection) => connection,
@@ -62,32 +71,37 @@ where
             return None;
         }
     };
+    let resets = Arc::new(ResetBudget::new(allowance));
     let mut draining = false;
+    let mut refused = None;
     loop {
-        let next = if draining {
-            connection.accept().await
-        } else {
-            tokio::select! {
-                // Streams first: requests already received are served even when the drain has
-                // just begun.
-                biased;
-                next = connection.accept() => next,
-                () = stop.cancelled() => {
-                    connection.graceful_shutdown();
-                    draining = true;
-                    continue;
-                }
+        let next = tokio::select! {
+            // A flood is cut off before its next stream is taken up; then streams: requests
+            // already received are served even when the drain has just begun.
+            biased;
+            () = resets.exhausted(), if refused.is_none() => {
+                connection.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
+                refused = Some(Refusal::TooManyResets);
+                continue;
+            }
+            next = connection.accept() => next,
+            () = stop.cancelled(), if !draining => {
+                connection.graceful_shutdown();
+                draining = true;
+                continue;
             }
         };
         match next {
+            // Sent GOAWAY for too many resets: nothing more is started.
+            Some(Ok(_)) if refused.is_some() => {}
             Some(Ok((req, respond))) => {
-                tokio::spawn(serve_stream(req, respond, handler.clone()));
+                tokio::spawn(serve_stream(req, respond, handler.clone(), resets.clone()));
             }
             Some(Err(e)) => {
                 tracing::debug!("HTTP connection ended: {e}");
-                return crate::http_server::refusal(&e);
+                return refused.or_else(|| crate::http_server::refusal(&e));
             }
-            None => return None,
+            None => return refused,
         }
     }
 }
@@ -96,6 +110,7 @@ async fn serve_stream<F, Fut>(
     req: Request<h2::RecvStream>,
     mut respond: h2::server::SendResponse<Bytes>,
     handler: F,
+    resets: Arc<ResetBudget>,
 ) where
     F: Fn(Request<Body>) -> Fut,
     Fut: Future<Output = Response<Body>>,
@@ -103,12 +118,22 @@ async fn serve_stream<F, Fut>(
     let (parts, recv) = req.into_parts();
     let body = Body::H2(H2Body::new(recv, &parts.headers));
     let response = tokio::select! {
-        response = handler(Request::from_parts(parts, body)) => response,
-        reason = std::future::poll_fn(|cx| respond.poll_reset(cx)) => {
-            tracing::debug!("the client reset the stream before its answer: {reason:?}");
+        // The reset first: a stream the client reset before it was taken up is not started (no
+        // connect to the app for a request nobody waits for).
+        biased;
+        reset = std::future::poll_fn(|cx| respond.poll_reset(cx)) => {
+            match reset {
+                Ok(reason) => {
+                    tracing::debug!("the client reset the stream before its answer: {reason}");
+                    resets.reset();
+                }
+                Err(e) => tracing::debug!("the stream ended before its answer: {e}"),
+            }
             return;
         }
+        response = handler(Request::from_parts(parts, body)) => response,
     };
+    resets.answered();
     let (mut head, body) = response.into_parts();
     h2_stream::strip_connection_specific(&mut head.headers);
     if let Some(length) = body.size_hint().exact()

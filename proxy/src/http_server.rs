@@ -38,12 +38,20 @@ const H2_MAX_CONCURRENT_STREAMS: u32 = 1024;
 /// (`ENHANCE_YOUR_CALM`), failing every request on it (found by `tests/bench/pods.sh`'s POST
 /// scenario: tens of thousands of 502 and 503 in ten seconds).
 const H2_PEER_MAX_PENDING_ACCEPT_RESETS: usize = 1024;
+/// Streams a client may reset before their answer, beyond those its answered streams earn back
+/// and refilled every second ([`crate::h2_resets`]); past that it is sent `GOAWAY
+/// ENHANCE_YOUR_CALM`. h2's guard above counts only resets that pile up before the server takes
+/// their streams up, which a flood sent a read at a time never does. A peer proxy may reset
+/// every stream it can have open at once (its apps hanging up together); anyone else fewer.
+const H2_PEER_RESET_ALLOWANCE: u32 = H2_MAX_CONCURRENT_STREAMS;
+const H2_RESET_ALLOWANCE: u32 = 100;
 
 /// Who is on the other end of a connection, for the limits that depend on trust.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Caller {
     /// A peer proxy that proved a mesh identity in a mutual-TLS handshake: it multiplexes many
-    /// apps' requests on one connection, and gets the raised HTTP/2 reset limit.
+    /// apps' requests on one connection, and gets the raised HTTP/2 reset limits (raised, not
+    /// lifted: a flood of resets still ends in `GOAWAY ENHANCE_YOUR_CALM`).
     PeerProxy,
     /// Anyone else: plaintext callers of the inbound listener (permissive mode) and the local
     /// app on the outbound listeners. They keep h2's strict HTTP/2 reset limit: a client
@@ -55,8 +63,8 @@ pub enum Caller {
 /// Why the server ended a connection the client kept open (for the refusal metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// HTTP/2: the client reset more streams before they were taken up than its limit allows
-    /// ("rapid reset"); it was sent `GOAWAY` with `ENHANCE_YOUR_CALM`.
+    /// HTTP/2: the client reset more streams before they were taken up, or before their answer,
+    /// than its limits allow ("rapid reset"); it was sent `GOAWAY` with `ENHANCE_YOUR_CALM`.
     TooManyResets,
 }
 
@@ -64,7 +72,7 @@ impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Refusal::TooManyResets => f.write_str(
-                "the client reset more HTTP/2 streams before they were taken up than its limit allows (rapid reset)",
+                "the client reset more HTTP/2 streams before their answer than its limit allows (rapid reset)",
             ),
         }
     }
@@ -119,6 +127,8 @@ where
             max_concurrent_streams: H2_MAX_CONCURRENT_STREAMS,
             max_header_list_size: MAX_HEADER_BYTES as u32,
             peer_max_pending_accept_resets: H2_PEER_MAX_PENDING_ACCEPT_RESETS,
+            peer_reset_allowance: H2_PEER_RESET_ALLOWANCE,
+            reset_allowance: H2_RESET_ALLOWANCE,
         };
         return Box::pin(h2_server::serve(io, caller, &settings, stop, handler)).await;
     }

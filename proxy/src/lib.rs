@@ -18,6 +18,7 @@ pub mod detect;
 pub mod discovery;
 pub mod errors;
 pub mod h1_pool;
+pub mod h2_resets;
 pub mod h2_server;
 pub mod h2_stream;
 pub mod headers;

@@ -4,7 +4,14 @@
 //! requests, so the pool only has to keep one live `SendRequest` per key: take it if it is open,
 //! otherwise connect (one caller connects while the others wait for it). A request that the
 //! connection refused before sending (it was closing) is retried once on a fresh connection;
-//! anything else is the caller's error, because the request may have reached the server.
+//! anything else is the caller's error, because the request may have reached the server. Errors
+//! of requests that the server never processed ([`never_processed`]: a stream above a `GOAWAY`'s
+//! last stream id, `REFUSED_STREAM`, or one that never left because the connection was going
+//! away) are told apart, so that the retry layer can send them again whatever the method.
+//!
+//! A connect runs in a task of its own: a caller that gives up while it is under way (its
+//! stream was reset, its deadline passed) does not cancel it, and the connection serves the
+//! next request instead of one connect being started (and abandoned) per caller.
 //!
 //! Connections are also replaced when the connector's credentials change (a certificate
 //! rotation): new requests go to a connection made with the new certificate and trust bundle,
@@ -21,7 +28,8 @@
 //! The connections speak the `h2` crate directly rather than through hyper's client, which costs
 //! two extra tasks and channels per request (see [`crate::h2_stream`]); what hyper's client did
 //! besides is done here: keep-alive pings, the connection's receive window, connection-specific
-//! headers kept off the wire.
+//! headers kept off the wire. A new connection is handed out once the server's SETTINGS are in
+//! (a ping's round trip), so that its `MAX_CONCURRENT_STREAMS` holds back a first burst.
 
 use std::collections::HashMap;
 use std::fmt::Display;
@@ -84,7 +92,8 @@ pub trait Connector: Send + Sync + 'static {
 }
 
 pub struct H2Pool<C: Connector> {
-    connector: C,
+    /// Shared with the connects under way (see [`H2Pool::connect`]).
+    connector: Arc<C>,
     slots: Mutex<HashMap<C::Key, Arc<Slot>>>,
 }
 
@@ -92,8 +101,8 @@ pub struct H2Pool<C: Connector> {
 struct Slot {
     /// The connection new requests go to, read without locking on every request.
     current: ArcSwapOption<Conn>,
-    /// Held by the one caller that is connecting; the others wait for its connection.
-    connecting: tokio::sync::Mutex<()>,
+    /// Held by the connect under way (its task, not its caller); the others wait for it.
+    connecting: Arc<tokio::sync::Mutex<()>>,
     /// The last failed connect, while no connect has succeeded since.
     failed: Mutex<Option<Failure>>,
 }
@@ -136,31 +145,35 @@ impl Slot {
         *self.failed.lock().unwrap_or_else(|p| p.into_inner()) = failure;
     }
 
-    /// The sender of the current connection, if it is open and of this generation.
-    fn usable(&self, generation: u64) -> Option<SendRequest<Bytes>> {
-        let current = self.current.load();
-        match current.as_deref() {
-            Some(conn) if conn.generation == generation && !conn.closed.load(Ordering::Relaxed) => {
-                Some(conn.sender.clone())
-            }
-            _ => None,
-        }
+    /// The current connection, if it is open and of this generation.
+    fn usable(&self, generation: u64) -> Option<Arc<Conn>> {
+        let current = self.current.load_full()?;
+        (current.generation == generation && !current.closed.load(Ordering::Relaxed))
+            .then_some(current)
     }
+}
 
-    /// Stops handing out the current connection (it refused a request: it is going away).
-    fn forget(&self, generation: u64) {
-        if let Some(conn) = self.current.load().as_deref()
-            && conn.generation == generation
-        {
-            conn.closed.store(true, Ordering::Relaxed);
-        }
+impl Conn {
+    /// Stops handing out this connection (it refused a request: it is going away).
+    fn forget(&self) {
+        self.closed.store(true, Ordering::Relaxed);
     }
+}
+
+/// Whether the server never processed the request that failed with `error`, so that sending it
+/// again cannot repeat anything: the peer refused the stream (`REFUSED_STREAM`, also what the
+/// pool reports for a request that never left because the connection was going away), or its
+/// stream was above the last stream id of the peer's `GOAWAY` (RFC 9113, 6.8: such streams were
+/// not processed; h2 reports them with the `GOAWAY`, as a remote go-away error, and the streams
+/// at or below it end otherwise: answered, reset, or broken with the connection).
+pub fn never_processed(error: &h2::Error) -> bool {
+    error.reason() == Some(h2::Reason::REFUSED_STREAM) || (error.is_go_away() && error.is_remote())
 }
 
 impl<C: Connector> H2Pool<C> {
     pub fn new(connector: C) -> Self {
         Self {
-            connector,
+            connector: Arc::new(connector),
             slots: Mutex::new(HashMap::new()),
         }
     }
@@ -180,20 +193,22 @@ impl<C: Connector> H2Pool<C> {
         h2_stream::strip_connection_specific(&mut head.headers);
         let end_of_stream = body.is_end_stream();
         let (slot, generation) = self.slot(key);
-        let mut sender = self.sender(&slot, key, generation).await?;
+        let mut conn = self.conn(&slot, key, generation).await?;
+        let mut sender = conn.sender.clone();
         // Not ready: the connection is going away (GOAWAY, or closed) and took nothing. One
         // fresh connection, one more try.
         if let Err(e) = std::future::poll_fn(|cx| sender.poll_ready(cx)).await {
             tracing::debug!(destination = %key, "pooled HTTP/2 connection refused a request: {e}");
-            slot.forget(generation);
-            sender = self.sender(&slot, key, generation).await?;
+            conn.forget();
+            conn = self.conn(&slot, key, generation).await?;
+            sender = conn.sender.clone();
             std::future::poll_fn(|cx| sender.poll_ready(cx))
                 .await
-                .map_err(|e| self.connector.http_error(key, e))?;
+                .map_err(|e| self.refused(key, &conn, e))?;
         }
         let (response, stream) = sender
             .send_request(Request::from_parts(head, ()), end_of_stream)
-            .map_err(|e| self.connector.http_error(key, e))?;
+            .map_err(|e| self.refused(key, &conn, e))?;
         // A body still to come is sent by a task of its own while the answer is awaited; if the
         // caller gives up first, the guard stops it and the stream is reset.
         let guard = (!end_of_stream).then(|| {
@@ -201,15 +216,32 @@ impl<C: Connector> H2Pool<C> {
             tokio::spawn(h2_stream::send_body(body, stream, cancel.clone()));
             cancel.drop_guard()
         });
-        let response = response
-            .await
-            .map_err(|e| self.connector.http_error(key, e))?;
+        let response = response.await.map_err(|e| {
+            // Above the last stream id of the peer's GOAWAY: the connection takes no more.
+            if e.is_go_away() && e.is_remote() {
+                conn.forget();
+            }
+            self.connector.http_error(key, e)
+        })?;
         if let Some(guard) = guard {
             guard.disarm();
         }
         let (parts, recv) = response.into_parts();
         let body = H2Body::new(recv, &parts.headers);
         Ok(Response::from_parts(parts, Body::H2(body)))
+    }
+
+    /// The error of a request that `conn` would not take. When the connection is going away the
+    /// request never left: it is reported as refused ([`never_processed`]), and the connection
+    /// is handed out no more.
+    fn refused(&self, key: &C::Key, conn: &Conn, error: h2::Error) -> ProxyError {
+        if !(error.is_go_away() || error.is_io()) {
+            return self.connector.http_error(key, error);
+        }
+        tracing::debug!(destination = %key, "the pooled HTTP/2 connection is going away; the request was not sent: {error}");
+        conn.forget();
+        self.connector
+            .http_error(key, h2::Error::from(h2::Reason::REFUSED_STREAM))
     }
 
     fn slot(&self, key: &C::Key) -> (Arc<Slot>, u64) {
@@ -223,14 +255,15 @@ impl<C: Connector> H2Pool<C> {
         (slot, self.connector.generation())
     }
 
-    async fn sender(
+    /// The connection for `key`: the current one, or a new one.
+    async fn conn(
         &self,
-        slot: &Slot,
+        slot: &Arc<Slot>,
         key: &C::Key,
         generation: u64,
-    ) -> Result<SendRequest<Bytes>, ProxyError> {
-        if let Some(sender) = slot.usable(generation) {
-            return Ok(sender);
+    ) -> Result<Arc<Conn>, ProxyError> {
+        if let Some(conn) = slot.usable(generation) {
+            return Ok(conn);
         }
         if let Some(failure) = slot.failure()
             && failure.at.elapsed() < failure.backoff()
@@ -242,46 +275,39 @@ impl<C: Connector> H2Pool<C> {
         Box::pin(self.connect(slot, key, generation)).await
     }
 
+    /// Connects in a task that holds the slot's lock until the connection is stored (or the
+    /// failure recorded), whether or not this caller is still waiting for it then.
     async fn connect(
         &self,
-        slot: &Slot,
+        slot: &Arc<Slot>,
         key: &C::Key,
         generation: u64,
-    ) -> Result<SendRequest<Bytes>, ProxyError> {
+    ) -> Result<Arc<Conn>, ProxyError> {
         let waiting_since = Instant::now();
-        let _connecting = slot.connecting.lock().await;
+        let connecting = slot.connecting.clone().lock_owned().await;
         // Whoever held the lock before may have connected already, or failed to.
-        if let Some(sender) = slot.usable(generation) {
-            return Ok(sender);
+        if let Some(conn) = slot.usable(generation) {
+            return Ok(conn);
         }
         if let Some(failure) = slot.failure()
             && failure.at >= waiting_since
         {
             return Err(self.down(key, &failure));
         }
-        let io = match self.connector.connect(key).await {
-            Ok(io) => io,
-            Err(e) => {
-                let in_a_row = slot.failure().map_or(0, |f| f.in_a_row) + 1;
-                slot.set_failure(Some(Failure {
-                    at: Instant::now(),
-                    reason: e.reason(),
-                    detail: e.to_string(),
-                    in_a_row,
-                }));
-                return Err(e);
-            }
-        };
-        slot.set_failure(None);
-        let (sender, closed) = handshake(Box::new(io), key.to_string())
-            .await
-            .map_err(|e| self.connector.http_error(key, e))?;
-        slot.current.store(Some(Arc::new(Conn {
-            generation,
-            sender: sender.clone(),
-            closed,
-        })));
-        Ok(sender)
+        let (connector, task_slot, task_key) = (self.connector.clone(), slot.clone(), key.clone());
+        let connected = tokio::spawn(async move {
+            let conn = connect(&*connector, &task_slot, &task_key, generation).await;
+            drop(connecting);
+            conn
+        });
+        connected.await.unwrap_or_else(|e| {
+            Err(self.connector.unreachable(
+                key,
+                "connect_failed",
+                format!("the connect task ended: {e}"),
+                Duration::ZERO,
+            ))
+        })
     }
 
     fn down(&self, key: &C::Key, failure: &Failure) -> ProxyError {
@@ -296,6 +322,40 @@ impl<C: Connector> H2Pool<C> {
         slots.retain(|key, _| keep(key));
         slots.len()
     }
+}
+
+/// Connects to `key` and stores the connection in `slot` as its current one, or records the
+/// failure there (for the backoff).
+async fn connect<C: Connector>(
+    connector: &C,
+    slot: &Slot,
+    key: &C::Key,
+    generation: u64,
+) -> Result<Arc<Conn>, ProxyError> {
+    let io = match connector.connect(key).await {
+        Ok(io) => io,
+        Err(e) => {
+            let in_a_row = slot.failure().map_or(0, |f| f.in_a_row) + 1;
+            slot.set_failure(Some(Failure {
+                at: Instant::now(),
+                reason: e.reason(),
+                detail: e.to_string(),
+                in_a_row,
+            }));
+            return Err(e);
+        }
+    };
+    slot.set_failure(None);
+    let (sender, closed) = handshake(Box::new(io), key.to_string())
+        .await
+        .map_err(|e| connector.http_error(key, e))?;
+    let conn = Arc::new(Conn {
+        generation,
+        sender,
+        closed,
+    });
+    slot.current.store(Some(conn.clone()));
+    Ok(conn)
 }
 
 /// The HTTP/2 handshake on `io` and the task that drives the connection until it ends or stops
@@ -318,34 +378,47 @@ async fn handshake(
     let pings = connection.ping_pong();
     let closed = Arc::new(AtomicBool::new(false));
     let ended = closed.clone();
+    let (settled, settling) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         tokio::select! {
             result = &mut connection => if let Err(e) = result {
                 tracing::debug!(destination = %label, "HTTP/2 connection ended: {e}");
             },
-            () = keep_alive(pings) => {
+            () = keep_alive(pings, settled) => {
                 tracing::debug!(destination = %label, "HTTP/2 connection closed: no answer to a ping in {KEEPALIVE_TIMEOUT:?}");
             }
         }
         ended.store(true, Ordering::Relaxed);
     });
+    // Until the server's SETTINGS have arrived, h2 takes its MAX_CONCURRENT_STREAMS to be
+    // unlimited, and a burst of requests on a new connection (to an app that allows 10 streams)
+    // would have those above it refused. Its SETTINGS come before its answer to the first ping;
+    // after that, streams above its limit wait in h2 for one to end. (If the connection ends
+    // first, the request learns so from it.)
+    let _ = settling.await;
     Ok((sender, closed))
 }
 
-/// Pings the peer every [`KEEPALIVE_INTERVAL`]; returns when a ping goes unanswered for
-/// [`KEEPALIVE_TIMEOUT`] (the peer or the path to it is gone, though no packet said so).
-async fn keep_alive(pings: Option<h2::PingPong>) {
+/// Pings the peer at once (then `settled` is told: the server's SETTINGS are in), and every
+/// [`KEEPALIVE_INTERVAL`] after; returns when a ping goes unanswered for [`KEEPALIVE_TIMEOUT`]
+/// (the peer or the path to it is gone, though no packet said so).
+async fn keep_alive(pings: Option<h2::PingPong>, settled: tokio::sync::oneshot::Sender<()>) {
     let Some(mut pings) = pings else {
+        let _ = settled.send(());
         return std::future::pending().await;
     };
+    let mut settled = Some(settled);
     loop {
-        tokio::time::sleep(KEEPALIVE_INTERVAL).await;
         match tokio::time::timeout(KEEPALIVE_TIMEOUT, pings.ping(h2::Ping::opaque())).await {
             Ok(Ok(_pong)) => {}
             // The connection itself failed: its own future reports that.
             Ok(Err(_)) => return std::future::pending().await,
             Err(_) => return,
         }
+        if let Some(settled) = settled.take() {
+            let _ = settled.send(());
+        }
+        tokio::time::sleep(KEEPALIVE_INTERVAL).await;
     }
 }
 

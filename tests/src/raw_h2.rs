@@ -58,6 +58,32 @@ pub fn get(stream: u32, authority: &str) -> Vec<u8> {
     frame(HEADERS, END_STREAM | END_HEADERS, stream, &block)
 }
 
+/// `HEADERS` for `GET http://<authority><path>` on `stream`, ending the stream (no body).
+pub fn get_path(stream: u32, authority: &str, path: &str) -> Vec<u8> {
+    // As [`get`], with `:path` a literal without indexing whose name is static entry 4.
+    let mut block = vec![0x82, 0x86, 0x04];
+    block.push(u8::try_from(path.len()).expect("a short path"));
+    assert!(
+        path.len() < 0x7f,
+        "the length must fit HPACK's 7-bit prefix"
+    );
+    block.extend_from_slice(path.as_bytes());
+    block.push(0x01);
+    let len = u8::try_from(authority.len()).expect("a short authority");
+    assert!(len < 0x7f, "the length must fit HPACK's 7-bit prefix");
+    block.push(len);
+    block.extend_from_slice(authority.as_bytes());
+    frame(HEADERS, END_STREAM | END_HEADERS, stream, &block)
+}
+
+/// The client's `SETTINGS` with `SETTINGS_INITIAL_WINDOW_SIZE` = `window`: with 0, the server
+/// may send no `DATA` on any stream until the client opens its window, which it may never do.
+pub fn settings_initial_window(window: u32) -> Vec<u8> {
+    let mut payload = vec![0x00, 0x04];
+    payload.extend_from_slice(&window.to_be_bytes());
+    frame(SETTINGS, 0, 0, &payload)
+}
+
 /// `HEADERS` for `POST http://<authority>/` on `stream`, leaving the stream open for a body.
 pub fn post(stream: u32, authority: &str) -> Vec<u8> {
     let mut out = get(stream, authority);

@@ -1,13 +1,17 @@
 //! HTTP/2 "rapid reset" floods (streams opened and cancelled at once, faster than the server takes
 //! them up): only a peer proxy, proven by its mesh certificate, may reset many streams on one
 //! connection; plaintext callers and the local app keep h2's strict limit (20) and are sent
-//! `GOAWAY` with `ENHANCE_YOUR_CALM`, which is counted.
+//! `GOAWAY` with `ENHANCE_YOUR_CALM`, which is counted. A peer's allowance is higher, not
+//! unlimited: a longer flood ends the same way.
 //!
-//! h2 counts a reset only for a stream still waiting to be taken up by the server, so the whole
-//! flood goes out in one write: the server reads it in one go, before it takes up any stream.
+//! h2 counts a reset only for a stream still waiting to be taken up by the server, so the short
+//! floods go out in one write: the server reads it in one go, before it takes up any stream.
 
 #![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
@@ -202,4 +206,106 @@ async fn a_peer_proxys_body_arriving_after_the_answer_never_closes_the_connectio
         Ending::Answered
     );
     assert_eq!(too_many_resets(&server, "inbound").await, 0);
+}
+
+/// An HTTP/1.1 + HTTP/2 app answering `ok`, counting the TCP connections it accepted.
+async fn counting_app() -> (SocketAddr, Arc<AtomicUsize>) {
+    use http_body_util::Full;
+    use hyper::service::service_fn;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let service = service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                        bytes::Bytes::from_static(b"ok\n"),
+                    )))
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+/// A peer proxy's higher allowance is not unlimited: 10,000 streams opened and reset on one
+/// connection, sent a small batch every millisecond (so that they do not pile up before the
+/// server takes them up, which is all h2's own limit counts; a peer met no limit at that pace),
+/// end in `GOAWAY ENHANCE_YOUR_CALM`, counted. And the
+/// streams reset before their request reached the app leave no connect to the app behind each:
+/// the flood costs the app at most a connection or two, not one per stream.
+#[tokio::test]
+async fn a_peer_proxy_flooding_resets_is_sent_goaway_and_costs_the_app_no_connect_per_stream() {
+    const FLOOD: u32 = 10_000;
+    const BATCH: u32 = 10;
+    const PACE: Duration = Duration::from_millis(1);
+    /// Connections the app may see: its one HTTP/2 connection from the server sidecar, and one
+    /// to spare.
+    const MOST_CONNECTS: usize = 2;
+    let mesh = Mesh::start(HOUR).await;
+    let (app, accepted) = counting_app().await;
+    let server = mesh.proxy("hello", ProxyOptions::app(app)).await;
+
+    let tls = mesh
+        .connect_as("web", server.inbound_addr, "hello", alpn::MESH_H2)
+        .await;
+    let (mut reader, mut writer) = tokio::io::split(tls);
+    let mut start = raw_h2::PREFACE.to_vec();
+    start.extend(raw_h2::frame(raw_h2::SETTINGS, 0, 0, &[]));
+    writer.write_all(&start).await.unwrap();
+    // The flood, until the server's GOAWAY (a write after it could reset the connection before
+    // the GOAWAY is read); then one more GET, answered only if the server still serves.
+    let stopped = Arc::new(AtomicBool::new(false));
+    let stop_writing = stopped.clone();
+    let flooding = tokio::spawn(async move {
+        let mut sent = 0;
+        while sent < FLOOD && !stop_writing.load(Ordering::SeqCst) {
+            let batch: Vec<u8> = (sent..sent + BATCH)
+                .flat_map(|i| {
+                    let mut pair = raw_h2::get(2 * i + 1, "hello.demo:8080");
+                    pair.extend(raw_h2::rst_stream(2 * i + 1, raw_h2::CANCEL));
+                    pair
+                })
+                .collect();
+            if writer.write_all(&batch).await.is_err() || writer.flush().await.is_err() {
+                break;
+            }
+            sent += BATCH;
+            tokio::time::sleep(PACE).await;
+        }
+        if !stop_writing.load(Ordering::SeqCst) {
+            let _ = writer
+                .write_all(&raw_h2::get(2 * FLOOD + 1, "hello.demo:8080"))
+                .await;
+            let _ = writer.flush().await;
+        }
+        (sent, writer)
+    });
+    let ending = raw_h2::ending(&mut reader, 2 * FLOOD + 1, Duration::from_secs(30)).await;
+    stopped.store(true, Ordering::SeqCst);
+    let (sent, _writer) = flooding.await.unwrap();
+    let connects = accepted.load(Ordering::SeqCst);
+    assert!(
+        matches!(
+            ending,
+            Ending::GoAway {
+                code: ENHANCE_YOUR_CALM,
+                ..
+            }
+        ),
+        "after {sent} streams opened and reset ({connects} TCP connections to the app): {ending:?}"
+    );
+    wait_counted(&server, "inbound").await;
+    assert!(
+        connects <= MOST_CONNECTS,
+        "{connects} TCP connections to the app for {sent} streams reset by the peer"
+    );
 }

@@ -11,7 +11,7 @@ use weft_certs::SpiffeId;
 
 use super::admission::{self, Caller};
 use super::{Inbound, PortPolicy, client_label};
-use crate::app_client::AppTarget;
+use crate::app_client::{AppH2, AppTarget};
 use crate::body::Body;
 use crate::headers;
 use crate::http_server::{self, BoxedConnection, HttpVersion};
@@ -39,6 +39,7 @@ pub async fn serve(
             client_label(identity.as_ref()),
         ),
         caller_identity: identity.as_ref().map(ToString::to_string),
+        app_h2: inbound.app.h2_for_caller(),
         inbound,
         target: AppTarget::new(target),
         policy,
@@ -70,6 +71,8 @@ struct Context {
     /// This caller's requests' metrics, spans and log lines.
     telemetry: Arc<ConnectionTelemetry>,
     target: AppTarget,
+    /// This connection's own HTTP/2 connections to the app (see `crate::app_client`).
+    app_h2: AppH2,
     policy: PortPolicy,
 }
 
@@ -119,7 +122,10 @@ impl Context {
                 upgrade::restore(&mut req, protocol);
                 Box::pin(self.inbound.app.upgrade(&self.target, req, caller)).await
             }
-            None => Box::pin(self.inbound.app.send(&self.target, version, req)).await,
+            None => {
+                let app = &self.inbound.app;
+                Box::pin(app.send(&self.target, version, req, &self.app_h2)).await
+            }
         };
         match sent {
             Ok(mut response) => {

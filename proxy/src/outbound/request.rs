@@ -27,6 +27,7 @@ use crate::body::{self, Body};
 use crate::errors::ProxyError;
 use crate::headers;
 use crate::policy::RoutePolicy;
+use crate::pool;
 use crate::resilience::breaker::Admission;
 use crate::resilience::limit::Refused;
 use crate::resilience::retry::{self, Outcome, Replay, backoff};
@@ -96,7 +97,7 @@ struct Head {
 enum Sendable {
     Empty,
     Replayable(Replay),
-    /// Too large to keep, or no retry possible: sent once.
+    /// Too large to keep: sent once.
     Once(Option<Body>),
 }
 
@@ -106,9 +107,9 @@ impl Sendable {
         if body.is_end_stream() {
             return Sendable::Empty;
         }
+        // Kept even when the policy retries nothing: a refused attempt is always sent again.
         let cap = route.retries.max_buffered_body;
-        let too_long = body.size_hint().lower() > cap;
-        if route.retries.limit == 0 || too_long {
+        if body.size_hint().lower() > cap {
             return Sendable::Once(Some(body));
         }
         Sendable::Replayable(Replay::new(body, cap))
@@ -162,10 +163,15 @@ impl Attempts<'_> {
         let mut body = Sendable::new(body, self.route);
         let mut avoid = None;
         let mut attempt: u32 = 1;
+        // Attempts counted against `retries.limit`: all but the retry of a refused one.
+        let mut counted: u32 = 1;
+        let mut refusal_retry = true;
         let mut previous = None;
         loop {
+            // The last attempt takes the request's headers instead of a copy.
+            let last = !refusal_retry && counted > rules.limit;
             let (result, outcome, endpoint) = self
-                .attempt(&mut head, body.for_attempt(), attempt, avoid)
+                .attempt(&mut head, body.for_attempt(), attempt, last, avoid)
                 .await;
             match &result {
                 Ok(response) => self
@@ -179,7 +185,20 @@ impl Attempts<'_> {
                 self.count_attempts(attempt - 1);
                 return previous;
             }
-            let more = attempt <= rules.limit
+            // The peer refused the stream before processing it (`REFUSED_STREAM`, above its
+            // `GOAWAY`'s last stream id, or the connection was going away): the app never saw
+            // it, so it is sent again at once, on a new connection or another endpoint, whatever
+            // the method and the policy: once per request, outside the limit and the budget.
+            if outcome == Outcome::RefusedStream && refusal_retry && body.can_resend(&outcome) {
+                refusal_retry = false;
+                self.count_retry(&outcome);
+                tracing::debug!(destination = %destination.name, route = %self.route.name, "the peer refused the stream before processing it: sending it again");
+                previous = Some(result);
+                avoid = endpoint;
+                attempt += 1;
+                continue;
+            }
+            let more = counted <= rules.limit
                 && outcome.retryable(&rules.on, any_method)
                 && body.can_resend(&outcome);
             if !more {
@@ -196,11 +215,7 @@ impl Attempts<'_> {
                 tracing::debug!(destination = %destination.name, route = %self.route.name, "retry budget exhausted: returning the last answer");
                 return result;
             }
-            destination
-                .metrics
-                .retries
-                .with_label_values(&[&destination.name, &self.route.name, &outcome.reason()])
-                .inc();
+            self.count_retry(&outcome);
             let wait = result
                 .as_ref()
                 .ok()
@@ -209,7 +224,7 @@ impl Attempts<'_> {
                     backoff::full_jitter(
                         rules.backoff_base,
                         rules.backoff_max,
-                        attempt,
+                        counted,
                         fastrand::f64(),
                     )
                 });
@@ -218,6 +233,7 @@ impl Attempts<'_> {
             tokio::time::sleep(wait).await;
             avoid = endpoint;
             attempt += 1;
+            counted += 1;
         }
     }
 
@@ -227,6 +243,7 @@ impl Attempts<'_> {
         head: &mut Head,
         body: Body,
         attempt: u32,
+        last: bool,
         avoid: Option<SocketAddr>,
     ) -> (
         Result<Response<Body>, ProxyError>,
@@ -266,8 +283,6 @@ impl Attempts<'_> {
                 return (Err(e), Outcome::Fatal, Some(endpoint.addr));
             }
         };
-        // No attempt can follow this one: its request takes the headers.
-        let last = attempt > self.route.retries.limit;
         let req = head.request(body, attempt, last);
         let in_flight = endpoint.load.start();
         let exchange = self.exchange(endpoint, req, attempt);
@@ -363,6 +378,14 @@ impl Attempts<'_> {
         (Ok(Response::from_parts(parts, body)), outcome)
     }
 
+    fn count_retry(&self, outcome: &Outcome) {
+        self.destination
+            .metrics
+            .retries
+            .with_label_values(&[&self.destination.name, &self.route.name, &outcome.reason()])
+            .inc();
+    }
+
     fn count_attempts(&self, attempts: u32) {
         if let Some(histogram) = self.destination.attempts_histogram(self.route.index) {
             histogram.observe(f64::from(attempts));
@@ -438,8 +461,7 @@ fn classify_error(error: &ProxyError) -> Outcome {
         ProxyError::PeerHttp { source, .. } => {
             let refused = source
                 .downcast_ref::<h2::Error>()
-                .and_then(h2::Error::reason)
-                == Some(h2::Reason::REFUSED_STREAM);
+                .is_some_and(pool::never_processed);
             if refused {
                 Outcome::RefusedStream
             } else {
