@@ -11,9 +11,9 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 
+use crate::caller_body::CallerBody;
 use crate::h1_pool::CheckIn;
 use crate::h2_stream::H2Body;
-use crate::caller_body::CallerBody;
 use crate::resilience::retry::{Peeked, ReplayBody};
 use crate::resilience::timeout::TimedBody;
 use crate::telemetry::exchange::Observed;

@@ -10,8 +10,8 @@ use std::time::Duration;
 use http::{HeaderValue, Response, StatusCode};
 
 use crate::body::{Body, full};
-use crate::headers;
 use crate::caller_body::BodyFailure;
+use crate::headers;
 use crate::server_policy::Abort;
 use crate::tls::ConnectError;
 

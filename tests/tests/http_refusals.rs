@@ -77,7 +77,11 @@ async fn a_malformed_or_oversized_request_head_gets_400_or_431_and_is_counted() 
             "{direction}: a malformed head is a bad request, got {answer:?}"
         );
         assert_eq!(
-            refused(proxy(&sidecars, direction), direction, "malformed_request_head"),
+            refused(
+                proxy(&sidecars, direction),
+                direction,
+                "malformed_request_head"
+            ),
             1,
             "{direction}: the 400 is counted"
         );
@@ -92,7 +96,11 @@ async fn a_malformed_or_oversized_request_head_gets_400_or_431_and_is_counted() 
             "{direction}: an oversized head is 431, got {answer:?}"
         );
         assert_eq!(
-            refused(proxy(&sidecars, direction), direction, "request_head_too_large"),
+            refused(
+                proxy(&sidecars, direction),
+                direction,
+                "request_head_too_large"
+            ),
             1,
             "{direction}: the 431 is counted"
         );

@@ -21,7 +21,9 @@ const IDLE: usize = 300;
 const DEADLINE: Duration = Duration::from_secs(10);
 
 fn descriptors(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
 }
 
 /// Writes `ping` and reads it back.
@@ -61,10 +63,17 @@ async fn idle_connections_open_nothing_upstream_and_everything_is_given_back_on_
     .await;
     // Past detection, a connection that costs an upstream would have opened it by now.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(echo.connections(), 0, "the server's app sees no idle client");
+    assert_eq!(
+        echo.connections(),
+        0,
+        "the server's app sees no idle client"
+    );
     let metrics = client_metrics().await.unwrap();
     assert_eq!(
-        metric(&metrics, r#"weft_tcp_connections_opened_total{direction="outbound"}"#),
+        metric(
+            &metrics,
+            r#"weft_tcp_connections_opened_total{direction="outbound"}"#
+        ),
         0.0,
         "no tunnel opened for an idle connection:\n{metrics}"
     );
@@ -80,18 +89,32 @@ async fn idle_connections_open_nothing_upstream_and_everything_is_given_back_on_
 
     // Closed, everything is given back: the gauges and the descriptors.
     drop(idle);
-    wait::until(DEADLINE, "the client sidecar to give everything back", || async {
-        let metrics = client_metrics().await?;
-        let open = metric(&metrics, r#"weft_tcp_connections_open{direction="outbound"}"#);
-        let fds = descriptors(pid);
-        (open == 0.0 && fds <= baseline + 2).then_some(())
-    })
+    wait::until(
+        DEADLINE,
+        "the client sidecar to give everything back",
+        || async {
+            let metrics = client_metrics().await?;
+            let open = metric(
+                &metrics,
+                r#"weft_tcp_connections_open{direction="outbound"}"#,
+            );
+            let fds = descriptors(pid);
+            (open == 0.0 && fds <= baseline + 2).then_some(())
+        },
+    )
     .await;
-    wait::until(DEADLINE, "the server sidecar to give everything back", || async {
-        let metrics = server.metrics.render();
-        let open = metric(&metrics, r#"weft_tcp_connections_open{direction="inbound"}"#);
-        (open == 0.0).then_some(())
-    })
+    wait::until(
+        DEADLINE,
+        "the server sidecar to give everything back",
+        || async {
+            let metrics = server.metrics.render();
+            let open = metric(
+                &metrics,
+                r#"weft_tcp_connections_open{direction="inbound"}"#,
+            );
+            (open == 0.0).then_some(())
+        },
+    )
     .await;
 }
 
@@ -125,7 +148,10 @@ async fn past_the_outbound_connection_limit_a_new_connection_is_closed_at_once_a
     let read = tokio::time::timeout(Duration::from_secs(2), third.read(&mut buf))
         .await
         .expect("the sidecar closes the third connection at once");
-    assert!(matches!(read, Ok(0) | Err(_)), "closed, not served: {read:?}");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "closed, not served: {read:?}"
+    );
     assert!(started.elapsed() < Duration::from_secs(1));
     let metrics = client.metrics.render();
     assert_eq!(

@@ -21,10 +21,10 @@ use std::time::Duration;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use tokio::time::Instant;
 
-use crate::caller_body::BodyWatch;
 use super::destination::Unavailable;
 use super::{Destination, Endpoint, Outbound};
 use crate::body::{self, Body};
+use crate::caller_body::BodyWatch;
 use crate::errors::ProxyError;
 use crate::headers;
 use crate::policy::RoutePolicy;

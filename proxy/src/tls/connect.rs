@@ -177,7 +177,9 @@ mod tests {
     /// only thread is kept busy past the deadline, as a flood of handshakes would keep it).
     #[tokio::test]
     async fn a_silent_peer_times_out_by_its_fault_and_a_stalled_proxy_by_its_own() {
-        let identity: SpiffeId = "spiffe://cluster.local/ns/demo/sa/web".parse().expect("an id");
+        let identity: SpiffeId = "spiffe://cluster.local/ns/demo/sa/web"
+            .parse()
+            .expect("an id");
         let store = certified_store(&identity);
         let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
         let addr = silent.local_addr().expect("its address");
