@@ -70,22 +70,24 @@ fn malformed(error: &BoxError) -> bool {
     false
 }
 
-/// Where a request's body notes that it failed; read when an attempt fails.
-#[derive(Debug, Clone, Default)]
-pub struct BodyWatch(Arc<OnceLock<BodyFailure>>);
+/// Where a request's body notes that it failed; read when forwarding it failed. Nothing is
+/// allocated for a request without a body (most of them).
+#[derive(Debug, Default)]
+pub struct BodyWatch(Option<Arc<OnceLock<BodyFailure>>>);
 
 impl BodyWatch {
     /// `body`, noting its failure here.
-    pub fn wrap(&self, body: Body) -> Body {
+    pub fn wrap(&mut self, body: Body) -> Body {
+        let failure = self.0.get_or_insert_with(Arc::default).clone();
         Body::Caller(Box::new(CallerBody {
             inner: body,
-            watch: self.clone(),
+            failure,
         }))
     }
 
     /// How the caller's body failed, if it did.
     pub fn failure(&self) -> Option<&BodyFailure> {
-        self.0.get()
+        self.0.as_ref()?.get()
     }
 }
 
@@ -93,7 +95,7 @@ impl BodyWatch {
 #[derive(Debug)]
 pub struct CallerBody {
     inner: Body,
-    watch: BodyWatch,
+    failure: Arc<OnceLock<BodyFailure>>,
 }
 
 impl http_body::Body for CallerBody {
@@ -106,7 +108,7 @@ impl http_body::Body for CallerBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if let Poll::Ready(Some(Err(e))) = &polled {
-            let _ = self.watch.0.set(BodyFailure::of(e));
+            let _ = self.failure.set(BodyFailure::of(e));
         }
         polled
     }

@@ -182,3 +182,87 @@ async fn past_the_outbound_connection_limit_a_new_connection_is_closed_at_once_a
     .await;
     assert!(round_trip(&mut fourth).await && round_trip(&mut second).await);
 }
+
+/// A server-speaks-first app: `220 ready` to every connection, counted.
+async fn greeter() -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tokio::spawn(async move {
+                let _ = tcp.write_all(b"220 ready\r\n").await;
+                let mut rest = Vec::new();
+                let _ = tcp.read_to_end(&mut rest).await;
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+fn greeter_service(name: &str, target_port: u16, ip: std::net::Ipv4Addr, opaque: bool) -> String {
+    let protocol = if opaque {
+        "\n      protocol: opaque"
+    } else {
+        ""
+    };
+    format!(
+        "apiVersion: weft.dev/v1alpha1\nkind: MeshService\nmetadata:\n  name: {name}\n  namespace: demo\nspec:\n  ports:\n    - port: 2525\n      targetPort: {target_port}{protocol}\n  endpoints:\n    - address: {ip}\n      serviceAccount: hello\n"
+    )
+}
+
+#[tokio::test]
+async fn a_server_first_protocol_greets_on_a_declared_opaque_port_and_waits_on_any_other() {
+    // One server sidecar per service (an address belongs to one service), both before one app.
+    let (ips, port) = weft_tests::policy_mesh::endpoint_addresses(2);
+    let services = format!(
+        "{}---\n{}",
+        greeter_service("declared", port, ips[0], true),
+        greeter_service("undeclared", port, ips[1], false)
+    );
+    let mesh = Mesh::start_with(HOUR, &services, None).await;
+    let (app, greeted) = greeter().await;
+    let mut servers = Vec::new();
+    for ip in &ips {
+        let options = ProxyOptions {
+            app: Some(app),
+            inbound_listen: Some(SocketAddr::from((*ip, port))),
+            ..ProxyOptions::default()
+        };
+        servers.push(mesh.proxy("hello", options).await);
+    }
+    let options = ProxyOptions {
+        forward_services: vec!["declared.demo:2525".into(), "undeclared.demo:2525".into()],
+        ..ProxyOptions::default()
+    };
+    let client = mesh.proxy("web", options).await;
+
+    // Declared opaque: carried at once, the greeting comes without the client saying anything.
+    let mut declared = TcpStream::connect(client.forward_addrs[0]).await.unwrap();
+    let mut greeting = [0u8; 11];
+    tokio::time::timeout(Duration::from_secs(3), declared.read_exact(&mut greeting))
+        .await
+        .expect("the greeting within 3 s")
+        .unwrap();
+    assert_eq!(&greeting, b"220 ready\r\n");
+
+    // Any other port: nothing is opened until the client speaks, so no greeting ever comes.
+    let mut undeclared = TcpStream::connect(client.forward_addrs[1]).await.unwrap();
+    let mut buf = [0u8; 11];
+    let read = tokio::time::timeout(Duration::from_millis(1500), undeclared.read(&mut buf)).await;
+    assert!(read.is_err(), "no greeting on an undeclared port: {read:?}");
+    assert_eq!(
+        greeted.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "the app saw only the declared port's connection"
+    );
+    // Once the client speaks first, the connection is carried.
+    undeclared.write_all(b"HELO\r\n").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(3), undeclared.read_exact(&mut buf))
+        .await
+        .expect("carried once the client spoke")
+        .unwrap();
+    assert_eq!(&buf, b"220 ready\r\n");
+}

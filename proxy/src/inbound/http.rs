@@ -117,7 +117,7 @@ impl Context {
         let version = headers::for_app(&mut req, self.identity_header.as_ref());
 
         let metrics = &self.inbound.metrics;
-        let watch = BodyWatch::default();
+        let mut watch = BodyWatch::default();
         let sent = match upgrade {
             Some((protocol, caller)) => {
                 upgrade::restore(&mut req, protocol);

@@ -102,7 +102,7 @@ enum Sendable {
 }
 
 impl Sendable {
-    fn new(body: Body, route: &RoutePolicy, watch: &BodyWatch) -> Self {
+    fn new(body: Body, route: &RoutePolicy, watch: &mut BodyWatch) -> Self {
         use http_body::Body as _;
         if body.is_end_stream() {
             return Sendable::Empty;
@@ -161,8 +161,8 @@ impl Attempts<'_> {
         };
         prepare(&mut head, parts.version, &destination.name)?;
         let any_method = retry::idempotent(&head.method) || rules.non_idempotent;
-        let watch = BodyWatch::default();
-        let mut body = Sendable::new(body, self.route, &watch);
+        let mut watch = BodyWatch::default();
+        let mut body = Sendable::new(body, self.route, &mut watch);
         let mut avoid = None;
         let mut attempt: u32 = 1;
         let mut previous = None;
