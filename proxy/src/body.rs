@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 
+use crate::caller_body::CallerBody;
 use crate::h1_pool::CheckIn;
 use crate::h2_stream::H2Body;
 use crate::resilience::retry::{Peeked, ReplayBody};
@@ -38,6 +39,8 @@ pub enum Body {
     Timed(Box<TimedBody>),
     /// A response followed to its end for the request's metrics, span and log line.
     Observed(Box<Observed>),
+    /// A caller's request body, noting its own failures (see [`crate::caller_body`]).
+    Caller(Box<CallerBody>),
     /// A body fed by a test.
     #[cfg(test)]
     Channel(tokio::sync::mpsc::Receiver<Bytes>),
@@ -72,6 +75,7 @@ impl http_body::Body for Body {
             Body::Peeked(body) => Pin::new(body.as_mut()).poll_frame(cx),
             Body::Timed(body) => Pin::new(body.as_mut()).poll_frame(cx),
             Body::Observed(body) => Pin::new(body.as_mut()).poll_frame(cx),
+            Body::Caller(body) => Pin::new(body.as_mut()).poll_frame(cx),
             #[cfg(test)]
             Body::Channel(rx) => rx.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b)))),
         }
@@ -86,6 +90,7 @@ impl http_body::Body for Body {
             Body::Peeked(body) => body.is_end_stream(),
             Body::Timed(body) => body.is_end_stream(),
             Body::Observed(body) => body.is_end_stream(),
+            Body::Caller(body) => body.is_end_stream(),
             #[cfg(test)]
             Body::Channel(_) => false,
         }
@@ -100,6 +105,7 @@ impl http_body::Body for Body {
             Body::Peeked(body) => body.size_hint(),
             Body::Timed(body) => body.size_hint(),
             Body::Observed(body) => body.size_hint(),
+            Body::Caller(body) => body.size_hint(),
             #[cfg(test)]
             Body::Channel(_) => SizeHint::default(),
         }

@@ -202,6 +202,7 @@ pub async fn start(
     outbound.opaque_ports = config.opaque_ports;
     outbound.http_ports = config.http_ports;
     outbound.unknown_destinations = config.unknown_destinations;
+    outbound.connection_limit = ConnectionLimit::new(config.outbound_max_connections);
     let outbound = Arc::new(outbound);
     let (forward_listeners, forward_targets): (Vec<_>, Vec<_>) = forward_listeners
         .into_iter()
@@ -329,6 +330,7 @@ fn summary(config: &ProxyConfig) -> serde_json::Value {
         "inbound_connect_to": config.inbound_connect_to,
         "shutdown_grace": humantime::format_duration(config.shutdown_grace).to_string(),
         "inbound_max_connections": config.inbound_max_connections,
+        "outbound_max_connections": config.outbound_max_connections,
         "trace_collector": config.telemetry.trace_collector,
         "trace_sampling": config.telemetry.trace_sampling,
         "trace_service_name": config.telemetry.trace_service_name,

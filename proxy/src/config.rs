@@ -122,6 +122,12 @@ pub struct ProxyArgs {
     #[arg(long, env = "WEFT_INBOUND_MAX_CONNECTIONS", default_value = DEFAULT_INBOUND_MAX_CONNECTIONS)]
     pub inbound_max_connections: Option<String>,
 
+    /// The most connections the app may have open through the outbound listeners at once
+    /// (intercepted and --forward together); past it, a new connection is closed at once (and
+    /// counted in weft_outbound_connections_total{protocol="refused"}).
+    #[arg(long, env = "WEFT_OUTBOUND_MAX_CONNECTIONS", default_value = DEFAULT_OUTBOUND_MAX_CONNECTIONS)]
+    pub outbound_max_connections: Option<String>,
+
     /// OpenTelemetry collector for traces, HOST:PORT, OTLP over gRPC (Jaeger takes it on 4317).
     /// Without it nothing is traced and no trace header is read or written.
     #[arg(long, env = "WEFT_TRACE_COLLECTOR")]
@@ -203,6 +209,7 @@ pub struct ProxyConfig {
     pub inbound_connect_to: ConnectTo,
     pub shutdown_grace: Duration,
     pub inbound_max_connections: usize,
+    pub outbound_max_connections: usize,
     pub telemetry: TelemetryConfig,
     /// `--control-plane-keepalive-interval` and `--control-plane-keepalive-timeout`.
     pub control_plane_keepalive: Keepalive,
@@ -292,6 +299,12 @@ impl ProxyConfig {
                 .unwrap_or(DEFAULT_INBOUND_MAX_CONNECTIONS),
             "--inbound-max-connections",
         ));
+        let outbound_max_connections = problems.check(positive(
+            args.outbound_max_connections
+                .as_deref()
+                .unwrap_or(DEFAULT_OUTBOUND_MAX_CONNECTIONS),
+            "--outbound-max-connections",
+        ));
         let telemetry = telemetry(&args, &mut problems);
         if let Some(addrs) = &control_plane_addr {
             problems.check(control_plane::check_addrs(addrs));
@@ -316,6 +329,7 @@ impl ProxyConfig {
                 unknown_destinations,
             ),
             (inbound_connect_to, shutdown_grace, inbound_max_connections),
+            outbound_max_connections,
             telemetry,
             control_plane_keepalive,
         ) {
@@ -337,6 +351,7 @@ impl ProxyConfig {
                     Some(unknown_destinations),
                 ),
                 (Some(inbound_connect_to), Some(shutdown_grace), Some(inbound_max_connections)),
+                Some(outbound_max_connections),
                 Some(telemetry),
                 Some(control_plane_keepalive),
             ) if problems.0.is_empty() => Ok(Self {
@@ -359,6 +374,7 @@ impl ProxyConfig {
                 inbound_connect_to,
                 shutdown_grace,
                 inbound_max_connections,
+                outbound_max_connections,
                 telemetry,
                 control_plane_keepalive,
             }),
@@ -373,6 +389,9 @@ const DEFAULT_SHUTDOWN_GRACE: &str = "20s";
 const DEFAULT_TRACE_SAMPLING: &str = "0.01";
 /// `--inbound-max-connections` when not given.
 const DEFAULT_INBOUND_MAX_CONNECTIONS: &str = "10000";
+/// `--outbound-max-connections` when not given: an app's connections through its sidecar; each
+/// carried one holds two descriptors (the app's, and the stream toward the destination).
+const DEFAULT_OUTBOUND_MAX_CONNECTIONS: &str = "10000";
 
 /// What the outbound side does with destinations that are not part of the mesh.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -597,6 +616,7 @@ mod tests {
             inbound_connect_to: Some("localhost".into()),
             shutdown_grace: Some("soon".into()),
             inbound_max_connections: Some("0".into()),
+            outbound_max_connections: Some("many".into()),
             trace_collector: Some("http://jaeger:4317".into()),
             trace_sampling: Some("2".into()),
             ..ProxyArgs::default()
@@ -619,6 +639,7 @@ mod tests {
             "--inbound-connect-to \"localhost\": expected pod-address or loopback",
             "--shutdown-grace \"soon\"",
             "--inbound-max-connections \"0\": expected a whole number above 0",
+            "--outbound-max-connections \"many\": expected a whole number above 0",
             "--trace-collector \"http://jaeger:4317\": expected HOST:PORT",
             "--trace-sampling \"2\": expected a ratio from 0 to 1",
         ] {

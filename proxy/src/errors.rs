@@ -10,6 +10,7 @@ use std::time::Duration;
 use http::{HeaderValue, Response, StatusCode};
 
 use crate::body::{Body, full};
+use crate::caller_body::BodyFailure;
 use crate::headers;
 use crate::server_policy::Abort;
 use crate::tls::ConnectError;
@@ -42,6 +43,9 @@ pub enum ProxyError {
     NoEndpoints(String),
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// The caller's request body failed on its way in (see [`crate::caller_body`]).
+    #[error("{0}")]
+    RequestBody(BodyFailure),
     #[error("{destination} did not answer within the request timeout of {after:?}")]
     Timeout {
         destination: String,
@@ -90,6 +94,7 @@ impl ProxyError {
             ProxyError::AppHttp { .. } => "app_http_error",
             ProxyError::NoEndpoints(_) => "no_endpoints",
             ProxyError::BadRequest(_) => "bad_request",
+            ProxyError::RequestBody(failure) => failure.reason(),
             ProxyError::Timeout { .. } | ProxyError::PerTryTimeout { .. } => "timeout",
             ProxyError::CircuitOpen(_) => "circuit_open",
             ProxyError::Overloaded { .. } => "overloaded",
@@ -101,6 +106,8 @@ impl ProxyError {
 
     pub fn status(&self) -> StatusCode {
         match self {
+            // This proxy is out of resources (or has no certificate yet): it is unavailable.
+            _ if self.is_local_connect() => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::PeerConnect(ConnectError::Timeout { .. })
             | ProxyError::Timeout { .. }
             | ProxyError::PerTryTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -108,7 +115,7 @@ impl ProxyError {
             | ProxyError::NoEndpoints(_)
             | ProxyError::CircuitOpen(_)
             | ProxyError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BadRequest(_) | ProxyError::RequestBody(_) => StatusCode::BAD_REQUEST,
             ProxyError::Unauthorized { .. } => StatusCode::FORBIDDEN,
             ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::FaultInjected {
@@ -116,6 +123,21 @@ impl ProxyError {
                 ..
             } => *status,
             _ => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// Whether this side failed, not the endpoint: the app's own request (its body broke), or
+    /// this proxy's connect (no certificate yet, out of descriptors, too busy: see
+    /// [`ConnectError::is_local`]). A circuit breaker must not count it against the endpoint.
+    pub fn is_local(&self) -> bool {
+        matches!(self, ProxyError::RequestBody(_)) || self.is_local_connect()
+    }
+
+    fn is_local_connect(&self) -> bool {
+        match self {
+            ProxyError::PeerConnect(e) => e.is_local(),
+            ProxyError::PeerDown { reason, .. } => crate::tls::is_local_reason(reason),
+            _ => false,
         }
     }
 

@@ -9,7 +9,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::body::Body;
@@ -19,6 +19,9 @@ use crate::h2_server;
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Request heads larger than this are refused (431 for HTTP/1).
 const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// How long the `408` of a late request head may take to write before the connection is dropped.
+const ANSWER_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+const TIMEOUT_MESSAGE: &str = "weft: the request head did not arrive within the header timeout\n";
 const H2_STREAM_WINDOW: u32 = 1024 * 1024;
 const H2_CONNECTION_WINDOW: u32 = 4 * 1024 * 1024;
 const H2_MAX_CONCURRENT_STREAMS: u32 = 1024;
@@ -66,15 +69,34 @@ pub enum Refusal {
     /// HTTP/2: the client reset more streams before they were taken up, or before their answer,
     /// than its limits allow ("rapid reset"); it was sent `GOAWAY` with `ENHANCE_YOUR_CALM`.
     TooManyResets,
+    /// HTTP/1: the request head did not parse (request line or a header); hyper answered
+    /// `400 Bad Request` and closed.
+    MalformedHead,
+    /// HTTP/1: the request head was larger than [`MAX_HEADER_BYTES`]; hyper answered `431
+    /// Request Header Fields Too Large` (`414 URI Too Long` for a request target alone) and
+    /// closed.
+    HeadTooLarge,
+    /// HTTP/1: a request head began but was not complete within [`HEADER_READ_TIMEOUT`]
+    /// (slowloris); the client was answered `408 Request Timeout` (RFC 9110 15.5.9) and closed.
+    HeaderTimeout,
 }
 
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Refusal::TooManyResets => f.write_str(
-                "the client reset more HTTP/2 streams before their answer than its limit allows (rapid reset)",
-            ),
-        }
+        f.write_str(match self {
+            Refusal::TooManyResets => {
+                "the client reset more HTTP/2 streams before their answer than its limit allows (rapid reset)"
+            }
+            Refusal::MalformedHead => {
+                "the request head is not valid HTTP/1.1 (answered 400 Bad Request)"
+            }
+            Refusal::HeadTooLarge => {
+                "the request head is over the 64 KiB limit (answered 431 Request Header Fields Too Large)"
+            }
+            Refusal::HeaderTimeout => {
+                "the request head was not complete within the 10 s header timeout (answered 408 Request Timeout)"
+            }
+        })
     }
 }
 
@@ -83,6 +105,9 @@ impl Refusal {
     pub fn reason(self) -> &'static str {
         match self {
             Refusal::TooManyResets => "too_many_resets",
+            Refusal::MalformedHead => "malformed_request_head",
+            Refusal::HeadTooLarge => "request_head_too_large",
+            Refusal::HeaderTimeout => "request_header_timeout",
         }
     }
 }
@@ -117,7 +142,7 @@ pub async fn serve<F, Fut>(
     handler: F,
 ) -> Option<Refusal>
 where
-    F: Fn(Request<Body>) -> Fut + Send + Sync + Clone + 'static,
+    F: Fn(Request<Body>) -> Fut + Send + Sync + Clone + Unpin + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
     if version == HttpVersion::Http2 {
@@ -136,26 +161,58 @@ where
         let handler = handler.clone();
         async move { Ok::<_, Infallible>(handler(req.map(Body::Stream)).await) }
     });
-    let conn = hyper::server::conn::http1::Builder::new()
+    let mut conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .max_buf_size(MAX_HEADER_BYTES)
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
-    tokio::pin!(conn);
     let result = tokio::select! {
         // The connection first: bytes already read (by protocol detection) are a request to
         // serve, even when the drain has just begun.
         biased;
-        result = conn.as_mut() => result,
+        result = &mut conn => result,
         _ = stop.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
+            std::pin::Pin::new(&mut conn).graceful_shutdown();
+            (&mut conn).await
         }
     };
     let e = result.err()?;
     tracing::debug!("HTTP connection ended: {e}");
-    refusal(&e)
+    if e.is_timeout() {
+        return answer_header_timeout(conn.into_parts()?).await;
+    }
+    if e.is_parse_too_large() {
+        return Some(Refusal::HeadTooLarge);
+    }
+    // hyper has answered 400 for these (`is_parse` also covers what it cannot answer: a
+    // response's parse errors, which a server never meets).
+    e.is_parse().then_some(Refusal::MalformedHead)
+}
+
+/// hyper closes a connection whose request head is late without a word; a client that had
+/// begun one is told why with `408 Request Timeout`, as RFC 9110 says. An idle kept-alive
+/// connection (nothing of a next request read) is only closed: a 408 there could be taken for
+/// the answer to a request the client is just sending.
+async fn answer_header_timeout<S>(
+    parts: hyper::server::conn::http1::Parts<TokioIo<BoxedConnection>, S>,
+) -> Option<Refusal> {
+    if parts.read_buf.is_empty() {
+        return None;
+    }
+    let mut io = parts.io.into_inner();
+    let answer = format!(
+        "HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-type: text/plain; charset=utf-8\r\n{}: request_header_timeout\r\ncontent-length: {}\r\n\r\n{TIMEOUT_MESSAGE}",
+        crate::headers::ERROR,
+        TIMEOUT_MESSAGE.len()
+    );
+    // Bounded: a client too slow to send its head may be too slow to read this.
+    let write = async {
+        io.write_all(answer.as_bytes()).await?;
+        io.shutdown().await
+    };
+    let _ = tokio::time::timeout(ANSWER_WRITE_TIMEOUT, write).await;
+    Some(Refusal::HeaderTimeout)
 }
 
 /// The refusal behind a connection's error, if the server refused the client.

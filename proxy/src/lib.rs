@@ -12,6 +12,7 @@ pub mod app_client;
 pub mod balance;
 pub mod body;
 pub mod build;
+pub mod caller_body;
 pub mod config;
 pub mod connection_metrics;
 pub mod detect;

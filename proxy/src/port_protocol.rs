@@ -116,7 +116,7 @@ impl Refusal {
     /// The `reason` label of the refusal metrics and the `weft-error` value.
     pub fn reason(self) -> &'static str {
         match self {
-            Refusal::HeaderTimeout => "header_timeout",
+            Refusal::HeaderTimeout => "request_header_timeout",
             Refusal::NotHttp => "not_http",
         }
     }
@@ -125,7 +125,7 @@ impl Refusal {
     pub fn response(self) -> Option<&'static [u8]> {
         match self {
             Refusal::HeaderTimeout => Some(
-                b"HTTP/1.1 408 Request Timeout\r\nweft-error: header_timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                b"HTTP/1.1 408 Request Timeout\r\nweft-error: request_header_timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
             ),
             Refusal::NotHttp => None,
         }

@@ -147,6 +147,7 @@ fn respond(
 /// A TCP echo server.
 pub struct TcpEcho {
     pub addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
     task: JoinHandle<()>,
 }
 
@@ -154,11 +155,14 @@ impl TcpEcho {
     pub async fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counted = accepted.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((mut tcp, _)) = listener.accept().await else {
                     return;
                 };
+                counted.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(async move {
                     let mut buf = [0u8; 4096];
                     loop {
@@ -174,7 +178,16 @@ impl TcpEcho {
                 });
             }
         });
-        Self { addr, task }
+        Self {
+            addr,
+            accepted,
+            task,
+        }
+    }
+
+    /// The connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.accepted.load(Ordering::Relaxed)
     }
 }
 

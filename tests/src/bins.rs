@@ -46,7 +46,11 @@ fn build() -> Result<PathBuf, String> {
     if profile_dir.ends_with("release") {
         command.arg("--release");
     }
+    // Cargo sets CARGO_MANIFEST_DIR for this test process; passed on, it would differ from what
+    // the `cargo test` that built the tests saw, and build scripts that read it (ring's) would
+    // rerun, rebuilding the TLS stack in both builds turn by turn.
     let status = command
+        .env_remove("CARGO_MANIFEST_DIR")
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()
         .map_err(|e| format!("cannot run cargo to build the weft binaries: {e}"))?;

@@ -268,7 +268,10 @@ async fn a_head_sent_a_byte_a_second_gets_408_at_the_header_timeout() {
         };
         let waited = started.elapsed();
         assert!(reply.starts_with("HTTP/1.1 408"), "{addr}: {reply}");
-        assert!(reply.contains("weft-error: header_timeout"), "{reply}");
+        assert!(
+            reply.contains("weft-error: request_header_timeout"),
+            "{reply}"
+        );
         assert!(
             waited >= Duration::from_secs(9) && waited < Duration::from_secs(12),
             "{addr}: cut off after {waited:?}"
@@ -282,7 +285,7 @@ async fn a_head_sent_a_byte_a_second_gets_408_at_the_header_timeout() {
     assert_eq!(
         metric(
             &mesh.client,
-            r#"weft_proxy_errors_total{direction="outbound",reason="header_timeout"}"#
+            r#"weft_proxy_errors_total{direction="outbound",reason="request_header_timeout"}"#
         )
         .await,
         1.0
@@ -291,7 +294,7 @@ async fn a_head_sent_a_byte_a_second_gets_408_at_the_header_timeout() {
     assert_eq!(
         metric(
             backend,
-            r#"weft_inbound_connections_refused_total{reason="header_timeout"}"#
+            r#"weft_inbound_connections_refused_total{reason="request_header_timeout"}"#
         )
         .await,
         1.0

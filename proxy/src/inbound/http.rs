@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::{HeaderValue, Request, Response};
+use http_body::Body as _;
 use tokio_util::sync::CancellationToken;
 use weft_certs::SpiffeId;
 
@@ -13,6 +14,8 @@ use super::admission::{self, Caller};
 use super::{Inbound, PortPolicy, client_label};
 use crate::app_client::{AppH2, AppTarget};
 use crate::body::Body;
+use crate::caller_body::BodyWatch;
+use crate::errors::ProxyError;
 use crate::headers;
 use crate::http_server::{self, BoxedConnection, HttpVersion};
 use crate::policy::DEFAULT_ROUTE;
@@ -117,14 +120,24 @@ impl Context {
         let version = headers::for_app(&mut req, self.identity_header.as_ref());
 
         let metrics = &self.inbound.metrics;
+        let mut watch = BodyWatch::default();
         let sent = match upgrade {
             Some((protocol, caller)) => {
                 upgrade::restore(&mut req, protocol);
                 Box::pin(self.inbound.app.upgrade(&self.target, req, caller)).await
             }
             None => {
+                let req = req.map(|body| match body.is_end_stream() {
+                    true => body,
+                    false => watch.wrap(body),
+                });
                 let app = &self.inbound.app;
-                Box::pin(app.send(&self.target, version, req, &self.app_h2)).await
+                let sent = Box::pin(app.send(&self.target, version, req, &self.app_h2)).await;
+                // The caller's body broke, not the app: say so (400), not `app_http_error`.
+                sent.map_err(|e| match watch.failure() {
+                    Some(failure) => ProxyError::RequestBody(failure.clone()),
+                    None => e,
+                })
             }
         };
         match sent {

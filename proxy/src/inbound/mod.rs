@@ -177,6 +177,10 @@ impl Inbound {
         refusal: port_protocol::Refusal,
     ) {
         self.refuse(refusal.reason());
+        self.metrics
+            .proxy_errors
+            .with_label_values(&["inbound", refusal.reason()])
+            .inc();
         tracing::info!(%client, reason = refusal.reason(), "refused a connection to an HTTP port before any request");
         port_protocol::send_refusal(io, refusal).await;
     }

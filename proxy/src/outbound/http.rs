@@ -109,7 +109,9 @@ async fn forward_upgrade(
     {
         Ok(tls) => tls,
         Err(e) => {
-            destination.record(endpoint, true);
+            if !e.is_local() {
+                destination.record(endpoint, true);
+            }
             return Err(e);
         }
     };

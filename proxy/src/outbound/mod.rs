@@ -5,7 +5,10 @@
 //! discovery. Addresses no mesh service claims pass through as plain TCP (or are refused); for
 //! mesh services, HTTP is detected and carried over the pooled HTTP/2 connection to a balanced
 //! endpoint's peer proxy, and anything else (or any port declared opaque) as an opaque stream
-//! over its own mutual-TLS connection.
+//! over its own mutual-TLS connection. That connection is opened at once on a declared opaque
+//! port (server-speaks-first protocols), and otherwise only once the app has sent a byte: an idle
+//! connection costs its descriptor, not a handshake at both ends and a connection to the
+//! server's app. `--outbound-max-connections` bounds the app's connections over all listeners.
 
 mod describe;
 pub mod destination;
@@ -33,7 +36,8 @@ use crate::port_protocol::{self, Plan, PortProtocol};
 use crate::telemetry::Telemetry;
 use crate::tls::alpn;
 use crate::transport::{
-    CountedIo, Listening, OrigDstAddr, PrefixedIo, accept_draining, original_dst, splice,
+    ConnectionLimit, CountedIo, Listening, OrigDstAddr, PrefixedIo, accept_draining, original_dst,
+    splice,
 };
 pub use describe::destinations;
 pub use destination::{Described, Destination, Endpoint};
@@ -42,6 +46,9 @@ pub use target::Target;
 
 /// How often pooled connections to departed endpoints are looked for.
 const POOL_SWEEP: Duration = Duration::from_secs(10);
+
+/// The connection bound of an `Outbound` built without `--outbound-max-connections`.
+const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
 /// The longest wait for a connection outside the mesh (or to an unmeshed endpoint).
 const PASSTHROUGH_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -58,6 +65,9 @@ pub struct Outbound {
     /// Ports that always carry HTTP (never spliced as opaque), whatever discovery says.
     pub http_ports: Vec<u16>,
     pub unknown_destinations: UnknownDestinations,
+    /// `--outbound-max-connections`, over every outbound listener: past it a new connection is
+    /// closed at once.
+    pub connection_limit: ConnectionLimit,
 }
 
 impl Outbound {
@@ -81,6 +91,7 @@ impl Outbound {
             opaque_ports: Vec::new(),
             http_ports: Vec::new(),
             unknown_destinations: UnknownDestinations::Passthrough,
+            connection_limit: ConnectionLimit::new(DEFAULT_MAX_CONNECTIONS),
         }
     }
 
@@ -89,9 +100,33 @@ impl Outbound {
     pub async fn serve_intercepted(self: Arc<Self>, listener: TcpListener, listening: Listening) {
         let stop = listening.draining();
         accept_draining(listener, "outbound", listening, move |tcp, client| {
-            self.clone().intercepted(tcp, client, stop.clone())
+            // Taken here, in the accept loop, so that the limit holds however fast the app
+            // connects.
+            let slot = self.connection_limit.try_acquire();
+            let (outbound, stop) = (self.clone(), stop.clone());
+            async move {
+                let Some(_slot) = slot else {
+                    return outbound.refuse_over_limit(tcp, client);
+                };
+                outbound.intercepted(tcp, client, stop).await
+            }
         })
         .await
+    }
+
+    /// Closes a connection past `--outbound-max-connections` at once, so the app fails fast
+    /// instead of every connection it opens costing this proxy (and the destination) one more.
+    fn refuse_over_limit(&self, tcp: TcpStream, client: SocketAddr) {
+        drop(tcp);
+        self.refuse("connection_limit");
+        if let Some(refused) = self.connection_limit.refused() {
+            tracing::warn!(
+                %client,
+                refused_since_last_warning = refused,
+                max = self.connection_limit.max(),
+                "refusing new outbound connections: --outbound-max-connections are open"
+            );
+        }
     }
 
     async fn intercepted(
@@ -193,8 +228,12 @@ impl Outbound {
     ) {
         let stop = listening.draining();
         accept_draining(listener, "outbound", listening, move |tcp, client| {
+            let slot = self.connection_limit.try_acquire();
             let (outbound, target, stop) = (self.clone(), target.clone(), stop.clone());
             async move {
+                let Some(_slot) = slot else {
+                    return outbound.refuse_over_limit(tcp, client);
+                };
                 target
                     .wait_ready(crate::discovery::FIRST_ANSWER_TIMEOUT)
                     .await;
@@ -234,6 +273,11 @@ impl Outbound {
             }
             Plan::Opaque => {
                 self.count("opaque");
+                let declared = port == PortProtocol::Opaque;
+                if !declared && io.prefix().is_empty() && !first_byte(&io, &stop).await {
+                    tracing::debug!(%client, "the app closed an opaque connection before sending anything: no upstream was opened");
+                    return;
+                }
                 match target.current() {
                     Some(destination) => self.forward_opaque(io, client, &destination).await,
                     None => self.error("no_endpoints"),
@@ -267,7 +311,10 @@ impl Outbound {
                 drop(in_flight);
             }
             Err(e) => {
-                destination.record(endpoint, true);
+                // This proxy's own failures (out of descriptors, too busy) are not the endpoint's.
+                if !e.is_local() {
+                    destination.record(endpoint, true);
+                }
                 self.error(e.reason());
             }
         }
@@ -329,5 +376,19 @@ impl Outbound {
             .proxy_errors
             .with_label_values(&["outbound", reason])
             .inc();
+    }
+}
+
+/// Waits for an opaque connection's first byte before anything is opened for it: detection
+/// calls a connection opaque when nothing arrived in time, and an idle connection (a pool's
+/// spare, a port scan, a flood) must not cost an upstream connection and a mutual-TLS handshake
+/// at both ends. Server-speaks-first protocols send nothing first: their ports are declared
+/// opaque (`--opaque-ports`, or the service's `opaque`), and those connections never come here.
+/// Returns `false` if the app closed the connection (or the proxy began draining) first.
+async fn first_byte(io: &PrefixedIo<TcpStream>, stop: &CancellationToken) -> bool {
+    let mut byte = [0u8; 1];
+    tokio::select! {
+        peeked = io.get_ref().peek(&mut byte) => matches!(peeked, Ok(n) if n > 0),
+        () = stop.cancelled() => false,
     }
 }

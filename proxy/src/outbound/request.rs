@@ -24,6 +24,7 @@ use tokio::time::Instant;
 use super::destination::Unavailable;
 use super::{Destination, Endpoint, Outbound};
 use crate::body::{self, Body};
+use crate::caller_body::BodyWatch;
 use crate::errors::ProxyError;
 use crate::headers;
 use crate::policy::RoutePolicy;
@@ -102,11 +103,12 @@ enum Sendable {
 }
 
 impl Sendable {
-    fn new(body: Body, route: &RoutePolicy) -> Self {
+    fn new(body: Body, route: &RoutePolicy, watch: &mut BodyWatch) -> Self {
         use http_body::Body as _;
         if body.is_end_stream() {
             return Sendable::Empty;
         }
+        let body = watch.wrap(body);
         // Kept even when the policy retries nothing: a refused attempt is always sent again.
         let cap = route.retries.max_buffered_body;
         if body.size_hint().lower() > cap {
@@ -160,7 +162,8 @@ impl Attempts<'_> {
         };
         prepare(&mut head, parts.version, &destination.name)?;
         let any_method = retry::idempotent(&head.method) || rules.non_idempotent;
-        let mut body = Sendable::new(body, self.route);
+        let mut watch = BodyWatch::default();
+        let mut body = Sendable::new(body, self.route, &mut watch);
         let mut avoid = None;
         let mut attempt: u32 = 1;
         // Attempts counted against `retries.limit`: all but the retry of a refused one.
@@ -171,7 +174,7 @@ impl Attempts<'_> {
             // The last attempt takes the request's headers instead of a copy.
             let last = !refusal_retry && counted > rules.limit;
             let (result, outcome, endpoint) = self
-                .attempt(&mut head, body.for_attempt(), attempt, last, avoid)
+                .attempt(&mut head, body.for_attempt(), attempt, last, avoid, &watch)
                 .await;
             match &result {
                 Ok(response) => self
@@ -245,6 +248,7 @@ impl Attempts<'_> {
         attempt: u32,
         last: bool,
         avoid: Option<SocketAddr>,
+        watch: &BodyWatch,
     ) -> (
         Result<Response<Body>, ProxyError>,
         Outcome,
@@ -285,7 +289,7 @@ impl Attempts<'_> {
         };
         let req = head.request(body, attempt, last);
         let in_flight = endpoint.load.start();
-        let exchange = self.exchange(endpoint, req, attempt);
+        let exchange = self.exchange(endpoint, req, attempt, watch);
         let (result, outcome) = match self.route.timeouts.per_try {
             None => exchange.await,
             Some(after) => match tokio::time::timeout(after, exchange).await {
@@ -302,8 +306,12 @@ impl Attempts<'_> {
         };
         in_flight.finished();
         // A per-try timeout says nothing of the endpoint's health (the route may be slow by
-        // nature): the breaker hears nothing, and a probe that timed out lets the next one try.
-        if !matches!(outcome, Outcome::Fatal | Outcome::PerTryTimeout) {
+        // nature), nor does a failure of this side: the breaker hears nothing, and a probe that
+        // ended so lets the next one try.
+        if !matches!(
+            outcome,
+            Outcome::Fatal | Outcome::PerTryTimeout | Outcome::LocalFailure
+        ) {
             let failed = outcome.breaker_failure(&destination.policy.breaker);
             destination.record(endpoint, failed);
             probe.disarm();
@@ -317,13 +325,21 @@ impl Attempts<'_> {
         endpoint: &Endpoint,
         req: Request<Body>,
         attempt: u32,
+        watch: &BodyWatch,
     ) -> (Result<Response<Body>, ProxyError>, Outcome) {
         let response = match Box::pin(self.outbound.pool.send(endpoint, req)).await {
             Ok(response) => response,
-            Err(e) => {
-                let outcome = classify_error(&e);
-                return (Err(e), outcome);
-            }
+            Err(e) => match watch.failure() {
+                // The app's body broke, and this proxy reset the stream: the app's doing.
+                Some(failure) => {
+                    let e = ProxyError::RequestBody(failure.clone());
+                    return (Err(e), Outcome::LocalFailure);
+                }
+                None => {
+                    let outcome = classify_error(&e);
+                    return (Err(e), outcome);
+                }
+            },
         };
         let (mut parts, incoming) = response.into_parts();
         if let Some(identity) = endpoint.identity_header() {
@@ -457,6 +473,7 @@ fn attempt_value(attempt: u32) -> HeaderValue {
 
 fn classify_error(error: &ProxyError) -> Outcome {
     match error {
+        _ if error.is_local() => Outcome::LocalFailure,
         ProxyError::PeerConnect(_) | ProxyError::PeerDown { .. } => Outcome::ConnectFailure,
         ProxyError::PeerHttp { source, .. } => {
             let refused = source

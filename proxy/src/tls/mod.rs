@@ -7,7 +7,7 @@ mod error;
 mod store;
 mod verify;
 
-pub use connect::{ConnectError, connect};
+pub use connect::{ConnectError, connect, is_local_reason};
 pub use error::{HandshakeFailure, classify, classify_rustls};
 pub use store::{Credentials, InstallError, TlsStore};
 pub use verify::{IdentityMismatch, SpiffeServerVerifier, identity_of, peer_identity};

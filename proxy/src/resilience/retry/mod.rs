@@ -38,6 +38,10 @@ pub enum Outcome {
     Reset,
     /// The per-try timeout expired.
     PerTryTimeout,
+    /// This side failed, not the endpoint (the app's request body broke, this proxy is out of
+    /// resources: [`crate::errors::ProxyError::is_local`]): never retried, and the breaker hears
+    /// nothing.
+    LocalFailure,
     /// Anything else (a bad request, no endpoint): never retried.
     Fatal,
 }
@@ -54,6 +58,7 @@ impl Outcome {
             Outcome::RefusedStream => "refused_stream".to_owned(),
             Outcome::Reset => "reset".to_owned(),
             Outcome::PerTryTimeout => "per_try_timeout".to_owned(),
+            Outcome::LocalFailure => "local_failure".to_owned(),
             Outcome::Fatal => "fatal".to_owned(),
         }
     }
@@ -76,7 +81,7 @@ impl Outcome {
             Outcome::Reset => on.reset,
             // A per-try timeout is always worth another try, as the policy's perTry promises.
             Outcome::PerTryTimeout => true,
-            Outcome::Fatal => false,
+            Outcome::LocalFailure | Outcome::Fatal => false,
         };
         listed && (any_method || self.unprocessed())
     }
@@ -89,7 +94,10 @@ impl Outcome {
                     || grpc.is_some_and(|code| config.failure_on.grpc(code))
             }
             Outcome::ConnectFailure | Outcome::Reset => true,
-            Outcome::RefusedStream | Outcome::PerTryTimeout | Outcome::Fatal => false,
+            Outcome::RefusedStream
+            | Outcome::PerTryTimeout
+            | Outcome::LocalFailure
+            | Outcome::Fatal => false,
         }
     }
 }
