@@ -645,6 +645,6 @@ mod tests {
         ] {
             assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
         }
-        assert_eq!(errors.len(), 17, "{all}");
+        assert_eq!(errors.len(), 18, "{all}");
     }
 }
