@@ -58,6 +58,22 @@ pub fn get(stream: u32, authority: &str) -> Vec<u8> {
     frame(HEADERS, END_STREAM | END_HEADERS, stream, &block)
 }
 
+/// [`get`] with one more header, `name: value` (a literal without indexing, with a new name).
+pub fn get_with_header(stream: u32, authority: &str, name: &str, value: &str) -> Vec<u8> {
+    let mut out = get(stream, authority);
+    let mut literal = vec![0x00];
+    for text in [name, value] {
+        let len = u8::try_from(text.len()).expect("a short header");
+        assert!(len < 0x7f, "the length must fit HPACK's 7-bit prefix");
+        literal.push(len);
+        literal.extend_from_slice(text.as_bytes());
+    }
+    let len = u32::from_be_bytes([0, out[0], out[1], out[2]]) + literal.len() as u32;
+    out[..3].copy_from_slice(&len.to_be_bytes()[1..]);
+    out.extend(literal);
+    out
+}
+
 /// `HEADERS` for `GET http://<authority><path>` on `stream`, ending the stream (no body).
 pub fn get_path(stream: u32, authority: &str, path: &str) -> Vec<u8> {
     // As [`get`], with `:path` a literal without indexing whose name is static entry 4.

@@ -208,8 +208,9 @@ async fn a_peer_proxys_body_arriving_after_the_answer_never_closes_the_connectio
     assert_eq!(too_many_resets(&server, "inbound").await, 0);
 }
 
-/// An HTTP/1.1 + HTTP/2 app answering `ok`, counting the TCP connections it accepted.
-async fn counting_app() -> (SocketAddr, Arc<AtomicUsize>) {
+/// An HTTP/1.1 + HTTP/2 app answering `ok`, counting the TCP connections it accepted and the
+/// requests it received.
+async fn counting_app() -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
     use http_body_util::Full;
     use hyper::service::service_fn;
     use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -217,15 +218,20 @@ async fn counting_app() -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
-    let counter = accepted.clone();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let (connections, received) = (accepted.clone(), requests.clone());
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
-            counter.fetch_add(1, Ordering::SeqCst);
+            connections.fetch_add(1, Ordering::SeqCst);
+            let received = received.clone();
             tokio::spawn(async move {
-                let service = service_fn(|_req| async {
-                    Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
-                        bytes::Bytes::from_static(b"ok\n"),
-                    )))
+                let service = service_fn(move |_req| {
+                    received.fetch_add(1, Ordering::SeqCst);
+                    async {
+                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                            bytes::Bytes::from_static(b"ok\n"),
+                        )))
+                    }
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(tcp), service)
@@ -233,26 +239,29 @@ async fn counting_app() -> (SocketAddr, Arc<AtomicUsize>) {
             });
         }
     });
-    (addr, accepted)
+    (addr, accepted, requests)
 }
 
 /// A peer proxy's higher allowance is not unlimited: 10,000 streams opened and reset on one
-/// connection, sent a small batch every millisecond (so that they do not pile up before the
-/// server takes them up, which is all h2's own limit counts; a peer met no limit at that pace),
-/// end in `GOAWAY ENHANCE_YOUR_CALM`, counted. And the
-/// streams reset before their request reached the app leave no connect to the app behind each:
-/// the flood costs the app at most a connection or two, not one per stream.
-#[tokio::test]
-async fn a_peer_proxy_flooding_resets_is_sent_goaway_and_costs_the_app_no_connect_per_stream() {
+/// connection, a small batch every other millisecond and their resets a millisecond later (so
+/// that they do not pile up before the server takes them up, which is all h2's own limit counts;
+/// a peer met no limit at that pace),
+/// end in `GOAWAY ENHANCE_YOUR_CALM`, counted. And the streams reset before their request reached
+/// the app leave no connect to the app behind each: the app sees at most one connection per
+/// request it received (an HTTP/1.1 connection whose request was abandoned is not reused), and
+/// two more.
+async fn a_peer_flooding_resets_is_cut_off(header: Option<(&'static str, &'static str)>) {
     const FLOOD: u32 = 10_000;
     const BATCH: u32 = 10;
     const PACE: Duration = Duration::from_millis(1);
-    /// Connections the app may see: its one HTTP/2 connection from the server sidecar, and one
-    /// to spare.
-    const MOST_CONNECTS: usize = 2;
+    const SPARE_CONNECTS: usize = 2;
     let mesh = Mesh::start(HOUR).await;
-    let (app, accepted) = counting_app().await;
+    let (app, accepted, received) = counting_app().await;
     let server = mesh.proxy("hello", ProxyOptions::app(app)).await;
+    let request = move |stream: u32| match header {
+        Some((name, value)) => raw_h2::get_with_header(stream, "hello.demo:8080", name, value),
+        None => raw_h2::get(stream, "hello.demo:8080"),
+    };
 
     let tls = mesh
         .connect_as("web", server.inbound_addr, "hello", alpn::MESH_H2)
@@ -268,23 +277,28 @@ async fn a_peer_proxy_flooding_resets_is_sent_goaway_and_costs_the_app_no_connec
     let flooding = tokio::spawn(async move {
         let mut sent = 0;
         while sent < FLOOD && !stop_writing.load(Ordering::SeqCst) {
-            let batch: Vec<u8> = (sent..sent + BATCH)
-                .flat_map(|i| {
-                    let mut pair = raw_h2::get(2 * i + 1, "hello.demo:8080");
-                    pair.extend(raw_h2::rst_stream(2 * i + 1, raw_h2::CANCEL));
-                    pair
-                })
+            // Each batch's streams, then their resets: streams taken up before their reset came
+            // have started their requests (and maybe a connect to the app).
+            let streams: Vec<u32> = (sent..sent + BATCH).map(|i| 2 * i + 1).collect();
+            let opened: Vec<u8> = streams.iter().flat_map(|&s| request(s)).collect();
+            let reset: Vec<u8> = streams
+                .iter()
+                .flat_map(|&s| raw_h2::rst_stream(s, raw_h2::CANCEL))
                 .collect();
-            if writer.write_all(&batch).await.is_err() || writer.flush().await.is_err() {
+            let mut failed = false;
+            for frames in [opened, reset] {
+                failed = failed
+                    || writer.write_all(&frames).await.is_err()
+                    || writer.flush().await.is_err();
+                tokio::time::sleep(PACE).await;
+            }
+            if failed {
                 break;
             }
             sent += BATCH;
-            tokio::time::sleep(PACE).await;
         }
         if !stop_writing.load(Ordering::SeqCst) {
-            let _ = writer
-                .write_all(&raw_h2::get(2 * FLOOD + 1, "hello.demo:8080"))
-                .await;
+            let _ = writer.write_all(&request(2 * FLOOD + 1)).await;
             let _ = writer.flush().await;
         }
         (sent, writer)
@@ -292,7 +306,12 @@ async fn a_peer_proxy_flooding_resets_is_sent_goaway_and_costs_the_app_no_connec
     let ending = raw_h2::ending(&mut reader, 2 * FLOOD + 1, Duration::from_secs(30)).await;
     stopped.store(true, Ordering::SeqCst);
     let (sent, _writer) = flooding.await.unwrap();
-    let connects = accepted.load(Ordering::SeqCst);
+    let (connects, requests) = (
+        accepted.load(Ordering::SeqCst),
+        received.load(Ordering::SeqCst),
+    );
+    let app_saw =
+        format!("the app accepted {connects} TCP connections and received {requests} requests");
     assert!(
         matches!(
             ending,
@@ -301,11 +320,26 @@ async fn a_peer_proxy_flooding_resets_is_sent_goaway_and_costs_the_app_no_connec
                 ..
             }
         ),
-        "after {sent} streams opened and reset ({connects} TCP connections to the app): {ending:?}"
+        "after {sent} streams opened and reset ({app_saw}): {ending:?}"
     );
     wait_counted(&server, "inbound").await;
     assert!(
-        connects <= MOST_CONNECTS,
-        "{connects} TCP connections to the app for {sent} streams reset by the peer"
+        connects <= requests + SPARE_CONNECTS,
+        "{app_saw} for {sent} streams reset by the peer"
     );
+}
+
+/// The app gets the requests in HTTP/2, as the peer's own caller spoke it: all on one connection.
+#[tokio::test]
+async fn a_peer_proxy_flooding_resets_is_sent_goaway_and_costs_an_http2_app_no_connect_per_stream()
+{
+    a_peer_flooding_resets_is_cut_off(None).await;
+}
+
+/// The app gets the requests in HTTP/1.1 (the peer says its caller spoke it): a connection per
+/// request in flight.
+#[tokio::test]
+async fn a_peer_proxy_flooding_resets_is_sent_goaway_and_costs_an_http1_app_no_connect_per_stream()
+{
+    a_peer_flooding_resets_is_cut_off(Some(("weft-orig-proto", "HTTP/1.1"))).await;
 }
