@@ -34,12 +34,7 @@ async fn sidecars_and_the_control_plane_negotiate_x25519mlkem768_and_still_serve
     )
     .await
     .unwrap();
-    let group = tls
-        .get_ref()
-        .1
-        .negotiated_key_exchange_group()
-        .map(|g| g.name());
-    assert_eq!(group, Some(NamedGroup::X25519MLKEM768));
+    assert_eq!(group(&tls), Some(NamedGroup::X25519MLKEM768));
 
     // A classical TLS 1.3 client is served as before.
     let tls = connect(
@@ -51,12 +46,7 @@ async fn sidecars_and_the_control_plane_negotiate_x25519mlkem768_and_still_serve
     )
     .await
     .unwrap();
-    let group = tls
-        .get_ref()
-        .1
-        .negotiated_key_exchange_group()
-        .map(|g| g.name());
-    assert_eq!(group, Some(NamedGroup::X25519));
+    assert_eq!(group(&tls), Some(NamedGroup::X25519));
 
     // The control plane's gRPC port, as a proxy reaches it.
     let control_plane = "spiffe://cluster.local/ns/weft-system/sa/weft-control-plane"
@@ -72,10 +62,13 @@ async fn sidecars_and_the_control_plane_negotiate_x25519mlkem768_and_still_serve
     )
     .await
     .unwrap();
-    let group = tls
-        .get_ref()
+    assert_eq!(group(&tls), Some(NamedGroup::X25519MLKEM768));
+}
+
+/// The key exchange group a finished handshake negotiated.
+fn group(tls: &tokio_rustls::client::TlsStream<tokio::net::TcpStream>) -> Option<NamedGroup> {
+    tls.get_ref()
         .1
         .negotiated_key_exchange_group()
-        .map(|g| g.name());
-    assert_eq!(group, Some(NamedGroup::X25519MLKEM768));
+        .map(|g| g.name())
 }

@@ -96,14 +96,8 @@ impl Inbound {
     fn refuse_over_limit(&self, tcp: TcpStream, client: SocketAddr) {
         drop(tcp);
         self.refuse("connection_limit");
-        if let Some(refused) = self.connection_limit.refused() {
-            tracing::warn!(
-                %client,
-                refused_since_last_warning = refused,
-                max = self.connection_limit.max(),
-                "refusing new inbound connections: --inbound-max-connections are open"
-            );
-        }
+        self.connection_limit
+            .warn_refused(client, "inbound", "--inbound-max-connections");
     }
 
     async fn handle(self: Arc<Self>, tcp: TcpStream, client: SocketAddr, stop: CancellationToken) {

@@ -119,14 +119,8 @@ impl Outbound {
     fn refuse_over_limit(&self, tcp: TcpStream, client: SocketAddr) {
         drop(tcp);
         self.refuse("connection_limit");
-        if let Some(refused) = self.connection_limit.refused() {
-            tracing::warn!(
-                %client,
-                refused_since_last_warning = refused,
-                max = self.connection_limit.max(),
-                "refusing new outbound connections: --outbound-max-connections are open"
-            );
-        }
+        self.connection_limit
+            .warn_refused(client, "outbound", "--outbound-max-connections");
     }
 
     async fn intercepted(

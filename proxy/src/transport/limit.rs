@@ -54,6 +54,19 @@ impl ConnectionLimit {
             .map(|permit| ConnectionSlot { _permit: permit })
     }
 
+    /// Notes a connection from `client` refused at `flag` (e.g. `--inbound-max-connections`) and
+    /// logs one aggregated warning per interval for `side` (`inbound` or `outbound`).
+    pub fn warn_refused(&self, client: std::net::SocketAddr, side: &str, flag: &str) {
+        if let Some(refused) = self.refused() {
+            tracing::warn!(
+                %client,
+                refused_since_last_warning = refused,
+                max = self.max,
+                "refusing new {side} connections: {flag} are open"
+            );
+        }
+    }
+
     /// Notes a refused connection. Returns how many were refused since the last warning when
     /// it is time to warn again, `None` otherwise (a flood of refusals must not flood the log).
     pub fn refused(&self) -> Option<u64> {
