@@ -1,6 +1,13 @@
-//! Test harness for weft: a control plane and proxies in-process on loopback, small apps that
-//! report what they received, clients, polling helpers, and pods (network namespaces) for
-//! end-to-end runs.
+//! Test harness for weft, grouped by what it provides:
+//!
+//! - [`mesh`]: a control plane and proxies in-process on loopback, and a control-plane client;
+//! - [`process`]: our binaries and other programs run as processes;
+//! - [`pods`]: network namespaces running weft the way a cluster does;
+//! - [`apps`]: apps behind a proxy that report what reached them;
+//! - [`clients`]: callers in the local app's place, polite or not;
+//! - [`observe`]: metrics and traces, read as their consumers read them;
+//! - [`kubernetes`]: a fake API server and service-account tokens;
+//! - [`wait`], [`ports`]: polling with a deadline, and a free port.
 //!
 //! Everything runs on real sockets with real TLS; nothing of weft's own is mocked.
 
@@ -8,29 +15,13 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod apps;
-pub mod bins;
 pub mod clients;
-pub mod control_plane_client;
-pub mod control_plane_process;
-pub mod fake_apiserver;
-pub mod fault_app;
-pub mod local_peer;
-pub mod logged_process;
+pub mod kubernetes;
 pub mod mesh;
-pub mod otlp;
-pub mod pod_mesh;
-pub mod pod_spec;
+pub mod observe;
 pub mod pods;
-pub mod policy_mesh;
-pub mod programs;
-pub mod prometheus_server;
-pub mod proxy_process;
-pub mod raw_h2;
-pub mod refusing_peer;
-pub mod sa_token;
-pub mod stalling_relay;
-pub mod tls_probe;
-pub mod traffic;
+pub mod ports;
+pub mod process;
 pub mod wait;
 
 pub use mesh::{Mesh, ProxyOptions};

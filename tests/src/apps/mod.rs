@@ -1,4 +1,10 @@
-//! Apps that stand behind a proxy and report what reached them.
+//! Apps that stand behind a proxy and report what reached them: [`HttpApp`] and [`TcpEcho`] here,
+//! [`fault_app`] answering what a test scripts, and peers that misbehave on purpose
+//! ([`refusing_peer`], [`stalling_relay`]).
+
+pub mod fault_app;
+pub mod refusing_peer;
+pub mod stalling_relay;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

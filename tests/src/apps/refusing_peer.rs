@@ -4,7 +4,7 @@
 //! of body each brought.
 //!
 //! It proves a mesh identity (a certificate from the mesh's CA) and speaks HTTP/2 frame by frame
-//! ([`crate::raw_h2`]), so the refusal is exact and happens every time instead of once in a race:
+//! ([`crate::clients::raw_h2`]), so the refusal is exact and happens every time instead of once in a race:
 //! a `GOAWAY` whose last stream id is below the stream, or `RST_STREAM REFUSED_STREAM`.
 
 use std::collections::HashMap;
@@ -17,8 +17,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
+use crate::clients::raw_h2::{self, DATA, GOAWAY, HEADERS, SETTINGS};
 use crate::mesh::Mesh;
-use crate::raw_h2::{self, DATA, GOAWAY, HEADERS, SETTINGS};
 
 const PING: u8 = 0x6;
 const ACK: u8 = 0x1;

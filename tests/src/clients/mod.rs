@@ -1,4 +1,10 @@
-//! Clients that play the local app's part.
+//! Clients that play the local app's part: plain HTTP/1.1 and HTTP/2 requests here, background
+//! load in [`traffic`], and clients that break the rules on purpose ([`raw_h2`] frame by frame,
+//! [`tls_probe`] with a missing, foreign or expired certificate).
+
+pub mod raw_h2;
+pub mod tls_probe;
+pub mod traffic;
 
 use std::net::SocketAddr;
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::policy_mesh::{Answer, Caller};
+use crate::mesh::policy_mesh::{Answer, Caller};
 
 /// One request of the load: when it was sent, and what came back (`Err`: no HTTP answer).
 #[derive(Debug)]

@@ -145,10 +145,7 @@ pub fn mesh_discovery_client(
 }
 
 /// The next answer of a discovery watch, which must come within `deadline`.
-pub async fn next_resolution(
-    stream: &mut tonic::Streaming<Resolution>,
-    deadline: Duration,
-) -> Resolution {
+pub async fn next(stream: &mut tonic::Streaming<Resolution>, deadline: Duration) -> Resolution {
     tokio::time::timeout(deadline, stream.message())
         .await
         .unwrap_or_else(|_| panic!("a message within {deadline:?}"))
@@ -157,7 +154,7 @@ pub async fn next_resolution(
 }
 
 /// Nothing arrives on the watch for `quiet` (and the stream does not end).
-pub async fn no_resolution(stream: &mut tonic::Streaming<Resolution>, quiet: Duration, what: &str) {
+pub async fn quiet(stream: &mut tonic::Streaming<Resolution>, quiet: Duration, what: &str) {
     if let Ok(message) = tokio::time::timeout(quiet, stream.message()).await {
         panic!("expected no message ({what}), got {message:?}");
     }

@@ -1,5 +1,10 @@
-//! A mesh on loopback: one control plane with bootstrap tokens for a few identities, and
-//! proxies started on demand, all in this process.
+//! Meshes on loopback, all in this process: [`Mesh`] here (one control plane with bootstrap
+//! tokens for a few identities, proxies started on demand), [`policy_mesh`] for a service whose
+//! endpoints and ServicePolicy reach the caller through discovery, and [`control_plane_client`]
+//! for tests that speak to the control plane's gRPC port as a proxy would.
+
+pub mod control_plane_client;
+pub mod policy_mesh;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -282,9 +287,9 @@ impl Mesh {
     }
 
     /// A certificate for `account` from this mesh's CA, valid for the next minute.
-    pub fn client_cert(&self, account: &str) -> crate::tls_probe::ClientCert {
+    pub fn client_cert(&self, account: &str) -> crate::clients::tls_probe::ClientCert {
         let now = SystemTime::now();
-        crate::tls_probe::mesh_cert_valid(
+        crate::clients::tls_probe::mesh_cert_valid(
             &self.dir.path().join("control-plane"),
             &identity(account),
             now - Duration::from_secs(60),
@@ -299,8 +304,8 @@ impl Mesh {
         client: &str,
         addr: SocketAddr,
         server: &str,
-    ) -> crate::tls_probe::Answer {
-        crate::tls_probe::probe(
+    ) -> crate::clients::tls_probe::Answer {
+        crate::clients::tls_probe::probe(
             addr,
             weft_proxy::tls::alpn::MESH_H2,
             &self.trust_bundle(),
@@ -320,7 +325,7 @@ impl Mesh {
         server: &str,
         alpn: &[u8],
     ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-        crate::tls_probe::connect(
+        crate::clients::tls_probe::connect(
             addr,
             alpn,
             &self.trust_bundle(),

@@ -19,8 +19,9 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use weft_proxy::RunningProxy;
 
-use crate::fault_app::FaultApp;
+use crate::apps::fault_app::FaultApp;
 use crate::mesh::{Mesh, ProxyOptions, identity};
+use crate::observe::metrics;
 
 /// What the caller's listener leads to.
 pub const SERVICE: &str = "hello.demo:8080";
@@ -69,6 +70,13 @@ pub const POLICY_HEADER: &str = "apiVersion: weft.dev/v1alpha1\nkind: ServicePol
 /// A ServicePolicy for `hello.demo` whose `spec:` is `spec` (indented YAML below `spec:`).
 pub fn policy(spec: &str) -> String {
     format!("{POLICY_HEADER}spec:\n{spec}")
+}
+
+/// A ServicePolicy for `hello.demo` with a request timeout of `request` and nothing else.
+pub fn timeout_policy(request: &str) -> String {
+    policy(&format!(
+        "  client:\n    defaults:\n      timeouts: {{request: {request}}}\n"
+    ))
 }
 
 /// The MeshService `hello.demo`: port 8080 → `target_port` on each of `endpoints` (identity
@@ -302,9 +310,9 @@ impl PolicyMesh {
             .map(|(_, state)| state)
     }
 
-    /// One of the caller's metrics; see [`metric`].
+    /// One of the caller's metrics; see [`metrics::metric`].
     pub async fn metric(&self, series: &str) -> f64 {
-        metric(&self.client, series).await
+        metrics::metric(&self.client, series).await
     }
 }
 
@@ -329,26 +337,6 @@ pub async fn destination(proxy: &RunningProxy) -> Result<Option<serde_json::Valu
         .flatten()
         .find(|d| d["destination"] == DESTINATION)
         .cloned())
-}
-
-/// The value of `series` in a proxy's `/metrics`: `name` or `name{label="value",...}`. Labels
-/// given must match, labels not given may be anything; the values of every matching series are
-/// added up (0 when none matches). Histograms: ask for `name_count` or `name_sum`.
-pub async fn metric(proxy: &RunningProxy, series: &str) -> f64 {
-    let (_, text) = admin_get(proxy, "/metrics")
-        .await
-        .unwrap_or_else(|e| panic!("GET /metrics: {e}"));
-    metric_in(&text, series)
-}
-
-/// [`metric`] over Prometheus text already fetched.
-pub fn metric_in(text: &str, series: &str) -> f64 {
-    let (name, wanted) = weft_control_plane::prometheus_text::split(series);
-    let wanted: Vec<(&str, &str)> = wanted
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    weft_control_plane::prometheus_text::sum(text, name, &wanted)
 }
 
 /// A response read to its end, and how long it took.

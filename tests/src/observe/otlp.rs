@@ -23,7 +23,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use tempfile::TempDir;
 
-use crate::local_peer::python_importing;
+use crate::process::local_peer::python_importing;
 
 /// How long a Python program gets to print its `ready PORT` line (imports take ~0.5 s).
 const READY_DEADLINE: Duration = Duration::from_secs(15);
@@ -108,6 +108,13 @@ impl ExportedSpan {
     pub fn duration(&self) -> Duration {
         Duration::from_nanos(self.end_unix_nano.saturating_sub(self.start_unix_nano))
     }
+}
+
+/// The one span of `kind` among `spans` (panics, listing them, unless there is exactly one).
+pub fn one_of_kind<'a>(spans: &'a [ExportedSpan], kind: &str) -> &'a ExportedSpan {
+    let of_kind: Vec<_> = spans.iter().filter(|s| s.kind == kind).collect();
+    assert_eq!(of_kind.len(), 1, "one {kind} span expected: {spans:#?}");
+    of_kind[0]
 }
 
 /// `tests/e2e/otlp_collector.py` listening on loopback, killed when dropped.

@@ -20,8 +20,8 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::clients;
-use crate::local_peer::free_port;
-use crate::programs;
+use crate::ports::free_port;
+use crate::process::programs;
 
 /// One series of an instant vector: its labels and value.
 pub type Sample = (BTreeMap<String, String>, f64);

@@ -34,12 +34,17 @@
 //! [`Pods::create`] in any process deletes those whose pid is no longer alive (pids are assumed
 //! to be from one pid namespace).
 //!
+//! On top of it, [`pod_mesh`] runs weft in pods the way a cluster does (`weft-proxy init`, the
+//! sidecar as UID 1337) and [`pod_spec`] runs a pod spec's container the way the kubelet does.
+//!
 //! Needs root, iproute2, util-linux `setpriv` and tcpdump: start each test with [`available`].
 
 mod capture;
 mod names;
 mod netns;
 pub mod pcap;
+pub mod pod_mesh;
+pub mod pod_spec;
 mod process;
 
 use std::fmt;
@@ -57,7 +62,7 @@ pub use netns::{Netns, exists as netns_exists, list as netns_list};
 pub use pcap::{Segment, Stream, Traffic};
 pub use process::{Process, Ran, alive, output};
 
-use crate::programs;
+use crate::process::programs;
 use names::check_names;
 use process::Registry;
 

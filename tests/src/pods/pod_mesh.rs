@@ -9,9 +9,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::bins;
 use crate::mesh::{identity, token};
 use crate::pods::{Pod, Pods, Process, Ran};
+use crate::process::bins;
 
 /// The UID `weft-proxy init` exempts from interception, and the proxy runs as.
 pub const PROXY_UID: u32 = 1337;

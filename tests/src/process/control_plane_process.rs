@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
-use crate::{bins, clients, logged_process, wait};
+use crate::{clients, process::bins, process::logged_process, wait};
 
 pub struct ControlPlaneProcess {
     child: Child,

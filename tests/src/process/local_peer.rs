@@ -7,8 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::pod_mesh::peers_script;
-use crate::programs;
+use crate::pods::pod_mesh::peers_script;
+use crate::process::programs;
 
 /// A `python3` that can import `module` (the one on `PATH`, else the system's), or `None` after
 /// printing why the calling test is skipped (a failure under `WEFT_REQUIRE_PEERS`).
@@ -96,13 +96,4 @@ pub fn run_client(python: &str, args: &[&str], deadline: Duration) -> serde_json
         .map(str::to_owned)
         .unwrap_or_else(|| panic!("peers.py {} printed no JSON: {text}", args.join(" ")));
     serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad JSON from peers.py: {e}: {line}"))
-}
-
-/// A port free on 127.0.0.1 right now (for programs that take a port, not `0`).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }

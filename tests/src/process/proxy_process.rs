@@ -19,7 +19,7 @@ use weft_proxy::ProxyArgs;
 use crate::clients::{self, Reply};
 use crate::mesh::{Mesh, ProxyOptions};
 use crate::wait;
-use crate::{bins, logged_process};
+use crate::{process::bins, process::logged_process};
 
 const READY_DEADLINE: Duration = Duration::from_secs(10);
 /// How long the log may take to reach its end once the process has exited.

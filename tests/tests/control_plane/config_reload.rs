@@ -4,20 +4,19 @@
 //! reason), `[]` empties it on purpose, a rewrite applies, and a burst of writes makes one
 //! reload.
 
-#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
-
 use std::path::Path;
 use std::time::Duration;
 
 use tonic::Streaming;
 use weft_api::discovery::{Resolution, WatchRequest};
 use weft_certs::SpiffeId;
-use weft_tests::control_plane_client::{
-    certified_by_data_dir, discovery_client_at, next_resolution, no_resolution,
+use weft_tests::mesh::control_plane_client::{
+    certified_by_data_dir, discovery_client_at, next, quiet,
 };
-use weft_tests::control_plane_process::ControlPlaneProcess;
 use weft_tests::mesh::identity;
-use weft_tests::policy_mesh::metric_in;
+use weft_tests::mesh::policy_mesh::timeout_policy;
+use weft_tests::observe::metrics::metric_in;
+use weft_tests::process::control_plane_process::ControlPlaneProcess;
 use weft_tests::wait;
 
 /// A poll (0.5 s), the settling re-reads and the watch's answer, with room to spare.
@@ -26,13 +25,6 @@ const UPDATE_DEADLINE: Duration = Duration::from_secs(5);
 const QUIET: Duration = Duration::from_secs(2);
 
 const SERVICES: &str = "apiVersion: weft.dev/v1alpha1\nkind: MeshService\nmetadata: {name: hello, namespace: demo}\nspec:\n  ports: [{port: 8080}]\n  endpoints: [{address: 127.0.0.1, serviceAccount: hello}]\n";
-
-/// A ServicePolicy for hello.demo with a request timeout of `request`.
-fn hello_policy(request: &str) -> String {
-    format!(
-        "apiVersion: weft.dev/v1alpha1\nkind: ServicePolicy\nmetadata: {{name: hello, namespace: demo}}\nspec:\n  client:\n    defaults:\n      timeouts: {{request: {request}}}\n"
-    )
-}
 
 /// The request timeout of an answer's client policy, in milliseconds; `None` without a policy.
 fn request_timeout_ms(resolution: &Resolution) -> Option<u64> {
@@ -74,7 +66,7 @@ async fn setup() -> Setup {
         dir.path().join("policies.yaml"),
     );
     std::fs::write(&services, SERVICES).unwrap();
-    std::fs::write(&policies, hello_policy("2s")).unwrap();
+    std::fs::write(&policies, timeout_policy("2s")).unwrap();
     let data = dir.path().join("data");
     let control_plane = ControlPlaneProcess::start(
         &data,
@@ -99,7 +91,7 @@ async fn setup() -> Setup {
         .await
         .unwrap()
         .into_inner();
-    let first = next_resolution(&mut watch, UPDATE_DEADLINE).await;
+    let first = next(&mut watch, UPDATE_DEADLINE).await;
     assert!(first.known, "{first:?}");
     assert_eq!(request_timeout_ms(&first), Some(2000), "{first:?}");
     Setup {
@@ -132,7 +124,7 @@ async fn an_emptied_or_deleted_policies_file_keeps_the_last_good_policy() {
     let mut s = setup().await;
 
     std::fs::File::create(&s.policies).unwrap(); // truncates
-    no_resolution(
+    quiet(
         &mut s.watch,
         QUIET,
         "an emptied policies file changes nothing",
@@ -152,7 +144,7 @@ async fn an_emptied_or_deleted_policies_file_keeps_the_last_good_policy() {
     assert_eq!(empty_lines, 1, "{log}");
 
     std::fs::remove_file(&s.policies).unwrap();
-    no_resolution(
+    quiet(
         &mut s.watch,
         QUIET,
         "a deleted policies file changes nothing",
@@ -181,14 +173,14 @@ async fn an_emptied_or_deleted_policies_file_keeps_the_last_good_policy() {
     );
 
     std::fs::write(&s.policies, "# no policies for now\n[]\n").unwrap();
-    let none = next_resolution(&mut s.watch, UPDATE_DEADLINE).await;
+    let none = next(&mut s.watch, UPDATE_DEADLINE).await;
     assert_eq!(
         none.policy, None,
         "`[]` removes the policy on purpose: {none:?}"
     );
 
-    std::fs::write(&s.policies, hello_policy("3s")).unwrap();
-    let rewritten = next_resolution(&mut s.watch, UPDATE_DEADLINE).await;
+    std::fs::write(&s.policies, timeout_policy("3s")).unwrap();
+    let rewritten = next(&mut s.watch, UPDATE_DEADLINE).await;
     assert_eq!(request_timeout_ms(&rewritten), Some(3000), "{rewritten:?}");
     let metrics = s.control_plane.metrics().await.unwrap();
     assert_eq!(reloads(&metrics, &s.policies, "ok"), 2.0, "{metrics}");
@@ -200,7 +192,7 @@ async fn an_emptied_or_deleted_policies_file_keeps_the_last_good_policy() {
 async fn an_emptied_services_file_keeps_the_last_good_services() {
     let mut s = setup().await;
     std::fs::write(&s.services, "# being rewritten\n").unwrap();
-    no_resolution(
+    quiet(
         &mut s.watch,
         QUIET,
         "an emptied services file changes nothing",
@@ -224,16 +216,16 @@ async fn an_emptied_services_file_keeps_the_last_good_services() {
 async fn a_burst_of_writes_makes_one_reload_of_the_last_version() {
     let mut s = setup().await;
     for seconds in 3..=14 {
-        std::fs::write(&s.policies, hello_policy(&format!("{seconds}s"))).unwrap();
+        std::fs::write(&s.policies, timeout_policy(&format!("{seconds}s"))).unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let answer = next_resolution(&mut s.watch, UPDATE_DEADLINE).await;
+    let answer = next(&mut s.watch, UPDATE_DEADLINE).await;
     assert_eq!(
         request_timeout_ms(&answer),
         Some(14_000),
         "the first answer after the burst is its last version: {answer:?}"
     );
-    no_resolution(&mut s.watch, QUIET, "one answer for the whole burst").await;
+    quiet(&mut s.watch, QUIET, "one answer for the whole burst").await;
     let metrics = s.control_plane.metrics().await.unwrap();
     assert_eq!(reloads(&metrics, &s.policies, "ok"), 1.0, "{metrics}");
     assert_eq!(reloads(&metrics, &s.policies, "error"), 0.0, "{metrics}");

@@ -4,8 +4,6 @@
 //! past the per-identity stream limit; a connection that goes silent noticed by keepalive within
 //! its bound and replaced through another path.
 
-#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
-
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -17,14 +15,15 @@ use weft_certs::CertificateAuthority;
 use weft_control_plane::ca_secret::{self, SecretMaterial};
 use weft_proxy::tls::TlsStore;
 use weft_proxy::{ProxyConfig, RunningProxy};
-use weft_tests::control_plane_client::{self, certified_by_data_dir, discovery_client};
-use weft_tests::control_plane_process::ControlPlaneProcess;
-use weft_tests::mesh::{ProxyOptions, identity, wait_ready};
-use weft_tests::policy_mesh::{
-    DESTINATION, SERVICE, destination, endpoint_addresses, metric, metric_in, services_yaml,
+use weft_tests::apps::stalling_relay::StallingRelay;
+use weft_tests::clients::traffic::Traffic;
+use weft_tests::mesh::control_plane_client::{self, certified_by_data_dir, discovery_client};
+use weft_tests::mesh::policy_mesh::{
+    DESTINATION, SERVICE, destination, endpoint_addresses, services_yaml,
 };
-use weft_tests::stalling_relay::StallingRelay;
-use weft_tests::traffic::Traffic;
+use weft_tests::mesh::{ProxyOptions, identity, wait_ready};
+use weft_tests::observe::metrics::{metric, metric_at, metric_in};
+use weft_tests::process::control_plane_process::ControlPlaneProcess;
 use weft_tests::{Mesh, clients, wait};
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -101,7 +100,7 @@ async fn a_replica_killed_under_traffic_loses_no_request_and_the_survivor_carrie
     // Two hello backends (only the first is listed yet) and a caller, all on both replicas.
     let mut backends = Vec::new();
     for ip in &ips {
-        let app = weft_tests::fault_app::FaultApp::start(&format!("hello-{ip}")).await;
+        let app = weft_tests::apps::fault_app::FaultApp::start(&format!("hello-{ip}")).await;
         let options = ProxyOptions {
             app: Some(app.addr),
             inbound_listen: Some(SocketAddr::from((*ip, port))),
@@ -239,11 +238,7 @@ async fn watch(
 
 /// The value of `series` in the in-process control plane's `/metrics`.
 async fn control_plane_metric(mesh: &Mesh, series: &str) -> f64 {
-    let admin = mesh.control_plane.as_ref().unwrap().admin_addr;
-    let reply = clients::get(admin, "/metrics", "control-plane")
-        .await
-        .unwrap();
-    metric_in(&reply.body, series)
+    metric_at(mesh.control_plane.as_ref().unwrap().admin_addr, series).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -413,7 +408,7 @@ fn a_ca_key_readable_by_others_is_refused_and_created_keys_are_private() {
         assert_eq!(mode, 0o600, "{}", key.display());
     }
     std::fs::set_permissions(&ca.ca_key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let output = std::process::Command::new(weft_tests::bins::path("weft-control-plane"))
+    let output = std::process::Command::new(weft_tests::process::bins::path("weft-control-plane"))
         .arg(format!("--data-dir={}", dir.path().join("data").display()))
         .arg("--listen=127.0.0.1:0")
         .arg("--admin-listen=127.0.0.1:0")

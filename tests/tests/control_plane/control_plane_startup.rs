@@ -3,13 +3,11 @@
 //! cannot start (its port taken, a broken policy) exits non-zero with a readable error and
 //! leaves no bundle behind for anyone to wait on.
 
-#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
-
 use std::path::Path;
 use std::time::Duration;
 
 use weft_tests::clients;
-use weft_tests::control_plane_process::ControlPlaneProcess;
+use weft_tests::process::control_plane_process::ControlPlaneProcess;
 
 const EXIT_DEADLINE: Duration = Duration::from_secs(20);
 

@@ -2,8 +2,6 @@
 //! the test rewrites while streams are open: answers, live updates, a broken edit that changes
 //! nothing, refusals, reconnection, and shutdown with watches open.
 
-#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -13,8 +11,11 @@ use tonic::transport::Channel;
 use weft_api::discovery::discovery_client::DiscoveryClient;
 use weft_api::discovery::{Endpoint, PortProtocol, Resolution, WatchRequest};
 use weft_control_plane::{ControlPlaneConfig, RunningControlPlane};
-use weft_tests::mesh::identity;
-use weft_tests::{clients, control_plane_client, wait};
+use weft_tests::mesh::control_plane_client::{next, quiet};
+use weft_tests::mesh::policy_mesh::timeout_policy;
+use weft_tests::mesh::{identity, write_atomically};
+use weft_tests::observe::metrics::metric_at;
+use weft_tests::{clients, mesh::control_plane_client, wait};
 
 /// Longer than a reload takes (files are polled every second), short enough for a test.
 const UPDATE_DEADLINE: Duration = Duration::from_secs(5);
@@ -108,28 +109,13 @@ impl Fixture {
     /// A new watch and its first message.
     async fn resolve(&self, address: &str) -> (Streaming<Resolution>, Resolution) {
         let mut stream = self.watch(address).await.unwrap();
-        let first = next(&mut stream).await;
+        let first = next(&mut stream, UPDATE_DEADLINE).await;
         (stream, first)
     }
 
-    /// The control plane's `/metrics`, read over HTTP as Prometheus would.
-    async fn metrics(&self) -> String {
-        let reply = clients::get(self.control_plane().admin_addr, "/metrics", "control-plane")
-            .await
-            .unwrap();
-        assert_eq!(reply.status, 200);
-        reply.body
-    }
-
-    /// The value of `sample` (name and labels) in `/metrics`, or 0 if absent.
-    async fn metric(&self, sample: &str) -> f64 {
-        let prefix = format!("{sample} ");
-        self.metrics()
-            .await
-            .lines()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .map(|v| v.parse().unwrap())
-            .unwrap_or(0.0)
+    /// The value of `series` in the control plane's `/metrics`.
+    async fn metric(&self, series: &str) -> f64 {
+        metric_at(self.control_plane().admin_addr, series).await
     }
 
     fn reload_errors(&self) -> String {
@@ -140,37 +126,12 @@ impl Fixture {
     }
 }
 
-/// A ServicePolicy for hello.demo with a request timeout of `request`.
-fn hello_policy(request: &str) -> String {
-    format!(
-        "apiVersion: weft.dev/v1alpha1\nkind: ServicePolicy\nmetadata: {{name: hello, namespace: demo}}\nspec:\n  client:\n    defaults:\n      timeouts: {{request: {request}}}\n"
-    )
-}
-
 /// A discovery client that verifies the control plane's identity over TLS and presents the
 /// mesh certificate of `web`, as a proxy's watches do.
 fn client(control_plane: &RunningControlPlane) -> DiscoveryClient<Channel> {
     let data_dir = control_plane.trust_bundle_path.parent().unwrap();
     let store = control_plane_client::certified_by_data_dir(&identity("web"), data_dir);
     control_plane_client::discovery_client(control_plane, store, true)
-}
-
-/// Replaces a file in one step, as Kubernetes does with mounted ConfigMaps, so the poller never
-/// reads half of it.
-fn write_atomically(path: &Path, contents: &str) {
-    let temporary = path.with_extension("tmp");
-    std::fs::write(&temporary, contents).unwrap();
-    std::fs::rename(&temporary, path).unwrap();
-}
-
-/// The next message, which must come within the update deadline.
-async fn next(stream: &mut Streaming<Resolution>) -> Resolution {
-    weft_tests::control_plane_client::next_resolution(stream, UPDATE_DEADLINE).await
-}
-
-/// Nothing arrives for a while (and the stream does not end).
-async fn quiet(stream: &mut Streaming<Resolution>, what: &str) {
-    weft_tests::control_plane_client::no_resolution(stream, QUIET, what).await
 }
 
 fn hello_endpoint(address: &str) -> Endpoint {
@@ -232,10 +193,10 @@ async fn watches_follow_the_file_and_survive_a_broken_edit() {
         hello_endpoint("10.200.0.2:8080"),
         hello_endpoint("10.200.0.3:8080"),
     ]);
-    assert_eq!(next(&mut vip).await, grown);
+    assert_eq!(next(&mut vip, UPDATE_DEADLINE).await, grown);
     assert_eq!(fixture.metric("weft_discovery_endpoints").await, 3.0);
     // The other service did not change, so its watch hears nothing.
-    quiet(&mut db, "db is unchanged").await;
+    quiet(&mut db, QUIET, "db is unchanged").await;
 
     // A broken edit: logged, counted, and nothing changes for anyone.
     let errors_before = fixture.metric(&fixture.reload_errors()).await;
@@ -247,7 +208,7 @@ async fn watches_follow_the_file_and_survive_a_broken_edit() {
         (fixture.metric(&fixture.reload_errors()).await == errors_before + 1.0).then_some(())
     })
     .await;
-    quiet(&mut vip, "a broken file keeps the last good answer").await;
+    quiet(&mut vip, QUIET, "a broken file keeps the last good answer").await;
     assert_eq!(fixture.metric("weft_discovery_endpoints").await, 3.0);
     // A new watch gets the last good answer too.
     let (_again, first) = fixture.resolve(HELLO_VIP).await;
@@ -256,7 +217,7 @@ async fn watches_follow_the_file_and_survive_a_broken_edit() {
     // Fixed again, with one endpoint gone: the open stream follows.
     write_atomically(&fixture.services, &services(ONE_ENDPOINT));
     assert_eq!(
-        next(&mut vip).await,
+        next(&mut vip, UPDATE_DEADLINE).await,
         hello(vec![hello_endpoint("10.200.0.2:8080")])
     );
 }
@@ -382,7 +343,10 @@ async fn a_broken_services_file_stops_startup_and_no_file_means_unknown() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(next(&mut stream).await, Resolution::default());
+    assert_eq!(
+        next(&mut stream, UPDATE_DEADLINE).await,
+        Resolution::default()
+    );
     control_plane.shutdown().await;
 }
 
@@ -402,9 +366,9 @@ async fn policy_edits_reach_open_watches_and_a_broken_edit_keeps_the_last_good()
     let (mut db, _) = fixture.resolve(DB_VIP).await;
 
     let file = fixture.policies.join("hello.yaml");
-    write_atomically(&file, &hello_policy("3s"));
+    write_atomically(&file, &timeout_policy("3s"));
     let written = std::time::Instant::now();
-    let update = next(&mut by_vip).await;
+    let update = next(&mut by_vip, UPDATE_DEADLINE).await;
     // One poll of the directory (every second), with room for a busy machine.
     assert!(
         written.elapsed() < Duration::from_millis(2000),
@@ -420,12 +384,12 @@ async fn policy_edits_reach_open_watches_and_a_broken_edit_keeps_the_last_good()
     let timeouts = policy.default_rules.unwrap().timeouts.unwrap();
     assert_eq!(timeouts.request_ms, 3_000);
     assert_eq!(update.endpoints, first.endpoints);
-    assert_eq!(next(&mut by_name).await, update);
+    assert_eq!(next(&mut by_name, UPDATE_DEADLINE).await, update);
     assert_eq!(fixture.metric("weft_policies").await, 1.0);
 
     // A broken edit: logged, counted, and the last good policy stays in force.
-    write_atomically(&file, &hello_policy("3 s"));
-    quiet(&mut by_vip, "a broken policy edit").await;
+    write_atomically(&file, &timeout_policy("3 s"));
+    quiet(&mut by_vip, QUIET, "a broken policy edit").await;
     let errors = format!(
         r#"weft_config_reloads_total{{file="{}",result="error"}}"#,
         fixture.policies.display()
@@ -437,8 +401,8 @@ async fn policy_edits_reach_open_watches_and_a_broken_edit_keeps_the_last_good()
 
     // Removed: the answer goes back to no policy; other services never heard of any of it.
     std::fs::remove_file(&file).unwrap();
-    assert_eq!(next(&mut by_vip).await.policy, None);
-    quiet(&mut db, "edits of another service's policy").await;
+    assert_eq!(next(&mut by_vip, UPDATE_DEADLINE).await.policy, None);
+    quiet(&mut db, QUIET, "edits of another service's policy").await;
     assert_eq!(fixture.metric("weft_policies").await, 0.0);
 }
 
@@ -448,7 +412,7 @@ async fn a_broken_policy_file_stops_startup_with_every_problem() {
     let policies = dir.path().join("policies.yaml");
     std::fs::write(
         &policies,
-        hello_policy("3 s").replace("timeouts", "timeout"),
+        timeout_policy("3 s").replace("timeouts", "timeout"),
     )
     .unwrap();
     let mut config = ControlPlaneConfig::local(dir.path().join("control-plane"));

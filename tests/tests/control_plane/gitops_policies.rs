@@ -4,13 +4,11 @@
 //! skip the rest by one rule, so a folder the check accepts is one the control plane loads, and a
 //! broken one is refused by both with the same `file:line:column` lines.
 
-#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
-
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use weft_tests::bins;
-use weft_tests::control_plane_process::ControlPlaneProcess;
+use weft_tests::process::bins;
+use weft_tests::process::control_plane_process::ControlPlaneProcess;
 
 const GOOD: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),

@@ -1,8 +1,6 @@
 //! The control plane's Certify call over real gRPC and TLS: one success, and each refusal with
 //! its own status, message, reason metadata and metric.
 
-#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
-
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -14,11 +12,11 @@ use weft_certs::{SpiffeId, TrustBundle};
 use weft_proxy::identity::control_plane;
 use weft_proxy::tls::TlsStore;
 use weft_tests::Mesh;
-use weft_tests::control_plane_client::identity_client_from;
-use weft_tests::control_plane_process::ControlPlaneProcess;
+use weft_tests::mesh::control_plane_client::identity_client_from;
 use weft_tests::mesh::{identity, token};
-use weft_tests::policy_mesh::metric_in;
-use weft_tests::{logged_process, wait};
+use weft_tests::observe::metrics::metric_in;
+use weft_tests::process::control_plane_process::ControlPlaneProcess;
+use weft_tests::{process::logged_process, wait};
 
 fn csr_with(alg: &'static rcgen::SignatureAlgorithm, id: &SpiffeId) -> Vec<u8> {
     let key = KeyPair::generate_for(alg).unwrap();

@@ -2,8 +2,6 @@
 //! plane's Kubernetes sources are tested against the API semantics they rely on (list then watch
 //! from the list's revision, 410 Gone forcing a relist, bookmarks, status writes, bearer tokens).
 
-#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
-
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -11,7 +9,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::watcher::{self, Event};
 use serde_json::json;
-use weft_tests::fake_apiserver::FakeApiServer;
+use weft_tests::kubernetes::fake_apiserver::FakeApiServer;
 
 async fn client(api: &FakeApiServer) -> kube::Client {
     weft_control_plane::kubernetes::connect(Some(api.kubeconfig()))

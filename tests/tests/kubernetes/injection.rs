@@ -9,8 +9,6 @@
 //! Needs curl, python3 with jsonpatch and kubernetes-validate (pip); without them each test says
 //! what is missing and is skipped (with `WEFT_REQUIRE_PEERS=1` it fails).
 
-#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,8 +18,8 @@ use base64::Engine;
 use serde_json::{Value, json};
 use weft_control_plane::config::{ServiceAccountValidation, WebhookListen};
 use weft_control_plane::{ControlPlaneConfig, RunningControlPlane};
-use weft_tests::fake_apiserver::FakeApiServer;
-use weft_tests::programs;
+use weft_tests::kubernetes::fake_apiserver::FakeApiServer;
+use weft_tests::process::programs;
 
 const SERVICE_NAME: &str = "weft-control-plane.weft-system.svc";
 const VERSIONS: [&str; 2] = ["1.29.0", "1.33.0"];
@@ -306,7 +304,7 @@ async fn recorded_reviews_get_patches_that_make_valid_pods_and_a_second_review_c
         let (response, _) = admit(&cp, fixture, enabled).await;
         assert!(response.get("patch").is_none(), "{fixture}: {response}");
     }
-    let metrics = weft_tests::policy_mesh::metric_in(
+    let metrics = weft_tests::observe::metrics::metric_in(
         &cp.metrics.render(),
         "weft_injections_total{result=\"injected\"}",
     );
@@ -381,12 +379,18 @@ async fn the_webhook_answers_garbage_unknown_kinds_and_oversized_bodies_with_cle
     assert!(body.contains("\"patchType\":\"JSONPatch\""), "{body}");
     let text = cp.metrics.render();
     assert_eq!(
-        weft_tests::policy_mesh::metric_in(&text, "weft_injections_total{result=\"bad_request\"}"),
+        weft_tests::observe::metrics::metric_in(
+            &text,
+            "weft_injections_total{result=\"bad_request\"}"
+        ),
         3.0,
         "{text}"
     );
     assert_eq!(
-        weft_tests::policy_mesh::metric_in(&text, "weft_injections_total{result=\"too_large\"}"),
+        weft_tests::observe::metrics::metric_in(
+            &text,
+            "weft_injections_total{result=\"too_large\"}"
+        ),
         1.0,
         "{text}"
     );
@@ -394,7 +398,7 @@ async fn the_webhook_answers_garbage_unknown_kinds_and_oversized_bodies_with_cle
 
 fn weft(args: &[&str], stdin: Option<&str>) -> String {
     use std::io::Write;
-    let mut child = Command::new(weft_tests::bins::path("weft"))
+    let mut child = Command::new(weft_tests::process::bins::path("weft"))
         .args(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

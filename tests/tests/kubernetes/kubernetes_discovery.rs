@@ -4,8 +4,6 @@
 //! client (as a proxy) watches addresses over TLS. The tests edit the cluster while streams are
 //! open and check what the client is told, and when.
 
-#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
-
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -15,7 +13,10 @@ use tonic::transport::Channel;
 use weft_api::discovery::discovery_client::DiscoveryClient;
 use weft_api::discovery::{Endpoint, Resolution, WatchRequest};
 use weft_control_plane::RunningControlPlane;
-use weft_tests::fake_apiserver::{FakeApiServer, fixture};
+use weft_tests::kubernetes::fake_apiserver::{FakeApiServer, fixture};
+use weft_tests::mesh::control_plane_client::{next, quiet};
+use weft_tests::observe::metrics::metric_at;
+use weft_tests::ports::free_port;
 use weft_tests::{clients, wait};
 
 /// What the issue asks of a change: it reaches watching proxies within a second.
@@ -63,7 +64,8 @@ impl Cluster {
         let dir = tempfile::tempdir().unwrap();
         let config = api.control_plane_config(dir.path().join("control-plane"));
         let control_plane = weft_control_plane::start(config).await.unwrap();
-        let client = weft_tests::control_plane_client::mesh_discovery_client(&control_plane, "web");
+        let client =
+            weft_tests::mesh::control_plane_client::mesh_discovery_client(&control_plane, "web");
         Self {
             api,
             _dir: dir,
@@ -97,16 +99,9 @@ impl Cluster {
             .unwrap()
     }
 
-    /// The value of `sample` (name and labels) in `/metrics`, or 0 if absent.
-    async fn metric(&self, sample: &str) -> f64 {
-        let prefix = format!("{sample} ");
-        self.admin("/metrics")
-            .await
-            .body
-            .lines()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .map(|v| v.parse().unwrap())
-            .unwrap_or(0.0)
+    /// The value of `series` in the control plane's `/metrics`.
+    async fn metric(&self, series: &str) -> f64 {
+        metric_at(self.control_plane.admin_addr, series).await
     }
 
     /// Requests the fake API server has seen that start with `prefix`.
@@ -117,16 +112,6 @@ impl Cluster {
             .filter(|r| r.starts_with(prefix))
             .count()
     }
-}
-
-/// The next message, which must come within `deadline`.
-async fn next(stream: &mut Streaming<Resolution>, deadline: Duration) -> Resolution {
-    weft_tests::control_plane_client::next_resolution(stream, deadline).await
-}
-
-/// Nothing arrives for a while (and the stream does not end).
-async fn quiet(stream: &mut Streaming<Resolution>, what: &str) {
-    weft_tests::control_plane_client::no_resolution(stream, QUIET, what).await
 }
 
 fn meshed(address: &str) -> Endpoint {
@@ -304,7 +289,7 @@ async fn a_relist_after_410_gone_sends_nothing_and_a_later_change_arrives() {
     })
     .await;
     assert_eq!(cluster.metric(errors).await, 1.0);
-    quiet(&mut stream, "a relist that changes nothing").await;
+    quiet(&mut stream, QUIET, "a relist that changes nothing").await;
 
     let mut slice = fixture("endpointslice-payments-a");
     slice["endpoints"][0]["conditions"]["ready"] = json!(false);
@@ -352,7 +337,7 @@ async fn until_the_first_list_watches_wait_and_ready_fails_then_an_outage_keeps_
     let opened = Instant::now();
     let mut stream = cluster.watch(PAYMENTS_VIP).await;
     // No "unknown" guessed while the cluster has not been listed.
-    quiet(&mut stream, "before the first list").await;
+    quiet(&mut stream, QUIET, "before the first list").await;
     wait::until(SLOW_DEADLINE, "errors counted while down", || async {
         (cluster
             .metric(r#"weft_kubernetes_watch_errors_total{resource="pods"}"#)
@@ -389,7 +374,7 @@ async fn until_the_first_list_watches_wait_and_ready_fails_then_an_outage_keeps_
         Some("prod"),
         "payments-7x2kq",
     );
-    quiet(&mut stream, "while the API server is down").await;
+    quiet(&mut stream, QUIET, "while the API server is down").await;
     cluster.api.set_down(false);
     let after = next(&mut stream, SLOW_DEADLINE).await;
     assert_eq!(after.endpoints.len(), 2);
@@ -442,14 +427,6 @@ impl Drop for Process {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `VmRSS` and `VmHWM` (peak) of a process, in KiB.
 fn rss_kib(pid: u32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -468,7 +445,7 @@ fn rss_kib(pid: u32) -> (u64, u64) {
 async fn control_plane_memory(api: &FakeApiServer, pods: usize) -> (u64, u64) {
     let dir = tempfile::tempdir().unwrap();
     let admin: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let child = std::process::Command::new(weft_tests::bins::path("weft-control-plane"))
+    let child = std::process::Command::new(weft_tests::process::bins::path("weft-control-plane"))
         .args(["--listen", &format!("127.0.0.1:{}", free_port())])
         .args(["--admin-listen", &admin.to_string()])
         .arg("--data-dir")

@@ -3,8 +3,6 @@
 //! over gRPC and TLS reading `Resolution.policy` as a proxy would. Statuses are read back from
 //! the API server, as `kubectl get -o yaml` would show them.
 
-#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
-
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -14,8 +12,9 @@ use tonic::transport::Channel;
 use weft_api::discovery::discovery_client::DiscoveryClient;
 use weft_api::discovery::{Resolution, WatchRequest};
 use weft_control_plane::RunningControlPlane;
-use weft_tests::fake_apiserver::{FakeApiServer, fixture};
-use weft_tests::policy_mesh::metric_in;
+use weft_tests::kubernetes::fake_apiserver::{FakeApiServer, fixture};
+use weft_tests::mesh::control_plane_client::{next, quiet};
+use weft_tests::observe::metrics::metric_at;
 use weft_tests::{clients, wait};
 
 const API_VERSION: &str = "weft.dev/v1alpha1";
@@ -48,7 +47,8 @@ impl Fixture {
             config.policies = Some(path);
         }
         let control_plane = weft_control_plane::start(config).await.unwrap();
-        let client = weft_tests::control_plane_client::mesh_discovery_client(&control_plane, "web");
+        let client =
+            weft_tests::mesh::control_plane_client::mesh_discovery_client(&control_plane, "web");
         Self {
             _dir: dir,
             control_plane,
@@ -78,26 +78,15 @@ impl Fixture {
     ) -> (Streaming<Resolution>, Resolution) {
         wait::until(DEADLINE, what, || async {
             let mut stream = self.watch(address).await;
-            let first = next(&mut stream).await;
+            let first = next(&mut stream, DEADLINE).await;
             ready(&first).then_some((stream, first))
         })
         .await
     }
 
     async fn metric(&self, series: &str) -> f64 {
-        let reply = clients::get(self.control_plane.admin_addr, "/metrics", "control-plane")
-            .await
-            .unwrap();
-        metric_in(&reply.body, series)
+        metric_at(self.control_plane.admin_addr, series).await
     }
-}
-
-async fn next(stream: &mut Streaming<Resolution>) -> Resolution {
-    weft_tests::control_plane_client::next_resolution(stream, DEADLINE).await
-}
-
-async fn quiet(stream: &mut Streaming<Resolution>, what: &str) {
-    weft_tests::control_plane_client::no_resolution(stream, QUIET, what).await
 }
 
 /// The request timeout and retry limit of an answer's client policy.
@@ -154,7 +143,7 @@ async fn a_valid_service_policy_is_accepted_and_reaches_a_watching_client() {
 
     let stored = api.put(fixture("servicepolicy-payments"));
     let generation = stored["metadata"]["generation"].as_i64().unwrap();
-    let update = next(&mut stream).await;
+    let update = next(&mut stream, DEADLINE).await;
     assert_eq!(request_and_limit(&update), Some((10_000, 2)), "{update:?}");
     assert_eq!(update.endpoints, first.endpoints);
     let policy = update.policy.as_ref().unwrap();
@@ -174,13 +163,13 @@ async fn a_valid_service_policy_is_accepted_and_reaches_a_watching_client() {
     // The status write does not bump the generation, and is not answered by another check.
     let checked = r#"weft_custom_resources_checked_total{kind="ServicePolicy",result="accepted"}"#;
     assert_eq!(fixture_.metric(checked).await, 1.0);
-    quiet(&mut stream, "the control plane's own status write").await;
+    quiet(&mut stream, QUIET, "the control plane's own status write").await;
     assert_eq!(fixture_.metric(checked).await, 1.0);
     assert_eq!(fixture_.metric("weft_policies").await, 1.0);
 
     // Deleted: the answer goes back to the built-in defaults.
     api.delete(API_VERSION, "ServicePolicy", Some("prod"), "payments");
-    assert_eq!(next(&mut stream).await.policy, None);
+    assert_eq!(next(&mut stream, DEADLINE).await.policy, None);
 }
 
 #[tokio::test]
@@ -222,7 +211,7 @@ async fn an_invalid_edit_keeps_the_last_accepted_policy_until_it_is_fixed() {
         status["acceptedGeneration"], 1,
         "generation 1 stays in force"
     );
-    quiet(&mut stream, "an invalid edit").await;
+    quiet(&mut stream, QUIET, "an invalid edit").await;
     let fresh = fixture_
         .watch_until(PAYMENTS_VIP, "a fresh answer", |_| true)
         .await
@@ -238,7 +227,7 @@ async fn an_invalid_edit_keeps_the_last_accepted_policy_until_it_is_fixed() {
         json!("5s"),
     );
     api.put(fixed);
-    let update = next(&mut stream).await;
+    let update = next(&mut stream, DEADLINE).await;
     assert_eq!(request_and_limit(&update), Some((5_000, 1)), "{update:?}");
     let (status, condition) = accepted_condition(&api, "ServicePolicy", "payments", 3).await;
     assert_eq!(condition["status"], "True", "{status}");
@@ -359,7 +348,7 @@ async fn an_object_deleted_while_the_api_server_was_away_is_dropped_at_the_relis
     api.delete(API_VERSION, "ServicePolicy", Some("prod"), "payments");
     api.expire_watches();
     api.set_down(false);
-    let update = next(&mut stream).await;
+    let update = next(&mut stream, DEADLINE).await;
     assert_eq!(update.policy, None, "{update:?}");
     assert!(update.known, "the MeshService object is still listed");
     let lists = api

@@ -1,10 +1,8 @@
 //! Service-account tokens checked with the Kubernetes API server's help (`--kubernetes`), by
 //! both documented methods: offline against the issuer keys fetched from `/openid/v1/jwks`
 //! (refreshed on an unknown `kid`), and TokenReview. The API server is the fake one
-//! (`weft_tests::fake_apiserver`) so kube's real client and TLS run; tokens are signed in the
-//! test with the claim shape of projected tokens (`weft_tests::sa_token`).
-
-#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
+//! (`weft_tests::kubernetes::fake_apiserver`) so kube's real client and TLS run; tokens are signed in the
+//! test with the claim shape of projected tokens (`weft_tests::kubernetes::sa_token`).
 
 use std::time::Duration;
 
@@ -13,9 +11,10 @@ use weft_api::identity::identity_client::IdentityClient;
 use weft_control_plane::config::ServiceAccountValidation;
 use weft_proxy::ProxyConfig;
 use weft_proxy::identity::control_plane;
-use weft_tests::fake_apiserver::{FakeApiServer, ReviewedToken};
+use weft_tests::kubernetes::fake_apiserver::{FakeApiServer, ReviewedToken};
+use weft_tests::kubernetes::sa_token::{ISSUER, Issuer};
 use weft_tests::mesh::{Mesh, ProxyOptions, wait_ready};
-use weft_tests::sa_token::{ISSUER, Issuer};
+use weft_tests::observe::metrics::metric_in;
 
 /// The mesh's control plane restarted with `--kubernetes` against `api`.
 async fn mesh_on(api: &FakeApiServer, validation: ServiceAccountValidation) -> Mesh {
@@ -87,10 +86,9 @@ fn assert_refused(
 
 fn certify_count(mesh: &Mesh, result: &str) -> f64 {
     let metrics = mesh.control_plane.as_ref().unwrap().metrics.render();
-    weft_control_plane::prometheus_text::sum(
+    metric_in(
         &metrics,
-        "weft_certify_requests_total",
-        &[("result", result)],
+        &format!("weft_certify_requests_total{{result=\"{result}\"}}"),
     )
 }
 

@@ -6,11 +6,9 @@
 //! Skipped unless both programs are installed; under `WEFT_REQUIRE_PEERS=1` (CI) a missing one
 //! fails instead.
 
-#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
-
 use std::path::PathBuf;
 
-use weft_tests::programs;
+use weft_tests::process::programs;
 
 /// The oldest Kubernetes we support (native sidecars) and a recent one.
 const VERSIONS: [&str; 2] = ["1.29.0", "1.33.0"];
@@ -237,7 +235,7 @@ fn the_crd_files_are_what_the_code_generates() {
         );
     }
     // The binary prints the same, joined by `---`.
-    let out = std::process::Command::new(weft_tests::bins::path("weft"))
+    let out = std::process::Command::new(weft_tests::process::bins::path("weft"))
         .arg("crds")
         .output()
         .unwrap();

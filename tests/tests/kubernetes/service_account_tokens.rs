@@ -1,16 +1,14 @@
 //! Proxies authenticating with Kubernetes service-account tokens, validated offline by the
 //! control plane against the issuer's keys (`--service-account-jwks`): a real control plane and
 //! real proxies on loopback, tokens signed in the test with the claim shape of projected tokens
-//! (`weft_tests::sa_token`).
-
-#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
+//! (`weft_tests::kubernetes::sa_token`).
 
 use std::time::Duration;
 
-use weft_control_plane::prometheus_text::sum;
 use weft_proxy::ProxyConfig;
+use weft_tests::kubernetes::sa_token::Issuer;
 use weft_tests::mesh::{Mesh, ProxyOptions, wait_ready};
-use weft_tests::sa_token::Issuer;
+use weft_tests::observe::metrics::metric_in;
 use weft_tests::wait;
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -48,11 +46,7 @@ async fn a_projected_token_gets_its_service_accounts_certificate() {
     );
     let metrics = mesh.control_plane.as_ref().unwrap().metrics.render();
     assert_eq!(
-        sum(
-            &metrics,
-            "weft_certify_requests_total",
-            &[("result", "issued")]
-        ),
+        metric_in(&metrics, r#"weft_certify_requests_total{result="issued"}"#),
         1.0
     );
     // Bootstrap tokens keep working beside them.
@@ -94,10 +88,9 @@ async fn each_bad_token_is_refused_for_its_reason() {
         let control_plane = mesh.control_plane.as_ref().unwrap();
         wait::until(Duration::from_secs(10), reason, || async {
             let metrics = control_plane.metrics.render();
-            (sum(
+            (metric_in(
                 &metrics,
-                "weft_certify_requests_total",
-                &[("result", reason)],
+                &format!("weft_certify_requests_total{{result=\"{reason}\"}}"),
             ) >= 1.0)
                 .then_some(())
         })
@@ -110,11 +103,7 @@ async fn each_bad_token_is_refused_for_its_reason() {
     }
     let metrics = mesh.control_plane.as_ref().unwrap().metrics.render();
     assert_eq!(
-        sum(
-            &metrics,
-            "weft_certify_requests_total",
-            &[("result", "issued")]
-        ),
+        metric_in(&metrics, r#"weft_certify_requests_total{result="issued"}"#),
         0.0
     );
 }
@@ -134,11 +123,7 @@ async fn a_rotated_issuer_key_is_picked_up_from_the_file() {
         "the broken file to be refused",
         || async {
             let metrics = control_plane.metrics.render();
-            (sum(
-                &metrics,
-                "weft_config_reloads_total",
-                &[("result", "error")],
-            ) >= 1.0)
+            (metric_in(&metrics, r#"weft_config_reloads_total{result="error"}"#) >= 1.0)
                 .then_some(())
         },
     )
@@ -151,7 +136,7 @@ async fn a_rotated_issuer_key_is_picked_up_from_the_file() {
         "the new keys to be loaded",
         || async {
             let metrics = control_plane.metrics.render();
-            (sum(&metrics, "weft_config_reloads_total", &[("result", "ok")]) >= 1.0).then_some(())
+            (metric_in(&metrics, r#"weft_config_reloads_total{result="ok"}"#) >= 1.0).then_some(())
         },
     )
     .await;

@@ -3,8 +3,6 @@
 //! name, a missing CRD, a control plane that is not ready, no permission to install, an old
 //! Kubernetes) fails with its own line and exit status 1.
 
-#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
-
 use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::Arc;
@@ -14,7 +12,7 @@ use base64::Engine;
 use rcgen::{CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use serde_json::json;
 use tokio::net::TcpListener;
-use weft_tests::fake_apiserver::{FakeApiServer, fixture};
+use weft_tests::kubernetes::fake_apiserver::{FakeApiServer, fixture};
 use weft_tests::mesh::{Mesh, ProxyOptions, wait_ready};
 
 const SERVICE_NAME: &str = "weft-control-plane.weft-system.svc";
@@ -114,7 +112,7 @@ async fn healthy() -> (FakeApiServer, Issuer<'static, KeyPair>, SocketAddr) {
 
 /// `weft check ARGS` against `api`: exit success and the output.
 fn weft_check(api: &FakeApiServer, args: &[&str]) -> (bool, String) {
-    let out = Command::new(weft_tests::bins::path("weft"))
+    let out = Command::new(weft_tests::process::bins::path("weft"))
         .arg("check")
         .arg("--kubeconfig")
         .arg(api.kubeconfig())

@@ -6,8 +6,6 @@
 //! connection they travel on. When every caller shared one connection to the app, unrelated
 //! requests through the mesh queued behind them and timed out; each caller now has its own.
 
-#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,7 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use weft_tests::mesh::Sidecars;
-use weft_tests::{Mesh, clients, raw_h2, wait};
+use weft_tests::{Mesh, clients, clients::raw_h2, wait};
 
 const HOUR: Duration = Duration::from_secs(3600);
 /// The app's `SETTINGS_MAX_CONCURRENT_STREAMS`.

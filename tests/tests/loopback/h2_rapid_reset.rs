@@ -7,8 +7,6 @@
 //! h2 counts a reset only for a stream still waiting to be taken up by the server, so the short
 //! floods go out in one write: the server reads it in one go, before it takes up any stream.
 
-#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -18,9 +16,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use weft_proxy::RunningProxy;
 use weft_proxy::tls::alpn;
-use weft_tests::fault_app::FaultApp;
+use weft_tests::apps::fault_app::FaultApp;
+use weft_tests::clients::raw_h2::{self, ENHANCE_YOUR_CALM, Ending};
 use weft_tests::mesh::Sidecars;
-use weft_tests::raw_h2::{self, ENHANCE_YOUR_CALM, Ending};
 use weft_tests::wait;
 use weft_tests::{Mesh, ProxyOptions};
 

@@ -3,8 +3,6 @@
 //! listener): the status RFC 9110/9112 give, and each refusal counted in
 //! `weft_proxy_errors_total{direction,reason}`.
 
-#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -14,6 +12,7 @@ use weft_proxy::RunningProxy;
 use weft_tests::Mesh;
 use weft_tests::apps::HttpApp;
 use weft_tests::mesh::Sidecars;
+use weft_tests::observe::metrics::metric_in;
 
 const HOUR: Duration = Duration::from_secs(3600);
 /// The proxy's HTTP/1 header read timeout (`http_server::HEADER_READ_TIMEOUT`), and a margin.
@@ -36,14 +35,8 @@ async fn exchange(addr: SocketAddr, request: Vec<u8>, within: Duration) -> Strin
 }
 
 fn refused(proxy: &RunningProxy, direction: &str, reason: &str) -> u64 {
-    let series =
-        format!(r#"weft_proxy_errors_total{{direction="{direction}",reason="{reason}"}} "#);
-    proxy
-        .metrics
-        .render()
-        .lines()
-        .find_map(|l| l.strip_prefix(&series)?.parse().ok())
-        .unwrap_or(0)
+    let series = format!(r#"weft_proxy_errors_total{{direction="{direction}",reason="{reason}"}}"#);
+    metric_in(&proxy.metrics.render(), &series) as u64
 }
 
 /// Both sidecars' HTTP/1 listeners, each with the direction its metrics say.

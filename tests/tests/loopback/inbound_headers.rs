@@ -3,8 +3,6 @@
 //! plaintext caller or as a peer proxy over mutual TLS), checked by what the app received and
 //! what the caller got back.
 
-#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
-
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,10 +11,10 @@ use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use weft_proxy::tls::alpn;
+use weft_tests::apps::fault_app::{self, FaultApp};
 use weft_tests::clients::{self, Reply};
-use weft_tests::fault_app::{self, FaultApp};
 use weft_tests::mesh::{Sidecars, identity};
-use weft_tests::policy_mesh::metric;
+use weft_tests::observe::metrics::metric;
 use weft_tests::{Mesh, ProxyOptions};
 
 const HOUR: Duration = Duration::from_secs(3600);

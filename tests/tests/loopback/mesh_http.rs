@@ -1,7 +1,5 @@
 //! Requests through a client proxy and a server proxy to an app, on loopback.
 
-#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
-
 use std::time::Duration;
 
 use weft_tests::apps::HttpApp;
@@ -38,7 +36,7 @@ async fn http1_request_reaches_the_app_and_the_app_learns_the_callers_identity()
     let metrics = server.metrics.render();
     let series = r#"weft_requests_total{direction="inbound",source_identity="spiffe://cluster.local/ns/demo/sa/web",destination_identity="spiffe://cluster.local/ns/demo/sa/hello",status_code="200",answered_by="app"}"#;
     assert_eq!(
-        weft_tests::policy_mesh::metric_in(&metrics, series),
+        weft_tests::observe::metrics::metric_in(&metrics, series),
         1.0,
         "{metrics}"
     );
@@ -279,7 +277,7 @@ async fn an_upload_abandoned_mid_body_ends_at_the_app_and_the_connection_serves_
     use bytes::Bytes;
     use http_body_util::{BodyExt, StreamBody};
     use hyper::body::Frame;
-    use weft_tests::fault_app::FaultApp;
+    use weft_tests::apps::fault_app::FaultApp;
 
     let mesh = Mesh::start(Duration::from_secs(3600)).await;
     let app = FaultApp::start("hello").await;
@@ -312,7 +310,7 @@ async fn an_upload_abandoned_mid_body_ends_at_the_app_and_the_connection_serves_
         "the app to see the upload end",
         || async {
             let seen = app.seen();
-            (seen[0].outcome != weft_tests::fault_app::Outcome::Pending).then_some(seen)
+            (seen[0].outcome != weft_tests::apps::fault_app::Outcome::Pending).then_some(seen)
         },
     )
     .await;

@@ -2,14 +2,12 @@
 //! `openssl s_client` as a TLS peer with and without the right certificate.
 //! Skipped with a message when the program is not installed; `.ci/run` installs them.
 
-#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
-
 use std::time::{Duration, SystemTime};
 
 use weft_tests::apps::HttpApp;
+use weft_tests::clients::tls_probe::{foreign_cert, mesh_cert_valid};
 use weft_tests::mesh::identity;
-use weft_tests::tls_probe::{foreign_cert, mesh_cert_valid};
-use weft_tests::{Mesh, ProxyOptions, programs};
+use weft_tests::{Mesh, ProxyOptions, process::programs};
 
 const HOUR: Duration = Duration::from_secs(3600);
 

@@ -1,15 +1,13 @@
 //! Between sidecars and to the control plane, the key exchange is the hybrid post-quantum
 //! `X25519MLKEM768` when both sides speak it, and classical X25519 with a client that does not.
 
-#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
-
 use std::time::Duration;
 
 use rustls::NamedGroup;
 use weft_proxy::tls::alpn;
 use weft_tests::apps::HttpApp;
+use weft_tests::clients::tls_probe::{connect, connect_with};
 use weft_tests::mesh::identity;
-use weft_tests::tls_probe::{connect, connect_with};
 use weft_tests::{Mesh, ProxyOptions};
 
 const HOUR: Duration = Duration::from_secs(3600);

@@ -1,15 +1,14 @@
 //! Every way into a proxy that must be refused, each with its own readable reason, and the
 //! permissive/strict treatment of callers outside the mesh.
 
-#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
-
 use std::time::{Duration, SystemTime};
 
 use weft_certs::SpiffeId;
 use weft_proxy::tls::alpn;
 use weft_tests::apps::HttpApp;
+use weft_tests::clients::tls_probe::{Answer, ClientCert, foreign_cert, mesh_cert_valid, probe};
 use weft_tests::mesh::identity;
-use weft_tests::tls_probe::{Answer, ClientCert, foreign_cert, mesh_cert_valid, probe};
+use weft_tests::observe::metrics::find_metric;
 use weft_tests::{Mesh, ProxyOptions, clients};
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -19,10 +18,6 @@ fn refused(answer: Answer) -> String {
         Answer::Refused(why) => why,
         Answer::Accepted { .. } => panic!("the proxy accepted a connection it should refuse"),
     }
-}
-
-fn metric_line<'a>(metrics: &'a str, prefix: &str) -> Option<&'a str> {
-    metrics.lines().find(|l| l.starts_with(prefix))
 }
 
 #[tokio::test]
@@ -110,7 +105,7 @@ async fn outbound_refuses_a_server_with_the_wrong_identity() {
     assert_eq!(app.requests(), 0);
     let metrics = client.metrics.render();
     assert!(
-        metric_line(
+        find_metric(
             &metrics,
             r#"weft_tls_handshake_errors_total{direction="outbound",reason="identity_mismatch"}"#
         )
@@ -156,7 +151,7 @@ async fn permissive_mode_accepts_plaintext_marked_unauthenticated() {
         "{metrics}"
     );
     assert_eq!(
-        weft_tests::policy_mesh::metric_in(
+        weft_tests::observe::metrics::metric_in(
             &metrics,
             r#"weft_requests_total{direction="inbound",source_identity="unauthenticated",status_code="200"}"#
         ),

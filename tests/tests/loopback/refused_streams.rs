@@ -8,18 +8,16 @@
 //! request meets the race once. The policy retries nothing (`limit: 0`) and the requests are
 //! POSTs with a body.
 
-#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::Method;
+use weft_tests::apps::refusing_peer::{Refusal, RefusingPeer};
 use weft_tests::mesh::Mesh;
-use weft_tests::policy_mesh::{
+use weft_tests::mesh::policy_mesh::{
     self, DESTINATION, POLICY_DEADLINE, SERVICE, endpoint_addresses, policy, send, services_yaml,
 };
-use weft_tests::refusing_peer::{Refusal, RefusingPeer};
 use weft_tests::{ProxyOptions, wait};
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -85,7 +83,7 @@ async fn retries(client: &weft_proxy::RunningProxy) -> f64 {
     let series = format!(
         r#"weft_outbound_retries_total{{destination="{DESTINATION}",reason="refused_stream"}}"#
     );
-    policy_mesh::metric(client, &series).await
+    weft_tests::observe::metrics::metric(client, &series).await
 }
 
 #[tokio::test]

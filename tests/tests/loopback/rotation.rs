@@ -1,7 +1,5 @@
 //! Certificates that live a few seconds: rotation under traffic, and a control plane outage.
 
-#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -10,8 +8,9 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use weft_proxy::RunningProxy;
 use weft_tests::apps::HttpApp;
+use weft_tests::clients::tls_probe::Answer;
 use weft_tests::mesh::wait_ready;
-use weft_tests::tls_probe::Answer;
+use weft_tests::observe::metrics::find_metric;
 use weft_tests::{Mesh, clients, wait};
 
 fn renewals(proxy: &RunningProxy) -> u64 {
@@ -97,12 +96,8 @@ async fn rotating_every_few_seconds_under_traffic_loses_no_request() {
     }
     // The client proxy moved its pooled connection to each new certificate.
     let metrics = server.metrics.render();
-    let mtls: u64 = metrics
-        .lines()
-        .find(|l| l.starts_with(r#"weft_inbound_connections_total{tls="mtls"}"#))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap();
+    let mtls =
+        find_metric(&metrics, r#"weft_inbound_connections_total{tls="mtls"}"#).unwrap() as u64;
     assert!(
         mtls >= 4,
         "expected a new mesh connection per client rotation, saw {mtls}"

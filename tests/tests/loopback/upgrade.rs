@@ -1,8 +1,6 @@
 //! HTTP/1.1 Upgrade (the WebSocket handshake) through two sidecars on loopback: the app answers
 //! `101 Switching Protocols` and from then on both directions are raw bytes.
 
-#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
-
 use std::net::SocketAddr;
 use std::time::Duration;
 

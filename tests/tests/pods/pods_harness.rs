@@ -6,15 +6,13 @@
 //! Needs root, iproute2, util-linux and tcpdump (plus python3 and curl as peers); without them
 //! every test but the pcap parser's says `SKIPPED` and passes, unless `WEFT_REQUIRE_PEERS` is set.
 
-#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
-
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use weft_tests::pods::{self, Pods, pcap};
-use weft_tests::{programs, wait};
+use weft_tests::{process::programs, wait};
 
 const TEST: &str = "pods_harness";
 const DEADLINE: Duration = Duration::from_secs(20);

@@ -6,12 +6,10 @@
 //! Needs root, iproute2, iptables, ip6tables, tcpdump, curl and python3; without them each test
 //! says what is missing and is skipped (with `WEFT_REQUIRE_PEERS=1` it fails).
 
-#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
-
-use weft_tests::pod_mesh::{PodMesh, peers_script};
+use weft_tests::observe::metrics::metric_in as metric;
+use weft_tests::pods::pod_mesh::{PodMesh, peers_script};
 use weft_tests::pods::{self, Pods};
-use weft_tests::policy_mesh::metric_in as metric;
-use weft_tests::programs;
+use weft_tests::process::programs;
 
 const TEST: &str = "pods_inbound";
 const WEB: &str = "spiffe://cluster.local/ns/demo/sa/web";

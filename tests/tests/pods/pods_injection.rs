@@ -1,7 +1,7 @@
 //! The injected pod runs: the pod spec the webhook's code produces for a sample app is run in the
 //! pods harness (network namespaces), its `weft-init` container and its `weft-proxy` container
 //! started with their command, args and environment as written in the spec, translated exactly
-//! as `weft_tests::pod_spec` documents (downward API facts, `$(VAR)` expansion, mount paths to
+//! as `weft_tests::pods::pod_spec` documents (downward API facts, `$(VAR)` expansion, mount paths to
 //! directories holding what the volumes would hold). Another meshed pod then reaches the app
 //! through both sidecars, and each side sees the other's identity.
 //!
@@ -13,8 +13,6 @@
 //!
 //! Needs root, iproute2, iptables and curl (skipped otherwise; `WEFT_REQUIRE_PEERS=1` fails).
 
-#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
-
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -25,10 +23,10 @@ use serde_json::{Value, json};
 use weft_control_plane::inject::InjectSettings;
 use weft_control_plane::inject::admission::review;
 use weft_control_plane::inject::patch::{PatchOp, apply};
-use weft_tests::pod_mesh::PodMesh;
-use weft_tests::pod_spec::{PodFacts, expand, translate};
 use weft_tests::pods;
-use weft_tests::programs;
+use weft_tests::pods::pod_mesh::PodMesh;
+use weft_tests::pods::pod_spec::{PodFacts, expand, translate};
+use weft_tests::process::programs;
 
 const WEB: &str = "spiffe://cluster.local/ns/demo/sa/web";
 const HELLO: &str = "spiffe://cluster.local/ns/demo/sa/hello";
@@ -164,7 +162,7 @@ fn an_injected_pod_runs_and_is_reached_through_the_mesh_with_its_identity() {
     let bundle = std::fs::read(mesh.pods.log_dir().join("mesh/cp/trust-bundle.pem")).unwrap();
     readable_file(&anchors_dir.join("ca.pem"), &bundle);
     let proxy_bin = bin_dir.join("weft-proxy");
-    std::fs::copy(weft_tests::bins::path("weft-proxy"), &proxy_bin).unwrap();
+    std::fs::copy(weft_tests::process::bins::path("weft-proxy"), &proxy_bin).unwrap();
     std::fs::set_permissions(&proxy_bin, std::fs::Permissions::from_mode(0o755)).unwrap();
 
     let facts = PodFacts {

@@ -5,14 +5,12 @@
 //! Needs root, iproute2, iptables, tcpdump, curl and python3 with grpcio and websockets; without
 //! them each test says what is missing and is skipped (with `WEFT_REQUIRE_PEERS=1` it fails).
 
-#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
-
 use std::time::{Duration, Instant};
 
-use weft_tests::pod_mesh::PodMesh;
+use weft_tests::observe::metrics::metric_in as metric;
+use weft_tests::pods::pod_mesh::PodMesh;
 use weft_tests::pods::{self, Pods};
-use weft_tests::policy_mesh::metric_in as metric;
-use weft_tests::programs;
+use weft_tests::process::programs;
 
 const WEB: &str = "spiffe://cluster.local/ns/demo/sa/web";
 const HELLO: &str = "spiffe://cluster.local/ns/demo/sa/hello";
@@ -411,5 +409,9 @@ fn a_service_with_two_endpoints_uses_both_and_moves_off_a_dead_one() {
 
 fn pods_peers() -> &'static str {
     static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    PATH.get_or_init(|| weft_tests::pod_mesh::peers_script().display().to_string())
+    PATH.get_or_init(|| {
+        weft_tests::pods::pod_mesh::peers_script()
+            .display()
+            .to_string()
+    })
 }

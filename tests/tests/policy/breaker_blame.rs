@@ -3,8 +3,6 @@
 //! with what went wrong on its side and leave a healthy endpoint in the balancer: the next good
 //! request reaches it.
 
-#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
-
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
@@ -17,8 +15,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use weft_tests::apps::HttpApp;
 use weft_tests::mesh::identity;
-use weft_tests::policy_mesh::metric_in as metric;
-use weft_tests::proxy_process::ProxyProcess;
+use weft_tests::observe::metrics::metric_in as metric;
+use weft_tests::process::proxy_process::ProxyProcess;
 use weft_tests::{Mesh, ProxyOptions, clients, wait};
 
 const HOUR: Duration = Duration::from_secs(3600);

@@ -3,8 +3,6 @@
 //! under tokio's clock, resets that are TCP resets, bodies cut short, gRPC trailers, and the
 //! record of requests whose caller gave up.
 
-#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -14,7 +12,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use weft_tests::fault_app::{FaultApp, Outcome, Reply, grpc_frame, times};
+use weft_tests::apps::fault_app::{FaultApp, Outcome, Reply, grpc_frame, times};
 use weft_tests::wait;
 
 /// An HTTP/1.1 connection to `addr`.

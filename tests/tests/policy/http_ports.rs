@@ -6,8 +6,6 @@
 //! forged `weft-client-identity`. Each test first shows the hole on a port nobody declared HTTP
 //! (the detection fallback still splices there), so it can tell a fixed port from a broken one.
 
-#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
-
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,7 +13,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
-use weft_tests::policy_mesh::{PolicyMesh, metric, policy};
+use weft_tests::mesh::policy_mesh::{PolicyMesh, policy};
+use weft_tests::observe::metrics::metric;
 
 const FORGED: &str = "spiffe://cluster.local/ns/kube-system/sa/admin";
 /// Longer than the proxies' `--detect-timeout` (300ms in the tests).

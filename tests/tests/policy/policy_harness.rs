@@ -4,15 +4,15 @@
 //! server counts and fails calls as told. If these fail, `resilience.rs` failing says nothing
 //! about the proxy.
 
-#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
-
 use std::time::Duration;
 
-use weft_tests::local_peer::{LocalPeer, free_port, python_with, run_client};
-use weft_tests::mesh::{Mesh, ProxyOptions, identity};
-use weft_tests::policy_mesh::{
-    endpoint_addresses, metric_in, policy, send, services_yaml, start_backends,
+use weft_tests::mesh::policy_mesh::{
+    endpoint_addresses, policy, send, services_yaml, start_backends,
 };
+use weft_tests::mesh::{Mesh, ProxyOptions, identity};
+use weft_tests::observe::metrics::metric_in;
+use weft_tests::ports::free_port;
+use weft_tests::process::local_peer::{LocalPeer, python_with, run_client};
 
 const HOUR: Duration = Duration::from_secs(3600);
 

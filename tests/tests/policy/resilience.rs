@@ -9,26 +9,22 @@
 //!
 //! The tests run one at a time (see [`serial`]): they assert on timings, and the machine is small.
 
-#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
-
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Version};
 use http_body_util::{BodyExt, Full};
-use tokio::sync::{Mutex, MutexGuard};
 use tokio::time::Instant;
-use weft_tests::fault_app::{FaultApp, Outcome, Reply, SeenRequest, grpc_frame, times, wait_count};
-use weft_tests::local_peer::{LocalPeer, free_port, python_with, run_client};
-use weft_tests::policy_mesh::{Answer, Caller, PolicyMesh, policy, send};
-use weft_tests::traffic::Traffic;
+use weft_tests::apps::fault_app::{
+    FaultApp, Outcome, Reply, SeenRequest, grpc_frame, times, wait_count,
+};
+use weft_tests::clients::traffic::Traffic;
+use weft_tests::mesh::policy_mesh::{Answer, Caller, PolicyMesh, policy, send};
+use weft_tests::ports::free_port;
+use weft_tests::process::local_peer::{LocalPeer, python_with, run_client};
 use weft_tests::{clients, wait};
 
-/// Timing assertions need the machine to themselves as far as this file goes.
-async fn serial() -> MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::const_new(());
-    SERIAL.lock().await
-}
+use crate::serial;
 
 /// Latency a request may add on top of a scripted time (two proxies on loopback, debug build,
 /// shared machine).
@@ -1063,7 +1059,10 @@ async fn reload_errors(mesh: &PolicyMesh) -> f64 {
     let Ok(reply) = send(cp.admin_addr, Method::GET, "/metrics", Bytes::new()).await else {
         return 0.0;
     };
-    weft_tests::policy_mesh::metric_in(&reply.body, r#"weft_config_reloads_total{result="error"}"#)
+    weft_tests::observe::metrics::metric_in(
+        &reply.body,
+        r#"weft_config_reloads_total{result="error"}"#,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1163,7 +1162,7 @@ async fn an_endpoint_killed_mid_traffic_loses_no_request_its_app_never_saw() {
 /// its linter accept.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_client_half_metrics_pass_promtool() {
-    if !weft_tests::programs::available("promtool", "prometheus") {
+    if !weft_tests::process::programs::available("promtool", "prometheus") {
         return;
     }
     let _serial = serial().await;
@@ -1189,7 +1188,7 @@ async fn the_client_half_metrics_pass_promtool() {
     for _ in 0..3 {
         get(&mesh, "/fail").await;
     }
-    let (_, text) = weft_tests::policy_mesh::admin_get(&mesh.client, "/metrics")
+    let (_, text) = weft_tests::mesh::policy_mesh::admin_get(&mesh.client, "/metrics")
         .await
         .unwrap();
     for family in [
@@ -1202,6 +1201,6 @@ async fn the_client_half_metrics_pass_promtool() {
     ] {
         assert!(text.contains(family), "{family} missing from:\n{text}");
     }
-    let said = weft_tests::programs::promtool_complaints(&text);
+    let said = weft_tests::process::programs::promtool_complaints(&text);
     assert!(said.is_empty(), "promtool check metrics: {said}\n{text}");
 }

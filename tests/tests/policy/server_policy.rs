@@ -7,29 +7,25 @@
 //!
 //! The tests run one at a time (see [`serial`]): some send at a measured rate.
 
-#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
-
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{Mutex, MutexGuard};
 use weft_proxy::RunningProxy;
-use weft_tests::fault_app::{Reply, times};
-use weft_tests::local_peer::{LocalPeer, free_port, python_with, run_client};
-use weft_tests::mesh::{ProxyOptions, identity};
-use weft_tests::policy_mesh::{
-    Answer, Caller, POLICY_DEADLINE, PolicyMesh, SERVICE, admin_get, metric, policy, send,
+use weft_tests::apps::fault_app::{Reply, times};
+use weft_tests::mesh::policy_mesh::{
+    Answer, Caller, POLICY_DEADLINE, PolicyMesh, SERVICE, admin_get, policy, send,
     services_yaml_with_protocol,
 };
-use weft_tests::{tls_probe, wait};
+use weft_tests::mesh::{ProxyOptions, identity};
+use weft_tests::observe::metrics::metric;
+use weft_tests::ports::free_port;
+use weft_tests::process::local_peer::{LocalPeer, python_with, run_client};
+use weft_tests::{clients::tls_probe, wait};
 
-async fn serial() -> MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::const_new(());
-    SERIAL.lock().await
-}
+use crate::serial;
 
 fn id(account: &str) -> String {
     identity(account).to_string()

@@ -1,7 +1,5 @@
 //! The main job, as a user runs it: `weft demo` with no configuration.
 
-#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -32,7 +30,7 @@ fn position(stdout: &str, text: &str, after: usize) -> Option<usize> {
 
 #[test]
 fn weft_demo_shows_mtls_rotations_retries_the_breaker_and_timeouts_and_exits_zero() {
-    let weft = weft_tests::bins::path("weft"); // builds the binaries first
+    let weft = weft_tests::process::bins::path("weft"); // builds the binaries first
     let started = Instant::now();
     let output = Command::new(weft)
         .args(["demo", "--duration=6s", "--cert-ttl=3s"])

@@ -2,12 +2,10 @@
 //! `10 sec`, `1.5h` and `365days` with the grammar and the spelling that was probably meant, the
 //! way a policy document refuses them, and accept compound durations like `1h30m`.
 
-#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
-
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use weft_tests::bins;
+use weft_tests::process::bins;
 
 /// A refused flag stops a binary at once; one that is accepted would run on.
 const EXIT_DEADLINE: Duration = Duration::from_secs(10);

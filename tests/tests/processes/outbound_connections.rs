@@ -3,8 +3,6 @@
 //! server's app), everything is given back when the connections close, and past
 //! `--outbound-max-connections` a new connection is closed at once and counted.
 
-#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -12,8 +10,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use weft_tests::apps::TcpEcho;
 use weft_tests::mesh::{identity, wait_ready};
-use weft_tests::policy_mesh::metric_in as metric;
-use weft_tests::proxy_process::ProxyProcess;
+use weft_tests::observe::metrics::metric_in as metric;
+use weft_tests::process::proxy_process::ProxyProcess;
 use weft_tests::{Mesh, ProxyOptions, clients, wait};
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -216,7 +214,7 @@ fn greeter_service(name: &str, target_port: u16, ip: std::net::Ipv4Addr, opaque:
 #[tokio::test]
 async fn a_server_first_protocol_greets_on_a_declared_opaque_port_and_waits_on_any_other() {
     // One server sidecar per service (an address belongs to one service), both before one app.
-    let (ips, port) = weft_tests::policy_mesh::endpoint_addresses(2);
+    let (ips, port) = weft_tests::mesh::policy_mesh::endpoint_addresses(2);
     let services = format!(
         "{}---\n{}",
         greeter_service("declared", port, ips[0], true),

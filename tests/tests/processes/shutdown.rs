@@ -5,8 +5,6 @@
 //! listener, and the server's sidecar in front of a slow app) and signal one of them while
 //! requests over HTTP/1.1 keep-alive and HTTP/2 are in flight.
 
-#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
-
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
@@ -23,10 +21,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use weft_tests::apps::TcpEcho;
+use weft_tests::apps::fault_app::{FaultApp, Outcome, Reply};
 use weft_tests::clients::{self, Reply as Answer};
-use weft_tests::fault_app::{FaultApp, Outcome, Reply};
 use weft_tests::mesh::identity;
-use weft_tests::proxy_process::ProxyProcess;
+use weft_tests::observe::metrics::{find_metric, metric_in};
+use weft_tests::process::proxy_process::ProxyProcess;
 use weft_tests::{Mesh, ProxyOptions, wait};
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -408,15 +407,10 @@ async fn requests_racing_a_draining_sidecars_goaway_all_succeed() {
     let mut refused = 0;
     for sidecar in &sidecars {
         let metrics = sidecar.admin("/metrics").await.map(|r| r.body);
-        refused += metrics
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| {
-                l.starts_with("weft_outbound_retries_total{")
-                    && l.contains(r#"reason="refused_stream""#)
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum::<u64>();
+        refused += metric_in(
+            &metrics.unwrap_or_default(),
+            r#"weft_outbound_retries_total{reason="refused_stream"}"#,
+        ) as u64;
     }
     let failed: usize = outcomes
         .iter()
@@ -555,12 +549,6 @@ async fn round_trip(tcp: &mut TcpStream) -> bool {
     )
 }
 
-fn metric(metrics: &str, series: &str) -> Option<u64> {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-}
-
 #[tokio::test]
 async fn past_the_inbound_connection_limit_a_new_connection_is_closed_at_once() {
     let mesh = Mesh::start(HOUR).await;
@@ -601,16 +589,16 @@ async fn past_the_inbound_connection_limit_a_new_connection_is_closed_at_once() 
         .unwrap()
         .body;
     assert_eq!(
-        metric(
+        find_metric(
             &metrics,
             "weft_inbound_connections_refused_total{reason=\"connection_limit\"}"
         ),
-        Some(1),
+        Some(1.0),
         "{metrics}"
     );
     assert_eq!(
-        metric(&metrics, "weft_inbound_connections_total{tls=\"refused\"}"),
-        Some(1),
+        find_metric(&metrics, "weft_inbound_connections_total{tls=\"refused\"}"),
+        Some(1.0),
         "{metrics}"
     );
 

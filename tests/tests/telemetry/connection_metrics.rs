@@ -2,8 +2,6 @@
 //! bytes by direction, peer identity and TLS status, mesh handshakes and their failures, the
 //! proxy's identity and build, and its discovery watches; then the whole text through promtool.
 
-#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
-
 use std::time::{Duration, SystemTime};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -11,9 +9,9 @@ use tokio::net::TcpStream;
 use weft_proxy::RunningProxy;
 use weft_proxy::tls::alpn;
 use weft_tests::apps::{HttpApp, TcpEcho};
+use weft_tests::clients::tls_probe::{Answer, probe};
 use weft_tests::mesh::identity;
-use weft_tests::policy_mesh::metric_in;
-use weft_tests::tls_probe::{Answer, probe};
+use weft_tests::observe::metrics::metric_in;
 use weft_tests::{Mesh, ProxyOptions, clients, wait};
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -337,9 +335,9 @@ async fn an_outbound_handshake_that_times_out_is_a_handshake_error() {
 
 /// `promtool check metrics` finds nothing to say about `text`.
 fn promtool_accepts(text: &str) {
-    if !weft_tests::programs::available("promtool", "prometheus") {
+    if !weft_tests::process::programs::available("promtool", "prometheus") {
         return;
     }
-    let said = weft_tests::programs::promtool_complaints(text);
+    let said = weft_tests::process::programs::promtool_complaints(text);
     assert!(said.is_empty(), "promtool check metrics: {said}\n{text}");
 }

@@ -3,13 +3,11 @@
 //! happened: a first certificate obtained (not "renewed"), a dead address, a control plane whose
 //! CA is not the one in `--trust-anchors` (not "unreachable").
 
-#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
-
 use std::time::Duration;
 
-use weft_tests::control_plane_process::ControlPlaneProcess;
 use weft_tests::mesh::ProxyOptions;
-use weft_tests::proxy_process::ProxyProcess;
+use weft_tests::process::control_plane_process::ControlPlaneProcess;
+use weft_tests::process::proxy_process::ProxyProcess;
 use weft_tests::{Mesh, wait};
 
 /// Long enough for a few certify attempts and discovery retries (backoff from 100 ms).

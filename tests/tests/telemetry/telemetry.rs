@@ -7,21 +7,22 @@
 //! The Prometheus, promtool and OTLP tests skip without their programs (python with the
 //! OpenTelemetry SDK, `prometheus`); under `WEFT_REQUIRE_PEERS=1` (CI) a missing one fails.
 
-#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use weft_proxy::RunningProxy;
+use weft_tests::apps::fault_app::{FaultApp, Reply as AppReply, grpc_frame};
 use weft_tests::clients::{self, Reply};
-use weft_tests::fault_app::{FaultApp, Reply as AppReply, grpc_frame};
+use weft_tests::mesh::policy_mesh::{PolicyMesh, admin_get, send};
 use weft_tests::mesh::{Mesh, ProxyOptions, identity};
-use weft_tests::otlp::{Collector, ExportedSpan, TracedServer, python_with_otel, traced_client};
-use weft_tests::policy_mesh::{PolicyMesh, admin_get, metric, metric_in, send};
-use weft_tests::prometheus_server::PrometheusServer;
-use weft_tests::{programs, wait};
+use weft_tests::observe::metrics::{metric, metric_in};
+use weft_tests::observe::otlp::{
+    Collector, ExportedSpan, TracedServer, one_of_kind, python_with_otel, traced_client,
+};
+use weft_tests::observe::prometheus_server::PrometheusServer;
+use weft_tests::{process::programs, wait};
 
 const HOUR: Duration = Duration::from_secs(3600);
 const SPAN_DEADLINE: Duration = Duration::from_secs(15);
@@ -106,7 +107,7 @@ async fn grpc_call(addr: SocketAddr, path: &str) -> (u16, Option<String>) {
     (status, code)
 }
 
-fn traceparent_of(seen: &weft_tests::fault_app::SeenRequest) -> (String, String, String) {
+fn traceparent_of(seen: &weft_tests::apps::fault_app::SeenRequest) -> (String, String, String) {
     let value = seen
         .header("traceparent")
         .expect("the app got a traceparent");
@@ -118,12 +119,6 @@ fn traceparent_of(seen: &weft_tests::fault_app::SeenRequest) -> (String, String,
         parts[2].to_owned(),
         parts[3].to_owned(),
     )
-}
-
-fn the_one<'a>(spans: &'a [ExportedSpan], kind: &str) -> &'a ExportedSpan {
-    let of_kind: Vec<_> = spans.iter().filter(|s| s.kind == kind).collect();
-    assert_eq!(of_kind.len(), 1, "one {kind} span expected: {spans:#?}");
-    of_kind[0]
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -316,7 +311,7 @@ async fn a_request_its_caller_abandons_is_counted() {
         .write_all(b"GET /slow HTTP/1.1\r\nhost: hello.demo:8080\r\n\r\n")
         .await
         .unwrap();
-    weft_tests::fault_app::wait_count(&app, 1, Duration::from_secs(5)).await;
+    weft_tests::apps::fault_app::wait_count(&app, 1, Duration::from_secs(5)).await;
     drop(caller);
     let abandoned = "weft_requests_total{status_code=\"0\",answered_by=\"none\",route=\"default\"}";
     for (side, proxy) in [("client", &client), ("server", &server)] {
@@ -584,8 +579,8 @@ async fn w3c_and_b3_contexts_join_the_callers_trace() {
             .into_iter()
             .filter(|s| s.attr("url.path") == Some(&path.as_str().into()))
             .collect();
-        let client_span = the_one(&of_request, "client");
-        let server_span = the_one(&of_request, "server");
+        let client_span = one_of_kind(&of_request, "client");
+        let server_span = one_of_kind(&of_request, "server");
         assert_eq!(client_span.trace_id, TRACE, "{form}");
         assert_eq!(client_span.parent_span_id, SPAN, "{form}");
         assert_eq!(server_span.parent_span_id, client_span.span_id, "{form}");
@@ -636,7 +631,7 @@ async fn the_sampling_ratio_holds_and_every_hop_agrees() {
         traced(&collector, 0.25),
     )
     .await;
-    let mut caller = weft_tests::policy_mesh::Caller::connect(client.forward_addrs[0])
+    let mut caller = weft_tests::mesh::policy_mesh::Caller::connect(client.forward_addrs[0])
         .await
         .unwrap();
     let n = 400;

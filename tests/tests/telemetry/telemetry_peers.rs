@@ -7,16 +7,16 @@
 //! Skipped unless python with the OpenTelemetry SDK, `promtool` and `prometheus` are installed;
 //! under `WEFT_REQUIRE_PEERS=1` (CI) a missing one fails instead.
 
-#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
-
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use weft_control_plane::prometheus_text::sum;
+use weft_tests::mesh::policy_mesh::{PolicyMesh, send};
 use weft_tests::mesh::{Mesh, ProxyOptions};
-use weft_tests::otlp::{Collector, ExportedSpan, TracedServer, python_with_otel, traced_client};
-use weft_tests::policy_mesh::{PolicyMesh, send};
-use weft_tests::prometheus_server::PrometheusServer;
-use weft_tests::{clients, programs, wait};
+use weft_tests::observe::metrics::metric_in;
+use weft_tests::observe::otlp::{
+    Collector, ExportedSpan, TracedServer, one_of_kind, python_with_otel, traced_client,
+};
+use weft_tests::observe::prometheus_server::PrometheusServer;
+use weft_tests::{clients, process::programs, wait};
 
 const HOUR: Duration = Duration::from_secs(3600);
 /// Spans are batched every 100 ms by the traced server; the client flushes before it exits.
@@ -29,12 +29,6 @@ fn is_hex(text: &str, len: usize) -> bool {
         && text
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-fn the_one<'a>(spans: &'a [ExportedSpan], kind: &str) -> &'a ExportedSpan {
-    let of_kind: Vec<_> = spans.iter().filter(|s| s.kind == kind).collect();
-    assert_eq!(of_kind.len(), 1, "one {kind} span expected: {spans:#?}");
-    of_kind[0]
 }
 
 #[tokio::test]
@@ -60,8 +54,8 @@ async fn the_collector_records_a_python_apps_trace() {
 
     let spans = collector.wait_for_spans(2, SPAN_DEADLINE).await;
     assert_eq!(spans.len(), 2, "{spans:#?}");
-    let client = the_one(&spans, "client");
-    let server_span = the_one(&spans, "server");
+    let client = one_of_kind(&spans, "client");
+    let server_span = one_of_kind(&spans, "server");
     for span in [client, server_span] {
         assert_eq!(span.trace_id, trace_id);
         assert!(
@@ -135,8 +129,8 @@ async fn the_control_plane_metrics_pass_promtool() {
         "a destination and a server watch",
         || async {
             let text = metrics().await;
-            let watching = sum(&text, "weft_discovery_watches", &[("kind", "destination")]) >= 1.0
-                && sum(&text, "weft_discovery_watches", &[("kind", "server")]) >= 1.0;
+            let watching = metric_in(&text, r#"weft_discovery_watches{kind="destination"}"#) >= 1.0
+                && metric_in(&text, r#"weft_discovery_watches{kind="server"}"#) >= 1.0;
             watching.then_some(text)
         },
     )
@@ -148,23 +142,18 @@ async fn the_control_plane_metrics_pass_promtool() {
         "promtool check metrics: {complaints}\n{text}"
     );
     // Two proxies, one certificate each (at least: a renewal would be a third).
-    let issued = sum(
-        &text,
-        "weft_certify_requests_total",
-        &[("result", "issued")],
-    );
+    let issued = metric_in(&text, r#"weft_certify_requests_total{result="issued"}"#);
     assert!(issued >= 2.0, "{text}");
     assert_eq!(
-        sum(
+        metric_in(
             &text,
-            "weft_certify_duration_seconds_count",
-            &[("result", "issued")]
+            r#"weft_certify_duration_seconds_count{result="issued"}"#
         ),
         issued,
         "every issued certificate is timed"
     );
-    assert!(sum(&text, "weft_certify_duration_seconds_sum", &[]) > 0.0);
-    assert!(sum(&text, "weft_discovery_requests_total", &[("result", "ok")]) >= 2.0);
+    assert!(metric_in(&text, "weft_certify_duration_seconds_sum") > 0.0);
+    assert!(metric_in(&text, r#"weft_discovery_requests_total{result="ok"}"#) >= 2.0);
     let build_info = format!(
         "weft_build_info{{version=\"{}\"}} 1",
         env!("CARGO_PKG_VERSION")

@@ -2,8 +2,6 @@
 //! timeouts: a slow request head, an idle kept-alive connection and a stalled request body are
 //! closed and counted; `PUT /log-level` is refused from outside loopback.
 
-#![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
-
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

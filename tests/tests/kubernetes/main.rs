@@ -1,0 +1,14 @@
+//! The Kubernetes side against a fake API server on loopback: discovery, ServicePolicy objects,
+//! service-account tokens, `weft check`, the injection webhook, and the manifests.
+
+// A failed step fails the test on the spot, with its message.
+#![allow(clippy::unwrap_used)]
+
+mod fake_apiserver;
+mod injection;
+mod kubernetes_discovery;
+mod kubernetes_policy;
+mod kubernetes_tokens;
+mod manifests;
+mod service_account_tokens;
+mod weft_check;
