@@ -71,9 +71,9 @@ const FIRST_VIP: u8 = 200;
 const LAST_VIP: u8 = 254;
 
 /// Whether this test can build pods: root, `ip`, `setpriv`, `tcpdump` and `bash`. If not, prints
-/// one line saying what is missing and how to run `test` (an integration test target name), and
-/// returns false; with `WEFT_REQUIRE_PEERS` set (CI) it panics instead.
-pub fn available(test: &str) -> bool {
+/// one line saying what is missing and how to run `suite` (a module of the `pods` test binary),
+/// and returns false; with `WEFT_REQUIRE_PEERS` set (CI) it panics instead.
+pub fn available(suite: &str) -> bool {
     let mut missing = Vec::new();
     if !is_root() {
         missing.push("root".to_owned());
@@ -90,8 +90,8 @@ pub fn available(test: &str) -> bool {
     }
     missing.is_empty()
         || programs::skip(&format!(
-            "{test} needs root and iproute2/setpriv/tcpdump (missing: {}): run \
-             `sudo -E env PATH=$PATH cargo test -p weft-tests --test {test}`",
+            "{suite} needs root and iproute2/setpriv/tcpdump (missing: {}): run \
+             `sudo -E env PATH=$PATH cargo test -p weft-tests --test pods {suite}::`",
             missing.join(", ")
         ))
 }
