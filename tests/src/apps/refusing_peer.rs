@@ -4,8 +4,9 @@
 //! of body each brought.
 //!
 //! It proves a mesh identity (a certificate from the mesh's CA) and speaks HTTP/2 frame by frame
-//! ([`crate::clients::raw_h2`]), so the refusal is exact and happens every time instead of once in a race:
-//! a `GOAWAY` whose last stream id is below the stream, or `RST_STREAM REFUSED_STREAM`.
+//! ([`crate::clients::raw_h2`]), so the refusal is exact and happens every time instead of once
+//! in a race: a `GOAWAY` whose last stream id is below the stream, or `RST_STREAM
+//! REFUSED_STREAM`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

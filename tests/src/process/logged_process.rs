@@ -1,6 +1,6 @@
 //! A binary of ours started as a process whose stderr log is collected, and the line it logs
-//! when it is up: [`crate::process::proxy_process`] and [`crate::process::control_plane_process`] read their bound
-//! addresses from it, so tests never guess free ports.
+//! when it is up: [`super::proxy_process`] and [`super::control_plane_process`] read their
+//! bound addresses from it, so tests never guess free ports.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

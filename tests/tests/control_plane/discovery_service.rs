@@ -2,7 +2,7 @@
 //! the test rewrites while streams are open: answers, live updates, a broken edit that changes
 //! nothing, refusals, reconnection, and shutdown with watches open.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tempfile::TempDir;
@@ -15,7 +15,7 @@ use weft_tests::mesh::control_plane_client::{next, quiet};
 use weft_tests::mesh::policy_mesh::timeout_policy;
 use weft_tests::mesh::{identity, write_atomically};
 use weft_tests::observe::metrics::metric_at;
-use weft_tests::{clients, mesh::control_plane_client, wait};
+use weft_tests::{mesh::control_plane_client, wait};
 
 /// Longer than a reload takes (files are polled every second), short enough for a test.
 const UPDATE_DEADLINE: Duration = Duration::from_secs(5);

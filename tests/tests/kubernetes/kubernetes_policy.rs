@@ -15,7 +15,7 @@ use weft_control_plane::RunningControlPlane;
 use weft_tests::kubernetes::fake_apiserver::{FakeApiServer, fixture};
 use weft_tests::mesh::control_plane_client::{next, quiet};
 use weft_tests::observe::metrics::metric_at;
-use weft_tests::{clients, wait};
+use weft_tests::wait;
 
 const API_VERSION: &str = "weft.dev/v1alpha1";
 /// The MeshService fixture's address and HTTP port.

@@ -1,8 +1,9 @@
 //! Service-account tokens checked with the Kubernetes API server's help (`--kubernetes`), by
 //! both documented methods: offline against the issuer keys fetched from `/openid/v1/jwks`
 //! (refreshed on an unknown `kid`), and TokenReview. The API server is the fake one
-//! (`weft_tests::kubernetes::fake_apiserver`) so kube's real client and TLS run; tokens are signed in the
-//! test with the claim shape of projected tokens (`weft_tests::kubernetes::sa_token`).
+//! (`weft_tests::kubernetes::fake_apiserver`) so kube's real client and TLS run; tokens are
+//! signed in the test with the claim shape of projected tokens
+//! (`weft_tests::kubernetes::sa_token`).
 
 use std::time::Duration;
 

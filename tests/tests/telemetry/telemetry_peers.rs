@@ -13,7 +13,7 @@ use weft_tests::mesh::policy_mesh::{PolicyMesh, send};
 use weft_tests::mesh::{Mesh, ProxyOptions};
 use weft_tests::observe::metrics::metric_in;
 use weft_tests::observe::otlp::{
-    Collector, ExportedSpan, TracedServer, one_of_kind, python_with_otel, traced_client,
+    Collector, TracedServer, one_of_kind, python_with_otel, traced_client,
 };
 use weft_tests::observe::prometheus_server::PrometheusServer;
 use weft_tests::{clients, process::programs, wait};
