@@ -26,6 +26,7 @@ pub mod programs;
 pub mod prometheus_server;
 pub mod proxy_process;
 pub mod raw_h2;
+pub mod reference;
 pub mod refusing_peer;
 pub mod sa_token;
 pub mod stalling_relay;
