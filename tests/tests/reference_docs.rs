@@ -10,8 +10,9 @@
 //! The pages are written for people; the rules they must follow to be read here are few: a flag
 //! row starts with `` | `--flag` | `` (then, where the binary reads one, the environment variable
 //! as the first code span of the next cell) under a heading naming the command
-//! (`` ## `weft ca create` ``); a metric row is `` | `name` | type | `label`, `label` | meaning | ``
-//! under a heading saying whose metrics follow (`## The proxy …`, `## The control plane …`).
+//! (`` ## `weft ca create` ``); a metric row is
+//! `` | `name` | type | `label`, `label` | meaning | `` under a heading saying whose metrics
+//! follow (`## The proxy …`, `## The control plane …`).
 
 #![allow(clippy::unwrap_used)] // a failed step fails the test, with its message
 
