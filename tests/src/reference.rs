@@ -9,10 +9,10 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::Method;
 
-use crate::clients;
 use crate::fault_app::Reply;
 use crate::mesh::identity;
 use crate::policy_mesh::{PolicyMesh, admin_get, policy, send};
+use crate::{clients, tls_probe};
 
 /// A command (`weft ca create`) and its long flags, each with the environment variable
 /// `--help` names for it.
@@ -364,8 +364,8 @@ fn mentions(dir: &Path, needle: &str) -> bool {
         })
 }
 
-/// A policy that makes every layer act once: a retried 503, a request timeout, a fault drill
-/// that ejects endpoints, an unauthenticated caller refused, a rate limiter holding buckets.
+/// A policy that makes most layers act: a retried 503, a request timeout, a fault drill that
+/// ejects an endpoint, an unauthenticated caller refused, a rate limiter holding buckets.
 fn busy_policy() -> String {
     let until = SystemTime::now() + Duration::from_secs(3600);
     policy(&format!(
@@ -416,6 +416,16 @@ pub async fn exposed_metrics() -> Families {
     let _ = send(mesh.addr(), Method::GET, "/slow", Bytes::new()).await;
     // Plaintext, straight to an endpoint's sidecar: no identity, so no allow rule admits it.
     let _ = send(mesh.endpoint(0), Method::GET, "/", Bytes::new()).await;
+    // The mesh's protocol without a client certificate: a refused handshake.
+    let bundle = mesh.mesh.trust_bundle();
+    let _ = tls_probe::probe(
+        mesh.endpoint(0),
+        b"weft-h2",
+        &bundle,
+        &identity("hello"),
+        None,
+    )
+    .await;
     for _ in 0..10 {
         let _ = send(mesh.addr(), Method::GET, "/drill", Bytes::new()).await;
     }
