@@ -7,6 +7,7 @@
 //! - [`clients`]: callers in the local app's place, polite or not;
 //! - [`observe`]: metrics and traces, read as their consumers read them;
 //! - [`kubernetes`]: a fake API server and service-account tokens;
+//! - [`reference`]: the flags and metrics the docs' reference pages must list;
 //! - [`wait`], [`ports`]: polling with a deadline, and a free port.
 //!
 //! Everything runs on real sockets with real TLS; nothing of weft's own is mocked.
@@ -22,6 +23,7 @@ pub mod observe;
 pub mod pods;
 pub mod ports;
 pub mod process;
+pub mod reference;
 pub mod wait;
 
 pub use mesh::{Mesh, ProxyOptions};

@@ -1,5 +1,6 @@
-//! Our binaries as processes: `weft demo`, the duration flags, and `weft-proxy` taking SIGTERM
-//! under load and holding many idle connections.
+//! Our binaries as processes: `weft demo`, the duration flags, `weft-proxy` taking SIGTERM
+//! under load and holding many idle connections, and the reference pages checked against the
+//! binaries' `--help` and `/metrics`.
 
 // A failed step fails the test on the spot, with its message.
 #![allow(clippy::unwrap_used)]
@@ -7,4 +8,5 @@
 mod demo;
 mod duration_flags;
 mod outbound_connections;
+mod reference_docs;
 mod shutdown;
