@@ -44,7 +44,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::Metrics;
+use crate::telemetry::metrics::Metrics;
 use crate::tls::TlsStore;
 use crate::transport::accept_loop;
 

@@ -8,37 +8,20 @@
 //! of it runs, [`init`] (`weft-proxy init`) points the pod's traffic at the proxy with iptables.
 
 pub mod admin;
-pub mod app_client;
-pub mod balance;
-pub mod body;
-pub mod build;
-pub mod caller_body;
+pub mod app;
 pub mod config;
-pub mod connection_metrics;
-pub mod detect;
+pub mod destination;
 pub mod discovery;
-pub mod errors;
-pub mod h1_pool;
-pub mod h2_resets;
-pub mod h2_server;
-pub mod h2_stream;
-pub mod headers;
-pub mod http_server;
+pub mod http;
 pub mod identity;
 pub mod inbound;
 pub mod init;
-pub mod logging;
-pub mod metrics;
 pub mod outbound;
 pub mod policy;
-pub mod pool;
-pub mod port_protocol;
 pub mod resilience;
-pub mod server_policy;
 pub mod telemetry;
 pub mod tls;
 pub mod transport;
-pub mod upgrade;
 
-pub use build::{RunningProxy, StartError, start};
+pub use app::{RunningProxy, StartError, start};
 pub use config::{ProxyArgs, ProxyConfig};

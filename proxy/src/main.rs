@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use weft_proxy::init::InitArgs;
-use weft_proxy::{ProxyArgs, ProxyConfig, logging};
+use weft_proxy::telemetry::logging;
+use weft_proxy::{ProxyArgs, ProxyConfig};
 
 /// mimalloc: faster than glibc's malloc for the many small, short-lived allocations of proxying,
 /// and it returns freed memory to the system instead of growing per-thread arenas.

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use weft_certs::CertificateAuthority;
 use weft_proxy::admin::{Admin, LogLevelSetter};
-use weft_proxy::metrics::Metrics;
+use weft_proxy::telemetry::metrics::Metrics;
 use weft_proxy::tls::TlsStore;
 use weft_tests::mesh::identity;
 

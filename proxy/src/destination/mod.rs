@@ -8,6 +8,8 @@
 //! previous one (per endpoint by address; budget and limit unless their settings changed), so an
 //! ejected endpoint stays ejected and the budget remembers its window across updates.
 
+pub mod balance;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -18,13 +20,13 @@ use prometheus::Histogram;
 use tokio::time::Instant;
 use weft_certs::SpiffeId;
 
-use crate::balance::{self, Load};
-use crate::metrics::Metrics;
 use crate::policy::ClientPolicy;
-use crate::port_protocol::PortProtocol;
 use crate::resilience::breaker::{self, Admission, Breaker, Transition};
 use crate::resilience::limit::Limit;
 use crate::resilience::retry::budget::Budget;
+use crate::telemetry::metrics::Metrics;
+use crate::transport::port_protocol::PortProtocol;
+use balance::Load;
 
 /// A peer proxy: where to connect, and who must answer.
 #[derive(Debug, Clone)]
@@ -229,7 +231,7 @@ impl Destination {
         Self::new(described, None, metrics)
     }
 
-    /// The endpoint for the next attempt (see [`crate::balance`]), admitted by its breaker;
+    /// The endpoint for the next attempt (see [`crate::destination::balance`]), admitted by its breaker;
     /// `avoid` (the endpoint that just failed) is taken only if nothing else can be.
     pub fn pick(&self, avoid: Option<SocketAddr>) -> Result<(&Endpoint, Admission), Unavailable> {
         if self.endpoints.is_empty() {

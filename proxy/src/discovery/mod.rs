@@ -28,8 +28,8 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use weft_api::discovery::WatchRequest;
 
-use crate::metrics::Metrics;
-use crate::server_policy::InboundPolicy;
+use crate::policy::server::InboundPolicy;
+use crate::telemetry::metrics::Metrics;
 pub use resolution::Resolution;
 
 /// How long a new connection waits for the control plane's first answer about its destination.
@@ -275,7 +275,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn destination_and_server_policy_watches_are_counted_apart_while_waiting() {
-        use crate::connection_metrics::WatchState;
+        use crate::telemetry::connection_metrics::WatchState;
         // Nothing listens on port 9: no answer ever comes.
         let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
         let metrics = Arc::new(Metrics::new());

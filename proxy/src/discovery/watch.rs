@@ -15,12 +15,12 @@ use weft_api::discovery::WatchRequest;
 use weft_api::discovery::discovery_client::DiscoveryClient;
 
 use super::Resolution;
-use crate::connection_metrics::{WatchState, WatchStateGauge};
 use crate::identity::call_error::describe;
 use crate::identity::control_plane::ConnectFailure;
 use crate::identity::refresh::Backoff;
-use crate::metrics::Metrics;
-use crate::server_policy::InboundPolicy;
+use crate::policy::server::InboundPolicy;
+use crate::telemetry::connection_metrics::{WatchState, WatchStateGauge};
+use crate::telemetry::metrics::Metrics;
 
 /// What a watch turns each answer into.
 pub trait Answer: Send + Sync + 'static {

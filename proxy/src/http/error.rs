@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use http::{HeaderValue, Response, StatusCode};
 
-use crate::body::{Body, full};
-use crate::caller_body::BodyFailure;
-use crate::headers;
-use crate::server_policy::Abort;
+use crate::http::body::caller::BodyFailure;
+use crate::http::body::{Body, full};
+use crate::http::headers;
+use crate::policy::server::Abort;
 use crate::tls::ConnectError;
 
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +31,7 @@ pub enum ProxyError {
     #[error("HTTP/2 with the peer proxy at {addr} failed: {source}")]
     PeerHttp {
         addr: SocketAddr,
-        source: crate::body::BoxError,
+        source: crate::http::body::BoxError,
     },
     #[error("the answer of the peer proxy at {addr} broke off: {detail}")]
     PeerBody { addr: SocketAddr, detail: String },
@@ -43,7 +43,7 @@ pub enum ProxyError {
     NoEndpoints(String),
     #[error("bad request: {0}")]
     BadRequest(String),
-    /// The caller's request body failed on its way in (see [`crate::caller_body`]).
+    /// The caller's request body failed on its way in (see [`crate::http::body::caller`]).
     #[error("{0}")]
     RequestBody(BodyFailure),
     #[error("{destination} did not answer within the request timeout of {after:?}")]

@@ -19,7 +19,7 @@ use super::call_error::describe;
 use super::control_plane::ConnectFailure;
 use super::refresh::{Backoff, renew_after};
 use super::token::TokenSource;
-use crate::metrics::Metrics;
+use crate::telemetry::metrics::Metrics;
 use crate::tls::{Credentials, InstallError, TlsStore};
 
 const RETRY_BASE: Duration = Duration::from_millis(100);

@@ -4,9 +4,9 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::errors::ProxyError;
-use crate::metrics::Metrics;
-use crate::server_policy::{Mode, ServerPolicy, fault};
+use crate::http::error::ProxyError;
+use crate::policy::server::{Mode, ServerPolicy, fault};
+use crate::telemetry::metrics::Metrics;
 
 /// The caller as the policy sees it.
 pub struct Caller<'a> {

@@ -6,7 +6,7 @@
 //! itself): accepted and marked unauthenticated in permissive mode, refused in strict mode.
 //!
 //! Before any of that, the connection's port is looked up in the server policy (see
-//! `crate::server_policy`): its `mtls` setting overrides `--inbound-mode`, and its authorization,
+//! `crate::policy::server`): its `mtls` setting overrides `--inbound-mode`, and its authorization,
 //! rate limits and fault drills apply to every request (and opaque connection) that follows —
 //! always as the policy is now, so an edit reaches open connections too.
 
@@ -26,15 +26,15 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use weft_certs::SpiffeId;
 
-use crate::app_client::AppClient;
-use crate::connection_metrics::{Direction, TlsStatus, UNAUTHENTICATED};
-use crate::detect::{self, Protocol};
 use crate::discovery::Discovery;
-use crate::http_server::HttpVersion;
-use crate::metrics::Metrics;
-use crate::port_protocol::{self, Plan, PortProtocol};
+use crate::http::client::app::AppClient;
+use crate::http::server::HttpVersion;
 use crate::telemetry::Telemetry;
+use crate::telemetry::connection_metrics::{Direction, TlsStatus, UNAUTHENTICATED};
+use crate::telemetry::metrics::Metrics;
 use crate::tls::{TlsStore, alpn, classify, peer_identity};
+use crate::transport::detect::{self, Protocol};
+use crate::transport::port_protocol::{self, Plan, PortProtocol};
 use crate::transport::{
     ConnectionLimit, CountedIo, Listening, PrefixedIo, accept_draining, original_dst, splice,
 };

@@ -7,14 +7,15 @@ use std::sync::Arc;
 use http::{HeaderValue, Request, Response, Version};
 use tokio_util::sync::CancellationToken;
 
-use super::{Destination, Outbound, Target, request};
-use crate::body::{self, Body};
-use crate::errors::ProxyError;
-use crate::headers;
-use crate::http_server::{self, BoxedConnection, Caller, HttpVersion};
+use super::{Outbound, Target, request};
+use crate::destination::Destination;
+use crate::http::body::{self, Body};
+use crate::http::error::ProxyError;
+use crate::http::headers;
+use crate::http::server::{self, BoxedConnection, Caller, HttpVersion};
+use crate::http::upgrade;
 use crate::telemetry::{ConnectionTelemetry, Direction};
 use crate::tls::alpn;
-use crate::upgrade;
 
 pub async fn serve(
     outbound: Arc<Outbound>,
@@ -34,7 +35,7 @@ pub async fn serve(
         outbound: outbound.clone(),
         target,
     });
-    let refused = http_server::serve(io, version, Caller::Untrusted, stop, move |req| {
+    let refused = server::serve(io, version, Caller::Untrusted, stop, move |req| {
         let context = context.clone();
         async move { context.handle(req).await }
     })

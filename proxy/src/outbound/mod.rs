@@ -11,7 +11,6 @@
 //! server's app. `--outbound-max-connections` bounds the app's connections over all listeners.
 
 mod describe;
-pub mod destination;
 mod http;
 mod peer;
 pub mod request;
@@ -26,21 +25,21 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::UnknownDestinations;
-use crate::connection_metrics::{Direction, TlsStatus, UNAUTHENTICATED};
-use crate::detect;
+use crate::destination::Destination;
 use crate::discovery::{Discovery, Resolution};
-use crate::http_server::HttpVersion;
-use crate::metrics::Metrics;
-use crate::pool::H2Pool;
-use crate::port_protocol::{self, Plan, PortProtocol};
+use crate::http::client::h2_pool::H2Pool;
+use crate::http::server::HttpVersion;
 use crate::telemetry::Telemetry;
+use crate::telemetry::connection_metrics::{Direction, TlsStatus, UNAUTHENTICATED};
+use crate::telemetry::metrics::Metrics;
 use crate::tls::alpn;
+use crate::transport::detect;
+use crate::transport::port_protocol::{self, Plan, PortProtocol};
 use crate::transport::{
     ConnectionLimit, CountedIo, Listening, OrigDstAddr, PrefixedIo, accept_draining, original_dst,
     splice,
 };
 pub use describe::destinations;
-pub use destination::{Described, Destination, Endpoint};
 use peer::PeerConnector;
 pub use target::Target;
 
@@ -243,7 +242,7 @@ impl Outbound {
     }
 
     /// Detects the protocol and carries the connection to `target`'s endpoints; on a port that
-    /// carries HTTP, only as HTTP (see [`crate::port_protocol`]).
+    /// carries HTTP, only as HTTP (see [`crate::transport::port_protocol`]).
     async fn handle(
         self: Arc<Self>,
         tcp: TcpStream,

@@ -21,14 +21,14 @@ use std::time::Duration;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use tokio::time::Instant;
 
-use super::destination::Unavailable;
-use super::{Destination, Endpoint, Outbound};
-use crate::body::{self, Body};
-use crate::caller_body::BodyWatch;
-use crate::errors::ProxyError;
-use crate::headers;
+use super::Outbound;
+use crate::destination::{Destination, Endpoint, Unavailable};
+use crate::http::body::caller::BodyWatch;
+use crate::http::body::{self, Body};
+use crate::http::client::h2_pool;
+use crate::http::error::ProxyError;
+use crate::http::headers;
 use crate::policy::RoutePolicy;
-use crate::pool;
 use crate::resilience::breaker::Admission;
 use crate::resilience::limit::Refused;
 use crate::resilience::retry::{self, Outcome, Replay, backoff};
@@ -478,7 +478,7 @@ fn classify_error(error: &ProxyError) -> Outcome {
         ProxyError::PeerHttp { source, .. } => {
             let refused = source
                 .downcast_ref::<h2::Error>()
-                .is_some_and(pool::never_processed);
+                .is_some_and(h2_pool::never_processed);
             if refused {
                 Outcome::RefusedStream
             } else {

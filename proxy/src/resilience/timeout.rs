@@ -21,7 +21,7 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
-use crate::body::{Body, BoxError};
+use crate::http::body::{Body, BoxError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BodyTimeout {

@@ -331,14 +331,14 @@ impl Drop for OpenConnection {
 /// One watch's place in `weft_discovery_watch_states`: in exactly one state from creation until
 /// dropped.
 pub struct WatchStateGauge {
-    metrics: Arc<crate::metrics::Metrics>,
+    metrics: Arc<crate::telemetry::metrics::Metrics>,
     kind: &'static str,
     state: WatchState,
     gauge: IntGauge,
 }
 
 impl WatchStateGauge {
-    pub fn new(metrics: Arc<crate::metrics::Metrics>, kind: &'static str) -> Self {
+    pub fn new(metrics: Arc<crate::telemetry::metrics::Metrics>, kind: &'static str) -> Self {
         let gauge = metrics.connections.watch_state(kind, WatchState::Waiting);
         gauge.inc();
         Self {

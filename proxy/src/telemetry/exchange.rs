@@ -26,12 +26,12 @@ use super::request_metrics::{AnsweredBy, RequestLabels, SeriesCache};
 use super::sampling::Hop;
 use super::span::{SpanFacts, span_data};
 use super::trace_context::hex;
-use crate::body::{Body, BoxError};
-use crate::headers;
+use crate::http::body::{Body, BoxError};
+use crate::http::headers;
 use crate::policy::DEFAULT_ROUTE;
 use crate::resilience::retry;
 
-pub use crate::connection_metrics::Direction;
+pub use crate::telemetry::connection_metrics::Direction;
 
 /// The telemetry of one connection's requests: the proxy's, plus the series its requests use.
 pub struct ConnectionTelemetry {

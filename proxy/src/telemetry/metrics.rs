@@ -80,7 +80,7 @@ pub struct Metrics {
     /// `weft_admin_requests_refused_total{reason}`: admin requests refused (not_loopback).
     pub admin_requests_refused: IntCounterVec,
     /// `weft_tcp_*`, TLS handshakes, identity and build info, discovery watch states.
-    pub connections: crate::connection_metrics::ConnectionMetrics,
+    pub connections: crate::telemetry::connection_metrics::ConnectionMetrics,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -251,7 +251,7 @@ impl Metrics {
                 "Admin requests refused, by reason (not_loopback: PUT from outside the pod).",
                 &["reason"],
             ),
-            connections: crate::connection_metrics::ConnectionMetrics::new(),
+            connections: crate::telemetry::connection_metrics::ConnectionMetrics::new(),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![

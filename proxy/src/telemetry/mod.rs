@@ -10,8 +10,11 @@
 
 pub mod access_log;
 pub mod attempts;
+pub mod connection_metrics;
 pub mod exchange;
 pub mod export;
+pub mod logging;
+pub mod metrics;
 pub mod request_metrics;
 pub mod sampling;
 pub mod span;
@@ -26,7 +29,7 @@ use weft_certs::SpiffeId;
 pub use exchange::{ConnectionTelemetry, Direction, Exchange};
 pub use request_metrics::RequestFamilies;
 
-use crate::metrics::Metrics;
+use crate::telemetry::metrics::Metrics;
 
 /// `--trace-*` and `--access-log`, checked.
 #[derive(Debug, Clone, Default)]

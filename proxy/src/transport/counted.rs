@@ -1,7 +1,7 @@
 //! A byte stream that counts what passes through it, for `weft_tcp_*` metrics.
 //!
 //! The counting must cost next to nothing on the hot path: the connection's labelled series are
-//! resolved once when it opens (see [`crate::connection_metrics`]), so each read or write adds to
+//! resolved once when it opens (see [`crate::telemetry::connection_metrics`]), so each read or write adds to
 //! one atomic counter. The connection is counted closed when this is dropped, however it ends.
 
 use std::io;
@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::connection_metrics::OpenConnection;
+use crate::telemetry::connection_metrics::OpenConnection;
 
 pub struct CountedIo<I> {
     inner: I,
@@ -89,7 +89,7 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
-    use crate::connection_metrics::{ConnectionMetrics, Direction, TlsStatus};
+    use crate::telemetry::connection_metrics::{ConnectionMetrics, Direction, TlsStatus};
 
     fn rendered(metrics: &ConnectionMetrics) -> String {
         let registry = prometheus::Registry::new();

@@ -3,10 +3,12 @@
 
 mod accept;
 mod counted;
+pub mod detect;
 pub mod drain;
 mod limit;
 mod listen;
 mod orig_dst;
+pub mod port_protocol;
 mod prefixed;
 mod splice;
 

@@ -26,8 +26,8 @@ use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use weft_api::discovery as proto;
 
-use crate::detect::{self, Protocol};
-use crate::http_server::HttpVersion;
+use crate::http::server::HttpVersion;
+use crate::transport::detect::{self, Protocol};
 
 /// What a port carries, as declared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
@@ -69,7 +69,7 @@ impl PortProtocol {
     /// server-first protocol, the whole header timeout where it can only mean a slow client.
     pub fn detect_wait(self, detect_timeout: Duration) -> Duration {
         match self {
-            PortProtocol::Http => crate::http_server::HEADER_READ_TIMEOUT,
+            PortProtocol::Http => crate::http::server::HEADER_READ_TIMEOUT,
             _ => detect_timeout,
         }
     }
@@ -205,7 +205,7 @@ mod tests {
         let detect = Duration::from_millis(300);
         assert_eq!(
             HTTP.detect_wait(detect),
-            crate::http_server::HEADER_READ_TIMEOUT
+            crate::http::server::HEADER_READ_TIMEOUT
         );
         assert_eq!(DETECT.detect_wait(detect), detect);
     }

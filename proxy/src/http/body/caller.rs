@@ -16,7 +16,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 
-use crate::body::{Body, BoxError};
+use crate::http::body::{Body, BoxError};
 
 /// How a caller's request body failed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,6 +4,9 @@
 //! An enum rather than a boxed trait object, because every request and response passes through
 //! here twice per proxy: boxing would cost an allocation each time.
 
+pub mod caller;
+pub mod h2_stream;
+
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -11,9 +14,9 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 
-use crate::caller_body::CallerBody;
-use crate::h1_pool::CheckIn;
-use crate::h2_stream::H2Body;
+use crate::http::body::caller::CallerBody;
+use crate::http::body::h2_stream::H2Body;
+use crate::http::client::h1_pool::CheckIn;
 use crate::resilience::retry::{Peeked, ReplayBody};
 use crate::resilience::timeout::TimedBody;
 use crate::telemetry::exchange::Observed;
@@ -39,7 +42,7 @@ pub enum Body {
     Timed(Box<TimedBody>),
     /// A response followed to its end for the request's metrics, span and log line.
     Observed(Box<Observed>),
-    /// A caller's request body, noting its own failures (see [`crate::caller_body`]).
+    /// A caller's request body, noting its own failures (see [`crate::http::body::caller`]).
     Caller(Box<CallerBody>),
     /// A body fed by a test.
     #[cfg(test)]

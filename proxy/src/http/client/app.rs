@@ -21,11 +21,11 @@ use http::uri::PathAndQuery;
 use http::{Request, Response, Uri, Version};
 use tokio::net::TcpStream;
 
-use crate::body::Body;
-use crate::errors::ProxyError;
-use crate::h1_pool::H1Pool;
-use crate::pool::{Connector, H2Pool};
-use crate::upgrade;
+use crate::http::body::Body;
+use crate::http::client::h1_pool::H1Pool;
+use crate::http::client::h2_pool::{Connector, H2Pool};
+use crate::http::error::ProxyError;
+use crate::http::upgrade;
 use hyper::upgrade::OnUpgrade;
 
 /// Where the app listens.
@@ -55,7 +55,7 @@ impl AppClient {
         self: Arc<Self>,
         stop: tokio_util::sync::CancellationToken,
     ) {
-        let mut ticker = tokio::time::interval(crate::h1_pool::IDLE_TIMEOUT / 3);
+        let mut ticker = tokio::time::interval(crate::http::client::h1_pool::IDLE_TIMEOUT / 3);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,

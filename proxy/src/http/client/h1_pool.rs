@@ -29,9 +29,9 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::app_client::error_chain;
-use crate::body::Body;
-use crate::errors::ProxyError;
+use crate::http::body::Body;
+use crate::http::client::app::error_chain;
+use crate::http::error::ProxyError;
 
 /// Idle connections kept per app address; more are closed when their response is done. It must
 /// not be below the concurrency the app sees: every connection over it is closed after one
@@ -262,7 +262,7 @@ mod tests {
             let _ = closed_tx.send(end);
         });
         let pool = H1Pool::new(Duration::from_secs(1));
-        let req = Request::get("/").body(crate::body::full("")).unwrap();
+        let req = Request::get("/").body(crate::http::body::full("")).unwrap();
         let response = pool.send(target, req).await.unwrap();
         let body = response.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(&body[..], b"ok");

@@ -1,6 +1,9 @@
 //! Serving HTTP/1 or HTTP/2 on an accepted connection, with limits against slow or abusive
 //! clients and a clean stop when the proxy shuts down.
 
+pub mod h2_resets;
+pub mod h2_server;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::time::Duration;
@@ -12,8 +15,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
-use crate::body::Body;
-use crate::h2_server;
+use crate::http::body::Body;
 
 /// A client must send its request headers within this time (slowloris protection).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -42,7 +44,7 @@ const H2_MAX_CONCURRENT_STREAMS: u32 = 1024;
 /// scenario: tens of thousands of 502 and 503 in ten seconds).
 const H2_PEER_MAX_PENDING_ACCEPT_RESETS: usize = 1024;
 /// Streams a client may reset before their answer, beyond those its answered streams earn back
-/// and refilled every second ([`crate::h2_resets`]); past that it is sent `GOAWAY
+/// and refilled every second ([`crate::http::server::h2_resets`]); past that it is sent `GOAWAY
 /// ENHANCE_YOUR_CALM`. h2's guard above counts only resets that pile up before the server takes
 /// their streams up, which a flood sent a read at a time never does. A peer proxy may reset
 /// every stream it can have open at once (its apps hanging up together); anyone else fewer.
@@ -114,7 +116,7 @@ impl Refusal {
 
 /// Any connection HTTP runs on. hyper's HTTP/1 server and `h2` are generic over their transport,
 /// and the proxy has several (plaintext and mutual TLS inbound, each counted, the app's
-/// connections outbound; to peers and to HTTP/2 apps in [`crate::pool`]): behind one boxed type
+/// connections outbound; to peers and to HTTP/2 apps in [`crate::http::client::h2_pool`]): behind one boxed type
 /// that code is compiled once per role, not once per transport, which keeps the binary's resident
 /// code (and so an idle sidecar's memory) smaller. A read or write through the box costs one
 /// indirect call.
@@ -203,7 +205,7 @@ async fn answer_header_timeout<S>(
     let mut io = parts.io.into_inner();
     let answer = format!(
         "HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-type: text/plain; charset=utf-8\r\n{}: request_header_timeout\r\ncontent-length: {}\r\n\r\n{TIMEOUT_MESSAGE}",
-        crate::headers::ERROR,
+        crate::http::headers::ERROR,
         TIMEOUT_MESSAGE.len()
     );
     // Bounded: a client too slow to send its head may be too slow to read this.

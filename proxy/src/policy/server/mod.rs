@@ -19,9 +19,9 @@ use weft_api::discovery as discovery_proto;
 use weft_api::policy as proto;
 
 use crate::inbound::InboundMode;
-use crate::metrics::Metrics;
 use crate::policy::{DEFAULT_ROUTE, RouteMatch};
-use crate::port_protocol::PortProtocol;
+use crate::telemetry::metrics::Metrics;
+use crate::transport::port_protocol::PortProtocol;
 pub use authorization::Authorization;
 pub use fault::{Abort, Fault, Injection};
 pub use rate_limit::{Limited, RateLimiter};

@@ -39,7 +39,7 @@ pub enum Outcome {
     /// The per-try timeout expired.
     PerTryTimeout,
     /// This side failed, not the endpoint (the app's request body broke, this proxy is out of
-    /// resources: [`crate::errors::ProxyError::is_local`]): never retried, and the breaker hears
+    /// resources: [`crate::http::error::ProxyError::is_local`]): never retried, and the breaker hears
     /// nothing.
     LocalFailure,
     /// Anything else (a bad request, no endpoint): never retried.

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
 
-use crate::body::{Body, BoxError};
+use crate::http::body::{Body, BoxError};
 
 #[derive(Debug)]
 pub struct Peeked {

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body as _, Frame, SizeHint};
 
-use crate::body::{Body, BoxError};
+use crate::http::body::{Body, BoxError};
 
 /// The shared original body and the copy; one [`ReplayBody`] per attempt reads it.
 #[derive(Debug, Clone)]
@@ -209,7 +209,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_retry_sends_the_same_bytes() {
-        let replay = Replay::new(crate::body::full("hello world"), 64);
+        let replay = Replay::new(crate::http::body::full("hello world"), 64);
         assert_eq!(collect(replay.attempt()).await.unwrap(), b"hello world");
         assert!(replay.can_replay() && replay.complete());
         assert_eq!(collect(replay.attempt()).await.unwrap(), b"hello world");
@@ -219,7 +219,7 @@ mod tests {
     async fn the_last_bytes_of_a_body_of_known_length_end_it() {
         // HTTP/2 sets END_STREAM on the frame after which the body says it has ended: on the last
         // data frame, not on an empty frame sent later (see `poll_frame`).
-        let replay = Replay::new(crate::body::full("hello"), 64);
+        let replay = Replay::new(crate::http::body::full("hello"), 64);
         let mut attempt = replay.attempt();
         assert!(!attempt.is_end_stream());
         let frame = attempt.frame().await.unwrap().unwrap();
@@ -231,14 +231,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_over_the_cap_is_sent_once() {
-        let replay = Replay::new(crate::body::full(vec![7u8; 100]), 64);
+        let replay = Replay::new(crate::http::body::full(vec![7u8; 100]), 64);
         assert_eq!(collect(replay.attempt()).await.unwrap().len(), 100);
         assert!(!replay.can_replay());
     }
 
     #[tokio::test]
     async fn an_unread_body_can_be_retried_and_an_old_attempt_stops_reading() {
-        let replay = Replay::new(crate::body::full("abc"), 64);
+        let replay = Replay::new(crate::http::body::full("abc"), 64);
         let first = replay.attempt();
         let second = replay.attempt();
         assert!(collect(first).await.is_err());
