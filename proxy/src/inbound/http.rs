@@ -17,10 +17,12 @@ use crate::http::body::caller::BodyWatch;
 use crate::http::client::app::{AppH2, AppTarget};
 use crate::http::error::ProxyError;
 use crate::http::headers;
-use crate::http::server::{self, BoxedConnection, HttpVersion};
+use crate::http::server;
 use crate::http::upgrade;
 use crate::policy::DEFAULT_ROUTE;
 use crate::telemetry::{ConnectionTelemetry, Direction};
+use crate::transport::BoxedConnection;
+use crate::transport::port_protocol::HttpVersion;
 
 pub async fn serve(
     inbound: Arc<Inbound>,
@@ -111,7 +113,8 @@ impl Context {
             }
             Err(refusal) => refusal.response(grpc),
         };
-        self.telemetry.respond(exchange, response)
+        let observed = self.telemetry.respond(exchange, response);
+        observed.map(|body| Body::Observed(Box::new(body)))
     }
 
     async fn forward(&self, mut req: Request<Body>, grpc: bool) -> Response<Body> {

@@ -28,12 +28,14 @@ use weft_certs::SpiffeId;
 
 use crate::discovery::Discovery;
 use crate::http::client::app::AppClient;
-use crate::http::server::HttpVersion;
+use crate::http::server::HEADER_READ_TIMEOUT;
+use crate::policy::server::InboundMode;
 use crate::telemetry::Telemetry;
 use crate::telemetry::connection_metrics::{Direction, TlsStatus, UNAUTHENTICATED};
 use crate::telemetry::metrics::Metrics;
 use crate::tls::{TlsStore, alpn, classify, peer_identity};
 use crate::transport::detect::{self, Protocol};
+use crate::transport::port_protocol::HttpVersion;
 use crate::transport::port_protocol::{self, Plan, PortProtocol};
 use crate::transport::{
     ConnectionLimit, CountedIo, Listening, PrefixedIo, accept_draining, original_dst, splice,
@@ -42,17 +44,6 @@ use admission::Caller;
 
 pub use app_target::ConnectTo;
 pub use port_policy::PortPolicy;
-
-/// How the inbound listener treats callers that are not mesh proxies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum InboundMode {
-    /// Accept them, marked unauthenticated (no `weft-client-identity`). The default, so a
-    /// service keeps working while its callers are being meshed.
-    Permissive,
-    /// Require mutual TLS with a mesh certificate; refuse everything else.
-    Strict,
-}
 
 pub struct Inbound {
     pub store: Arc<TlsStore>,
@@ -115,7 +106,7 @@ impl Inbound {
         };
         let mode = policy.mtls().unwrap_or(self.mode);
         let port = self.port_protocol(&policy, port_addr);
-        let wait = port.detect_wait(self.detect_timeout);
+        let wait = port.detect_wait(self.detect_timeout, HEADER_READ_TIMEOUT);
         let Some((protocol, io)) = detect::accepted(tcp, wait, "inbound", &self.metrics).await
         else {
             return;
@@ -259,7 +250,7 @@ impl Inbound {
             // without discovery, its own `--opaque-ports`): on an HTTP port it is still parsed.
             None if port == PortProtocol::Http => {
                 let mut tls = tls;
-                let wait = port.detect_wait(self.detect_timeout);
+                let wait = port.detect_wait(self.detect_timeout, HEADER_READ_TIMEOUT);
                 let Ok((protocol, prefix)) = detect::detect(&mut tls, wait).await else {
                     return;
                 };

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::discovery::InboundAnswer;
-use crate::inbound::InboundMode;
+use crate::policy::server::InboundMode;
 use crate::policy::server::ServerPolicy;
 use crate::transport::port_protocol::PortProtocol;
 

@@ -12,10 +12,12 @@ use crate::destination::Destination;
 use crate::http::body::{self, Body};
 use crate::http::error::ProxyError;
 use crate::http::headers;
-use crate::http::server::{self, BoxedConnection, Caller, HttpVersion};
+use crate::http::server::{self, Caller};
 use crate::http::upgrade;
 use crate::telemetry::{ConnectionTelemetry, Direction};
 use crate::tls::alpn;
+use crate::transport::BoxedConnection;
+use crate::transport::port_protocol::HttpVersion;
 
 pub async fn serve(
     outbound: Arc<Outbound>,
@@ -83,7 +85,8 @@ impl Context {
                 e.response(grpc)
             }
         };
-        self.telemetry.respond(exchange, response)
+        let observed = self.telemetry.respond(exchange, response);
+        observed.map(|body| Body::Observed(Box::new(body)))
     }
 }
 

@@ -28,12 +28,13 @@ use crate::config::UnknownDestinations;
 use crate::destination::Destination;
 use crate::discovery::{Discovery, Resolution};
 use crate::http::client::h2_pool::H2Pool;
-use crate::http::server::HttpVersion;
+use crate::http::server::HEADER_READ_TIMEOUT;
 use crate::telemetry::Telemetry;
 use crate::telemetry::connection_metrics::{Direction, TlsStatus, UNAUTHENTICATED};
 use crate::telemetry::metrics::Metrics;
 use crate::tls::alpn;
 use crate::transport::detect;
+use crate::transport::port_protocol::HttpVersion;
 use crate::transport::port_protocol::{self, Plan, PortProtocol};
 use crate::transport::{
     ConnectionLimit, CountedIo, Listening, OrigDstAddr, PrefixedIo, accept_draining, original_dst,
@@ -251,7 +252,7 @@ impl Outbound {
         port: PortProtocol,
         stop: CancellationToken,
     ) {
-        let wait = port.detect_wait(self.detect_timeout);
+        let wait = port.detect_wait(self.detect_timeout, HEADER_READ_TIMEOUT);
         let Some((protocol, io)) = detect::accepted(tcp, wait, "outbound", &self.metrics).await
         else {
             return;

@@ -2,6 +2,7 @@
 //! counting bytes, and splicing two streams together.
 
 mod accept;
+mod connection;
 mod counted;
 pub mod detect;
 pub mod drain;
@@ -13,6 +14,7 @@ mod prefixed;
 mod splice;
 
 pub use accept::{accept_draining, accept_loop};
+pub use connection::{BoxedConnection, Connection};
 pub use counted::CountedIo;
 pub use drain::{Drain, Listening};
 pub use limit::{ConnectionLimit, ConnectionSlot};

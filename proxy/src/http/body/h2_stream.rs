@@ -18,7 +18,8 @@ use http::HeaderMap;
 use http_body::{Body as _, Frame, SizeHint};
 use tokio_util::sync::CancellationToken;
 
-use crate::http::body::{Body, BoxError};
+use crate::http::BoxError;
+use crate::http::body::Body;
 
 /// Headers of one HTTP/1.1 connection that HTTP/2 does not allow (RFC 9113 8.2.2; `te` is
 /// allowed as `trailers`, and the proxy sends nothing else).

@@ -52,7 +52,7 @@ use tokio_util::sync::CancellationToken;
 use crate::http::body::Body;
 use crate::http::body::h2_stream::{self, H2Body};
 use crate::http::error::ProxyError;
-use crate::http::server::BoxedConnection;
+use crate::transport::BoxedConnection;
 
 /// HTTP/2 flow-control windows: large enough that a single stream is not throttled on a fast
 /// link, small enough that a slow reader cannot make us buffer much.

@@ -23,7 +23,8 @@ use tokio_util::sync::CancellationToken;
 use crate::http::body::Body;
 use crate::http::body::h2_stream::{self, H2Body};
 use crate::http::server::h2_resets::ResetBudget;
-use crate::http::server::{BoxedConnection, Caller, Refusal};
+use crate::http::server::{Caller, Refusal};
+use crate::transport::BoxedConnection;
 
 /// The server's settings for one connection (see `http_server` for why each is what it is).
 pub struct Settings {

@@ -12,10 +12,12 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::http::body::Body;
+use crate::transport::BoxedConnection;
+use crate::transport::port_protocol::HttpVersion;
 
 /// A client must send its request headers within this time (slowloris protection).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -112,26 +114,6 @@ impl Refusal {
             Refusal::HeaderTimeout => "request_header_timeout",
         }
     }
-}
-
-/// Any connection HTTP runs on. hyper's HTTP/1 server and `h2` are generic over their transport,
-/// and the proxy has several (plaintext and mutual TLS inbound, each counted, the app's
-/// connections outbound; to peers and to HTTP/2 apps in [`crate::http::client::h2_pool`]): behind one boxed type
-/// that code is compiled once per role, not once per transport, which keeps the binary's resident
-/// code (and so an idle sidecar's memory) smaller. A read or write through the box costs one
-/// indirect call.
-pub trait Connection: AsyncRead + AsyncWrite + Send + Unpin {}
-
-impl<T: AsyncRead + AsyncWrite + Send + Unpin> Connection for T {}
-
-/// A connection to serve HTTP on (see [`Connection`]).
-pub type BoxedConnection = Box<dyn Connection>;
-
-/// Which HTTP version to serve on a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HttpVersion {
-    Http1,
-    Http2,
 }
 
 /// Serves `io` until the client closes it or `stop` fires (then in-flight requests finish).

@@ -18,13 +18,23 @@ use std::time::SystemTime;
 use weft_api::discovery as discovery_proto;
 use weft_api::policy as proto;
 
-use crate::inbound::InboundMode;
 use crate::policy::{DEFAULT_ROUTE, RouteMatch};
 use crate::telemetry::metrics::Metrics;
 use crate::transport::port_protocol::PortProtocol;
 pub use authorization::Authorization;
 pub use fault::{Abort, Fault, Injection};
 pub use rate_limit::{Limited, RateLimiter};
+
+/// How the inbound listener treats callers that are not mesh proxies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InboundMode {
+    /// Accept them, marked unauthenticated (no `weft-client-identity`). The default, so a
+    /// service keeps working while its callers are being meshed.
+    Permissive,
+    /// Require mutual TLS with a mesh certificate; refuse everything else.
+    Strict,
+}
 
 /// `enforce` refuses; `audit` lets through, logs and counts what enforce would refuse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

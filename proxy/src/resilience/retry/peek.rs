@@ -15,7 +15,8 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
 
-use crate::http::body::{Body, BoxError};
+use crate::http::BoxError;
+use crate::http::body::Body;
 
 #[derive(Debug)]
 pub struct Peeked {

@@ -17,7 +17,8 @@ use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body as _, Frame, SizeHint};
 
-use crate::http::body::{Body, BoxError};
+use crate::http::BoxError;
+use crate::http::body::Body;
 
 /// The shared original body and the copy; one [`ReplayBody`] per attempt reads it.
 #[derive(Debug, Clone)]
