@@ -15,7 +15,7 @@ use weft_tests::tls_probe::Answer;
 use weft_tests::{Mesh, clients, wait};
 
 fn renewals(proxy: &RunningProxy) -> u64 {
-    proxy.metrics.renewals.get()
+    proxy.metrics.identity.renewals.get()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

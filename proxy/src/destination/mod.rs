@@ -182,6 +182,7 @@ impl Destination {
                 .filter(|e| !endpoints.iter().any(|n| n.addr == e.addr))
             {
                 let _ = metrics
+                    .resilience
                     .endpoint_ejected
                     .remove_label_values(&[&previous.name, &gone.addr.to_string()]);
             }
@@ -194,6 +195,7 @@ impl Destination {
         }
         for endpoint in &endpoints {
             metrics
+                .resilience
                 .endpoint_ejected
                 .with_label_values(&[&name, &endpoint.addr.to_string()])
                 .set(i64::from(endpoint.breaker.ejected()));
@@ -202,6 +204,7 @@ impl Destination {
             .routes()
             .map(|route| {
                 metrics
+                    .resilience
                     .request_attempts
                     .with_label_values(&[&name, &route.name])
             })
@@ -296,12 +299,14 @@ impl Destination {
         let addr = endpoint.addr.to_string();
         let ejected = self
             .metrics
+            .resilience
             .endpoint_ejected
             .with_label_values(&[&self.name, &addr]);
         match transition {
             Transition::Opened { penalty } => {
                 ejected.set(1);
                 self.metrics
+                    .resilience
                     .breaker_transitions
                     .with_label_values(&[&self.name, "open"])
                     .inc();
@@ -310,6 +315,7 @@ impl Destination {
             Transition::Closed => {
                 ejected.set(0);
                 self.metrics
+                    .resilience
                     .breaker_transitions
                     .with_label_values(&[&self.name, "closed"])
                     .inc();
@@ -426,6 +432,7 @@ mod tests {
         assert!(Arc::ptr_eq(&updated.budget, &d.budget));
         assert_eq!(
             metrics
+                .resilience
                 .endpoint_ejected
                 .with_label_values(&["x", "127.0.0.1:1"])
                 .get(),

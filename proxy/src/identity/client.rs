@@ -98,11 +98,16 @@ impl IdentityClient {
             let wait = match self.certify_once().await {
                 Ok(credentials) => {
                     backoff.reset();
-                    self.metrics.certify.with_label_values(&["ok"]).inc();
+                    self.metrics
+                        .identity
+                        .certify
+                        .with_label_values(&["ok"])
+                        .inc();
                     if credentials.generation > 1 {
-                        self.metrics.renewals.inc();
+                        self.metrics.identity.renewals.inc();
                     }
                     self.metrics
+                        .identity
                         .cert_expiry
                         .set(unix_seconds(credentials.not_after()));
                     let remaining = credentials
@@ -125,6 +130,7 @@ impl IdentityClient {
                 }
                 Err(failure) => {
                     self.metrics
+                        .identity
                         .certify
                         .with_label_values(&[failure.label()])
                         .inc();

@@ -61,6 +61,7 @@ pub async fn serve(
     .await;
     if let Some(refusal) = refused {
         metrics
+            .proxy
             .proxy_errors
             .with_label_values(&["inbound", refusal.reason()])
             .inc();
@@ -155,6 +156,7 @@ impl Context {
             }
             Err(e) => {
                 metrics
+                    .proxy
                     .proxy_errors
                     .with_label_values(&["inbound", e.reason()])
                     .inc();

@@ -31,8 +31,8 @@ use crate::http::client::app::AppClient;
 use crate::http::server::HEADER_READ_TIMEOUT;
 use crate::policy::server::InboundMode;
 use crate::telemetry::Telemetry;
-use crate::telemetry::connection_metrics::{Direction, TlsStatus, UNAUTHENTICATED};
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::metrics::connections::{Direction, TlsStatus, UNAUTHENTICATED};
 use crate::tls::{TlsStore, alpn, classify, peer_identity};
 use crate::transport::detect::{self, Protocol};
 use crate::transport::port_protocol::HttpVersion;
@@ -163,6 +163,7 @@ impl Inbound {
     ) {
         self.refuse(refusal.reason());
         self.metrics
+            .proxy
             .proxy_errors
             .with_label_values(&["inbound", refusal.reason()])
             .inc();
@@ -186,7 +187,7 @@ impl Inbound {
         match discovery.inbound(addr).await {
             Ok(answer) => Some(PortPolicy::new(answer)),
             Err((answer, e)) => {
-                self.metrics.inbound_policy_unknown.inc();
+                self.metrics.proxy.inbound_policy_unknown.inc();
                 tracing::warn!(%client, "serving a connection to {addr} without its server policy: {e}");
                 Some(PortPolicy::new(answer))
             }
@@ -306,6 +307,7 @@ impl Inbound {
             }
             Err(e) => {
                 self.metrics
+                    .proxy
                     .proxy_errors
                     .with_label_values(&["inbound", "app_unreachable"])
                     .inc();
@@ -318,6 +320,7 @@ impl Inbound {
     fn refuse(&self, reason: &str) {
         self.count_connection("refused");
         self.metrics
+            .proxy
             .inbound_refused
             .with_label_values(&[reason])
             .inc();
@@ -326,6 +329,7 @@ impl Inbound {
     fn refuse_handshake(&self, client: SocketAddr, reason: &'static str, detail: &str) {
         self.refuse("handshake");
         self.metrics
+            .connections
             .tls_handshake_errors
             .with_label_values(&["inbound", reason])
             .inc();
@@ -343,6 +347,7 @@ impl Inbound {
 
     fn count_connection(&self, tls: &str) {
         self.metrics
+            .proxy
             .inbound_connections
             .with_label_values(&[tls])
             .inc();

@@ -30,8 +30,8 @@ use crate::discovery::{Discovery, Resolution};
 use crate::http::client::h2_pool::H2Pool;
 use crate::http::server::HEADER_READ_TIMEOUT;
 use crate::telemetry::Telemetry;
-use crate::telemetry::connection_metrics::{Direction, TlsStatus, UNAUTHENTICATED};
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::metrics::connections::{Direction, TlsStatus, UNAUTHENTICATED};
 use crate::tls::alpn;
 use crate::transport::detect;
 use crate::transport::port_protocol::HttpVersion;
@@ -354,6 +354,7 @@ impl Outbound {
 
     fn count(&self, protocol: &str) {
         self.metrics
+            .proxy
             .outbound_connections
             .with_label_values(&[protocol])
             .inc();
@@ -367,6 +368,7 @@ impl Outbound {
 
     fn error(&self, reason: &str) {
         self.metrics
+            .proxy
             .proxy_errors
             .with_label_values(&["outbound", reason])
             .inc();

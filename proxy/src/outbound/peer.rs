@@ -9,8 +9,8 @@ use tokio_rustls::client::TlsStream;
 use crate::destination::Endpoint;
 use crate::http::client::h2_pool::Connector;
 use crate::http::error::ProxyError;
-use crate::telemetry::connection_metrics::{Direction, TlsStatus};
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::metrics::connections::{Direction, TlsStatus};
 use crate::tls::{self, TlsStore, alpn};
 use crate::transport::CountedIo;
 
@@ -41,6 +41,7 @@ impl PeerConnector {
         .map_err(|e| {
             if let Some(reason) = e.handshake_reason() {
                 self.metrics
+                    .connections
                     .tls_handshake_errors
                     .with_label_values(&["outbound", reason])
                     .inc();

@@ -212,6 +212,7 @@ impl Attempts<'_> {
                 self.count_attempts(attempt);
                 destination
                     .metrics
+                    .resilience
                     .budget_exhausted
                     .with_label_values(&[&destination.name, &self.route.name])
                     .inc();
@@ -397,6 +398,7 @@ impl Attempts<'_> {
     fn count_retry(&self, outcome: &Outcome) {
         self.destination
             .metrics
+            .resilience
             .retries
             .with_label_values(&[&self.destination.name, &self.route.name, &outcome.reason()])
             .inc();
@@ -411,6 +413,7 @@ impl Attempts<'_> {
     fn count_timeout(&self, kind: &str) {
         self.destination
             .metrics
+            .resilience
             .timeouts
             .with_label_values(&[&self.destination.name, &self.route.name, kind])
             .inc();
@@ -419,6 +422,7 @@ impl Attempts<'_> {
     fn count_shed(&self, reason: &str) {
         self.destination
             .metrics
+            .resilience
             .shed
             .with_label_values(&[&self.destination.name, reason])
             .inc();

@@ -31,7 +31,7 @@ use crate::http::headers;
 use crate::policy::DEFAULT_ROUTE;
 use crate::resilience::retry;
 
-pub use crate::telemetry::connection_metrics::Direction;
+pub use crate::telemetry::metrics::connections::Direction;
 
 /// The telemetry of one connection's requests: the proxy's, plus the series its requests use.
 pub struct ConnectionTelemetry {

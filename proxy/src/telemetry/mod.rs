@@ -10,7 +10,6 @@
 
 pub mod access_log;
 pub mod attempts;
-pub mod connection_metrics;
 pub mod exchange;
 pub mod export;
 pub mod logging;

@@ -24,7 +24,9 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+};
 
 pub const LABELS: [&str; 8] = [
     "direction",
@@ -50,8 +52,9 @@ pub struct RequestFamilies {
 }
 
 impl RequestFamilies {
-    pub fn new() -> Self {
-        Self {
+    /// The families, added to `registry`.
+    pub fn new(registry: &Registry) -> Self {
+        let families = Self {
             requests: IntCounterVec::new(
                 Opts::new(
                     "weft_requests_total",
@@ -69,13 +72,12 @@ impl RequestFamilies {
                 &LABELS,
             )
             .expect("metric definitions are valid"),
-        }
-    }
-}
-
-impl Default for RequestFamilies {
-    fn default() -> Self {
-        Self::new()
+        };
+        let registered = registry
+            .register(Box::new(families.requests.clone()))
+            .and_then(|()| registry.register(Box::new(families.duration.clone())));
+        registered.expect("each metric is registered once");
+        families
     }
 }
 
@@ -216,7 +218,7 @@ mod tests {
 
     #[test]
     fn counts_each_label_set_in_its_own_series() {
-        let families = RequestFamilies::new();
+        let families = RequestFamilies::new(&Registry::new());
         let cache = SeriesCache::new(&families, "inbound", "spiffe://td/ns/a/sa/b".into());
         let ok = RequestLabels {
             destination_identity: "spiffe://td/ns/a/sa/c",

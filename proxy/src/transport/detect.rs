@@ -80,6 +80,7 @@ pub async fn accepted(
     match detect(&mut tcp, timeout).await {
         Ok((protocol, prefix)) => {
             metrics
+                .proxy
                 .detections
                 .with_label_values(&[direction, protocol.label()])
                 .inc();

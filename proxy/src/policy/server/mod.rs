@@ -90,7 +90,10 @@ impl ServerPolicy {
             let limits = rate_limit::Limits::from_proto(limit);
             match previous.and_then(|p| p.rate_limiter.as_ref()) {
                 Some(kept) if kept.limits == limits => kept.clone(),
-                _ => Arc::new(RateLimiter::new(limits, metrics.rate_limit_buckets.clone())),
+                _ => Arc::new(RateLimiter::new(
+                    limits,
+                    metrics.server_policy.rate_limit_buckets.clone(),
+                )),
             }
         });
         Self {
