@@ -17,8 +17,8 @@ use weft_api::discovery::discovery_client::DiscoveryClient;
 use super::Resolution;
 use crate::identity::call_error::describe;
 use crate::identity::control_plane::ConnectFailure;
-use crate::identity::refresh::Backoff;
 use crate::policy::server::InboundPolicy;
+use crate::resilience::backoff::Backoff;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::metrics::discovery::{WatchState, WatchStateGauge};
 

@@ -17,8 +17,9 @@ use weft_certs::TrustBundle;
 
 use super::call_error::describe;
 use super::control_plane::ConnectFailure;
-use super::refresh::{Backoff, renew_after};
+use super::refresh::renew_after;
 use super::token::TokenSource;
+use crate::resilience::backoff::Backoff;
 use crate::telemetry::metrics::Metrics;
 use crate::tls::{Credentials, InstallError, TlsStore};
 

@@ -29,9 +29,10 @@ use crate::http::client::h2_pool;
 use crate::http::error::ProxyError;
 use crate::http::headers;
 use crate::policy::RoutePolicy;
+use crate::resilience::backoff;
 use crate::resilience::breaker::Admission;
 use crate::resilience::limit::Refused;
-use crate::resilience::retry::{self, Outcome, Replay, backoff};
+use crate::resilience::retry::{self, Outcome, Replay, pushback};
 use crate::resilience::timeout::TimedBody;
 use crate::telemetry::attempts::AttemptLog;
 
@@ -223,12 +224,12 @@ impl Attempts<'_> {
             let wait = result
                 .as_ref()
                 .ok()
-                .and_then(|r| backoff::pushback(r.headers(), rules.pushback_max))
+                .and_then(|r| pushback::pushback(r.headers(), rules.pushback_max))
                 .unwrap_or_else(|| {
                     backoff::full_jitter(
                         rules.backoff_base,
                         rules.backoff_max,
-                        counted,
+                        counted.saturating_sub(1),
                         fastrand::f64(),
                     )
                 });

@@ -52,6 +52,7 @@ use tokio_util::sync::CancellationToken;
 use crate::http::body::Body;
 use crate::http::body::h2_stream::{self, H2Body};
 use crate::http::error::ProxyError;
+use crate::resilience::backoff;
 use crate::transport::BoxedConnection;
 
 /// HTTP/2 flow-control windows: large enough that a single stream is not throttled on a fast
@@ -119,9 +120,8 @@ struct Failure {
 
 impl Failure {
     fn backoff(&self) -> Duration {
-        FIRST_CONNECT_BACKOFF
-            .saturating_mul(1 << self.in_a_row.saturating_sub(1).min(16))
-            .min(MAX_CONNECT_BACKOFF)
+        let doublings = self.in_a_row.saturating_sub(1);
+        backoff::exponential(FIRST_CONNECT_BACKOFF, MAX_CONNECT_BACKOFF, doublings)
     }
 }
 

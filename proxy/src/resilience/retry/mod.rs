@@ -10,9 +10,9 @@
 //! method; every other condition only for idempotent methods, unless the route acknowledges
 //! otherwise (`nonIdempotent: true`, implied for gRPC routes).
 
-pub mod backoff;
 pub mod budget;
 mod peek;
+pub mod pushback;
 mod replay;
 
 use http::{HeaderMap, Method, StatusCode};
