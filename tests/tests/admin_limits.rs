@@ -71,7 +71,8 @@ impl Running {
     fn closed(&self, reason: &str) -> u64 {
         self.admin
             .metrics
-            .admin.connections_closed
+            .admin
+            .connections_closed
             .with_label_values(&[reason])
             .get()
     }
@@ -202,7 +203,8 @@ async fn put_log_level_is_refused_from_outside_loopback() {
         admin
             .admin
             .metrics
-            .admin.requests_refused
+            .admin
+            .requests_refused
             .with_label_values(&["not_loopback"])
             .get(),
         1

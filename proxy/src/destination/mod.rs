@@ -234,8 +234,8 @@ impl Destination {
         Self::new(described, None, metrics)
     }
 
-    /// The endpoint for the next attempt (see [`crate::destination::balance`]), admitted by its breaker;
-    /// `avoid` (the endpoint that just failed) is taken only if nothing else can be.
+    /// The endpoint for the next attempt (see [`balance`]), admitted by its breaker; `avoid` (the
+    /// endpoint that just failed) is taken only if nothing else can be.
     pub fn pick(&self, avoid: Option<SocketAddr>) -> Result<(&Endpoint, Admission), Unavailable> {
         if self.endpoints.is_empty() {
             return Err(Unavailable::NoEndpoints);

@@ -6,9 +6,26 @@
 //! itself): accepted and marked unauthenticated in permissive mode, refused in strict mode.
 //!
 //! Before any of that, the connection's port is looked up in the server policy (see
-//! `crate::policy::server`): its `mtls` setting overrides `--inbound-mode`, and its authorization,
-//! rate limits and fault drills apply to every request (and opaque connection) that follows —
-//! always as the policy is now, so an edit reaches open connections too.
+//! [`crate::policy::server`]): its `mtls` setting overrides `--inbound-mode`, and its
+//! authorization, rate limits and fault drills apply to every request (and opaque connection)
+//! that follows — always as the policy is now, so an edit reaches open connections too.
+//!
+//! ```text
+//! connection (--inbound-max-connections; original destination: which port of the app)
+//!  └─ port policy (the server policy's port, or none; mtls overrides --inbound-mode)
+//!      └─ detect (first bytes, within the detect or header timeout)
+//!          ├─ mesh TLS: handshake, the caller's identity from its certificate
+//!          │   ├─ HTTP (ALPN) ──────────────┐
+//!          │   └─ opaque: authorization of the connection, then splice to the app
+//!          ├─ plaintext: refused in strict mode, else unauthenticated
+//!          │   ├─ HTTP (detected, or the port carries HTTP) ──┐
+//!          │   └─ opaque: splice to the app
+//!          └─ HTTP server (http.rs), per request:
+//!              route → authorization → rate limit → fault drill (admission.rs)
+//!               └─ identity headers, the caller's version (crate::http::headers)
+//!                   └─ the app (crate::http::client::app: HTTP/1.1 pool, HTTP/2, upgrade)
+//!                       → response, counted, traced and logged (crate::telemetry)
+//! ```
 
 mod admission;
 mod app_target;

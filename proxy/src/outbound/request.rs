@@ -98,7 +98,7 @@ struct Head {
 /// The request body as attempts send it.
 enum Sendable {
     Empty,
-    Replayable(Replay),
+    Replayable(Replay<Body>),
     /// Too large to keep: sent once.
     Once(Option<Body>),
 }

@@ -5,9 +5,10 @@
 //! off, and a random share of it spreads the callers out. One doubling for every user; they
 //! differ in the jitter: full jitter for request retries (a wait in `[0, ceiling)`, as gRPC's A6
 //! and Envoy do), equal jitter for reconnecting to the control plane (`[50 %, 100 %]` of the
-//! ceiling, so a reconnect never comes back at once), none for the HTTP/2 pool's fail-fast window
-//! after a failed connect. Pure functions, the caller brings the random number: tested without
-//! a clock.
+//! ceiling, so a reconnect never comes back at once), up to the policy's `jitter` off the
+//! ceiling for a circuit breaker's ejection ([`super::breaker::penalty`]), none for the HTTP/2
+//! pool's fail-fast window after a failed connect. Pure functions, the caller brings the random
+//! number: tested without a clock.
 
 use std::time::Duration;
 

@@ -5,12 +5,12 @@
 //! |---|---|---|
 //! | `direction` | `inbound` | `outbound` |
 //! | `source_identity` | the caller's proven identity, or `unauthenticated` | this proxy's |
-//! | `destination_identity` | this proxy's | the endpoint's proven identity (`""` if none answered) |
-//! | `destination_service` | the port's service, as discovery names it (`""` if none lists the port) | the destination |
+//! | `destination_identity` | this proxy's | the endpoint's proven identity (`""`: none) |
+//! | `destination_service` | the port's service in discovery (`""`: none) | the destination |
 //! | `route` | the server policy's route | the client policy's route |
 //! | `status_code` | the HTTP status sent to the caller | the same |
 //! | `grpc_status` | from headers or trailers; `""` if not gRPC or none | the same |
-//! | `answered_by` | `weft` if a proxy produced the answer (it has `weft-error`), else `app` | the same |
+//! | `answered_by` | `weft` if a proxy answered (with `weft-error`), else `app` | the same |
 //!
 //! Every label comes from a bounded set: identities and services the mesh knows, routes the
 //! policy names, status codes. Paths and addresses never become labels.

@@ -4,10 +4,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 /// Any connection HTTP runs on. hyper's HTTP/1 server and `h2` are generic over their transport,
 /// and the proxy has several (plaintext and mutual TLS inbound, each counted, the app's
-/// connections outbound; to peers and to HTTP/2 apps in [`crate::http::client::h2_pool`]): behind one boxed type
-/// that code is compiled once per role, not once per transport, which keeps the binary's resident
-/// code (and so an idle sidecar's memory) smaller. A read or write through the box costs one
-/// indirect call.
+/// connections outbound; to peers and to HTTP/2 apps in [`crate::http::client::h2_pool`]):
+/// behind one boxed type that code is compiled once per role, not once per transport, which
+/// keeps the binary's resident code (and so an idle sidecar's memory) smaller. A read or write
+/// through the box costs one indirect call.
 pub trait Connection: AsyncRead + AsyncWrite + Send + Unpin {}
 
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Connection for T {}

@@ -1,8 +1,9 @@
 //! A byte stream that counts what passes through it, for `weft_tcp_*` metrics.
 //!
 //! The counting must cost next to nothing on the hot path: the connection's labelled series are
-//! resolved once when it opens (see [`crate::telemetry::metrics::connections`]), so each read or write adds to
-//! one atomic counter. The connection is counted closed when this is dropped, however it ends.
+//! resolved once when it opens (see [`crate::telemetry::metrics::connections`]), so each read or
+//! write adds to one atomic counter. The connection is counted closed when this is dropped,
+//! however it ends.
 
 use std::io;
 use std::pin::Pin;

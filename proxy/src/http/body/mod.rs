@@ -34,9 +34,9 @@ pub enum Body {
     /// Complete, produced by the proxy; `None` once sent.
     Full(Option<Bytes>),
     /// A request body that a retry can send again.
-    Replay(ReplayBody),
+    Replay(ReplayBody<Body>),
     /// A response read ahead to learn its gRPC status, then the rest of it.
-    Peeked(Box<Peeked>),
+    Peeked(Box<Peeked<Body>>),
     /// A response under the request's deadline or idle timeout.
     Timed(Box<TimedBody<Body>>),
     /// A response followed to its end for the request's metrics, span and log line.

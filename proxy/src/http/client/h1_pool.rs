@@ -15,8 +15,8 @@
 //! whenever a connection is checked in), so a burst of traffic does not leave hundreds of
 //! connections open to the app for good.
 //!
-//! This replaces hyper-util's general-purpose pool, whose bookkeeping (checkout futures, keyed
-//! waiters, idle timers) cost a fifth of the server-side proxy's work per request here.
+//! A pool of its own rather than hyper-util's general-purpose one: the proxy needs none of its
+//! bookkeeping (checkout futures, keyed waiters, idle timers), which is paid on every request.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -35,11 +35,9 @@ use crate::http::error::{ProxyError, error_chain};
 /// Idle connections kept per app address; more are closed when their response is done. It must
 /// not be below the concurrency the app sees: every connection over it is closed after one
 /// response and a new one opened for the next, and a closed connection to the pod's own address
-/// (the default since `--inbound-connect-to`) waits in TIME_WAIT, which Linux reuses only for
-/// loopback addresses (`tcp_tw_reuse = 2`), so under a few hundred concurrent requests the
-/// ephemeral ports ran out and requests stalled for a second (measured in `tests/bench/pods.sh`
-/// at 900 connections: 4.6k req/s, p99 1 s at a cap of 256; see the README). Idle connections
-/// still close after [`IDLE_TIMEOUT`].
+/// (the default `--inbound-connect-to`) waits in TIME_WAIT, which Linux reuses only for loopback
+/// addresses (`tcp_tw_reuse = 2`), so with a lower cap a few hundred concurrent requests run out
+/// of ephemeral ports and stall. Idle connections still close after [`IDLE_TIMEOUT`].
 const MAX_IDLE_PER_TARGET: usize = 4096;
 
 /// How long an unused connection to the app stays open.

@@ -26,10 +26,11 @@
 //! connections once their requests are done.
 //!
 //! The connections speak the `h2` crate directly rather than through hyper's client, which costs
-//! two extra tasks and channels per request (see [`crate::http::body::h2_stream`]); what hyper's client did
-//! besides is done here: keep-alive pings, the connection's receive window, connection-specific
-//! headers kept off the wire. A new connection is handed out once the server's SETTINGS are in
-//! (a ping's round trip), so that its `MAX_CONCURRENT_STREAMS` holds back a first burst.
+//! two extra tasks and channels per request (see [`crate::http::body::h2_stream`]); what hyper's
+//! client did besides is done here: keep-alive pings, the connection's receive window,
+//! connection-specific headers kept off the wire. A new connection is handed out once the
+//! server's SETTINGS are in (a ping's round trip), so that its `MAX_CONCURRENT_STREAMS` holds back
+//! a first burst.
 
 use std::collections::HashMap;
 use std::fmt::Display;

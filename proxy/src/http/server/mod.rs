@@ -40,10 +40,9 @@ const H2_MAX_CONCURRENT_STREAMS: u32 = 1024;
 /// that came too late, which h2 limits to 1,024 over the connection's whole life: when the app
 /// answers before it has read the request body, the server ends the stream (`RST_STREAM
 /// NO_ERROR`) while the rest of the body is still on its way; h2 remembers only the last 50 such
-/// streams for a second, so under load the late frames of the others count as errors, and a shared
-/// connection that carries millions of requests reached the limit and was closed
-/// (`ENHANCE_YOUR_CALM`), failing every request on it (found by `tests/bench/pods.sh`'s POST
-/// scenario: tens of thousands of 502 and 503 in ten seconds).
+/// streams for a second, so under load the late frames of the others count as errors, and a
+/// shared connection that carries millions of requests would reach the limit and be closed
+/// (`ENHANCE_YOUR_CALM`), failing every request on it.
 const H2_PEER_MAX_PENDING_ACCEPT_RESETS: usize = 1024;
 /// Streams a client may reset before their answer, beyond those its answered streams earn back
 /// and refilled every second ([`crate::http::server::h2_resets`]); past that it is sent `GOAWAY
