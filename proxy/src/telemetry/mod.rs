@@ -7,6 +7,9 @@
 //! Nothing here can slow a request down for long: spans and log lines go through bounded
 //! queues that drop (and count) rather than wait. With no collector configured, no trace header
 //! is read or written.
+//!
+//! Every metric family is here too ([`metrics`]: each part of the proxy has its own struct of
+//! families), and the proxy's own log ([`logging`]).
 
 pub mod access_log;
 pub mod attempts;
