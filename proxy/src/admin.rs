@@ -44,7 +44,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::Metrics;
+use crate::telemetry::metrics::Metrics;
 use crate::tls::TlsStore;
 use crate::transport::accept_loop;
 
@@ -119,7 +119,8 @@ impl Admin {
         };
         if let Some(reason) = closed {
             self.metrics
-                .admin_connections_closed
+                .admin
+                .connections_closed
                 .with_label_values(&[reason])
                 .inc();
             tracing::debug!(%peer, reason, "closed an admin connection");
@@ -223,7 +224,8 @@ impl Admin {
     ) -> Response<Full<Bytes>> {
         if !peer.ip().is_loopback() {
             self.metrics
-                .admin_requests_refused
+                .admin
+                .requests_refused
                 .with_label_values(&["not_loopback"])
                 .inc();
             tracing::info!(%peer, "refused PUT /log-level: only loopback may change the log level");

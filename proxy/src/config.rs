@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use weft_certs::{SpiffeId, TrustBundle};
 
+use crate::destination::Endpoint;
 use crate::identity::TokenSource;
 use crate::identity::control_plane::{self, Keepalive};
-use crate::inbound::{ConnectTo, InboundMode};
-use crate::outbound::Endpoint;
+use crate::inbound::ConnectTo;
+use crate::policy::server::InboundMode;
 use crate::telemetry::{TelemetryConfig, access_log};
 
 /// `weft-proxy` flags as typed; see [`ProxyConfig::from_args`].

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use weft_proxy::init::InitArgs;
-use weft_proxy::{ProxyArgs, ProxyConfig, logging};
+use weft_proxy::telemetry::logging;
+use weft_proxy::{ProxyArgs, ProxyConfig};
 
 /// mimalloc: faster than glibc's malloc for the many small, short-lived allocations of proxying,
 /// and it returns freed memory to the system instead of growing per-thread arenas.
@@ -40,8 +41,9 @@ enum Command {
     /// Redirect this pod's TCP traffic to the proxy with iptables (once per pod, before it starts).
     ///
     /// Runs in the pod's network namespace as root or with CAP_NET_ADMIN: in Kubernetes, as an
-    /// init container. Connections arriving at the pod go to the inbound port, connections its processes open go
-    /// to the outbound port, except the proxy's own (by UID), loopback and the skip lists.
+    /// init container. Connections arriving at the pod go to the inbound port, connections its
+    /// processes open go to the outbound port, except the proxy's own (by UID), loopback and the
+    /// skip lists.
     /// Safe to run again; --uninstall removes the rules; --dry-run shows them.
     Init(InitArgs),
 }

@@ -28,8 +28,8 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use weft_api::discovery::WatchRequest;
 
-use crate::metrics::Metrics;
-use crate::server_policy::InboundPolicy;
+use crate::policy::server::InboundPolicy;
+use crate::telemetry::metrics::Metrics;
 pub use resolution::Resolution;
 
 /// How long a new connection waits for the control plane's first answer about its destination.
@@ -261,21 +261,21 @@ mod tests {
         drop(discovery.answer("10.0.0.2:80"));
         let start = Instant::now();
         tokio::task::yield_now().await;
-        assert_eq!(metrics.discovery_watches.get(), 2);
+        assert_eq!(metrics.discovery.watches.get(), 2);
 
         assert_eq!(discovery.forget_idle(start + IDLE_WATCH / 2), 2);
         assert_eq!(discovery.forget_idle(start + IDLE_WATCH), 0);
         // The watch of the address still in use by a connection lives on; the other ends.
         tokio::time::sleep(Duration::from_millis(10)).await;
-        assert_eq!(metrics.discovery_watches.get(), 1);
+        assert_eq!(metrics.discovery.watches.get(), 1);
         drop(kept);
         tokio::time::sleep(Duration::from_millis(10)).await;
-        assert_eq!(metrics.discovery_watches.get(), 0);
+        assert_eq!(metrics.discovery.watches.get(), 0);
     }
 
     #[tokio::test(start_paused = true)]
     async fn destination_and_server_policy_watches_are_counted_apart_while_waiting() {
-        use crate::connection_metrics::WatchState;
+        use crate::telemetry::metrics::discovery::WatchState;
         // Nothing listens on port 9: no answer ever comes.
         let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
         let metrics = Arc::new(Metrics::new());
@@ -286,13 +286,13 @@ mod tests {
         let watches = |kind| {
             let [waiting, current, stale] =
                 [WatchState::Waiting, WatchState::Current, WatchState::Stale]
-                    .map(|state| metrics.connections.watch_state(kind, state).get());
+                    .map(|state| metrics.discovery.watch_state(kind, state).get());
             (waiting, current, stale)
         };
         assert_eq!(watches("destination"), (1, 0, 0));
         assert_eq!(watches("server_policy"), (1, 0, 0));
-        assert_eq!(metrics.discovery_watches.get(), 1);
-        assert_eq!(metrics.connections.server_policy_watches.get(), 1);
+        assert_eq!(metrics.discovery.watches.get(), 1);
+        assert_eq!(metrics.discovery.server_policy_watches.get(), 1);
     }
 
     #[tokio::test]

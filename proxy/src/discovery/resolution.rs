@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use weft_api::discovery as proto;
 
-use crate::metrics::Metrics;
-use crate::outbound::{Described, Destination, Endpoint};
+use crate::destination::{Described, Destination, Endpoint};
 use crate::policy::ClientPolicy;
-use crate::port_protocol::PortProtocol;
+use crate::telemetry::metrics::Metrics;
+use crate::transport::port_protocol::PortProtocol;
 
 /// What a destination address is.
 #[derive(Debug, Clone)]

@@ -15,12 +15,12 @@ use weft_api::discovery::WatchRequest;
 use weft_api::discovery::discovery_client::DiscoveryClient;
 
 use super::Resolution;
-use crate::connection_metrics::{WatchState, WatchStateGauge};
 use crate::identity::call_error::describe;
 use crate::identity::control_plane::ConnectFailure;
-use crate::identity::refresh::Backoff;
-use crate::metrics::Metrics;
-use crate::server_policy::InboundPolicy;
+use crate::policy::server::InboundPolicy;
+use crate::resilience::backoff::Backoff;
+use crate::telemetry::metrics::Metrics;
+use crate::telemetry::metrics::discovery::{WatchState, WatchStateGauge};
 
 /// What a watch turns each answer into.
 pub trait Answer: Send + Sync + 'static {
@@ -70,11 +70,11 @@ pub async fn run<T: Answer>(
 ) {
     // Destination watches and this pod's server policy watches are counted apart.
     let (watches, kind) = match request.server {
-        false => (&metrics.discovery_watches, "destination"),
-        true => (&metrics.connections.server_policy_watches, "server_policy"),
+        false => (&metrics.discovery.watches, "destination"),
+        true => (&metrics.discovery.server_policy_watches, "server_policy"),
     };
     watches.inc();
-    let mut state = WatchStateGauge::new(metrics.clone(), kind);
+    let mut state = WatchStateGauge::new(&metrics.discovery, kind);
     tokio::select! {
         _ = stop.cancelled() => {}
         // Nobody needs the answer any more: the address was forgotten and its connections ended.
@@ -116,7 +116,8 @@ async fn follow_forever<T: Answer>(
             unreachable.store(true, Ordering::Relaxed);
         }
         metrics
-            .discovery_errors
+            .discovery
+            .errors
             .with_label_values(&[ended.label()])
             .inc();
         let delay = backoff.next_delay(fastrand::f64());
@@ -191,7 +192,7 @@ async fn follow<T: Answer>(
             Ok(Some(answer)) => {
                 backoff.reset();
                 unreachable.store(false, Ordering::Relaxed);
-                metrics.discovery_updates.inc();
+                metrics.discovery.updates.inc();
                 answers.send_modify(|current| {
                     let next = T::from_proto(answer, current.as_ref(), metrics);
                     tracing::debug!(address = %request.address, server = request.server, "discovery: {}", next.summary());

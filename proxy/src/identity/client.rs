@@ -17,9 +17,10 @@ use weft_certs::TrustBundle;
 
 use super::call_error::describe;
 use super::control_plane::ConnectFailure;
-use super::refresh::{Backoff, renew_after};
+use super::refresh::renew_after;
 use super::token::TokenSource;
-use crate::metrics::Metrics;
+use crate::resilience::backoff::Backoff;
+use crate::telemetry::metrics::Metrics;
 use crate::tls::{Credentials, InstallError, TlsStore};
 
 const RETRY_BASE: Duration = Duration::from_millis(100);
@@ -98,11 +99,16 @@ impl IdentityClient {
             let wait = match self.certify_once().await {
                 Ok(credentials) => {
                     backoff.reset();
-                    self.metrics.certify.with_label_values(&["ok"]).inc();
+                    self.metrics
+                        .identity
+                        .certify
+                        .with_label_values(&["ok"])
+                        .inc();
                     if credentials.generation > 1 {
-                        self.metrics.renewals.inc();
+                        self.metrics.identity.renewals.inc();
                     }
                     self.metrics
+                        .identity
                         .cert_expiry
                         .set(unix_seconds(credentials.not_after()));
                     let remaining = credentials
@@ -125,6 +131,7 @@ impl IdentityClient {
                 }
                 Err(failure) => {
                     self.metrics
+                        .identity
                         .certify
                         .with_label_values(&[failure.label()])
                         .inc();

@@ -4,9 +4,9 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::errors::ProxyError;
-use crate::metrics::Metrics;
-use crate::server_policy::{Mode, ServerPolicy, fault};
+use crate::http::error::ProxyError;
+use crate::policy::server::{Mode, ServerPolicy, fault};
+use crate::telemetry::metrics::Metrics;
 
 /// The caller as the policy sees it.
 pub struct Caller<'a> {
@@ -29,6 +29,7 @@ pub fn admit(
         && !authz.allows(caller.identity, Some(route))
     {
         metrics
+            .server_policy
             .unauthorized
             .with_label_values(&[caller.label, route, policy.mode.label()])
             .inc();
@@ -54,6 +55,7 @@ pub fn admit(
         && let Err(limited) = limiter.check(caller.identity, tokio::time::Instant::now())
     {
         metrics
+            .server_policy
             .rate_limited
             .with_label_values(&[caller.label, limited.limit, policy.mode.label()])
             .inc();
@@ -83,12 +85,14 @@ pub fn admit(
     );
     if injection.delay.is_some() {
         metrics
+            .server_policy
             .faults_injected
             .with_label_values(&[route, "delay"])
             .inc();
     }
     if let Some(abort) = injection.abort {
         metrics
+            .server_policy
             .faults_injected
             .with_label_values(&[route, "abort"])
             .inc();
@@ -110,6 +114,7 @@ pub fn admit_connection(policy: &ServerPolicy, caller: &Caller<'_>, metrics: &Me
         return true;
     }
     metrics
+        .server_policy
         .unauthorized
         .with_label_values(&[caller.label, "tcp", policy.mode.label()])
         .inc();

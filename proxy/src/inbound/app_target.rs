@@ -4,9 +4,9 @@
 //! its own connection to the app. Connecting to that same `pod-ip:port` (the default) keeps
 //! the mesh from changing what is reachable: a port the app binds to loopback only (a debug or
 //! admin server) stays unreachable from the network, exactly as without a sidecar, and the app
-//! sees its usual local address. Connecting to `127.0.0.1:port` instead (`loopback`, the old
-//! behaviour) suits apps that listen on loopback only and rely on the sidecar to expose them;
-//! it also exposes every loopback-only port of the pod to anyone who can reach the pod.
+//! sees its usual local address. Connecting to `127.0.0.1:port` instead (`loopback`) suits apps
+//! that listen on loopback only and rely on the sidecar to expose them; it also exposes every
+//! loopback-only port of the pod to anyone who can reach the pod.
 //!
 //! The proxy's own connection to the pod address is not redirected back into it: `weft-proxy
 //! init` exempts the proxy's UID first thing in `OUTPUT` (see [`crate::init::rules`]), and a

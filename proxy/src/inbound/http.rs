@@ -12,15 +12,17 @@ use weft_certs::SpiffeId;
 
 use super::admission::{self, Caller};
 use super::{Inbound, PortPolicy, client_label};
-use crate::app_client::{AppH2, AppTarget};
-use crate::body::Body;
-use crate::caller_body::BodyWatch;
-use crate::errors::ProxyError;
-use crate::headers;
-use crate::http_server::{self, BoxedConnection, HttpVersion};
+use crate::http::body::Body;
+use crate::http::body::caller::BodyWatch;
+use crate::http::client::app::{AppH2, AppTarget};
+use crate::http::error::ProxyError;
+use crate::http::headers;
+use crate::http::server;
+use crate::http::upgrade;
 use crate::policy::DEFAULT_ROUTE;
 use crate::telemetry::{ConnectionTelemetry, Direction};
-use crate::upgrade;
+use crate::transport::BoxedConnection;
+use crate::transport::port_protocol::HttpVersion;
 
 pub async fn serve(
     inbound: Arc<Inbound>,
@@ -48,17 +50,18 @@ pub async fn serve(
         policy,
     });
     let caller = match identity {
-        Some(_) => http_server::Caller::PeerProxy,
-        None => http_server::Caller::Untrusted,
+        Some(_) => server::Caller::PeerProxy,
+        None => server::Caller::Untrusted,
     };
     let client = context.telemetry.source_identity().to_owned();
-    let refused = http_server::serve(io, version, caller, stop, move |req| {
+    let refused = server::serve(io, version, caller, stop, move |req| {
         let context = context.clone();
         async move { context.handle(req).await }
     })
     .await;
     if let Some(refusal) = refused {
         metrics
+            .proxy
             .proxy_errors
             .with_label_values(&["inbound", refusal.reason()])
             .inc();
@@ -74,7 +77,7 @@ struct Context {
     /// This caller's requests' metrics, spans and log lines.
     telemetry: Arc<ConnectionTelemetry>,
     target: AppTarget,
-    /// This connection's own HTTP/2 connections to the app (see `crate::app_client`).
+    /// This connection's own HTTP/2 connections to the app (see `crate::http::client::app`).
     app_h2: AppH2,
     policy: PortPolicy,
 }
@@ -111,7 +114,8 @@ impl Context {
             }
             Err(refusal) => refusal.response(grpc),
         };
-        self.telemetry.respond(exchange, response)
+        let observed = self.telemetry.respond(exchange, response);
+        observed.map(|body| Body::Observed(Box::new(body)))
     }
 
     async fn forward(&self, mut req: Request<Body>, grpc: bool) -> Response<Body> {
@@ -152,6 +156,7 @@ impl Context {
             }
             Err(e) => {
                 metrics
+                    .proxy
                     .proxy_errors
                     .with_label_values(&["inbound", e.reason()])
                     .inc();

@@ -6,9 +6,26 @@
 //! itself): accepted and marked unauthenticated in permissive mode, refused in strict mode.
 //!
 //! Before any of that, the connection's port is looked up in the server policy (see
-//! `crate::server_policy`): its `mtls` setting overrides `--inbound-mode`, and its authorization,
-//! rate limits and fault drills apply to every request (and opaque connection) that follows —
-//! always as the policy is now, so an edit reaches open connections too.
+//! [`crate::policy::server`]): its `mtls` setting overrides `--inbound-mode`, and its
+//! authorization, rate limits and fault drills apply to every request (and opaque connection)
+//! that follows — always as the policy is now, so an edit reaches open connections too.
+//!
+//! ```text
+//! connection (--inbound-max-connections; original destination: which port of the app)
+//!  └─ port policy (the server policy's port, or none; mtls overrides --inbound-mode)
+//!      └─ detect (first bytes, within the detect or header timeout)
+//!          ├─ mesh TLS: handshake, the caller's identity from its certificate
+//!          │   ├─ HTTP (ALPN) ──────────────┐
+//!          │   └─ opaque: authorization of the connection, then splice to the app
+//!          ├─ plaintext: refused in strict mode, else unauthenticated
+//!          │   ├─ HTTP (detected, or the port carries HTTP) ──┐
+//!          │   └─ opaque: splice to the app
+//!          └─ HTTP server (http.rs), per request:
+//!              route → authorization → rate limit → fault drill (admission.rs)
+//!               └─ identity headers, the caller's version (crate::http::headers)
+//!                   └─ the app (crate::http::client::app: HTTP/1.1 pool, HTTP/2, upgrade)
+//!                       → response, counted, traced and logged (crate::telemetry)
+//! ```
 
 mod admission;
 mod app_target;
@@ -26,15 +43,17 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use weft_certs::SpiffeId;
 
-use crate::app_client::AppClient;
-use crate::connection_metrics::{Direction, TlsStatus, UNAUTHENTICATED};
-use crate::detect::{self, Protocol};
 use crate::discovery::Discovery;
-use crate::http_server::HttpVersion;
-use crate::metrics::Metrics;
-use crate::port_protocol::{self, Plan, PortProtocol};
+use crate::http::client::app::AppClient;
+use crate::http::server::HEADER_READ_TIMEOUT;
+use crate::policy::server::InboundMode;
 use crate::telemetry::Telemetry;
+use crate::telemetry::metrics::Metrics;
+use crate::telemetry::metrics::connections::{Direction, TlsStatus, UNAUTHENTICATED};
 use crate::tls::{TlsStore, alpn, classify, peer_identity};
+use crate::transport::detect::{self, Protocol};
+use crate::transport::port_protocol::HttpVersion;
+use crate::transport::port_protocol::{self, Plan, PortProtocol};
 use crate::transport::{
     ConnectionLimit, CountedIo, Listening, PrefixedIo, accept_draining, original_dst, splice,
 };
@@ -42,17 +61,6 @@ use admission::Caller;
 
 pub use app_target::ConnectTo;
 pub use port_policy::PortPolicy;
-
-/// How the inbound listener treats callers that are not mesh proxies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum InboundMode {
-    /// Accept them, marked unauthenticated (no `weft-client-identity`). The default, so a
-    /// service keeps working while its callers are being meshed.
-    Permissive,
-    /// Require mutual TLS with a mesh certificate; refuse everything else.
-    Strict,
-}
 
 pub struct Inbound {
     pub store: Arc<TlsStore>,
@@ -115,7 +123,7 @@ impl Inbound {
         };
         let mode = policy.mtls().unwrap_or(self.mode);
         let port = self.port_protocol(&policy, port_addr);
-        let wait = port.detect_wait(self.detect_timeout);
+        let wait = port.detect_wait(self.detect_timeout, HEADER_READ_TIMEOUT);
         let Some((protocol, io)) = detect::accepted(tcp, wait, "inbound", &self.metrics).await
         else {
             return;
@@ -172,6 +180,7 @@ impl Inbound {
     ) {
         self.refuse(refusal.reason());
         self.metrics
+            .proxy
             .proxy_errors
             .with_label_values(&["inbound", refusal.reason()])
             .inc();
@@ -195,7 +204,7 @@ impl Inbound {
         match discovery.inbound(addr).await {
             Ok(answer) => Some(PortPolicy::new(answer)),
             Err((answer, e)) => {
-                self.metrics.inbound_policy_unknown.inc();
+                self.metrics.proxy.inbound_policy_unknown.inc();
                 tracing::warn!(%client, "serving a connection to {addr} without its server policy: {e}");
                 Some(PortPolicy::new(answer))
             }
@@ -259,7 +268,7 @@ impl Inbound {
             // without discovery, its own `--opaque-ports`): on an HTTP port it is still parsed.
             None if port == PortProtocol::Http => {
                 let mut tls = tls;
-                let wait = port.detect_wait(self.detect_timeout);
+                let wait = port.detect_wait(self.detect_timeout, HEADER_READ_TIMEOUT);
                 let Ok((protocol, prefix)) = detect::detect(&mut tls, wait).await else {
                     return;
                 };
@@ -315,6 +324,7 @@ impl Inbound {
             }
             Err(e) => {
                 self.metrics
+                    .proxy
                     .proxy_errors
                     .with_label_values(&["inbound", "app_unreachable"])
                     .inc();
@@ -327,6 +337,7 @@ impl Inbound {
     fn refuse(&self, reason: &str) {
         self.count_connection("refused");
         self.metrics
+            .proxy
             .inbound_refused
             .with_label_values(&[reason])
             .inc();
@@ -335,6 +346,7 @@ impl Inbound {
     fn refuse_handshake(&self, client: SocketAddr, reason: &'static str, detail: &str) {
         self.refuse("handshake");
         self.metrics
+            .connections
             .tls_handshake_errors
             .with_label_values(&["inbound", reason])
             .inc();
@@ -352,6 +364,7 @@ impl Inbound {
 
     fn count_connection(&self, tls: &str) {
         self.metrics
+            .proxy
             .inbound_connections
             .with_label_values(&[tls])
             .inc();

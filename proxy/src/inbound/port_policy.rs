@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use crate::discovery::InboundAnswer;
-use crate::inbound::InboundMode;
-use crate::port_protocol::PortProtocol;
-use crate::server_policy::ServerPolicy;
+use crate::policy::server::InboundMode;
+use crate::policy::server::ServerPolicy;
+use crate::transport::port_protocol::PortProtocol;
 
 #[derive(Clone)]
 pub struct PortPolicy(Option<InboundAnswer>);

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use crate::detect::Protocol;
+use crate::transport::detect::Protocol;
 
 const MESSAGE: &str = "weft: this service requires mutual TLS from the mesh (strict mode); plaintext connections are refused\n";
 

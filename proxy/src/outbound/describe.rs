@@ -5,7 +5,8 @@
 
 use serde_json::{Value, json};
 
-use super::{Destination, Target};
+use super::Target;
+use crate::destination::Destination;
 use crate::discovery::{Discovery, Resolution};
 
 /// Every destination this proxy knows: its fixed `--forward` listeners, then discovery's answers

@@ -7,14 +7,17 @@ use std::sync::Arc;
 use http::{HeaderValue, Request, Response, Version};
 use tokio_util::sync::CancellationToken;
 
-use super::{Destination, Outbound, Target, request};
-use crate::body::{self, Body};
-use crate::errors::ProxyError;
-use crate::headers;
-use crate::http_server::{self, BoxedConnection, Caller, HttpVersion};
+use super::{Outbound, Target, request};
+use crate::destination::Destination;
+use crate::http::body::{self, Body};
+use crate::http::error::ProxyError;
+use crate::http::headers;
+use crate::http::server::{self, Caller};
+use crate::http::upgrade;
 use crate::telemetry::{ConnectionTelemetry, Direction};
 use crate::tls::alpn;
-use crate::upgrade;
+use crate::transport::BoxedConnection;
+use crate::transport::port_protocol::HttpVersion;
 
 pub async fn serve(
     outbound: Arc<Outbound>,
@@ -34,7 +37,7 @@ pub async fn serve(
         outbound: outbound.clone(),
         target,
     });
-    let refused = http_server::serve(io, version, Caller::Untrusted, stop, move |req| {
+    let refused = server::serve(io, version, Caller::Untrusted, stop, move |req| {
         let context = context.clone();
         async move { context.handle(req).await }
     })
@@ -82,7 +85,8 @@ impl Context {
                 e.response(grpc)
             }
         };
-        self.telemetry.respond(exchange, response)
+        let observed = self.telemetry.respond(exchange, response);
+        observed.map(|body| Body::Observed(Box::new(body)))
     }
 }
 

@@ -11,7 +11,6 @@
 //! server's app. `--outbound-max-connections` bounds the app's connections over all listeners.
 
 mod describe;
-pub mod destination;
 mod http;
 mod peer;
 pub mod request;
@@ -26,21 +25,22 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::UnknownDestinations;
-use crate::connection_metrics::{Direction, TlsStatus, UNAUTHENTICATED};
-use crate::detect;
+use crate::destination::Destination;
 use crate::discovery::{Discovery, Resolution};
-use crate::http_server::HttpVersion;
-use crate::metrics::Metrics;
-use crate::pool::H2Pool;
-use crate::port_protocol::{self, Plan, PortProtocol};
+use crate::http::client::h2_pool::H2Pool;
+use crate::http::server::HEADER_READ_TIMEOUT;
 use crate::telemetry::Telemetry;
+use crate::telemetry::metrics::Metrics;
+use crate::telemetry::metrics::connections::{Direction, TlsStatus, UNAUTHENTICATED};
 use crate::tls::alpn;
+use crate::transport::detect;
+use crate::transport::port_protocol::HttpVersion;
+use crate::transport::port_protocol::{self, Plan, PortProtocol};
 use crate::transport::{
     ConnectionLimit, CountedIo, Listening, OrigDstAddr, PrefixedIo, accept_draining, original_dst,
     splice,
 };
 pub use describe::destinations;
-pub use destination::{Described, Destination, Endpoint};
 use peer::PeerConnector;
 pub use target::Target;
 
@@ -243,7 +243,7 @@ impl Outbound {
     }
 
     /// Detects the protocol and carries the connection to `target`'s endpoints; on a port that
-    /// carries HTTP, only as HTTP (see [`crate::port_protocol`]).
+    /// carries HTTP, only as HTTP (see [`crate::transport::port_protocol`]).
     async fn handle(
         self: Arc<Self>,
         tcp: TcpStream,
@@ -252,7 +252,7 @@ impl Outbound {
         port: PortProtocol,
         stop: CancellationToken,
     ) {
-        let wait = port.detect_wait(self.detect_timeout);
+        let wait = port.detect_wait(self.detect_timeout, HEADER_READ_TIMEOUT);
         let Some((protocol, io)) = detect::accepted(tcp, wait, "outbound", &self.metrics).await
         else {
             return;
@@ -354,6 +354,7 @@ impl Outbound {
 
     fn count(&self, protocol: &str) {
         self.metrics
+            .proxy
             .outbound_connections
             .with_label_values(&[protocol])
             .inc();
@@ -367,6 +368,7 @@ impl Outbound {
 
     fn error(&self, reason: &str) {
         self.metrics
+            .proxy
             .proxy_errors
             .with_label_values(&["outbound", reason])
             .inc();

@@ -6,11 +6,11 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use super::destination::Endpoint;
-use crate::connection_metrics::{Direction, TlsStatus};
-use crate::errors::ProxyError;
-use crate::metrics::Metrics;
-use crate::pool::Connector;
+use crate::destination::Endpoint;
+use crate::http::client::h2_pool::Connector;
+use crate::http::error::ProxyError;
+use crate::telemetry::metrics::Metrics;
+use crate::telemetry::metrics::connections::{Direction, TlsStatus};
 use crate::tls::{self, TlsStore, alpn};
 use crate::transport::CountedIo;
 
@@ -41,6 +41,7 @@ impl PeerConnector {
         .map_err(|e| {
             if let Some(reason) = e.handshake_reason() {
                 self.metrics
+                    .connections
                     .tls_handshake_errors
                     .with_label_values(&["outbound", reason])
                     .inc();

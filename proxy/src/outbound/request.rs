@@ -21,17 +21,18 @@ use std::time::Duration;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use tokio::time::Instant;
 
-use super::destination::Unavailable;
-use super::{Destination, Endpoint, Outbound};
-use crate::body::{self, Body};
-use crate::caller_body::BodyWatch;
-use crate::errors::ProxyError;
-use crate::headers;
+use super::Outbound;
+use crate::destination::{Destination, Endpoint, Unavailable};
+use crate::http::body::caller::BodyWatch;
+use crate::http::body::{self, Body};
+use crate::http::client::h2_pool;
+use crate::http::error::ProxyError;
+use crate::http::headers;
 use crate::policy::RoutePolicy;
-use crate::pool;
+use crate::resilience::backoff;
 use crate::resilience::breaker::Admission;
 use crate::resilience::limit::Refused;
-use crate::resilience::retry::{self, Outcome, Replay, backoff};
+use crate::resilience::retry::{self, Outcome, Replay, pushback};
 use crate::resilience::timeout::TimedBody;
 use crate::telemetry::attempts::AttemptLog;
 
@@ -97,7 +98,7 @@ struct Head {
 /// The request body as attempts send it.
 enum Sendable {
     Empty,
-    Replayable(Replay),
+    Replayable(Replay<Body>),
     /// Too large to keep: sent once.
     Once(Option<Body>),
 }
@@ -212,6 +213,7 @@ impl Attempts<'_> {
                 self.count_attempts(attempt);
                 destination
                     .metrics
+                    .resilience
                     .budget_exhausted
                     .with_label_values(&[&destination.name, &self.route.name])
                     .inc();
@@ -222,12 +224,12 @@ impl Attempts<'_> {
             let wait = result
                 .as_ref()
                 .ok()
-                .and_then(|r| backoff::pushback(r.headers(), rules.pushback_max))
+                .and_then(|r| pushback::pushback(r.headers(), rules.pushback_max))
                 .unwrap_or_else(|| {
                     backoff::full_jitter(
                         rules.backoff_base,
                         rules.backoff_max,
-                        counted,
+                        counted.saturating_sub(1),
                         fastrand::f64(),
                     )
                 });
@@ -397,6 +399,7 @@ impl Attempts<'_> {
     fn count_retry(&self, outcome: &Outcome) {
         self.destination
             .metrics
+            .resilience
             .retries
             .with_label_values(&[&self.destination.name, &self.route.name, &outcome.reason()])
             .inc();
@@ -411,6 +414,7 @@ impl Attempts<'_> {
     fn count_timeout(&self, kind: &str) {
         self.destination
             .metrics
+            .resilience
             .timeouts
             .with_label_values(&[&self.destination.name, &self.route.name, kind])
             .inc();
@@ -419,6 +423,7 @@ impl Attempts<'_> {
     fn count_shed(&self, reason: &str) {
         self.destination
             .metrics
+            .resilience
             .shed
             .with_label_values(&[&self.destination.name, reason])
             .inc();
@@ -478,7 +483,7 @@ fn classify_error(error: &ProxyError) -> Outcome {
         ProxyError::PeerHttp { source, .. } => {
             let refused = source
                 .downcast_ref::<h2::Error>()
-                .is_some_and(pool::never_processed);
+                .is_some_and(h2_pool::never_processed);
             if refused {
                 Outcome::RefusedStream
             } else {

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::Destination;
+use crate::destination::Destination;
 use crate::discovery::{Answer, Resolution};
 
 #[derive(Clone)]

@@ -11,6 +11,7 @@
 //! refused documents with them, so only a mismatch of versions could bring one here.
 
 mod route_match;
+pub mod server;
 
 use std::sync::Arc;
 use std::time::Duration;

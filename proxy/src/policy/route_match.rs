@@ -80,7 +80,7 @@ impl RouteMatch {
                 true => path.starts_with(&grpc.prefix),
                 false => path == grpc.prefix,
             };
-            if !hit || !crate::headers::is_grpc(req) {
+            if !hit || !crate::http::headers::is_grpc(req) {
                 return false;
             }
         }

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::backoff;
 use crate::policy::BreakerConfig;
 
 #[derive(Debug)]
@@ -221,11 +222,8 @@ impl Breaker {
 
 /// The n-th ejection in a row: `min(base × 2ⁿ⁻¹, max)`, less up to `jitter` of it.
 pub fn penalty(config: &BreakerConfig, ejection: u32, random: f64) -> Duration {
-    let exp = ejection.saturating_sub(1).min(30);
-    let full = config
-        .penalty_base
-        .saturating_mul(1 << exp)
-        .min(config.penalty_max);
+    let doublings = ejection.saturating_sub(1);
+    let full = backoff::exponential(config.penalty_base, config.penalty_max, doublings);
     full.mul_f64(1.0 - config.jitter * random.clamp(0.0, 1.0))
 }
 

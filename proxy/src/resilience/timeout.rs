@@ -21,7 +21,7 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
-use crate::body::{Body, BoxError};
+use crate::http::BoxError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BodyTimeout {
@@ -32,8 +32,8 @@ pub enum BodyTimeout {
 }
 
 #[derive(Debug)]
-pub struct TimedBody {
-    inner: Body,
+pub struct TimedBody<B> {
+    inner: B,
     /// Fires at the deadline, or at the end of the current idle period if that is sooner.
     timer: Pin<Box<Sleep>>,
     deadline: Option<Instant>,
@@ -42,11 +42,11 @@ pub struct TimedBody {
     frames: u64,
 }
 
-impl TimedBody {
+impl<B> TimedBody<B> {
     /// `timer` is set for `deadline` if there is one (the request path's own timer), else for
     /// anything: it is set here.
     pub fn new(
-        inner: Body,
+        inner: B,
         mut timer: Pin<Box<Sleep>>,
         deadline: Option<Instant>,
         idle: Option<Duration>,
@@ -75,7 +75,10 @@ fn next_check(now: Instant, deadline: Option<Instant>, idle: Option<Duration>) -
     }
 }
 
-impl http_body::Body for TimedBody {
+impl<B> http_body::Body for TimedBody<B>
+where
+    B: http_body::Body<Data = Bytes, Error = BoxError> + Unpin,
+{
     type Data = Bytes;
     type Error = BoxError;
 
@@ -120,6 +123,7 @@ mod tests {
     use http_body_util::BodyExt;
 
     use super::*;
+    use crate::http::body::Body;
 
     fn timer() -> Pin<Box<Sleep>> {
         Box::pin(tokio::time::sleep(Duration::ZERO))

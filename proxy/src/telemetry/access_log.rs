@@ -3,9 +3,9 @@
 //! Writing is off the request path: a request hands its line to a bounded queue and goes on; a
 //! thread of its own renders and writes the lines (file writes block, and a slow disk must never
 //! hold up a request). The queue is tokio's, which allocates as it fills (std's `sync_channel`
-//! reserves its whole capacity up front: 1.6 MB of an idle sidecar's memory). When the queue is full the line is dropped and counted
-//! (`weft_access_log_lines_dropped_total`). The writer flushes whenever the queue runs empty,
-//! and at shutdown writes what is queued.
+//! reserves its whole capacity up front, in every idle sidecar). When the queue is full the line
+//! is dropped and counted (`weft_access_log_lines_total{result="dropped"}`). The writer flushes
+//! whenever the queue runs empty, and at shutdown writes what is queued.
 
 use std::io::Write;
 use std::path::PathBuf;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version};
-use http_body::{Body as _, Frame, SizeHint};
+use http_body::{Frame, SizeHint};
 use opentelemetry::KeyValue;
 use opentelemetry::trace::SpanKind;
 
@@ -26,12 +26,12 @@ use super::request_metrics::{AnsweredBy, RequestLabels, SeriesCache};
 use super::sampling::Hop;
 use super::span::{SpanFacts, span_data};
 use super::trace_context::hex;
-use crate::body::{Body, BoxError};
-use crate::headers;
+use crate::http::BoxError;
+use crate::http::headers;
 use crate::policy::DEFAULT_ROUTE;
 use crate::resilience::retry;
 
-pub use crate::connection_metrics::Direction;
+pub use crate::telemetry::metrics::connections::Direction;
 
 /// The telemetry of one connection's requests: the proxy's, plus the series its requests use.
 pub struct ConnectionTelemetry {
@@ -121,7 +121,11 @@ impl ConnectionTelemetry {
     }
 
     /// The response headers are ready: note what they say and follow the body to its end.
-    pub fn respond(&self, mut exchange: Exchange, response: Response<Body>) -> Response<Body> {
+    pub fn respond<B: http_body::Body>(
+        &self,
+        mut exchange: Exchange,
+        response: Response<B>,
+    ) -> Response<Observed<B>> {
         let headers = response.headers();
         exchange.answer = Some(Answer {
             status: Some(response.status()),
@@ -133,12 +137,10 @@ impl ConnectionTelemetry {
             },
             headers_after: exchange.started.elapsed(),
         });
-        response.map(|body| {
-            Body::Observed(Box::new(Observed {
-                body,
-                exchange: Some(exchange),
-                bytes: 0,
-            }))
+        response.map(|body| Observed {
+            body,
+            exchange: Some(exchange),
+            bytes: 0,
         })
     }
 
@@ -456,8 +458,8 @@ fn split_authority(authority: &str) -> (&str, Option<u16>) {
 
 /// A response body followed to its end for the request's telemetry.
 #[derive(Debug)]
-pub struct Observed {
-    body: Body,
+pub struct Observed<B: http_body::Body> {
+    body: B,
     exchange: Option<Exchange>,
     bytes: u64,
 }
@@ -478,7 +480,7 @@ impl std::fmt::Debug for ConnectionTelemetry {
     }
 }
 
-impl Observed {
+impl<B: http_body::Body> Observed<B> {
     fn finish(&mut self, trailers: Option<&HeaderMap>, complete: bool) {
         if let Some(mut exchange) = self.exchange.take()
             && let Some(connection) = exchange.connection.take()
@@ -496,7 +498,10 @@ impl Drop for Exchange {
     }
 }
 
-impl http_body::Body for Observed {
+impl<B> http_body::Body for Observed<B>
+where
+    B: http_body::Body<Data = Bytes, Error = BoxError> + Unpin,
+{
     type Data = Bytes;
     type Error = BoxError;
 
@@ -529,7 +534,7 @@ impl http_body::Body for Observed {
     }
 }
 
-impl Drop for Observed {
+impl<B: http_body::Body> Drop for Observed<B> {
     fn drop(&mut self) {
         // Ended without its last frame read: the caller went away, or the body was empty and
         // never polled.

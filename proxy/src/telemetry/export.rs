@@ -16,7 +16,7 @@ use std::time::Duration;
 use opentelemetry_otlp::{SpanExporter, WithExportConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter as _};
-use prometheus::{IntCounter, IntCounterVec};
+use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -53,6 +53,41 @@ pub struct ExportMetrics {
     pub dropped: IntCounterVec,
     /// `weft_trace_exports_total{result}`: ok, error, timeout.
     pub exports: IntCounterVec,
+}
+
+impl ExportMetrics {
+    /// The counters, added to `registry`.
+    pub fn new(registry: &Registry) -> Self {
+        let metrics = Self {
+            exported: IntCounter::new(
+                "weft_trace_spans_exported_total",
+                "Spans the trace collector accepted.",
+            )
+            .expect("metric definitions are valid"),
+            dropped: IntCounterVec::new(
+                Opts::new(
+                    "weft_trace_spans_dropped_total",
+                    "Spans not exported, by reason: queue_full (the collector is behind) or export_failed.",
+                ),
+                &["reason"],
+            )
+            .expect("metric definitions are valid"),
+            exports: IntCounterVec::new(
+                Opts::new(
+                    "weft_trace_exports_total",
+                    "Span batches sent to the trace collector, by result: ok, error or timeout.",
+                ),
+                &["result"],
+            )
+            .expect("metric definitions are valid"),
+        };
+        let registered = registry
+            .register(Box::new(metrics.exported.clone()))
+            .and_then(|()| registry.register(Box::new(metrics.dropped.clone())))
+            .and_then(|()| registry.register(Box::new(metrics.exports.clone())));
+        registered.expect("each metric is registered once");
+        metrics
+    }
 }
 
 /// Starts the export task for `collector` (`host:port`, OTLP over gRPC, plaintext). Must run

@@ -7,11 +7,16 @@
 //! Nothing here can slow a request down for long: spans and log lines go through bounded
 //! queues that drop (and count) rather than wait. With no collector configured, no trace header
 //! is read or written.
+//!
+//! Every metric family is here too ([`metrics`]: each part of the proxy has its own struct of
+//! families), and the proxy's own log ([`logging`]).
 
 pub mod access_log;
 pub mod attempts;
 pub mod exchange;
 pub mod export;
+pub mod logging;
+pub mod metrics;
 pub mod request_metrics;
 pub mod sampling;
 pub mod span;
@@ -26,7 +31,7 @@ use weft_certs::SpiffeId;
 pub use exchange::{ConnectionTelemetry, Direction, Exchange};
 pub use request_metrics::RequestFamilies;
 
-use crate::metrics::Metrics;
+use crate::telemetry::metrics::Metrics;
 
 /// `--trace-*` and `--access-log`, checked.
 #[derive(Debug, Clone, Default)]

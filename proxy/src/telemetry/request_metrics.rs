@@ -5,12 +5,12 @@
 //! |---|---|---|
 //! | `direction` | `inbound` | `outbound` |
 //! | `source_identity` | the caller's proven identity, or `unauthenticated` | this proxy's |
-//! | `destination_identity` | this proxy's | the endpoint's proven identity (`""` if none answered) |
-//! | `destination_service` | the port's service, as discovery names it (`""` if none lists the port) | the destination |
+//! | `destination_identity` | this proxy's | the endpoint's proven identity (`""`: none) |
+//! | `destination_service` | the port's service in discovery (`""`: none) | the destination |
 //! | `route` | the server policy's route | the client policy's route |
 //! | `status_code` | the HTTP status sent to the caller | the same |
 //! | `grpc_status` | from headers or trailers; `""` if not gRPC or none | the same |
-//! | `answered_by` | `weft` if a proxy produced the answer (it has `weft-error`), else `app` | the same |
+//! | `answered_by` | `weft` if a proxy answered (with `weft-error`), else `app` | the same |
 //!
 //! Every label comes from a bounded set: identities and services the mesh knows, routes the
 //! policy names, status codes. Paths and addresses never become labels.
@@ -24,7 +24,9 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+};
 
 pub const LABELS: [&str; 8] = [
     "direction",
@@ -50,8 +52,9 @@ pub struct RequestFamilies {
 }
 
 impl RequestFamilies {
-    pub fn new() -> Self {
-        Self {
+    /// The families, added to `registry`.
+    pub fn new(registry: &Registry) -> Self {
+        let families = Self {
             requests: IntCounterVec::new(
                 Opts::new(
                     "weft_requests_total",
@@ -69,13 +72,12 @@ impl RequestFamilies {
                 &LABELS,
             )
             .expect("metric definitions are valid"),
-        }
-    }
-}
-
-impl Default for RequestFamilies {
-    fn default() -> Self {
-        Self::new()
+        };
+        let registered = registry
+            .register(Box::new(families.requests.clone()))
+            .and_then(|()| registry.register(Box::new(families.duration.clone())));
+        registered.expect("each metric is registered once");
+        families
     }
 }
 
@@ -216,7 +218,7 @@ mod tests {
 
     #[test]
     fn counts_each_label_set_in_its_own_series() {
-        let families = RequestFamilies::new();
+        let families = RequestFamilies::new(&Registry::new());
         let cache = SeriesCache::new(&families, "inbound", "spiffe://td/ns/a/sa/b".into());
         let ok = RequestLabels {
             destination_identity: "spiffe://td/ns/a/sa/c",

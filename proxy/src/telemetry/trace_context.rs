@@ -122,8 +122,8 @@ fn traceparent(trace_id: &TraceId, span_id: &SpanId, sampled: bool) -> HeaderVal
 }
 
 /// A header value that differs on every request. Marked sensitive so HTTP/2 never adds it to
-/// the HPACK table: indexing a value that never repeats only evicts the ones that do (between
-/// proxies that tripled the cost of encoding a request's headers, under callgrind).
+/// the HPACK table: indexing a value that never repeats only evicts the ones that do, and the
+/// headers that repeat are then encoded in full on every request.
 fn unique_value(text: &[u8]) -> HeaderValue {
     // Invariant: hex digits, dashes and flags only, always a valid header value.
     let mut value = HeaderValue::from_bytes(text).unwrap_or_else(|_| HeaderValue::from_static(""));

@@ -1,8 +1,9 @@
 //! A byte stream that counts what passes through it, for `weft_tcp_*` metrics.
 //!
 //! The counting must cost next to nothing on the hot path: the connection's labelled series are
-//! resolved once when it opens (see [`crate::connection_metrics`]), so each read or write adds to
-//! one atomic counter. The connection is counted closed when this is dropped, however it ends.
+//! resolved once when it opens (see [`crate::telemetry::metrics::connections`]), so each read or
+//! write adds to one atomic counter. The connection is counted closed when this is dropped,
+//! however it ends.
 
 use std::io;
 use std::pin::Pin;
@@ -10,7 +11,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::connection_metrics::OpenConnection;
+use crate::telemetry::metrics::connections::OpenConnection;
 
 pub struct CountedIo<I> {
     inner: I,
@@ -89,11 +90,9 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
-    use crate::connection_metrics::{ConnectionMetrics, Direction, TlsStatus};
+    use crate::telemetry::metrics::connections::{ConnectionMetrics, Direction, TlsStatus};
 
-    fn rendered(metrics: &ConnectionMetrics) -> String {
-        let registry = prometheus::Registry::new();
-        metrics.register(&registry);
+    fn rendered(registry: &prometheus::Registry) -> String {
         let mut text = String::new();
         prometheus::TextEncoder::new()
             .encode_utf8(&registry.gather(), &mut text)
@@ -112,7 +111,8 @@ mod tests {
 
     #[tokio::test]
     async fn counts_bytes_each_way_and_closes_when_dropped() {
-        let metrics = ConnectionMetrics::new();
+        let registry = prometheus::Registry::new();
+        let metrics = ConnectionMetrics::new(&registry);
         let (ours, mut theirs) = tokio::io::duplex(64);
         let connection = metrics.opened(
             Direction::Outbound,
@@ -131,14 +131,14 @@ mod tests {
         drop(theirs);
         assert_eq!(counted.read(&mut reply).await.unwrap(), 0);
 
-        let text = rendered(&metrics);
+        let text = rendered(&registry);
         assert_eq!(sample(&text, "weft_tcp_sent_bytes_total"), Some(11));
         assert_eq!(sample(&text, "weft_tcp_received_bytes_total"), Some(5));
         assert_eq!(sample(&text, "weft_tcp_connections_open"), Some(1));
         assert_eq!(sample(&text, "weft_tcp_connections_closed_total"), Some(0));
 
         drop(counted);
-        let text = rendered(&metrics);
+        let text = rendered(&registry);
         assert_eq!(sample(&text, "weft_tcp_connections_open"), Some(0));
         assert_eq!(sample(&text, "weft_tcp_connections_closed_total"), Some(1));
         assert_eq!(sample(&text, "weft_tcp_connections_opened_total"), Some(1));

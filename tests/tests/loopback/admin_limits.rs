@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use weft_certs::CertificateAuthority;
 use weft_proxy::admin::{Admin, LogLevelSetter};
-use weft_proxy::metrics::Metrics;
+use weft_proxy::telemetry::metrics::Metrics;
 use weft_proxy::tls::TlsStore;
 use weft_tests::mesh::identity;
 
@@ -69,7 +69,8 @@ impl Running {
     fn closed(&self, reason: &str) -> u64 {
         self.admin
             .metrics
-            .admin_connections_closed
+            .admin
+            .connections_closed
             .with_label_values(&[reason])
             .get()
     }
@@ -200,7 +201,8 @@ async fn put_log_level_is_refused_from_outside_loopback() {
         admin
             .admin
             .metrics
-            .admin_requests_refused
+            .admin
+            .requests_refused
             .with_label_values(&["not_loopback"])
             .get(),
         1

@@ -30,6 +30,7 @@ const DEADLINE: Duration = Duration::from_secs(10);
 async fn too_many_resets(proxy: &RunningProxy, direction: &str) -> u64 {
     proxy
         .metrics
+        .proxy
         .proxy_errors
         .with_label_values(&[direction, "too_many_resets"])
         .get()

@@ -14,7 +14,7 @@ use weft_tests::observe::metrics::find_metric;
 use weft_tests::{Mesh, clients, wait};
 
 fn renewals(proxy: &RunningProxy) -> u64 {
-    proxy.metrics.renewals.get()
+    proxy.metrics.identity.renewals.get()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

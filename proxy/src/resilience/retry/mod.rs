@@ -2,17 +2,18 @@
 //!
 //! The loop itself lives in [`crate::outbound::request`], where the other layers are; this
 //! module holds its parts: the classification of an attempt's [`Outcome`], the retry
-//! [`budget`], the [`backoff`], the replayable request body ([`Replay`]) and the read-ahead of
-//! gRPC trailers ([`peek_grpc_status`]).
+//! [`budget`], the server's [`pushback`], the replayable request body ([`Replay`]) and the
+//! read-ahead of gRPC trailers ([`peek_grpc_status`]). The wait between attempts is a
+//! [`crate::resilience::backoff`].
 //!
 //! What is retried (see README, "Resilience"): conditions the app never saw (a failed connect
 //! to the peer proxy, a refused HTTP/2 stream, a peer proxy that could not reach its app) for any
 //! method; every other condition only for idempotent methods, unless the route acknowledges
 //! otherwise (`nonIdempotent: true`, implied for gRPC routes).
 
-pub mod backoff;
 pub mod budget;
 mod peek;
+pub mod pushback;
 mod replay;
 
 use http::{HeaderMap, Method, StatusCode};
@@ -39,8 +40,8 @@ pub enum Outcome {
     /// The per-try timeout expired.
     PerTryTimeout,
     /// This side failed, not the endpoint (the app's request body broke, this proxy is out of
-    /// resources: [`crate::errors::ProxyError::is_local`]): never retried, and the breaker hears
-    /// nothing.
+    /// resources: [`crate::http::error::ProxyError::is_local`]): never retried, and the breaker
+    /// hears nothing.
     LocalFailure,
     /// Anything else (a bad request, no endpoint): never retried.
     Fatal,

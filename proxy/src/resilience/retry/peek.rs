@@ -15,17 +15,23 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
 
-use crate::body::{Body, BoxError};
+use crate::http::BoxError;
 
 #[derive(Debug)]
-pub struct Peeked {
+pub struct Peeked<B> {
     frames: VecDeque<Frame<Bytes>>,
-    rest: Option<Body>,
+    rest: Option<B>,
 }
 
 /// Reads `body` until its trailers, its end, or `cap` bytes; returns what was read (followed by
 /// the rest) and the `grpc-status` of the trailers, if they came.
-pub async fn peek_grpc_status(mut body: Body, cap: u64) -> Result<(Peeked, Option<u32>), BoxError> {
+pub async fn peek_grpc_status<B>(
+    mut body: B,
+    cap: u64,
+) -> Result<(Peeked<B>, Option<u32>), BoxError>
+where
+    B: http_body::Body<Data = Bytes, Error = BoxError> + Unpin,
+{
     let mut frames = VecDeque::new();
     let mut read = 0u64;
     loop {
@@ -53,7 +59,10 @@ pub async fn peek_grpc_status(mut body: Body, cap: u64) -> Result<(Peeked, Optio
     }
 }
 
-impl http_body::Body for Peeked {
+impl<B> http_body::Body for Peeked<B>
+where
+    B: http_body::Body<Data = Bytes, Error = BoxError> + Unpin,
+{
     type Data = Bytes;
     type Error = BoxError;
 

@@ -15,19 +15,27 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::HeaderMap;
-use http_body::{Body as _, Frame, SizeHint};
+use http_body::{Frame, SizeHint};
 
-use crate::body::{Body, BoxError};
+use crate::http::BoxError;
 
 /// The shared original body and the copy; one [`ReplayBody`] per attempt reads it.
-#[derive(Debug, Clone)]
-pub struct Replay {
-    shared: Arc<Mutex<Shared>>,
+#[derive(Debug)]
+pub struct Replay<B> {
+    shared: Arc<Mutex<Shared<B>>>,
+}
+
+impl<B> Clone for Replay<B> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
 }
 
 #[derive(Debug)]
-struct Shared {
-    source: Body,
+struct Shared<B> {
+    source: B,
     frames: Vec<Bytes>,
     trailers: Option<HeaderMap>,
     buffered: u64,
@@ -42,8 +50,8 @@ struct Shared {
 
 /// One attempt's view of the body.
 #[derive(Debug)]
-pub struct ReplayBody {
-    shared: Arc<Mutex<Shared>>,
+pub struct ReplayBody<B> {
+    shared: Arc<Mutex<Shared<B>>>,
     attempt: u32,
     cursor: usize,
     trailers_sent: bool,
@@ -51,8 +59,8 @@ pub struct ReplayBody {
     hint: SizeHint,
 }
 
-impl Replay {
-    pub fn new(source: Body, cap: u64) -> Self {
+impl<B: http_body::Body> Replay<B> {
+    pub fn new(source: B, cap: u64) -> Self {
         Self {
             shared: Arc::new(Mutex::new(Shared {
                 source,
@@ -68,7 +76,7 @@ impl Replay {
     }
 
     /// The body for the next attempt; earlier attempts' bodies stop reading from the app.
-    pub fn attempt(&self) -> ReplayBody {
+    pub fn attempt(&self) -> ReplayBody<B> {
         let mut shared = self.lock();
         shared.newest += 1;
         let hint = shared.source.size_hint();
@@ -91,18 +99,21 @@ impl Replay {
         self.lock().ended
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared<B>> {
         lock(&self.shared)
     }
 }
 
-fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
+fn lock<B>(shared: &Mutex<Shared<B>>) -> std::sync::MutexGuard<'_, Shared<B>> {
     shared
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-impl http_body::Body for ReplayBody {
+impl<B> http_body::Body for ReplayBody<B>
+where
+    B: http_body::Body<Data = Bytes, Error = BoxError> + Unpin,
+{
     type Data = Bytes;
     type Error = BoxError;
 
@@ -182,7 +193,7 @@ impl http_body::Body for ReplayBody {
     }
 }
 
-impl Shared {
+impl<B> Shared<B> {
     fn keep(&mut self, bytes: &Bytes) {
         if self.overflowed {
             return;
@@ -199,17 +210,19 @@ impl Shared {
 
 #[cfg(test)]
 mod tests {
+    use http_body::Body as _;
     use http_body_util::BodyExt;
 
     use super::*;
+    use crate::http::body::Body;
 
-    async fn collect(body: ReplayBody) -> Result<Vec<u8>, BoxError> {
+    async fn collect(body: ReplayBody<Body>) -> Result<Vec<u8>, BoxError> {
         Ok(body.collect().await?.to_bytes().to_vec())
     }
 
     #[tokio::test]
     async fn a_retry_sends_the_same_bytes() {
-        let replay = Replay::new(crate::body::full("hello world"), 64);
+        let replay = Replay::new(crate::http::body::full("hello world"), 64);
         assert_eq!(collect(replay.attempt()).await.unwrap(), b"hello world");
         assert!(replay.can_replay() && replay.complete());
         assert_eq!(collect(replay.attempt()).await.unwrap(), b"hello world");
@@ -219,7 +232,7 @@ mod tests {
     async fn the_last_bytes_of_a_body_of_known_length_end_it() {
         // HTTP/2 sets END_STREAM on the frame after which the body says it has ended: on the last
         // data frame, not on an empty frame sent later (see `poll_frame`).
-        let replay = Replay::new(crate::body::full("hello"), 64);
+        let replay = Replay::new(crate::http::body::full("hello"), 64);
         let mut attempt = replay.attempt();
         assert!(!attempt.is_end_stream());
         let frame = attempt.frame().await.unwrap().unwrap();
@@ -231,14 +244,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_over_the_cap_is_sent_once() {
-        let replay = Replay::new(crate::body::full(vec![7u8; 100]), 64);
+        let replay = Replay::new(crate::http::body::full(vec![7u8; 100]), 64);
         assert_eq!(collect(replay.attempt()).await.unwrap().len(), 100);
         assert!(!replay.can_replay());
     }
 
     #[tokio::test]
     async fn an_unread_body_can_be_retried_and_an_old_attempt_stops_reading() {
-        let replay = Replay::new(crate::body::full("abc"), 64);
+        let replay = Replay::new(crate::http::body::full("abc"), 64);
         let first = replay.attempt();
         let second = replay.attempt();
         assert!(collect(first).await.is_err());

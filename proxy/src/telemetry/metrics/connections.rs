@@ -1,5 +1,5 @@
 //! Connection-level telemetry: TCP connections and their bytes, mesh TLS handshakes, the proxy's
-//! identity and build, and the state of its discovery watches.
+//! identity and build.
 //!
 //! Request metrics say how a service answers; these say what the proxy is carrying and with
 //! whom, including opaque TCP that has no requests at all. A connection is counted where the
@@ -18,9 +18,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
     Registry,
 };
+
+use super::{counter, gauge, register};
 
 /// The `peer_identity` of a connection whose peer proved no identity.
 pub const UNAUTHENTICATED: &str = "unauthenticated";
@@ -77,27 +79,6 @@ fn kind_index(direction: Direction, tls: TlsStatus) -> usize {
         .expect("KINDS lists every pair")
 }
 
-/// Where a watch of the control plane stands (`weft_discovery_watch_states{kind,state}`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WatchState {
-    /// No answer yet: connections wait for it (bounded) or go without it.
-    Waiting,
-    /// The last answer is in force and the stream is up: changes arrive as they happen.
-    Current,
-    /// The stream broke after an answer: the last answer stays in force while it reconnects.
-    Stale,
-}
-
-impl WatchState {
-    fn label(self) -> &'static str {
-        match self {
-            WatchState::Waiting => "waiting",
-            WatchState::Current => "current",
-            WatchState::Stale => "stale",
-        }
-    }
-}
-
 pub struct ConnectionMetrics {
     /// `weft_tcp_connections_opened_total{direction,peer_identity,tls}`.
     opened: IntCounterVec,
@@ -116,93 +97,88 @@ pub struct ConnectionMetrics {
     /// `weft_tls_handshakes_total{direction}`: successful mesh handshakes (failures are in
     /// `weft_tls_handshake_errors_total`).
     tls_handshakes: IntCounterVec,
+    /// `weft_tls_handshake_errors_total{direction,reason}`.
+    pub tls_handshake_errors: IntCounterVec,
     /// `weft_identity_info{identity}`: 1 for the identity this proxy serves as.
     identity_info: IntGaugeVec,
     /// `weft_build_info{version}`: 1.
     build_info: IntGaugeVec,
-    /// `weft_discovery_server_policy_watches`: this pod's own ports whose server policy is
-    /// watched (destination watches are `weft_discovery_watches`).
-    pub server_policy_watches: IntGauge,
-    /// `weft_discovery_watch_states{kind,state}`: watches by kind (destination,
-    /// server_policy) and [`WatchState`].
-    watch_states: IntGaugeVec,
-}
-
-fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    IntCounterVec::new(Opts::new(name, help), labels).expect("metric definitions are valid")
-}
-
-fn gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    IntGaugeVec::new(Opts::new(name, help), labels).expect("metric definitions are valid")
 }
 
 const CONNECTION_LABELS: [&str; 3] = ["direction", "peer_identity", "tls"];
 
 impl ConnectionMetrics {
-    pub fn new() -> Self {
+    pub fn new(registry: &Registry) -> Self {
         let metrics = Self {
             opened: counter(
+                registry,
                 "weft_tcp_connections_opened_total",
                 "TCP connections opened, by direction, peer identity and TLS status (inbound: accepted from callers; outbound: opened to destinations).",
                 &CONNECTION_LABELS,
             ),
             closed: counter(
+                registry,
                 "weft_tcp_connections_closed_total",
                 "TCP connections closed, by direction, peer identity and TLS status.",
                 &CONNECTION_LABELS,
             ),
             open: gauge(
+                registry,
                 "weft_tcp_connections_open",
                 "TCP connections open now, by direction, peer identity and TLS status.",
                 &CONNECTION_LABELS,
             ),
             received: counter(
+                registry,
                 "weft_tcp_received_bytes_total",
                 "Payload bytes the proxy read from the peer of a connection (after TLS decryption: records and handshakes not counted).",
                 &CONNECTION_LABELS,
             ),
             sent: counter(
+                registry,
                 "weft_tcp_sent_bytes_total",
                 "Payload bytes the proxy wrote to the peer of a connection (before TLS encryption: records and handshakes not counted).",
                 &CONNECTION_LABELS,
             ),
-            duration: HistogramVec::new(
-                HistogramOpts::new(
-                    "weft_tcp_connection_duration_seconds",
-                    "How long TCP connections were open, by direction and TLS status.",
+            duration: register(
+                registry,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "weft_tcp_connection_duration_seconds",
+                        "How long TCP connections were open, by direction and TLS status.",
+                    )
+                    .buckets(vec![
+                        0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0,
+                        900.0, 1800.0, 3600.0,
+                    ]),
+                    &["direction", "tls"],
                 )
-                .buckets(vec![
-                    0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
-                    1800.0, 3600.0,
-                ]),
-                &["direction", "tls"],
-            )
-            .expect("metric definitions are valid"),
+                .expect("metric definitions are valid"),
+            ),
             series: Default::default(),
             tls_handshakes: counter(
+                registry,
                 "weft_tls_handshakes_total",
                 "Successful mesh TLS handshakes (the peer's identity proven), by direction.",
                 &["direction"],
             ),
+            tls_handshake_errors: counter(
+                registry,
+                "weft_tls_handshake_errors_total",
+                "Failed mesh TLS handshakes, by direction and reason.",
+                &["direction", "reason"],
+            ),
             identity_info: gauge(
+                registry,
                 "weft_identity_info",
                 "1, labelled with the SPIFFE ID this proxy serves as.",
                 &["identity"],
             ),
             build_info: gauge(
+                registry,
                 "weft_build_info",
                 "1, labelled with the proxy's version.",
                 &["version"],
-            ),
-            server_policy_watches: IntGauge::new(
-                "weft_discovery_server_policy_watches",
-                "This pod's own ports whose server policy this proxy watches through discovery.",
-            )
-            .expect("metric definitions are valid"),
-            watch_states: gauge(
-                "weft_discovery_watch_states",
-                "Discovery watches by kind (destination, server_policy) and state: waiting (no answer yet), current (answer in force, stream up) or stale (answer in force, stream reconnecting).",
-                &["kind", "state"],
             ),
         };
         metrics
@@ -210,28 +186,6 @@ impl ConnectionMetrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
         metrics
-    }
-
-    /// Adds every family to `registry`.
-    pub fn register(&self, registry: &Registry) {
-        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
-            Box::new(self.opened.clone()),
-            Box::new(self.closed.clone()),
-            Box::new(self.open.clone()),
-            Box::new(self.received.clone()),
-            Box::new(self.sent.clone()),
-            Box::new(self.duration.clone()),
-            Box::new(self.tls_handshakes.clone()),
-            Box::new(self.identity_info.clone()),
-            Box::new(self.build_info.clone()),
-            Box::new(self.server_policy_watches.clone()),
-            Box::new(self.watch_states.clone()),
-        ];
-        for collector in collectors {
-            registry
-                .register(collector)
-                .expect("each metric is registered once");
-        }
     }
 
     /// Counts a connection as opened now; the returned guard counts it closed when dropped.
@@ -257,11 +211,6 @@ impl ConnectionMetrics {
         self.identity_info.with_label_values(&[identity]).set(1);
     }
 
-    /// The gauge of watches of `kind` in `state`.
-    pub fn watch_state(&self, kind: &str, state: WatchState) -> IntGauge {
-        self.watch_states.with_label_values(&[kind, state.label()])
-    }
-
     fn series(&self, direction: Direction, tls: TlsStatus, peer: &str) -> Arc<ConnectionSeries> {
         let mut cache = self.series[kind_index(direction, tls)]
             .lock()
@@ -282,12 +231,6 @@ impl ConnectionMetrics {
         });
         cache.insert(peer.to_owned(), series.clone());
         series
-    }
-}
-
-impl Default for ConnectionMetrics {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -328,48 +271,6 @@ impl Drop for OpenConnection {
     }
 }
 
-/// One watch's place in `weft_discovery_watch_states`: in exactly one state from creation until
-/// dropped.
-pub struct WatchStateGauge {
-    metrics: Arc<crate::metrics::Metrics>,
-    kind: &'static str,
-    state: WatchState,
-    gauge: IntGauge,
-}
-
-impl WatchStateGauge {
-    pub fn new(metrics: Arc<crate::metrics::Metrics>, kind: &'static str) -> Self {
-        let gauge = metrics.connections.watch_state(kind, WatchState::Waiting);
-        gauge.inc();
-        Self {
-            metrics,
-            kind,
-            state: WatchState::Waiting,
-            gauge,
-        }
-    }
-
-    pub fn set(&mut self, state: WatchState) {
-        if state == self.state {
-            return;
-        }
-        self.gauge.dec();
-        self.gauge = self.metrics.connections.watch_state(self.kind, state);
-        self.gauge.inc();
-        self.state = state;
-    }
-
-    pub fn state(&self) -> WatchState {
-        self.state
-    }
-}
-
-impl Drop for WatchStateGauge {
-    fn drop(&mut self) {
-        self.gauge.dec();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,7 +281,7 @@ mod tests {
 
     #[test]
     fn a_dropped_connection_is_closed_and_no_longer_open() {
-        let metrics = ConnectionMetrics::new();
+        let metrics = ConnectionMetrics::new(&Registry::new());
         let peer = "spiffe://cluster.local/ns/demo/sa/web";
         let first = metrics.opened(Direction::Inbound, TlsStatus::Mtls, peer);
         let second = metrics.opened(Direction::Inbound, TlsStatus::Mtls, peer);
@@ -404,8 +305,7 @@ mod tests {
     #[test]
     fn exposes_build_info_and_the_kinds_apart() {
         let registry = Registry::new();
-        let metrics = ConnectionMetrics::new();
-        metrics.register(&registry);
+        let metrics = ConnectionMetrics::new(&registry);
         drop(metrics.opened(Direction::Outbound, TlsStatus::Plaintext, UNAUTHENTICATED));
         let mut text = String::new();
         prometheus::TextEncoder::new()

@@ -18,13 +18,23 @@ use std::time::SystemTime;
 use weft_api::discovery as discovery_proto;
 use weft_api::policy as proto;
 
-use crate::inbound::InboundMode;
-use crate::metrics::Metrics;
 use crate::policy::{DEFAULT_ROUTE, RouteMatch};
-use crate::port_protocol::PortProtocol;
+use crate::telemetry::metrics::Metrics;
+use crate::transport::port_protocol::PortProtocol;
 pub use authorization::Authorization;
 pub use fault::{Abort, Fault, Injection};
 pub use rate_limit::{Limited, RateLimiter};
+
+/// How the inbound listener treats callers that are not mesh proxies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InboundMode {
+    /// Accept them, marked unauthenticated (no `weft-client-identity`). The default, so a
+    /// service keeps working while its callers are being meshed.
+    Permissive,
+    /// Require mutual TLS with a mesh certificate; refuse everything else.
+    Strict,
+}
 
 /// `enforce` refuses; `audit` lets through, logs and counts what enforce would refuse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -80,7 +90,10 @@ impl ServerPolicy {
             let limits = rate_limit::Limits::from_proto(limit);
             match previous.and_then(|p| p.rate_limiter.as_ref()) {
                 Some(kept) if kept.limits == limits => kept.clone(),
-                _ => Arc::new(RateLimiter::new(limits, metrics.rate_limit_buckets.clone())),
+                _ => Arc::new(RateLimiter::new(
+                    limits,
+                    metrics.server_policy.rate_limit_buckets.clone(),
+                )),
             }
         });
         Self {

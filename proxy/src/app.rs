@@ -9,14 +9,15 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{Admin, LogLevelSetter};
-use crate::app_client::AppClient;
 use crate::config::{ForwardTarget, ProxyConfig};
+use crate::destination::Destination;
 use crate::discovery::Discovery;
+use crate::http::client::app::AppClient;
 use crate::identity::{IdentityClient, control_plane};
 use crate::inbound::Inbound;
-use crate::metrics::Metrics;
-use crate::outbound::{Destination, Outbound, Target};
+use crate::outbound::{Outbound, Target};
 use crate::telemetry::Telemetry;
+use crate::telemetry::metrics::Metrics;
 use crate::tls::TlsStore;
 use crate::transport::{ConnectionLimit, Drain};
 use crate::transport::{bind_any_family, bind_loopback_twin};

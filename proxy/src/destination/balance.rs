@@ -5,9 +5,9 @@
 //! over about [`DECAY`] ("peak" EWMA), multiplied by the requests it has in flight. Failures are
 //! not the balancer's business: an endpoint that keeps failing is ejected by its circuit breaker
 //! ([`crate::resilience::breaker`]), which also finds out when it has recovered. (A balancer
-//! penalty for failures would eject an endpoint for a minute without ever probing it.) Comparing the cost of
-//! two endpoints picked at random (rather than all of them) is as good in practice and keeps
-//! a herd of proxies from piling onto the single best endpoint at once.
+//! penalty for failures would eject an endpoint for a minute without ever probing it.) Comparing
+//! the cost of two endpoints picked at random (rather than all of them) is as good in practice
+//! and keeps a herd of proxies from piling onto the single best endpoint at once.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -26,8 +26,14 @@ use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use weft_api::discovery as proto;
 
-use crate::detect::{self, Protocol};
-use crate::http_server::HttpVersion;
+use crate::transport::detect::{self, Protocol};
+
+/// Which HTTP version to serve on a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpVersion {
+    Http1,
+    Http2,
+}
 
 /// What a port carries, as declared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
@@ -66,10 +72,11 @@ impl PortProtocol {
     }
 
     /// How long to wait for the first bytes: the detection timeout where silence may mean a
-    /// server-first protocol, the whole header timeout where it can only mean a slow client.
-    pub fn detect_wait(self, detect_timeout: Duration) -> Duration {
+    /// server-first protocol, the HTTP server's whole header timeout where it can only mean a
+    /// slow client.
+    pub fn detect_wait(self, detect_timeout: Duration, header_timeout: Duration) -> Duration {
         match self {
-            PortProtocol::Http => crate::http_server::HEADER_READ_TIMEOUT,
+            PortProtocol::Http => header_timeout,
             _ => detect_timeout,
         }
     }
@@ -203,10 +210,8 @@ mod tests {
     #[test]
     fn an_http_port_waits_the_header_timeout() {
         let detect = Duration::from_millis(300);
-        assert_eq!(
-            HTTP.detect_wait(detect),
-            crate::http_server::HEADER_READ_TIMEOUT
-        );
-        assert_eq!(DETECT.detect_wait(detect), detect);
+        let header = Duration::from_secs(10);
+        assert_eq!(HTTP.detect_wait(detect, header), header);
+        assert_eq!(DETECT.detect_wait(detect, header), detect);
     }
 }

@@ -4,6 +4,9 @@
 //! An enum rather than a boxed trait object, because every request and response passes through
 //! here twice per proxy: boxing would cost an allocation each time.
 
+pub mod caller;
+pub mod h2_stream;
+
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -11,14 +14,13 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 
-use crate::caller_body::CallerBody;
-use crate::h1_pool::CheckIn;
-use crate::h2_stream::H2Body;
+use crate::http::BoxError;
+use crate::http::body::caller::CallerBody;
+use crate::http::body::h2_stream::H2Body;
+use crate::http::client::h1_pool::CheckIn;
 use crate::resilience::retry::{Peeked, ReplayBody};
 use crate::resilience::timeout::TimedBody;
 use crate::telemetry::exchange::Observed;
-
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Debug)]
 pub enum Body {
@@ -28,18 +30,18 @@ pub enum Body {
     H2(H2Body),
     /// Streamed from the app over a pooled HTTP/1.1 connection, which goes back to the pool
     /// when this body is dropped.
-    Pooled(Incoming, CheckIn),
+    Pooled(Incoming, CheckIn<Body>),
     /// Complete, produced by the proxy; `None` once sent.
     Full(Option<Bytes>),
     /// A request body that a retry can send again.
-    Replay(ReplayBody),
+    Replay(ReplayBody<Body>),
     /// A response read ahead to learn its gRPC status, then the rest of it.
-    Peeked(Box<Peeked>),
+    Peeked(Box<Peeked<Body>>),
     /// A response under the request's deadline or idle timeout.
-    Timed(Box<TimedBody>),
+    Timed(Box<TimedBody<Body>>),
     /// A response followed to its end for the request's metrics, span and log line.
-    Observed(Box<Observed>),
-    /// A caller's request body, noting its own failures (see [`crate::caller_body`]).
+    Observed(Box<Observed<Body>>),
+    /// A caller's request body, noting its own failures (see [`crate::http::body::caller`]).
     Caller(Box<CallerBody>),
     /// A body fed by a test.
     #[cfg(test)]
@@ -55,6 +57,12 @@ pub fn stream(incoming: Incoming) -> Body {
 pub fn full(bytes: impl Into<Bytes>) -> Body {
     let bytes = bytes.into();
     Body::Full((!bytes.is_empty()).then_some(bytes))
+}
+
+impl From<Bytes> for Body {
+    fn from(bytes: Bytes) -> Self {
+        full(bytes)
+    }
 }
 
 impl http_body::Body for Body {

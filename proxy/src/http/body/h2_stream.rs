@@ -4,8 +4,7 @@
 //!
 //! hyper's HTTP/2 client puts every request through a channel to the connection's task, which
 //! spawns a task per request to wait for the answer and hands it back through another channel:
-//! two tasks, two channels and four wake-ups per request, which measured 13–16 % of the client
-//! sidecar's instructions (`tests/bench/callgrind.sh`). Here the request's own task opens the
+//! two tasks, two channels and four wake-ups per request. Here the request's own task opens the
 //! stream and awaits the answer; a task of its own is spawned only for a request body that is not
 //! complete when the request goes out (an upload, a streaming call), to keep sending it while the
 //! answer streams back, as HTTP/2 allows.
@@ -18,7 +17,8 @@ use http::HeaderMap;
 use http_body::{Body as _, Frame, SizeHint};
 use tokio_util::sync::CancellationToken;
 
-use crate::body::{Body, BoxError};
+use crate::http::BoxError;
+use crate::http::body::Body;
 
 /// Headers of one HTTP/1.1 connection that HTTP/2 does not allow (RFC 9113 8.2.2; `te` is
 /// allowed as `trailers`, and the proxy sends nothing else).
@@ -106,8 +106,8 @@ impl http_body::Body for H2Body {
 
 /// Sends the rest of `body` on `stream` until it ends, fails, the peer resets the stream, or
 /// `cancel` fires (the caller gave up before the answer came: its timeout, or it hung up; as in
-/// hyper, a body still being sent after the answer has begun goes on until it ends). A failing body resets the stream, so the peer does
-/// not take a cut-off body for a complete one.
+/// hyper, a body still being sent after the answer has begun goes on until it ends). A failing
+/// body resets the stream, so the peer does not take a cut-off body for a complete one.
 pub async fn send_body(body: Body, stream: h2::SendStream<Bytes>, cancel: CancellationToken) {
     let mut pipe = Pipe { body, stream };
     tokio::select! {

@@ -1,14 +1,13 @@
 //! Serving HTTP/2 on the `h2` crate directly: every stream gets a task that runs the handler and
 //! sends its answer.
 //!
-//! hyper's HTTP/2 server does the same with its service and executor plumbing around it; the
-//! client side of the pool already speaks `h2` directly ([`crate::pool`]). Measured against
-//! hyper's server: 1 % fewer instructions per request on the server sidecar, and (with HTTP/1.1 on
-//! hyper's own `http1` connection instead of hyper-util's HTTP/1-or-HTTP/2 one) about 4 KiB less
-//! memory per app connection and less code. What hyper did besides is done here: a stream the client resets while the
-//! handler runs drops the handler (the request was abandoned: its telemetry records that), answers
-//! lose the headers HTTP/2 forbids and get `content-length` when their size is known, and a drain
-//! sends `GOAWAY` and lets the streams in flight finish. Besides, a stream the client reset before
+//! hyper's HTTP/2 server does the same with its service and executor plumbing around it, which
+//! costs instructions per request, memory per connection and code; the client side already
+//! speaks `h2` directly ([`crate::http::client::h2_pool`]). What hyper did besides is done here:
+//! a stream the client resets while the handler runs drops the handler (the request was
+//! abandoned: its telemetry records that), answers lose the headers HTTP/2 forbids and get
+//! `content-length` when their size is known, and a drain sends `GOAWAY` and lets the streams in
+//! flight finish. Besides, a stream the client reset before
 //! it was taken up is not started at all, and a client that resets more streams before their
 //! answer than its [`ResetBudget`] allows is sent `GOAWAY ENHANCE_YOUR_CALM`.
 
@@ -20,10 +19,11 @@ use http::{HeaderValue, Request, Response, header};
 use http_body::Body as _;
 use tokio_util::sync::CancellationToken;
 
-use crate::body::Body;
-use crate::h2_resets::ResetBudget;
-use crate::h2_stream::{self, H2Body};
-use crate::http_server::{BoxedConnection, Caller, Refusal};
+use crate::http::body::Body;
+use crate::http::body::h2_stream::{self, H2Body};
+use crate::http::server::h2_resets::ResetBudget;
+use crate::http::server::{Caller, Refusal};
+use crate::transport::BoxedConnection;
 
 /// The server's settings for one connection (see `http_server` for why each is what it is).
 pub struct Settings {
@@ -99,7 +99,7 @@ where
             }
             Some(Err(e)) => {
                 tracing::debug!("HTTP connection ended: {e}");
-                return refused.or_else(|| crate::http_server::refusal(&e));
+                return refused.or_else(|| crate::http::server::refusal(&e));
             }
             None => return refused,
         }

@@ -16,7 +16,8 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 
-use crate::body::{Body, BoxError};
+use crate::http::BoxError;
+use crate::http::body::Body;
 
 /// How a caller's request body failed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpStream;
 
-use crate::metrics::Metrics;
+use crate::telemetry::metrics::Metrics;
 use crate::transport::PrefixedIo;
 
 /// What a connection was detected to speak.
@@ -80,6 +80,7 @@ pub async fn accepted(
     match detect(&mut tcp, timeout).await {
         Ok((protocol, prefix)) => {
             metrics
+                .proxy
                 .detections
                 .with_label_values(&[direction, protocol.label()])
                 .inc();

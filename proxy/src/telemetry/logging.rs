@@ -1,10 +1,10 @@
 //! Logging to stderr with a filter that the admin server can change at run time.
 //!
 //! The filter is a level (`info`) or comma-separated `target=level` directives
-//! (`info,weft_proxy::pool=debug`): tracing-subscriber's `Targets`, not its `EnvFilter`, whose
-//! span and field filters the proxy has no use for and whose regular-expression engine and
-//! Unicode tables added about 0.7 MB to every sidecar's code (resident, so paid in each pod's
-//! memory).
+//! (`info,weft_proxy::http::client::h2_pool=debug`): tracing-subscriber's `Targets`, not its
+//! `EnvFilter`, whose span and field filters the proxy has no use for and whose
+//! regular-expression engine and Unicode tables would add to every sidecar's code (resident, so
+//! paid in each pod's memory).
 
 use std::sync::Arc;
 
@@ -50,9 +50,9 @@ mod tests {
 
     #[test]
     fn a_bare_level_is_the_default_and_directives_refine_it() {
-        let filter = parse("warn,weft_proxy::pool=debug").expect("parses");
+        let filter = parse("warn,weft_proxy::http::client::h2_pool=debug").expect("parses");
         assert_eq!(filter.default_level(), Some(LevelFilter::WARN));
-        assert!(filter.would_enable("weft_proxy::pool", &Level::DEBUG));
+        assert!(filter.would_enable("weft_proxy::http::client::h2_pool", &Level::DEBUG));
         assert!(!filter.would_enable("weft_proxy::inbound", &Level::INFO));
         assert!(filter.would_enable("h2", &Level::WARN));
     }

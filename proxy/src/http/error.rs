@@ -7,12 +7,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode};
 
-use crate::body::{Body, full};
-use crate::caller_body::BodyFailure;
-use crate::headers;
-use crate::server_policy::Abort;
+use crate::http::body::caller::BodyFailure;
+use crate::http::headers;
+use crate::policy::server::Abort;
 use crate::tls::ConnectError;
 
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +31,7 @@ pub enum ProxyError {
     #[error("HTTP/2 with the peer proxy at {addr} failed: {source}")]
     PeerHttp {
         addr: SocketAddr,
-        source: crate::body::BoxError,
+        source: crate::http::BoxError,
     },
     #[error("the answer of the peer proxy at {addr} broke off: {detail}")]
     PeerBody { addr: SocketAddr, detail: String },
@@ -43,7 +43,7 @@ pub enum ProxyError {
     NoEndpoints(String),
     #[error("bad request: {0}")]
     BadRequest(String),
-    /// The caller's request body failed on its way in (see [`crate::caller_body`]).
+    /// The caller's request body failed on its way in (see [`crate::http::body::caller`]).
     #[error("{0}")]
     RequestBody(BodyFailure),
     #[error("{destination} did not answer within the request timeout of {after:?}")]
@@ -167,8 +167,9 @@ impl ProxyError {
         }
     }
 
-    /// The response for a caller whose request failed with this error.
-    pub fn response(&self, grpc: bool) -> Response<Body> {
+    /// The response for a caller whose request failed with this error (in any body type, so
+    /// the bodies can use this module).
+    pub fn response<B: From<Bytes>>(&self, grpc: bool) -> Response<B> {
         let reason = HeaderValue::from_static(self.reason());
         let message = self.to_string();
         let retry_after = self.retry_after();
@@ -186,7 +187,7 @@ impl ProxyError {
                     response.header("grpc-retry-pushback-ms", wait.as_millis().max(1) as u64);
             }
             return response
-                .body(full(""))
+                .body(B::from(Bytes::new()))
                 .expect("the response parts are valid");
         }
         let mut response = Response::builder()
@@ -199,7 +200,7 @@ impl ProxyError {
             response = response.header(http::header::RETRY_AFTER, seconds.max(1));
         }
         response
-            .body(full(format!("weft: {message}\n")))
+            .body(B::from(Bytes::from(format!("weft: {message}\n"))))
             .expect("the response parts are valid")
     }
 }
@@ -217,17 +218,30 @@ fn percent_encode(text: &str) -> String {
     out
 }
 
+/// An error and its causes on one line: hyper's top-level messages alone are vague.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::body::Body;
 
     #[test]
     fn the_same_failure_maps_to_http_and_grpc() {
         let err = ProxyError::NoEndpoints("hello.demo".to_owned());
-        let http = err.response(false);
+        let http: Response<Body> = err.response(false);
         assert_eq!(http.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(http.headers()["weft-error"], "no_endpoints");
-        let grpc = err.response(true);
+        let grpc: Response<Body> = err.response(true);
         assert_eq!(grpc.status(), StatusCode::OK);
         assert_eq!(grpc.headers()["grpc-status"], "14");
         assert_eq!(

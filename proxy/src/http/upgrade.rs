@@ -14,7 +14,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::body::Body;
+use crate::http::body::Body;
 use crate::transport::splice;
 
 /// The protocol an HTTP/1.1 request asks to switch to, if it asks.

@@ -8,6 +8,8 @@
 //! previous one (per endpoint by address; budget and limit unless their settings changed), so an
 //! ejected endpoint stays ejected and the budget remembers its window across updates.
 
+pub mod balance;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -18,13 +20,13 @@ use prometheus::Histogram;
 use tokio::time::Instant;
 use weft_certs::SpiffeId;
 
-use crate::balance::{self, Load};
-use crate::metrics::Metrics;
 use crate::policy::ClientPolicy;
-use crate::port_protocol::PortProtocol;
 use crate::resilience::breaker::{self, Admission, Breaker, Transition};
 use crate::resilience::limit::Limit;
 use crate::resilience::retry::budget::Budget;
+use crate::telemetry::metrics::Metrics;
+use crate::transport::port_protocol::PortProtocol;
+use balance::Load;
 
 /// A peer proxy: where to connect, and who must answer.
 #[derive(Debug, Clone)]
@@ -180,6 +182,7 @@ impl Destination {
                 .filter(|e| !endpoints.iter().any(|n| n.addr == e.addr))
             {
                 let _ = metrics
+                    .resilience
                     .endpoint_ejected
                     .remove_label_values(&[&previous.name, &gone.addr.to_string()]);
             }
@@ -192,6 +195,7 @@ impl Destination {
         }
         for endpoint in &endpoints {
             metrics
+                .resilience
                 .endpoint_ejected
                 .with_label_values(&[&name, &endpoint.addr.to_string()])
                 .set(i64::from(endpoint.breaker.ejected()));
@@ -200,6 +204,7 @@ impl Destination {
             .routes()
             .map(|route| {
                 metrics
+                    .resilience
                     .request_attempts
                     .with_label_values(&[&name, &route.name])
             })
@@ -229,8 +234,8 @@ impl Destination {
         Self::new(described, None, metrics)
     }
 
-    /// The endpoint for the next attempt (see [`crate::balance`]), admitted by its breaker;
-    /// `avoid` (the endpoint that just failed) is taken only if nothing else can be.
+    /// The endpoint for the next attempt (see [`balance`]), admitted by its breaker; `avoid` (the
+    /// endpoint that just failed) is taken only if nothing else can be.
     pub fn pick(&self, avoid: Option<SocketAddr>) -> Result<(&Endpoint, Admission), Unavailable> {
         if self.endpoints.is_empty() {
             return Err(Unavailable::NoEndpoints);
@@ -294,12 +299,14 @@ impl Destination {
         let addr = endpoint.addr.to_string();
         let ejected = self
             .metrics
+            .resilience
             .endpoint_ejected
             .with_label_values(&[&self.name, &addr]);
         match transition {
             Transition::Opened { penalty } => {
                 ejected.set(1);
                 self.metrics
+                    .resilience
                     .breaker_transitions
                     .with_label_values(&[&self.name, "open"])
                     .inc();
@@ -308,6 +315,7 @@ impl Destination {
             Transition::Closed => {
                 ejected.set(0);
                 self.metrics
+                    .resilience
                     .breaker_transitions
                     .with_label_values(&[&self.name, "closed"])
                     .inc();
@@ -424,6 +432,7 @@ mod tests {
         assert!(Arc::ptr_eq(&updated.budget, &d.budget));
         assert_eq!(
             metrics
+                .resilience
                 .endpoint_ejected
                 .with_label_values(&["x", "127.0.0.1:1"])
                 .get(),

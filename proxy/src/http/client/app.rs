@@ -21,11 +21,11 @@ use http::uri::PathAndQuery;
 use http::{Request, Response, Uri, Version};
 use tokio::net::TcpStream;
 
-use crate::body::Body;
-use crate::errors::ProxyError;
-use crate::h1_pool::H1Pool;
-use crate::pool::{Connector, H2Pool};
-use crate::upgrade;
+use crate::http::body::Body;
+use crate::http::client::h1_pool::H1Pool;
+use crate::http::client::h2_pool::{Connector, H2Pool};
+use crate::http::error::{ProxyError, error_chain};
+use crate::http::upgrade;
 use hyper::upgrade::OnUpgrade;
 
 /// Where the app listens.
@@ -41,7 +41,7 @@ impl AppTarget {
 }
 
 pub struct AppClient {
-    http1: Arc<H1Pool>,
+    http1: Arc<H1Pool<Body>>,
     connect_timeout: Duration,
 }
 
@@ -55,7 +55,7 @@ impl AppClient {
         self: Arc<Self>,
         stop: tokio_util::sync::CancellationToken,
     ) {
-        let mut ticker = tokio::time::interval(crate::h1_pool::IDLE_TIMEOUT / 3);
+        let mut ticker = tokio::time::interval(crate::http::client::h1_pool::IDLE_TIMEOUT / 3);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
@@ -94,7 +94,8 @@ impl AppClient {
         }
         *req.uri_mut() = origin_form(req.uri());
         *req.version_mut() = version;
-        self.http1.send(target.addr, req).await
+        let (response, check_in) = self.http1.send(target.addr, req).await?;
+        Ok(response.map(|incoming| Body::Pooled(incoming, check_in)))
     }
 
     /// Sends an HTTP/1.1 upgrade request on a connection of its own (see [`upgrade`]).
@@ -173,16 +174,4 @@ impl Connector for AppConnector {
             detail: format!("{detail} (next connect in {retry_in:?})"),
         }
     }
-}
-
-/// An error and its causes on one line: hyper's top-level messages alone are vague.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

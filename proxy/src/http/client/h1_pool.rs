@@ -15,8 +15,8 @@
 //! whenever a connection is checked in), so a burst of traffic does not leave hundreds of
 //! connections open to the app for good.
 //!
-//! This replaces hyper-util's general-purpose pool, whose bookkeeping (checkout futures, keyed
-//! waiters, idle timers) cost a fifth of the server-side proxy's work per request here.
+//! A pool of its own rather than hyper-util's general-purpose one: the proxy needs none of its
+//! bookkeeping (checkout futures, keyed waiters, idle timers), which is paid on every request.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -29,43 +29,40 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::app_client::error_chain;
-use crate::body::Body;
-use crate::errors::ProxyError;
+use crate::http::BoxError;
+use crate::http::error::{ProxyError, error_chain};
 
 /// Idle connections kept per app address; more are closed when their response is done. It must
 /// not be below the concurrency the app sees: every connection over it is closed after one
 /// response and a new one opened for the next, and a closed connection to the pod's own address
-/// (the default since `--inbound-connect-to`) waits in TIME_WAIT, which Linux reuses only for
-/// loopback addresses (`tcp_tw_reuse = 2`), so under a few hundred concurrent requests the
-/// ephemeral ports ran out and requests stalled for a second (measured in `tests/bench/pods.sh`
-/// at 900 connections: 4.6k req/s, p99 1 s at a cap of 256; see the README). Idle connections
-/// still close after [`IDLE_TIMEOUT`].
+/// (the default `--inbound-connect-to`) waits in TIME_WAIT, which Linux reuses only for loopback
+/// addresses (`tcp_tw_reuse = 2`), so with a lower cap a few hundred concurrent requests run out
+/// of ephemeral ports and stall. Idle connections still close after [`IDLE_TIMEOUT`].
 const MAX_IDLE_PER_TARGET: usize = 4096;
 
 /// How long an unused connection to the app stays open.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A connection waiting for its next request, and since when.
-struct Idle {
-    sender: SendRequest<Body>,
+struct Idle<B> {
+    sender: SendRequest<B>,
     since: Instant,
 }
 
-pub struct H1Pool {
+pub struct H1Pool<B> {
     /// Per app address, the most recently used connection last.
-    idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
+    idle: Mutex<HashMap<SocketAddr, Vec<Idle<B>>>>,
     connect_timeout: Duration,
 }
 
 /// Puts a connection back in the pool when the response body that used it is dropped.
-pub struct CheckIn {
-    sender: Option<SendRequest<Body>>,
-    pool: Weak<H1Pool>,
+pub struct CheckIn<B> {
+    sender: Option<SendRequest<B>>,
+    pool: Weak<H1Pool<B>>,
     target: SocketAddr,
 }
 
-impl std::fmt::Debug for CheckIn {
+impl<B> std::fmt::Debug for CheckIn<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CheckIn")
             .field("target", &self.target)
@@ -73,7 +70,7 @@ impl std::fmt::Debug for CheckIn {
     }
 }
 
-impl Drop for CheckIn {
+impl<B> Drop for CheckIn<B> {
     fn drop(&mut self) {
         if let (Some(sender), Some(pool)) = (self.sender.take(), self.pool.upgrade()) {
             pool.check_in(self.target, sender);
@@ -81,7 +78,12 @@ impl Drop for CheckIn {
     }
 }
 
-impl H1Pool {
+impl<B> H1Pool<B>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
     pub fn new(connect_timeout: Duration) -> Arc<Self> {
         Arc::new(Self {
             idle: Mutex::new(HashMap::new()),
@@ -93,8 +95,8 @@ impl H1Pool {
     pub async fn send(
         self: &Arc<Self>,
         target: SocketAddr,
-        req: Request<Body>,
-    ) -> Result<Response<Body>, ProxyError> {
+        req: Request<B>,
+    ) -> Result<(Response<Incoming>, CheckIn<B>), ProxyError> {
         let mut sender = self.sender(target).await?;
         let response = match sender.try_send_request(req).await {
             Ok(response) => response,
@@ -116,19 +118,19 @@ impl H1Pool {
     fn returning(
         self: &Arc<Self>,
         target: SocketAddr,
-        sender: SendRequest<Body>,
+        sender: SendRequest<B>,
         response: Response<Incoming>,
-    ) -> Response<Body> {
+    ) -> (Response<Incoming>, CheckIn<B>) {
         let check_in = CheckIn {
             sender: Some(sender),
             pool: Arc::downgrade(self),
             target,
         };
-        response.map(|incoming| Body::Pooled(incoming, check_in))
+        (response, check_in)
     }
 
     /// An idle connection that is ready for a request, or a new one.
-    async fn sender(self: &Arc<Self>, target: SocketAddr) -> Result<SendRequest<Body>, ProxyError> {
+    async fn sender(self: &Arc<Self>, target: SocketAddr) -> Result<SendRequest<B>, ProxyError> {
         while let Some(mut sender) = self.check_out(target) {
             if sender.is_ready() {
                 return Ok(sender);
@@ -146,7 +148,7 @@ impl H1Pool {
     async fn connect_detached(
         self: &Arc<Self>,
         target: SocketAddr,
-    ) -> Result<SendRequest<Body>, ProxyError> {
+    ) -> Result<SendRequest<B>, ProxyError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let pool = self.clone();
         tokio::spawn(async move {
@@ -162,7 +164,30 @@ impl H1Pool {
         })
     }
 
-    fn check_out(&self, target: SocketAddr) -> Option<SendRequest<Body>> {
+    async fn connect(&self, target: SocketAddr) -> Result<SendRequest<B>, ProxyError> {
+        let connect_error = |detail: String| ProxyError::AppConnect {
+            addr: target,
+            detail,
+        };
+        let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect(target))
+            .await
+            .map_err(|_| connect_error(format!("timed out after {:?}", self.connect_timeout)))?
+            .map_err(|e| connect_error(e.to_string()))?;
+        let _ = tcp.set_nodelay(true);
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .map_err(|e| app_http_error(target, &e))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.with_upgrades().await {
+                tracing::debug!(app = %target, "app connection ended: {e}");
+            }
+        });
+        Ok(sender)
+    }
+}
+
+impl<B> H1Pool<B> {
+    fn check_out(&self, target: SocketAddr) -> Option<SendRequest<B>> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let stack = idle.get_mut(&target)?;
         while let Some(Idle { sender, since }) = stack.pop() {
@@ -173,7 +198,7 @@ impl H1Pool {
         None
     }
 
-    fn check_in(&self, target: SocketAddr, sender: SendRequest<Body>) {
+    fn check_in(&self, target: SocketAddr, sender: SendRequest<B>) {
         if sender.is_closed() {
             return;
         }
@@ -207,27 +232,6 @@ impl H1Pool {
         });
         idle.values().map(Vec::len).sum()
     }
-
-    async fn connect(&self, target: SocketAddr) -> Result<SendRequest<Body>, ProxyError> {
-        let connect_error = |detail: String| ProxyError::AppConnect {
-            addr: target,
-            detail,
-        };
-        let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect(target))
-            .await
-            .map_err(|_| connect_error(format!("timed out after {:?}", self.connect_timeout)))?
-            .map_err(|e| connect_error(e.to_string()))?;
-        let _ = tcp.set_nodelay(true);
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-            .await
-            .map_err(|e| app_http_error(target, &e))?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.with_upgrades().await {
-                tracing::debug!(app = %target, "app connection ended: {e}");
-            }
-        });
-        Ok(sender)
-    }
 }
 
 fn app_http_error(target: SocketAddr, error: &hyper::Error) -> ProxyError {
@@ -243,6 +247,7 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
+    use crate::http::body::Body;
 
     #[tokio::test]
     async fn an_idle_connection_is_kept_then_closed() {
@@ -262,8 +267,9 @@ mod tests {
             let _ = closed_tx.send(end);
         });
         let pool = H1Pool::new(Duration::from_secs(1));
-        let req = Request::get("/").body(crate::body::full("")).unwrap();
-        let response = pool.send(target, req).await.unwrap();
+        let req = Request::get("/").body(crate::http::body::full("")).unwrap();
+        let (response, check_in) = pool.send(target, req).await.unwrap();
+        let response = response.map(|incoming| Body::Pooled(incoming, check_in));
         let body = response.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(&body[..], b"ok");
         // The body is gone: the connection is back in the pool, and kept while young.

@@ -26,10 +26,11 @@
 //! connections once their requests are done.
 //!
 //! The connections speak the `h2` crate directly rather than through hyper's client, which costs
-//! two extra tasks and channels per request (see [`crate::h2_stream`]); what hyper's client did
-//! besides is done here: keep-alive pings, the connection's receive window, connection-specific
-//! headers kept off the wire. A new connection is handed out once the server's SETTINGS are in
-//! (a ping's round trip), so that its `MAX_CONCURRENT_STREAMS` holds back a first burst.
+//! two extra tasks and channels per request (see [`crate::http::body::h2_stream`]); what hyper's
+//! client did besides is done here: keep-alive pings, the connection's receive window,
+//! connection-specific headers kept off the wire. A new connection is handed out once the
+//! server's SETTINGS are in (a ping's round trip), so that its `MAX_CONCURRENT_STREAMS` holds back
+//! a first burst.
 
 use std::collections::HashMap;
 use std::fmt::Display;
@@ -49,10 +50,11 @@ use http_body::Body as _;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
-use crate::body::Body;
-use crate::errors::ProxyError;
-use crate::h2_stream::{self, H2Body};
-use crate::http_server::BoxedConnection;
+use crate::http::body::Body;
+use crate::http::body::h2_stream::{self, H2Body};
+use crate::http::error::ProxyError;
+use crate::resilience::backoff;
+use crate::transport::BoxedConnection;
 
 /// HTTP/2 flow-control windows: large enough that a single stream is not throttled on a fast
 /// link, small enough that a slow reader cannot make us buffer much.
@@ -119,9 +121,8 @@ struct Failure {
 
 impl Failure {
     fn backoff(&self) -> Duration {
-        FIRST_CONNECT_BACKOFF
-            .saturating_mul(1 << self.in_a_row.saturating_sub(1).min(16))
-            .min(MAX_CONNECT_BACKOFF)
+        let doublings = self.in_a_row.saturating_sub(1);
+        backoff::exponential(FIRST_CONNECT_BACKOFF, MAX_CONNECT_BACKOFF, doublings)
     }
 }
 
@@ -466,7 +467,7 @@ mod tests {
 
     fn request() -> Request<Body> {
         Request::get("http://x/")
-            .body(crate::body::full(""))
+            .body(crate::http::body::full(""))
             .unwrap()
     }
 

@@ -1,6 +1,9 @@
 //! Serving HTTP/1 or HTTP/2 on an accepted connection, with limits against slow or abusive
 //! clients and a clean stop when the proxy shuts down.
 
+pub mod h2_resets;
+pub mod h2_server;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::time::Duration;
@@ -9,11 +12,12 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::body::Body;
-use crate::h2_server;
+use crate::http::body::Body;
+use crate::transport::BoxedConnection;
+use crate::transport::port_protocol::HttpVersion;
 
 /// A client must send its request headers within this time (slowloris protection).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,13 +40,12 @@ const H2_MAX_CONCURRENT_STREAMS: u32 = 1024;
 /// that came too late, which h2 limits to 1,024 over the connection's whole life: when the app
 /// answers before it has read the request body, the server ends the stream (`RST_STREAM
 /// NO_ERROR`) while the rest of the body is still on its way; h2 remembers only the last 50 such
-/// streams for a second, so under load the late frames of the others count as errors, and a shared
-/// connection that carries millions of requests reached the limit and was closed
-/// (`ENHANCE_YOUR_CALM`), failing every request on it (found by `tests/bench/pods.sh`'s POST
-/// scenario: tens of thousands of 502 and 503 in ten seconds).
+/// streams for a second, so under load the late frames of the others count as errors, and a
+/// shared connection that carries millions of requests would reach the limit and be closed
+/// (`ENHANCE_YOUR_CALM`), failing every request on it.
 const H2_PEER_MAX_PENDING_ACCEPT_RESETS: usize = 1024;
 /// Streams a client may reset before their answer, beyond those its answered streams earn back
-/// and refilled every second ([`crate::h2_resets`]); past that it is sent `GOAWAY
+/// and refilled every second ([`crate::http::server::h2_resets`]); past that it is sent `GOAWAY
 /// ENHANCE_YOUR_CALM`. h2's guard above counts only resets that pile up before the server takes
 /// their streams up, which a flood sent a read at a time never does. A peer proxy may reset
 /// every stream it can have open at once (its apps hanging up together); anyone else fewer.
@@ -110,26 +113,6 @@ impl Refusal {
             Refusal::HeaderTimeout => "request_header_timeout",
         }
     }
-}
-
-/// Any connection HTTP runs on. hyper's HTTP/1 server and `h2` are generic over their transport,
-/// and the proxy has several (plaintext and mutual TLS inbound, each counted, the app's
-/// connections outbound; to peers and to HTTP/2 apps in [`crate::pool`]): behind one boxed type
-/// that code is compiled once per role, not once per transport, which keeps the binary's resident
-/// code (and so an idle sidecar's memory) smaller. A read or write through the box costs one
-/// indirect call.
-pub trait Connection: AsyncRead + AsyncWrite + Send + Unpin {}
-
-impl<T: AsyncRead + AsyncWrite + Send + Unpin> Connection for T {}
-
-/// A connection to serve HTTP on (see [`Connection`]).
-pub type BoxedConnection = Box<dyn Connection>;
-
-/// Which HTTP version to serve on a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HttpVersion {
-    Http1,
-    Http2,
 }
 
 /// Serves `io` until the client closes it or `stop` fires (then in-flight requests finish).
@@ -203,7 +186,7 @@ async fn answer_header_timeout<S>(
     let mut io = parts.io.into_inner();
     let answer = format!(
         "HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-type: text/plain; charset=utf-8\r\n{}: request_header_timeout\r\ncontent-length: {}\r\n\r\n{TIMEOUT_MESSAGE}",
-        crate::headers::ERROR,
+        crate::http::headers::ERROR,
         TIMEOUT_MESSAGE.len()
     );
     // Bounded: a client too slow to send its head may be too slow to read this.
