@@ -14,11 +14,11 @@ use weft_tests::control_plane_process::ControlPlaneProcess;
 
 const GOOD: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../control-plane/tests/policies/gitops"
+    "/../cli/tests/policies/gitops"
 );
 const BROKEN: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../control-plane/tests/policies/gitops-broken"
+    "/../cli/tests/policies/gitops-broken"
 );
 
 /// A control plane refusing its files stops at once.
