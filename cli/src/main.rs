@@ -1,9 +1,9 @@
-//! `weft`: the command line for operators (`weft demo`, `weft cert inspect`).
+//! `weft`: the command line for operators; its commands are in the `weft_cli` library.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
 fn main() -> ExitCode {
-    weft_control_plane::cli::Cli::parse().run()
+    weft_cli::Cli::parse().run()
 }

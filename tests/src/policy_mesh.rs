@@ -343,12 +343,12 @@ pub async fn metric(proxy: &RunningProxy, series: &str) -> f64 {
 
 /// [`metric`] over Prometheus text already fetched.
 pub fn metric_in(text: &str, series: &str) -> f64 {
-    let (name, wanted) = weft_control_plane::prometheus_text::split(series);
+    let (name, wanted) = weft_cli::prometheus_text::split(series);
     let wanted: Vec<(&str, &str)> = wanted
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    weft_control_plane::prometheus_text::sum(text, name, &wanted)
+    weft_cli::prometheus_text::sum(text, name, &wanted)
 }
 
 /// A response read to its end, and how long it took.

@@ -87,7 +87,7 @@ fn assert_refused(
 
 fn certify_count(mesh: &Mesh, result: &str) -> f64 {
     let metrics = mesh.control_plane.as_ref().unwrap().metrics.render();
-    weft_control_plane::prometheus_text::sum(
+    weft_cli::prometheus_text::sum(
         &metrics,
         "weft_certify_requests_total",
         &[("result", result)],

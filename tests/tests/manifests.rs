@@ -221,7 +221,7 @@ fn the_containerfile_builds_the_three_binaries() {
 }
 
 /// `manifests/crds/` is what `weft crds` prints: regenerate with
-/// `cargo run -p weft-control-plane --bin weft -- crds` (the files are split at `---`).
+/// `cargo run -p weft-cli -- crds` (the files are split at `---`).
 #[test]
 fn the_crd_files_are_what_the_code_generates() {
     let generated = weft_control_plane::policy::custom_resources::crd_files().unwrap();

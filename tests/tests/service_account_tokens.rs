@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use weft_control_plane::prometheus_text::sum;
+use weft_cli::prometheus_text::sum;
 use weft_proxy::ProxyConfig;
 use weft_tests::mesh::{Mesh, ProxyOptions, wait_ready};
 use weft_tests::sa_token::Issuer;

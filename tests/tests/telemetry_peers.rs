@@ -11,7 +11,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use weft_control_plane::prometheus_text::sum;
+use weft_cli::prometheus_text::sum;
 use weft_tests::mesh::{Mesh, ProxyOptions};
 use weft_tests::otlp::{Collector, ExportedSpan, TracedServer, python_with_otel, traced_client};
 use weft_tests::policy_mesh::{PolicyMesh, send};
