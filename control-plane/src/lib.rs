@@ -23,6 +23,7 @@ pub mod inject;
 pub mod kubernetes;
 pub mod logging;
 pub mod metrics;
+pub mod peer;
 pub mod policy;
 pub mod reload;
 pub mod server;
