@@ -5,9 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use weft_certs::DEFAULT_TRUST_DOMAIN;
-
 use weft_api::duration::parse as parse_duration;
+use weft_certs::DEFAULT_TRUST_DOMAIN;
 use weft_control_plane::ca_secret;
 
 #[derive(Debug, clap::Subcommand)]

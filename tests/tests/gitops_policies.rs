@@ -12,10 +12,7 @@ use std::time::{Duration, Instant};
 use weft_tests::bins;
 use weft_tests::control_plane_process::ControlPlaneProcess;
 
-const GOOD: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../cli/tests/policies/gitops"
-);
+const GOOD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../cli/tests/policies/gitops");
 const BROKEN: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../cli/tests/policies/gitops-broken"
