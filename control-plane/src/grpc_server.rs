@@ -32,6 +32,7 @@ use weft_api::identity::identity_server::IdentityServer;
 use crate::discovery::{WatchService, caller};
 use crate::identity_service::IdentityService;
 use crate::metrics::Metrics;
+use crate::peer;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -152,7 +153,7 @@ impl Service<http::Request<Body>> for Routes {
                         .discovery_refusals
                         .with_label_values(&[refusal.reason()])
                         .inc();
-                    let peer = remote_addr(request.extensions());
+                    let peer = peer::remote_addr(request.extensions());
                     tracing::info!(%peer, "refused a discovery call: {refusal}");
                     let status = tonic::Status::unauthenticated(refusal.to_string());
                     Box::pin(std::future::ready(Ok(status.into_http())))
@@ -163,29 +164,6 @@ impl Service<http::Request<Body>> for Routes {
             Box::pin(std::future::ready(Ok(status.into_http())))
         }
     }
-}
-
-/// The caller's address for logs. Connections arrive over TLS, so the TCP details sit inside the
-/// TLS connect info.
-pub fn peer_of<T>(request: &tonic::Request<T>) -> String {
-    remote_addr(request.extensions())
-}
-
-/// The caller's IP address, if the connection has one.
-pub fn peer_ip<T>(request: &tonic::Request<T>) -> Option<std::net::IpAddr> {
-    remote_socket_addr(request.extensions()).map(|a| a.ip())
-}
-
-fn remote_addr(extensions: &http::Extensions) -> String {
-    remote_socket_addr(extensions)
-        .map(|a| a.to_string())
-        .unwrap_or_else(|| "unknown".to_owned())
-}
-
-fn remote_socket_addr(extensions: &http::Extensions) -> Option<std::net::SocketAddr> {
-    extensions
-        .get::<tonic::transport::server::TlsConnectInfo<tonic::transport::server::TcpConnectInfo>>()
-        .and_then(|info| info.get_ref().remote_addr())
 }
 
 /// A failed handshake in words. The usual one is a proxy refusing this control plane's

@@ -157,8 +157,8 @@ impl Identity for IdentityService {
         &self,
         request: Request<CertifyRequest>,
     ) -> Result<Response<CertifyResponse>, Status> {
-        let peer = crate::grpc_server::peer_of(&request);
-        let source = crate::grpc_server::peer_ip(&request);
+        let peer = crate::peer::peer_of(&request);
+        let source = crate::peer::peer_ip(&request);
         let CertifyRequest { token, csr } = request.into_inner();
 
         let started = Instant::now();

@@ -1,5 +1,5 @@
-//! weft's control plane: the certificate authority that names every workload, the services
-//! proxies talk to, and the `weft` command line.
+//! weft's control plane: the certificate authority that names every workload and the services
+//! proxies talk to. The `weft` command line (the `weft-cli` crate) builds on this library.
 //!
 //! - [`server::start`] builds and runs a control plane from a [`ControlPlaneConfig`];
 //! - [`identity_service`] implements `weft.identity.v1.Identity/Certify`;
@@ -14,7 +14,6 @@ pub mod admin;
 pub mod authn;
 pub mod ca_secret;
 pub mod ca_store;
-pub mod cli;
 pub mod config;
 pub mod discovery;
 pub mod empty_file;
@@ -24,8 +23,8 @@ pub mod inject;
 pub mod kubernetes;
 pub mod logging;
 pub mod metrics;
+pub mod peer;
 pub mod policy;
-pub mod prometheus_text;
 pub mod reload;
 pub mod server;
 pub mod serving_tls;

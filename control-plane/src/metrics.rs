@@ -8,6 +8,8 @@ use prometheus::{
     HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
+use crate::reload::{self, Failure, FileKind};
+
 /// `kind` of a discovery watch opened by a caller's proxy for a destination it sends to.
 pub const WATCH_DESTINATION: &str = "destination";
 /// `kind` of a discovery watch opened by an endpoint's own sidecar, which also gets the
@@ -126,8 +128,8 @@ impl Metrics {
             &["kind", "reason"],
         )
         .expect("valid metric definition");
-        for kind in crate::reload::FileKind::ALL {
-            for failure in crate::reload::Failure::ALL {
+        for kind in FileKind::ALL {
+            for failure in Failure::ALL {
                 config_reload_failures.with_label_values(&[kind.label(), failure.label()]);
             }
         }
@@ -270,6 +272,11 @@ impl Metrics {
             discovery_refusals,
             certify_braked_sources,
         }
+    }
+
+    /// Where a watch of a `kind` of file counts its reloads and failures.
+    pub fn reload_counters(&self, kind: FileKind) -> reload::Counters {
+        reload::Counters::new(kind, &self.config_reloads, &self.config_reload_failures)
     }
 
     /// The Prometheus text exposition of every metric.

@@ -22,7 +22,6 @@ use ring::digest::{Digest, SHA256, digest};
 use tokio_util::sync::CancellationToken;
 
 use crate::empty_file::{self, EmptyFile};
-use crate::metrics::Metrics;
 
 /// How often watched files are checked: twice a second, so that a policy edit (a poll, then
 /// one [`SETTLE`]) is in force in every proxy within a second.
@@ -121,11 +120,13 @@ pub struct Counters {
 }
 
 impl Counters {
-    pub fn new(kind: FileKind, metrics: &Metrics) -> Self {
+    /// Counts into `weft_config_reloads_total` (`reloads`) and
+    /// `weft_config_reload_failures_total` (`failures`), registered by [`crate::metrics`].
+    pub fn new(kind: FileKind, reloads: &IntCounterVec, failures: &IntCounterVec) -> Self {
         Self {
             kind,
-            reloads: metrics.config_reloads.clone(),
-            failures: metrics.config_reload_failures.clone(),
+            reloads: reloads.clone(),
+            failures: failures.clone(),
         }
     }
 }

@@ -333,7 +333,7 @@ fn keep_reloaded<T: Send + Sync + 'static>(
     reload::watch_file(
         path.to_owned(),
         &initial,
-        reload::Counters::new(kind, metrics),
+        metrics.reload_counters(kind),
         stop.clone(),
         move |text| reload(&reloading, text, &watched).map(|n| format!("{n} {what}")),
     );

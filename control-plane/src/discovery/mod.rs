@@ -172,7 +172,7 @@ impl Store {
         reload::watch_file(
             path.to_owned(),
             &initial,
-            reload::Counters::new(reload::FileKind::Services, &metrics),
+            metrics.reload_counters(reload::FileKind::Services),
             stop.clone(),
             move |text| reloading.reload(text, &watched),
         );

@@ -12,7 +12,8 @@
 //!   ports:
 //!     - port: 8080                 # what clients connect to
 //!       targetPort: 8080           # the endpoints' port; defaults to port
-//!       protocol: http             # detect (default) | http (always parsed) | opaque (never sniffed)
+//!       protocol: http             # detect (default) | http (always parsed)
+//!                                  # | opaque (never sniffed)
 //!   endpoints:
 //!     - address: 10.200.0.2
 //!       serviceAccount: hello      # spiffe://<trust-domain>/ns/demo/sa/hello

@@ -88,7 +88,7 @@ impl Discovery for WatchService {
     type WatchStream = WatchStream;
 
     async fn watch(&self, request: Request<WatchRequest>) -> Result<Response<WatchStream>, Status> {
-        let peer = crate::grpc_server::peer_of(&request);
+        let peer = crate::peer::peer_of(&request);
         let Some(caller) = request.extensions().get::<Caller>().cloned() else {
             // The router authenticates every discovery call; this is only reached if it did not.
             self.refused(REFUSED_UNAUTHENTICATED);

@@ -6,9 +6,9 @@
 //! call, so the webhook answers within its timeout even when the API server is slow.
 //!
 //! Bad input gets a clear error and never takes the server down: a body over
-//! [`MAX_BODY_BYTES`] is `413`, one slower than 10 s `408`, a body that is not an `admission.k8s.io/v1` AdmissionReview is
-//! `400` with the reason, other paths `404`, other methods `405`. Every answer is counted in
-//! `weft_injections_total{result}`.
+//! [`MAX_BODY_BYTES`] is `413`, one slower than 10 s `408`, a body that is not an
+//! `admission.k8s.io/v1` AdmissionReview is `400` with the reason, other paths `404`, other
+//! methods `405`. Every answer is counted in `weft_injections_total{result}`.
 
 use std::convert::Infallible;
 use std::sync::Arc;

@@ -1,6 +1,5 @@
 //! Walking `spec.server`: the half the service's own sidecars enforce (mTLS mode,
-//! authorization, rate limits, fault drills). Checked now so a document is right before the
-//! proxies learn to enforce it.
+//! authorization, rate limits, fault drills).
 
 use std::time::SystemTime;
 

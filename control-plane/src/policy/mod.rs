@@ -194,7 +194,7 @@ impl Store {
         reload::watch_source(
             path.to_owned(),
             &load::fingerprint(&files),
-            reload::Counters::new(reload::FileKind::Policies, &metrics),
+            metrics.reload_counters(reload::FileKind::Policies),
             stop.clone(),
             |path| {
                 let files = load::read(path)?;

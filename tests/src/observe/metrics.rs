@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 
-use weft_control_plane::prometheus_text;
+use weft_cli::prometheus_text;
 use weft_proxy::RunningProxy;
 
 use crate::clients;

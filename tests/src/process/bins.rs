@@ -35,6 +35,8 @@ fn build() -> Result<PathBuf, String> {
         "build",
         "--quiet",
         "-p",
+        "weft-cli",
+        "-p",
         "weft-control-plane",
         "-p",
         "weft-proxy",

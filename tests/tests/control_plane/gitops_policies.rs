@@ -10,13 +10,10 @@ use std::time::{Duration, Instant};
 use weft_tests::process::bins;
 use weft_tests::process::control_plane_process::ControlPlaneProcess;
 
-const GOOD: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../control-plane/tests/policies/gitops"
-);
+const GOOD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../cli/tests/policies/gitops");
 const BROKEN: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../control-plane/tests/policies/gitops-broken"
+    "/../cli/tests/policies/gitops-broken"
 );
 
 /// A control plane refusing its files stops at once.

@@ -180,10 +180,11 @@ fn the_containerfile_builds_the_three_binaries() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let containerfile = std::fs::read_to_string(root.join("Containerfile")).unwrap();
     let control_plane = std::fs::read_to_string(root.join("control-plane/Cargo.toml")).unwrap();
+    let cli = std::fs::read_to_string(root.join("cli/Cargo.toml")).unwrap();
     let proxy = std::fs::read_to_string(root.join("proxy/Cargo.toml")).unwrap();
     for (bin, manifest) in [
         ("weft-control-plane", &control_plane),
-        ("weft", &control_plane),
+        ("weft", &cli),
         ("weft-proxy", &proxy),
     ] {
         assert!(
@@ -219,7 +220,7 @@ fn the_containerfile_builds_the_three_binaries() {
 }
 
 /// `manifests/crds/` is what `weft crds` prints: regenerate with
-/// `cargo run -p weft-control-plane --bin weft -- crds` (the files are split at `---`).
+/// `cargo run -p weft-cli -- crds` (the files are split at `---`).
 #[test]
 fn the_crd_files_are_what_the_code_generates() {
     let generated = weft_control_plane::policy::custom_resources::crd_files().unwrap();

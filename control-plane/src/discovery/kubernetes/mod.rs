@@ -10,8 +10,8 @@
 //!
 //! Changes are coalesced for [`COALESCE`] and then the whole Kubernetes part of the index is
 //! translated again and handed to the [`Store`], which publishes it only if it differs from the
-//! version in force. Translation is linear in the objects held (milliseconds for thousands of
-//! pods), which keeps one simple, obviously consistent path instead of incremental bookkeeping.
+//! version in force. Translation is linear in the objects held and runs once per coalesced
+//! batch, which keeps one simple, obviously consistent path instead of incremental bookkeeping.
 //!
 //! Until every resource has been listed once, the store is not synced: `/ready` says so and new
 //! discovery watches wait for it (up to a bound, see `watch_service`) instead of answering

@@ -5,7 +5,8 @@
 //! the status belong to Kubernetes and to us.
 //!
 //! Problems read like `weft policy check`'s, with the object in place of the file and no line
-//! numbers: `ServicePolicy prod/payments: spec.client.defaults.retries.limit: 9 is out of range (0-5)`.
+//! numbers:
+//! `ServicePolicy prod/payments: spec.client.defaults.retries.limit: 9 is out of range (0-5)`.
 
 use std::path::Path;
 

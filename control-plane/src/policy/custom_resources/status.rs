@@ -9,7 +9,8 @@
 //!     - type: Accepted
 //!       status: "False"
 //!       reason: Invalid          # Accepted | Invalid | Overridden
-//!       message: "ServicePolicy prod/payments: spec.client.defaults.retries.limit: 9 is out of range (0-5)"
+//!       message: "ServicePolicy prod/payments: spec.client.defaults.retries.limit: 9 is out of
+//!         range (0-5)"
 //!       observedGeneration: 3
 //!       lastTransitionTime: "2026-12-01T16:20:00Z"
 //! ```

@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 
 use super::report::Report;
+use crate::prometheus_text::{label, value};
 
 const ADMIN_PORT: u16 = 15000;
 const SIDECAR: &str = "weft-proxy";
@@ -47,10 +48,12 @@ pub async fn check(client: &kube::Client, namespace: Option<&str>, report: &mut 
                 continue;
             }
         };
-        let version = label(&metrics, "weft_build_info", "version").unwrap_or("unknown");
+        let version = label(&metrics, "weft_build_info", "version");
+        let version = version.as_deref().unwrap_or("unknown");
         let expiry = value(
             &metrics,
             "weft_identity_certificate_expiry_timestamp_seconds",
+            &[],
         )
         .filter(|v| *v > 0.0)
         .map(|v| UNIX_EPOCH + Duration::from_secs_f64(v));
@@ -91,42 +94,4 @@ fn has_sidecar(pod: &Pod) -> bool {
                 .flatten()
                 .any(|c| c.name == SIDECAR)
     })
-}
-
-/// The value of label `label` on the first sample of `metric`.
-fn label<'a>(text: &'a str, metric: &str, label: &str) -> Option<&'a str> {
-    let line = text
-        .lines()
-        .find(|l| l.starts_with(metric) && l[metric.len()..].starts_with('{'))?;
-    let start = line.find(&format!("{label}=\""))? + label.len() + 2;
-    let len = line[start..].find('"')?;
-    Some(&line[start..start + len])
-}
-
-/// The value of the first sample of `metric`.
-fn value(text: &str, metric: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| {
-            l.starts_with(metric) && matches!(l.as_bytes().get(metric.len()), Some(b' ' | b'{'))
-        })?
-        .rsplit(' ')
-        .next()?
-        .parse()
-        .ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_the_version_and_the_expiry_from_a_scrape() {
-        let text = "# HELP x\nweft_build_info_other 1\nweft_build_info{revision=\"abc\",version=\"0.1.0\"} 1\nweft_identity_certificate_expiry_timestamp_seconds 1780000000\n";
-        assert_eq!(label(text, "weft_build_info", "version"), Some("0.1.0"));
-        assert_eq!(
-            value(text, "weft_identity_certificate_expiry_timestamp_seconds"),
-            Some(1.78e9)
-        );
-        assert_eq!(value(text, "weft_missing"), None);
-    }
 }

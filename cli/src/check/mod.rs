@@ -65,7 +65,7 @@ pub fn run(args: CheckArgs) -> ExitCode {
 
 async fn check(args: &CheckArgs) -> Report {
     let mut report = Report::default();
-    let connected = match crate::kubernetes::config(args.kubeconfig.as_deref()).await {
+    let connected = match weft_control_plane::kubernetes::config(args.kubeconfig.as_deref()).await {
         Ok(config) => {
             let server = config.cluster_url.to_string();
             kube::Client::try_from(config)

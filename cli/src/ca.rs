@@ -1,13 +1,13 @@
-//! `weft ca create`: the CA material of the `weft-ca` Secret (see [`crate::ca_secret`]).
+//! `weft ca create`: the CA material of the `weft-ca` Secret (see
+//! [`weft_control_plane::ca_secret`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use weft_certs::DEFAULT_TRUST_DOMAIN;
-
-use crate::ca_secret;
 use weft_api::duration::parse as parse_duration;
+use weft_certs::DEFAULT_TRUST_DOMAIN;
+use weft_control_plane::ca_secret;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum CaCommand {

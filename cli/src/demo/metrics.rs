@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::prometheus_text::series;
+use crate::prometheus_text::{label_value, series};
 
 /// The sum of every series of `name` whose labels include `wanted` (0 when none).
 pub fn sum(text: &str, name: &str, wanted: &[(&str, &str)]) -> u64 {
@@ -19,11 +19,7 @@ pub fn by_label(
 ) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
     for (labels, value) in series(text, name, wanted) {
-        let key = labels
-            .iter()
-            .find(|(k, _)| k == label)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default();
+        let key = label_value(&labels, label).unwrap_or_default().to_owned();
         *out.entry(key).or_default() += value.round() as u64;
     }
     out

@@ -1,7 +1,11 @@
 //! The `weft` command line: `weft demo` runs a whole mesh locally; `weft cert inspect` reads
 //! certificates the way weft does; `weft policy check` checks ServicePolicy documents; `weft
-//! check` checks an installation in a cluster; `weft inject` / `weft uninject` add and remove the
+//! check` checks an installation in a cluster; `weft crds` prints the CRDs; `weft ca create`
+//! makes the CA of the `weft-ca` Secret; `weft inject` / `weft uninject` add and remove the
 //! sidecar in YAML files.
+//!
+//! The commands build on the control plane's library (policy checking, injection, CRDs, the CA
+//! Secret), so each one reads and writes exactly what the control plane does.
 
 mod ca;
 mod cert;
@@ -10,6 +14,7 @@ mod crds;
 mod demo;
 mod inject;
 pub mod policy;
+pub mod prometheus_text;
 
 use std::process::ExitCode;
 

@@ -8,10 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-
-use crate::inject::documents::{inject_stream, uninject_stream};
-use crate::inject::settings::{DEFAULT_CONTROL_PLANE_ADDR, default_proxy_image};
-use crate::inject::{InjectSettings, SidecarMode};
+use weft_control_plane::inject::documents::{inject_stream, uninject_stream};
+use weft_control_plane::inject::settings::{DEFAULT_CONTROL_PLANE_ADDR, default_proxy_image};
+use weft_control_plane::inject::{InjectSettings, SidecarMode};
 
 #[derive(Debug, clap::Args)]
 pub struct InjectArgs {

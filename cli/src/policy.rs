@@ -4,14 +4,14 @@
 //! line (and, with `--explain`, the effective policy of every document) and exits 0.
 //!
 //! A directory may be a GitOps folder: documents that are not ServicePolicies are skipped by the
-//! rule the control plane's `--policies` applies ([`crate::policy::documents`]), so a folder this
-//! accepts is one the control plane accepts. `-v` says what was skipped and why.
+//! rule the control plane's `--policies` applies ([`weft_control_plane::policy::documents`]), so
+//! a folder this accepts is one the control plane accepts. `-v` says what was skipped and why.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::policy::{explain, known_services, load};
+use weft_control_plane::policy::{explain, known_services, load};
 
 /// The name standard input has in messages.
 pub const STDIN_NAME: &str = "<stdin>";

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use crate::policy::custom_resources;
+use weft_control_plane::policy::custom_resources;
 
 pub fn run() -> ExitCode {
     match custom_resources::crd_files() {
