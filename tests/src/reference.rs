@@ -10,9 +10,9 @@ use bytes::Bytes;
 use http::Method;
 
 use crate::apps::fault_app::Reply;
+use crate::clients::{self, tls_probe};
 use crate::mesh::identity;
 use crate::mesh::policy_mesh::{PolicyMesh, admin_get, policy, send};
-use crate::clients::{self, tls_probe};
 
 /// A command (`weft ca create`) and its long flags, each with the environment variable
 /// `--help` names for it.

@@ -48,11 +48,28 @@ fn build() -> Result<PathBuf, String> {
     if profile_dir.ends_with("release") {
         command.arg("--release");
     }
-    // Cargo sets CARGO_MANIFEST_DIR for this test process; passed on, it would differ from what
-    // the `cargo test` that built the tests saw, and build scripts that read it (ring's) would
-    // rerun, rebuilding the TLS stack in both builds turn by turn.
+    // Cargo describes the package under test to this process (CARGO_MANIFEST_DIR, CARGO_PKG_NAME,
+    // …); passed on, those would differ from what the `cargo test` that built the tests saw, and
+    // build scripts that read them (ring's) would rerun, rebuilding the TLS stack in both builds
+    // turn by turn. Settings for cargo itself (CARGO_HOME, CARGO_TARGET_DIR, CARGO_PROFILE_*, …)
+    // stay.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || matches!(
+                name.as_ref(),
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_TARGET_TMPDIR"
+                    | "CARGO_RUSTC_CURRENT_DIR"
+            )
+        {
+            command.env_remove(name.as_ref());
+        }
+    }
     let status = command
-        .env_remove("CARGO_MANIFEST_DIR")
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()
         .map_err(|e| format!("cannot run cargo to build the weft binaries: {e}"))?;
