@@ -1,7 +1,8 @@
 //! How many workload certificates the CA signs per second on one core: each one is what
 //! `Certify` does after authentication (parse the CSR, verify its signature, check the identity,
 //! sign a P-256 leaf). Run with `taskset -c 0 cargo run --release -p weft-certs --example
-//! signing_rate [COUNT]`; `tests/bench/ca.sh` does that and prints the figure for the README.
+//! signing_rate [COUNT]`; `tests/bench/ca.sh` does that and prints the figure for
+//! docs/performance.md.
 
 use std::time::{Duration, Instant};
 

@@ -1,10 +1,10 @@
 //! The material of the `weft-ca` Kubernetes Secret, shared by every control-plane replica.
 //!
-//! Replicas behind one Service must sign with one CA, or a proxy renewed by one replica would be
-//! a stranger to peers renewed by another. `weft ca create` makes that CA the way a production
-//! mesh wants it: a root whose key stays offline, and an intermediate that signs workload
-//! certificates. Proxies trust only the root (the trust bundle), so the intermediate can be
-//! replaced at any time, and a new root can be brought in with overlap (README "Root rotation"):
+//! Replicas behind one Service must sign with one CA, or a proxy renewed by one replica would be a
+//! stranger to peers renewed by another. `weft ca create` makes that CA the way a production mesh
+//! wants it: a root whose key stays offline, and an intermediate that signs workload certificates.
+//! Proxies trust only the root (the trust bundle), so the intermediate can be replaced at any time,
+//! and a new root can be brought in with overlap (docs/kubernetes.md, "Root rotation"):
 //! `--also-trust` writes a trust bundle holding the old roots next to the new one.
 
 use std::path::{Path, PathBuf};

@@ -129,8 +129,8 @@ pub struct ControlPlaneConfig {
     #[arg(long, env = "WEFT_PROXY_IMAGE", default_value_t = crate::inject::settings::default_proxy_image())]
     pub proxy_image: String,
 
-    /// How the proxy is injected: `native` (an init container with restartPolicy Always,
-    /// Kubernetes 1.29+) or `classic` (a regular container, older clusters; see the README).
+    /// How the proxy is injected: `native` (an init container with restartPolicy Always, Kubernetes
+    /// 1.29+) or `classic` (a regular container, older clusters; see docs/kubernetes.md).
     #[arg(long, env = "WEFT_SIDECAR_MODE", value_enum, default_value = "native")]
     pub sidecar_mode: crate::inject::SidecarMode,
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Certificates the CA signs per second on one core (CSR parsed and verified, identity checked,
-# P-256 leaf signed): the figure of the README's "Control plane" performance section.
+# P-256 leaf signed): the figure of docs/performance.md's "The control plane".
 #   tests/bench/ca.sh [COUNT] [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/../.."

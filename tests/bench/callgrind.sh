@@ -2,9 +2,9 @@
 # Instructions per request of each sidecar, under callgrind: deterministic where wall-clock
 # numbers on a shared 2-core machine are not, so small costs (a metric, a header) show.
 #
-# The by-hand mesh of the README on loopback: a control plane, nginx as the app, the server's
-# sidecar in front of it and the caller's sidecar with a --forward listener, both sidecars under
-# valgrind --tool=callgrind. h2load --h1 -c 4 sends WARMUP requests, the counters are zeroed
+# The by-hand mesh of docs/getting-started.md on loopback: a control plane, nginx as the app, the
+# server's sidecar in front of it and the caller's sidecar with a --forward listener, both sidecars
+# under valgrind --tool=callgrind. h2load --h1 -c 4 sends WARMUP requests, the counters are zeroed
 # (callgrind_control -z), then REQUESTS more are sent and the counters dumped: the dumped
 # instruction total / REQUESTS is one request's cost on that sidecar.
 #
@@ -35,7 +35,7 @@ cleanup() {
   [ -n "${KEEP:-}" ] || rm -rf "$W"
 }
 trap cleanup EXIT
-# Ports: an offset so a run does not meet the README's by-hand mesh.
+# Ports: an offset so a run does not meet the by-hand mesh of docs/getting-started.md.
 BASE=${BASE:-21000}
 CP=127.0.0.1:$((BASE + 10)) CP_ADMIN=127.0.0.1:$((BASE + 14)) APP=127.0.0.1:$((BASE + 80))
 SERVER_IN=127.0.0.1:$((BASE + 6)) SERVER_ADMIN=127.0.0.1:$((BASE + 100))

@@ -17,7 +17,7 @@
 # The scenarios a run measures by default, in the order a round measures them; and every one
 # BENCH_SCENARIOS may name. post-4k-early is post-4k against an app that answers before it has
 # read the body (nginx's `return`, which discards the body after answering): not a default, it
-# reproduces a failure of the weft path (see the README, "In pods").
+# reproduces a failure of the weft path (see docs/performance.md).
 DEFAULT_SCENARIOS=(get-32 get-512 post-4k get-64k grpc-unary)
 ALL_SCENARIOS=("${DEFAULT_SCENARIOS[@]}" post-4k-early)
 # The gRPC method the app answers, and the messages (serialized protobuf: field 1, a string).

@@ -44,8 +44,8 @@
 #        RUNS=N repeats the whole matrix N times in one setup (default 1), interleaving paths
 #        (each round: for each scenario: direct, weft, haproxy; then latency); the table shows
 #        per scenario the median over runs of each number and of each weft ÷ haproxy ratio
-#        (computed per run), and the min–max of the throughput ratio. The README's numbers use
-#        RUNS=5. With 10 s, RUNS=1 takes about 3.5 minutes.
+#        (computed per run), and the min–max of the throughput ratio. docs/performance.md's
+#        numbers use RUNS=5. With 10 s, RUNS=1 takes about 3.5 minutes.
 #        BENCH_SCENARIOS="get-32 get-512" measures only those (default: the five above, not
 #        post-4k-early).
 #        WEFT_POLICY=typical (the default) gives the app a typical ServicePolicy (timeouts,

@@ -19,7 +19,7 @@ pub async fn check(client: &kube::Client, namespace: &str, secret: &str, report:
         Ok(Some(found)) => found,
         Ok(None) => {
             report.fail(format!(
-                "no Secret {namespace}/{secret}: create it before installing (README, \"Creating the CA Secret\")"
+                "no Secret {namespace}/{secret}: create it before installing (docs/kubernetes.md, \"Creating the CA Secret\")"
             ));
             return;
         }
@@ -47,7 +47,7 @@ pub async fn check(client: &kube::Client, namespace: &str, secret: &str, report:
             let until = format_time(cert.not_after);
             match cert.not_after.duration_since(now) {
                 Err(_) => report.fail(format!(
-                    "{what} expired at {until}: every certificate it signs is refused; rotate it (README, \"Root rotation\")"
+                    "{what} expired at {until}: every certificate it signs is refused; rotate it (docs/kubernetes.md, \"Root rotation\")"
                 )),
                 Ok(left) if left < WARN_BEFORE => report.warn(format!(
                     "{what} expires in {} days ({until}): rotate it soon",

@@ -1,4 +1,5 @@
-//! The `weft.dev/...` annotations and labels of injection, in one place (the README lists them).
+//! The `weft.dev/...` annotations and labels of injection, in one place (docs/kubernetes.md lists
+//! them).
 
 /// `enabled` or `disabled`, on a namespace (label) or a pod (annotation); the pod wins.
 pub const INJECT: &str = "weft.dev/inject";

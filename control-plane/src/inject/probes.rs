@@ -3,10 +3,10 @@
 //! The kubelet probes from the node, in plaintext, without a mesh certificate: in strict mode the
 //! proxy would refuse it (`403 plaintext_refused`) and the pod would never become ready. weft
 //! exempts each probe's port from interception (`weft-proxy init --skip-inbound-ports`), so
-//! httpGet, tcpSocket and grpc probes reach the app as they do without a mesh. The cost, stated
-//! in the README: a probe port is not meshed at all, so an app should probe on a port of its own
-//! rather than on the port that serves its traffic (the injector warns when it exempts a port the
-//! container also declares).
+//! httpGet, tcpSocket and grpc probes reach the app as they do without a mesh. The cost, stated in
+//! docs/kubernetes.md: a probe port is not meshed at all, so an app should probe on a port of its
+//! own rather than on the port that serves its traffic (the injector warns when it exempts a port
+//! the container also declares).
 
 use std::collections::BTreeSet;
 

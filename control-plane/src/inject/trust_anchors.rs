@@ -4,7 +4,7 @@
 //! webhook writes it into a namespace the first time it injects a pod there (and again after a
 //! control-plane restart, which may bring new roots). The pod's volume is not optional: the
 //! kubelet waits until the ConfigMap exists. Without `--kubernetes` (or for `weft inject`), the
-//! install procedure creates it (`kubectl create configmap`, README).
+//! install procedure creates it (`kubectl create configmap`, docs/kubernetes.md).
 
 use std::collections::BTreeMap;
 use std::collections::HashSet;

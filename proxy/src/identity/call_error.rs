@@ -23,7 +23,7 @@ pub fn describe(status: &tonic::Status) -> String {
     join_causes(&parts)
 }
 
-/// The name documents and the README use for a gRPC code (`permission-denied`).
+/// The name policy documents and the docs use for a gRPC code (`permission-denied`).
 pub fn code_name(code: tonic::Code) -> &'static str {
     GRPC_CODES
         .iter()

@@ -35,7 +35,7 @@ impl Destination {
     }
 }
 
-/// One request, as logged. Field names are the log's contract (see the README).
+/// One request, as logged. Field names are the log's contract (docs/telemetry.md lists them).
 #[derive(Debug, Serialize)]
 pub struct Line {
     /// RFC 3339, UTC, when the request arrived.

@@ -1,6 +1,6 @@
-//! Starting `weft-control-plane` as a process: `trust-bundle.pem`, which proxies (and the
-//! README's by-hand mesh) start from, appears only once the control plane serves. One that
-//! cannot start (its port taken, a broken policy) exits non-zero with a readable error and
+//! Starting `weft-control-plane` as a process: `trust-bundle.pem`, which proxies (and the by-hand
+//! mesh in docs/getting-started.md) start from, appears only once the control plane serves. One
+//! that cannot start (its port taken, a broken policy) exits non-zero with a readable error and
 //! leaves no bundle behind for anyone to wait on.
 
 use std::path::Path;

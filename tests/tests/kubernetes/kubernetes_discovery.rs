@@ -473,7 +473,7 @@ async fn control_plane_memory(api: &FakeApiServer, pods: usize) -> (u64, u64) {
 
 /// The control plane's resident memory with 0, 1k and 10k pods' worth of real-shaped objects
 /// (100 pods per Service and EndpointSlice) listed from the fake API server. The per-1k figure
-/// in the README is (RSS at 10k − RSS at 1k) / 9.
+/// in docs/performance.md is (RSS at 10k − RSS at 1k) / 9.
 #[tokio::test]
 #[ignore = "a measurement (tens of seconds): cargo test -p weft-tests --test kubernetes kubernetes_discovery:: -- --ignored --nocapture"]
 async fn memory_per_1k_pods() {

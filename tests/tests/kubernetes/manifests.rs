@@ -52,7 +52,7 @@ fn the_jaeger_manifests_build_and_validate() {
         return;
     }
     let built = build_and_validate("jaeger");
-    // What the README tells the sidecars to use.
+    // What docs/kubernetes.md tells the sidecars to use.
     for expected in [
         "name: jaeger-collector",
         "namespace: observability",

@@ -125,7 +125,8 @@ fn traceparent_of(seen: &weft_tests::apps::fault_app::SeenRequest) -> (String, S
 // Metrics
 
 /// The server's sidecar names its port's service in `destination_service` as discovery's answer
-/// does, also when the service has no ServicePolicy (the README's by-hand mesh greps for it).
+/// does, also when the service has no ServicePolicy (the by-hand mesh of docs/getting-started.md
+/// greps for it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inbound_requests_name_their_service_without_a_server_policy() {
     let mesh = PolicyMesh::start(1, None).await;
@@ -423,7 +424,7 @@ async fn prometheus_reads_the_golden_signals() {
         .query(r#"sum(weft_certify_requests_total{job="control-plane",result="issued"})"#)
         .await;
     assert!(issued.first().is_some_and(|s| s.1 >= 3.0), "{issued:?}");
-    // The rate form of the README's dashboard queries: more traffic after the first scrapes.
+    // The rate form of docs/telemetry.md's dashboard queries: more traffic after the first scrapes.
     for _ in 0..5 {
         assert_eq!(get(&db, "/ok", &[]).await.status, 200);
     }

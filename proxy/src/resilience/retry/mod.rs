@@ -6,7 +6,7 @@
 //! read-ahead of gRPC trailers ([`peek_grpc_status`]). The wait between attempts is a
 //! [`crate::resilience::backoff`].
 //!
-//! What is retried (see README, "Resilience"): conditions the app never saw (a failed connect
+//! What is retried (docs/resilience.md): conditions the app never saw (a failed connect
 //! to the peer proxy, a refused HTTP/2 stream, a peer proxy that could not reach its app) for any
 //! method; every other condition only for idempotent methods, unless the route acknowledges
 //! otherwise (`nonIdempotent: true`, implied for gRPC routes).
