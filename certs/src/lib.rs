@@ -6,8 +6,10 @@
 //! to create, check and read those certificates, so that the control plane (which signs) and the
 //! proxy (which requests and verifies) agree on one definition:
 //!
-//! - [`SpiffeId`]: the parsed identity, rejecting malformed ids with a message saying what is wrong;
-//! - [`WorkloadKey`]: an ECDSA P-256 key generated in memory, and the CSR that asks for an identity;
+//! - [`SpiffeId`]: the parsed identity, rejecting malformed ids with a message saying what is
+//!   wrong;
+//! - [`WorkloadKey`]: an ECDSA P-256 key generated in memory, and the CSR that asks for an
+//!   identity;
 //! - [`CertificateAuthority`]: a self-signed root or a loaded root/intermediate that turns a CSR
 //!   into a leaf for exactly the identity the caller was authenticated as;
 //! - [`TrustBundle`]: several roots at once, so a root can be rotated with overlap;

@@ -258,7 +258,8 @@ async fn recorded_reviews_get_patches_that_make_valid_pods_and_a_second_review_c
     assert_eq!(proxy["resources"]["requests"]["cpu"], "100m");
     assert_eq!(proxy["resources"]["limits"]["memory"], "128Mi");
 
-    // Through the entry for unlabelled namespaces, the Deployment's pod (no annotation) is left alone.
+    // Through the entry for unlabelled namespaces, the Deployment's pod (no annotation) is left
+    // alone.
     let (response, _) = admit(&cp, "deployment-pod-probes.json", "/inject").await;
     assert!(response.get("patch").is_none(), "{response}");
 

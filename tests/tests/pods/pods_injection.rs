@@ -1,8 +1,8 @@
 //! The injected pod runs: the pod spec the webhook's code produces for a sample app is run in the
 //! pods harness (network namespaces), its `weft-init` container and its `weft-proxy` container
-//! started with their command, args and environment as written in the spec, translated exactly
-//! as `weft_tests::pods::pod_spec` documents (downward API facts, `$(VAR)` expansion, mount
-//! paths to directories holding what the volumes would hold). Another meshed pod then reaches the app
+//! started with their command, args and environment as written in the spec, translated exactly as
+//! `weft_tests::pods::pod_spec` documents (downward API facts, `$(VAR)` expansion, mount paths to
+//! directories holding what the volumes would hold). Another meshed pod then reaches the app
 //! through both sidecars, and each side sees the other's identity.
 //!
 //! What the volumes hold here: the trust-anchor ConfigMap's `ca.pem` is the control plane's trust

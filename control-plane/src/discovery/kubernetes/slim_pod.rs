@@ -4,8 +4,8 @@
 //! A Pod from the API server is several kilobytes of JSON (managed fields, the whole container
 //! specs, status); k8s-openapi's `Pod` holds all of it, and a list holds every pod at once.
 //! Deserializing into this type skips the rest while parsing, so listing a large cluster's pods
-//! costs the size of their names rather than of their specs. The watcher only needs the metadata's name,
-//! namespace, uid and resourceVersion (it resumes watches from the last version seen).
+//! costs the size of their names rather than of their specs. The watcher only needs the metadata's
+//! name, namespace, uid and resourceVersion (it resumes watches from the last version seen).
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
