@@ -17,6 +17,7 @@ use weft_control_plane::{ControlPlaneConfig, RunningControlPlane};
 use weft_proxy::tls::TlsStore;
 use weft_proxy::{ProxyArgs, ProxyConfig, RunningProxy};
 
+use crate::ports::restartable_port;
 use crate::wait;
 
 /// Service accounts (in namespace `demo`) that have bootstrap tokens.
@@ -140,7 +141,8 @@ impl Mesh {
         let mut mesh = Self {
             dir,
             control_plane: None,
-            control_plane_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            // Tests stop the control plane and start it again on the same address.
+            control_plane_addr: SocketAddr::from(([127, 0, 0, 1], restartable_port())),
             cert_ttl,
             services_file,
             policies_dir,
