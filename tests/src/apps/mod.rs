@@ -10,6 +10,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response};
@@ -19,7 +20,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 /// What one request looked like when it reached the app.
@@ -148,6 +149,19 @@ fn respond(
                 .boxed(),
         )
         .unwrap()
+}
+
+/// Whether `tcp`, a connection that leads to a [`TcpEcho`], carries `ping` there and back
+/// (within 5 s).
+pub async fn echoes(tcp: &mut TcpStream) -> bool {
+    if tcp.write_all(b"ping").await.is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 4];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(5), tcp.read_exact(&mut buf)).await,
+        Ok(Ok(_)) if &buf == b"ping"
+    )
 }
 
 /// A TCP echo server.

@@ -11,8 +11,8 @@ use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 use tonic::transport::{Channel, Endpoint, Uri};
-use weft_api::discovery::Resolution;
 use weft_api::discovery::discovery_client::DiscoveryClient;
+use weft_api::discovery::{Resolution, WatchRequest};
 use weft_api::identity::identity_client::IdentityClient;
 use weft_certs::{CertificateAuthority, SpiffeId};
 use weft_control_plane::RunningControlPlane;
@@ -142,6 +142,21 @@ pub fn mesh_discovery_client(
         .expect("the trust bundle lives in the data directory");
     let store = certified_by_data_dir(&crate::mesh::identity(account), data_dir);
     discovery_client(control_plane, store, true)
+}
+
+/// A discovery watch of `address`, as a proxy's outbound side opens it.
+pub async fn watch(
+    client: &DiscoveryClient<Channel>,
+    address: &str,
+) -> Result<tonic::Streaming<Resolution>, tonic::Status> {
+    client
+        .clone()
+        .watch(WatchRequest {
+            address: address.to_owned(),
+            server: false,
+        })
+        .await
+        .map(tonic::Response::into_inner)
 }
 
 /// The next answer of a discovery watch, which must come within `deadline`.

@@ -8,10 +8,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use tonic::Streaming;
-use weft_api::discovery::{Resolution, WatchRequest};
+use weft_api::discovery::Resolution;
 use weft_certs::SpiffeId;
 use weft_tests::mesh::control_plane_client::{
-    certified_by_data_dir, discovery_client_at, next, quiet,
+    self, certified_by_data_dir, discovery_client_at, next, quiet,
 };
 use weft_tests::mesh::identity;
 use weft_tests::mesh::policy_mesh::timeout_policy;
@@ -77,20 +77,15 @@ async fn setup() -> Setup {
     )
     .await;
     let cp_identity = SpiffeId::new("cluster.local", "weft-system", "weft-control-plane").unwrap();
-    let mut client = discovery_client_at(
+    let client = discovery_client_at(
         &control_plane.grpc_addr.to_string(),
         &cp_identity,
         certified_by_data_dir(&identity("web"), &data),
         true,
     );
-    let mut watch = client
-        .watch(WatchRequest {
-            address: "hello.demo:8080".to_owned(),
-            server: false,
-        })
+    let mut watch = control_plane_client::watch(&client, "hello.demo:8080")
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     let first = next(&mut watch, UPDATE_DEADLINE).await;
     assert!(first.known, "{first:?}");
     assert_eq!(request_timeout_ms(&first), Some(2000), "{first:?}");

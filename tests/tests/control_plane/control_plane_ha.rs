@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use weft_api::discovery::WatchRequest;
 use weft_certs::CertificateAuthority;
 use weft_control_plane::ca_secret::{self, SecretMaterial};
 use weft_proxy::tls::TlsStore;
@@ -223,14 +222,7 @@ async fn watch(
     client: &weft_api::discovery::discovery_client::DiscoveryClient<tonic::transport::Channel>,
     address: &str,
 ) -> Result<tonic::Streaming<weft_api::discovery::Resolution>, tonic::Status> {
-    let mut stream = client
-        .clone()
-        .watch(WatchRequest {
-            address: address.to_owned(),
-            server: false,
-        })
-        .await?
-        .into_inner();
+    let mut stream = control_plane_client::watch(client, address).await?;
     // The first answer, so the stream is surely open on the control plane.
     stream.message().await?;
     Ok(stream)

@@ -9,7 +9,7 @@ use tempfile::TempDir;
 use tonic::Streaming;
 use tonic::transport::Channel;
 use weft_api::discovery::discovery_client::DiscoveryClient;
-use weft_api::discovery::{Endpoint, PortProtocol, Resolution, WatchRequest};
+use weft_api::discovery::{Endpoint, PortProtocol, Resolution};
 use weft_control_plane::{ControlPlaneConfig, RunningControlPlane};
 use weft_tests::mesh::control_plane_client::{next, quiet};
 use weft_tests::mesh::policy_mesh::timeout_policy;
@@ -96,14 +96,7 @@ impl Fixture {
     }
 
     async fn watch(&self, address: &str) -> Result<Streaming<Resolution>, tonic::Status> {
-        self.client
-            .clone()
-            .watch(WatchRequest {
-                address: address.to_owned(),
-                server: false,
-            })
-            .await
-            .map(tonic::Response::into_inner)
+        control_plane_client::watch(&self.client, address).await
     }
 
     /// A new watch and its first message.
@@ -335,14 +328,9 @@ async fn a_broken_services_file_stops_startup_and_no_file_means_unknown() {
 
     config.services = None;
     let control_plane = weft_control_plane::start(config).await.unwrap();
-    let mut stream = client(&control_plane)
-        .watch(WatchRequest {
-            address: HELLO_VIP.to_owned(),
-            server: false,
-        })
+    let mut stream = control_plane_client::watch(&client(&control_plane), HELLO_VIP)
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert_eq!(
         next(&mut stream, UPDATE_DEADLINE).await,
         Resolution::default()

@@ -11,10 +11,10 @@ use tempfile::TempDir;
 use tonic::Streaming;
 use tonic::transport::Channel;
 use weft_api::discovery::discovery_client::DiscoveryClient;
-use weft_api::discovery::{Endpoint, Resolution, WatchRequest};
+use weft_api::discovery::{Endpoint, Resolution};
 use weft_control_plane::RunningControlPlane;
 use weft_tests::kubernetes::fake_apiserver::{FakeApiServer, fixture};
-use weft_tests::mesh::control_plane_client::{next, quiet};
+use weft_tests::mesh::control_plane_client::{self, next, quiet};
 use weft_tests::observe::metrics::metric_at;
 use weft_tests::ports::free_port;
 use weft_tests::{clients, wait};
@@ -75,15 +75,9 @@ impl Cluster {
     }
 
     async fn watch(&self, address: &str) -> Streaming<Resolution> {
-        self.client
-            .clone()
-            .watch(WatchRequest {
-                address: address.to_owned(),
-                server: false,
-            })
+        control_plane_client::watch(&self.client, address)
             .await
             .unwrap()
-            .into_inner()
     }
 
     /// A new watch and its first message.

@@ -9,11 +9,11 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tonic::Streaming;
 use tonic::transport::Channel;
+use weft_api::discovery::Resolution;
 use weft_api::discovery::discovery_client::DiscoveryClient;
-use weft_api::discovery::{Resolution, WatchRequest};
 use weft_control_plane::RunningControlPlane;
 use weft_tests::kubernetes::fake_apiserver::{FakeApiServer, fixture};
-use weft_tests::mesh::control_plane_client::{next, quiet};
+use weft_tests::mesh::control_plane_client::{self, next, quiet};
 use weft_tests::observe::metrics::metric_at;
 use weft_tests::wait;
 
@@ -57,15 +57,9 @@ impl Fixture {
     }
 
     async fn watch(&self, address: &str) -> Streaming<Resolution> {
-        self.client
-            .clone()
-            .watch(WatchRequest {
-                address: address.to_owned(),
-                server: false,
-            })
+        control_plane_client::watch(&self.client, address)
             .await
             .unwrap()
-            .into_inner()
     }
 
     /// A watch whose first answer satisfies `ready` (a fresh watch each try, until the

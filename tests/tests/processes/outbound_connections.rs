@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use weft_tests::apps::TcpEcho;
+use weft_tests::apps::{TcpEcho, echoes};
 use weft_tests::mesh::{identity, wait_ready};
 use weft_tests::observe::metrics::metric_in as metric;
 use weft_tests::process::proxy_process::ProxyProcess;
@@ -22,18 +22,6 @@ fn descriptors(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
         .count()
-}
-
-/// Writes `ping` and reads it back.
-async fn round_trip(tcp: &mut TcpStream) -> bool {
-    if tcp.write_all(b"ping").await.is_err() {
-        return false;
-    }
-    let mut buf = [0u8; 4];
-    matches!(
-        tokio::time::timeout(Duration::from_secs(5), tcp.read_exact(&mut buf)).await,
-        Ok(Ok(_)) if &buf == b"ping"
-    )
 }
 
 #[tokio::test]
@@ -82,7 +70,7 @@ async fn idle_connections_open_nothing_upstream_and_everything_is_given_back_on_
     );
 
     // The first byte opens the tunnel: the opaque stream works as before.
-    assert!(round_trip(&mut idle[0]).await, "the first byte is carried");
+    assert!(echoes(&mut idle[0]).await, "the first byte is carried");
     assert_eq!(echo.connections(), 1);
 
     // Closed, everything is given back: the gauges and the descriptors.
@@ -137,7 +125,7 @@ async fn past_the_outbound_connection_limit_a_new_connection_is_closed_at_once_a
 
     let mut first = TcpStream::connect(listener).await.unwrap();
     let mut second = TcpStream::connect(listener).await.unwrap();
-    assert!(round_trip(&mut first).await && round_trip(&mut second).await);
+    assert!(echoes(&mut first).await && echoes(&mut second).await);
 
     // The third is accepted by the kernel, then closed without anything opened for it.
     let mut third = TcpStream::connect(listener).await.unwrap();
@@ -171,14 +159,14 @@ async fn past_the_outbound_connection_limit_a_new_connection_is_closed_at_once_a
     assert_eq!(echo.connections(), 2);
 
     // The two held connections were not disturbed; once one closes, its slot is free again.
-    assert!(round_trip(&mut second).await);
+    assert!(echoes(&mut second).await);
     drop(first);
     let mut fourth = wait::until(DEADLINE, "a slot to be free again", || async {
         let mut tcp = TcpStream::connect(listener).await.ok()?;
-        round_trip(&mut tcp).await.then_some(tcp)
+        echoes(&mut tcp).await.then_some(tcp)
     })
     .await;
-    assert!(round_trip(&mut fourth).await && round_trip(&mut second).await);
+    assert!(echoes(&mut fourth).await && echoes(&mut second).await);
 }
 
 /// A server-speaks-first app: `220 ready` to every connection, counted.

@@ -17,11 +17,11 @@ use http::Request;
 use http_body_util::Empty;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
-use weft_tests::apps::TcpEcho;
 use weft_tests::apps::fault_app::{FaultApp, Outcome, Reply};
+use weft_tests::apps::{TcpEcho, echoes};
 use weft_tests::clients::{self, Reply as Answer};
 use weft_tests::mesh::identity;
 use weft_tests::observe::metrics::{find_metric, metric_in};
@@ -507,7 +507,7 @@ async fn an_opaque_stream_carries_on_through_the_grace_period_and_is_cut_at_its_
     wait_draining(&server).await;
     wait_refused(server.inbound_addr, "the inbound listener").await;
     assert!(
-        round_trip(&mut stream).await,
+        echoes(&mut stream).await,
         "the opaque stream still carries bytes while draining"
     );
 
@@ -533,20 +533,8 @@ async fn an_opaque_stream_carries_on_through_the_grace_period_and_is_cut_at_its_
 /// A raw TCP connection through the proxy to the echo app, checked by a round trip.
 async fn echoing(addr: SocketAddr) -> TcpStream {
     let mut tcp = TcpStream::connect(addr).await.unwrap();
-    assert!(round_trip(&mut tcp).await, "the connection echoes");
+    assert!(echoes(&mut tcp).await, "the connection echoes");
     tcp
-}
-
-/// Whether `tcp` carries bytes to the echo app and back.
-async fn round_trip(tcp: &mut TcpStream) -> bool {
-    if tcp.write_all(b"ping").await.is_err() {
-        return false;
-    }
-    let mut buf = [0u8; 4];
-    matches!(
-        tokio::time::timeout(Duration::from_secs(5), tcp.read_exact(&mut buf)).await,
-        Ok(Ok(_)) if &buf == b"ping"
-    )
 }
 
 #[tokio::test]
@@ -603,17 +591,17 @@ async fn past_the_inbound_connection_limit_a_new_connection_is_closed_at_once() 
     );
 
     // The two held connections were not disturbed; once one closes, its slot is free again.
-    assert!(round_trip(&mut second).await);
+    assert!(echoes(&mut second).await);
     drop(first);
     let mut fourth = wait::until(
         Duration::from_secs(5),
         "a new connection to be served after one of the two closed",
         || async {
             let mut tcp = TcpStream::connect(proxy.inbound_addr).await.ok()?;
-            round_trip(&mut tcp).await.then_some(tcp)
+            echoes(&mut tcp).await.then_some(tcp)
         },
     )
     .await;
-    assert!(round_trip(&mut fourth).await);
-    assert!(round_trip(&mut second).await);
+    assert!(echoes(&mut fourth).await);
+    assert!(echoes(&mut second).await);
 }
