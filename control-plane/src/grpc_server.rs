@@ -57,7 +57,9 @@ pub async fn serve(
     let (tx, rx) = mpsc::channel::<std::io::Result<TlsStream<TcpStream>>>(64);
     let accept_stop = stop.clone();
     let accept_metrics = metrics.clone();
-    tokio::spawn(async move {
+    // Joined before `serve` returns: the listener is closed once shutdown is over, so a
+    // control plane restarted on the same address can bind it.
+    let accepting = tokio::spawn(async move {
         let metrics = accept_metrics;
         loop {
             let accepted = tokio::select! {
@@ -109,6 +111,7 @@ pub async fn serve(
     if let Err(e) = result {
         tracing::error!("gRPC server stopped: {e}");
     }
+    let _ = accepting.await;
 }
 
 /// The services of the gRPC port, chosen by the first segment of the request path
