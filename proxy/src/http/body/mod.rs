@@ -5,6 +5,7 @@
 //! here twice per proxy: boxing would cost an allocation each time.
 
 pub mod caller;
+pub mod h1_request;
 pub mod h2_stream;
 
 use std::pin::Pin;
@@ -16,6 +17,7 @@ use hyper::body::Incoming;
 
 use crate::http::BoxError;
 use crate::http::body::caller::CallerBody;
+use crate::http::body::h1_request::H1RequestBody;
 use crate::http::body::h2_stream::H2Body;
 use crate::http::client::h1_pool::CheckIn;
 use crate::resilience::retry::{Peeked, ReplayBody};
@@ -28,6 +30,8 @@ pub enum Body {
     Stream(Incoming),
     /// Streamed from a peer or an HTTP/2 app over a pooled HTTP/2 connection.
     H2(H2Body),
+    /// A request's body, read off the caller's HTTP/1.1 connection.
+    H1Request(H1RequestBody),
     /// Streamed from the app over a pooled HTTP/1.1 connection, which goes back to the pool
     /// when this body is dropped.
     Pooled(Incoming, CheckIn<Body>),
@@ -78,6 +82,7 @@ impl http_body::Body for Body {
                 Pin::new(incoming).poll_frame(cx).map_err(BoxError::from)
             }
             Body::H2(body) => Pin::new(body).poll_frame(cx),
+            Body::H1Request(body) => Pin::new(body).poll_frame(cx).map_err(BoxError::from),
             Body::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Body::Replay(body) => Pin::new(body).poll_frame(cx),
             Body::Peeked(body) => Pin::new(body.as_mut()).poll_frame(cx),
@@ -93,6 +98,7 @@ impl http_body::Body for Body {
         match self {
             Body::Stream(incoming) | Body::Pooled(incoming, _) => incoming.is_end_stream(),
             Body::H2(body) => body.is_end_stream(),
+            Body::H1Request(body) => body.is_end_stream(),
             Body::Full(bytes) => bytes.is_none(),
             Body::Replay(body) => body.is_end_stream(),
             Body::Peeked(body) => body.is_end_stream(),
@@ -108,6 +114,7 @@ impl http_body::Body for Body {
         match self {
             Body::Stream(incoming) | Body::Pooled(incoming, _) => incoming.size_hint(),
             Body::H2(body) => body.size_hint(),
+            Body::H1Request(body) => body.size_hint(),
             Body::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Body::Replay(body) => body.size_hint(),
             Body::Peeked(body) => body.size_hint(),

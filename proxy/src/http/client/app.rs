@@ -25,8 +25,7 @@ use crate::http::body::Body;
 use crate::http::client::h1_pool::H1Pool;
 use crate::http::client::h2_pool::{Connector, H2Pool};
 use crate::http::error::{ProxyError, error_chain};
-use crate::http::upgrade;
-use hyper::upgrade::OnUpgrade;
+use crate::http::upgrade::{self, OnUpgrade};
 
 /// Where the app listens.
 #[derive(Debug, Clone)]
