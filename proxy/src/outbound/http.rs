@@ -104,6 +104,10 @@ async fn forward_upgrade(
     let caller = upgrade::on(&mut req);
     headers::to_mesh(&mut req, || endpoint.addr.to_string()).map_err(ProxyError::BadRequest)?;
     *req.version_mut() = Version::HTTP_11;
+    // HTTP/1.1 needs the `Host` that `to_mesh` moved into the URI (RFC 9112 3.2).
+    if let Some(host) = req.uri().authority().and_then(|a| a.as_str().parse().ok()) {
+        req.headers_mut().insert(http::header::HOST, host);
+    }
     upgrade::restore(&mut req, protocol);
     let in_flight = endpoint.load.start();
     let tls = match outbound

@@ -89,7 +89,7 @@ where
         let head = match read_head(&mut reader, deadline, &stop).await {
             Ok(Some(head)) => head,
             Ok(None) => return None,
-            Err(refusal) => return Some(refuse(&mut write, &mut reader, refusal).await),
+            Err(refusal) => return Some(refuse(write, reader, refusal).await),
         };
         let asked = Asked {
             head: head.method == Method::HEAD,
@@ -116,7 +116,7 @@ where
                         Ok(Some(decoder)) => decoder,
                         Ok(None) => return None,
                         Err(refusal) => {
-                            return Some(refuse(&mut write, &mut reader, refusal).await);
+                            return Some(refuse(write, reader, refusal).await);
                         }
                     },
                 };
@@ -147,20 +147,19 @@ where
 
         let failed = matches!(&side, Side::Here(reader, _) if reader.failed());
         let close = !asked.keep_alive || failed || stop.is_cancelled();
+        // After a `101` the connection is the upgraded one's, or no one's.
+        let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
         let upgrading = match &mut side {
-            Side::Here(_, upgraded) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
-                upgraded.take()
-            }
+            Side::Here(_, upgraded) if switching => upgraded.take(),
             _ => None,
         };
-        let keep =
-            match write_answer(&mut write, response, &asked, close || upgrading.is_some()).await {
-                Ok(keep) => keep,
-                Err(e) => {
-                    tracing::debug!("writing an answer failed: {e}");
-                    return None;
-                }
-            };
+        let keep = match write_answer(&mut write, response, &asked, close || switching).await {
+            Ok(keep) => keep,
+            Err(e) => {
+                tracing::debug!("writing an answer failed: {e}");
+                return None;
+            }
+        };
         reader = match side {
             Side::Here(reader, _) => match upgrading {
                 Some(upgraded) => {
@@ -540,8 +539,8 @@ fn says_close(headers: &HeaderMap) -> bool {
 
 /// Answers `refusal` and closes the connection; returns the refusal.
 async fn refuse(
-    write: &mut WriteHalf<BoxedConnection>,
-    reader: &mut H1Reader,
+    mut write: WriteHalf<BoxedConnection>,
+    reader: H1Reader,
     refusal: Refusal,
 ) -> Refusal {
     let status = refusal.status().unwrap_or(StatusCode::BAD_REQUEST);
@@ -555,14 +554,21 @@ async fn refuse(
         text.len(),
     );
     // Bounded: a caller too slow to send its head may be too slow to read this.
-    let write = async {
+    let written = async {
         write.write_all(answer.as_bytes()).await?;
         write.shutdown().await
     };
-    let _ = timeout(ANSWER_WRITE_TIMEOUT, write).await;
-    // Read on briefly before closing: closing with unread bytes resets the connection, and the
-    // reset can destroy the answer before the caller has read it.
-    let linger = async {
+    if let Ok(Ok(())) = timeout(ANSWER_WRITE_TIMEOUT, written).await {
+        tokio::spawn(linger(reader, write));
+    }
+    refusal
+}
+
+/// Reads on briefly before closing a refused connection: closing with unread bytes resets it,
+/// and the reset can destroy the answer before the caller has read it. Its own task, so that
+/// the refusal is counted as soon as it is answered.
+async fn linger(mut reader: H1Reader, write: WriteHalf<BoxedConnection>) {
+    let discard = async {
         let mut discarded = 0;
         while discarded <= DRAIN_BYTES {
             reader.buf.clear();
@@ -572,8 +578,8 @@ async fn refuse(
             }
         }
     };
-    let _ = timeout(DRAIN_TIME, linger).await;
-    refusal
+    let _ = timeout(DRAIN_TIME, discard).await;
+    drop(write);
 }
 
 #[cfg(test)]
