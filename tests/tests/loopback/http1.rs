@@ -121,7 +121,7 @@ async fn an_app_answering_before_it_reads_the_body_is_heard_while_the_body_is_st
     let mut tcp = TcpStream::connect(sidecars.client.forward_addrs[0])
         .await
         .unwrap();
-    // 8 MiB announced, 64 KiB sent: the rest only comes once the answer is in.
+    // 8 MiB announced and only 64 KiB sent: the answer has to come while the body is unfinished.
     let mut start = format!(
         "POST /upload HTTP/1.1\r\nhost: {HOST}\r\ncontent-length: {}\r\n\r\n",
         8 << 20
