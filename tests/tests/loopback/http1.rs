@@ -22,19 +22,20 @@ use weft_tests::observe::metrics::metric_in;
 use weft_tests::process::programs;
 
 /// Each request-smuggling case, and the `reason` of `weft_proxy_errors_total{direction,reason}`
-/// its 400 is counted under on the sidecar that refused it.
+/// its 400 is counted under on the sidecar that refused it: `H1Error::reason` of the codec
+/// (`proxy/src/http/h1/error.rs`).
 const SMUGGLING_REASONS: [(&str, &str); 8] = [
     (
         "content_length_with_transfer_encoding",
-        "malformed_request_head",
+        "content_length_with_transfer_encoding",
     ),
-    ("two_different_content_lengths", "malformed_request_head"),
-    ("obs_fold", "malformed_request_head"),
-    ("bare_cr_in_a_header", "malformed_request_head"),
-    ("chunk_size_minus_one", "malformed_request_body"),
-    ("chunk_size_not_hex", "malformed_request_body"),
-    ("chunk_size_of_17_hex_digits", "malformed_request_body"),
-    ("chunk_extension_over_4_kib", "malformed_request_body"),
+    ("two_different_content_lengths", "invalid_content_length"),
+    ("obs_fold", "obs_fold"),
+    ("bare_cr_in_a_header", "bare_cr"),
+    ("chunk_size_minus_one", "invalid_chunk"),
+    ("chunk_size_not_hex", "invalid_chunk"),
+    ("chunk_size_of_17_hex_digits", "invalid_chunk"),
+    ("chunk_extension_over_4_kib", "chunk_extension_too_long"),
 ];
 /// The `weft-error` header of the 502 for an app answer the server sidecar refuses, and the
 /// `reason` it is counted under there (`direction="inbound"`).
