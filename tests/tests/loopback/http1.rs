@@ -1,8 +1,8 @@
 //! HTTP/1.1 as real clients and a raw app see it through the mesh (app → client sidecar →
 //! mTLS/HTTP/2 → server sidecar → app): pipelining, early answers, chunked coding with trailers
-//! both ways, `100-continue`, answers without a body, close-delimited answers, a stale pooled
-//! connection, and request smuggling refused on both sidecars' HTTP/1 listeners. These pin what a
-//! user sees whichever HTTP/1.1 codec the sidecars run.
+//! both ways, `100-continue` and other 1xx, answers without a body, close-delimited answers, a
+//! stale pooled connection, and request smuggling refused on both sidecars' HTTP/1 listeners.
+//! These pin what a user sees whichever HTTP/1.1 codec the sidecars run.
 //!
 //! The app is a [`RecordingApp`]: tests assert on the exact bytes it received, which is what
 //! the server sidecar wrote. curl and python's `http.client` are the clients where a real client
@@ -267,6 +267,27 @@ async fn curl_expecting_100_continue_completes_its_upload() {
     assert_eq!(status, "200", "{text}");
     assert!(seconds.parse::<f64>().unwrap() < 10.0, "{text}");
     assert!(app.requests()[0].body == data, "the app's body differs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_informational_answer_before_the_final_one_is_not_taken_for_it() {
+    if !programs::available("curl", "curl") {
+        return;
+    }
+    let app = RecordingApp::serving(|_| {
+        let mut hints =
+            b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\n".to_vec();
+        hints.extend(answer("200 OK", b"final"));
+        hints
+    })
+    .await;
+    let (_mesh, sidecars) = mesh_to(&app).await;
+    // Whether the 103 is passed on is the sidecars' choice; the final answer must be the 200.
+    let (output, text) = curl(sidecars.client.forward_addrs[0], "/hints", &["-i"]).await;
+    assert!(output.status.success(), "{text}");
+    let last = text.rfind("HTTP/1.1 ").unwrap_or_default();
+    assert!(text[last..].starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(text.ends_with("\r\n\r\nfinal"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
