@@ -28,7 +28,7 @@ pub enum Step {
     Head,
     /// Writes these bytes.
     Write(Vec<u8>),
-    /// Closes the connection (FIN), whatever is still unread.
+    /// Closes the connection: a FIN, or a reset when bytes it never read are waiting.
     Close,
     /// Answers every further request with what the answerer makes of it, until the peer closes.
     Serve(Answerer),
@@ -162,8 +162,8 @@ pub fn answer(status: &str, body: &[u8]) -> Vec<u8> {
     answer
 }
 
-/// The first header called `name` in `head` (request or status line first), trimmed.
-pub fn header_in<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+/// The first header called `name` in `head` (after its request line), trimmed.
+fn header_in<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     head.split("\r\n").skip(1).find_map(|line| {
         let (key, value) = line.split_once(':')?;
         key.trim().eq_ignore_ascii_case(name).then(|| value.trim())

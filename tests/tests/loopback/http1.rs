@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use weft_proxy::RunningProxy;
 use weft_tests::Mesh;
-use weft_tests::apps::recording_app::{RecordingApp, Step, answer, header_in};
+use weft_tests::apps::recording_app::{RecordingApp, Request, Step, answer};
 use weft_tests::clients::raw_exchange;
 use weft_tests::mesh::Sidecars;
 use weft_tests::observe::metrics::metric_in;
@@ -55,7 +55,7 @@ async fn mesh_to(app: &RecordingApp) -> (Mesh, Sidecars) {
 
 /// `METHOD TARGET` and the body, as the app read a request: what the serving apps answer, so
 /// the client can tell which request an answer belongs to.
-fn describe(request: &weft_tests::apps::recording_app::Request) -> Vec<u8> {
+fn describe(request: &Request) -> Vec<u8> {
     let mut said = format!("{} {} ", request.method(), request.target()).into_bytes();
     said.extend_from_slice(&request.body);
     answer("200 OK", &said)
@@ -99,17 +99,12 @@ async fn pipelined_requests_are_answered_in_order() {
     let second = app.requests().into_iter().find(|r| r.target() == "/second");
     let second = second.expect("the app read /second");
     assert_eq!(
-        header_in(&second.head, "content-length"),
+        second.header("content-length"),
         Some("11"),
         "{}",
         second.head
     );
-    assert_eq!(
-        header_in(&second.head, "transfer-encoding"),
-        None,
-        "{}",
-        second.head
-    );
+    assert_eq!(second.header("transfer-encoding"), None, "{}", second.head);
 }
 
 #[tokio::test]
@@ -175,7 +170,7 @@ async fn a_chunked_request_body_reaches_the_app_with_its_trailers() {
     // A body of unknown length goes on in chunks (how the sidecars cut it is theirs), and the
     // trailer the caller sent arrives after the last chunk.
     assert_eq!(
-        header_in(&seen.head, "transfer-encoding"),
+        seen.header("transfer-encoding"),
         Some("chunked"),
         "{}",
         seen.head
