@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Outbound, Target, request};
 use crate::destination::Destination;
-use crate::http::body::{self, Body};
+use crate::http::body::Body;
 use crate::http::error::ProxyError;
 use crate::http::headers;
 use crate::http::server::{self, Caller};
@@ -104,10 +104,6 @@ async fn forward_upgrade(
     let caller = upgrade::on(&mut req);
     headers::to_mesh(&mut req, || endpoint.addr.to_string()).map_err(ProxyError::BadRequest)?;
     *req.version_mut() = Version::HTTP_11;
-    // HTTP/1.1 needs the `Host` that `to_mesh` moved into the URI (RFC 9112 3.2).
-    if let Some(host) = req.uri().authority().and_then(|a| a.as_str().parse().ok()) {
-        req.headers_mut().insert(http::header::HOST, host);
-    }
     upgrade::restore(&mut req, protocol);
     let in_flight = endpoint.load.start();
     let tls = match outbound
@@ -124,13 +120,12 @@ async fn forward_upgrade(
         }
     };
     destination.record(endpoint, false);
-    let response =
-        upgrade::forward(tls, req, caller)
-            .await
-            .map_err(|source| ProxyError::PeerHttp {
-                addr: endpoint.addr,
-                source: source.into(),
-            })?;
+    let response = upgrade::forward(Box::new(tls), endpoint.addr, req, caller)
+        .await
+        .map_err(|source| ProxyError::PeerHttp {
+            addr: endpoint.addr,
+            source,
+        })?;
     in_flight.finished();
-    Ok(response.map(body::stream))
+    Ok(response)
 }

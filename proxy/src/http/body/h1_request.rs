@@ -23,15 +23,13 @@ use http_body::{Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf, ReadHalf};
 use tokio::sync::oneshot;
 
-use crate::http::h1::{Chunk, ChunkedDecoder};
+use crate::http::h1::{Chunk, ChunkedDecoder, buffers};
 use crate::transport::BoxedConnection;
 
 /// How much room a read of body bytes asks for.
 const READ_SIZE: usize = 16 * 1024;
 /// How much an idle connection reads into the stack at once.
 const IDLE_READ: usize = 4096;
-/// The smallest buffer a request's first bytes are copied into (room for the rest of a head).
-const FIRST_BUFFER: usize = 2048;
 
 /// The read side of an HTTP/1.1 connection: the socket's read half, the bytes read ahead of the
 /// parser (the rest of a head, a body, pipelined requests), and where the current request's body
@@ -93,7 +91,7 @@ impl H1Reader {
     }
 
     /// Waits for the first bytes of the next request on an idle connection, which holds no
-    /// buffer: they are read into the stack, then copied into a buffer sized for them. `Ok(0)`
+    /// buffer: they are read into the stack, then copied into a buffer from the pool. `Ok(0)`
     /// when the caller has closed the connection.
     pub fn poll_idle_read(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         let mut space = [MaybeUninit::<u8>::uninit(); IDLE_READ];
@@ -101,7 +99,7 @@ impl H1Reader {
         ready!(Pin::new(&mut self.io).poll_read(cx, &mut read))?;
         let bytes = read.filled();
         if !bytes.is_empty() {
-            self.buf = BytesMut::with_capacity(bytes.len().max(FIRST_BUFFER));
+            self.buf = buffers::take();
             self.buf.extend_from_slice(bytes);
         }
         Poll::Ready(Ok(bytes.len()))

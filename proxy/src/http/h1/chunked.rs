@@ -205,8 +205,11 @@ impl ChunkedDecoder {
 mod tests {
     use super::*;
 
+    /// The data, the trailers, and what is left after the body.
+    type Decoded = (Vec<u8>, Option<HeaderMap>, Vec<u8>);
+
     /// Decodes `input` fed `step` bytes at a time: the data, the trailers, what is left.
-    fn decode(input: &[u8], step: usize) -> Result<(Vec<u8>, Option<HeaderMap>, Vec<u8>), H1Error> {
+    fn decode(input: &[u8], step: usize) -> Result<Decoded, H1Error> {
         let mut decoder = ChunkedDecoder::new();
         let mut buf = BytesMut::new();
         let mut data = Vec::new();

@@ -2,15 +2,18 @@
 //!
 //! A head is written from the header map it arrived with, less the fields that frame the body
 //! (`Content-Length`, `Transfer-Encoding`): the encoder writes those itself from the [`Framing`]
-//! the sender chose, so a message's length is stated exactly once, by weft.
+//! the sender chose, so a message's length is stated exactly once, by weft. A message without a
+//! body keeps the map's `Content-Length`: the answer to a `HEAD`, or a `304`, states the length
+//! of the body it stands for.
 
 use bytes::{BufMut, BytesMut};
-use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, Method, StatusCode, Uri, Version};
 
 use crate::http::h1::Framing;
 
-/// Writes a request head: `uri` in origin form (authority form for `CONNECT`).
+/// Writes a request head: `uri` in origin form (authority form for `CONNECT`), its authority
+/// in `Host` when the headers have none.
 pub fn encode_request_head(
     method: &Method,
     uri: &Uri,
@@ -33,6 +36,12 @@ pub fn encode_request_head(
         Version::HTTP_10 => b" HTTP/1.0\r\n",
         _ => b" HTTP/1.1\r\n",
     });
+    // HTTP/1.1 needs `Host`: a request that arrived as HTTP/2 has its authority in the URI.
+    if let (false, Some(authority)) = (headers.contains_key(HOST), uri.authority()) {
+        dst.put_slice(b"host: ");
+        dst.put_slice(authority.as_str().as_bytes());
+        dst.put_slice(b"\r\n");
+    }
     fields(headers, framing, dst);
 }
 
@@ -57,8 +66,9 @@ pub fn encode_response_head(
 }
 
 fn fields(headers: &HeaderMap, framing: Framing, dst: &mut BytesMut) {
+    let keep_length = matches!(framing, Framing::Empty);
     for (name, value) in headers {
-        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
+        if name == TRANSFER_ENCODING || (name == CONTENT_LENGTH && !keep_length) {
             continue;
         }
         dst.put_slice(name.as_str().as_bytes());
@@ -173,6 +183,18 @@ mod tests {
         );
         let (head, _) = parse_response(&dst, &Method::GET).unwrap().unwrap();
         assert_eq!(head.framing, Framing::Length(12345));
+
+        // The answer to a HEAD keeps the length of the body it stands for.
+        headers.insert("content-length", "7".parse().unwrap());
+        let mut dst = BytesMut::new();
+        encode_response_head(
+            StatusCode::OK,
+            Version::HTTP_11,
+            &headers,
+            Framing::Empty,
+            &mut dst,
+        );
+        assert_eq!(&dst[..], b"HTTP/1.1 200 OK\r\ncontent-length: 7\r\n\r\n");
     }
 
     #[test]

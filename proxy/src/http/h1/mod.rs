@@ -11,10 +11,12 @@
 //! two different lengths, with a folded header line (obs-fold), a bare CR, a transfer coding other
 //! than a final `chunked`, or a malformed chunk is refused ([`H1Error`]) and never forwarded.
 //!
+//! - [`buffers`]: the buffers a connection holds only while it carries a message.
 //! - [`head`]: request and response heads, and how long their bodies are ([`Framing`]).
 //! - [`chunked`]: the chunked transfer coding, read incrementally, trailers included.
 //! - [`encode`]: heads and chunks written for the other side.
 
+pub mod buffers;
 pub mod chunked;
 pub mod encode;
 pub mod error;

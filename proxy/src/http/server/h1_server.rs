@@ -45,6 +45,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::http::body::h1_request::{H1Reader, H1RequestBody};
 use crate::http::body::{self, Body};
+use crate::http::h1::buffers;
 use crate::http::h1::chunked::MAX_CHUNK_EXTENSION;
 use crate::http::h1::encode::encode_chunk_size;
 use crate::http::h1::{
@@ -101,8 +102,12 @@ where
             Framing::Empty | Framing::CloseDelimited => {
                 let upgrade = head.upgrade;
                 let mut req = head.into_request(body::full(Bytes::new()));
-                let upgraded = upgrade.then(|| upgrade::offer(&mut req));
-                (req, Side::Here(reader, upgraded), None)
+                let handoff = upgrade.then(|| {
+                    let (handoff, on_upgrade) = upgrade::pending();
+                    req.extensions_mut().insert(on_upgrade);
+                    handoff
+                });
+                (req, Side::Here(reader, handoff), None)
             }
             Framing::Length(length) => {
                 reader.expect_length(length);
@@ -150,7 +155,7 @@ where
         // After a `101` the connection is the upgraded one's, or no one's.
         let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
         let upgrading = match &mut side {
-            Side::Here(_, upgraded) if switching => upgraded.take(),
+            Side::Here(_, handoff) if switching => handoff.take(),
             _ => None,
         };
         let keep = match write_answer(&mut write, response, &asked, close || switching).await {
@@ -162,9 +167,9 @@ where
         };
         reader = match side {
             Side::Here(reader, _) => match upgrading {
-                Some(upgraded) => {
+                Some(handoff) => {
                     let (read, buf) = reader.into_parts();
-                    let _ = upgraded.send(PrefixedIo::new(buf.freeze(), read.unsplit(write)));
+                    handoff.complete(PrefixedIo::new(buf.freeze(), read.unsplit(write)));
                     return None;
                 }
                 None => reader,
@@ -200,7 +205,7 @@ struct Asked {
 enum Side {
     /// With the loop: the request had no body, or its body has ended or been dropped. For an
     /// upgrade request, where its connection goes after a `101`.
-    Here(H1Reader, Option<oneshot::Sender<upgrade::Upgraded>>),
+    Here(H1Reader, Option<upgrade::Handoff>),
     /// Lent to the request's body until it ends or is dropped.
     Lent(oneshot::Receiver<H1Reader>),
 }
@@ -282,8 +287,8 @@ async fn read_head(
     stop: &CancellationToken,
 ) -> Result<Option<RequestHead>, Refusal> {
     if reader.buf.is_empty() {
-        // Idle: let the buffer go until the next request's bytes come.
-        reader.buf = BytesMut::new();
+        // Idle: the buffer goes back to the pool until the next request's bytes come.
+        buffers::give_back(&mut reader.buf);
         let first = tokio::select! {
             // The connection first: bytes already read (by protocol detection) are a request to
             // serve, even when the drain has just begun.
@@ -378,12 +383,12 @@ async fn write_answer(
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
     let framing = if bodiless {
-        // For HEAD and 304 the app's length describes the resource: it passes through.
-        let passes = asked.head || status == StatusCode::NOT_MODIFIED;
-        match content_length(&parts.headers).filter(|_| passes) {
-            Some(length) => Framing::Length(length),
-            None => Framing::Empty,
+        // For HEAD and 304 the app's length describes the resource and passes through; 1xx and
+        // 204 must not have one (RFC 9110 8.6).
+        if !asked.head && (status.is_informational() || status == StatusCode::NO_CONTENT) {
+            parts.headers.remove(CONTENT_LENGTH);
         }
+        Framing::Empty
     } else if body.is_end_stream() {
         Framing::Length(0)
     } else if let Some(length) = body.size_hint().exact() {
@@ -405,16 +410,18 @@ async fn write_answer(
                 .insert(CONNECTION, HeaderValue::from_static("keep-alive"));
         }
     }
-    let mut out = BytesMut::new();
+    let mut out = buffers::take();
     encode_response_head(status, Version::HTTP_11, &parts.headers, framing, &mut out);
     drop(parts);
-    if bodiless {
-        drop(body);
-        send(write, &mut out).await?;
-        return Ok(!close);
-    }
-    let complete = write_body(write, &mut body, framing, out).await?;
-    Ok(complete && !close)
+    let complete = match bodiless {
+        true => {
+            drop(body);
+            send(write, &mut out).await.map(|()| true)
+        }
+        false => write_body(write, &mut body, framing, &mut out).await,
+    };
+    buffers::give_back(&mut out);
+    Ok(complete? && !close)
 }
 
 /// Writes `body` after the head in `out`; whether it was written whole.
@@ -422,7 +429,7 @@ async fn write_body(
     write: &mut WriteHalf<BoxedConnection>,
     body: &mut Body,
     framing: Framing,
-    mut out: BytesMut,
+    out: &mut BytesMut,
 ) -> io::Result<bool> {
     let mut left = match framing {
         Framing::Length(length) => Some(length),
@@ -434,7 +441,7 @@ async fn write_body(
         let next = match poll_fn(|cx| Poll::Ready(Pin::new(&mut *body).poll_frame(cx))).await {
             Poll::Ready(next) => next,
             Poll::Pending => {
-                send(write, &mut out).await?;
+                send(write, out).await?;
                 body.frame().await
             }
         };
@@ -443,7 +450,7 @@ async fn write_body(
             Some(Ok(frame)) => frame,
             Some(Err(e)) => {
                 tracing::debug!("the answer's body failed: {e}");
-                send(write, &mut out).await?;
+                send(write, out).await?;
                 return Ok(false);
             }
         };
@@ -463,20 +470,20 @@ async fn write_body(
             }
             *left -= data.len() as u64;
         }
-        put_data(write, data, framing == Framing::Chunked, &mut out).await?;
+        put_data(write, data, framing == Framing::Chunked, out).await?;
         if overflow {
-            send(write, &mut out).await?;
+            send(write, out).await?;
             return Ok(false);
         }
         if out.len() >= WRITE_AT {
-            write_all(write, &out).await?;
+            write_all(write, out).await?;
             out.clear();
         }
     }
     if framing == Framing::Chunked {
-        encode_last_chunk(trailers.as_ref(), &mut out);
+        encode_last_chunk(trailers.as_ref(), out);
     }
-    send(write, &mut out).await?;
+    send(write, out).await?;
     Ok(left.is_none_or(|left| left == 0))
 }
 
@@ -711,7 +718,6 @@ mod tests {
             .unwrap();
         assert_eq!(head.uri, "/a");
         assert_eq!(&reader.buf[..], b"GET /b", "the next request's bytes wait");
-        assert!(reader.buf.capacity() < 8192, "a buffer sized for what came");
     }
 
     #[tokio::test(start_paused = true)]

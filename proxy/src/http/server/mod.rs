@@ -119,8 +119,7 @@ impl Refusal {
             Refusal::TooManyResets => "too_many_resets",
             Refusal::BadHead(e) => e.reason(),
             Refusal::UriTooLong => H1Error::HeadTooLarge.reason(),
-            // As for a chunk found malformed later, by the request's forwarder.
-            Refusal::MalformedBody(_) => "malformed_request_body",
+            Refusal::MalformedBody(e) => e.reason(),
             Refusal::HeaderTimeout => "request_header_timeout",
         }
     }
