@@ -525,16 +525,6 @@ async fn send(write: &mut WriteHalf<BoxedConnection>, out: &mut BytesMut) -> io:
     Ok(())
 }
 
-fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
 /// Whether the handler's answer says the connection is to close after it.
 fn says_close(headers: &HeaderMap) -> bool {
     headers
