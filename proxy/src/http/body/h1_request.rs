@@ -167,11 +167,13 @@ impl H1Reader {
     }
 }
 
-/// A request's body, read from the connection it came on (see the module doc).
+/// A request's body, read from the connection it came on (see the module doc). The reader is
+/// boxed once per connection and moves between the loop and the bodies, which keeps this (and
+/// so every [`crate::http::body::Body`]) small.
 pub struct H1RequestBody {
     /// `None` once given back.
-    reader: Option<H1Reader>,
-    back: Option<oneshot::Sender<H1Reader>>,
+    reader: Option<Box<H1Reader>>,
+    back: Option<oneshot::Sender<Box<H1Reader>>>,
     /// Told when the body is first polled, if the caller waits for `100 Continue`.
     wants_continue: Option<oneshot::Sender<()>>,
 }
@@ -188,8 +190,8 @@ impl H1RequestBody {
     /// The body `reader` has begun to read; `reader` comes back through `back` when it ends or
     /// is dropped, and `wants_continue` is told when it is first polled.
     pub fn new(
-        reader: H1Reader,
-        back: oneshot::Sender<H1Reader>,
+        reader: Box<H1Reader>,
+        back: oneshot::Sender<Box<H1Reader>>,
         wants_continue: Option<oneshot::Sender<()>>,
     ) -> Self {
         Self {
@@ -235,13 +237,13 @@ impl http_body::Body for H1RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.reader.as_ref().is_none_or(H1Reader::is_done)
+        self.reader.as_ref().is_none_or(|reader| reader.is_done())
     }
 
     fn size_hint(&self) -> SizeHint {
         self.reader
             .as_ref()
-            .map_or(SizeHint::with_exact(0), H1Reader::size_hint)
+            .map_or(SizeHint::with_exact(0), |reader| reader.size_hint())
     }
 }
 
@@ -253,7 +255,7 @@ mod tests {
 
     use super::*;
 
-    fn reader_of(input: &'static [u8]) -> H1Reader {
+    fn reader_of(input: &'static [u8]) -> Box<H1Reader> {
         let (client, server) = tokio::io::duplex(1024);
         tokio::spawn(async move {
             let mut client = client;
@@ -262,7 +264,7 @@ mod tests {
             std::future::pending::<()>().await;
         });
         let (read, _write) = tokio::io::split(Box::new(server) as BoxedConnection);
-        H1Reader::new(read)
+        Box::new(H1Reader::new(read))
     }
 
     #[tokio::test]

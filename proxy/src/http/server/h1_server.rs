@@ -84,7 +84,7 @@ where
     Fut: Future<Output = Response<Body>>,
 {
     let (read, mut write) = tokio::io::split(io);
-    let mut reader = H1Reader::new(read);
+    let mut reader = Box::new(H1Reader::new(read));
     loop {
         let deadline = Instant::now() + HEADER_READ_TIMEOUT;
         let head = match read_head(&mut reader, deadline, &stop).await {
@@ -205,15 +205,15 @@ struct Asked {
 enum Side {
     /// With the loop: the request had no body, or its body has ended or been dropped. For an
     /// upgrade request, where its connection goes after a `101`.
-    Here(H1Reader, Option<upgrade::Handoff>),
+    Here(Box<H1Reader>, Option<upgrade::Handoff>),
     /// Lent to the request's body until it ends or is dropped.
-    Lent(oneshot::Receiver<H1Reader>),
+    Lent(oneshot::Receiver<Box<H1Reader>>),
 }
 
 /// The request for `head`, its body lent `reader`.
 fn lend(
     head: RequestHead,
-    reader: H1Reader,
+    reader: Box<H1Reader>,
 ) -> (Request<Body>, Side, Option<oneshot::Receiver<()>>) {
     let (back, returned) = oneshot::channel();
     let (ask, wants_continue) = match head.expect_continue {
@@ -235,7 +235,7 @@ fn lend(
 enum InFlight {
     Answered(Response<Body>),
     /// The body gave the read side back.
-    Returned(H1Reader),
+    Returned(Box<H1Reader>),
     /// The body was first polled: the caller is to be sent `100 Continue`.
     WantsContinue,
     /// Bytes of a pipelined request arrived.
@@ -537,7 +537,7 @@ fn says_close(headers: &HeaderMap) -> bool {
 /// Answers `refusal` and closes the connection; returns the refusal.
 async fn refuse(
     mut write: WriteHalf<BoxedConnection>,
-    reader: H1Reader,
+    reader: Box<H1Reader>,
     refusal: Refusal,
 ) -> Refusal {
     let status = refusal.status().unwrap_or(StatusCode::BAD_REQUEST);
@@ -564,7 +564,7 @@ async fn refuse(
 /// Reads on briefly before closing a refused connection: closing with unread bytes resets it,
 /// and the reset can destroy the answer before the caller has read it. Its own task, so that
 /// the refusal is counted as soon as it is answered.
-async fn linger(mut reader: H1Reader, write: WriteHalf<BoxedConnection>) {
+async fn linger(mut reader: Box<H1Reader>, write: WriteHalf<BoxedConnection>) {
     let discard = async {
         let mut discarded = 0;
         while discarded <= DRAIN_BYTES {
@@ -708,6 +708,34 @@ mod tests {
             .unwrap();
         assert_eq!(head.uri, "/a");
         assert_eq!(&reader.buf[..], b"GET /b", "the next request's bytes wait");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_lets_the_request_in_flight_finish_then_closes() {
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let stop = CancellationToken::new();
+        let served = tokio::spawn(serve(Box::new(server), stop.clone(), echo));
+        let mut client = client;
+        client
+            .write_all(b"GET /slow HTTP/1.1\r\nhost: a\r\n\r\n")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        stop.cancel();
+        assert_eq!(
+            read_all(&mut client).await,
+            "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 6\r\n\r\n/slow:"
+        );
+        assert_eq!(served.await.unwrap(), None);
+
+        let (mut idle, server) = tokio::io::duplex(1024);
+        let served = tokio::spawn(serve(Box::new(server), stop.clone(), echo));
+        assert_eq!(
+            served.await.unwrap(),
+            None,
+            "an idle connection closes at once"
+        );
+        assert_eq!(read_all(&mut idle).await, "");
     }
 
     #[tokio::test(start_paused = true)]
