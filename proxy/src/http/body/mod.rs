@@ -13,7 +13,6 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
-use hyper::body::Incoming;
 
 use crate::http::BoxError;
 use crate::http::body::caller::CallerBody;
@@ -26,8 +25,6 @@ use crate::telemetry::exchange::Observed;
 
 #[derive(Debug)]
 pub enum Body {
-    /// Streamed from a peer or the app, frames and trailers as they arrive.
-    Stream(Incoming),
     /// Streamed from a peer or an HTTP/2 app over a pooled HTTP/2 connection.
     H2(H2Body),
     /// A request's body, read off the caller's HTTP/1.1 connection.
@@ -52,11 +49,6 @@ pub enum Body {
     Channel(tokio::sync::mpsc::Receiver<Bytes>),
 }
 
-/// A streamed body received from a peer or the app.
-pub fn stream(incoming: Incoming) -> Body {
-    Body::Stream(incoming)
-}
-
 /// A complete body the proxy produced.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
     let bytes = bytes.into();
@@ -78,7 +70,6 @@ impl http_body::Body for Body {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
-            Body::Stream(incoming) => Pin::new(incoming).poll_frame(cx).map_err(BoxError::from),
             Body::H1(body) => Pin::new(body).poll_frame(cx),
             Body::H2(body) => Pin::new(body).poll_frame(cx),
             Body::H1Request(body) => Pin::new(body).poll_frame(cx).map_err(BoxError::from),
@@ -95,7 +86,6 @@ impl http_body::Body for Body {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            Body::Stream(incoming) => incoming.is_end_stream(),
             Body::H1(body) => body.is_end_stream(),
             Body::H2(body) => body.is_end_stream(),
             Body::H1Request(body) => body.is_end_stream(),
@@ -112,7 +102,6 @@ impl http_body::Body for Body {
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            Body::Stream(incoming) => incoming.size_hint(),
             Body::H1(body) => body.size_hint(),
             Body::H2(body) => body.size_hint(),
             Body::H1Request(body) => body.size_hint(),

@@ -97,8 +97,10 @@ where
             version: head.version,
             keep_alive: head.keep_alive,
         };
-        let expect_continue = head.expect_continue;
+        // An HTTP/1.0 caller's expectation is ignored (RFC 9110 10.1.1).
+        let expect_continue = head.expect_continue && head.version == Version::HTTP_11;
         let (req, mut side, mut wants_continue) = match head.framing {
+            // (A request is never close-delimited.)
             Framing::Empty | Framing::CloseDelimited => {
                 let upgrade = head.upgrade;
                 let mut req = head.into_request(body::full(Bytes::new()));
@@ -111,7 +113,7 @@ where
             }
             Framing::Length(length) => {
                 reader.expect_length(length);
-                lend(head, reader)
+                lend(head, reader, expect_continue)
             }
             Framing::Chunked => {
                 // A caller waiting for `100 Continue` sends no chunk before it.
@@ -126,7 +128,7 @@ where
                     },
                 };
                 reader.expect_chunked(decoder);
-                lend(head, reader)
+                lend(head, reader, expect_continue)
             }
         };
 
@@ -210,13 +212,15 @@ enum Side {
     Lent(oneshot::Receiver<Box<H1Reader>>),
 }
 
-/// The request for `head`, its body lent `reader`.
+/// The request for `head`, its body lent `reader`; told when the body is first wanted if the
+/// caller waits for `100 Continue`.
 fn lend(
     head: RequestHead,
     reader: Box<H1Reader>,
+    expect_continue: bool,
 ) -> (Request<Body>, Side, Option<oneshot::Receiver<()>>) {
     let (back, returned) = oneshot::channel();
-    let (ask, wants_continue) = match head.expect_continue {
+    let (ask, wants_continue) = match expect_continue {
         true => {
             let (ask, asked) = oneshot::channel();
             (Some(ask), Some(asked))
@@ -476,8 +480,7 @@ async fn write_body(
             return Ok(false);
         }
         if out.len() >= WRITE_AT {
-            write_all(write, out).await?;
-            out.clear();
+            send(write, out).await?;
         }
     }
     if framing == Framing::Chunked {
