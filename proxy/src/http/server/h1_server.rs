@@ -50,7 +50,7 @@ use crate::http::h1::chunked::MAX_CHUNK_EXTENSION;
 use crate::http::h1::encode::encode_chunk_size;
 use crate::http::h1::{
     ChunkedDecoder, Framing, H1Error, RequestHead, encode_chunk, encode_last_chunk,
-    encode_response_head, parse_request,
+    encode_response_head, read_request,
 };
 use crate::http::server::{ANSWER_WRITE_TIMEOUT, HEADER_READ_TIMEOUT, MAX_HEADER_BYTES, Refusal};
 use crate::http::{headers, upgrade};
@@ -305,9 +305,9 @@ async fn read_head(
         }
     }
     loop {
-        match parse_request(&reader.buf) {
-            Ok(Some((head, length))) if length <= MAX_HEADER_BYTES => {
-                reader.buf.advance(length);
+        let buffered = reader.buf.len();
+        match read_request(&mut reader.buf) {
+            Ok(Some(head)) if buffered - reader.buf.len() <= MAX_HEADER_BYTES => {
                 return Ok(Some(head));
             }
             Ok(Some(_)) => return Err(Refusal::BadHead(H1Error::HeadTooLarge)),
