@@ -118,6 +118,18 @@ impl Target {
         self.attacker_metric("weft_tcp_received_bytes_total", attacker) as usize
     }
 
+    /// Waits until the server sidecar has counted `count` refusals of inbound callers, whatever
+    /// their reason (h2's `GOAWAY ENHANCE_YOUR_CALM` for a CONTINUATION flood or an HPACK bomb
+    /// is counted under the rapid reset's, `too_many_resets`).
+    async fn wait_refusals_counted(&self, count: f64) {
+        wait::until(DEADLINE, "the refusal to be counted", || async {
+            let metrics = self.sidecars.server.metrics.render();
+            let counted = metric_in(&metrics, r#"weft_proxy_errors_total{direction="inbound"}"#);
+            (counted == count).then_some(())
+        })
+        .await;
+    }
+
     /// Waits until the server sidecar holds no connection from `attacker`.
     async fn wait_closed(&self, attacker: Attacker) {
         wait::until(
@@ -210,10 +222,15 @@ async fn a_continuation_flood_is_cut_off(attacker: Attacker) {
         "after {sent} of {frames} frames written and {read} bytes read by the server"
     );
     assert!(
+        sent < frames,
+        "all {frames} frames were written: the server read them all, or buffered them"
+    );
+    assert!(
         read < 10 * MAX_FRAME,
         "the server read {read} bytes of a {FLOOD}-byte header block before it stopped"
     );
     target.wait_closed(attacker).await;
+    target.wait_refusals_counted(1.0).await;
     assert_eq!(target.app.requests(), 0);
     target.assert_serves().await;
 }
@@ -297,6 +314,7 @@ async fn an_hpack_bomb_is_sent_goaway_before_it_is_decoded() {
         }
     );
     target.wait_closed(Attacker::Peer).await;
+    target.wait_refusals_counted(1.0).await;
     assert_eq!(target.app.requests(), 0);
     target.assert_serves().await;
 }
@@ -630,6 +648,7 @@ async fn a_plaintext_caller_making_the_server_reset_streams_is_sent_goaway() {
         }
     ));
     target.wait_closed(Attacker::Plaintext).await;
+    target.wait_refusals_counted(1.0).await;
     assert_eq!(target.app.requests(), 0);
     target.assert_serves().await;
 }
