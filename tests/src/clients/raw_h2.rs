@@ -235,13 +235,14 @@ pub enum Ending {
     Answered { status: u16 },
     /// `RST_STREAM` with this error code on the stream the test waited for.
     Reset { code: u32 },
-    /// The connection closed (or broke) without either.
+    /// The connection closed (or broke) without any of these.
     Closed(String),
 }
 
 /// Reads the server's frames until `GOAWAY`, response headers or `RST_STREAM` on `stream`, the
-/// end of the connection, or `deadline` (which panics). The server's `SETTINGS` are not acknowledged: a
-/// write after the server's `GOAWAY` could reset the connection before the test reads it.
+/// end of the connection, or `deadline` (which panics). The server's `SETTINGS` are not
+/// acknowledged: a write after the server's `GOAWAY` could reset the connection before the test
+/// reads it.
 pub async fn ending<R: AsyncRead + Unpin>(io: &mut R, stream: u32, deadline: Duration) -> Ending {
     let read = async {
         loop {
@@ -276,7 +277,7 @@ pub async fn ending<R: AsyncRead + Unpin>(io: &mut R, stream: u32, deadline: Dur
     tokio::time::timeout(deadline, read)
         .await
         .unwrap_or_else(|_| {
-            panic!("neither GOAWAY nor an answer on stream {stream} in {deadline:?}")
+            panic!("no GOAWAY, nor an answer or a reset on stream {stream} in {deadline:?}")
         })
 }
 

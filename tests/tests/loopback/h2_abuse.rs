@@ -14,7 +14,8 @@
 //! the header list limit (`GOAWAY ENHANCE_YOUR_CALM`), and past the limit itself is answered
 //! `431`. SETTINGS and PING floods get no `GOAWAY`: h2 writes each acknowledgement before it
 //! reads the next frame, so a client that does not read them is no longer read either; the
-//! flood waits in the kernel's socket buffers, not in the sidecar.
+//! flood waits in the kernel's socket buffers, not in the sidecar (the unread acknowledgements
+//! take up to a socket's send buffer, `net.ipv4.tcp_wmem`'s maximum, per connection).
 
 use std::os::fd::AsFd;
 use std::sync::Arc;
@@ -271,16 +272,15 @@ fn hpack_bomb(stream: u32, references: usize) -> Vec<u8> {
 /// limit: answered `431` on its stream, never forwarded, and the connection serves on.
 #[tokio::test]
 async fn a_header_block_decoding_past_the_limit_is_answered_431() {
-    let target = Target::start().await;
-    let mut io = target.connect(Attacker::Peer).await;
     const REFERENCES: usize = 20;
     const {
         let decoded = (REFERENCES + 1) * BOMB_FIELD;
         assert!(MAX_HEADER_LIST < decoded && decoded < 4 * MAX_HEADER_LIST);
     }
-    let bomb = hpack_bomb(1, REFERENCES);
+    let target = Target::start().await;
+    let mut io = target.connect(Attacker::Peer).await;
 
-    io.write_all(&bomb).await.unwrap();
+    io.write_all(&hpack_bomb(1, REFERENCES)).await.unwrap();
     io.flush().await.unwrap();
     assert_eq!(
         raw_h2::ending(&mut io, 1, DEADLINE).await,
@@ -659,12 +659,31 @@ async fn a_plaintext_caller_making_the_server_reset_streams_is_sent_goaway() {
 #[tokio::test]
 async fn a_peer_making_the_server_reset_streams_is_refused_stream_by_stream() {
     let target = Target::start().await;
+    let mut io = target.connect(Attacker::Peer).await;
     let last = 2 * MALFORMED + 1;
-    let frames = [malformed_streams(), raw_h2::get(last, AUTHORITY)];
-    assert_eq!(
-        send(&target, Attacker::Peer, &frames, last).await,
-        Ending::Answered { status: 200 }
-    );
+    io.write_all(&[malformed_streams(), raw_h2::get(last, AUTHORITY)].concat())
+        .await
+        .unwrap();
+    io.flush().await.unwrap();
+
+    let mut resets = 0;
+    let answered = async {
+        loop {
+            let f = raw_h2::read_frame(&mut io).await.unwrap();
+            match f {
+                Some(f) if f.kind == raw_h2::RST_STREAM => {
+                    assert_eq!(f.payload, raw_h2::PROTOCOL_ERROR.to_be_bytes(), "{f:?}");
+                    resets += 1;
+                }
+                Some(f) if f.kind == raw_h2::HEADERS && f.stream == last => return,
+                Some(f) if f.kind == raw_h2::GOAWAY => panic!("GOAWAY after {resets}: {f:?}"),
+                Some(_) => {}
+                None => panic!("the connection closed after {resets} resets"),
+            }
+        }
+    };
+    tokio::time::timeout(DEADLINE, answered).await.unwrap();
+    assert_eq!(resets, MALFORMED);
     assert_eq!(target.app.requests(), 1);
     target.assert_serves().await;
 }
