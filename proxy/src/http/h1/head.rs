@@ -2,6 +2,8 @@
 //! message ends (RFC 9112 6), the one thing a proxy and the app behind it must never read
 //! differently.
 
+use std::mem::MaybeUninit;
+
 use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING};
 use http::{
@@ -80,9 +82,11 @@ impl ResponseHead {
 /// incomplete (the caller refuses a head still incomplete at [`MAX_HEAD_BYTES`]). The target and
 /// the header values share the head's bytes rather than copying them.
 pub fn read_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, H1Error> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Request::new(&mut fields);
-    let len = match parsed.parse(buf) {
+    // Left uninitialised: zeroing 128 fields on every request cost more than parsing them.
+    let mut fields = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut []);
+    let config = httparse::ParserConfig::default();
+    let len = match config.parse_request_with_uninit_headers(&mut parsed, buf, &mut fields) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(syntax_error(buf, e)),
@@ -127,9 +131,10 @@ pub fn read_response(
     buf: &mut BytesMut,
     request_method: &Method,
 ) -> Result<Option<ResponseHead>, H1Error> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Response::new(&mut fields);
-    let len = match parsed.parse(buf) {
+    let mut fields = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut []);
+    let config = httparse::ParserConfig::default();
+    let len = match config.parse_response_with_uninit_headers(&mut parsed, buf, &mut fields) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(syntax_error(buf, e)),
@@ -180,11 +185,12 @@ pub fn parse_response(
     Ok(head.map(|head| (head, buf.len() - bytes.len())))
 }
 
-/// Where a header field's name and value lie in the head's bytes.
+/// Where a header field's name and value lie in the head's bytes (small: an array of them is
+/// set up for every head).
 #[derive(Debug, Clone, Copy, Default)]
 struct FieldSpan {
-    name: (usize, usize),
-    value: (usize, usize),
+    name: (u32, u32),
+    value: (u32, u32),
 }
 
 /// Where `part`, a slice of `buf`, lies in it.
@@ -197,9 +203,10 @@ fn field_spans(buf: &[u8], parsed: &[httparse::Header<'_>], out: &mut [FieldSpan
     for (field, out) in parsed.iter().zip(out.iter_mut()) {
         let name = span(buf, field.name.as_bytes());
         let value = span(buf, field.value);
+        // Heads are far below 4 GiB: the caller refuses them beyond MAX_HEAD_BYTES.
         *out = FieldSpan {
-            name: (name.start, name.end),
-            value: (value.start, value.end),
+            name: (name.start as u32, name.end as u32),
+            value: (value.start as u32, value.end as u32),
         };
     }
     parsed.len()
@@ -276,9 +283,9 @@ impl Fields {
             expect_continue: false,
         };
         for span in spans {
-            let name = &head[span.name.0..span.name.1];
+            let name = &head[span.name.0 as usize..span.name.1 as usize];
             let name = HeaderName::from_bytes(name).map_err(|_| H1Error::MalformedHead)?;
-            let value = head.slice(span.value.0..span.value.1);
+            let value = head.slice(span.value.0 as usize..span.value.1 as usize);
             fields.note(&name, &value)?;
             let value =
                 HeaderValue::from_maybe_shared(value).map_err(|_| H1Error::MalformedHead)?;

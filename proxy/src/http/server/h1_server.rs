@@ -30,7 +30,7 @@
 
 use std::future::{Future, poll_fn};
 use std::io;
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -133,7 +133,10 @@ where
         };
 
         let mut continue_sent = false;
-        let mut answer = pin!(handler(req));
+        // Boxed: the handler's future (the whole outbound or inbound path) lives only while a
+        // request is in flight, not in every idle connection's task, whose size is its largest
+        // state.
+        let mut answer = Box::pin(handler(req));
         let response = loop {
             let event =
                 poll_fn(|cx| in_flight(answer.as_mut(), &mut side, &mut wants_continue, cx));
