@@ -28,7 +28,8 @@ const HOUR: Duration = Duration::from_secs(3600);
 /// The app's keep-alive connections to its client sidecar.
 const CONNECTIONS: usize = 512;
 /// Issue 22's target for a sidecar at 512 connections: 20 MB, in decimal megabytes as its idle
-/// target (9,766 KiB is 10 MB), so 19,531 KiB.
+/// target (9,766 KiB is 10 MB), so 19,531 KiB. The tests' debug build has more code resident
+/// than the release build the benchmark measures, so here the bound is the stricter.
 const MAX_RSS_KIB: u64 = 20_000_000 / 1024;
 /// Open files each process may need: this one holds the connections and the app's ends of the
 /// server sidecar's pool, the client sidecar the connections; twice that, and room for the rest.
@@ -83,16 +84,22 @@ fn open_files_limits(pid: u32) -> (u64, u64) {
     (values.next().unwrap(), values.next().unwrap())
 }
 
-/// Raises this process's soft limit of open files to its hard limit (the sidecars started after
-/// inherit it); false, after saying why the test is skipped, if that is not enough.
+/// Raises this process's soft limit of open files to its hard limit if it is too low (the
+/// sidecars started after inherit it); false, after saying why the test is skipped, if it cannot.
 fn raise_open_files_limit() -> bool {
     let pid = std::process::id();
-    let (_, hard) = open_files_limits(pid);
+    let (soft, hard) = open_files_limits(pid);
+    if soft >= OPEN_FILES_NEEDED {
+        return true;
+    }
     if hard < OPEN_FILES_NEEDED {
         return programs::skip(&format!(
             "the hard limit of open files is {hard}; {CONNECTIONS} connections need \
              {OPEN_FILES_NEEDED} (raise it with ulimit -Hn)"
         ));
+    }
+    if !programs::available("prlimit", "util-linux") {
+        return false;
     }
     let (output, said) = programs::run(
         "prlimit",
@@ -116,7 +123,7 @@ async fn get_on_each(mut senders: Vec<&mut SendRequest<Empty<Bytes>>>) {
     for (wave, senders) in senders.chunks_mut(IN_FLIGHT).enumerate() {
         let answers = tokio::time::timeout(DEADLINE, join_all(senders.iter_mut().map(|s| get(s))))
             .await
-            .expect("every connection answers");
+            .unwrap_or_else(|_| panic!("no answer on some of wave {wave} within {DEADLINE:?}"));
         for (n, answer) in answers.iter().enumerate() {
             assert_eq!(
                 (answer.status.as_u16(), answer.body.as_str()),
@@ -143,7 +150,7 @@ impl Memory {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_sidecar_holds_512_idle_keep_alive_connections_under_20_mb() {
-    if !programs::available("prlimit", "util-linux") || !raise_open_files_limit() {
+    if !raise_open_files_limit() {
         return;
     }
     // The in-process control plane only writes the CA and the tokens; a process serves them.
