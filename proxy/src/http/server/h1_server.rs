@@ -587,6 +587,7 @@ async fn linger(mut reader: Box<H1Reader>, write: WriteHalf<BoxedConnection>) {
 
 #[cfg(test)]
 mod tests {
+    use std::pin::pin;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::Duration;
