@@ -272,15 +272,19 @@ impl Outbound {
                     tracing::debug!(%client, "the app closed an opaque connection before sending anything: no upstream was opened");
                     return;
                 }
+                // Boxed, as is the refusal below: a task is as large as its largest state, and
+                // every HTTP connection's task would otherwise carry the mesh connect of this one.
                 match target.current() {
-                    Some(destination) => self.forward_opaque(io, client, &destination).await,
+                    Some(destination) => {
+                        Box::pin(self.forward_opaque(io, client, &destination)).await;
+                    }
                     None => self.error("no_endpoints"),
                 }
             }
             Plan::Refuse(refusal) => {
                 self.refuse(refusal.reason());
                 tracing::info!(%client, reason = refusal.reason(), "refused a connection to an HTTP port before any request");
-                port_protocol::send_refusal(io, refusal).await;
+                Box::pin(port_protocol::send_refusal(io, refusal)).await;
             }
         }
     }

@@ -29,7 +29,13 @@ pub fn encode_request_head(
         (_, Some(authority)) if method == Method::CONNECT => {
             dst.put_slice(authority.as_str().as_bytes())
         }
-        (Some(path), _) => dst.put_slice(path.as_str().as_bytes()),
+        (Some(path), _) => {
+            // `http://x?q=1` has an empty path: the origin form still starts with `/`.
+            if path.as_str().starts_with('?') {
+                dst.put_u8(b'/');
+            }
+            dst.put_slice(path.as_str().as_bytes());
+        }
         (None, _) => dst.put_u8(b'/'),
     }
     dst.put_slice(match version {
@@ -163,6 +169,22 @@ mod tests {
         );
         let (head, _) = parse_request(&dst).unwrap().unwrap();
         assert_eq!(head.framing, Framing::Chunked);
+    }
+
+    #[test]
+    fn an_absolute_target_without_a_path_is_written_from_the_root() {
+        let headers = HeaderMap::new();
+        let uri: Uri = "http://x?q=1".parse().unwrap();
+        let mut dst = BytesMut::new();
+        encode_request_head(
+            &Method::GET,
+            &uri,
+            Version::HTTP_11,
+            &headers,
+            Framing::Empty,
+            &mut dst,
+        );
+        assert_eq!(&dst[..], b"GET /?q=1 HTTP/1.1\r\nhost: x\r\n\r\n");
     }
 
     #[test]
