@@ -7,6 +7,7 @@
 pub mod body;
 pub mod client;
 pub mod error;
+pub mod h1;
 pub mod headers;
 pub mod server;
 pub mod upgrade;

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Outbound, Target, request};
 use crate::destination::Destination;
-use crate::http::body::{self, Body};
+use crate::http::body::Body;
 use crate::http::error::ProxyError;
 use crate::http::headers;
 use crate::http::server::{self, Caller};
@@ -120,13 +120,12 @@ async fn forward_upgrade(
         }
     };
     destination.record(endpoint, false);
-    let response =
-        upgrade::forward(tls, req, caller)
-            .await
-            .map_err(|source| ProxyError::PeerHttp {
-                addr: endpoint.addr,
-                source: source.into(),
-            })?;
+    let response = upgrade::forward(Box::new(tls), endpoint.addr, req, caller)
+        .await
+        .map_err(|source| ProxyError::PeerHttp {
+            addr: endpoint.addr,
+            source,
+        })?;
     in_flight.finished();
-    Ok(response.map(body::stream))
+    Ok(response)
 }

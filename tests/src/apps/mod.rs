@@ -1,8 +1,10 @@
 //! Apps that stand behind a proxy and report what reached them: [`HttpApp`] and [`TcpEcho`] here,
-//! [`fault_app`] answering what a test scripts, and peers that misbehave on purpose
-//! ([`refusing_peer`], [`stalling_relay`]).
+//! [`fault_app`] answering what a test scripts, [`recording_app`] recording the exact bytes it
+//! receives and answering raw bytes, and peers that misbehave on purpose ([`refusing_peer`],
+//! [`stalling_relay`]).
 
 pub mod fault_app;
+pub mod recording_app;
 pub mod refusing_peer;
 pub mod stalling_relay;
 

@@ -1,12 +1,14 @@
-//! Clients that play the local app's part: plain HTTP/1.1 and HTTP/2 requests here, background
-//! load in [`traffic`], and clients that break the rules on purpose ([`raw_h2`] frame by frame,
-//! [`tls_probe`] with a missing, foreign or expired certificate).
+//! Clients that play the local app's part: plain HTTP/1.1 and HTTP/2 requests and raw bytes
+//! ([`raw_exchange`]) here, background load in [`traffic`], and clients that break the rules on
+//! purpose ([`raw_h2`] frame by frame, [`tls_probe`] with a missing, foreign or expired
+//! certificate).
 
 pub mod raw_h2;
 pub mod tls_probe;
 pub mod traffic;
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, Version};
@@ -15,6 +17,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// A response read to the end.
@@ -62,6 +65,22 @@ pub async fn get_with_headers(
     }
     let req = req.body(Empty::<Bytes>::new()).unwrap();
     Ok(read(sender.send_request(req).await?).await)
+}
+
+/// Writes `request` on a fresh connection to `addr` (ignoring a write the server cut short by
+/// closing) and reads until the server closes, or `within` passes: what a client that breaks
+/// the rules, or pipelines, receives.
+pub async fn raw_exchange(addr: SocketAddr, request: Vec<u8>, within: Duration) -> String {
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let (mut read, mut write) = tcp.into_split();
+    let writer = tokio::spawn(async move {
+        let _ = write.write_all(&request).await;
+        write
+    });
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(within, read.read_to_end(&mut answer)).await;
+    drop(writer.await);
+    String::from_utf8_lossy(&answer).into_owned()
 }
 
 /// A keep-alive HTTP/1.1 client, as an app would use.

@@ -6,11 +6,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use weft_proxy::RunningProxy;
 use weft_tests::Mesh;
 use weft_tests::apps::HttpApp;
+use weft_tests::clients::raw_exchange as exchange;
 use weft_tests::mesh::Sidecars;
 use weft_tests::observe::metrics::metric_in;
 
@@ -18,21 +17,6 @@ const HOUR: Duration = Duration::from_secs(3600);
 /// The proxy's HTTP/1 header read timeout (`http_server::HEADER_READ_TIMEOUT`), and a margin.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const MARGIN: Duration = Duration::from_secs(5);
-
-/// Writes `request` (ignoring a write the server cut short by closing) and reads until the
-/// server closes, or `within` passes.
-async fn exchange(addr: SocketAddr, request: Vec<u8>, within: Duration) -> String {
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let (mut read, mut write) = tcp.into_split();
-    let writer = tokio::spawn(async move {
-        let _ = write.write_all(&request).await;
-        write
-    });
-    let mut answer = Vec::new();
-    let _ = tokio::time::timeout(within, read.read_to_end(&mut answer)).await;
-    drop(writer.await);
-    String::from_utf8_lossy(&answer).into_owned()
-}
 
 fn refused(proxy: &RunningProxy, direction: &str, reason: &str) -> u64 {
     let series = format!(r#"weft_proxy_errors_total{{direction="{direction}",reason="{reason}"}}"#);

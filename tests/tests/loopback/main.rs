@@ -9,6 +9,7 @@
 mod admin_limits;
 mod h2_app_fairness;
 mod h2_rapid_reset;
+mod http1;
 mod http_refusals;
 mod inbound_headers;
 mod mesh_http;

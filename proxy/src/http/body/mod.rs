@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 use crate::http::BoxError;
 use crate::http::body::caller::CallerBody;
 use crate::http::body::h2_stream::H2Body;
-use crate::http::client::h1_pool::CheckIn;
+use crate::http::client::h1_pool::H1Response;
 use crate::resilience::retry::{Peeked, ReplayBody};
 use crate::resilience::timeout::TimedBody;
 use crate::telemetry::exchange::Observed;
@@ -28,9 +28,9 @@ pub enum Body {
     Stream(Incoming),
     /// Streamed from a peer or an HTTP/2 app over a pooled HTTP/2 connection.
     H2(H2Body),
-    /// Streamed from the app over a pooled HTTP/1.1 connection, which goes back to the pool
-    /// when this body is dropped.
-    Pooled(Incoming, CheckIn<Body>),
+    /// Read off an HTTP/1.1 connection to the app (pooled, or an upgrade's), which goes back
+    /// to its pool when the body is complete.
+    H1(H1Response<Body>),
     /// Complete, produced by the proxy; `None` once sent.
     Full(Option<Bytes>),
     /// A request body that a retry can send again.
@@ -74,9 +74,8 @@ impl http_body::Body for Body {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
-            Body::Stream(incoming) | Body::Pooled(incoming, _) => {
-                Pin::new(incoming).poll_frame(cx).map_err(BoxError::from)
-            }
+            Body::Stream(incoming) => Pin::new(incoming).poll_frame(cx).map_err(BoxError::from),
+            Body::H1(body) => Pin::new(body).poll_frame(cx),
             Body::H2(body) => Pin::new(body).poll_frame(cx),
             Body::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Body::Replay(body) => Pin::new(body).poll_frame(cx),
@@ -91,7 +90,8 @@ impl http_body::Body for Body {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            Body::Stream(incoming) | Body::Pooled(incoming, _) => incoming.is_end_stream(),
+            Body::Stream(incoming) => incoming.is_end_stream(),
+            Body::H1(body) => body.is_end_stream(),
             Body::H2(body) => body.is_end_stream(),
             Body::Full(bytes) => bytes.is_none(),
             Body::Replay(body) => body.is_end_stream(),
@@ -106,7 +106,8 @@ impl http_body::Body for Body {
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            Body::Stream(incoming) | Body::Pooled(incoming, _) => incoming.size_hint(),
+            Body::Stream(incoming) => incoming.size_hint(),
+            Body::H1(body) => body.size_hint(),
             Body::H2(body) => body.size_hint(),
             Body::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Body::Replay(body) => body.size_hint(),

@@ -26,7 +26,6 @@ use crate::http::client::h1_pool::H1Pool;
 use crate::http::client::h2_pool::{Connector, H2Pool};
 use crate::http::error::{ProxyError, error_chain};
 use crate::http::upgrade;
-use hyper::upgrade::OnUpgrade;
 
 /// Where the app listens.
 #[derive(Debug, Clone)]
@@ -94,31 +93,32 @@ impl AppClient {
         }
         *req.uri_mut() = origin_form(req.uri());
         *req.version_mut() = version;
-        let (response, check_in) = self.http1.send(target.addr, req).await?;
-        Ok(response.map(|incoming| Body::Pooled(incoming, check_in)))
+        let response = self.http1.send(target.addr, req).await?;
+        Ok(response.map(Body::H1))
     }
 
     /// Sends an HTTP/1.1 upgrade request on a connection of its own (see [`upgrade`]).
-    pub async fn upgrade(
+    pub async fn upgrade<U>(
         &self,
         target: &AppTarget,
         mut req: Request<Body>,
-        caller: OnUpgrade,
-    ) -> Result<Response<Body>, ProxyError> {
+        caller: U,
+    ) -> Result<Response<Body>, ProxyError>
+    where
+        U: upgrade::CallerUpgrade,
+    {
         *req.uri_mut() = origin_form(req.uri());
         *req.version_mut() = Version::HTTP_11;
         let connector = AppConnector {
             connect_timeout: self.connect_timeout,
         };
         let tcp = connector.connect(&target.addr).await?;
-        let response =
-            upgrade::forward(tcp, req, caller)
-                .await
-                .map_err(|e| ProxyError::AppHttp {
-                    addr: target.addr,
-                    detail: error_chain(&e),
-                })?;
-        Ok(response.map(Body::Stream))
+        upgrade::forward(Box::new(tcp), target.addr, req, caller)
+            .await
+            .map_err(|e| ProxyError::AppHttp {
+                addr: target.addr,
+                detail: error_chain(e.as_ref()),
+            })
     }
 }
 
