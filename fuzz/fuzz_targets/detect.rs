@@ -3,8 +3,7 @@
 //!
 //! `detect` decides as soon as `classify` does, on whatever prefix the network delivered, so
 //! the decision must not depend on where the bytes were cut. Checks: no panic; once a prefix is
-//! decided, every longer prefix gets the same decision; and the whole input is decided unless a
-//! prefix of it still could be (then `None` is the answer only while more bytes could change it).
+//! decided, every longer prefix and the whole input get the same decision.
 
 #![no_main]
 
@@ -17,8 +16,8 @@ const EVERY_PREFIX_UP_TO: usize = 1024;
 fuzz_target!(|data: &[u8]| {
     let whole = classify(data);
     let mut decided = None;
-    let cuts = (1..data.len().min(EVERY_PREFIX_UP_TO))
-        .chain((EVERY_PREFIX_UP_TO..data.len()).step_by(64));
+    let cuts =
+        (1..data.len().min(EVERY_PREFIX_UP_TO)).chain((EVERY_PREFIX_UP_TO..data.len()).step_by(64));
     for cut in cuts {
         let now = classify(&data[..cut]);
         match (&decided, &now) {
@@ -30,6 +29,9 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     if let Some((at, before)) = decided {
-        assert_eq!(before, whole, "decided after {at} bytes, changed at the end");
+        assert_eq!(
+            before, whole,
+            "decided after {at} bytes, changed at the end"
+        );
     }
 });

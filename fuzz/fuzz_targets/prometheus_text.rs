@@ -17,8 +17,10 @@ fuzz_target!(|data: &[u8]| {
     };
     for line in text.lines().take(16) {
         let (name, labels) = split(line.split(' ').next().unwrap_or_default());
-        let wanted: Vec<(&str, &str)> =
-            labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let wanted: Vec<(&str, &str)> = labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         for (found, _) in series(text, name, &wanted) {
             for (k, v) in &wanted {
                 assert!(found.iter().any(|(fk, fv)| fk == k && fv == v));

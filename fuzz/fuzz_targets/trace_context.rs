@@ -15,7 +15,14 @@ use weft_proxy::telemetry::trace_context::{
     B3, B3_FLAGS, B3_SAMPLED, B3_SPAN_ID, B3_TRACE_ID, Formats, TRACEPARENT, extract, inject,
 };
 
-const NAMES: [HeaderName; 6] = [TRACEPARENT, B3, B3_TRACE_ID, B3_SPAN_ID, B3_SAMPLED, B3_FLAGS];
+const NAMES: [HeaderName; 6] = [
+    TRACEPARENT,
+    B3,
+    B3_TRACE_ID,
+    B3_SPAN_ID,
+    B3_SAMPLED,
+    B3_FLAGS,
+];
 
 fuzz_target!(|data: &[u8]| {
     let mut headers = HeaderMap::new();
