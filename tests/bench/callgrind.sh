@@ -14,13 +14,19 @@
 #          TRACING=1 starts an OTLP collector (tests/e2e/otlp_collector.py, counting only) and
 #          adds --trace-collector to both sidecars; PROXY_FLAGS go to both sidecars.
 #        REQUESTS=2000 WARMUP=300 (defaults)
+#        ALLOCATIONS=1 tests/bench/callgrind.sh
+#          no valgrind: counts each sidecar's calls of the allocator (mimalloc's mi_malloc_aligned,
+#          mi_zalloc_aligned, mi_realloc_aligned) during the measured requests with perf uprobes
+#          (needs root and perf), and prints allocations per request instead.
 # Needs valgrind, nginx, h2load, curl (and python3 with opentelemetry-proto and grpcio for
 # TRACING=1).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 REQUESTS=${REQUESTS:-2000}
 WARMUP=${WARMUP:-300}
-for tool in valgrind callgrind_control nginx h2load curl; do
+TOOLS=(valgrind callgrind_control nginx h2load curl)
+[ -z "${ALLOCATIONS:-}" ] || TOOLS=(perf nginx h2load curl)
+for tool in "${TOOLS[@]}"; do
   command -v "$tool" > /dev/null || { echo "error: $tool is not installed" >&2; exit 1; }
 done
 if [ -z "${WEFT_BIN:-}" ]; then
@@ -29,6 +35,7 @@ if [ -z "${WEFT_BIN:-}" ]; then
 fi
 W=$(mktemp -d /tmp/weft-callgrind.XXXX)
 PIDS=()
+PERF_PIDS=()
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2> /dev/null || true; done
   wait 2> /dev/null || true
@@ -97,7 +104,9 @@ fi
 sidecar() { # NAME TOKEN ARGS...
   local name=$1 token=$2
   shift 2
-  WEFT_TOKEN=$token valgrind --tool=callgrind --callgrind-out-file="$W/callgrind.$name.%p" \
+  local under=(valgrind --tool=callgrind --callgrind-out-file="$W/callgrind.$name.%p")
+  [ -z "${ALLOCATIONS:-}" ] || under=()
+  WEFT_TOKEN=$token ${under[@]+"${under[@]}"} \
     "$WEFT_BIN/weft-proxy" --control-plane-addr "$CP" --trust-anchors "$W/cp/trust-bundle.pem" \
     --outbound-listen off --log warn "$@" ${EXTRA[@]+"${EXTRA[@]}"} > "$W/$name.log" 2>&1 &
   PIDS+=($!)
@@ -113,6 +122,30 @@ CLIENT_PID=$STARTED
 wait_for 60 "both sidecars" curl -sf "http://$FORWARD/"
 
 h2load --h1 -c 4 -n "$WARMUP" "http://$FORWARD/" > "$W/warmup.txt"
+if [ -n "${ALLOCATIONS:-}" ]; then
+  EVENTS=()
+  for fn in mi_malloc_aligned mi_zalloc_aligned mi_realloc_aligned; do
+    perf probe -q -x "$WEFT_BIN/weft-proxy" -d "probe_weft:$fn" 2> /dev/null || true
+    perf probe -q -x "$WEFT_BIN/weft-proxy" -a "$fn" > /dev/null
+    EVENTS+=(-e "probe_weft:$fn")
+  done
+  for side in server client; do
+    pid=SERVER_PID
+    [ "$side" = server ] || pid=CLIENT_PID
+    perf stat -x, "${EVENTS[@]}" -p "${!pid}" -o "$W/allocations.$side" &
+    PERF_PIDS+=($!)
+  done
+  sleep 1 # perf attaches its probes
+  h2load --h1 -c 4 -n "$REQUESTS" "http://$FORWARD/" > "$W/run.txt"
+  kill -INT "${PERF_PIDS[@]}"
+  wait "${PERF_PIDS[@]}" 2> /dev/null || true
+  echo "allocations per request ($REQUESTS requests after $WARMUP, h2load --h1 -c 4):"
+  for side in server client; do
+    awk -F, -v n="$REQUESTS" -v side="$side" '$3 ~ /probe_weft/ { total += $1 }
+      END { printf "  %s sidecar %.1f\n", side, total / n }' "$W/allocations.$side"
+  done
+  exit 0
+fi
 callgrind_control -z "$SERVER_PID" > /dev/null 2>&1
 callgrind_control -z "$CLIENT_PID" > /dev/null 2>&1
 h2load --h1 -c 4 -n "$REQUESTS" "http://$FORWARD/" > "$W/run.txt"

@@ -1,8 +1,8 @@
 //! HTTP, shared by the inbound and the outbound side: the [`server`] that reads a request off an
-//! accepted connection (HTTP/1.1 on hyper, HTTP/2 on `h2`), the [`body`] every request and
-//! response travels in, the [`headers`] the mesh adds and strips, [`upgrade`]d connections, the
-//! [`error`] a failed request is answered with, and the [`client`]s that send it on: to the peer
-//! proxy, or to the app.
+//! accepted connection (HTTP/1.1 on weft's own codec, [`h1`]; HTTP/2 on `h2`), the [`body`] every
+//! request and response travels in, the [`headers`] the mesh adds and strips, [`upgrade`]d
+//! connections, the [`error`] a failed request is answered with, and the [`client`]s that send it
+//! on: to the peer proxy, or to the app.
 
 pub mod body;
 pub mod client;

@@ -17,7 +17,6 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::header::{CONNECTION, UPGRADE};
 use http::{HeaderValue, Request, Response, StatusCode, Version};
-use hyper_util::rt::TokioIo;
 use tokio::sync::oneshot;
 
 use crate::http::BoxError;
@@ -80,15 +79,6 @@ pub trait CallerUpgrade: Send + 'static {
 impl CallerUpgrade for OnUpgrade {
     fn connection(self) -> Pin<Box<dyn Future<Output = io::Result<BoxedConnection>> + Send>> {
         Box::pin(async move { Ok(Box::new(self.await?) as BoxedConnection) })
-    }
-}
-
-impl CallerUpgrade for hyper::upgrade::OnUpgrade {
-    fn connection(self) -> Pin<Box<dyn Future<Output = io::Result<BoxedConnection>> + Send>> {
-        Box::pin(async move {
-            let upgraded = self.await.map_err(io::Error::other)?;
-            Ok(Box::new(TokioIo::new(upgraded)) as BoxedConnection)
-        })
     }
 }
 

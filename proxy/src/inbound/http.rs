@@ -119,8 +119,7 @@ impl Context {
     }
 
     async fn forward(&self, mut req: Request<Body>, grpc: bool) -> Response<Body> {
-        let upgrade =
-            upgrade::requested(&req).map(|protocol| (protocol, hyper::upgrade::on(&mut req)));
+        let upgrade = upgrade::requested(&req).map(|protocol| (protocol, upgrade::on(&mut req)));
         let version = headers::for_app(&mut req, self.identity_header.as_ref());
 
         let metrics = &self.inbound.metrics;

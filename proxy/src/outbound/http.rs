@@ -101,7 +101,7 @@ async fn forward_upgrade(
     let (endpoint, _) = destination
         .pick(None)
         .map_err(|_| ProxyError::NoEndpoints(destination.name.clone()))?;
-    let caller = hyper::upgrade::on(&mut req);
+    let caller = upgrade::on(&mut req);
     headers::to_mesh(&mut req, || endpoint.addr.to_string()).map_err(ProxyError::BadRequest)?;
     *req.version_mut() = Version::HTTP_11;
     upgrade::restore(&mut req, protocol);

@@ -80,7 +80,7 @@ async fn a_peer_proxy_may_reset_as_many_streams() {
     tls.write_all(&flood).await.unwrap();
     tls.flush().await.unwrap();
     let ending = raw_h2::ending(&mut tls, last, DEADLINE).await;
-    assert_eq!(ending, Ending::Answered);
+    assert_eq!(ending, Ending::Answered { status: 200 });
     assert_eq!(too_many_resets(&server, "inbound").await, 0);
 }
 
@@ -202,7 +202,7 @@ async fn a_peer_proxys_body_arriving_after_the_answer_never_closes_the_connectio
     tls.flush().await.unwrap();
     assert_eq!(
         raw_h2::ending(&mut tls, last, DEADLINE).await,
-        Ending::Answered
+        Ending::Answered { status: 200 }
     );
     assert_eq!(too_many_resets(&server, "inbound").await, 0);
 }

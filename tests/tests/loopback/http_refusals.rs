@@ -142,10 +142,8 @@ async fn a_malformed_chunked_body_from_a_plaintext_caller_gets_400_and_is_counte
         answer.starts_with("HTTP/1.1 400 "),
         "the caller's malformed body is its bad request, not the app's failure: {answer:?}"
     );
-    assert!(
-        answer.contains("weft-error: malformed_request_body"),
-        "{answer}"
-    );
-    assert_eq!(refused(&server, "inbound", "malformed_request_body"), 1);
+    // Refused with the head, under the codec's reason (as `http1::smuggling_*` counts it).
+    assert!(answer.contains("weft-error: invalid_chunk"), "{answer}");
+    assert_eq!(refused(&server, "inbound", "invalid_chunk"), 1);
     assert_eq!(refused(&server, "inbound", "app_http_error"), 0);
 }

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod admin_limits;
+mod h2_abuse;
 mod h2_app_fairness;
 mod h2_rapid_reset;
 mod http1;

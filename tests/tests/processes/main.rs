@@ -7,6 +7,7 @@
 
 mod demo;
 mod duration_flags;
+mod idle_connection_memory;
 mod outbound_connections;
 mod reference_docs;
 mod shutdown;

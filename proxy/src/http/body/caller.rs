@@ -53,8 +53,9 @@ impl std::fmt::Display for BodyFailure {
     }
 }
 
-/// Whether `error` says the body's bytes were invalid. hyper's HTTP/1 decoder reports a bad
-/// chunk size or chunk as an I/O error of kind `InvalidInput` or `InvalidData`; a connection
+/// Whether `error` says the body's bytes were invalid. weft's HTTP/1 reader
+/// ([`crate::http::body::h1_request`]) reports a bad chunk size or chunk as an I/O error of kind
+/// `InvalidData` (hyper's decoder as `InvalidInput` or `InvalidData`); a connection
 /// that closed mid-body is `UnexpectedEof` or a reset, and an HTTP/2 app's reset stream is an h2
 /// error: the body broke off.
 fn malformed(error: &BoxError) -> bool {

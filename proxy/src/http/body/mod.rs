@@ -5,6 +5,7 @@
 //! here twice per proxy: boxing would cost an allocation each time.
 
 pub mod caller;
+pub mod h1_request;
 pub mod h2_stream;
 
 use std::pin::Pin;
@@ -12,10 +13,10 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
-use hyper::body::Incoming;
 
 use crate::http::BoxError;
 use crate::http::body::caller::CallerBody;
+use crate::http::body::h1_request::H1RequestBody;
 use crate::http::body::h2_stream::H2Body;
 use crate::http::client::h1_pool::H1Response;
 use crate::resilience::retry::{Peeked, ReplayBody};
@@ -24,10 +25,10 @@ use crate::telemetry::exchange::Observed;
 
 #[derive(Debug)]
 pub enum Body {
-    /// Streamed from a peer or the app, frames and trailers as they arrive.
-    Stream(Incoming),
     /// Streamed from a peer or an HTTP/2 app over a pooled HTTP/2 connection.
     H2(H2Body),
+    /// A request's body, read off the caller's HTTP/1.1 connection.
+    H1Request(H1RequestBody),
     /// Read off an HTTP/1.1 connection to the app (pooled, or an upgrade's), which goes back
     /// to its pool when the body is complete.
     H1(H1Response<Body>),
@@ -46,11 +47,6 @@ pub enum Body {
     /// A body fed by a test.
     #[cfg(test)]
     Channel(tokio::sync::mpsc::Receiver<Bytes>),
-}
-
-/// A streamed body received from a peer or the app.
-pub fn stream(incoming: Incoming) -> Body {
-    Body::Stream(incoming)
 }
 
 /// A complete body the proxy produced.
@@ -74,9 +70,9 @@ impl http_body::Body for Body {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
-            Body::Stream(incoming) => Pin::new(incoming).poll_frame(cx).map_err(BoxError::from),
             Body::H1(body) => Pin::new(body).poll_frame(cx),
             Body::H2(body) => Pin::new(body).poll_frame(cx),
+            Body::H1Request(body) => Pin::new(body).poll_frame(cx).map_err(BoxError::from),
             Body::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Body::Replay(body) => Pin::new(body).poll_frame(cx),
             Body::Peeked(body) => Pin::new(body.as_mut()).poll_frame(cx),
@@ -90,9 +86,9 @@ impl http_body::Body for Body {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            Body::Stream(incoming) => incoming.is_end_stream(),
             Body::H1(body) => body.is_end_stream(),
             Body::H2(body) => body.is_end_stream(),
+            Body::H1Request(body) => body.is_end_stream(),
             Body::Full(bytes) => bytes.is_none(),
             Body::Replay(body) => body.is_end_stream(),
             Body::Peeked(body) => body.is_end_stream(),
@@ -106,9 +102,9 @@ impl http_body::Body for Body {
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            Body::Stream(incoming) => incoming.size_hint(),
             Body::H1(body) => body.size_hint(),
             Body::H2(body) => body.size_hint(),
+            Body::H1Request(body) => body.size_hint(),
             Body::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Body::Replay(body) => body.size_hint(),
             Body::Peeked(body) => body.size_hint(),

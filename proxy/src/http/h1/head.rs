@@ -2,6 +2,9 @@
 //! message ends (RFC 9112 6), the one thing a proxy and the app behind it must never read
 //! differently.
 
+use std::mem::MaybeUninit;
+
+use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING};
 use http::{
     HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
@@ -75,12 +78,15 @@ impl ResponseHead {
     }
 }
 
-/// Parses the request head at the start of `buf`: `None` while it is incomplete (the caller
-/// refuses a head still incomplete at [`MAX_HEAD_BYTES`]), else the head and its length.
-pub fn parse_request(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, H1Error> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Request::new(&mut fields);
-    let len = match parsed.parse(buf) {
+/// Reads the request head at the start of `buf`, taking its bytes out of it: `None` while it is
+/// incomplete (the caller refuses a head still incomplete at [`MAX_HEAD_BYTES`]). The target and
+/// the header values share the head's bytes rather than copying them.
+pub fn read_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, H1Error> {
+    // Left uninitialised: zeroing 128 fields on every request cost more than parsing them.
+    let mut fields = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut []);
+    let config = httparse::ParserConfig::default();
+    let len = match config.parse_request_with_uninit_headers(&mut parsed, buf, &mut fields) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(syntax_error(buf, e)),
@@ -88,8 +94,12 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, H1Error
     let version = version(parsed.version);
     let method = Method::from_bytes(parsed.method.unwrap_or_default().as_bytes())
         .map_err(|_| H1Error::MalformedHead)?;
-    let uri = Uri::try_from(parsed.path.unwrap_or_default()).map_err(|_| H1Error::MalformedHead)?;
-    let fields = Fields::read(parsed.headers)?;
+    let target = span(buf, parsed.path.unwrap_or_default().as_bytes());
+    let mut spans = [FieldSpan::default(); MAX_HEADERS];
+    let count = field_spans(buf, parsed.headers, &mut spans);
+    let head = buf.split_to(len).freeze();
+    let uri = Uri::from_maybe_shared(head.slice(target)).map_err(|_| H1Error::MalformedHead)?;
+    let fields = Fields::read(&head, &spans[..count])?;
     if version == Version::HTTP_11 && fields.hosts != 1 {
         return Err(H1Error::InvalidHost);
     }
@@ -102,7 +112,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, H1Error
         (None, Some(0)) | (None, None) => Framing::Empty,
         (None, Some(n)) => Framing::Length(n),
     };
-    let head = RequestHead {
+    Ok(Some(RequestHead {
         keep_alive: fields.keep_alive(version),
         expect_continue: fields.expect_continue,
         upgrade: fields.connection_upgrade && fields.headers.contains_key(http::header::UPGRADE),
@@ -111,20 +121,20 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, H1Error
         version,
         headers: fields.headers,
         framing,
-    };
-    Ok(Some((head, len)))
+    }))
 }
 
-/// Parses the response head at the start of `buf`, the answer to a `request_method` request:
-/// `None` while it is incomplete, else the head and its length. Interim (1xx) heads are returned
+/// Reads the response head at the start of `buf`, the answer to a `request_method` request,
+/// taking its bytes out of it: `None` while it is incomplete. Interim (1xx) heads are returned
 /// like any other; the caller reads on for the final one.
-pub fn parse_response(
-    buf: &[u8],
+pub fn read_response(
+    buf: &mut BytesMut,
     request_method: &Method,
-) -> Result<Option<(ResponseHead, usize)>, H1Error> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Response::new(&mut fields);
-    let len = match parsed.parse(buf) {
+) -> Result<Option<ResponseHead>, H1Error> {
+    let mut fields = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut []);
+    let config = httparse::ParserConfig::default();
+    let len = match config.parse_response_with_uninit_headers(&mut parsed, buf, &mut fields) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(syntax_error(buf, e)),
@@ -132,7 +142,10 @@ pub fn parse_response(
     let version = version(parsed.version);
     let status = StatusCode::from_u16(parsed.code.unwrap_or_default())
         .map_err(|_| H1Error::MalformedHead)?;
-    let fields = Fields::read(parsed.headers)?;
+    let mut spans = [FieldSpan::default(); MAX_HEADERS];
+    let count = field_spans(buf, parsed.headers, &mut spans);
+    let head = buf.split_to(len).freeze();
+    let fields = Fields::read(&head, &spans[..count])?;
     let bodiless = status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
@@ -146,15 +159,57 @@ pub fn parse_response(
         (None, Some(n)) => Framing::Length(n),
         (None, None) => Framing::CloseDelimited,
     };
-    let keep_alive = fields.keep_alive(version) && framing != Framing::CloseDelimited;
-    let head = ResponseHead {
+    Ok(Some(ResponseHead {
         status,
         version,
+        keep_alive: fields.keep_alive(version) && framing != Framing::CloseDelimited,
         headers: fields.headers,
         framing,
-        keep_alive,
-    };
-    Ok(Some((head, len)))
+    }))
+}
+
+/// [`read_request`] on a slice (copied): the head and its length.
+pub fn parse_request(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, H1Error> {
+    let mut bytes = BytesMut::from(buf);
+    let head = read_request(&mut bytes)?;
+    Ok(head.map(|head| (head, buf.len() - bytes.len())))
+}
+
+/// [`read_response`] on a slice (copied): the head and its length.
+pub fn parse_response(
+    buf: &[u8],
+    request_method: &Method,
+) -> Result<Option<(ResponseHead, usize)>, H1Error> {
+    let mut bytes = BytesMut::from(buf);
+    let head = read_response(&mut bytes, request_method)?;
+    Ok(head.map(|head| (head, buf.len() - bytes.len())))
+}
+
+/// Where a header field's name and value lie in the head's bytes (small: an array of them is
+/// set up for every head).
+#[derive(Debug, Clone, Copy, Default)]
+struct FieldSpan {
+    name: (u32, u32),
+    value: (u32, u32),
+}
+
+/// Where `part`, a slice of `buf`, lies in it.
+fn span(buf: &[u8], part: &[u8]) -> std::ops::Range<usize> {
+    let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+    start..start + part.len()
+}
+
+fn field_spans(buf: &[u8], parsed: &[httparse::Header<'_>], out: &mut [FieldSpan]) -> usize {
+    for (field, out) in parsed.iter().zip(out.iter_mut()) {
+        let name = span(buf, field.name.as_bytes());
+        let value = span(buf, field.value);
+        // Heads are far below 4 GiB: the caller refuses them beyond MAX_HEAD_BYTES.
+        *out = FieldSpan {
+            name: (name.start as u32, name.end as u32),
+            value: (value.start as u32, value.end as u32),
+        };
+    }
+    parsed.len()
 }
 
 fn version(minor: Option<u8>) -> Version {
@@ -216,9 +271,9 @@ struct Fields {
 }
 
 impl Fields {
-    fn read(parsed: &[httparse::Header<'_>]) -> Result<Self, H1Error> {
+    fn read(head: &Bytes, spans: &[FieldSpan]) -> Result<Self, H1Error> {
         let mut fields = Fields {
-            headers: HeaderMap::with_capacity(parsed.len()),
+            headers: HeaderMap::with_capacity(spans.len()),
             content_length: None,
             transfer_encoding: None,
             hosts: 0,
@@ -227,11 +282,13 @@ impl Fields {
             connection_upgrade: false,
             expect_continue: false,
         };
-        for field in parsed {
-            let name = HeaderName::from_bytes(field.name.as_bytes())
-                .map_err(|_| H1Error::MalformedHead)?;
-            let value = HeaderValue::from_bytes(field.value).map_err(|_| H1Error::MalformedHead)?;
-            fields.note(&name, field.value)?;
+        for span in spans {
+            let name = &head[span.name.0 as usize..span.name.1 as usize];
+            let name = HeaderName::from_bytes(name).map_err(|_| H1Error::MalformedHead)?;
+            let value = head.slice(span.value.0 as usize..span.value.1 as usize);
+            fields.note(&name, &value)?;
+            let value =
+                HeaderValue::from_maybe_shared(value).map_err(|_| H1Error::MalformedHead)?;
             fields.headers.append(name, value);
         }
         Ok(fields)

@@ -25,4 +25,6 @@ pub mod head;
 pub use chunked::{Chunk, ChunkedDecoder};
 pub use encode::{encode_chunk, encode_last_chunk, encode_request_head, encode_response_head};
 pub use error::H1Error;
-pub use head::{Framing, RequestHead, ResponseHead, parse_request, parse_response};
+pub use head::{
+    Framing, RequestHead, ResponseHead, parse_request, parse_response, read_request, read_response,
+};

@@ -1,31 +1,27 @@
 //! Serving HTTP/1 or HTTP/2 on an accepted connection, with limits against slow or abusive
 //! clients and a clean stop when the proxy shuts down.
 
+pub mod h1_server;
 pub mod h2_resets;
 pub mod h2_server;
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::time::Duration;
 
-use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::AsyncWriteExt;
+use http::{Request, Response, StatusCode};
 use tokio_util::sync::CancellationToken;
 
 use crate::http::body::Body;
+use crate::http::h1::H1Error;
 use crate::transport::BoxedConnection;
 use crate::transport::port_protocol::HttpVersion;
 
 /// A client must send its request headers within this time (slowloris protection).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Request heads larger than this are refused (431 for HTTP/1).
-const MAX_HEADER_BYTES: usize = 64 * 1024;
-/// How long the `408` of a late request head may take to write before the connection is dropped.
+const MAX_HEADER_BYTES: usize = crate::http::h1::head::MAX_HEAD_BYTES;
+/// How long a refusal (or the end of a connection) may take to write before it is dropped.
 const ANSWER_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
-const TIMEOUT_MESSAGE: &str = "weft: the request head did not arrive within the header timeout\n";
 const H2_STREAM_WINDOW: u32 = 1024 * 1024;
 const H2_CONNECTION_WINDOW: u32 = 4 * 1024 * 1024;
 const H2_MAX_CONCURRENT_STREAMS: u32 = 1024;
@@ -72,13 +68,17 @@ pub enum Refusal {
     /// HTTP/2: the client reset more streams before they were taken up, or before their answer,
     /// than its limits allow ("rapid reset"); it was sent `GOAWAY` with `ENHANCE_YOUR_CALM`.
     TooManyResets,
-    /// HTTP/1: the request head did not parse (request line or a header); hyper answered
-    /// `400 Bad Request` and closed.
-    MalformedHead,
-    /// HTTP/1: the request head was larger than [`MAX_HEADER_BYTES`]; hyper answered `431
-    /// Request Header Fields Too Large` (`414 URI Too Long` for a request target alone) and
-    /// closed.
-    HeadTooLarge,
+    /// HTTP/1: the request head broke a rule of RFC 9112 (the error says which: it did not
+    /// parse, or a smuggling vector); answered `400 Bad Request`, or `431 Request Header Fields
+    /// Too Large` for a head over [`MAX_HEADER_BYTES`] or its field count, and closed.
+    BadHead(H1Error),
+    /// HTTP/1: the request line alone was over [`MAX_HEADER_BYTES`]; answered `414 URI Too Long`
+    /// and closed.
+    UriTooLong,
+    /// HTTP/1: the first chunk line of a chunked request body was invalid (its size, or an
+    /// extension over its limit); answered `400 Bad Request` before the request reached the app,
+    /// and closed.
+    MalformedBody(H1Error),
     /// HTTP/1: a request head began but was not complete within [`HEADER_READ_TIMEOUT`]
     /// (slowloris); the client was answered `408 Request Timeout` (RFC 9110 15.5.9) and closed.
     HeaderTimeout,
@@ -90,11 +90,20 @@ impl std::fmt::Display for Refusal {
             Refusal::TooManyResets => {
                 "the client reset more HTTP/2 streams before their answer than its limit allows (rapid reset)"
             }
-            Refusal::MalformedHead => {
-                "the request head is not valid HTTP/1.1 (answered 400 Bad Request)"
+            Refusal::BadHead(H1Error::HeadTooLarge) => {
+                "the request head is over the 64 KiB or 128-field limit (answered 431 Request Header Fields Too Large)"
             }
-            Refusal::HeadTooLarge => {
-                "the request head is over the 64 KiB limit (answered 431 Request Header Fields Too Large)"
+            Refusal::BadHead(e) => {
+                return write!(f, "the request head was refused (answered 400 Bad Request): {e}");
+            }
+            Refusal::UriTooLong => {
+                "the request line is over the 64 KiB limit (answered 414 URI Too Long)"
+            }
+            Refusal::MalformedBody(e) => {
+                return write!(
+                    f,
+                    "the request body's first chunk was refused (answered 400 Bad Request): {e}"
+                );
             }
             Refusal::HeaderTimeout => {
                 "the request head was not complete within the 10 s header timeout (answered 408 Request Timeout)"
@@ -108,10 +117,22 @@ impl Refusal {
     pub fn reason(self) -> &'static str {
         match self {
             Refusal::TooManyResets => "too_many_resets",
-            Refusal::MalformedHead => "malformed_request_head",
-            Refusal::HeadTooLarge => "request_head_too_large",
+            Refusal::BadHead(e) => e.reason(),
+            Refusal::UriTooLong => H1Error::HeadTooLarge.reason(),
+            Refusal::MalformedBody(e) => e.reason(),
             Refusal::HeaderTimeout => "request_header_timeout",
         }
+    }
+
+    /// The status an HTTP/1 refusal is answered with (an HTTP/2 one is a `GOAWAY`).
+    pub fn status(self) -> Option<StatusCode> {
+        Some(match self {
+            Refusal::BadHead(H1Error::HeadTooLarge) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Refusal::UriTooLong => StatusCode::URI_TOO_LONG,
+            Refusal::HeaderTimeout => StatusCode::REQUEST_TIMEOUT,
+            Refusal::BadHead(_) | Refusal::MalformedBody(_) => StatusCode::BAD_REQUEST,
+            Refusal::TooManyResets => return None,
+        })
     }
 }
 
@@ -140,62 +161,7 @@ where
         };
         return Box::pin(h2_server::serve(io, caller, &settings, stop, handler)).await;
     }
-    let service = service_fn(move |req: Request<Incoming>| {
-        let handler = handler.clone();
-        async move { Ok::<_, Infallible>(handler(req.map(Body::Stream)).await) }
-    });
-    let mut conn = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(MAX_HEADER_BYTES)
-        .serve_connection(TokioIo::new(io), service)
-        .with_upgrades();
-    let result = tokio::select! {
-        // The connection first: bytes already read (by protocol detection) are a request to
-        // serve, even when the drain has just begun.
-        biased;
-        result = &mut conn => result,
-        _ = stop.cancelled() => {
-            std::pin::Pin::new(&mut conn).graceful_shutdown();
-            (&mut conn).await
-        }
-    };
-    let e = result.err()?;
-    tracing::debug!("HTTP connection ended: {e}");
-    if e.is_timeout() {
-        return answer_header_timeout(conn.into_parts()?).await;
-    }
-    if e.is_parse_too_large() {
-        return Some(Refusal::HeadTooLarge);
-    }
-    // hyper has answered 400 for these (`is_parse` also covers what it cannot answer: a
-    // response's parse errors, which a server never meets).
-    e.is_parse().then_some(Refusal::MalformedHead)
-}
-
-/// hyper closes a connection whose request head is late without a word; a client that had
-/// begun one is told why with `408 Request Timeout`, as RFC 9110 says. An idle kept-alive
-/// connection (nothing of a next request read) is only closed: a 408 there could be taken for
-/// the answer to a request the client is just sending.
-async fn answer_header_timeout<S>(
-    parts: hyper::server::conn::http1::Parts<TokioIo<BoxedConnection>, S>,
-) -> Option<Refusal> {
-    if parts.read_buf.is_empty() {
-        return None;
-    }
-    let mut io = parts.io.into_inner();
-    let answer = format!(
-        "HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-type: text/plain; charset=utf-8\r\n{}: request_header_timeout\r\ncontent-length: {}\r\n\r\n{TIMEOUT_MESSAGE}",
-        crate::http::headers::ERROR,
-        TIMEOUT_MESSAGE.len()
-    );
-    // Bounded: a client too slow to send its head may be too slow to read this.
-    let write = async {
-        io.write_all(answer.as_bytes()).await?;
-        io.shutdown().await
-    };
-    let _ = tokio::time::timeout(ANSWER_WRITE_TIMEOUT, write).await;
-    Some(Refusal::HeaderTimeout)
+    Box::pin(h1_server::serve(io, stop, handler)).await
 }
 
 /// The refusal behind a connection's error, if the server refused the client.

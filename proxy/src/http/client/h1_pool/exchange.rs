@@ -24,8 +24,10 @@ use crate::transport::BoxedConnection;
 /// Data frames up to this size are copied behind the chunk line (one write); larger ones are
 /// written from their own buffer.
 const COPY_LIMIT: usize = 16 * 1024;
-/// How much room a read has at least.
-const READ_SIZE: usize = 4 * 1024;
+/// How much room a read of a head has at least.
+const HEAD_READ_SIZE: usize = 4 * 1024;
+/// How much room a read of a body has at least: large bodies move in fewer, larger frames.
+const BODY_READ_SIZE: usize = 16 * 1024;
 
 /// A connection to an HTTP/1.1 server, with the state of the exchange in progress on it.
 pub struct Exchange<B> {
@@ -136,9 +138,8 @@ where
                 return Poll::Ready(Err(e));
             }
             if !self.read.is_empty() {
-                match h1::parse_response(&self.read, &self.method)? {
-                    Some((head, len)) => {
-                        self.read.advance(len);
+                match h1::read_response(&mut self.read, &self.method)? {
+                    Some(head) => {
                         if head.status.is_informational()
                             && head.status != StatusCode::SWITCHING_PROTOCOLS
                         {
@@ -159,7 +160,7 @@ where
                     None => {}
                 }
             }
-            if ready!(self.poll_read(cx))? == 0 {
+            if ready!(self.poll_read(cx, HEAD_READ_SIZE))? == 0 {
                 let error: BoxError = match self.write_failed.take() {
                     Some(e) => e.into(),
                     None => "the app closed the connection before answering".into(),
@@ -219,7 +220,7 @@ where
                     }
                 }
             }
-            if ready!(self.poll_read(cx))? == 0 {
+            if ready!(self.poll_read(cx, BODY_READ_SIZE))? == 0 {
                 if matches!(self.reading, Reading::Close) {
                     self.reading = Reading::Done;
                     self.keep_alive = false;
@@ -276,11 +277,11 @@ where
         )
     }
 
-    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Result<usize, BoxError>> {
+    fn poll_read(&mut self, cx: &mut Context<'_>, room: usize) -> Poll<Result<usize, BoxError>> {
         if self.read.capacity() == 0 {
             self.read = buffers::take();
         }
-        self.read.reserve(READ_SIZE);
+        self.read.reserve(room);
         let n = ready!(tokio_util::io::poll_read_buf(
             Pin::new(&mut self.io),
             cx,
