@@ -36,6 +36,11 @@ impl SpiffeId {
         namespace: &str,
         service_account: &str,
     ) -> Result<Self, IdentityError> {
+        // The length of the ID as displayed, so that what `new` builds always parses.
+        let len = SCHEME.len() + trust_domain.len() + namespace.len() + service_account.len() + 8;
+        if len > MAX_ID_LEN {
+            return Err(IdentityError::TooLong { len });
+        }
         check_trust_domain(trust_domain)?;
         check_name("namespace", namespace, MAX_NAMESPACE_LEN, false)?;
         check_name(
@@ -250,6 +255,14 @@ mod tests {
             err.to_string(),
             "namespace is 64 characters long; at most 63 are allowed"
         );
+        let long_domain = "a".repeat(2040);
+        assert_eq!(
+            SpiffeId::new(&long_domain, "ns", "sa"),
+            Err(IdentityError::TooLong { len: 2061 }),
+            "an ID that would not parse back from its display"
+        );
+        let longest = SpiffeId::new(&"a".repeat(2048 - 21), "ns", "sa").unwrap();
+        assert_eq!(longest.to_string().parse::<SpiffeId>().unwrap(), longest);
         let too_long = format!("spiffe://td/ns/a/sa/{}", "b".repeat(2100));
         assert!(matches!(
             too_long.parse::<SpiffeId>(),

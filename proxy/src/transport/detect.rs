@@ -146,7 +146,8 @@ fn classify_http1(buf: &[u8]) -> Option<bool> {
     let line = match line_end {
         Some(end) => &buf[..end],
         None if buf.len() > MAX_REQUEST_LINE => return Some(false),
-        None => buf,
+        // A CR at the end may be the first half of the line's CRLF.
+        None => buf.strip_suffix(b"\r").unwrap_or(buf),
     };
     let method_len = line.iter().take_while(|b| b.is_ascii_uppercase()).count();
     if method_len == 0 || method_len > 20 {
@@ -181,6 +182,14 @@ mod tests {
         assert_eq!(classify(b"get / HTTP/1.1\r\n"), Some(Protocol::Opaque));
         assert_eq!(classify(b"SSH-2.0-OpenSSH_9.2\r\n"), Some(Protocol::Opaque));
         assert_eq!(classify(b"\x00\x01binary"), Some(Protocol::Opaque));
+    }
+
+    #[test]
+    fn a_request_line_cut_between_cr_and_lf_is_still_undecided() {
+        assert_eq!(classify(b"POST / HTTP/1.0\r"), None);
+        assert_eq!(classify(b"GET\r"), None);
+        assert_eq!(classify(b"POST / HTTP/1.0\r\n"), Some(Protocol::Http1));
+        assert_eq!(classify(b"GET / HTTP/1.1\r\r"), Some(Protocol::Opaque));
     }
 
     #[test]

@@ -1,0 +1,3 @@
+//! What several fuzz targets check the same way.
+
+pub mod h1;
