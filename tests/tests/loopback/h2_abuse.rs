@@ -286,12 +286,7 @@ async fn a_header_block_decoding_past_the_limit_is_answered_431() {
         raw_h2::ending(&mut io, 1, DEADLINE).await,
         Ending::Answered { status: 431 }
     );
-    io.write_all(&raw_h2::get(3, AUTHORITY)).await.unwrap();
-    io.flush().await.unwrap();
-    assert_eq!(
-        raw_h2::ending(&mut io, 3, DEADLINE).await,
-        Ending::Answered { status: 200 }
-    );
+    still_answers(&mut io, 3).await;
     assert_eq!(target.app.requests(), 1, "only the GET reached the app");
     target.assert_serves().await;
 }
@@ -484,12 +479,7 @@ async fn a_stream_window_pushed_past_the_maximum_resets_the_stream() {
             code: raw_h2::FLOW_CONTROL_ERROR
         }
     );
-    io.write_all(&raw_h2::get(3, AUTHORITY)).await.unwrap();
-    io.flush().await.unwrap();
-    assert_eq!(
-        raw_h2::ending(&mut io, 3, DEADLINE).await,
-        Ending::Answered { status: 200 }
-    );
+    still_answers(&mut io, 3).await;
     target.assert_serves().await;
 }
 
@@ -582,12 +572,7 @@ async fn data_after_the_answer_is_a_stream_closed_error() {
             code: raw_h2::STREAM_CLOSED
         }
     );
-    io.write_all(&raw_h2::get(3, AUTHORITY)).await.unwrap();
-    io.flush().await.unwrap();
-    assert_eq!(
-        raw_h2::ending(&mut io, 3, DEADLINE).await,
-        Ending::Answered { status: 200 }
-    );
+    still_answers(&mut io, 3).await;
     target.assert_serves().await;
 }
 
@@ -686,4 +671,15 @@ async fn a_peer_making_the_server_reset_streams_is_refused_stream_by_stream() {
     assert_eq!(resets, MALFORMED);
     assert_eq!(target.app.requests(), 1);
     target.assert_serves().await;
+}
+
+/// A GET on `stream` of the same connection is answered: what came before was refused for its
+/// stream alone.
+async fn still_answers<S: AsyncRead + AsyncWrite + Unpin>(io: &mut S, stream: u32) {
+    io.write_all(&raw_h2::get(stream, AUTHORITY)).await.unwrap();
+    io.flush().await.unwrap();
+    assert_eq!(
+        raw_h2::ending(io, stream, DEADLINE).await,
+        Ending::Answered { status: 200 }
+    );
 }
