@@ -12,7 +12,9 @@ use bytes::BytesMut;
 /// The capacity a lent buffer starts with: a typical head, or a read's worth.
 pub const BUFFER_SIZE: usize = 8 * 1024;
 /// Buffers kept per thread; the rest are freed.
-const KEPT_PER_THREAD: usize = 64;
+const KEPT_PER_THREAD: usize = 16;
+/// Larger buffers (grown for a large body) are freed rather than kept.
+const KEPT_CAPACITY: usize = 16 * 1024;
 
 thread_local! {
     static FREE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
@@ -30,7 +32,7 @@ pub fn take() -> BytesMut {
 /// Gives `buf` back, leaving an empty one (which holds no memory) in its place.
 pub fn give_back(buf: &mut BytesMut) {
     let mut buf = std::mem::take(buf);
-    if buf.capacity() == 0 {
+    if buf.capacity() == 0 || buf.capacity() > KEPT_CAPACITY {
         return;
     }
     buf.clear();
