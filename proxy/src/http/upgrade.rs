@@ -71,17 +71,6 @@ impl Future for OnUpgrade {
     }
 }
 
-/// The caller's side of an upgrade, whichever server it came through.
-pub trait CallerUpgrade: Send + 'static {
-    fn connection(self) -> Pin<Box<dyn Future<Output = io::Result<BoxedConnection>> + Send>>;
-}
-
-impl CallerUpgrade for OnUpgrade {
-    fn connection(self) -> Pin<Box<dyn Future<Output = io::Result<BoxedConnection>> + Send>> {
-        Box::pin(async move { Ok(Box::new(self.await?) as BoxedConnection) })
-    }
-}
-
 /// The protocol an HTTP/1.1 request asks to switch to, if it asks.
 pub fn requested<B>(req: &Request<B>) -> Option<HeaderValue> {
     if req.version() != Version::HTTP_11 {
@@ -112,7 +101,7 @@ pub async fn forward(
     io: BoxedConnection,
     target: SocketAddr,
     req: Request<Body>,
-    caller: impl CallerUpgrade,
+    caller: OnUpgrade,
 ) -> Result<Response<Body>, BoxError> {
     let (parts, body) = req.into_parts();
     let framing = request_framing(&parts, &body);
@@ -124,7 +113,7 @@ pub async fn forward(
     }
     let (read, upstream) = exchange.into_upgraded();
     tokio::spawn(async move {
-        match caller.connection().await {
+        match caller.await {
             Ok(caller) => {
                 splice(caller, PrefixedIo::new(read, upstream)).await;
             }

@@ -98,15 +98,12 @@ impl AppClient {
     }
 
     /// Sends an HTTP/1.1 upgrade request on a connection of its own (see [`upgrade`]).
-    pub async fn upgrade<U>(
+    pub async fn upgrade(
         &self,
         target: &AppTarget,
         mut req: Request<Body>,
-        caller: U,
-    ) -> Result<Response<Body>, ProxyError>
-    where
-        U: upgrade::CallerUpgrade,
-    {
+        caller: upgrade::OnUpgrade,
+    ) -> Result<Response<Body>, ProxyError> {
         *req.uri_mut() = origin_form(req.uri());
         *req.version_mut() = Version::HTTP_11;
         let connector = AppConnector {

@@ -94,12 +94,6 @@ fn fields(headers: &HeaderMap, framing: Framing, dst: &mut BytesMut) {
     dst.put_slice(b"\r\n");
 }
 
-/// `content-length: 0` for a request whose method expects a body but has none (servers wait
-/// for a body of unknown length otherwise).
-pub fn empty_body_needs_length(method: &Method) -> bool {
-    matches!(*method, Method::POST | Method::PUT | Method::PATCH)
-}
-
 /// The line before `length` bytes of chunk data.
 pub fn encode_chunk_size(length: usize, dst: &mut BytesMut) {
     dst.put_slice(format!("{length:x}\r\n").as_bytes());

@@ -265,10 +265,7 @@ where
     B::Error: Into<BoxError>,
 {
     fn check_in_if_done(&mut self) {
-        if !self.exchange.as_ref().is_some_and(|e| e.is_end_stream()) {
-            return;
-        }
-        let Some(mut exchange) = self.exchange.take() else {
+        let Some(mut exchange) = self.exchange.take_if(|e| e.is_end_stream()) else {
             return;
         };
         if let (true, Some(pool)) = (exchange.finish(), self.pool.upgrade()) {
