@@ -18,6 +18,10 @@
 #          no valgrind: counts each sidecar's calls of the allocator (mimalloc's mi_malloc_aligned,
 #          mi_zalloc_aligned, mi_realloc_aligned) during the measured requests with perf uprobes
 #          (needs root and perf), and prints allocations per request instead.
+#        ALLOCATIONS=stacks tests/bench/callgrind.sh
+#          the same probes recorded with call stacks (perf record --call-graph dwarf): writes
+#          each sidecar's allocation sites, by count, to allocations.<side>.txt in the current
+#          directory.
 # Needs valgrind, nginx, h2load, curl (and python3 with opentelemetry-proto and grpcio for
 # TRACING=1).
 set -euo pipefail
@@ -132,13 +136,26 @@ if [ -n "${ALLOCATIONS:-}" ]; then
   for side in server client; do
     pid=SERVER_PID
     [ "$side" = server ] || pid=CLIENT_PID
-    perf stat -x, "${EVENTS[@]}" -p "${!pid}" -o "$W/allocations.$side" &
+    if [ "$ALLOCATIONS" = stacks ]; then
+      perf record -q --call-graph dwarf,16384 "${EVENTS[@]}" -p "${!pid}" \
+        -o "$W/allocations.$side.data" > /dev/null 2>&1 &
+    else
+      perf stat -x, "${EVENTS[@]}" -p "${!pid}" -o "$W/allocations.$side" &
+    fi
     PERF_PIDS+=($!)
   done
   sleep 1 # perf attaches its probes
   h2load --h1 -c 4 -n "$REQUESTS" "http://$FORWARD/" > "$W/run.txt"
   kill -INT "${PERF_PIDS[@]}"
   wait "${PERF_PIDS[@]}" 2> /dev/null || true
+  if [ "$ALLOCATIONS" = stacks ]; then
+    for side in server client; do
+      perf report -q -i "$W/allocations.$side.data" --no-children --stdio -G \
+        --percent-limit 0.5 > "allocations.$side.txt" 2> /dev/null
+      echo "allocation sites of the $side sidecar: allocations.$side.txt"
+    done
+    exit 0
+  fi
   echo "allocations per request ($REQUESTS requests after $WARMUP, h2load --h1 -c 4):"
   for side in server client; do
     awk -F, -v n="$REQUESTS" -v side="$side" '$3 ~ /probe_weft/ { total += $1 }
