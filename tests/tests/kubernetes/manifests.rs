@@ -193,11 +193,21 @@ fn the_monitoring_manifests_build_and_validate() {
         }
         let on_disk =
             std::fs::read_to_string(manifests().join("monitoring/dashboards").join(file)).unwrap();
-        let uid = on_disk.lines().find(|l| l.contains("\"uid\": \"weft-")).unwrap();
-        assert!(doc.contains(uid.trim()), "{file}'s uid missing from:\n{doc}");
+        let uid = on_disk
+            .lines()
+            .find(|l| l.contains("\"uid\": \"weft-"))
+            .unwrap();
+        assert!(
+            doc.contains(uid.trim()),
+            "{file}'s uid missing from:\n{doc}"
+        );
     }
     let rule = document(&built, "PrometheusRule", "weft");
-    for expected in ["namespace: weft-system", "alert: WeftErrorBudgetBurnFast", "severity: critical"] {
+    for expected in [
+        "namespace: weft-system",
+        "alert: WeftErrorBudgetBurnFast",
+        "severity: critical",
+    ] {
         assert!(rule.contains(expected), "{expected} missing:\n{rule}");
     }
     let with_weft = build_and_validate("overlays/monitoring");

@@ -22,7 +22,10 @@ fn the_rules_pass_promtool_and_their_unit_tests() {
         return;
     }
     let rules_path = monitoring::rules_path();
-    let (out, said) = programs::run("promtool", &["check", "rules", rules_path.to_str().unwrap()]);
+    let (out, said) = programs::run(
+        "promtool",
+        &["check", "rules", rules_path.to_str().unwrap()],
+    );
     assert!(out.status.success(), "promtool check rules:\n{said}");
     let tests = monitoring::dir().join("weft-alerts.test.yml");
     let (out, said) = programs::run("promtool", &["test", "rules", tests.to_str().unwrap()]);
@@ -83,7 +86,10 @@ fn the_dashboards_share_their_variables_and_use_only_documented_metrics() {
     for name in DASHBOARDS {
         let board = dashboard(name);
         assert_eq!(board["schemaVersion"], SCHEMA_VERSION, "{name}");
-        assert!(uids.insert(board["uid"].as_str().unwrap().to_owned()), "{name}: uid reused");
+        assert!(
+            uids.insert(board["uid"].as_str().unwrap().to_owned()),
+            "{name}: uid reused"
+        );
         let vars = variables(&board);
         let var = |wanted: &str| vars.iter().find(|v| v["name"] == wanted);
         let source = var("datasource").unwrap_or_else(|| panic!("{name}: no datasource variable"));
@@ -96,7 +102,10 @@ fn the_dashboards_share_their_variables_and_use_only_documented_metrics() {
         let mut ids = BTreeSet::new();
         for panel in panels(&board) {
             let title = panel["title"].as_str().unwrap_or_default();
-            assert!(ids.insert(panel["id"].as_u64().unwrap()), "{name}: panel id of {title:?} reused");
+            assert!(
+                ids.insert(panel["id"].as_u64().unwrap()),
+                "{name}: panel id of {title:?} reused"
+            );
             let grid = &panel["gridPos"];
             let right = grid["x"].as_u64().unwrap() + grid["w"].as_u64().unwrap();
             assert!(right <= 24, "{name}: {title:?} is wider than the dashboard");
@@ -108,16 +117,25 @@ fn the_dashboards_share_their_variables_and_use_only_documented_metrics() {
                 "{name}: {title:?} has no description"
             );
             let on_variable = |v: &Value| v["uid"] == "${datasource}" && v["type"] == "prometheus";
-            assert!(on_variable(&panel["datasource"]), "{name}: {title:?}'s datasource");
+            assert!(
+                on_variable(&panel["datasource"]),
+                "{name}: {title:?}'s datasource"
+            );
             for target in panel["targets"].as_array().unwrap() {
-                assert!(on_variable(&target["datasource"]), "{name}: {title:?}'s target");
+                assert!(
+                    on_variable(&target["datasource"]),
+                    "{name}: {title:?}'s target"
+                );
             }
         }
         let mut promql: Vec<String> = panel_queries(name, &board)
             .into_iter()
             .map(|q| q.promql)
             .collect();
-        promql.extend(vars.iter().filter_map(|v| v["definition"].as_str().map(str::to_owned)));
+        promql.extend(
+            vars.iter()
+                .filter_map(|v| v["definition"].as_str().map(str::to_owned)),
+        );
         for query in promql {
             for family in families_named(&query) {
                 if !documented.contains(&family) {

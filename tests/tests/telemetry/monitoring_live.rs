@@ -35,11 +35,26 @@ const SERIES_DEADLINE: Duration = Duration::from_secs(15);
 
 /// Families this mesh cannot produce, and why a query naming them may return nothing here.
 const EMPTY_HERE: [(&str, &str); 5] = [
-    ("weft_custom_resources_checked_total", "custom resources are watched with --kubernetes only"),
-    ("weft_injections_total", "the injection webhook runs in a cluster only"),
-    ("weft_kubernetes_objects", "Kubernetes objects are held with --kubernetes only"),
-    ("weft_kubernetes_watch_errors_total", "Kubernetes watches run with --kubernetes only"),
-    ("weft_discovery_refusals_total", "counted when a caller without a valid identity watches"),
+    (
+        "weft_custom_resources_checked_total",
+        "custom resources are watched with --kubernetes only",
+    ),
+    (
+        "weft_injections_total",
+        "the injection webhook runs in a cluster only",
+    ),
+    (
+        "weft_kubernetes_objects",
+        "Kubernetes objects are held with --kubernetes only",
+    ),
+    (
+        "weft_kubernetes_watch_errors_total",
+        "Kubernetes watches run with --kubernetes only",
+    ),
+    (
+        "weft_discovery_refusals_total",
+        "counted when a caller without a valid identity watches",
+    ),
 ];
 /// Counted once the control plane is gone: checked after it stops.
 const AFTER_THE_CONTROL_PLANE_STOPS: &str = "weft_discovery_stream_errors_total";
@@ -122,15 +137,22 @@ async fn every_dashboard_query_and_alert_returns_series_from_a_live_mesh() {
     }
     assert_eq!(get(mesh.addr(), "/slow").await, 504);
     assert_eq!(get(db.forward_addrs[0], "/slow").await, 403);
-    let db_statuses: BTreeSet<u16> = futures_util::future::join_all(
-        (0..6).map(|i| get(db.forward_addrs[0], if i % 2 == 0 { "/read/a" } else { "/read/b" })),
-    )
+    let db_statuses: BTreeSet<u16> = futures_util::future::join_all((0..6).map(|i| {
+        get(
+            db.forward_addrs[0],
+            if i % 2 == 0 { "/read/a" } else { "/read/b" },
+        )
+    }))
     .await
     .into_iter()
     .collect();
-    assert!(db_statuses.contains(&429), "db is rate limited: {db_statuses:?}");
+    assert!(
+        db_statuses.contains(&429),
+        "db is rate limited: {db_statuses:?}"
+    );
     // A broken policy file: rejected, the last good one stays in force.
-    mesh.mesh.write_policies("apiVersion: weft.dev/v1alpha1\nkind: ServicePolicy\nspec: [\n");
+    mesh.mesh
+        .write_policies("apiVersion: weft.dev/v1alpha1\nkind: ServicePolicy\nspec: [\n");
     prometheus.wait_up(Duration::from_secs(30)).await;
 
     // The outage, after the first scrape so that rates see it: both endpoints fail, retries
@@ -146,10 +168,18 @@ async fn every_dashboard_query_and_alert_returns_series_from_a_live_mesh() {
         600,
         Duration::from_secs(30),
     );
-    weft_tests::wait::until(Duration::from_secs(10), "requests shed by open circuits", || async {
-        let shed = metric(&mesh.client, r#"weft_outbound_shed_total{reason="circuit_open"}"#).await;
-        (shed > 0.0).then_some(())
-    })
+    weft_tests::wait::until(
+        Duration::from_secs(10),
+        "requests shed by open circuits",
+        || async {
+            let shed = metric(
+                &mesh.client,
+                r#"weft_outbound_shed_total{reason="circuit_open"}"#,
+            )
+            .await;
+            (shed > 0.0).then_some(())
+        },
+    )
     .await;
 
     // Every query that must return series does, within one deadline for them all.
@@ -162,8 +192,14 @@ async fn every_dashboard_query_and_alert_returns_series_from_a_live_mesh() {
     let mut empty = Vec::new();
     for query in queries {
         // Those that may be empty here are run (they must parse), not waited for.
-        let may_be_empty = EMPTY_HERE.iter().any(|(family, _)| query.promql.contains(family));
-        let deadline = if may_be_empty { Instant::now() } else { give_up };
+        let may_be_empty = EMPTY_HERE
+            .iter()
+            .any(|(family, _)| query.promql.contains(family));
+        let deadline = if may_be_empty {
+            Instant::now()
+        } else {
+            give_up
+        };
         if !returns_series(&prometheus, &query, deadline).await && !may_be_empty {
             empty.push(format!("{}: {}", query.origin, query.promql));
         }
@@ -185,7 +221,10 @@ async fn every_dashboard_query_and_alert_returns_series_from_a_live_mesh() {
                 .into_iter()
                 .filter_map(|(labels, _)| labels.get(&label).cloned())
                 .collect();
-            assert!(values.contains(&"hello.demo".to_owned()), "{name}: {promql}: {values:?}");
+            assert!(
+                values.contains(&"hello.demo".to_owned()),
+                "{name}: {promql}: {values:?}"
+            );
         }
     }
 
@@ -200,7 +239,11 @@ async fn every_dashboard_query_and_alert_returns_series_from_a_live_mesh() {
         ],
     )
     .await;
-    for quiet in ["WeftWorkloadCertificateExpiring", "WeftCAExpiringSoon", "WeftCAExpiryCritical"] {
+    for quiet in [
+        "WeftWorkloadCertificateExpiring",
+        "WeftCAExpiringSoon",
+        "WeftCAExpiryCritical",
+    ] {
         assert!(!pending.contains(quiet), "{quiet} is pending: {pending:?}");
     }
     let _ = load.stop().await;
@@ -274,9 +317,9 @@ async fn wait_pending(prometheus: &PrometheusServer, names: &[&str]) -> BTreeSet
             "ALERTS",
             |samples| {
                 names.iter().all(|name| {
-                    samples
-                        .iter()
-                        .any(|(labels, _)| labels.get("alertname").map(String::as_str) == Some(name))
+                    samples.iter().any(|(labels, _)| {
+                        labels.get("alertname").map(String::as_str) == Some(name)
+                    })
                 })
             },
             SERIES_DEADLINE,
