@@ -112,7 +112,6 @@ pub fn substitute(promql: &str, values: &[(&str, &str)], rate_interval: &str) ->
 /// One recording or alerting rule of a rules file.
 #[derive(Debug, Clone)]
 pub struct Rule {
-    pub group: String,
     /// The alert's or the recorded series' name.
     pub name: String,
     pub is_alert: bool,
@@ -131,7 +130,6 @@ pub fn rules(groups: &Value) -> Vec<Rule> {
                 (None, None) => panic!("a rule with neither alert nor record: {rule}"),
             };
             all.push(Rule {
-                group: group["name"].as_str().unwrap_or_default().to_owned(),
                 name: name.to_owned(),
                 is_alert,
                 expr: rule["expr"].as_str().unwrap_or_default().to_owned(),
