@@ -9,6 +9,8 @@
 //! - `GET /destinations`: what each destination resolves to, its client policy and endpoints.
 //! - `GET /inbound`: the server policy in force on each of this pod's ports that has had a
 //!   connection, with the fault drills active now.
+//! - `GET /tap`: a live stream of the requests served, one JSON object a line, only to loopback
+//!   callers ([`tap`]).
 //! - `GET /log-level`, `PUT /log-level` (body: a level or filter): only from loopback, since it
 //!   changes the proxy's behaviour (others get 403, counted in
 //!   `weft_admin_requests_refused_total{reason="not_loopback"}`).
@@ -23,7 +25,13 @@
 //!   slowly (`header_timeout`) and a connection that sends no request at all (`idle`).
 //! - [`Admin::stall_timeout`] covers the rest, where hyper has no timer: no byte read or written
 //!   for that long while a request is served, such as a request body that stops coming or a
-//!   response the client stops reading (`stalled`).
+//!   response the client stops reading (`stalled`). A `/tap` stream marks its connection alive
+//!   while its reader keeps up.
+//!
+//! The write buffer is small ([`MAX_BUF_SIZE`]): a tap reader that stops reading is noticed
+//! (its events dropped) after a few kilobytes, not after hundreds.
+
+mod tap;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -35,6 +43,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -45,8 +54,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::tap::TapHub;
 use crate::tls::TlsStore;
 use crate::transport::accept_loop;
+
+/// Every answer's body: whole for most paths, a stream for `/tap`.
+type AdminBody = UnsyncBoxBody<Bytes, Infallible>;
 
 /// Changes the log filter at run time; returns an error message for a bad filter.
 pub type LogLevelSetter = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
@@ -59,6 +72,8 @@ pub struct Admin {
     pub forwards: Vec<crate::outbound::Target>,
     pub discovery: Option<Arc<crate::discovery::Discovery>>,
     pub log_level: Option<(LogLevelSetter, Mutex<String>)>,
+    /// The tap sessions `GET /tap` opens.
+    pub tap: Arc<TapHub>,
     /// The longest wait for a request head (see the module doc); [`HEADER_READ_TIMEOUT`].
     pub header_read_timeout: Duration,
     /// The longest a connection may move no byte while a request is served; [`STALL_TIMEOUT`].
@@ -71,6 +86,8 @@ pub struct Admin {
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Production value of [`Admin::stall_timeout`].
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// hyper's read and write buffer limit on admin connections (its minimum is 8 KiB).
+const MAX_BUF_SIZE: usize = 16 * 1024;
 
 impl Admin {
     pub async fn serve(self: Arc<Self>, listener: TcpListener, stop: CancellationToken) {
@@ -89,13 +106,16 @@ impl Admin {
             activity: activity.clone(),
         };
         let admin = self.clone();
+        let watched = activity.clone();
         let service = service_fn(move |req| {
             let admin = admin.clone();
-            async move { Ok::<_, Infallible>(admin.route(req, peer).await) }
+            let activity = watched.clone();
+            async move { Ok::<_, Infallible>(admin.route(req, peer, activity).await) }
         });
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
             .timer(TokioTimer::new())
+            .max_buf_size(MAX_BUF_SIZE)
             .header_read_timeout(self.header_read_timeout);
         let conn = builder.serve_connection(TokioIo::new(io), service);
         tokio::pin!(conn);
@@ -127,7 +147,12 @@ impl Admin {
         }
     }
 
-    async fn route(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+    async fn route(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        activity: Arc<Activity>,
+    ) -> Response<AdminBody> {
         match (req.method().clone(), req.uri().path()) {
             (Method::GET, "/live") => text(StatusCode::OK, "live\n"),
             (Method::GET, "/ready") if self.draining.is_cancelled() => {
@@ -155,6 +180,7 @@ impl Admin {
                 self.discovery.as_deref(),
             )),
             (Method::GET, "/inbound") => json(self.inbound()),
+            (Method::GET, "/tap") => self.tap(req.uri(), peer, activity),
             (Method::GET, "/log-level") => match &self.log_level {
                 Some((_, current)) => text(
                     StatusCode::OK,
@@ -166,11 +192,11 @@ impl Admin {
             (
                 _,
                 "/live" | "/ready" | "/metrics" | "/identity" | "/config" | "/destinations"
-                | "/inbound" | "/log-level",
+                | "/inbound" | "/tap" | "/log-level",
             ) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
             _ => text(
                 StatusCode::NOT_FOUND,
-                "not found; try /live, /ready, /metrics, /identity, /config, /destinations, /inbound, /log-level\n",
+                "not found; try /live, /ready, /metrics, /identity, /config, /destinations, /inbound, /tap, /log-level\n",
             ),
         }
     }
@@ -221,7 +247,7 @@ impl Admin {
         &self,
         req: Request<Incoming>,
         peer: SocketAddr,
-    ) -> Response<Full<Bytes>> {
+    ) -> Response<AdminBody> {
         if !peer.ip().is_loopback() {
             self.metrics
                 .admin
@@ -253,18 +279,18 @@ impl Admin {
     }
 }
 
-fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<AdminBody> {
     Response::builder()
         .status(status)
         .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
-        .body(Full::new(body.into()))
+        .body(Full::new(body.into()).boxed_unsync())
         .expect("the response parts are valid")
 }
 
-fn json(value: serde_json::Value) -> Response<Full<Bytes>> {
+fn json(value: serde_json::Value) -> Response<AdminBody> {
     Response::builder()
         .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(format!("{value:#}\n"))))
+        .body(Full::new(Bytes::from(format!("{value:#}\n"))).boxed_unsync())
         .expect("the response parts are valid")
 }
 

@@ -17,6 +17,7 @@ use crate::identity::{IdentityClient, control_plane};
 use crate::inbound::Inbound;
 use crate::outbound::{Outbound, Target};
 use crate::telemetry::Telemetry;
+use crate::telemetry::tap::TapHub;
 use crate::telemetry::metrics::Metrics;
 use crate::tls::TlsStore;
 use crate::transport::{ConnectionLimit, Drain};
@@ -170,9 +171,15 @@ pub async fn start(
         metrics.clone(),
         stop.clone(),
     ));
-    let (telemetry, export_task) =
-        Telemetry::start(&config.identity, &config.telemetry, &metrics, stop.clone())
-            .map_err(StartError::Setup)?;
+    let tap = Arc::new(TapHub::new(metrics.tap.clone()));
+    let (telemetry, export_task) = Telemetry::start(
+        &config.identity,
+        &config.telemetry,
+        &metrics,
+        tap.clone(),
+        stop.clone(),
+    )
+    .map_err(StartError::Setup)?;
     let telemetry = Arc::new(telemetry);
     let identity = IdentityClient::new(store.clone(), channel, config.token, metrics.clone());
     let app = Arc::new(AppClient::new(config.connect_timeout));
@@ -224,6 +231,7 @@ pub async fn start(
         forwards: forward_targets.clone(),
         discovery: Some(discovery.clone()),
         log_level: log_level.map(|(setter, current)| (setter, Mutex::new(current))),
+        tap,
         header_read_timeout: crate::admin::HEADER_READ_TIMEOUT,
         stall_timeout: crate::admin::STALL_TIMEOUT,
         draining: drain.draining(),
