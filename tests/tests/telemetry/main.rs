@@ -1,11 +1,12 @@
 //! Telemetry checked against its consumers: request and connection metrics through promtool and
 //! a real Prometheus, traces through an OTLP collector and the OpenTelemetry SDK, access and
-//! proxy logs.
+//! proxy logs, tap streams read by a client and by `weft tap`.
 
 // A failed step fails the test on the spot, with its message.
 #![allow(clippy::unwrap_used)]
 
 mod connection_metrics;
 mod proxy_log;
+mod tap;
 mod telemetry;
 mod telemetry_peers;
