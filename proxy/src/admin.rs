@@ -28,8 +28,9 @@
 //!   response the client stops reading (`stalled`). A `/tap` stream marks its connection alive
 //!   while its reader keeps up.
 //!
-//! The write buffer is small ([`MAX_BUF_SIZE`]): a tap reader that stops reading is noticed
-//! (its events dropped) after a few kilobytes, not after hundreds.
+//! The write buffers are small (hyper's [`MAX_BUF_SIZE`], the socket's [`SEND_BUFFER`], which
+//! also turns off the kernel's growing of it up to megabytes): a tap reader that stops reading
+//! holds little memory, and is noticed (its events dropped) after a few hundred events.
 
 mod tap;
 
@@ -88,6 +89,8 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// hyper's read and write buffer limit on admin connections (its minimum is 8 KiB).
 const MAX_BUF_SIZE: usize = 16 * 1024;
+/// `SO_SNDBUF` of admin connections (the kernel doubles it).
+const SEND_BUFFER: usize = 64 * 1024;
 
 impl Admin {
     pub async fn serve(self: Arc<Self>, listener: TcpListener, stop: CancellationToken) {
@@ -100,6 +103,9 @@ impl Admin {
     /// Serves one accepted connection from `peer` until it ends or one of the timeouts closes
     /// it (see the module doc).
     pub async fn serve_connection(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr) {
+        if let Err(e) = socket2::SockRef::from(&tcp).set_send_buffer_size(SEND_BUFFER) {
+            tracing::debug!(%peer, "cannot bound an admin connection's send buffer: {e}");
+        }
         let activity = Arc::new(Activity::new());
         let io = Watched {
             inner: tcp,
@@ -243,11 +249,7 @@ impl Admin {
         out
     }
 
-    async fn set_log_level(
-        &self,
-        req: Request<Incoming>,
-        peer: SocketAddr,
-    ) -> Response<AdminBody> {
+    async fn set_log_level(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<AdminBody> {
         if !peer.ip().is_loopback() {
             self.metrics
                 .admin

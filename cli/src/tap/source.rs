@@ -71,7 +71,9 @@ async fn stream(sidecar: &str, query: &str, out: &mpsc::Sender<Message>) -> Resu
             }
         }
         if pending.remaining() > MAX_LINE {
-            return Err(format!("a line longer than {MAX_LINE} bytes: not a tap stream"));
+            return Err(format!(
+                "a line longer than {MAX_LINE} bytes: not a tap stream"
+            ));
         }
     }
     Ok(())
@@ -95,7 +97,10 @@ async fn request(
     };
     let request = http::Request::get(path)
         .header(http::header::HOST, sidecar)
-        .header(http::header::USER_AGENT, concat!("weft/", env!("CARGO_PKG_VERSION")))
+        .header(
+            http::header::USER_AGENT,
+            concat!("weft/", env!("CARGO_PKG_VERSION")),
+        )
         .body(Empty::<bytes::Bytes>::new())
         .map_err(|e| format!("bad request: {e}"))?;
     sender

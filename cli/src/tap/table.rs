@@ -76,7 +76,9 @@ impl<W: Write> Printer<W> {
             short_identity(value["source"].as_str()),
             short_identity(value["destination"].as_str()),
             text("route"),
-            value["attempts"].as_u64().map_or("-".to_owned(), |a| a.to_string()),
+            value["attempts"]
+                .as_u64()
+                .map_or("-".to_owned(), |a| a.to_string()),
             text("weft_error"),
         ];
         self.write_cells(&cells)?;
@@ -168,6 +170,9 @@ mod tests {
     #[test]
     fn long_cells_are_cut() {
         assert_eq!(cut("/a/very/long/path", 8), "/a/very…");
-        assert_eq!(short_identity(Some("spiffe://td/other")), "spiffe://td/other");
+        assert_eq!(
+            short_identity(Some("spiffe://td/other")),
+            "spiffe://td/other"
+        );
     }
 }

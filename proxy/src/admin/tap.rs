@@ -26,7 +26,7 @@ use http_body::Frame;
 use http_body_util::BodyExt;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
-use super::{Activity, AdminBody, Admin, text};
+use super::{Activity, Admin, AdminBody, text};
 use crate::telemetry::tap::{Refusal, Subscription, TapFilter};
 
 /// How often a quiet stream marks its connection alive.

@@ -127,7 +127,9 @@ async fn events_match_the_requests_on_both_sides_and_hide_what_they_must() {
         .script("/flaky", [Reply::status(503), Reply::ok()]);
     mesh.app(0).script("/missing", [Reply::status(404)]);
     let mut outbound = Tap::open(client_admin(&mesh), "").await.unwrap();
-    let mut inbound = Tap::open(server_admin(&mesh), "direction=inbound").await.unwrap();
+    let mut inbound = Tap::open(server_admin(&mesh), "direction=inbound")
+        .await
+        .unwrap();
     let mut errors = Tap::open(server_admin(&mesh), "status=5xx").await.unwrap();
 
     let headers = [
@@ -157,7 +159,10 @@ async fn events_match_the_requests_on_both_sides_and_hide_what_they_must() {
         assert_eq!(event["route"], "default", "{event}");
         assert_eq!(event["weft_error"], Value::Null, "{event}");
         assert_eq!(event["grpc_status"], Value::Null, "{event}");
-        assert_eq!(event["headers"], serde_json::json!({"user-agent": "tap-test/1"}));
+        assert_eq!(
+            event["headers"],
+            serde_json::json!({"user-agent": "tap-test/1"})
+        );
         assert!(event["latency_ms"].as_f64().unwrap() > 0.0, "{event}");
         assert!(event["time"].as_str().unwrap().ends_with('Z'), "{event}");
     }
@@ -172,7 +177,13 @@ async fn events_match_the_requests_on_both_sides_and_hide_what_they_must() {
     ];
     for (event, (path, status)) in seen.iter().zip(expected) {
         assert_eq!(event["direction"], "inbound", "{event}");
-        assert_eq!((event["path"].as_str().unwrap(), event["status"].as_u64().unwrap()), (path, status));
+        assert_eq!(
+            (
+                event["path"].as_str().unwrap(),
+                event["status"].as_u64().unwrap()
+            ),
+            (path, status)
+        );
         assert_eq!(event["source"], WEB, "{event}");
         assert_eq!(event["destination"], HELLO, "{event}");
         assert_eq!(event["attempts"], 1, "{event}");
@@ -215,13 +226,22 @@ async fn bad_queries_and_a_ninth_session_are_refused_and_counted() {
     let mesh = mesh().await;
     let admin = client_admin(&mesh);
     let (status, body) = Tap::open(admin, "status=7xx").await.err().unwrap();
-    assert_eq!((status, body.as_str()), (400, "bad tap query: status: \"7xx\" is neither a status code nor a class like 5xx\n"));
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            400,
+            "bad tap query: status: \"7xx\" is neither a status code nor a class like 5xx\n"
+        )
+    );
     let mut open = Vec::new();
     for _ in 0..weft_proxy::telemetry::tap::MAX_SESSIONS {
         open.push(Tap::open(admin, "").await.unwrap());
     }
     let (status, body) = Tap::open(admin, "").await.err().unwrap();
-    assert_eq!((status, body.as_str()), (429, "this sidecar already serves 8 tap sessions\n"));
+    assert_eq!(
+        (status, body.as_str()),
+        (429, "this sidecar already serves 8 tap sessions\n")
+    );
     let refused = |reason: &str| format!("weft_tap_refused_total{{reason=\"{reason}\"}}");
     assert_eq!(metric_at(admin, &refused("bad_query")).await, 1.0);
     assert_eq!(metric_at(admin, &refused("too_many_sessions")).await, 1.0);
@@ -258,7 +278,9 @@ async fn a_caller_outside_loopback_is_refused_and_counted() {
     // A real socket served as if it came from the pod network (every 127/8 address is
     // loopback, so the peer address is what the test chooses).
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mut tcp = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+    let mut tcp = TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
     let (accepted, _) = listener.accept().await.unwrap();
     let outside: SocketAddr = "10.1.2.3:40000".parse().unwrap();
     tokio::spawn(admin.clone().serve_connection(accepted, outside));
@@ -271,7 +293,10 @@ async fn a_caller_outside_loopback_is_refused_and_counted() {
         .unwrap()
         .unwrap();
     assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
-    assert!(answer.ends_with("tap is served only to loopback callers (use kubectl port-forward)\n"), "{answer}");
+    assert!(
+        answer.ends_with("tap is served only to loopback callers (use kubectl port-forward)\n"),
+        "{answer}"
+    );
     let tap = &admin.metrics.tap;
     assert_eq!(tap.refused.with_label_values(&["not_loopback"]).get(), 1);
     assert_eq!(tap.sessions_total.get(), 0);
@@ -321,7 +346,10 @@ async fn a_reader_that_stops_reading_does_not_slow_requests() {
         if client > 0.0 && server > 0.0 {
             break;
         }
-        assert!(round < 20, "no events dropped after {round} batches: {client}, {server}");
+        assert!(
+            round < 20,
+            "no events dropped after {round} batches: {client}, {server}"
+        );
         timed_batch().await;
     }
     let tapped = timed_batch().await;
@@ -329,7 +357,10 @@ async fn a_reader_that_stops_reading_does_not_slow_requests() {
         tapped < untapped * 3 + Duration::from_millis(500),
         "{BATCH} requests took {tapped:?} with a stuck tap reader, {untapped:?} without"
     );
-    assert_eq!(metric_at(client_admin(&mesh), "weft_tap_sessions").await, 1.0);
+    assert_eq!(
+        metric_at(client_admin(&mesh), "weft_tap_sessions").await,
+        1.0
+    );
     drop(stuck);
 }
 
@@ -341,7 +372,12 @@ async fn weft_tap_json_merges_two_sidecars_and_names_one_it_cannot_reach() {
     drop(dead);
     let (client, server) = (client_admin(&mesh), server_admin(&mesh));
     let child = tokio::process::Command::new(bins::path("weft"))
-        .args(["tap", &client.to_string(), &server.to_string(), &dead_addr.to_string()])
+        .args([
+            "tap",
+            &client.to_string(),
+            &server.to_string(),
+            &dead_addr.to_string(),
+        ])
         .args(["--path", "/cli", "--max-events", "4", "-o", "json"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -385,10 +421,26 @@ async fn weft_tap_json_merges_two_sidecars_and_names_one_it_cannot_reach() {
         .collect();
     seen.sort();
     let mut expected = vec![
-        (client.to_string(), "outbound".to_owned(), "/cli/a".to_owned()),
-        (client.to_string(), "outbound".to_owned(), "/cli/b".to_owned()),
-        (server.to_string(), "inbound".to_owned(), "/cli/a".to_owned()),
-        (server.to_string(), "inbound".to_owned(), "/cli/b".to_owned()),
+        (
+            client.to_string(),
+            "outbound".to_owned(),
+            "/cli/a".to_owned(),
+        ),
+        (
+            client.to_string(),
+            "outbound".to_owned(),
+            "/cli/b".to_owned(),
+        ),
+        (
+            server.to_string(),
+            "inbound".to_owned(),
+            "/cli/a".to_owned(),
+        ),
+        (
+            server.to_string(),
+            "inbound".to_owned(),
+            "/cli/b".to_owned(),
+        ),
     ];
     expected.sort();
     assert_eq!(seen, expected, "{stdout}");

@@ -80,7 +80,10 @@ fn allowed_headers(headers: &HeaderMap) -> Vec<(&'static str, String)> {
         .filter_map(|&name| {
             let value = headers.get(name)?;
             let text = String::from_utf8_lossy(value.as_bytes());
-            let cut = text.char_indices().nth(MAX_HEADER_VALUE).map_or(text.len(), |(i, _)| i);
+            let cut = text
+                .char_indices()
+                .nth(MAX_HEADER_VALUE)
+                .map_or(text.len(), |(i, _)| i);
             Some((name, text[..cut].to_owned()))
         })
         .collect()
@@ -149,7 +152,10 @@ mod tests {
             .header("authorization", "Bearer secret")
             .header("cookie", "session=secret")
             .header("content-type", "text/plain")
-            .header("traceparent", "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01")
+            .header(
+                "traceparent",
+                "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            )
             .body(())
             .unwrap();
         let tapped = TapRequest::of(&req);
@@ -181,7 +187,10 @@ mod tests {
     #[test]
     fn long_values_are_cut() {
         let long = "é".repeat(1000);
-        let req = Request::get("/").header("user-agent", &long).body(()).unwrap();
+        let req = Request::get("/")
+            .header("user-agent", &long)
+            .body(())
+            .unwrap();
         let tapped = TapRequest::of(&req);
         assert_eq!(tapped.headers[0].1.chars().count(), MAX_HEADER_VALUE);
     }

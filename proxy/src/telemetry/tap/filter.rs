@@ -228,7 +228,9 @@ mod tests {
         assert!(matches(""));
         assert!(matches("direction=outbound"));
         assert!(!matches("direction=inbound"));
-        assert!(matches("from=spiffe%3A%2F%2Fcluster.local%2Fns%2Fdemo%2Fsa%2Fclient"));
+        assert!(matches(
+            "from=spiffe%3A%2F%2Fcluster.local%2Fns%2Fdemo%2Fsa%2Fclient"
+        ));
         assert!(matches("from=spiffe://cluster.local/ns/demo/*"));
         assert!(!matches("from=spiffe://cluster.local/ns/prod/*"));
         assert!(matches("to=hello.demo"));
@@ -241,8 +243,12 @@ mod tests {
         assert!(matches("status=503"));
         assert!(matches("status=5xx"));
         assert!(!matches("status=2xx"));
-        assert!(matches("direction=outbound&to=hello.demo&status=5xx&path=/hello"));
-        assert!(!matches("direction=outbound&to=hello.demo&status=5xx&path=/x"));
+        assert!(matches(
+            "direction=outbound&to=hello.demo&status=5xx&path=/hello"
+        ));
+        assert!(!matches(
+            "direction=outbound&to=hello.demo&status=5xx&path=/x"
+        ));
     }
 
     #[test]

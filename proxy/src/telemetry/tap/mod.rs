@@ -290,7 +290,10 @@ mod tests {
             .collect();
         let refused = hub.subscribe(TapFilter::default(), "", "t".into());
         assert_eq!(refused.err(), Some(Refusal::TooManySessions));
-        let refusals = metrics.tap.refused.with_label_values(&["too_many_sessions"]);
+        let refusals = metrics
+            .tap
+            .refused
+            .with_label_values(&["too_many_sessions"]);
         assert_eq!(refusals.get(), 1);
         drop(open);
         assert!(hub.subscribe(TapFilter::default(), "", "t".into()).is_ok());
