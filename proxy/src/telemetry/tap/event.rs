@@ -7,7 +7,7 @@
 use http::{HeaderMap, Request};
 use serde::Serialize;
 
-use crate::telemetry::Direction;
+use crate::telemetry::metrics::connections::Direction;
 
 /// The request headers whose values an event shows: they describe the client and the payload's
 /// kind, never who the caller is or what they may do (`authorization`, `cookie` and the like

@@ -4,7 +4,7 @@
 
 use super::event::TapEvent;
 use super::rate::{DEFAULT_RATE, MAX_RATE};
-use crate::telemetry::Direction;
+use crate::telemetry::metrics::connections::Direction;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TapFilter {

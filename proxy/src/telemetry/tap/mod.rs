@@ -233,8 +233,8 @@ mod tests {
     use std::future::poll_fn;
 
     use super::*;
-    use crate::telemetry::Direction;
     use crate::telemetry::metrics::Metrics;
+    use crate::telemetry::metrics::connections::Direction;
 
     fn event(path: &str) -> TapEvent {
         TapEvent {
