@@ -70,10 +70,12 @@ impl Admin {
                 );
             }
         };
+        let mut keepalive = tokio::time::interval(KEEPALIVE);
+        keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let stream = TapStream {
             subscription,
             activity,
-            keepalive: tokio::time::interval(KEEPALIVE),
+            keepalive,
             stop: Box::pin(self.draining.clone().cancelled_owned()),
         };
         Response::builder()

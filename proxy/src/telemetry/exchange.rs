@@ -435,7 +435,7 @@ impl Finished<'_> {
         let known = |s: &str| (!s.is_empty()).then(|| s.to_owned());
         TapEvent {
             time: humantime::format_rfc3339_millis(start).to_string(),
-            direction: direction.label(),
+            direction,
             method: d.method.as_str().to_owned(),
             authority: known(&d.authority),
             path: d.path.clone(),
@@ -450,7 +450,6 @@ impl Finished<'_> {
             weft_error: self.weft_error.map(str::to_owned),
             trace_id,
             headers: tap.headers.clone(),
-            direction_kind: direction,
         }
     }
 

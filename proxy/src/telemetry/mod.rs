@@ -5,9 +5,9 @@
 //! request from arrival to its response's last byte and feeds all four from the same facts, so
 //! they always agree.
 //!
-//! Nothing here can slow a request down for long: spans and log lines go through bounded
-//! queues that drop (and count) rather than wait. With no collector configured, no trace header
-//! is read or written.
+//! Nothing here can slow a request down for long: spans, log lines and tap events go through
+//! bounded queues that drop (and count) rather than wait. With no collector configured, no trace
+//! header is read or written.
 //!
 //! Every metric family is here too ([`metrics`]: each part of the proxy has its own struct of
 //! families), and the proxy's own log ([`logging`]).

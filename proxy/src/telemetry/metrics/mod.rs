@@ -1,12 +1,12 @@
 //! The proxy's Prometheus metrics: one registry, and the families of each part of the proxy.
 //!
 //! Each part registers its own families (the listeners in [`proxy`], connections, identity,
-//! discovery, resilience, the server policy, the admin server, tap, the requests), so a new
-//! metric is an edit to the part it measures. Each proxy has its own registry (several proxies run in one
+//! discovery, resilience, the server policy, the admin server, tap, the requests), so a new metric
+//! is an edit to the part it measures. Each proxy has its own registry (several proxies run in one
 //! test process). Names follow Prometheus conventions: `weft_` prefix, base units, `_total`
 //! counters. Labels are bounded: identities and destinations come from the mesh's own
-//! configuration, not from request data. The exposition is sorted by name, whatever the order
-//! in which the families were registered.
+//! configuration, not from request data. The exposition is sorted by name, whatever the order in
+//! which the families were registered.
 
 pub mod admin;
 pub mod connections;

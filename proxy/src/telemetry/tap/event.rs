@@ -28,7 +28,7 @@ const MAX_HEADER_VALUE: usize = 256;
 pub struct TapEvent {
     /// RFC 3339, UTC, milliseconds: when the request arrived.
     pub time: String,
-    pub direction: &'static str,
+    pub direction: Direction,
     pub method: String,
     pub authority: Option<String>,
     /// Without its query string.
@@ -49,8 +49,6 @@ pub struct TapEvent {
     pub trace_id: Option<String>,
     /// The allow-listed request headers present, by lowercase name.
     pub headers: Vec<(&'static str, String)>,
-    /// For filtering: the event's direction as a type.
-    pub direction_kind: Direction,
 }
 
 /// What is read from a request for its event, only while someone taps.
@@ -117,7 +115,7 @@ impl Serialize for Wire<'_> {
         let e = self.0;
         let mut out = s.serialize_struct("TapEvent", 16)?;
         out.serialize_field("time", &e.time)?;
-        out.serialize_field("direction", e.direction)?;
+        out.serialize_field("direction", e.direction.label())?;
         out.serialize_field("method", &e.method)?;
         out.serialize_field("authority", &e.authority)?;
         out.serialize_field("path", &e.path)?;

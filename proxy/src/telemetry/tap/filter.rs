@@ -101,7 +101,7 @@ impl TapFilter {
     }
 
     pub fn matches(&self, event: &TapEvent) -> bool {
-        self.direction.is_none_or(|d| d == event.direction_kind)
+        self.direction.is_none_or(|d| d == event.direction)
             && self
                 .from
                 .as_ref()
@@ -200,7 +200,7 @@ mod tests {
     fn event() -> TapEvent {
         TapEvent {
             time: "2026-12-06T17:00:00.123Z".into(),
-            direction: "outbound",
+            direction: Direction::Outbound,
             method: "GET".into(),
             authority: Some("hello.demo:8080".into()),
             path: "/hello/world".into(),
@@ -215,7 +215,6 @@ mod tests {
             weft_error: None,
             trace_id: None,
             headers: Vec::new(),
-            direction_kind: Direction::Outbound,
         }
     }
 

@@ -239,7 +239,7 @@ mod tests {
     fn event(path: &str) -> TapEvent {
         TapEvent {
             time: String::new(),
-            direction: "inbound",
+            direction: Direction::Inbound,
             method: "GET".into(),
             authority: None,
             path: path.into(),
@@ -254,7 +254,6 @@ mod tests {
             weft_error: None,
             trace_id: None,
             headers: Vec::new(),
-            direction_kind: Direction::Inbound,
         }
     }
 
