@@ -22,7 +22,7 @@ use weft_proxy::admin::Admin;
 use weft_proxy::telemetry::metrics::Metrics;
 use weft_proxy::telemetry::tap::TapHub;
 use weft_proxy::tls::TlsStore;
-use weft_tests::apps::fault_app::Reply;
+use weft_tests::apps::fault_app::{Reply, grpc_frame};
 use weft_tests::clients;
 use weft_tests::mesh::identity;
 use weft_tests::mesh::policy_mesh::{Caller, PolicyMesh, policy};
@@ -33,6 +33,7 @@ use weft_tests::wait;
 const WEB: &str = "spiffe://cluster.local/ns/demo/sa/web";
 const HELLO: &str = "spiffe://cluster.local/ns/demo/sa/hello";
 const DEADLINE: Duration = Duration::from_secs(10);
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 /// One endpoint; gateway errors retried twice.
 async fn mesh() -> PolicyMesh {
@@ -114,6 +115,27 @@ impl Tap {
     }
 }
 
+/// A unary gRPC call over HTTP/2 through `addr`: its `grpc-status`.
+async fn grpc_call(addr: SocketAddr, path: &str) -> Option<u64> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let request = http::Request::post(format!("http://hello.demo:8080{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(http_body_util::Full::new(grpc_frame(b"hi")))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let collected = response.into_body().collect().await.unwrap();
+    let trailers = collected.trailers()?;
+    trailers.get("grpc-status")?.to_str().ok()?.parse().ok()
+}
+
 /// The events of `lines` (not `{"dropped":N}`), sorted by path then status.
 fn sorted(mut lines: Vec<Value>) -> Vec<Value> {
     lines.sort_by_key(|e| (e["path"].to_string(), e["status"].to_string()));
@@ -136,6 +158,7 @@ async fn events_match_the_requests_on_both_sides_and_hide_what_they_must() {
         ("user-agent", "tap-test/1"),
         ("authorization", "Bearer hunter2"),
         ("x-private", "hunter2"),
+        ("traceparent", TRACEPARENT),
     ];
     for path in ["/ok?secret=1", "/missing", "/flaky"] {
         clients::get_with_headers(mesh.addr(), path, "hello.demo:8080", &headers)
@@ -163,6 +186,10 @@ async fn events_match_the_requests_on_both_sides_and_hide_what_they_must() {
             event["headers"],
             serde_json::json!({"user-agent": "tap-test/1"})
         );
+        assert_eq!(
+            event["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736",
+            "{event}"
+        );
         assert!(event["latency_ms"].as_f64().unwrap() > 0.0, "{event}");
         assert!(event["time"].as_str().unwrap().ends_with('Z'), "{event}");
     }
@@ -187,6 +214,24 @@ async fn events_match_the_requests_on_both_sides_and_hide_what_they_must() {
         assert_eq!(event["source"], WEB, "{event}");
         assert_eq!(event["destination"], HELLO, "{event}");
         assert_eq!(event["attempts"], 1, "{event}");
+        assert_eq!(
+            event["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736",
+            "{event}"
+        );
+    }
+
+    // A gRPC call's status comes from its trailers.
+    mesh.app(0).script("/pkg.Svc/Find", [Reply::grpc_error(5)]);
+    assert_eq!(grpc_call(mesh.addr(), "/pkg.Svc/Find").await, Some(5));
+    for event in [&outbound.lines(1).await[0], &inbound.lines(1).await[0]] {
+        assert_eq!(event["path"], "/pkg.Svc/Find", "{event}");
+        assert_eq!(event["method"], "POST", "{event}");
+        assert_eq!(event["status"], 200, "{event}");
+        assert_eq!(event["grpc_status"], 5, "{event}");
+        assert_eq!(
+            event["headers"]["content-type"], "application/grpc",
+            "{event}"
+        );
     }
 
     // A filtered session got the 503 alone.
