@@ -237,13 +237,17 @@ async fn events_match_the_requests_on_both_sides_and_hide_what_they_must() {
     // A filtered session got the 503 alone.
     let only = errors.lines(1).await;
     assert_eq!(only[0]["status"], 503, "{only:?}");
-    clients::get_with_headers(mesh.addr(), "/flaky", "hello.demo:8080", &[])
-        .await
-        .unwrap();
-    assert_eq!(inbound.lines(1).await[0]["path"], "/flaky");
-    assert!(
-        errors.pending.is_empty(),
-        "the 200 did not reach the 5xx session"
+    // The next one it gets is the next 5xx, not the 200 sent before it.
+    mesh.app(0).script("/boom", [Reply::status(500)]);
+    for path in ["/flaky", "/boom"] {
+        clients::get_with_headers(mesh.addr(), path, "hello.demo:8080", &[])
+            .await
+            .unwrap();
+    }
+    let next = errors.lines(1).await;
+    assert_eq!(
+        (&next[0]["path"], &next[0]["status"]),
+        (&"/boom".into(), &500.into())
     );
 
     for tap in [&outbound, &inbound, &errors] {
@@ -494,4 +498,77 @@ async fn weft_tap_json_merges_two_sidecars_and_names_one_it_cannot_reach() {
         assert_eq!(event["destination"], HELLO, "{event}");
         assert_eq!(event["status"], 200, "{event}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weft_tap_prints_a_table_row_per_request() {
+    let mesh = mesh().await;
+    let admin = client_admin(&mesh);
+    let child = tokio::process::Command::new(bins::path("weft"))
+        .args([
+            "tap",
+            &admin.to_string(),
+            "--max-events",
+            "1",
+            "--method",
+            "GET",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    wait::until(DEADLINE, "weft tap's session", || async {
+        (metric_at(admin, "weft_tap_sessions").await == 1.0).then_some(())
+    })
+    .await;
+    Caller::connect(mesh.addr())
+        .await
+        .unwrap()
+        .get("/table?q=1")
+        .await
+        .unwrap();
+    let output = tokio::time::timeout(DEADLINE, child.wait_with_output())
+        .await
+        .expect("weft tap ends after --max-events")
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "TIME",
+            "DIR",
+            "METHOD",
+            "AUTHORITY",
+            "PATH",
+            "STATUS",
+            "LATENCY",
+            "SOURCE",
+            "DESTINATION",
+            "ROUTE",
+            "TRIES",
+            "ERROR"
+        ]
+    );
+    let row: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(row.len(), 12, "{stdout}");
+    assert_eq!(
+        row[1..6],
+        ["out", "GET", "hello.demo:8080", "/table", "200"],
+        "{stdout}"
+    );
+    assert!(row[6].ends_with("ms"), "{stdout}");
+    assert_eq!(
+        row[7..],
+        ["web.demo", "hello.demo", "default", "1", "-"],
+        "{stdout}"
+    );
 }
