@@ -10,7 +10,11 @@
 //! - `GET /inbound`: the server policy in force on each of this pod's ports that has had a
 //!   connection, with the fault drills active now.
 //! - `GET /tap`: a live stream of the requests served, one JSON object a line, only to loopback
-//!   callers ([`tap`]).
+//!   callers and to identities named by `--tap-allow` ([`tap`]).
+//!
+//! The port speaks plain HTTP; a connection that opens with a TLS handshake is served over mTLS
+//! with the mesh's certificates instead, and its requests carry the identity it proved
+//! ([`tls`]).
 //! - `GET /log-level`, `PUT /log-level` (body: a level or filter): only from loopback, since it
 //!   changes the proxy's behaviour (others get 403, counted in
 //!   `weft_admin_requests_refused_total{reason="not_loopback"}`).
@@ -33,6 +37,7 @@
 //! holds little memory, and is noticed (its events dropped) after a few hundred events.
 
 mod tap;
+mod tls;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -53,6 +58,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use weft_certs::SpiffeId;
 
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::tap::TapHub;
@@ -75,6 +81,8 @@ pub struct Admin {
     pub log_level: Option<(LogLevelSetter, Mutex<String>)>,
     /// The tap sessions `GET /tap` opens.
     pub tap: Arc<TapHub>,
+    /// `--tap-allow`: identities that may tap over TLS from outside the pod.
+    pub tap_allow: Vec<SpiffeId>,
     /// The longest wait for a request head (see the module doc); [`HEADER_READ_TIMEOUT`].
     pub header_read_timeout: Duration,
     /// The longest a connection may move no byte while a request is served; [`STALL_TIMEOUT`].
@@ -106,17 +114,50 @@ impl Admin {
         if let Err(e) = socket2::SockRef::from(&tcp).set_send_buffer_size(SEND_BUFFER) {
             tracing::debug!(%peer, "cannot bound an admin connection's send buffer: {e}");
         }
+        match tls::first_byte(&tcp, self.header_read_timeout).await {
+            tls::FirstByte::Tls => {
+                match tls::accept(&self.store, tcp, self.header_read_timeout).await {
+                    Ok((stream, identity)) => {
+                        let caller = Caller {
+                            peer,
+                            identity: Some(identity),
+                        };
+                        self.serve_http(stream, caller).await;
+                    }
+                    Err(reason) => self.closed(peer, reason),
+                }
+            }
+            tls::FirstByte::Plain => {
+                let caller = Caller {
+                    peer,
+                    identity: None,
+                };
+                self.serve_http(tcp, caller).await;
+            }
+            tls::FirstByte::Silent => self.closed(peer, "idle"),
+            tls::FirstByte::Gone => {}
+        }
+    }
+
+    /// Serves HTTP/1.1 on `io` until the connection ends or a timeout closes it.
+    async fn serve_http<S>(self: Arc<Self>, io: S, caller: Caller)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let peer = caller.peer;
         let activity = Arc::new(Activity::new());
         let io = Watched {
-            inner: tcp,
+            inner: io,
             activity: activity.clone(),
         };
         let admin = self.clone();
         let watched = activity.clone();
+        let caller = Arc::new(caller);
         let service = service_fn(move |req| {
             let admin = admin.clone();
             let activity = watched.clone();
-            async move { Ok::<_, Infallible>(admin.route(req, peer, activity).await) }
+            let caller = caller.clone();
+            async move { Ok::<_, Infallible>(admin.route(req, &caller, activity).await) }
         });
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
@@ -144,19 +185,23 @@ impl Admin {
             }
         };
         if let Some(reason) = closed {
-            self.metrics
-                .admin
-                .connections_closed
-                .with_label_values(&[reason])
-                .inc();
-            tracing::debug!(%peer, reason, "closed an admin connection");
+            self.closed(peer, reason);
         }
+    }
+
+    fn closed(&self, peer: SocketAddr, reason: &'static str) {
+        self.metrics
+            .admin
+            .connections_closed
+            .with_label_values(&[reason])
+            .inc();
+        tracing::debug!(%peer, reason, "closed an admin connection");
     }
 
     async fn route(
         &self,
         req: Request<Incoming>,
-        peer: SocketAddr,
+        caller: &Caller,
         activity: Arc<Activity>,
     ) -> Response<AdminBody> {
         match (req.method().clone(), req.uri().path()) {
@@ -186,7 +231,7 @@ impl Admin {
                 self.discovery.as_deref(),
             )),
             (Method::GET, "/inbound") => json(self.inbound()),
-            (Method::GET, "/tap") => self.tap(req.uri(), peer, activity),
+            (Method::GET, "/tap") => self.tap(req.uri(), caller, activity),
             (Method::GET, "/log-level") => match &self.log_level {
                 Some((_, current)) => text(
                     StatusCode::OK,
@@ -194,7 +239,7 @@ impl Admin {
                 ),
                 None => text(StatusCode::NOT_FOUND, "log level is not adjustable here\n"),
             },
-            (Method::PUT, "/log-level") => self.set_log_level(req, peer).await,
+            (Method::PUT, "/log-level") => self.set_log_level(req, caller.peer).await,
             (
                 _,
                 "/live" | "/ready" | "/metrics" | "/identity" | "/config" | "/destinations"
@@ -296,6 +341,13 @@ fn json(value: serde_json::Value) -> Response<AdminBody> {
         .expect("the response parts are valid")
 }
 
+/// Who is asking: the peer address, and the mesh identity its certificate proved when it came
+/// over TLS.
+struct Caller {
+    peer: SocketAddr,
+    identity: Option<SpiffeId>,
+}
+
 /// When a connection last moved a byte, and whether it is in the middle of a request head.
 struct Activity {
     started: Instant,
@@ -330,12 +382,12 @@ impl Activity {
 }
 
 /// A connection that records its [`Activity`].
-struct Watched {
-    inner: TcpStream,
+struct Watched<S> {
+    inner: S,
     activity: Arc<Activity>,
 }
 
-impl AsyncRead for Watched {
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -350,7 +402,7 @@ impl AsyncRead for Watched {
     }
 }
 
-impl AsyncWrite for Watched {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -232,6 +232,7 @@ pub async fn start(
         discovery: Some(discovery.clone()),
         log_level: log_level.map(|(setter, current)| (setter, Mutex::new(current))),
         tap,
+        tap_allow: config.tap_allow,
         header_read_timeout: crate::admin::HEADER_READ_TIMEOUT,
         stall_timeout: crate::admin::STALL_TIMEOUT,
         draining: drain.draining(),
@@ -343,6 +344,7 @@ fn summary(config: &ProxyConfig) -> serde_json::Value {
         "trace_collector": config.telemetry.trace_collector,
         "trace_sampling": config.telemetry.trace_sampling,
         "trace_service_name": config.telemetry.trace_service_name,
+        "tap_allow": config.tap_allow.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "access_log": config.telemetry.access_log.as_ref().map(|d| match d {
             crate::telemetry::access_log::Destination::Stderr => "stderr".to_owned(),
             crate::telemetry::access_log::Destination::File(path) => path.display().to_string(),

@@ -1,10 +1,11 @@
 //! `GET /tap`: the sidecar's live request stream (the contract is in docs/visibility.md).
 //!
 //! Who may tap: callers on loopback, that is a process in the pod's own network namespace
-//! (`weft tap` through `kubectl port-forward`, which the kubelet connects from inside the pod,
-//! or on the node for a sidecar on the host). Any other caller, including the Kubernetes API
-//! server's pod proxy, gets 403: the admin port is plain HTTP and a peer address proves nothing
-//! else. Every refusal is counted in `weft_tap_refused_total{reason}`.
+//! (`weft tap` through `kubectl port-forward`, which the kubelet connects from inside the pod),
+//! and callers that proved over TLS a mesh identity named by `--tap-allow` ([`super::tls`]).
+//! Any other caller, including the Kubernetes API server's pod proxy, gets 403: on plain HTTP a
+//! peer address proves nothing else. Every refusal is counted in
+//! `weft_tap_refused_total{reason}` (`not_loopback`, `identity_not_allowed`).
 //!
 //! The answer is a chunked `application/x-ndjson` stream that ends when the caller goes away or
 //! the proxy drains. Its body polls the session's queue ([`Subscription`]): events are rendered
@@ -14,7 +15,6 @@
 //! server's stall timeout.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -26,7 +26,7 @@ use http_body::Frame;
 use http_body_util::BodyExt;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
-use super::{Activity, Admin, AdminBody, text};
+use super::{Activity, Admin, AdminBody, Caller, text};
 use crate::telemetry::tap::{Refusal, Subscription, TapFilter};
 
 /// How often a quiet stream marks its connection alive.
@@ -38,17 +38,29 @@ impl Admin {
     pub(super) fn tap(
         &self,
         uri: &Uri,
-        peer: SocketAddr,
+        caller: &Caller,
         activity: Arc<Activity>,
     ) -> Response<AdminBody> {
         let hub = &self.tap;
-        if !peer.ip().is_loopback() {
-            hub.refused("not_loopback");
-            tracing::info!(%peer, "refused GET /tap: only loopback may tap");
-            return text(
-                StatusCode::FORBIDDEN,
-                "tap is served only to loopback callers (use kubectl port-forward)\n",
-            );
+        let peer = caller.peer;
+        let allowed = match &caller.identity {
+            Some(id) if self.tap_allow.contains(id) => Ok(()),
+            _ if peer.ip().is_loopback() => Ok(()),
+            Some(id) => Err((
+                "identity_not_allowed",
+                format!("{id} may not tap this sidecar (it is not in --tap-allow)\n"),
+            )),
+            None => Err((
+                "not_loopback",
+                "tap is served only to loopback callers (use kubectl port-forward) and to \
+                 identities in --tap-allow over TLS\n"
+                    .to_owned(),
+            )),
+        };
+        if let Err((reason, message)) = allowed {
+            hub.refused(reason);
+            tracing::info!(%peer, identity = ?caller.identity, reason, "refused GET /tap");
+            return text(StatusCode::FORBIDDEN, message);
         }
         let query = uri.query().unwrap_or("");
         let filter = match TapFilter::parse(query) {
@@ -58,7 +70,11 @@ impl Admin {
                 return text(StatusCode::BAD_REQUEST, format!("bad tap query: {e}\n"));
             }
         };
-        let subscription = match hub.subscribe(filter, query, peer.to_string()) {
+        let who = match &caller.identity {
+            Some(id) => format!("{id} at {peer}"),
+            None => peer.to_string(),
+        };
+        let subscription = match hub.subscribe(filter, query, who) {
             Ok(subscription) => subscription,
             Err(Refusal::TooManySessions) => {
                 return text(

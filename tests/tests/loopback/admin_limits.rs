@@ -47,6 +47,7 @@ async fn start(header_read_timeout: Duration, stall_timeout: Duration) -> Runnin
     let admin = Arc::new(Admin {
         store: Arc::new(store),
         tap: Arc::new(TapHub::new(metrics.tap.clone())),
+        tap_allow: Vec::new(),
         metrics,
         config: serde_json::json!({}),
         forwards: Vec::new(),
