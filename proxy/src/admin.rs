@@ -11,13 +11,13 @@
 //!   connection, with the fault drills active now.
 //! - `GET /tap`: a live stream of the requests served, one JSON object a line, only to loopback
 //!   callers and to identities named by `--tap-allow` ([`tap`]).
+//! - `GET /log-level`, `PUT /log-level` (body: a level or filter): only from loopback, since it
+//!   changes the proxy's behaviour (others get 403, counted in
+//!   `weft_admin_requests_refused_total{reason="not_loopback"}`).
 //!
 //! The port speaks plain HTTP; a connection that opens with a TLS handshake is served over mTLS
 //! with the mesh's certificates instead, and its requests carry the identity it proved
 //! ([`tls`]).
-//! - `GET /log-level`, `PUT /log-level` (body: a level or filter): only from loopback, since it
-//!   changes the proxy's behaviour (others get 403, counted in
-//!   `weft_admin_requests_refused_total{reason="not_loopback"}`).
 //!
 //! The port is reachable from the pod network (kubelet probes, Prometheus scrapes), so a client
 //! must not be able to hold connections open for nothing. Two bounds close them, each counted in
