@@ -36,15 +36,13 @@
 //! also turns off the kernel's growing of it up to megabytes): a tap reader that stops reading
 //! holds little memory, and is noticed (its events dropped) after a few hundred events.
 
+mod activity;
 mod tap;
 mod tls;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -54,7 +52,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -64,6 +62,7 @@ use crate::telemetry::metrics::Metrics;
 use crate::telemetry::tap::TapHub;
 use crate::tls::TlsStore;
 use crate::transport::accept_loop;
+use activity::{Activity, Watched};
 
 /// Every answer's body: whole for most paths, a stream for `/tap`.
 type AdminBody = UnsyncBoxBody<Bytes, Infallible>;
@@ -346,96 +345,4 @@ fn json(value: serde_json::Value) -> Response<AdminBody> {
 struct Caller {
     peer: SocketAddr,
     identity: Option<SpiffeId>,
-}
-
-/// When a connection last moved a byte, and whether it is in the middle of a request head.
-struct Activity {
-    started: Instant,
-    /// Milliseconds from `started` to the last byte read or written.
-    last: AtomicU64,
-    /// Bytes were read since the last write: a head has begun (not an idle connection).
-    read_since_write: AtomicBool,
-}
-
-impl Activity {
-    fn new() -> Self {
-        Self {
-            started: Instant::now(),
-            last: AtomicU64::new(0),
-            read_since_write: AtomicBool::new(false),
-        }
-    }
-
-    fn last(&self) -> Instant {
-        self.started + Duration::from_millis(self.last.load(Ordering::Relaxed))
-    }
-
-    fn mid_head(&self) -> bool {
-        self.read_since_write.load(Ordering::Relaxed)
-    }
-
-    fn moved(&self, read: bool) {
-        let millis = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last.store(millis, Ordering::Relaxed);
-        self.read_since_write.store(read, Ordering::Relaxed);
-    }
-}
-
-/// A connection that records its [`Activity`].
-struct Watched<S> {
-    inner: S,
-    activity: Arc<Activity>,
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.activity.moved(true);
-        }
-        polled
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write(cx, data);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.moved(false);
-        }
-        polled
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.moved(false);
-        }
-        polled
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
 }

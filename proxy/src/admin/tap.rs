@@ -26,7 +26,8 @@ use http_body::Frame;
 use http_body_util::BodyExt;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
-use super::{Activity, Admin, AdminBody, Caller, text};
+use super::activity::Activity;
+use super::{Admin, AdminBody, Caller, text};
 use crate::telemetry::tap::{Refusal, Subscription, TapFilter};
 
 /// How often a quiet stream marks its connection alive.

@@ -8,5 +8,6 @@
 mod connection_metrics;
 mod proxy_log;
 mod tap;
+mod tap_access;
 mod telemetry;
 mod telemetry_peers;
