@@ -2,7 +2,7 @@
 //! certificates the way weft does; `weft policy check` checks ServicePolicy documents; `weft
 //! check` checks an installation in a cluster; `weft crds` prints the CRDs; `weft ca create`
 //! makes the CA of the `weft-ca` Secret; `weft inject` / `weft uninject` add and remove the
-//! sidecar in YAML files.
+//! sidecar in YAML files; `weft tap` streams the requests sidecars serve.
 //!
 //! The commands build on the control plane's library (policy checking, injection, CRDs, the CA
 //! Secret), so each one reads and writes exactly what the control plane does.
@@ -15,6 +15,7 @@ mod demo;
 mod inject;
 pub mod policy;
 pub mod prometheus_text;
+mod tap;
 
 use std::process::ExitCode;
 
@@ -51,6 +52,9 @@ enum Command {
     Inject(inject::InjectArgs),
     /// Remove exactly what `weft inject` added.
     Uninject(inject::UninjectArgs),
+    /// Stream the requests sidecars serve, live, from their admin ports (filters by source,
+    /// destination, path, method, status; -o json for one object a line).
+    Tap(tap::TapArgs),
 }
 
 impl Cli {
@@ -64,6 +68,7 @@ impl Cli {
             Command::Ca(command) => command.run(),
             Command::Inject(args) => inject::run_inject(args),
             Command::Uninject(args) => inject::run_uninject(args),
+            Command::Tap(args) => tap::run(args),
         }
     }
 }
