@@ -37,10 +37,12 @@ use crate::metrics::{
 };
 use crate::policy::is_dns_label;
 use crate::policy::{self, Policies};
+use crate::routes::{self, Routes};
 
 pub struct WatchService {
     store: Arc<Store>,
     policies: Arc<policy::Store>,
+    routes: Arc<routes::Store>,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
     limit: StreamLimit,
@@ -56,10 +58,17 @@ impl WatchService {
         Self {
             store,
             policies,
+            routes: routes::Store::fixed(Routes::default()),
             metrics,
             stop,
             limit: StreamLimit::new(crate::config::DEFAULT_MAX_WATCHES_PER_IDENTITY),
         }
+    }
+
+    /// Answers carry the tables of these Gateway API routes (`--routes`).
+    pub fn with_routes(mut self, routes: Arc<routes::Store>) -> Self {
+        self.routes = routes;
+        self
     }
 
     /// At most `max` open watches per caller identity (`--max-watches-per-identity`).
@@ -139,6 +148,8 @@ impl Discovery for WatchService {
             index: self.store.subscribe(),
             synced: self.store.synced(),
             policies: self.policies.subscribe(),
+            routes: self.routes.subscribe(),
+            caller_namespace: caller.identity.namespace().to_owned(),
             last: None,
             stop: self.stop.clone(),
             done: false,
@@ -215,6 +226,10 @@ struct Watch {
     /// Whether every discovery source has delivered its first version.
     synced: watch::Receiver<bool>,
     policies: watch::Receiver<Arc<Policies>>,
+    routes: watch::Receiver<Arc<Routes>>,
+    /// The namespace of the watching proxy's workload: its consumer routes win over producer
+    /// routes (see [`crate::routes::compile`]).
+    caller_namespace: String,
     /// What the proxy was last told; `None` before the first message.
     last: Option<pb::Resolution>,
     stop: CancellationToken,
@@ -229,14 +244,21 @@ impl Watch {
     /// The answer now. Both channels are marked seen, so only a newer version wakes the watch.
     fn answer(&mut self) -> pb::Resolution {
         // Each borrow holds a read lock: resolve and let go before awaiting anything.
-        let (resolution, endpoint_port) = {
+        // The port of the service (not of one endpoint) that is watched, which routes attach to.
+        let (resolution, endpoint_port, service_port) = {
             let index = self.index.borrow_and_update();
             match &self.target {
-                Target::Addr(addr) => (
-                    index.resolve(*addr),
-                    index.is_endpoint(*addr).then_some(addr.port()),
-                ),
-                Target::Name { service, port } => (index.resolve_name(service, *port), None),
+                Target::Addr(addr) => {
+                    let endpoint = index.is_endpoint(*addr);
+                    (
+                        index.resolve(*addr),
+                        endpoint.then_some(addr.port()),
+                        (!endpoint).then_some(addr.port()),
+                    )
+                }
+                Target::Name { service, port } => {
+                    (index.resolve_name(service, *port), None, Some(*port))
+                }
             }
         };
         let mut wire = pb::Resolution::from(resolution);
@@ -250,6 +272,14 @@ impl Watch {
             }
             if let (true, Some(port)) = (self.server, endpoint_port) {
                 wire.server_policy = policies.server(&wire.service, port);
+            }
+            if let (false, Some(port)) = (self.server, service_port) {
+                let routes = self.routes.borrow_and_update();
+                wire.routes = routes.table(&wire.service, port, &self.caller_namespace);
+                // Routes speak of requests too.
+                if wire.routes.is_some() && wire.protocol() == pb::PortProtocol::Detect {
+                    wire.set_protocol(pb::PortProtocol::Http);
+                }
             }
         }
         wire
@@ -290,6 +320,11 @@ impl Watch {
                     }
                 }
                 changed = self.policies.changed() => {
+                    if changed.is_err() {
+                        return None;
+                    }
+                }
+                changed = self.routes.changed() => {
                     if changed.is_err() {
                         return None;
                     }

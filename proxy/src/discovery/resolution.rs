@@ -7,6 +7,7 @@ use weft_api::discovery as proto;
 
 use crate::destination::{Described, Destination, Endpoint};
 use crate::policy::ClientPolicy;
+use crate::policy::gateway::RouteTable;
 use crate::telemetry::metrics::Metrics;
 use crate::transport::port_protocol::PortProtocol;
 
@@ -63,6 +64,7 @@ impl Resolution {
             endpoints: meshed,
             unmeshed,
             policy,
+            routes: answer.routes.map(|t| Arc::new(RouteTable::from_proto(t))),
         };
         Resolution::Known(Arc::new(Destination::new(described, previous, metrics)))
     }
@@ -82,7 +84,11 @@ impl Resolution {
                     PortProtocol::Opaque => ", opaque",
                 },
                 d.policy.version
-            ),
+            ) + &d
+                .routes
+                .as_ref()
+                .map(|t| format!(", routes {}", t.version))
+                .unwrap_or_default(),
         }
     }
 }
@@ -116,6 +122,7 @@ mod tests {
                 opaque: false,
                 policy: None,
                 server_policy: None,
+                routes: None,
                 protocol: 0,
             },
             None,
@@ -137,6 +144,7 @@ mod tests {
                 opaque: true,
                 policy: None,
                 server_policy: None,
+                routes: None,
                 protocol: 0,
             },
             Some(&first),

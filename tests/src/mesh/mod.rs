@@ -33,6 +33,9 @@ pub struct Mesh {
     /// The control plane's `--policies` directory, when it has one ([`Mesh::write_policies`]
     /// keeps one document file in it).
     pub policies_dir: Option<PathBuf>,
+    /// The control plane's `--routes` directory, beside the policies directory
+    /// ([`Mesh::write_routes`] keeps one document file in it).
+    pub routes_dir: Option<PathBuf>,
 }
 
 /// How to start one proxy.
@@ -81,6 +84,9 @@ impl ProxyOptions {
 
 /// The name of the document file in a mesh's policies directory.
 pub const POLICY_FILE: &str = "policy.yaml";
+
+/// The name of the document file in a mesh's routes directory.
+pub const ROUTES_FILE: &str = "routes.yaml";
 
 /// `spiffe://cluster.local/ns/demo/sa/<account>`
 pub fn identity(account: &str) -> SpiffeId {
@@ -138,6 +144,11 @@ impl Mesh {
             }
             path
         });
+        let routes_dir = policies_dir.as_ref().map(|_| {
+            let path = dir.path().join("routes");
+            std::fs::create_dir(&path).expect("routes dir");
+            path
+        });
         let mut mesh = Self {
             dir,
             control_plane: None,
@@ -146,6 +157,7 @@ impl Mesh {
             cert_ttl,
             services_file,
             policies_dir,
+            routes_dir,
         };
         mesh.start_control_plane().await;
         mesh
@@ -171,6 +183,15 @@ impl Mesh {
         let _ = std::fs::remove_file(self.policies_path());
     }
 
+    /// Replaces the Gateway API route documents at once, as [`Mesh::write_policies`] does.
+    pub fn write_routes(&self, yaml: &str) {
+        let dir = self
+            .routes_dir
+            .as_ref()
+            .expect("a mesh started with Mesh::start_with has a routes directory");
+        write_atomically(&dir.join(ROUTES_FILE), yaml);
+    }
+
     fn policies_path(&self) -> PathBuf {
         self.policies_dir
             .as_ref()
@@ -185,6 +206,7 @@ impl Mesh {
         config.bootstrap_tokens = Some(self.dir.path().join("tokens.yaml"));
         config.services = self.services_file.clone();
         config.policies = self.policies_dir.clone();
+        config.routes = self.routes_dir.clone();
         config
     }
 

@@ -1,0 +1,398 @@
+//! Checking one `HTTPRoute` document (`gateway.networking.k8s.io/v1`) with the policy code's
+//! walker: every problem at once, as `line:column: field.path: what`.
+//!
+//! What the spec allows and weft does not do is a problem, never ignored: a route applied in
+//! part would send traffic where its author did not mean it to go. The filters, backends,
+//! timeouts and retry of a rule are in [`super::check_rule`].
+
+use weft_api::policy::{PathKind, PathMatch, RuleMatch, ValueMatch};
+
+use super::check_rule::{backends, filters, retry, timeouts};
+use super::model::{HttpRoute, Parent, Rule};
+use crate::policy::effective;
+use crate::policy::is_dns_label;
+use crate::policy::node::{Node, Pos};
+use crate::policy::walk::{Cx, Problem, index, join};
+
+/// The API group and version of the routes weft reads.
+pub const API_VERSION: &str = "gateway.networking.k8s.io/v1";
+pub const KIND: &str = "HTTPRoute";
+
+/// The spec's limits (`MaxItems`).
+const MAX_RULES: usize = 16;
+const MAX_MATCHES: usize = 64;
+
+const METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+];
+
+/// Checks one document: the route, or every problem found. `order` is the document's position
+/// in the set, the route's age when it has no `metadata.creationTimestamp`.
+pub fn document(node: &Node, order: usize) -> Result<HttpRoute, Vec<Problem>> {
+    let mut cx = Cx::default();
+    let route = walk(&mut cx, node, order);
+    match route {
+        Some(route) if cx.problems.is_empty() => Ok(route),
+        _ => {
+            cx.problems.sort();
+            Err(cx.problems)
+        }
+    }
+}
+
+fn walk(cx: &mut Cx, node: &Node, order: usize) -> Option<HttpRoute> {
+    let f = cx.map(
+        node,
+        "",
+        &["apiVersion", "kind", "metadata", "spec", "status"],
+    )?;
+    for (field, expected) in [("apiVersion", API_VERSION), ("kind", KIND)] {
+        match f.get(field) {
+            Some(n) if n.text() == Some(expected) => {}
+            Some(n) => {
+                let found = n.text().unwrap_or(n.kind());
+                cx.problem(n.at, field, format!("is `{found}`, expected {expected}"));
+            }
+            None => cx.problem(node.at, field, format!("missing (expected {expected})")),
+        }
+    }
+    let mut route = HttpRoute {
+        hash: effective::hash_of(&node.get("spec").map(Node::canonical).unwrap_or_default()),
+        order,
+        ..HttpRoute::default()
+    };
+    metadata(cx, f.get("metadata"), node.at, &mut route);
+    let Some(spec) = f.get("spec") else {
+        cx.problem(node.at, "spec", "missing");
+        return Some(route);
+    };
+    let s = cx.map(spec, "spec", &["parentRefs", "hostnames", "rules"])?;
+    match s.get("parentRefs") {
+        Some(n) => route.parents = parents(cx, n, "spec.parentRefs", &route.namespace),
+        None => cx.problem(spec.at, "spec.parentRefs", "missing: name the Service"),
+    }
+    if let Some(n) = s.get("hostnames") {
+        // Callers of a Service reach it by its address, whatever name they used: the mesh
+        // profile of the spec ignores hostnames.
+        let _ = cx.strings(n, "spec.hostnames");
+    }
+    match s.get("rules") {
+        Some(n) => route.rules = rules(cx, n, "spec.rules", &route.namespace),
+        // The spec's default: one rule, every request to the parent's backends... of which
+        // there are none: say so instead.
+        None => cx.problem(spec.at, "spec.rules", "missing: a route needs a rule"),
+    }
+    Some(route)
+}
+
+fn metadata(cx: &mut Cx, node: Option<&Node>, doc: Pos, route: &mut HttpRoute) {
+    let Some(node) = node else {
+        cx.problem(doc, "metadata", "missing: name and namespace of the route");
+        return;
+    };
+    // What Kubernetes adds to an object, so that `kubectl get -o yaml` output is read as is.
+    let allowed = [
+        "name",
+        "namespace",
+        "labels",
+        "annotations",
+        "creationTimestamp",
+        "generation",
+        "resourceVersion",
+        "uid",
+        "managedFields",
+    ];
+    let Some(f) = cx.map(node, "metadata", &allowed) else {
+        return;
+    };
+    route.at = node.at;
+    for field in ["name", "namespace"] {
+        let path = join("metadata", field);
+        let Some(n) = f.get(field) else {
+            cx.problem(node.at, &path, "missing");
+            continue;
+        };
+        let Some(text) = cx.string(n, &path) else {
+            continue;
+        };
+        if !is_dns_label(&text) {
+            let why = format!("`{text}` is not a DNS label (lower-case letters, digits and -)");
+            cx.problem(n.at, &path, why);
+        }
+        match field {
+            "name" => {
+                route.at = n.at;
+                route.name = text;
+            }
+            _ => route.namespace = text,
+        }
+    }
+    if let Some(n) = f.get("creationTimestamp") {
+        route.created = cx.string(n, "metadata.creationTimestamp");
+    }
+}
+
+fn parents(cx: &mut Cx, node: &Node, path: &str, namespace: &str) -> Vec<Parent> {
+    let mut out = Vec::new();
+    let items = cx.list(node, path).unwrap_or_default();
+    if items.is_empty() {
+        cx.problem(node.at, path, "empty: name the Service the route is for");
+    }
+    for (i, item) in items.iter().enumerate() {
+        let path = index(path, i);
+        let fields = ["group", "kind", "name", "namespace", "port", "sectionName"];
+        let Some(f) = cx.map(item, &path, &fields) else {
+            continue;
+        };
+        let text = |cx: &mut Cx, field: &str| {
+            f.get(field)
+                .and_then(|n| cx.string(n, &join(&path, field)))
+        };
+        let group = text(cx, "group").unwrap_or_default();
+        let kind = text(cx, "kind").unwrap_or_else(|| "Gateway".to_owned());
+        if !group.is_empty() || kind != "Service" {
+            // Attached to a Gateway (or another kind): not the mesh's to serve.
+            continue;
+        }
+        if let Some(n) = f.get("sectionName") {
+            cx.problem(
+                n.at,
+                &join(&path, "sectionName"),
+                "not supported for a Service parent: name its port with `port`",
+            );
+        }
+        let Some(name) = text(cx, "name") else {
+            cx.problem(item.at, &join(&path, "name"), "missing");
+            continue;
+        };
+        let parent_namespace = text(cx, "namespace").unwrap_or_else(|| namespace.to_owned());
+        let port = f
+            .get("port")
+            .and_then(|n| cx.integer(n, &join(&path, "port"), 1, 65_535))
+            .map(|p| p as u16);
+        out.push(Parent {
+            service: format!("{name}.{parent_namespace}"),
+            port,
+            at: item.at,
+        });
+    }
+    out
+}
+
+fn rules(cx: &mut Cx, node: &Node, path: &str, namespace: &str) -> Vec<Rule> {
+    let items = cx.list(node, path).unwrap_or_default();
+    if items.len() > MAX_RULES {
+        let why = format!("{} rules, the spec allows at most {MAX_RULES}", items.len());
+        cx.problem(node.at, path, why);
+    }
+    let mut out: Vec<Rule> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let path = index(path, i);
+        let fields = [
+            "name",
+            "matches",
+            "filters",
+            "backendRefs",
+            "timeouts",
+            "retry",
+        ];
+        let Some(f) = cx.map(item, &path, &fields) else {
+            continue;
+        };
+        let mut rule = Rule::default();
+        rule.proto.name = format!("rule-{i}");
+        if let Some(n) = f.get("name") {
+            let here = join(&path, "name");
+            if let Some(name) = cx.string(n, &here) {
+                if !is_dns_label(&name) {
+                    cx.problem(n.at, &here, format!("`{name}` is not a valid rule name (lower-case letters, digits and -, at most 63)"));
+                } else if out.iter().any(|r| r.proto.name == name) {
+                    cx.problem(n.at, &here, format!("rule `{name}` is named twice"));
+                }
+                rule.proto.name = name;
+            }
+        }
+        rule.matches = match f.get("matches") {
+            Some(n) => matches(cx, n, &join(&path, "matches")),
+            None => Vec::new(),
+        };
+        if rule.matches.is_empty() {
+            rule.matches.push(RuleMatch {
+                path: Some(PathMatch {
+                    kind: PathKind::Prefix as i32,
+                    value: "/".to_owned(),
+                }),
+                ..RuleMatch::default()
+            });
+        }
+        if let Some(n) = f.get("filters") {
+            filters(cx, n, &join(&path, "filters"), &mut rule);
+        }
+        if let Some(n) = f.get("backendRefs") {
+            rule.proto.backends = backends(cx, n, &join(&path, "backendRefs"), namespace);
+        }
+        if let Some(n) = f.get("timeouts") {
+            timeouts(cx, n, &join(&path, "timeouts"), &mut rule.proto);
+        }
+        if let Some(n) = f.get("retry") {
+            rule.proto.retry = retry(cx, n, &join(&path, "retry"));
+        }
+        if rule.proto.redirect.is_some() && !rule.proto.backends.is_empty() {
+            let here = join(&path, "backendRefs");
+            cx.problem(item.at, &here, "a rule with a RequestRedirect filter sends nothing to backends: remove backendRefs or the redirect");
+        }
+        let prefix_rewrite = |r: &Option<weft_api::policy::PathRewrite>| {
+            r.as_ref().is_some_and(|p| !p.full)
+        };
+        let rewrites_prefix = prefix_rewrite(&rule.proto.rewrite.as_ref().and_then(|r| r.path.clone()))
+            || prefix_rewrite(&rule.proto.redirect.as_ref().and_then(|r| r.path.clone()));
+        let all_prefix = rule.matches.iter().all(|m| {
+            m.path.as_ref().is_some_and(|p| p.kind == PathKind::Prefix as i32)
+        });
+        if rewrites_prefix && !all_prefix {
+            cx.problem(item.at, &join(&path, "filters"), "ReplacePrefixMatch needs every match of the rule to have a PathPrefix path");
+        }
+        out.push(rule);
+    }
+    out
+}
+
+fn matches(cx: &mut Cx, node: &Node, path: &str) -> Vec<RuleMatch> {
+    let items = cx.list(node, path).unwrap_or_default();
+    if items.len() > MAX_MATCHES {
+        let why = format!("{} matches, the spec allows at most {MAX_MATCHES}", items.len());
+        cx.problem(node.at, path, why);
+    }
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let path = index(path, i);
+        let fields = ["path", "headers", "queryParams", "method"];
+        let Some(f) = cx.map(item, &path, &fields) else {
+            continue;
+        };
+        let mut m = RuleMatch {
+            path: Some(PathMatch {
+                kind: PathKind::Prefix as i32,
+                value: "/".to_owned(),
+            }),
+            ..RuleMatch::default()
+        };
+        if let Some(n) = f.get("path") {
+            m.path = path_match(cx, n, &join(&path, "path"));
+        }
+        if let Some(n) = f.get("method") {
+            let here = join(&path, "method");
+            if let Some(method) = cx.string(n, &here) {
+                if !METHODS.contains(&method.as_str()) {
+                    let why = format!("`{method}` is not one of {}", METHODS.join(", "));
+                    cx.problem(n.at, &here, why);
+                }
+                m.method = method;
+            }
+        }
+        if let Some(n) = f.get("headers") {
+            m.headers = value_matches(cx, n, &join(&path, "headers"), true);
+        }
+        if let Some(n) = f.get("queryParams") {
+            m.query_params = value_matches(cx, n, &join(&path, "queryParams"), false);
+        }
+        out.push(m);
+    }
+    out
+}
+
+fn path_match(cx: &mut Cx, node: &Node, path: &str) -> Option<PathMatch> {
+    let f = cx.map(node, path, &["type", "value"])?;
+    let kinds = [
+        ("PathPrefix", PathKind::Prefix),
+        ("Exact", PathKind::Exact),
+        ("RegularExpression", PathKind::Regex),
+    ];
+    let kind = match f.get("type") {
+        Some(n) => cx.choice(n, &join(path, "type"), &kinds)?,
+        None => PathKind::Prefix,
+    };
+    let value = match f.get("value") {
+        Some(n) => {
+            let here = join(path, "value");
+            let value = cx.string(n, &here)?;
+            if kind == PathKind::Regex {
+                check_regex(cx, n.at, &here, &value);
+            } else if !value.starts_with('/') {
+                cx.problem(n.at, &here, format!("`{value}` does not start with /"));
+            } else if value.contains("//") || value.contains("/./") || value.contains("/../") {
+                let why = format!("`{value}` is not a normalized path (//, /./ or /../)");
+                cx.problem(n.at, &here, why);
+            }
+            value
+        }
+        None => "/".to_owned(),
+    };
+    Some(PathMatch {
+        kind: kind as i32,
+        value,
+    })
+}
+
+fn value_matches(cx: &mut Cx, node: &Node, path: &str, header: bool) -> Vec<ValueMatch> {
+    let mut out: Vec<ValueMatch> = Vec::new();
+    for (i, item) in cx.list(node, path).unwrap_or_default().iter().enumerate() {
+        let path = index(path, i);
+        let Some(f) = cx.map(item, &path, &["type", "name", "value"]) else {
+            continue;
+        };
+        let kinds = [("Exact", false), ("RegularExpression", true)];
+        let regex = match f.get("type") {
+            Some(n) => cx.choice(n, &join(&path, "type"), &kinds).unwrap_or(false),
+            None => false,
+        };
+        let name = match f.get("name") {
+            Some(n) => {
+                let here = join(&path, "name");
+                let name = cx.string(n, &here).unwrap_or_default();
+                if header && http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                    cx.problem(n.at, &here, format!("`{name}` is not a header name"));
+                }
+                let same = |m: &ValueMatch| match header {
+                    true => m.name.eq_ignore_ascii_case(&name),
+                    false => m.name == name,
+                };
+                if out.iter().any(same) {
+                    cx.problem(n.at, &here, format!("`{name}` is matched twice"));
+                }
+                match header {
+                    true => name.to_ascii_lowercase(),
+                    false => name,
+                }
+            }
+            None => {
+                cx.problem(item.at, &join(&path, "name"), "missing");
+                continue;
+            }
+        };
+        let value = match f.get("value") {
+            Some(n) => {
+                let here = join(&path, "value");
+                let value = cx.string(n, &here).unwrap_or_default();
+                if regex {
+                    check_regex(cx, n.at, &here, &value);
+                }
+                value
+            }
+            None => {
+                cx.problem(item.at, &join(&path, "value"), "missing");
+                continue;
+            }
+        };
+        out.push(ValueMatch { name, value, regex });
+    }
+    out
+}
+
+fn check_regex(cx: &mut Cx, at: Pos, path: &str, pattern: &str) {
+    if let Err(e) = regex::Regex::new(pattern) {
+        let first = e.to_string();
+        let why = first.lines().last().unwrap_or("invalid").trim().to_owned();
+        cx.problem(at, path, format!("`{pattern}` is not a regular expression: {why}"));
+    }
+}
