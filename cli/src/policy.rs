@@ -79,7 +79,12 @@ fn check(path: &Path, explain: bool, verbose: bool, services: Option<&Path>) -> 
     let routes = match routes::examine(&files) {
         Ok(routes) => routes,
         Err(problems) => {
-            examined.problems.extend(problems);
+            // A file that does not parse (or is empty) was already reported.
+            for problem in problems {
+                if !examined.problems.contains(&problem) {
+                    examined.problems.push(problem);
+                }
+            }
             Vec::new()
         }
     };

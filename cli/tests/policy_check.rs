@@ -299,3 +299,28 @@ fn a_policy_naming_no_known_service_is_a_warning() {
         "<stdin>:3:18: metadata.name: warning: this policy governs nothing: --services has no Service or MeshService paymets.prod; did you mean payments.prod?\n"
     );
 }
+
+#[test]
+fn reports_every_problem_of_a_broken_route() {
+    assert_problems(
+        "tests/policies/routes-broken/routes.yaml",
+        &[
+            "5:62: spec.parentRefs[0].port: 80800 is out of range (1-65535)",
+            "7:7: spec.rules[0].filters: ReplacePrefixMatch needs every match of the rule to have a PathPrefix path",
+            "7:13: spec.rules[0].name: `Canary` is not a valid rule name (lower-case letters, digits and -, at most 63)",
+            "9:24: spec.rules[0].matches[0].path.type: expected one of PathPrefix, Exact, RegularExpression, found `Prefix`",
+            "10:19: spec.rules[0].matches[0].method: `FETCH` is not one of GET, HEAD, POST, PUT, DELETE, CONNECT, OPTIONS, TRACE, PATCH",
+            "11:28: spec.rules[0].matches[0].headers[0].name: `bad header` is not a header name",
+            "11:97: spec.rules[0].matches[0].headers[1].value: `(prod` is not a regular expression: error: unclosed group",
+            "13:11: spec.rules[0].filters[0].type: RequestMirror: not supported by weft yet: the route is refused rather than applied without its mirror",
+            "18:48: spec.rules[0].backendRefs[0].weight: 2000000 is out of range (0-1000000)",
+            "19:28: spec.rules[0].backendRefs[1].namespace: a backend in another namespace (`other`) needs a ReferenceGrant there, which weft does not read yet",
+            "20:11: spec.rules[0].backendRefs[2].port: missing: a Service backend needs its port",
+            "21:47: spec.rules[0].timeouts.backendRequest: longer than timeouts.request, which bounds every attempt together",
+            "22:25: spec.rules[0].retry.attempts: 9 is out of range (0-5)",
+            "22:36: spec.rules[0].retry.codes[0]: 200 is out of range (400-599)",
+            "23:7: spec.rules[1].backendRefs: a rule with a RequestRedirect filter sends nothing to backends: remove backendRefs or the redirect",
+            "26:41: spec.rules[1].filters[0].requestRedirect.statusCode: expected one of 301, 302, found `307`",
+        ],
+    );
+}

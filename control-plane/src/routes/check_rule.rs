@@ -88,7 +88,7 @@ fn filter<'n>(
 
 fn unsupported(cx: &mut Cx, item: &Node, path: &str, kind: &str) {
     let why = match kind {
-        "RequestMirror" => "RequestMirror is not supported by weft yet: the route is refused rather than applied without its mirror",
+        "RequestMirror" => "not supported by weft yet: the route is refused rather than applied without its mirror",
         _ => "not supported by weft: the route is refused rather than applied without it",
     };
     cx.problem(item.at, &join(path, "type"), format!("{kind}: {why}"));
@@ -173,22 +173,24 @@ fn redirect(cx: &mut Cx, node: &Node, path: &str) -> Option<Redirect> {
         status_code: 302,
         ..Redirect::default()
     };
+    // Problems are recorded as they are found; the values stand in for the rest of the checks.
     if let Some(n) = f.get("scheme") {
         let schemes = [("http", "http"), ("https", "https")];
-        r.scheme = cx.choice(n, &join(path, "scheme"), &schemes)?.to_owned();
+        let scheme = cx.choice(n, &join(path, "scheme"), &schemes);
+        r.scheme = scheme.unwrap_or_default().to_owned();
     }
     if let Some(n) = f.get("hostname") {
-        r.hostname = cx.string(n, &join(path, "hostname"))?;
+        r.hostname = cx.string(n, &join(path, "hostname")).unwrap_or_default();
     }
     if let Some(n) = f.get("path") {
         r.path = path_rewrite(cx, n, &join(path, "path"));
     }
     if let Some(n) = f.get("port") {
-        r.port = cx.integer_u32(n, &join(path, "port"), 1, 65_535)?;
+        r.port = cx.integer_u32(n, &join(path, "port"), 1, 65_535).unwrap_or_default();
     }
     if let Some(n) = f.get("statusCode") {
         let codes = [("301", 301), ("302", 302)];
-        r.status_code = cx.choice(n, &join(path, "statusCode"), &codes)?;
+        r.status_code = cx.choice(n, &join(path, "statusCode"), &codes).unwrap_or(302);
     }
     Some(r)
 }
@@ -297,7 +299,8 @@ pub fn retry(cx: &mut Cx, node: &Node, path: &str) -> Option<RouteRetry> {
     let f = cx.map(node, path, &["attempts", "codes", "backoff"])?;
     let mut r = RouteRetry::default();
     if let Some(n) = f.get("attempts") {
-        r.attempts = cx.integer_u32(n, &join(path, "attempts"), 0, MAX_RETRY_LIMIT)?;
+        let attempts = cx.integer_u32(n, &join(path, "attempts"), 0, MAX_RETRY_LIMIT);
+        r.attempts = attempts.unwrap_or_default();
     }
     if let Some(n) = f.get("codes") {
         let path = join(path, "codes");
@@ -308,7 +311,7 @@ pub fn retry(cx: &mut Cx, node: &Node, path: &str) -> Option<RouteRetry> {
         }
     }
     if let Some(n) = f.get("backoff") {
-        r.backoff_ms = cx.duration(n, &join(path, "backoff"), false)?;
+        r.backoff_ms = cx.duration(n, &join(path, "backoff"), false).unwrap_or_default();
     }
     Some(r)
 }

@@ -218,14 +218,15 @@ mod tests {
             table.rules[0].backends.iter().map(|b| b.weight).collect::<Vec<_>>()
         };
         assert_eq!(weights(&store), [90, 10]);
-        let mut broken = String::from_utf8(canary(50, 50)).unwrap();
-        broken = broken.replace("weight: 50}}\n        - {name: hello-v2", "weight: -1}\n        - {name: hello-v2");
+        let broken = String::from_utf8(canary(50, 50))
+            .unwrap()
+            .replacen("weight: 50", "weight: -1", 1);
         let err = store
             .reload(&[("routes.yaml".to_owned(), broken.into_bytes())])
             .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "routes.yaml:8:45: spec.rules[0].backendRefs[0].weight: -1 is out of range (0-1000000)"
+            "routes.yaml:8:48: spec.rules[0].backendRefs[0].weight: -1 is out of range (0-1000000)"
         );
         assert!(!changes.has_changed().unwrap());
         assert_eq!(weights(&store), [90, 10]);
