@@ -144,10 +144,8 @@ fn parents(cx: &mut Cx, node: &Node, path: &str, namespace: &str) -> Vec<Parent>
         let Some(f) = cx.map(item, &path, &fields) else {
             continue;
         };
-        let text = |cx: &mut Cx, field: &str| {
-            f.get(field)
-                .and_then(|n| cx.string(n, &join(&path, field)))
-        };
+        let text =
+            |cx: &mut Cx, field: &str| f.get(field).and_then(|n| cx.string(n, &join(&path, field)));
         let group = text(cx, "group").unwrap_or_default();
         let kind = text(cx, "kind").unwrap_or_else(|| "Gateway".to_owned());
         if !group.is_empty() || kind != "Service" {
@@ -241,16 +239,22 @@ fn rules(cx: &mut Cx, node: &Node, path: &str, namespace: &str) -> Vec<Rule> {
             let here = join(&path, "backendRefs");
             cx.problem(item.at, &here, "a rule with a RequestRedirect filter sends nothing to backends: remove backendRefs or the redirect");
         }
-        let prefix_rewrite = |r: &Option<weft_api::policy::PathRewrite>| {
-            r.as_ref().is_some_and(|p| !p.full)
-        };
-        let rewrites_prefix = prefix_rewrite(&rule.proto.rewrite.as_ref().and_then(|r| r.path.clone()))
-            || prefix_rewrite(&rule.proto.redirect.as_ref().and_then(|r| r.path.clone()));
+        let prefix_rewrite =
+            |r: &Option<weft_api::policy::PathRewrite>| r.as_ref().is_some_and(|p| !p.full);
+        let rewrites_prefix =
+            prefix_rewrite(&rule.proto.rewrite.as_ref().and_then(|r| r.path.clone()))
+                || prefix_rewrite(&rule.proto.redirect.as_ref().and_then(|r| r.path.clone()));
         let all_prefix = rule.matches.iter().all(|m| {
-            m.path.as_ref().is_some_and(|p| p.kind == PathKind::Prefix as i32)
+            m.path
+                .as_ref()
+                .is_some_and(|p| p.kind == PathKind::Prefix as i32)
         });
         if rewrites_prefix && !all_prefix {
-            cx.problem(item.at, &join(&path, "filters"), "ReplacePrefixMatch needs every match of the rule to have a PathPrefix path");
+            cx.problem(
+                item.at,
+                &join(&path, "filters"),
+                "ReplacePrefixMatch needs every match of the rule to have a PathPrefix path",
+            );
         }
         out.push(rule);
     }
@@ -260,7 +264,10 @@ fn rules(cx: &mut Cx, node: &Node, path: &str, namespace: &str) -> Vec<Rule> {
 fn matches(cx: &mut Cx, node: &Node, path: &str) -> Vec<RuleMatch> {
     let items = cx.list(node, path).unwrap_or_default();
     if items.len() > MAX_MATCHES {
-        let why = format!("{} matches, the spec allows at most {MAX_MATCHES}", items.len());
+        let why = format!(
+            "{} matches, the spec allows at most {MAX_MATCHES}",
+            items.len()
+        );
         cx.problem(node.at, path, why);
     }
     let mut out = Vec::new();
@@ -393,6 +400,10 @@ fn check_regex(cx: &mut Cx, at: Pos, path: &str, pattern: &str) {
     if let Err(e) = regex::Regex::new(pattern) {
         let first = e.to_string();
         let why = first.lines().last().unwrap_or("invalid").trim().to_owned();
-        cx.problem(at, path, format!("`{pattern}` is not a regular expression: {why}"));
+        cx.problem(
+            at,
+            path,
+            format!("`{pattern}` is not a regular expression: {why}"),
+        );
     }
 }

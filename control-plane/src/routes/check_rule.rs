@@ -80,7 +80,11 @@ fn filter<'n>(
     match f.get(field) {
         Some(settings) => Some((kind, settings, here)),
         None => {
-            cx.problem(item.at, &here, format!("missing: the {kind} filter's settings"));
+            cx.problem(
+                item.at,
+                &here,
+                format!("missing: the {kind} filter's settings"),
+            );
             None
         }
     }
@@ -88,7 +92,9 @@ fn filter<'n>(
 
 fn unsupported(cx: &mut Cx, item: &Node, path: &str, kind: &str) {
     let why = match kind {
-        "RequestMirror" => "not supported by weft yet: the route is refused rather than applied without its mirror",
+        "RequestMirror" => {
+            "not supported by weft yet: the route is refused rather than applied without its mirror"
+        }
         _ => "not supported by weft: the route is refused rather than applied without it",
     };
     cx.problem(item.at, &join(path, "type"), format!("{kind}: {why}"));
@@ -121,7 +127,9 @@ fn header_modifier(cx: &mut Cx, node: &Node, path: &str) -> Option<HeaderModifie
                 continue;
             };
             let here = join(&path, "name");
-            let name = cx.string(name, &here).map(|t| name_once(cx, &t, name.at, &here));
+            let name = cx
+                .string(name, &here)
+                .map(|t| name_once(cx, &t, name.at, &here));
             let value_path = join(&path, "value");
             let value_text = cx.string(value, &value_path).unwrap_or_default();
             if http::HeaderValue::from_str(&value_text).is_err() {
@@ -154,14 +162,22 @@ fn path_rewrite(cx: &mut Cx, node: &Node, path: &str) -> Option<PathRewrite> {
         return None;
     };
     let full = cx.choice(type_node, &join(path, "type"), &kinds)?;
-    let field = if full { "replaceFullPath" } else { "replacePrefixMatch" };
+    let field = if full {
+        "replaceFullPath"
+    } else {
+        "replacePrefixMatch"
+    };
     let Some(n) = f.get(field) else {
         cx.problem(node.at, &join(path, field), "missing");
         return None;
     };
     let value = cx.string(n, &join(path, field))?;
     if !value.starts_with('/') {
-        cx.problem(n.at, &join(path, field), format!("`{value}` does not start with /"));
+        cx.problem(
+            n.at,
+            &join(path, field),
+            format!("`{value}` does not start with /"),
+        );
     }
     Some(PathRewrite { full, value })
 }
@@ -186,11 +202,15 @@ fn redirect(cx: &mut Cx, node: &Node, path: &str) -> Option<Redirect> {
         r.path = path_rewrite(cx, n, &join(path, "path"));
     }
     if let Some(n) = f.get("port") {
-        r.port = cx.integer_u32(n, &join(path, "port"), 1, 65_535).unwrap_or_default();
+        r.port = cx
+            .integer_u32(n, &join(path, "port"), 1, 65_535)
+            .unwrap_or_default();
     }
     if let Some(n) = f.get("statusCode") {
         let codes = [("301", 301), ("302", 302)];
-        r.status_code = cx.choice(n, &join(path, "statusCode"), &codes).unwrap_or(302);
+        r.status_code = cx
+            .choice(n, &join(path, "statusCode"), &codes)
+            .unwrap_or(302);
     }
     Some(r)
 }
@@ -210,21 +230,35 @@ fn rewrite(cx: &mut Cx, node: &Node, path: &str) -> Option<Rewrite> {
 pub fn backends(cx: &mut Cx, node: &Node, path: &str, namespace: &str) -> Vec<Backend> {
     let items = cx.list(node, path).unwrap_or_default();
     if items.len() > MAX_BACKENDS {
-        let why = format!("{} backends, the spec allows at most {MAX_BACKENDS}", items.len());
+        let why = format!(
+            "{} backends, the spec allows at most {MAX_BACKENDS}",
+            items.len()
+        );
         cx.problem(node.at, path, why);
     }
     let mut out = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let path = index(path, i);
-        let fields = ["group", "kind", "name", "namespace", "port", "weight", "filters"];
+        let fields = [
+            "group",
+            "kind",
+            "name",
+            "namespace",
+            "port",
+            "weight",
+            "filters",
+        ];
         let Some(f) = cx.map(item, &path, &fields) else {
             continue;
         };
-        let text = |cx: &mut Cx, field: &str| f.get(field).and_then(|n| cx.string(n, &join(&path, field)));
+        let text =
+            |cx: &mut Cx, field: &str| f.get(field).and_then(|n| cx.string(n, &join(&path, field)));
         let group = text(cx, "group").unwrap_or_default();
         let kind = text(cx, "kind").unwrap_or_else(|| "Service".to_owned());
         if !group.is_empty() || kind != "Service" {
-            let why = format!("a backend of kind `{kind}` (group `{group}`): weft sends to Services only");
+            let why = format!(
+                "a backend of kind `{kind}` (group `{group}`): weft sends to Services only"
+            );
             cx.problem(item.at, &join(&path, "kind"), why);
             continue;
         }
@@ -235,17 +269,28 @@ pub fn backends(cx: &mut Cx, node: &Node, path: &str, namespace: &str) -> Vec<Ba
         let backend_namespace = text(cx, "namespace").unwrap_or_else(|| namespace.to_owned());
         if backend_namespace != namespace {
             let at = f.key_at("namespace").unwrap_or(item.at);
-            let why = format!("a backend in another namespace (`{backend_namespace}`) needs a ReferenceGrant there, which weft does not read yet");
+            let why = format!(
+                "a backend in another namespace (`{backend_namespace}`) needs a ReferenceGrant there, which weft does not read yet"
+            );
             cx.problem(at, &join(&path, "namespace"), why);
         }
-        let Some(port) = f.get("port").and_then(|n| cx.integer_u32(n, &join(&path, "port"), 1, 65_535)) else {
+        let Some(port) = f
+            .get("port")
+            .and_then(|n| cx.integer_u32(n, &join(&path, "port"), 1, 65_535))
+        else {
             if f.get("port").is_none() {
-                cx.problem(item.at, &join(&path, "port"), "missing: a Service backend needs its port");
+                cx.problem(
+                    item.at,
+                    &join(&path, "port"),
+                    "missing: a Service backend needs its port",
+                );
             }
             continue;
         };
         let weight = match f.get("weight") {
-            Some(n) => cx.integer(n, &join(&path, "weight"), 0, MAX_WEIGHT).unwrap_or(0) as u32,
+            Some(n) => cx
+                .integer(n, &join(&path, "weight"), 0, MAX_WEIGHT)
+                .unwrap_or(0) as u32,
             None => 1,
         };
         let mut backend = Backend {
@@ -270,8 +315,12 @@ fn backend_filters(cx: &mut Cx, node: &Node, path: &str, backend: &mut Backend) 
             continue;
         };
         match kind {
-            "RequestHeaderModifier" => backend.request_headers = header_modifier(cx, settings, &here),
-            "ResponseHeaderModifier" => backend.response_headers = header_modifier(cx, settings, &here),
+            "RequestHeaderModifier" => {
+                backend.request_headers = header_modifier(cx, settings, &here)
+            }
+            "ResponseHeaderModifier" => {
+                backend.response_headers = header_modifier(cx, settings, &here)
+            }
             _ => unsupported(cx, item, &path, kind),
         }
     }
@@ -311,7 +360,9 @@ pub fn retry(cx: &mut Cx, node: &Node, path: &str) -> Option<RouteRetry> {
         }
     }
     if let Some(n) = f.get("backoff") {
-        r.backoff_ms = cx.duration(n, &join(path, "backoff"), false).unwrap_or_default();
+        r.backoff_ms = cx
+            .duration(n, &join(path, "backoff"), false)
+            .unwrap_or_default();
     }
     Some(r)
 }

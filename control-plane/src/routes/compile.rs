@@ -45,9 +45,7 @@ pub fn table(
     }
     chosen.sort_by(|a, b| {
         let age = |r: &HttpRoute| (r.created.is_none(), r.created.clone(), r.order);
-        age(*a)
-            .cmp(&age(*b))
-            .then_with(|| a.key().cmp(&b.key()))
+        age(*a).cmp(&age(*b)).then_with(|| a.key().cmp(&b.key()))
     });
     let mut table = RouteTable::default();
     let mut ranked: Vec<(Rank, RuleMatch)> = Vec::new();
@@ -77,7 +75,16 @@ pub fn table(
 }
 
 /// Smaller is more specific; see the module doc.
-type Rank = (u8, Reverse<usize>, bool, Reverse<usize>, Reverse<usize>, usize, u32, usize);
+type Rank = (
+    u8,
+    Reverse<usize>,
+    bool,
+    Reverse<usize>,
+    Reverse<usize>,
+    usize,
+    u32,
+    usize,
+);
 
 fn rank(m: &RuleMatch, route: usize, rule: u32, match_index: usize) -> Rank {
     let (class, length) = match &m.path {
@@ -101,8 +108,8 @@ fn rank(m: &RuleMatch, route: usize, rule: u32, match_index: usize) -> Rank {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::routes::check;
     use crate::policy::node;
+    use crate::routes::check;
 
     fn route(yaml: &str, order: usize) -> HttpRoute {
         let doc = &node::parse(yaml).unwrap()[0];
@@ -110,7 +117,9 @@ mod tests {
     }
 
     fn http_route(name: &str, namespace: &str, parent: &str, rules: &str) -> String {
-        format!("apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n  parentRefs: [{{group: \"\", kind: Service, {parent}}}]\n  rules:\n{rules}")
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n  parentRefs: [{{group: \"\", kind: Service, {parent}}}]\n  rules:\n{rules}"
+        )
     }
 
     fn order(table: &RouteTable) -> Vec<String> {
@@ -126,15 +135,41 @@ mod tests {
 
     #[test]
     fn matches_are_sorted_by_the_spec_s_precedence_across_rules_and_routes() {
-        let older = route(&http_route("older", "demo", "name: hello", "    - name: root\n      backendRefs: [{name: a, port: 80}]\n    - name: header\n      matches: [{path: {value: /v1}, headers: [{name: x, value: y}]}]\n"), 0);
-        let newer = route(&http_route("newer", "demo", "name: hello, port: 80", "    - name: exact\n      matches: [{path: {type: Exact, value: /v1/a}}]\n    - name: method\n      matches: [{path: {value: /v1}, method: GET}]\n    - name: long\n      matches: [{path: {value: /v1/abc}}]\n"), 1);
+        let older = route(
+            &http_route(
+                "older",
+                "demo",
+                "name: hello",
+                "    - name: root\n      backendRefs: [{name: a, port: 80}]\n    - name: header\n      matches: [{path: {value: /v1}, headers: [{name: x, value: y}]}]\n",
+            ),
+            0,
+        );
+        let newer = route(
+            &http_route(
+                "newer",
+                "demo",
+                "name: hello, port: 80",
+                "    - name: exact\n      matches: [{path: {type: Exact, value: /v1/a}}]\n    - name: method\n      matches: [{path: {value: /v1}, method: GET}]\n    - name: long\n      matches: [{path: {value: /v1/abc}}]\n",
+            ),
+            1,
+        );
         let routes = [newer, older];
         let table = table(&routes, "hello.demo", 80, "demo").unwrap();
         assert_eq!(
             order(&table),
-            ["demo/newer/exact", "demo/newer/long", "demo/newer/method", "demo/older/header", "demo/older/root"]
+            [
+                "demo/newer/exact",
+                "demo/newer/long",
+                "demo/newer/method",
+                "demo/older/header",
+                "demo/older/root"
+            ]
         );
-        assert!(table.version.starts_with("demo/older@"), "{}", table.version);
+        assert!(
+            table.version.starts_with("demo/older@"),
+            "{}",
+            table.version
+        );
         // `port: 80` only: on port 81 the older route alone applies.
         let on_81 = super::table(&routes, "hello.demo", 81, "demo").unwrap();
         assert_eq!(order(&on_81), ["demo/older/header", "demo/older/root"]);
@@ -143,8 +178,24 @@ mod tests {
 
     #[test]
     fn consumer_routes_win_for_their_namespace_only() {
-        let producer = route(&http_route("p", "demo", "name: hello", "    - backendRefs: [{name: a, port: 80}]\n"), 0);
-        let consumer = route(&http_route("c", "web", "name: hello, namespace: demo", "    - backendRefs: [{name: b, port: 80}]\n"), 1);
+        let producer = route(
+            &http_route(
+                "p",
+                "demo",
+                "name: hello",
+                "    - backendRefs: [{name: a, port: 80}]\n",
+            ),
+            0,
+        );
+        let consumer = route(
+            &http_route(
+                "c",
+                "web",
+                "name: hello, namespace: demo",
+                "    - backendRefs: [{name: b, port: 80}]\n",
+            ),
+            1,
+        );
         let routes = [producer, consumer];
         let rules = |caller: &str| order(&table(&routes, "hello.demo", 80, caller).unwrap());
         assert_eq!(rules("web"), ["web/c/rule-0"]);

@@ -215,12 +215,17 @@ mod tests {
         changes.mark_unchanged();
         let weights = |store: &Store| {
             let table = store.current().table("hello.demo", 8080, "web").unwrap();
-            table.rules[0].backends.iter().map(|b| b.weight).collect::<Vec<_>>()
+            table.rules[0]
+                .backends
+                .iter()
+                .map(|b| b.weight)
+                .collect::<Vec<_>>()
         };
         assert_eq!(weights(&store), [90, 10]);
-        let broken = String::from_utf8(canary(50, 50))
-            .unwrap()
-            .replacen("weight: 50", "weight: -1", 1);
+        let broken =
+            String::from_utf8(canary(50, 50))
+                .unwrap()
+                .replacen("weight: 50", "weight: -1", 1);
         let err = store
             .reload(&[("routes.yaml".to_owned(), broken.into_bytes())])
             .unwrap_err();

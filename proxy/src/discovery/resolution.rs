@@ -73,22 +73,24 @@ impl Resolution {
     pub fn summary(&self) -> String {
         match self {
             Resolution::Unknown => "not a mesh service".to_owned(),
-            Resolution::Known(d) => format!(
-                "{} ({} meshed, {} unmeshed endpoints{}, policy {})",
-                d.name,
-                d.endpoints().len(),
-                d.unmeshed().len(),
-                match d.protocol {
-                    PortProtocol::Detect => "",
-                    PortProtocol::Http => ", http",
-                    PortProtocol::Opaque => ", opaque",
-                },
-                d.policy.version
-            ) + &d
-                .routes
-                .as_ref()
-                .map(|t| format!(", routes {}", t.version))
-                .unwrap_or_default(),
+            Resolution::Known(d) => {
+                format!(
+                    "{} ({} meshed, {} unmeshed endpoints{}, policy {})",
+                    d.name,
+                    d.endpoints().len(),
+                    d.unmeshed().len(),
+                    match d.protocol {
+                        PortProtocol::Detect => "",
+                        PortProtocol::Http => ", http",
+                        PortProtocol::Opaque => ", opaque",
+                    },
+                    d.policy.version
+                ) + &d
+                    .routes
+                    .as_ref()
+                    .map(|t| format!(", routes {}", t.version))
+                    .unwrap_or_default()
+            }
         }
     }
 }

@@ -69,7 +69,8 @@ impl Context {
         let result = match (&destination, upgrade::requested(&req)) {
             (Some(destination), None) => match &destination.routes {
                 Some(routes) => {
-                    let send = routed::send(&self.outbound, destination, routes, req, &mut exchange);
+                    let send =
+                        routed::send(&self.outbound, destination, routes, req, &mut exchange);
                     Box::pin(send).await
                 }
                 None => {

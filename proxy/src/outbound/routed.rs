@@ -51,12 +51,13 @@ pub async fn send(
     if let Some(modifier) = &backend.request_headers {
         modifier.apply(req.headers_mut());
     }
-    let destination = resolve(outbound, backend)
-        .await
-        .ok_or_else(|| ProxyError::BackendNotFound {
-            backend: backend.address.clone(),
-            rule: rule.label.clone(),
-        })?;
+    let destination =
+        resolve(outbound, backend)
+            .await
+            .ok_or_else(|| ProxyError::BackendNotFound {
+                backend: backend.address.clone(),
+                rule: rule.label.clone(),
+            })?;
     let policy = rule.policy(destination.policy.route(&req));
     let mut response =
         request::send(outbound, &destination, &policy, req, &exchange.attempts).await?;
@@ -71,10 +72,7 @@ pub async fn send(
 
 /// The backend's destination now, waiting (bounded) for discovery's first answer if this is
 /// the first request to it; `None` when no service has that name and port.
-async fn resolve(
-    outbound: &Outbound,
-    backend: &Backend,
-) -> Option<std::sync::Arc<Destination>> {
+async fn resolve(outbound: &Outbound, backend: &Backend) -> Option<std::sync::Arc<Destination>> {
     let discovery = outbound.discovery.as_ref()?;
     let mut answer = discovery.answer(&backend.address);
     if answer.borrow().is_none() {

@@ -36,7 +36,8 @@ impl HeaderModifier {
                 .filter_map(|n| HeaderName::try_from(n.as_str()).ok())
                 .collect(),
         };
-        let empty = modifier.set.is_empty() && modifier.add.is_empty() && modifier.remove.is_empty();
+        let empty =
+            modifier.set.is_empty() && modifier.add.is_empty() && modifier.remove.is_empty();
         (!empty).then_some(modifier)
     }
 
@@ -77,7 +78,11 @@ impl PathRewrite {
             PathRewrite::Prefix(value) => {
                 let rest = path.strip_prefix(matched).unwrap_or(path);
                 let joined = format!("{}{rest}", value.trim_end_matches('/'));
-                if joined.is_empty() { "/".to_owned() } else { joined }
+                if joined.is_empty() {
+                    "/".to_owned()
+                } else {
+                    joined
+                }
             }
         }
     }
@@ -127,7 +132,11 @@ impl Redirect {
             Some(rewrite) => rewrite.apply(req.uri().path(), matched),
             None => req.uri().path().to_owned(),
         };
-        let query = req.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
+        let query = req
+            .uri()
+            .query()
+            .map(|q| format!("?{q}"))
+            .unwrap_or_default();
         let location = format!("{scheme}://{hostname}{port}{path}{query}");
         let mut response = Response::new(R::from(Bytes::new()));
         *response.status_mut() = self.status;
@@ -143,11 +152,11 @@ impl Redirect {
 
 /// The host (without its port) and port the request names, from its URI or `Host`.
 fn request_host<B>(req: &Request<B>) -> (&str, Option<u16>) {
-    let authority = req.uri().authority().map(Authority::as_str).or_else(|| {
-        req.headers()
-            .get(HOST)
-            .and_then(|h| h.to_str().ok())
-    });
+    let authority = req
+        .uri()
+        .authority()
+        .map(Authority::as_str)
+        .or_else(|| req.headers().get(HOST).and_then(|h| h.to_str().ok()));
     let Some(authority) = authority else {
         return ("", None);
     };
@@ -172,7 +181,9 @@ impl Rewrite {
     pub fn from_proto(r: Option<proto::Rewrite>) -> Option<Self> {
         let r = r?;
         Some(Self {
-            hostname: HeaderValue::try_from(r.hostname).ok().filter(|h| !h.is_empty()),
+            hostname: HeaderValue::try_from(r.hostname)
+                .ok()
+                .filter(|h| !h.is_empty()),
             path: PathRewrite::from_proto(r.path),
         })
     }
@@ -210,11 +221,17 @@ mod tests {
     #[test]
     fn prefix_rewrites_replace_the_matched_prefix_only() {
         let strip = PathRewrite::Prefix("/".into());
-        assert_eq!(strip.apply("/strip-prefix/three", "/strip-prefix"), "/three");
+        assert_eq!(
+            strip.apply("/strip-prefix/three", "/strip-prefix"),
+            "/three"
+        );
         assert_eq!(strip.apply("/strip-prefix", "/strip-prefix"), "/");
         let one = PathRewrite::Prefix("/one".into());
         assert_eq!(one.apply("/prefix/one/two", "/prefix/one"), "/one/two");
-        assert_eq!(PathRewrite::Full("/one".into()).apply("/full/x", "/full"), "/one");
+        assert_eq!(
+            PathRewrite::Full("/one".into()).apply("/full/x", "/full"),
+            "/one"
+        );
     }
 
     #[test]
@@ -245,7 +262,13 @@ mod tests {
             ..Default::default()
         }))
         .unwrap();
-        let response: Response<Bytes> = https.response(&Request::get("/old/x").header(HOST, "h:8080").body(()).unwrap(), "/old");
+        let response: Response<Bytes> = https.response(
+            &Request::get("/old/x")
+                .header(HOST, "h:8080")
+                .body(())
+                .unwrap(),
+            "/old",
+        );
         assert_eq!(response.headers()[LOCATION], "https://h/new/x");
     }
 
@@ -259,7 +282,10 @@ mod tests {
             }),
         }))
         .unwrap();
-        let mut req = Request::get("/full/path?x=1").header(HOST, "hello.demo").body(()).unwrap();
+        let mut req = Request::get("/full/path?x=1")
+            .header(HOST, "hello.demo")
+            .body(())
+            .unwrap();
         rewrite.apply(&mut req, "/full");
         assert_eq!(req.uri(), "/one?x=1");
         assert_eq!(req.headers()[HOST], "one.example.org");

@@ -162,7 +162,9 @@ impl GatewayRule {
         timeouts.per_try = self.backend_timeout.or(timeouts.per_try);
         let mut retries = base.retries.clone();
         if let Some(retry) = &self.retry {
-            retries.limit = retry.attempts.min(weft_api::policy_defaults::MAX_RETRY_LIMIT);
+            retries.limit = retry
+                .attempts
+                .min(weft_api::policy_defaults::MAX_RETRY_LIMIT);
             retries.on = Conditions {
                 statuses: StatusSet::from_codes(&retry.codes),
                 grpc_codes: 0,
@@ -219,7 +221,10 @@ mod tests {
             .route(&http::Request::get("/").body(()).unwrap())
             .clone();
         let plain = rule(&[1]);
-        assert!(Arc::ptr_eq(&plain.policy(&base), &base), "nothing set: no copy");
+        assert!(
+            Arc::ptr_eq(&plain.policy(&base), &base),
+            "nothing set: no copy"
+        );
         let mut proto_rule = proto::RouteRule {
             request_timeout_ms: 3_000,
             retry: Some(proto::RouteRetry {
@@ -234,8 +239,16 @@ mod tests {
         assert_eq!(routed.timeouts.request, Some(Duration::from_secs(3)));
         assert_eq!(routed.timeouts.per_try, Some(Duration::from_secs(1)));
         assert_eq!(routed.retries.limit, 2);
-        assert!(routed.retries.on.status(http::StatusCode::INTERNAL_SERVER_ERROR));
-        assert!(routed.retries.on.connect_failure, "what the app never saw, still");
+        assert!(
+            routed
+                .retries
+                .on
+                .status(http::StatusCode::INTERNAL_SERVER_ERROR)
+        );
+        assert!(
+            routed.retries.on.connect_failure,
+            "what the app never saw, still"
+        );
         assert_eq!(routed.retries.backoff_base, Duration::from_millis(10));
     }
 }

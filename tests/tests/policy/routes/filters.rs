@@ -62,22 +62,34 @@ const RULES: &str = "    - name: headers
 async fn filters_change_requests_and_responses_as_the_rule_says() {
     let mesh = RoutesMesh::start(&route("hello-filters", None, RULES)).await;
     let mut caller = Caller::connect(mesh.addr()).await.unwrap();
-    mesh.app(App::V1).set_default(Reply::ok().header("x-app-only", "1"));
+    mesh.app(App::V1)
+        .set_default(Reply::ok().header("x-app-only", "1"));
     let headers = [("x-set", "zero"), ("x-add", "one"), ("x-remove", "gone")];
-    let answer = caller.send_with(Method::GET, "/headers", &headers).await.unwrap();
+    let answer = caller
+        .send_with(Method::GET, "/headers", &headers)
+        .await
+        .unwrap();
     assert_eq!(answer.status, 200, "{answer:?}");
     assert_eq!(answer.header("x-response"), Some("weft"));
     assert_eq!(answer.header("x-app-only"), None);
     let seen = mesh.app(App::V1).seen_path("/headers").remove(0);
     assert_eq!(seen.header("x-set"), Some("one"));
-    let added: Vec<_> = seen.headers.get_all("x-add").iter().map(|v| v.to_str().unwrap()).collect();
+    let added: Vec<_> = seen
+        .headers
+        .get_all("x-add")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
     assert_eq!(added, ["one", "two"]);
     assert_eq!(seen.header("x-remove"), None);
     assert_eq!(seen.header("x-backend"), Some("v1"));
 
     let answer = caller.get("/old/page?x=1").await.unwrap();
     assert_eq!(answer.status, 301);
-    assert_eq!(answer.header("location"), Some("http://example.org:8080/new/page?x=1"));
+    assert_eq!(
+        answer.header("location"),
+        Some("http://example.org:8080/new/page?x=1")
+    );
 
     let answer = caller.get("/prefix/one/two?q=1").await.unwrap();
     assert_eq!(answer.status, 200, "{answer:?}");
@@ -103,6 +115,13 @@ async fn a_rule_s_retry_and_timeout_apply_to_its_requests() {
 
     v1.script("/slow", [Reply::ok().after(Duration::from_secs(2))]);
     let answer = caller.get("/slow").await.unwrap();
-    assert_eq!((answer.status.as_u16(), answer.weft_error()), (504, Some("timeout")));
-    assert!(answer.elapsed < Duration::from_secs(1), "{:?}", answer.elapsed);
+    assert_eq!(
+        (answer.status.as_u16(), answer.weft_error()),
+        (504, Some("timeout"))
+    );
+    assert!(
+        answer.elapsed < Duration::from_secs(1),
+        "{:?}",
+        answer.elapsed
+    );
 }

@@ -40,14 +40,32 @@ async fn requests_go_where_the_most_specific_match_sends_them() {
         (Method::GET, "/v2/other", &[], App::V2, "v2"),
         (Method::GET, "/v2", &[], App::V2, "v2"),
         (Method::GET, "/v2x", &[], App::V1, "rest"),
-        (Method::GET, "/", &[("version", "two")], App::Hello, "header"),
-        (Method::GET, "/", &[("Version", "two")], App::Hello, "header"),
+        (
+            Method::GET,
+            "/",
+            &[("version", "two")],
+            App::Hello,
+            "header",
+        ),
+        (
+            Method::GET,
+            "/",
+            &[("Version", "two")],
+            App::Hello,
+            "header",
+        ),
         // A longer path prefix beats more header matches.
         (Method::GET, "/v2/x", &[("version", "two")], App::V2, "v2"),
         (Method::GET, "/", &[("version", "three")], App::V1, "rest"),
         (Method::GET, "/a", &[("env", "beta")], App::Hello, "header"),
         (Method::GET, "/a", &[("env", "betamax")], App::V1, "rest"),
-        (Method::GET, "/?animal=whale&color=blue", &[], App::Hello, "query"),
+        (
+            Method::GET,
+            "/?animal=whale&color=blue",
+            &[],
+            App::Hello,
+            "query",
+        ),
         (Method::GET, "/?animal=dolphin", &[], App::V1, "rest"),
         (Method::POST, "/form", &[], App::V2, "post"),
         (Method::GET, "/form", &[], App::V1, "rest"),
@@ -55,8 +73,14 @@ async fn requests_go_where_the_most_specific_match_sends_them() {
         (Method::GET, "/items/x42", &[], App::V1, "rest"),
     ];
     for (method, path, headers, app, rule) in cases {
-        let answer = caller.send_with(method.clone(), path, headers).await.unwrap();
-        assert_eq!(answer.status, 200, "{method} {path} {headers:?}: {answer:?}");
+        let answer = caller
+            .send_with(method.clone(), path, headers)
+            .await
+            .unwrap();
+        assert_eq!(
+            answer.status, 200,
+            "{method} {path} {headers:?}: {answer:?}"
+        );
         assert_eq!(
             mesh.app_of(answer.header("x-app")),
             Some(app),
@@ -64,12 +88,17 @@ async fn requests_go_where_the_most_specific_match_sends_them() {
         );
     }
     // The rules and their order are what the caller's admin endpoint shows.
-    let table = mesh.wait_routes(|v| v.starts_with("demo/hello-match@")).await;
+    let table = mesh
+        .wait_routes(|v| v.starts_with("demo/hello-match@"))
+        .await;
     let rules: Vec<&str> = table["rules"]
         .as_array()
         .unwrap()
         .iter()
         .map(|r| r["rule"].as_str().unwrap())
         .collect();
-    assert_eq!(rules, ["exact", "v2", "header", "query", "post", "regex", "rest"]);
+    assert_eq!(
+        rules,
+        ["exact", "v2", "header", "query", "post", "regex", "rest"]
+    );
 }

@@ -54,8 +54,16 @@ fn services(ips: &[Ipv4Addr], port: u16) -> String {
             &format!("{{port: 8080, targetPort: {port}}}, {{port: 8081, targetPort: {port}}}"),
             ips[0],
         ),
-        service("hello-v1", &format!("{{port: 8080, targetPort: {port}}}"), ips[1]),
-        service("hello-v2", &format!("{{port: 8080, targetPort: {port}}}"), ips[2]),
+        service(
+            "hello-v1",
+            &format!("{{port: 8080, targetPort: {port}}}"),
+            ips[1],
+        ),
+        service(
+            "hello-v2",
+            &format!("{{port: 8080, targetPort: {port}}}"),
+            ips[2],
+        ),
     ]
     .join("---\n")
 }

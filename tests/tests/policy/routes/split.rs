@@ -59,23 +59,43 @@ async fn spread(mesh: &RoutesMesh, path: &str, n: usize, connections: usize) -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weights_split_requests_between_backends_and_the_metrics_say_which() {
     let mesh = RoutesMesh::start(&split(70, 30)).await;
-    let table = mesh.wait_routes(|v| v.starts_with("demo/hello-split@")).await;
+    let table = mesh
+        .wait_routes(|v| v.starts_with("demo/hello-split@"))
+        .await;
     let weights: Vec<_> = table["rules"][0]["backends"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|b| (b["backend"].as_str().unwrap().to_owned(), b["weight"].as_u64().unwrap()))
+        .map(|b| {
+            (
+                b["backend"].as_str().unwrap().to_owned(),
+                b["weight"].as_u64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         weights,
-        [("hello-v1.demo:8080".to_owned(), 70), ("hello-v2.demo:8080".to_owned(), 30)]
+        [
+            ("hello-v1.demo:8080".to_owned(), 70),
+            ("hello-v2.demo:8080".to_owned(), 30)
+        ]
     );
     let apps = spread(&mesh, "/split", REQUESTS, 4).await;
     let share = |app| apps.iter().filter(|a| **a == Some(app)).count() as f64 / REQUESTS as f64;
     let (v1, v2) = (share(App::V1), share(App::V2));
-    assert!((v1 - 0.7).abs() <= TOLERANCE, "hello-v1 got {v1}, expected 0.7 ± {TOLERANCE}");
-    assert!((v2 - 0.3).abs() <= TOLERANCE, "hello-v2 got {v2}, expected 0.3 ± {TOLERANCE}");
-    assert_eq!(mesh.app(App::Hello).count(), 0, "the parent's own endpoint gets nothing");
+    assert!(
+        (v1 - 0.7).abs() <= TOLERANCE,
+        "hello-v1 got {v1}, expected 0.7 ± {TOLERANCE}"
+    );
+    assert!(
+        (v2 - 0.3).abs() <= TOLERANCE,
+        "hello-v2 got {v2}, expected 0.3 ± {TOLERANCE}"
+    );
+    assert_eq!(
+        mesh.app(App::Hello).count(),
+        0,
+        "the parent's own endpoint gets nothing"
+    );
     let labels = |backend: &str| {
         format!(
             r#"weft_requests_total{{direction="outbound",destination_service="hello.demo",route="hello-split/rule-0",backend="{backend}",status_code="200"}}"#
@@ -111,7 +131,10 @@ async fn weight_zero_gets_nothing_and_an_unusable_rule_or_backend_is_a_500() {
     }
     // No rule matches: the route claims the whole port.
     let answer = caller.get("/elsewhere").await.unwrap();
-    assert_eq!((answer.status.as_u16(), answer.weft_error()), (404, Some("no_route")));
+    assert_eq!(
+        (answer.status.as_u16(), answer.weft_error()),
+        (404, Some("no_route"))
+    );
     assert_eq!(mesh.app(App::V1).count(), 0);
     // mesh-ports: the route is attached to port 8080 only; 8081 reaches the Service itself.
     let mut other = Caller::connect(mesh.other_port()).await.unwrap();
@@ -123,7 +146,9 @@ async fn weight_zero_gets_nothing_and_an_unusable_rule_or_backend_is_a_500() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_weight_edit_under_load_takes_effect_within_a_second_with_no_failed_request() {
     let mesh = RoutesMesh::start(&split(100, 0)).await;
-    let first = mesh.wait_routes(|v| v.starts_with("demo/hello-split@")).await;
+    let first = mesh
+        .wait_routes(|v| v.starts_with("demo/hello-split@"))
+        .await;
     let first_version = first["version"].as_str().unwrap().to_owned();
     let addr = mesh.addr();
     let stop = Arc::new(AtomicBool::new(false));
@@ -143,7 +168,8 @@ async fn a_weight_edit_under_load_takes_effect_within_a_second_with_no_failed_re
     tokio::time::sleep(Duration::from_millis(300)).await;
     let edited = Instant::now();
     mesh.mesh.write_routes(&split(0, 100));
-    mesh.wait_routes(|v| !v.is_empty() && v != first_version).await;
+    mesh.wait_routes(|v| !v.is_empty() && v != first_version)
+        .await;
     // Requests keep flowing for another half second after the new table is in force.
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);
@@ -155,15 +181,24 @@ async fn a_weight_edit_under_load_takes_effect_within_a_second_with_no_failed_re
     );
     let v2_name = mesh.app(App::V2).name.clone();
     let v2 = mesh.app(App::V2).seen();
-    let first_v2 = v2.first().map(|r| r.at).expect("hello-v2 answered after the edit");
+    let first_v2 = v2
+        .first()
+        .map(|r| r.at)
+        .expect("hello-v2 answered after the edit");
     let took = first_v2.saturating_duration_since(edited);
-    assert!(took <= Duration::from_secs(1), "the new weights took {took:?} ({v2_name})");
+    assert!(
+        took <= Duration::from_secs(1),
+        "the new weights took {took:?} ({v2_name})"
+    );
     let v1_after = mesh
         .app(App::V1)
         .seen()
         .iter()
         .filter(|r| r.at > first_v2 + Duration::from_millis(50))
         .count();
-    assert_eq!(v1_after, 0, "hello-v1 still got requests once 0/100 was in force");
+    assert_eq!(
+        v1_after, 0,
+        "hello-v1 still got requests once 0/100 was in force"
+    );
     assert!(!v2.is_empty() && mesh.app(App::V1).count() > 0);
 }
