@@ -45,7 +45,7 @@ pub fn table(
     }
     chosen.sort_by(|a, b| {
         let age = |r: &HttpRoute| (r.created.is_none(), r.created.clone(), r.order);
-        age(*a).cmp(&age(*b)).then_with(|| a.key().cmp(&b.key()))
+        age(a).cmp(&age(b)).then_with(|| a.key().cmp(&b.key()))
     });
     let mut table = RouteTable::default();
     let mut ranked: Vec<(Rank, RuleMatch)> = Vec::new();
@@ -64,7 +64,7 @@ pub fn table(
             }
         }
     }
-    ranked.sort_by(|a, b| a.0.cmp(&b.0));
+    ranked.sort_by_key(|(rank, _)| *rank);
     table.matches = ranked.into_iter().map(|(_, m)| m).collect();
     table.version = chosen
         .iter()

@@ -31,11 +31,21 @@ const RULES: &str = "    - name: exact
       backendRefs: [{name: hello-v1, port: 8080}]
 ";
 
+/// A request (method, path, headers), the app that must answer it, and the rule that sends it
+/// there.
+type Case = (
+    Method,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    App,
+    &'static str,
+);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_go_where_the_most_specific_match_sends_them() {
     let mesh = RoutesMesh::start(&route("hello-match", None, RULES)).await;
     let mut caller = Caller::connect(mesh.addr()).await.unwrap();
-    let cases: [(Method, &str, &[(&str, &str)], App, &str); 16] = [
+    let cases: [Case; 16] = [
         (Method::GET, "/v2/exact", &[], App::V1, "exact"),
         (Method::GET, "/v2/other", &[], App::V2, "v2"),
         (Method::GET, "/v2", &[], App::V2, "v2"),
