@@ -21,7 +21,7 @@ pub const STDIN_NAME: &str = "<stdin>";
 
 #[derive(Debug, clap::Subcommand)]
 pub enum PolicyCommand {
-    /// Check ServicePolicy and HTTPRoute documents: a file, a directory of *.yaml / *.yml (other
+    /// Check ServicePolicy and Gateway API route documents: a file, a directory of *.yaml / *.yml (other
     /// documents, such as a GitOps folder's Deployments, are skipped), or - for stdin.
     Check {
         /// File, directory, or - for standard input.
@@ -189,7 +189,11 @@ pub fn ok_line(
         0 => String::new(),
         n => {
             let names: Vec<String> = routes.iter().map(HttpRoute::key).collect();
-            let word = if n == 1 { "HTTPRoute" } else { "HTTPRoutes" };
+            let word = if n == 1 {
+                "Gateway API route"
+            } else {
+                "Gateway API routes"
+            };
             format!("; {n} {word} ({})", names.join(", "))
         }
     };

@@ -196,7 +196,7 @@ fn a_gitops_folder_is_checked_for_its_service_policies_and_the_rest_is_skipped()
     assert!(output.stderr.is_empty());
     assert_eq!(
         String::from_utf8(output.stdout).unwrap(),
-        "ok: 2 ServicePolicy documents in 6 files (web.demo, payments.prod); 1 HTTPRoute (demo/web); 7 other documents skipped (-v lists them)\n"
+        "ok: 2 ServicePolicy documents in 6 files (web.demo, payments.prod); 2 Gateway API routes (demo/web, prod/payments); 6 other documents skipped (-v lists them)\n"
     );
 }
 
@@ -206,7 +206,6 @@ fn verbose_says_what_was_skipped_and_why() {
     assert_eq!(output.status.code(), Some(0));
     let stdout = String::from_utf8(output.stdout).unwrap();
     let dir = "tests/policies/gitops";
-    let grpc_why = "weft does not read GRPCRoutes yet: route gRPC with an HTTPRoute (paths /<service>/<method>)";
     let expected = [
         format!("{dir}/README.md: skipped: not a .yaml or .yml file"),
         format!(
@@ -222,10 +221,7 @@ fn verbose_says_what_was_skipped_and_why() {
         format!(
             "{dir}/mesh.yaml:1:1: skipped MeshService web.demo (weft.dev/v1alpha1): a service for discovery: the control plane reads MeshServices from --services or the API server, not --policies"
         ),
-        format!(
-            "{dir}/routes.yaml:13:1: skipped a Gateway API GRPCRoute payments.prod (gateway.networking.k8s.io/v1): {grpc_why}"
-        ),
-        "ok: 2 ServicePolicy documents in 6 files (web.demo, payments.prod); 1 HTTPRoute (demo/web); 7 other documents skipped".to_owned(),
+        "ok: 2 ServicePolicy documents in 6 files (web.demo, payments.prod); 2 Gateway API routes (demo/web, prod/payments); 6 other documents skipped".to_owned(),
     ];
     assert_eq!(stdout.lines().collect::<Vec<_>>(), expected);
 }

@@ -26,7 +26,7 @@ pub struct Skipped {
     /// `Deployment web (apps/v1)`, `kustomization`, `a list`.
     pub what: String,
     pub why: String,
-    /// An `HTTPRoute`: not a ServicePolicy, but checked as a route by `weft policy check`
+    /// An `HTTPRoute` or `GRPCRoute`: not a ServicePolicy, but checked as a route by `weft policy check`
     /// ([`crate::routes`]), so not counted among the documents skipped.
     pub route: bool,
 }
@@ -65,16 +65,14 @@ pub fn skipped(node: &Node, file: &str) -> Option<Skipped> {
         return skip(what, why);
     }
     if GATEWAY_GROUPS.contains(&group) {
-        let why = match kind {
-            "HTTPRoute" => "a route: the control plane reads routes from --routes",
-            "GRPCRoute" => {
-                "weft does not read GRPCRoutes yet: route gRPC with an HTTPRoute (paths /<service>/<method>)"
-            }
-            _ => "not a route of the mesh: weft reads HTTPRoutes only",
+        let route = matches!(kind, "HTTPRoute" | "GRPCRoute");
+        let why = match route {
+            true => "a route: the control plane reads routes from --routes",
+            false => "not a route of the mesh: weft reads HTTPRoutes and GRPCRoutes",
         };
         let mut skipped = skip(format!("a Gateway API {what}"), why);
         if let Some(s) = &mut skipped {
-            s.route = kind == "HTTPRoute";
+            s.route = route;
         }
         return skipped;
     }

@@ -1,12 +1,14 @@
-//! Checking one `HTTPRoute` document (`gateway.networking.k8s.io/v1`) with the policy code's
-//! walker: every problem at once, as `line:column: field.path: what`.
+//! Checking one `HTTPRoute` or `GRPCRoute` document (`gateway.networking.k8s.io/v1`) with the
+//! policy code's walker: every problem at once, as `line:column: field.path: what`.
 //!
 //! What the spec allows and weft does not do is a problem, never ignored: a route applied in
 //! part would send traffic where its author did not mean it to go. The filters, backends,
-//! timeouts and retry of a rule are in [`super::check_rule`].
+//! timeouts and retry of a rule are in [`super::check_rule`], a GRPCRoute's matches in
+//! [`super::check_grpc`].
 
 use weft_api::policy::{PathKind, PathMatch, RuleMatch, ValueMatch};
 
+use super::check_grpc;
 use super::check_rule::{backends, filters, retry, timeouts};
 use super::model::{HttpRoute, Parent, Rule};
 use crate::policy::effective;
@@ -16,7 +18,7 @@ use crate::policy::walk::{Cx, Problem, index, join};
 
 /// The API group and version of the routes weft reads.
 pub const API_VERSION: &str = "gateway.networking.k8s.io/v1";
-pub const KIND: &str = "HTTPRoute";
+pub const KINDS: [&str; 2] = ["HTTPRoute", "GRPCRoute"];
 
 /// The spec's limits (`MaxItems`).
 const MAX_RULES: usize = 16;
@@ -46,9 +48,12 @@ fn walk(cx: &mut Cx, node: &Node, order: usize) -> Option<HttpRoute> {
         "",
         &["apiVersion", "kind", "metadata", "spec", "status"],
     )?;
-    for (field, expected) in [("apiVersion", API_VERSION), ("kind", KIND)] {
+    let kinds = KINDS.join(" or ");
+    for (field, expected) in [("apiVersion", API_VERSION), ("kind", kinds.as_str())] {
         match f.get(field) {
-            Some(n) if n.text() == Some(expected) => {}
+            Some(n)
+                if n.text()
+                    .is_some_and(|t| expected.split(" or ").any(|e| e == t)) => {}
             Some(n) => {
                 let found = n.text().unwrap_or(n.kind());
                 cx.problem(n.at, field, format!("is `{found}`, expected {expected}"));
@@ -56,7 +61,9 @@ fn walk(cx: &mut Cx, node: &Node, order: usize) -> Option<HttpRoute> {
             None => cx.problem(node.at, field, format!("missing (expected {expected})")),
         }
     }
+    let grpc = f.get("kind").and_then(Node::text) == Some("GRPCRoute");
     let mut route = HttpRoute {
+        kind: if grpc { "GRPCRoute" } else { "HTTPRoute" },
         hash: effective::hash_of(&node.get("spec").map(Node::canonical).unwrap_or_default()),
         order,
         ..HttpRoute::default()
@@ -77,7 +84,7 @@ fn walk(cx: &mut Cx, node: &Node, order: usize) -> Option<HttpRoute> {
         let _ = cx.strings(n, "spec.hostnames");
     }
     match s.get("rules") {
-        Some(n) => route.rules = rules(cx, n, "spec.rules", &route.namespace),
+        Some(n) => route.rules = rules(cx, n, "spec.rules", &route.namespace, grpc),
         // The spec's default: one rule, every request to the parent's backends... of which
         // there are none: say so instead.
         None => cx.problem(spec.at, "spec.rules", "missing: a route needs a rule"),
@@ -177,7 +184,7 @@ fn parents(cx: &mut Cx, node: &Node, path: &str, namespace: &str) -> Vec<Parent>
     out
 }
 
-fn rules(cx: &mut Cx, node: &Node, path: &str, namespace: &str) -> Vec<Rule> {
+fn rules(cx: &mut Cx, node: &Node, path: &str, namespace: &str, grpc: bool) -> Vec<Rule> {
     let items = cx.list(node, path).unwrap_or_default();
     if items.len() > MAX_RULES {
         let why = format!("{} rules, the spec allows at most {MAX_RULES}", items.len());
@@ -186,7 +193,8 @@ fn rules(cx: &mut Cx, node: &Node, path: &str, namespace: &str) -> Vec<Rule> {
     let mut out: Vec<Rule> = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let path = index(path, i);
-        let fields = [
+        // GRPCRoute rules have no timeouts or retry in the standard channel.
+        let all = [
             "name",
             "matches",
             "filters",
@@ -194,7 +202,8 @@ fn rules(cx: &mut Cx, node: &Node, path: &str, namespace: &str) -> Vec<Rule> {
             "timeouts",
             "retry",
         ];
-        let Some(f) = cx.map(item, &path, &fields) else {
+        let fields = if grpc { &all[..4] } else { &all[..] };
+        let Some(f) = cx.map(item, &path, fields) else {
             continue;
         };
         let mut rule = Rule::default();
@@ -210,9 +219,10 @@ fn rules(cx: &mut Cx, node: &Node, path: &str, namespace: &str) -> Vec<Rule> {
                 rule.proto.name = name;
             }
         }
-        rule.matches = match f.get("matches") {
-            Some(n) => matches(cx, n, &join(&path, "matches")),
-            None => Vec::new(),
+        rule.matches = match (f.get("matches"), grpc) {
+            (Some(n), false) => matches(cx, n, &join(&path, "matches")),
+            (Some(n), true) => check_grpc::matches(cx, n, &join(&path, "matches")),
+            (None, _) => Vec::new(),
         };
         if rule.matches.is_empty() {
             rule.matches.push(RuleMatch {
@@ -224,7 +234,7 @@ fn rules(cx: &mut Cx, node: &Node, path: &str, namespace: &str) -> Vec<Rule> {
             });
         }
         if let Some(n) = f.get("filters") {
-            filters(cx, n, &join(&path, "filters"), &mut rule);
+            filters(cx, n, &join(&path, "filters"), &mut rule, grpc);
         }
         if let Some(n) = f.get("backendRefs") {
             rule.proto.backends = backends(cx, n, &join(&path, "backendRefs"), namespace);
@@ -341,7 +351,7 @@ fn path_match(cx: &mut Cx, node: &Node, path: &str) -> Option<PathMatch> {
     })
 }
 
-fn value_matches(cx: &mut Cx, node: &Node, path: &str, header: bool) -> Vec<ValueMatch> {
+pub(super) fn value_matches(cx: &mut Cx, node: &Node, path: &str, header: bool) -> Vec<ValueMatch> {
     let mut out: Vec<ValueMatch> = Vec::new();
     for (i, item) in cx.list(node, path).unwrap_or_default().iter().enumerate() {
         let path = index(path, i);
@@ -396,7 +406,7 @@ fn value_matches(cx: &mut Cx, node: &Node, path: &str, header: bool) -> Vec<Valu
     out
 }
 
-fn check_regex(cx: &mut Cx, at: Pos, path: &str, pattern: &str) {
+pub(super) fn check_regex(cx: &mut Cx, at: Pos, path: &str, pattern: &str) {
     if let Err(e) = regex::Regex::new(pattern) {
         let first = e.to_string();
         let why = first.lines().last().unwrap_or("invalid").trim().to_owned();

@@ -26,13 +26,26 @@ const FILTERS: [(&str, &str); 8] = [
     ("ExternalAuth", "externalAuth"),
 ];
 
-pub fn filters(cx: &mut Cx, node: &Node, path: &str, rule: &mut Rule) {
+/// A GRPCRoute's filters are the header modifiers, mirrors and extensions only.
+const GRPC_FILTERS: [&str; 4] = [
+    "RequestHeaderModifier",
+    "ResponseHeaderModifier",
+    "RequestMirror",
+    "ExtensionRef",
+];
+
+pub fn filters(cx: &mut Cx, node: &Node, path: &str, rule: &mut Rule, grpc: bool) {
     let mut seen: Vec<String> = Vec::new();
     for (i, item) in cx.list(node, path).unwrap_or_default().iter().enumerate() {
         let path = index(path, i);
         let Some((kind, settings, here)) = filter(cx, item, &path, &mut seen) else {
             continue;
         };
+        if grpc && !GRPC_FILTERS.contains(&kind) {
+            let why = format!("{kind} is not a filter of GRPCRoute");
+            cx.problem(item.at, &join(&path, "type"), why);
+            continue;
+        }
         let r = &mut rule.proto;
         match kind {
             "RequestHeaderModifier" => r.request_headers = header_modifier(cx, settings, &here),

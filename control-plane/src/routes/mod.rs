@@ -1,5 +1,5 @@
-//! Gateway API routes for the mesh (GAMMA): `HTTPRoute` documents whose `parentRefs` name a
-//! Service change how every meshed caller reaches that Service: matches, weighted backends,
+//! Gateway API routes for the mesh (GAMMA): `HTTPRoute` and `GRPCRoute` documents whose
+//! `parentRefs` name a Service change how every meshed caller reaches that Service: matches, weighted backends,
 //! header modifiers, redirects, rewrites, timeouts and retries.
 //!
 //! The documents are read like ServicePolicies (the same span-aware tree and walker, so every
@@ -9,6 +9,7 @@
 //! and policy reach the proxy together and a weight edit is one new `Resolution`.
 
 pub mod check;
+mod check_grpc;
 mod check_rule;
 pub mod compile;
 pub mod model;
@@ -61,16 +62,16 @@ impl Routes {
     }
 }
 
-/// Whether `node` is an `HTTPRoute` of the Gateway API.
+/// Whether `node` is an `HTTPRoute` or a `GRPCRoute` of the Gateway API.
 pub fn is_route(node: &Node) -> bool {
     let text = |key: &str| node.get(key).and_then(Node::text).unwrap_or_default();
     let group = text("apiVersion").rsplit_once('/').map_or("", |(g, _)| g);
-    GATEWAY_GROUPS.contains(&group) && text("kind") == "HTTPRoute"
+    GATEWAY_GROUPS.contains(&group) && check::KINDS.contains(&text("kind"))
 }
 
 /// Every route of `files`, or every problem of every file, one per line. Documents that are
-/// not HTTPRoutes (ServicePolicies, Deployments, Gateways, GRPCRoutes, which weft does not
-/// read yet …) are skipped: a GitOps folder holds them side by side.
+/// not routes (ServicePolicies, Deployments, Gateways …) are skipped: a GitOps folder holds
+/// them side by side.
 pub fn examine(files: &[File]) -> Result<Vec<HttpRoute>, Vec<String>> {
     let mut problems = Vec::new();
     let mut routes: Vec<HttpRoute> = Vec::new();
@@ -98,10 +99,10 @@ pub fn examine(files: &[File]) -> Result<Vec<HttpRoute>, Vec<String>> {
         for document in documents.iter().filter(|d| is_route(d)) {
             match check::document(document, routes.len()) {
                 Ok(route) => {
-                    let key = route.key();
+                    let key = format!("{} {}", route.kind, route.key());
                     if let Some(first) = defined.get(&key) {
                         problems.push(format!(
-                            "{file}:{}: metadata.name: HTTPRoute {key} is already defined at {first}",
+                            "{file}:{}: metadata.name: {key} is already defined at {first}",
                             route.at
                         ));
                         continue;
@@ -183,12 +184,12 @@ impl Store {
     }
 }
 
-/// `2 HTTPRoute documents in 1 files (demo/hello-canary, demo/web)`
+/// `2 Gateway API route documents in 1 files (demo/hello-canary, demo/web)`
 fn summary(routes: &[HttpRoute], files: usize) -> String {
     let mut names: Vec<String> = routes.iter().map(HttpRoute::key).collect();
     names.sort_unstable();
     format!(
-        "{} HTTPRoute documents in {files} files ({})",
+        "{} Gateway API route documents in {files} files ({})",
         routes.len(),
         names.join(", ")
     )
@@ -209,7 +210,7 @@ mod tests {
         let good = vec![("routes.yaml".to_owned(), canary(90, 10))];
         assert_eq!(
             store.reload(&good).unwrap(),
-            "1 HTTPRoute documents in 1 files (demo/hello)"
+            "1 Gateway API route documents in 1 files (demo/hello)"
         );
         assert!(changes.has_changed().unwrap());
         changes.mark_unchanged();

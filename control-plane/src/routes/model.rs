@@ -1,4 +1,4 @@
-//! An `HTTPRoute` as checked: who it is for (its Service parents) and its rules, each already
+//! An `HTTPRoute` (or a `GRPCRoute`) as checked: who it is for (its Service parents) and its rules, each already
 //! in the shape the proxy receives (`weft.policy.v1.RouteRule` and its matches), so compiling a
 //! table is choosing and sorting, not converting.
 
@@ -8,6 +8,9 @@ use crate::policy::node::Pos;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct HttpRoute {
+    /// `HTTPRoute` or `GRPCRoute` (whose matches are paths by now, see
+    /// [`super::check_grpc`]).
+    pub kind: &'static str,
     pub name: String,
     pub namespace: String,
     /// Where `metadata.name` was written.

@@ -37,7 +37,7 @@ async fn the_control_plane_loads_the_folder_weft_policy_check_accepts() {
     );
     assert_eq!(
         String::from_utf8(checked.stdout).unwrap(),
-        "ok: 2 ServicePolicy documents in 6 files (web.demo, payments.prod); 1 HTTPRoute (demo/web); 7 other documents skipped (-v lists them)\n"
+        "ok: 2 ServicePolicy documents in 6 files (web.demo, payments.prod); 2 Gateway API routes (demo/web, prod/payments); 6 other documents skipped (-v lists them)\n"
     );
     let data = tempfile::tempdir().unwrap();
     let control_plane = ControlPlaneProcess::start(
@@ -55,7 +55,7 @@ async fn the_control_plane_loads_the_folder_weft_policy_check_accepts() {
         "{log}"
     );
     assert!(
-        log.contains("loaded 1 HTTPRoute documents in 6 files (demo/web)"),
+        log.contains("loaded 2 Gateway API route documents in 6 files (demo/web, prod/payments)"),
         "{log}"
     );
     let metrics = control_plane.metrics().await.unwrap();

@@ -10,6 +10,7 @@
 //! `hello.demo:8081`, resolved through discovery as a pod's intercepted connections are.
 
 mod filters;
+mod grpc;
 mod matching;
 mod split;
 
