@@ -123,6 +123,12 @@ fn check(path: &Path, explain: bool, verbose: bool, services: Option<&Path>) -> 
         for doc in &examined.loaded {
             println!("{}", explain::explain(doc));
         }
+        if !routes.is_empty() {
+            println!(
+                "{}",
+                routes::explain::explain(&routes::Routes::new(routes.clone()))
+            );
+        }
     }
     println!(
         "{}",

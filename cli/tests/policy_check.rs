@@ -320,3 +320,29 @@ fn reports_every_problem_of_a_broken_route() {
         ],
     );
 }
+
+#[test]
+fn explain_shows_each_route_table_and_who_decides_what() {
+    let output = weft(
+        &["policy", "check", "--explain", "tests/policies/gitops"],
+        None,
+    );
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let web = stdout
+        .split("\nweb.demo:8080 for callers in namespace demo: routes demo/web@")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let lines: Vec<&str> = web.lines().skip(1).take(6).collect();
+    assert_eq!(
+        lines,
+        [
+            "  1. path prefix /api -> rule demo/web/rule-0",
+            "  rule demo/web/rule-0:",
+            "    web.demo:8080 weight 1 (100.0 % of the requests; its endpoints, breakers and ServicePolicy)",
+            "    timeouts.request: 10s (the rule's); per attempt: the backend's ServicePolicy",
+            "    retries: the backend's ServicePolicy; always within the backend's retry budget",
+            "  a request matching nothing: 404 no_route",
+        ]
+    );
+}

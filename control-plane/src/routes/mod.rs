@@ -12,6 +12,7 @@ pub mod check;
 mod check_grpc;
 mod check_rule;
 pub mod compile;
+pub mod explain;
 pub mod model;
 
 use std::collections::HashMap;
