@@ -21,8 +21,9 @@ pub const STDIN_NAME: &str = "<stdin>";
 
 #[derive(Debug, clap::Subcommand)]
 pub enum PolicyCommand {
-    /// Check ServicePolicy and Gateway API route documents: a file, a directory of *.yaml / *.yml (other
-    /// documents, such as a GitOps folder's Deployments, are skipped), or - for stdin.
+    /// Check ServicePolicy and Gateway API route documents: a file, a directory of *.yaml /
+    /// *.yml (other documents, such as a GitOps folder's Deployments, are skipped), or - for
+    /// stdin.
     Check {
         /// File, directory, or - for standard input.
         path: PathBuf,

@@ -79,10 +79,10 @@ pub struct ControlPlaneConfig {
     #[arg(long, env = "WEFT_POLICIES")]
     pub policies: Option<PathBuf>,
 
-    /// Gateway API routes (kind: HTTPRoute, gateway.networking.k8s.io/v1) whose parentRefs name
-    /// a Service: a YAML file, or a directory whose *.yaml and *.yml files are read (not
-    /// recursively), reloaded when they change. Discovery answers for a Service port carry the
-    /// routes its caller gets. Without it requests go to the Service's own endpoints.
+    /// Gateway API routes (kind: HTTPRoute or GRPCRoute, gateway.networking.k8s.io/v1) whose
+    /// parentRefs name a Service: a YAML file, or a directory whose *.yaml and *.yml files are
+    /// read (not recursively), reloaded when they change. Discovery answers for a Service port
+    /// carry the routes its caller gets. Without it requests go to the Service's own endpoints.
     #[arg(long, env = "WEFT_ROUTES")]
     pub routes: Option<PathBuf>,
 

@@ -26,8 +26,8 @@ pub struct Skipped {
     /// `Deployment web (apps/v1)`, `kustomization`, `a list`.
     pub what: String,
     pub why: String,
-    /// An `HTTPRoute` or `GRPCRoute`: not a ServicePolicy, but checked as a route by `weft policy check`
-    /// ([`crate::routes`]), so not counted among the documents skipped.
+    /// An `HTTPRoute` or `GRPCRoute`: not a ServicePolicy, but checked as a route by
+    /// `weft policy check` ([`crate::routes`]), so not counted among the documents skipped.
     pub route: bool,
 }
 

@@ -1,6 +1,6 @@
 //! Gateway API routes for the mesh (GAMMA): `HTTPRoute` and `GRPCRoute` documents whose
-//! `parentRefs` name a Service change how every meshed caller reaches that Service: matches, weighted backends,
-//! header modifiers, redirects, rewrites, timeouts and retries.
+//! `parentRefs` name a Service change how every meshed caller reaches that Service: matches,
+//! weighted backends, header modifiers, redirects, rewrites, timeouts and retries.
 //!
 //! The documents are read like ServicePolicies (the same span-aware tree and walker, so every
 //! problem of every file is reported at once as `file:line:column: field.path: what`), from

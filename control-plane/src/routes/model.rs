@@ -1,6 +1,6 @@
-//! An `HTTPRoute` (or a `GRPCRoute`) as checked: who it is for (its Service parents) and its rules, each already
-//! in the shape the proxy receives (`weft.policy.v1.RouteRule` and its matches), so compiling a
-//! table is choosing and sorting, not converting.
+//! An `HTTPRoute` (or a `GRPCRoute`) as checked: who it is for (its Service parents) and its
+//! rules, each already in the shape the proxy receives (`weft.policy.v1.RouteRule` and its
+//! matches), so compiling a table is choosing and sorting, not converting.
 
 use weft_api::policy::{RouteRule, RuleMatch};
 

@@ -74,8 +74,12 @@ impl Resolution {
         match self {
             Resolution::Unknown => "not a mesh service".to_owned(),
             Resolution::Known(d) => {
+                let routes = match &d.routes {
+                    Some(table) => format!(", routes {}", table.version),
+                    None => String::new(),
+                };
                 format!(
-                    "{} ({} meshed, {} unmeshed endpoints{}, policy {})",
+                    "{} ({} meshed, {} unmeshed endpoints{}, policy {}{routes})",
                     d.name,
                     d.endpoints().len(),
                     d.unmeshed().len(),
@@ -85,11 +89,7 @@ impl Resolution {
                         PortProtocol::Opaque => ", opaque",
                     },
                     d.policy.version
-                ) + &d
-                    .routes
-                    .as_ref()
-                    .map(|t| format!(", routes {}", t.version))
-                    .unwrap_or_default()
+                )
             }
         }
     }

@@ -1,8 +1,8 @@
 //! What the proxy applies to each destination, for the admin endpoint's `/destinations`: the
 //! policy version in force, the Gateway API route table with its weights, the limit's
 //! occupancy, and per endpoint the breaker state, the balancer's latency average and the
-//! requests in flight. A user asking "which pod did weft
-//! eject, and why is my retry not happening" reads it here (Istio users cannot: istio#52962).
+//! requests in flight. A user asking "which pod did weft eject, and why is my retry not
+//! happening" reads it here (Istio users cannot: istio#52962).
 
 use serde_json::{Value, json};
 

@@ -1,8 +1,9 @@
 //! A GitOps folder (Deployments, Services, a ConfigMap, kustomization.yaml, Gateway API routes, a
 //! MeshService and ServicePolicies side by side, several documents per file) given to
 //! `weft policy check` and to the control plane's `--policies` and `--routes`: both read the
-//! ServicePolicies and HTTPRoutes and skip the rest by one rule, so a folder the check accepts is one the control plane loads, and a
-//! broken one is refused by both with the same `file:line:column` lines.
+//! ServicePolicies and the routes and skip the rest by one rule, so a folder the check accepts
+//! is one the control plane loads, and a broken one is refused by both with the same
+//! `file:line:column` lines.
 
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
