@@ -9,6 +9,9 @@
 //! Values that make no sense (a proxy must never trust its input blindly, even from its own
 //! control plane) are clamped to something safe rather than rejected: the control plane already
 //! refused documents with them, so only a mismatch of versions could bring one here.
+//!
+//! A destination's Gateway API routes, which decide where a request goes before any of this
+//! applies, are in [`gateway`].
 
 pub mod gateway;
 mod route_match;
