@@ -3,12 +3,13 @@
 //!
 //! What the spec allows and weft does not do is a problem, never ignored: a route applied in
 //! part would send traffic where its author did not mean it to go. The filters, backends,
-//! timeouts and retry of a rule are in [`super::check_rule`], a GRPCRoute's matches in
-//! [`super::check_grpc`].
+//! timeouts and retry of a rule are in [`super::check_rule`], an HTTPRoute's matches in
+//! [`super::check_match`], a GRPCRoute's in [`super::check_grpc`].
 
-use weft_api::policy::{PathKind, PathMatch, RuleMatch, ValueMatch};
+use weft_api::policy::{PathKind, PathMatch, RuleMatch};
 
 use super::check_grpc;
+use super::check_match::matches;
 use super::check_rule::{backends, filters, retry, timeouts};
 use super::model::{HttpRoute, Parent, Rule};
 use crate::policy::effective;
@@ -22,11 +23,6 @@ pub const KINDS: [&str; 2] = ["HTTPRoute", "GRPCRoute"];
 
 /// The spec's limits (`MaxItems`).
 const MAX_RULES: usize = 16;
-const MAX_MATCHES: usize = 64;
-
-const METHODS: [&str; 9] = [
-    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
-];
 
 /// Checks one document: the route, or every problem found. `order` is the document's position
 /// in the set, the route's age when it has no `metadata.creationTimestamp`.
@@ -269,151 +265,4 @@ fn rules(cx: &mut Cx, node: &Node, path: &str, namespace: &str, grpc: bool) -> V
         out.push(rule);
     }
     out
-}
-
-fn matches(cx: &mut Cx, node: &Node, path: &str) -> Vec<RuleMatch> {
-    let items = cx.list(node, path).unwrap_or_default();
-    if items.len() > MAX_MATCHES {
-        let why = format!(
-            "{} matches, the spec allows at most {MAX_MATCHES}",
-            items.len()
-        );
-        cx.problem(node.at, path, why);
-    }
-    let mut out = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let path = index(path, i);
-        let fields = ["path", "headers", "queryParams", "method"];
-        let Some(f) = cx.map(item, &path, &fields) else {
-            continue;
-        };
-        let mut m = RuleMatch {
-            path: Some(PathMatch {
-                kind: PathKind::Prefix as i32,
-                value: "/".to_owned(),
-            }),
-            ..RuleMatch::default()
-        };
-        if let Some(n) = f.get("path") {
-            m.path = path_match(cx, n, &join(&path, "path"));
-        }
-        if let Some(n) = f.get("method") {
-            let here = join(&path, "method");
-            if let Some(method) = cx.string(n, &here) {
-                if !METHODS.contains(&method.as_str()) {
-                    let why = format!("`{method}` is not one of {}", METHODS.join(", "));
-                    cx.problem(n.at, &here, why);
-                }
-                m.method = method;
-            }
-        }
-        if let Some(n) = f.get("headers") {
-            m.headers = value_matches(cx, n, &join(&path, "headers"), true);
-        }
-        if let Some(n) = f.get("queryParams") {
-            m.query_params = value_matches(cx, n, &join(&path, "queryParams"), false);
-        }
-        out.push(m);
-    }
-    out
-}
-
-fn path_match(cx: &mut Cx, node: &Node, path: &str) -> Option<PathMatch> {
-    let f = cx.map(node, path, &["type", "value"])?;
-    let kinds = [
-        ("PathPrefix", PathKind::Prefix),
-        ("Exact", PathKind::Exact),
-        ("RegularExpression", PathKind::Regex),
-    ];
-    let kind = match f.get("type") {
-        Some(n) => cx.choice(n, &join(path, "type"), &kinds)?,
-        None => PathKind::Prefix,
-    };
-    let value = match f.get("value") {
-        Some(n) => {
-            let here = join(path, "value");
-            let value = cx.string(n, &here)?;
-            if kind == PathKind::Regex {
-                check_regex(cx, n.at, &here, &value);
-            } else if !value.starts_with('/') {
-                cx.problem(n.at, &here, format!("`{value}` does not start with /"));
-            } else if value.contains("//") || value.contains("/./") || value.contains("/../") {
-                let why = format!("`{value}` is not a normalized path (//, /./ or /../)");
-                cx.problem(n.at, &here, why);
-            }
-            value
-        }
-        None => "/".to_owned(),
-    };
-    Some(PathMatch {
-        kind: kind as i32,
-        value,
-    })
-}
-
-pub(super) fn value_matches(cx: &mut Cx, node: &Node, path: &str, header: bool) -> Vec<ValueMatch> {
-    let mut out: Vec<ValueMatch> = Vec::new();
-    for (i, item) in cx.list(node, path).unwrap_or_default().iter().enumerate() {
-        let path = index(path, i);
-        let Some(f) = cx.map(item, &path, &["type", "name", "value"]) else {
-            continue;
-        };
-        let kinds = [("Exact", false), ("RegularExpression", true)];
-        let regex = match f.get("type") {
-            Some(n) => cx.choice(n, &join(&path, "type"), &kinds).unwrap_or(false),
-            None => false,
-        };
-        let name = match f.get("name") {
-            Some(n) => {
-                let here = join(&path, "name");
-                let name = cx.string(n, &here).unwrap_or_default();
-                if header && http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                    cx.problem(n.at, &here, format!("`{name}` is not a header name"));
-                }
-                let same = |m: &ValueMatch| match header {
-                    true => m.name.eq_ignore_ascii_case(&name),
-                    false => m.name == name,
-                };
-                if out.iter().any(same) {
-                    cx.problem(n.at, &here, format!("`{name}` is matched twice"));
-                }
-                match header {
-                    true => name.to_ascii_lowercase(),
-                    false => name,
-                }
-            }
-            None => {
-                cx.problem(item.at, &join(&path, "name"), "missing");
-                continue;
-            }
-        };
-        let value = match f.get("value") {
-            Some(n) => {
-                let here = join(&path, "value");
-                let value = cx.string(n, &here).unwrap_or_default();
-                if regex {
-                    check_regex(cx, n.at, &here, &value);
-                }
-                value
-            }
-            None => {
-                cx.problem(item.at, &join(&path, "value"), "missing");
-                continue;
-            }
-        };
-        out.push(ValueMatch { name, value, regex });
-    }
-    out
-}
-
-pub(super) fn check_regex(cx: &mut Cx, at: Pos, path: &str, pattern: &str) {
-    if let Err(e) = regex::Regex::new(pattern) {
-        let first = e.to_string();
-        let why = first.lines().last().unwrap_or("invalid").trim().to_owned();
-        cx.problem(
-            at,
-            path,
-            format!("`{pattern}` is not a regular expression: {why}"),
-        );
-    }
 }

@@ -6,7 +6,7 @@
 
 use weft_api::policy::{PathKind, PathMatch, RuleMatch};
 
-use super::check::{check_regex, value_matches};
+use super::check_match::{check_regex, value_matches};
 use crate::policy::node::Node;
 use crate::policy::walk::{Cx, index, join};
 

@@ -10,6 +10,7 @@
 
 pub mod check;
 mod check_grpc;
+mod check_match;
 mod check_rule;
 pub mod compile;
 pub mod explain;
