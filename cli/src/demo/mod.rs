@@ -189,10 +189,12 @@ async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
         let name = format!("hello-v{}-sidecar", i + 1);
         version_sidecars.push(Process::spawn(dir, &name, &proxy_bin, &args)?);
     }
-    for (sidecar, admin) in sidecars.iter_mut().zip(admins) {
-        wait_http_ok(sidecar, admin, "/ready", Duration::from_secs(15)).await?;
-    }
-    for (sidecar, admin) in version_sidecars.iter_mut().zip(version_admins) {
+    let all_admins = admins.into_iter().chain(version_admins);
+    for (sidecar, admin) in sidecars
+        .iter_mut()
+        .chain(&mut version_sidecars)
+        .zip(all_admins)
+    {
         wait_http_ok(sidecar, admin, "/ready", Duration::from_secs(15)).await?;
     }
     let policy_version = wait_for_service(web_admin, endpoints.len()).await?;
@@ -304,10 +306,6 @@ async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
         .await
         .context("the certificate watcher failed")?;
     let breakers = breakers.await.context("the breaker watcher failed")?;
-    control_plane.check_alive()?;
-    for sidecar in &mut sidecars {
-        sidecar.check_alive()?;
-    }
 
     let mut texts = Vec::new();
     for admin in admins {
@@ -321,7 +319,8 @@ async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
         [&versions[0], &versions[1]],
     )
     .await?;
-    for sidecar in &mut version_sidecars {
+    control_plane.check_alive()?;
+    for sidecar in sidecars.iter_mut().chain(&mut version_sidecars) {
         sidecar.check_alive()?;
     }
     let run = report::Run {
