@@ -1,7 +1,6 @@
 //! grpcroute-weight and grpcroute-request-header-modifier: a GRPCRoute's service and method
 //! matches, weighted backends and header modifiers, for gRPC calls over HTTP/2 from the app.
 
-use bytes::Bytes;
 use http::{Request, Version};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -66,7 +65,7 @@ async fn a_grpc_route_splits_calls_by_method_and_modifies_headers() {
             .and_then(|t| t.get("grpc-status"))
             .map(|v| v.to_str().unwrap().to_owned());
         assert_eq!(grpc_status.as_deref(), Some("0"), "{parts:?}");
-        let _: Bytes = collected.to_bytes();
+        assert_eq!(collected.to_bytes(), grpc_frame(b"hi"), "the app's message");
         let app = mesh.app_of(parts.headers.get("x-app").and_then(|v| v.to_str().ok()));
         let route = parts
             .headers
