@@ -90,12 +90,28 @@ pub const ROUTES_FILE: &str = "routes.yaml";
 
 /// `spiffe://cluster.local/ns/demo/sa/<account>`
 pub fn identity(account: &str) -> SpiffeId {
-    SpiffeId::new("cluster.local", "demo", account).expect("valid test identity")
+    identity_in("demo", account)
+}
+
+/// A namespace besides `demo` whose `web` account the control plane also certifies
+/// ([`Mesh::proxy_in`]): a caller whose consumer routes differ from `demo`'s.
+pub const OTHER_NAMESPACE: &str = "shop";
+
+/// `spiffe://cluster.local/ns/<namespace>/sa/<account>`
+pub fn identity_in(namespace: &str, account: &str) -> SpiffeId {
+    SpiffeId::new("cluster.local", namespace, account).expect("valid test identity")
 }
 
 /// The bootstrap token of `account` (long enough for the control plane's minimum).
 pub fn token(account: &str) -> String {
-    format!("test-token-for-{account}-0123456789")
+    token_in("demo", account)
+}
+
+fn token_in(namespace: &str, account: &str) -> String {
+    match namespace {
+        "demo" => format!("test-token-for-{account}-0123456789"),
+        _ => format!("test-token-for-{namespace}-{account}-0123456789"),
+    }
 }
 
 impl Mesh {
@@ -123,11 +139,13 @@ impl Mesh {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut tokens =
             String::from("apiVersion: weft.dev/v1alpha1\nkind: BootstrapTokens\ntokens:\n");
-        for account in ACCOUNTS {
+        let others = [(OTHER_NAMESPACE, "web")];
+        let all = ACCOUNTS.map(|a| ("demo", a)).into_iter().chain(others);
+        for (namespace, account) in all {
             tokens.push_str(&format!(
                 "  - identity: {}\n    token: {}\n",
-                identity(account),
-                token(account)
+                identity_in(namespace, account),
+                token_in(namespace, account)
             ));
         }
         std::fs::write(dir.path().join("tokens.yaml"), tokens).expect("write tokens");
@@ -362,7 +380,20 @@ impl Mesh {
 
     /// Starts a proxy for `account` and waits until it holds a certificate.
     pub async fn proxy(&self, account: &str, options: ProxyOptions) -> RunningProxy {
-        let config = ProxyConfig::from_args(self.proxy_args(account, &options))
+        self.proxy_in("demo", account, options).await
+    }
+
+    /// [`Mesh::proxy`] for an account of another namespace ([`OTHER_NAMESPACE`]'s `web`).
+    pub async fn proxy_in(
+        &self,
+        namespace: &str,
+        account: &str,
+        options: ProxyOptions,
+    ) -> RunningProxy {
+        let mut args = self.proxy_args(account, &options);
+        args.identity = Some(identity_in(namespace, account).to_string());
+        args.token = Some(token_in(namespace, account));
+        let config = ProxyConfig::from_args(args)
             .unwrap_or_else(|errors| panic!("bad test proxy config: {errors:?}"));
         let proxy = weft_proxy::start(config, None).await.expect("proxy starts");
         wait_ready(&proxy).await;

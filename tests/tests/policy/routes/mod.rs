@@ -9,6 +9,7 @@
 //! backend answered. The caller (`web`) has one listener for `hello.demo:8080` and one for
 //! `hello.demo:8081`, resolved through discovery as a pod's intercepted connections are.
 
+mod consumer;
 mod filters;
 mod grpc;
 mod matching;
@@ -134,30 +135,44 @@ impl RoutesMesh {
 
     /// The caller's `/destinations` entry for `hello.demo:8080`.
     pub async fn destination(&self) -> serde_json::Value {
-        let (_, body) = admin_get(&self.client, "/destinations").await.unwrap();
-        let all: serde_json::Value = serde_json::from_str(&body).unwrap();
-        all.as_array()
-            .into_iter()
-            .flatten()
-            .find(|d| d["watched"] == "hello.demo:8080")
-            .cloned()
-            .unwrap_or_default()
+        destination_of(&self.client).await
     }
 
     /// Waits until the caller's route table version for `hello.demo:8080` is accepted by
     /// `version`; returns the table.
     pub async fn wait_routes(&self, version: impl Fn(&str) -> bool) -> serde_json::Value {
-        let give_up = Instant::now() + ROUTES_DEADLINE;
-        loop {
-            let table = self.destination().await["gateway_routes"].clone();
-            if version(table["version"].as_str().unwrap_or_default()) {
-                return table;
-            }
-            assert!(
-                Instant::now() < give_up,
-                "the caller's routes were not in force within {ROUTES_DEADLINE:?}: {table}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        wait_routes_of(&self.client, version).await
+    }
+}
+
+/// `proxy`'s `/destinations` entry for `hello.demo:8080`.
+pub async fn destination_of(proxy: &RunningProxy) -> serde_json::Value {
+    let (_, body) = admin_get(proxy, "/destinations").await.unwrap();
+    let all: serde_json::Value = serde_json::from_str(&body).unwrap();
+    all.as_array()
+        .into_iter()
+        .flatten()
+        .find(|d| d["watched"] == "hello.demo:8080")
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Waits until `proxy`'s route table version for `hello.demo:8080` is accepted by `version`;
+/// returns the table.
+pub async fn wait_routes_of(
+    proxy: &RunningProxy,
+    version: impl Fn(&str) -> bool,
+) -> serde_json::Value {
+    let give_up = Instant::now() + ROUTES_DEADLINE;
+    loop {
+        let table = destination_of(proxy).await["gateway_routes"].clone();
+        if version(table["version"].as_str().unwrap_or_default()) {
+            return table;
         }
+        assert!(
+            Instant::now() < give_up,
+            "the caller's routes were not in force within {ROUTES_DEADLINE:?}: {table}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
