@@ -133,11 +133,6 @@ impl RoutesMesh {
         &self.backends[i].app
     }
 
-    /// The caller's `/destinations` entry for `hello.demo:8080`.
-    pub async fn destination(&self) -> serde_json::Value {
-        destination_of(&self.client).await
-    }
-
     /// Waits until the caller's route table version for `hello.demo:8080` is accepted by
     /// `version`; returns the table.
     pub async fn wait_routes(&self, version: impl Fn(&str) -> bool) -> serde_json::Value {
