@@ -54,6 +54,9 @@ pub struct Exchange {
     details: Option<Box<Details>>,
     pub route: String,
     pub service: String,
+    /// The Gateway API backend (`<name>.<namespace>`) a route sent the request to; empty
+    /// without routes.
+    pub backend: String,
     pub attempts: AttemptLog,
     answer: Option<Answer>,
     /// Until the request is recorded: a request dropped before its response headers (the
@@ -123,6 +126,7 @@ impl ConnectionTelemetry {
             details,
             route: String::new(),
             service: String::new(),
+            backend: String::new(),
             answer: None,
             connection: Some(self.clone()),
         }
@@ -192,6 +196,7 @@ impl ConnectionTelemetry {
             destination_identity,
             destination_service: &exchange.service,
             route,
+            backend: &exchange.backend,
             status: answer.status,
             grpc_status,
             answered_by: match (answer.status, weft_error) {
@@ -344,6 +349,9 @@ impl Finished<'_> {
             ),
             KeyValue::new("weft.answered_by", labels.answered_by.label()),
         ];
+        if !labels.backend.is_empty() {
+            attributes.push(KeyValue::new("weft.backend", labels.backend.to_owned()));
+        }
         if let Some(status) = labels.status {
             attributes.push(KeyValue::new(
                 "http.response.status_code",
@@ -471,6 +479,7 @@ impl Finished<'_> {
             destination_identity: labels.destination_identity.to_owned(),
             destination_service: labels.destination_service.to_owned(),
             route: labels.route.to_owned(),
+            backend: labels.backend.to_owned(),
             method: d.method.as_str().to_owned(),
             authority: d.authority.clone(),
             path: d.path.clone(),
