@@ -13,6 +13,10 @@
 #        PROXY_FLAGS="--trace-sampling 0.01" TRACING=1 tests/bench/callgrind.sh
 #          TRACING=1 starts an OTLP collector (tests/e2e/otlp_collector.py, counting only) and
 #          adds --trace-collector to both sidecars; PROXY_FLAGS go to both sidecars.
+#        ROUTES=1 tests/bench/callgrind.sh
+#          an HTTPRoute on hello of five rules: four that do not match the benchmark's GET /, then
+#          one splitting it 50/50 between hello-v1 and hello-v2 (each a MeshService whose endpoint
+#          is the same server sidecar, on 127.0.1.1 and 127.0.1.2).
 #        REQUESTS=2000 WARMUP=300 (defaults)
 #        ALLOCATIONS=1 tests/bench/callgrind.sh
 #          no valgrind: counts each sidecar's calls of the allocator (mimalloc's mi_malloc_aligned,
@@ -77,6 +81,41 @@ spec:
   ports: [{port: 8080, targetPort: $((BASE + 6))}]
   endpoints: [{address: 127.0.0.1, serviceAccount: hello}]
 EOF
+ROUTE_FLAGS=()
+if [ -n "${ROUTES:-}" ]; then
+  SERVER_IN=0.0.0.0:$((BASE + 6))
+  for v in 1 2; do
+    cat >> "$W/services.yaml" << EOF
+---
+apiVersion: weft.dev/v1alpha1
+kind: MeshService
+metadata: {name: hello-v$v, namespace: demo}
+spec:
+  ports: [{port: 8080, targetPort: $((BASE + 6))}]
+  endpoints: [{address: 127.0.1.$v, serviceAccount: hello}]
+EOF
+  done
+  cat > "$W/routes.yaml" << EOF
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: hello, namespace: demo}
+spec:
+  parentRefs: [{group: "", kind: Service, name: hello, port: 8080}]
+  rules:
+    - matches: [{path: {type: PathPrefix, value: /api}}]
+      backendRefs: [{name: hello-v1, port: 8080}]
+    - matches: [{path: {type: Exact, value: /health}, method: GET}]
+      backendRefs: [{name: hello-v1, port: 8080}]
+    - matches: [{headers: [{name: x-canary, value: "1"}]}]
+      backendRefs: [{name: hello-v2, port: 8080}]
+    - matches: [{queryParams: [{name: debug, value: "1"}]}]
+      backendRefs: [{name: hello-v2, port: 8080}]
+    - backendRefs:
+        - {name: hello-v1, port: 8080, weight: 50}
+        - {name: hello-v2, port: 8080, weight: 50}
+EOF
+  ROUTE_FLAGS=(--routes "$W/routes.yaml")
+fi
 cat > "$W/nginx.conf" << EOF
 worker_processes 1;
 daemon off;
@@ -91,7 +130,8 @@ http {
 EOF
 
 "$WEFT_BIN/weft-control-plane" --bootstrap-tokens "$W/tokens.yaml" --services "$W/services.yaml" \
-  --listen "$CP" --admin-listen "$CP_ADMIN" --data-dir "$W/cp" --log warn > "$W/cp.log" 2>&1 &
+  --listen "$CP" --admin-listen "$CP_ADMIN" --data-dir "$W/cp" --log warn \
+  ${ROUTE_FLAGS[@]+"${ROUTE_FLAGS[@]}"} > "$W/cp.log" 2>&1 &
 PIDS+=($!)
 wait_for 20 "the control plane" test -f "$W/cp/trust-bundle.pem"
 nginx -c "$W/nginx.conf" > "$W/nginx.log" 2>&1 &
