@@ -17,6 +17,10 @@
 #          an HTTPRoute on hello of five rules: four that do not match the benchmark's GET /, then
 #          one splitting it 50/50 between hello-v1 and hello-v2 (each a MeshService whose endpoint
 #          is the same server sidecar, on 127.0.1.1 and 127.0.1.2).
+#        TWO_ENDPOINTS=1 tests/bench/callgrind.sh
+#          no route, and hello's endpoints are 127.0.1.1 and 127.0.1.2 (the same server sidecar):
+#          the baseline for ROUTES=1, whose two backends also mean two connections between the
+#          sidecars (fewer requests per HTTP/2 read and write than over one).
 #        REQUESTS=2000 WARMUP=300 (defaults)
 #        ALLOCATIONS=1 tests/bench/callgrind.sh
 #          no valgrind: counts each sidecar's calls of the allocator (mimalloc's mi_malloc_aligned,
@@ -81,6 +85,11 @@ spec:
   ports: [{port: 8080, targetPort: $((BASE + 6))}]
   endpoints: [{address: 127.0.0.1, serviceAccount: hello}]
 EOF
+if [ -n "${TWO_ENDPOINTS:-}" ]; then
+  SERVER_IN=0.0.0.0:$((BASE + 6))
+  sed -i 's/endpoints: \[{address: 127.0.0.1, serviceAccount: hello}\]/endpoints: [{address: 127.0.1.1, serviceAccount: hello}, {address: 127.0.1.2, serviceAccount: hello}]/' \
+    "$W/services.yaml"
+fi
 ROUTE_FLAGS=()
 if [ -n "${ROUTES:-}" ]; then
   SERVER_IN=0.0.0.0:$((BASE + 6))
