@@ -128,6 +128,41 @@ pub fn check(files: &[File]) -> Result<Vec<Loaded>, Vec<String>> {
     }
 }
 
+/// The YAML documents of `file`, read into span-aware trees; `None`, with the problem noted,
+/// when it has none to read (a file meant to hold none, `[]`, is no problem), is not UTF-8 or
+/// does not parse. ServicePolicies and Gateway API routes are read from the same folders this
+/// way.
+pub fn documents_of(
+    file: &str,
+    bytes: &[u8],
+    problems: &mut Vec<String>,
+) -> Option<Vec<node::Node>> {
+    match empty_file::contents(bytes) {
+        Contents::Documents => {}
+        Contents::NoneOnPurpose => return None,
+        Contents::Nothing => {
+            problems.push(
+                EmptyFile {
+                    file: file.to_owned(),
+                }
+                .to_string(),
+            );
+            return None;
+        }
+    }
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        problems.push(format!("{file}: not UTF-8 text"));
+        return None;
+    };
+    match node::parse(text) {
+        Ok(documents) => Some(documents),
+        Err(e) => {
+            problems.push(format!("{file}:{}: {}", e.at, e.message));
+            None
+        }
+    }
+}
+
 /// Checks every ServicePolicy document of every file, and says which documents were skipped.
 pub fn examine(files: &[File]) -> Examined {
     let mut problems = Vec::new();
@@ -135,24 +170,8 @@ pub fn examine(files: &[File]) -> Examined {
     let mut skipped = Vec::new();
     let mut defined: HashMap<String, (String, node::Pos)> = HashMap::new();
     for (file, bytes) in files {
-        match empty_file::contents(bytes) {
-            Contents::Documents => {}
-            Contents::NoneOnPurpose => continue,
-            Contents::Nothing => {
-                problems.push(EmptyFile { file: file.clone() }.to_string());
-                continue;
-            }
-        }
-        let Ok(text) = std::str::from_utf8(bytes) else {
-            problems.push(format!("{file}: not UTF-8 text"));
+        let Some(documents) = documents_of(file, bytes, &mut problems) else {
             continue;
-        };
-        let documents = match node::parse(text) {
-            Ok(documents) => documents,
-            Err(e) => {
-                problems.push(format!("{file}:{}: {}", e.at, e.message));
-                continue;
-            }
         };
         for document in &documents {
             if let Some(skip) = documents::skipped(document, file) {

@@ -24,10 +24,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use weft_api::policy::RouteTable;
 
-use crate::empty_file::{self, Contents, EmptyFile};
 use crate::metrics::Metrics;
 use crate::policy::load::{self as files, File};
-use crate::policy::node::{self, Node};
+use crate::policy::node::Node;
 use crate::reload;
 pub use model::HttpRoute;
 
@@ -79,24 +78,8 @@ pub fn examine(files: &[File]) -> Result<Vec<HttpRoute>, Vec<String>> {
     let mut routes: Vec<HttpRoute> = Vec::new();
     let mut defined: HashMap<String, String> = HashMap::new();
     for (file, bytes) in files {
-        match empty_file::contents(bytes) {
-            Contents::Documents => {}
-            Contents::NoneOnPurpose => continue,
-            Contents::Nothing => {
-                problems.push(EmptyFile { file: file.clone() }.to_string());
-                continue;
-            }
-        }
-        let Ok(text) = std::str::from_utf8(bytes) else {
-            problems.push(format!("{file}: not UTF-8 text"));
+        let Some(documents) = files::documents_of(file, bytes, &mut problems) else {
             continue;
-        };
-        let documents = match node::parse(text) {
-            Ok(documents) => documents,
-            Err(e) => {
-                problems.push(format!("{file}:{}: {}", e.at, e.message));
-                continue;
-            }
         };
         for document in documents.iter().filter(|d| is_route(d)) {
             match check::document(document, routes.len()) {
