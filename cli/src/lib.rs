@@ -11,10 +11,12 @@ mod ca;
 mod cert;
 mod check;
 mod crds;
+mod dashboard;
 mod demo;
 mod inject;
 pub mod policy;
 pub mod prometheus_text;
+pub mod views;
 
 use std::process::ExitCode;
 
@@ -51,6 +53,18 @@ enum Command {
     Inject(inject::InjectArgs),
     /// Remove exactly what `weft inject` added.
     Uninject(inject::UninjectArgs),
+    /// Golden signals per workload (`deploy`, the default) or service (`svc`): meshed pods,
+    /// success, requests per second, p50/p95/p99 latency, TCP connections.
+    Stat(views::StatArgs),
+    /// Who calls whom: source and destination workloads, their identities, mutual TLS, rate and
+    /// success.
+    Edges(views::EdgesArgs),
+    /// Per route of a service: effective success and rate (what callers got) beside actual
+    /// (what servers answered), retries and retries the budget refused.
+    Routes(views::RoutesArgs),
+    /// Serve a web page with the live service graph, golden-signal charts, endpoints and their
+    /// breakers, routes, versions in force and tap.
+    Dashboard(dashboard::DashboardArgs),
 }
 
 impl Cli {
@@ -64,6 +78,10 @@ impl Cli {
             Command::Ca(command) => command.run(),
             Command::Inject(args) => inject::run_inject(args),
             Command::Uninject(args) => inject::run_uninject(args),
+            Command::Stat(args) => views::run_stat(args),
+            Command::Edges(args) => views::run_edges(args),
+            Command::Routes(args) => views::run_routes(args),
+            Command::Dashboard(args) => dashboard::run(args),
         }
     }
 }

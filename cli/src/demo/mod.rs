@@ -7,6 +7,7 @@
 //! then reports what each side saw and prints the commands to run the same mesh by hand.
 
 mod app;
+mod dashboard;
 mod files;
 mod flaky;
 mod metrics;
@@ -46,6 +47,10 @@ pub struct DemoArgs {
     /// deleting it.
     #[arg(long)]
     keep: bool,
+    /// After the report, keep the mesh running with traffic and serve `weft dashboard`'s page
+    /// for its sidecars (its URL is printed) until Ctrl-C.
+    #[arg(long)]
+    dashboard: bool,
 }
 
 pub fn run(args: DemoArgs) -> ExitCode {
@@ -314,6 +319,11 @@ async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
     );
     for process in std::iter::once(&control_plane).chain(&sidecars) {
         println!("  {}", process.command_line);
+    }
+    if args.dashboard {
+        // The flaky app fails some requests again: retries and the breaker have work to show.
+        flaky.fail(FLAKY_PERCENT);
+        dashboard::run(web_forward, &admins).await?;
     }
     if args.keep {
         let kept = workdir.keep();

@@ -6,6 +6,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod connection_metrics;
+mod dashboard;
 mod proxy_log;
 mod telemetry;
 mod telemetry_peers;
+mod views;

@@ -1,0 +1,230 @@
+//! The direct source: sidecars' admin ports, given as addresses or reached through the
+//! Kubernetes API server's pod proxy (as `weft check --proxy` does). Each read takes
+//! `/metrics` (only the families the views use are kept), `/destinations` and `/inbound`; two
+//! reads make a [`Window`] from the counters' deltas. Sidecars are read concurrently, each
+//! within [`super::http_get::TIMEOUT`].
+
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
+
+use super::http_get;
+use super::window::{OWNER, Sample, SidecarDetails, Window};
+use crate::prometheus_text;
+
+/// Where a sidecar's admin port is.
+#[derive(Clone)]
+pub enum Sidecar {
+    /// `host:port`.
+    Addr(String),
+    /// A pod, through `/api/v1/namespaces/NS/pods/NAME:15000/proxy`.
+    Pod {
+        client: kube::Client,
+        namespace: String,
+        name: String,
+    },
+}
+
+impl Sidecar {
+    pub fn name(&self) -> String {
+        match self {
+            Sidecar::Addr(addr) => addr.clone(),
+            Sidecar::Pod {
+                namespace, name, ..
+            } => format!("{namespace}/{name}"),
+        }
+    }
+
+    /// The body of `GET path` (a 200), or a sentence naming the sidecar.
+    pub async fn get(&self, path: &str) -> Result<String, String> {
+        let (status, body) = match self {
+            Sidecar::Addr(addr) => http_get::get(addr, path).await?,
+            Sidecar::Pod {
+                client,
+                namespace,
+                name,
+            } => {
+                let url = format!("/api/v1/namespaces/{namespace}/pods/{name}:15000/proxy{path}");
+                let request = http::Request::get(url)
+                    .body(Vec::new())
+                    .map_err(|e| e.to_string())?;
+                let text = tokio::time::timeout(http_get::TIMEOUT, client.request_text(request))
+                    .await
+                    .map_err(|_| format!("{}{path}: no answer in time", self.name()))?
+                    .map_err(|e| format!("{}{path}: {e}", self.name()))?;
+                (200, text)
+            }
+        };
+        if status != 200 {
+            return Err(format!("{}{path}: status {status}", self.name()));
+        }
+        Ok(body)
+    }
+}
+
+/// Metric families a read keeps: counters (deltas) and gauges (now).
+const COUNTERS: [&str; 5] = [
+    "weft_requests_total",
+    "weft_request_duration_seconds_bucket",
+    "weft_outbound_retries_total",
+    "weft_outbound_retry_budget_exhausted_total",
+    "weft_inbound_faults_injected_total",
+];
+const GAUGES: [&str; 3] = [
+    "weft_tcp_connections_open",
+    "weft_identity_info",
+    "weft_outbound_endpoint_ejected",
+];
+
+/// One read of one sidecar.
+#[derive(Debug, Clone)]
+pub struct Read {
+    pub sidecar: String,
+    pub at: Instant,
+    pub unix: f64,
+    pub identity: String,
+    /// Series by family, keyed by their text (`name{labels}`) for deltas.
+    series: HashMap<&'static str, Vec<(String, Sample)>>,
+    details: SidecarDetails,
+}
+
+/// Reads every sidecar at once: the reads that worked, and a sentence for each that did not.
+pub async fn read_all(sidecars: &[Sidecar]) -> (Vec<Read>, Vec<String>) {
+    let reads = sidecars.iter().map(|s| {
+        let s = s.clone();
+        tokio::spawn(async move { read(&s).await })
+    });
+    let (mut ok, mut errors) = (Vec::new(), Vec::new());
+    for task in reads.collect::<Vec<_>>() {
+        match task.await {
+            Ok(Ok(read)) => ok.push(read),
+            Ok(Err(e)) => errors.push(e),
+            Err(e) => errors.push(format!("a read failed: {e}")),
+        }
+    }
+    (ok, errors)
+}
+
+async fn read(sidecar: &Sidecar) -> Result<Read, String> {
+    let (metrics, destinations, inbound) = tokio::join!(
+        sidecar.get("/metrics"),
+        sidecar.get("/destinations"),
+        sidecar.get("/inbound")
+    );
+    let metrics = metrics?;
+    let json = |body: Result<String, String>| {
+        body.ok()
+            .and_then(|b| serde_json::from_str(&b).ok())
+            .unwrap_or(serde_json::Value::Null)
+    };
+    let unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let identity = prometheus_text::label(&metrics, "weft_identity_info", "identity")
+        .ok_or_else(|| format!("{}: /metrics has no weft_identity_info", sidecar.name()))?;
+    let mut series: HashMap<&'static str, Vec<(String, Sample)>> = HashMap::new();
+    for line in metrics.lines().filter(|l| l.starts_with("weft_")) {
+        let Some((text, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let name = text.split_once('{').map_or(text, |(n, _)| n);
+        let Some(family) = COUNTERS.iter().chain(&GAUGES).find(|f| **f == name) else {
+            continue;
+        };
+        let Ok(value) = value.trim().parse::<f64>() else {
+            continue;
+        };
+        let mut labels: std::collections::BTreeMap<String, String> =
+            prometheus_text::split(text).1.into_iter().collect();
+        labels
+            .entry(OWNER.to_owned())
+            .or_insert_with(|| identity.clone());
+        series
+            .entry(family)
+            .or_default()
+            .push((text.to_owned(), Sample { labels, value }));
+    }
+    Ok(Read {
+        sidecar: sidecar.name(),
+        at: Instant::now(),
+        unix,
+        details: SidecarDetails {
+            identity: identity.clone(),
+            destinations: json(destinations),
+            inbound: json(inbound),
+        },
+        identity,
+        series,
+    })
+}
+
+/// The window from `before` to `after`: counter deltas of sidecars read both times (a counter
+/// that went down restarted: its new value is the delta), gauges and details from `after`.
+/// Series that did not change stay, with 0: an idle edge is still an edge.
+pub fn window(before: &[Read], after: &[Read], errors: Vec<String>) -> Window {
+    let mut window = Window {
+        errors,
+        ..Window::default()
+    };
+    let mut seconds = Vec::new();
+    for now in after {
+        window.details.push(now.details.clone());
+        let gauges = |family| {
+            now.series
+                .get(family)
+                .into_iter()
+                .flatten()
+                .map(|(_, s)| s.clone())
+        };
+        window.tcp_open.extend(gauges("weft_tcp_connections_open"));
+        window.sidecars.extend(gauges("weft_identity_info"));
+        window
+            .ejected
+            .extend(gauges("weft_outbound_endpoint_ejected"));
+        let Some(then) = before.iter().find(|b| b.sidecar == now.sidecar) else {
+            continue;
+        };
+        seconds.push(now.at.duration_since(then.at).as_secs_f64());
+        window.end_unix = window.end_unix.max(now.unix);
+        for family in COUNTERS {
+            let old: HashMap<&str, f64> = then
+                .series
+                .get(family)
+                .into_iter()
+                .flatten()
+                .map(|(key, s)| (key.as_str(), s.value))
+                .collect();
+            let deltas = now
+                .series
+                .get(family)
+                .into_iter()
+                .flatten()
+                .map(|(key, s)| {
+                    let was = old.get(key.as_str()).copied().unwrap_or(0.0);
+                    let delta = if s.value >= was {
+                        s.value - was
+                    } else {
+                        s.value
+                    };
+                    Sample {
+                        labels: s.labels.clone(),
+                        value: delta,
+                    }
+                });
+            let target = match family {
+                "weft_requests_total" => &mut window.requests,
+                "weft_request_duration_seconds_bucket" => &mut window.latency_buckets,
+                "weft_outbound_retries_total" => &mut window.retries,
+                "weft_outbound_retry_budget_exhausted_total" => &mut window.budget_exhausted,
+                _ => &mut window.faults_injected,
+            };
+            target.extend(deltas);
+        }
+    }
+    // Sidecars are read together, so their intervals barely differ: the mean is the window.
+    if !seconds.is_empty() {
+        window.seconds = seconds.iter().sum::<f64>() / seconds.len() as f64;
+    }
+    window
+}

@@ -1,0 +1,169 @@
+//! `weft dashboard` in a real browser: the real `weft` binary serving the page for a loopback
+//! mesh's sidecars, loaded by headless Chromium, asserted on the DOM the page's script built.
+//! The graph's nodes and edge are the mesh's, the edge's rate and success are what the caller's
+//! metrics say, and when one endpoint starts failing its breaker shows open on the edge and in
+//! the endpoints table within seconds. A screenshot is taken (and written to
+//! `docs/images/dashboard.png` when `WEFT_WRITE_SCREENSHOT=1`). Skipped without `chromium`.
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use weft_tests::apps::fault_app::Reply;
+use weft_tests::clients::{self, traffic::Traffic};
+use weft_tests::mesh::policy_mesh::{PolicyMesh, policy};
+use weft_tests::observe::chromium::{self, tags};
+use weft_tests::observe::metrics::{metric_in, scrape};
+use weft_tests::ports::free_port;
+use weft_tests::process::bins;
+
+/// Retries of gateway errors, and a breaker that opens after 3 failures for 30 s or more.
+fn breaker_policy() -> String {
+    policy(
+        "  client:
+    defaults:
+      retries: {limit: 2, on: [gateway-error], backoff: {base: 1ms, max: 5ms}}
+      circuitBreaker: {consecutiveFailures: 3, penalty: {base: 30s, max: 60s}}
+",
+    )
+}
+
+/// A child process killed when dropped.
+struct Child(tokio::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.start_kill();
+    }
+}
+
+fn attr<'a>(tag: &'a chromium::Tag, name: &str) -> &'a str {
+    tag.1.get(name).map_or("", String::as_str)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_the_mesh_and_an_opened_breaker_in_chromium() {
+    if !chromium::available() {
+        return;
+    }
+    let mesh = PolicyMesh::start(2, Some(&breaker_policy())).await;
+    let version = mesh.policy_version().await;
+    let web_admin = mesh.client.admin_addr;
+    let mut admins = vec![web_admin.to_string()];
+    for backend in &mesh.backends {
+        admins.push(backend.proxy.as_ref().unwrap().admin_addr.to_string());
+    }
+    let traffic = Traffic::start(
+        mesh.addr(),
+        "/ok",
+        2,
+        Duration::from_millis(20),
+        4000,
+        Duration::from_secs(60),
+    );
+    let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let weft = tokio::task::spawn_blocking(|| bins::path("weft"))
+        .await
+        .unwrap();
+    let _dashboard = Child(
+        tokio::process::Command::new(weft)
+            .arg("dashboard")
+            .args(&admins)
+            .args([
+                "--listen",
+                &listen.to_string(),
+                "--interval",
+                "1s",
+                "--window",
+                "3s",
+            ])
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap(),
+    );
+    let url = format!("http://{listen}/");
+
+    // The graph: the mesh's two workloads, one edge over mTLS, all requests answered.
+    let edge = chromium::wait_for_dom(
+        &url,
+        Duration::from_secs(20),
+        "the web -> hello edge",
+        |dom| {
+            let edges = tags(dom, "data-edge");
+            let edge = edges
+                .iter()
+                .find(|e| attr(e, "data-source") == "demo/web")?;
+            let rate: f64 = attr(edge, "data-rate").parse().ok()?;
+            (rate > 0.0 && attr(edge, "data-success") == "1")
+                .then(|| (edge.clone(), tags(dom, "data-node")))
+        },
+    )
+    .await;
+    let (edge, nodes) = edge;
+    let mut names: Vec<&str> = nodes.iter().map(|n| attr(n, "data-node")).collect();
+    names.sort();
+    assert_eq!(names, ["demo/hello", "demo/web"]);
+    assert_eq!(attr(&edge, "data-edge"), "demo/web->demo/hello");
+    assert_eq!(attr(&edge, "data-destination"), "demo/hello");
+    assert_eq!(attr(&edge, "data-service"), "hello.demo");
+    assert_eq!(attr(&edge, "data-mtls"), "true");
+    assert_eq!(attr(&edge, "data-health"), "good");
+    assert_eq!(attr(&edge, "data-breakers-open"), "0");
+    // The edge's rate against the caller's own counter over the dashboard's window.
+    let count = |text: &str| metric_in(text, r#"weft_requests_total{direction="outbound"}"#);
+    let (t0, before) = (Instant::now(), count(&scrape(web_admin).await));
+    tokio::time::sleep(Duration::from_secs(3)).await; // the measured interval itself
+    let measured = (count(&scrape(web_admin).await) - before) / t0.elapsed().as_secs_f64();
+    let shown: f64 = attr(&edge, "data-rate").parse().unwrap();
+    assert!(
+        (shown - measured).abs() <= 0.35 * measured,
+        "the edge shows {shown} requests/s, the caller's metrics {measured}"
+    );
+
+    // The tap panel's relay answers with one line per sidecar event or refusal.
+    let tap = clients::get(listen, "/api/tap?rate=1", "dashboard");
+    let first_line = tokio::time::timeout(Duration::from_secs(10), tap).await;
+    if let Ok(Ok(reply)) = first_line {
+        let line = reply.body.lines().next().unwrap_or_default();
+        let object: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(object["sidecar"].is_string(), "{line}");
+    }
+
+    // One endpoint fails every request: its breaker opens, and the page says so.
+    let failing_ip = mesh.backends[1].ip.to_string();
+    mesh.app(1).set_default(Reply::status(503));
+    let opened = Instant::now();
+    let dom = chromium::wait_for_dom(&url, Duration::from_secs(15), "the breaker open", |dom| {
+        let open = tags(dom, "data-endpoint").iter().any(|e| {
+            attr(e, "data-endpoint").starts_with(&format!("{failing_ip}:"))
+                && attr(e, "data-state") == "open"
+        });
+        let badge = tags(dom, "data-badge")
+            .iter()
+            .any(|b| attr(b, "data-badge") == "breaker");
+        (open && badge).then(|| dom.to_owned())
+    })
+    .await;
+    eprintln!(
+        "the page showed the breaker open {:?} after the endpoint began failing",
+        opened.elapsed()
+    );
+    let edge = tags(&dom, "data-edge").into_iter().next().unwrap();
+    assert_eq!(attr(&edge, "data-breakers-open"), "1");
+    assert!(
+        tags(&dom, "data-version")
+            .iter()
+            .any(|v| attr(v, "data-version") == version),
+        "the policy version {version} in force is not shown"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("dashboard.png");
+    chromium::screenshot(&url, &png, 1400, 900);
+    if std::env::var_os("WEFT_WRITE_SCREENSHOT").is_some() {
+        let docs = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/images/dashboard.png");
+        std::fs::copy(&png, docs).unwrap();
+    }
+    traffic.stop().await;
+}
