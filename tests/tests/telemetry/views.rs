@@ -22,7 +22,8 @@ const WEB: &str = "spiffe://cluster.local/ns/demo/sa/web";
 const HELLO: &str = "spiffe://cluster.local/ns/demo/sa/hello";
 
 /// Routes `ok` and `fail`; retries of gateway errors with a budget that never runs out here;
-/// no breaker, so the flaky endpoint keeps getting its share.
+/// no breaker, so the flaky endpoint keeps getting its share; a server half, so the servers'
+/// sidecars know the routes too.
 fn views_policy() -> String {
     policy(
         "  routes:
@@ -38,6 +39,8 @@ fn views_policy() -> String {
         backoff: {base: 1ms, max: 5ms}
         budget: {ratio: 0.5, minPerSecond: 100, window: 10s}
       circuitBreaker: {consecutiveFailures: 0}
+  server:
+    mtls: permissive
 ",
     )
 }

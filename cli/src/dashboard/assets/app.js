@@ -21,6 +21,8 @@ function el(tag, attrs, text) {
 const pct = (r) => (r === null || r === undefined ? "-" : (r * 100).toFixed(2) + "%");
 const ms = (v) => (v === null || v === undefined ? "-" : v < 10 ? v.toFixed(2) + "ms" : v.toFixed(0) + "ms");
 const rps = (v) => v.toFixed(2) + " rps";
+const shortRps = (v) => (v >= 100 ? v.toFixed(0) : v.toFixed(1)) + " rps";
+const shortPct = (r) => (r === null || r === undefined ? "-" : +(r * 100).toFixed(2) + "%");
 const attr = (v) => (v === null || v === undefined ? "" : String(v));
 
 function health(stats) {
@@ -57,15 +59,15 @@ function layout(snapshot) {
     (columns[n.depth] = columns[n.depth] || []).push(n);
   }
   columns.forEach((column, depth) => column.forEach((n, row) => {
-    n.x = 40 + depth * 300;
-    n.y = 40 + row * 120;
+    n.x = 30 + depth * COLUMN;
+    n.y = 50 + row * ROW;
   }));
-  const width = Math.max(600, 40 + columns.length * 300);
-  const height = Math.max(260, 60 + Math.max(1, ...columns.map((c) => c.length)) * 120);
+  const width = Math.max(2 * COLUMN, 60 + (columns.length - 1) * COLUMN + NODE_W);
+  const height = Math.max(180, 70 + Math.max(1, ...columns.map((c) => c.length)) * ROW);
   return { nodes, width, height };
 }
 
-const NODE_W = 150, NODE_H = 44;
+const NODE_W = 160, NODE_H = 44, COLUMN = 480, ROW = 130;
 
 function drawGraph(snapshot) {
   const svg = document.getElementById("graph");
@@ -115,15 +117,24 @@ function drawEdge(e, nodes, i) {
     : `M${x1},${y1} C${x1 + bend},${y1} ${x2 - bend},${y2} ${x2},${y2}`;
   g.append(el("svg:path", { d, "marker-end": `url(#arrow-${h})` }));
   const mx = (x1 + x2) / 2, my = (y1 + y2) / 2 - 10 - (i % 2) * 14;
-  const label = `${rps(e.stats.requests_per_second)} · ${pct(e.stats.success_rate)} · p99 ${ms(e.stats.p99_ms)}`;
+  const label = `${e.service} · ${shortRps(e.stats.requests_per_second)} · ` +
+    `${shortPct(e.stats.success_rate)} · p99 ${ms(e.stats.p99_ms)}`;
   g.append(el("svg:text", { x: mx, y: my, "text-anchor": "middle", class: "label" }, label));
   g.append(el("svg:title", {}, `${e.source} → ${e.service} (${e.destination})\n` +
     `${e.source_identity} → ${e.destination_identity || "no identity"}`));
-  if (e.mtls) g.append(lock(mx - label.length * 3.3 - 16, my - 10));
-  if (e.breakers_open > 0) g.append(badge(mx + label.length * 3.3 + 10, my - 4, "breaker",
-    `${e.breakers_open} breaker(s) open`));
-  if (e.fault_drills > 0) g.append(badge(mx + label.length * 3.3 + 30, my - 4, "drill",
-    "fault drill active"));
+  // Above the label: the lock, then a badge per open breaker or active drill.
+  let ix = mx - 8;
+  if (e.mtls) { g.append(lock(ix - 6, my - 34)); ix += 22; }
+  if (e.breakers_open > 0) {
+    g.append(badge(ix + 4, my - 27, "breaker", `${e.breakers_open} breaker(s) open`));
+    g.append(el("svg:text", { x: ix + 16, y: my - 23, class: "badge-text" },
+      `${e.breakers_open} breaker${e.breakers_open === 1 ? "" : "s"} open`));
+    ix += 110;
+  }
+  if (e.fault_drills > 0) {
+    g.append(badge(ix + 4, my - 27, "drill", "fault drill active"));
+    g.append(el("svg:text", { x: ix + 16, y: my - 23, class: "badge-text" }, "fault drill"));
+  }
   return g;
 }
 
@@ -231,6 +242,7 @@ async function refresh() {
       drawTables(snapshot);
       document.body.dataset.loaded = String(++loads);
       document.body.dataset.time = String(snapshot.time);
+      document.body.dataset.window = String(snapshot.window_seconds);
     }
   } catch (e) {
     document.getElementById("errors").replaceChildren(el("li", { "data-error": "" }, String(e)));
