@@ -142,12 +142,12 @@ fn golden(window: &Window, pairs: &[(&str, &str)]) -> Golden {
     )
 }
 
+/// The values of the series matching `pairs`, added up (`0.0`, not `-0.0`, when none match).
 fn sum(samples: &[Sample], pairs: &[(&str, &str)]) -> f64 {
     samples
         .iter()
         .filter(|s| has(s, pairs))
-        .map(|s| s.value)
-        .sum()
+        .fold(0.0, |total, s| total + s.value)
 }
 
 impl MeshSnapshot {
