@@ -12,6 +12,7 @@
 
 mod assets;
 mod history;
+mod response;
 mod server;
 mod tap;
 

@@ -6,20 +6,16 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use super::history::History;
+use super::response::{Body, text, with_type};
 use super::{assets, tap};
 use crate::views::{MeshSnapshot, Reader};
-
-pub type Body = BoxBody<Bytes, Infallible>;
 
 #[derive(Default)]
 struct State {
@@ -103,23 +99,4 @@ pub async fn serve(listener: TcpListener, dashboard: Dashboard) {
                 .await;
         });
     }
-}
-
-pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
-    with_type(status, body, "text/plain; charset=utf-8")
-}
-
-fn with_type(status: StatusCode, body: impl Into<Bytes>, content_type: &str) -> Response<Body> {
-    let mut response = Response::new(Full::new(body.into()).boxed());
-    *response.status_mut() = status;
-    if let Ok(value) = http::HeaderValue::from_str(content_type) {
-        response
-            .headers_mut()
-            .insert(http::header::CONTENT_TYPE, value);
-    }
-    response.headers_mut().insert(
-        http::header::CACHE_CONTROL,
-        http::HeaderValue::from_static("no-store"),
-    );
-    response
 }

@@ -16,7 +16,7 @@ use hyper::body::Frame;
 use hyper_util::rt::TokioIo;
 use tokio::sync::mpsc;
 
-use super::server::{Body, text};
+use super::response::{Body, text};
 
 /// Lines buffered for a slow page before the relay waits (and the sidecar drops and counts).
 const BUFFERED_LINES: usize = 256;
