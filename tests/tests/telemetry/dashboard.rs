@@ -2,8 +2,9 @@
 //! mesh's sidecars, loaded by headless Chromium, asserted on the DOM the page's script built.
 //! The graph's nodes and edge are the mesh's, the edge's rate and success are what the caller's
 //! metrics say, and when one endpoint starts failing its breaker shows open on the edge and in
-//! the endpoints table within seconds. A screenshot is taken (and written to
-//! `docs/images/dashboard.png` when `WEFT_WRITE_SCREENSHOT=1`). Skipped without `chromium`.
+//! the endpoints table within seconds; a fault drill in force shows its badge. A screenshot is
+//! taken (and written to `docs/images/dashboard.png` when `WEFT_WRITE_SCREENSHOT=1`). Skipped
+//! without `chromium`.
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -17,15 +18,26 @@ use weft_tests::observe::metrics::{metric_in, scrape};
 use weft_tests::ports::free_port;
 use weft_tests::process::bins;
 
-/// Retries of gateway errors, and a breaker that opens after 3 failures for 30 s or more.
+/// Retries of gateway errors, a breaker that opens after 3 failures for 30 s or more, and a
+/// fault drill (on `/drill`, which nobody calls) in force for an hour.
 fn breaker_policy() -> String {
-    policy(
-        "  client:
+    let until = std::time::SystemTime::now() + Duration::from_secs(3600);
+    policy(&format!(
+        "  routes:
+    - name: drill
+      match: {{pathPrefix: /drill}}
+  client:
     defaults:
-      retries: {limit: 2, on: [gateway-error], backoff: {base: 1ms, max: 5ms}}
-      circuitBreaker: {consecutiveFailures: 3, penalty: {base: 30s, max: 60s}}
+      retries: {{limit: 2, on: [gateway-error], backoff: {{base: 1ms, max: 5ms}}}}
+      circuitBreaker: {{consecutiveFailures: 3, penalty: {{base: 30s, max: 60s}}}}
+  server:
+    faults:
+      - routes: [drill]
+        abort: {{status: 503, percent: 10}}
+        until: {}
 ",
-    )
+        humantime::format_rfc3339_seconds(until)
+    ))
 }
 
 /// A child process killed when dropped.
@@ -109,6 +121,11 @@ async fn the_dashboard_shows_the_mesh_and_an_opened_breaker_in_chromium() {
             "the page never showed the web -> hello edge over a full window:\n{dom}"
         );
     };
+    let hello = nodes
+        .iter()
+        .find(|n| attr(n, "data-node") == "demo/hello")
+        .unwrap();
+    assert_eq!(attr(hello, "data-pods"), "2");
     let mut names: Vec<&str> = nodes.iter().map(|n| attr(n, "data-node")).collect();
     names.sort();
     assert_eq!(names, ["demo/hello", "demo/web"]);
@@ -118,6 +135,7 @@ async fn the_dashboard_shows_the_mesh_and_an_opened_breaker_in_chromium() {
     assert_eq!(attr(&edge, "data-mtls"), "true");
     assert_eq!(attr(&edge, "data-health"), "good");
     assert_eq!(attr(&edge, "data-breakers-open"), "0");
+    assert_eq!(attr(&edge, "data-fault-drills"), "1");
     let shown: f64 = attr(&edge, "data-rate").parse().unwrap();
     assert!(
         (shown - measured).abs() <= 0.35 * measured,

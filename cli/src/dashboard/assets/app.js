@@ -129,7 +129,7 @@ function drawEdge(e, nodes, i) {
     g.append(badge(ix + 4, my - 27, "breaker", `${e.breakers_open} breaker(s) open`));
     g.append(el("svg:text", { x: ix + 16, y: my - 23, class: "badge-text" },
       `${e.breakers_open} breaker${e.breakers_open === 1 ? "" : "s"} open`));
-    ix += 110;
+    ix += 130;
   }
   if (e.fault_drills > 0) {
     g.append(badge(ix + 4, my - 27, "drill", "fault drill active"));
