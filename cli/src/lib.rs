@@ -16,7 +16,7 @@ mod demo;
 mod inject;
 pub mod policy;
 pub mod prometheus_text;
-pub mod views;
+mod views;
 
 use std::process::ExitCode;
 

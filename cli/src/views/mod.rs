@@ -5,17 +5,17 @@
 //! Every view reads one [`MeshSnapshot`] built by a [`source::Reader`] from a Prometheus server
 //! or from the sidecars directly; the dashboard (`crate::dashboard`) draws the same snapshot.
 
-pub mod golden;
-pub mod http_get;
-mod prometheus;
-pub mod sidecars;
-pub mod snapshot;
-pub mod source;
 mod edges;
+mod golden;
+mod http_get;
+mod prometheus;
 mod routes;
+pub mod sidecars;
+mod snapshot;
+mod source;
 mod stat;
 mod table;
-pub mod window;
+mod window;
 
 use std::process::ExitCode;
 

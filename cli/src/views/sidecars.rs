@@ -80,10 +80,9 @@ const GAUGES: [&str; 3] = [
 /// One read of one sidecar.
 #[derive(Debug, Clone)]
 pub struct Read {
-    pub sidecar: String,
-    pub at: Instant,
-    pub unix: f64,
-    pub identity: String,
+    sidecar: String,
+    at: Instant,
+    unix: f64,
     /// Series by family, keyed by their text (`name{labels}`) for deltas.
     series: HashMap<&'static str, Vec<(String, Sample)>>,
     details: SidecarDetails,
@@ -150,11 +149,10 @@ async fn read(sidecar: &Sidecar) -> Result<Read, String> {
         at: Instant::now(),
         unix,
         details: SidecarDetails {
-            identity: identity.clone(),
+            identity,
             destinations: json(destinations),
             inbound: json(inbound),
         },
-        identity,
         series,
     })
 }
@@ -170,6 +168,7 @@ pub fn window(before: &[Read], after: &[Read], errors: Vec<String>) -> Window {
     let mut seconds = Vec::new();
     for now in after {
         window.details.push(now.details.clone());
+        window.end_unix = window.end_unix.max(now.unix);
         let gauges = |family| {
             now.series
                 .get(family)
@@ -186,7 +185,6 @@ pub fn window(before: &[Read], after: &[Read], errors: Vec<String>) -> Window {
             continue;
         };
         seconds.push(now.at.duration_since(then.at).as_secs_f64());
-        window.end_unix = window.end_unix.max(now.unix);
         for family in COUNTERS {
             let old: HashMap<&str, f64> = then
                 .series
