@@ -142,14 +142,30 @@ async fn the_dashboard_shows_the_mesh_and_an_opened_breaker_in_chromium() {
         "the edge shows {shown} requests/s, the caller's metrics {measured}"
     );
 
-    // The tap panel's relay answers with one line per sidecar event or refusal.
-    let tap = clients::get(listen, "/api/tap?rate=1", "dashboard");
-    let first_line = tokio::time::timeout(Duration::from_secs(10), tap).await;
-    if let Ok(Ok(reply)) = first_line {
-        let line = reply.body.lines().next().unwrap_or_default();
-        let object: serde_json::Value = serde_json::from_str(line).unwrap();
-        assert!(object["sidecar"].is_string(), "{line}");
-    }
+    // The tap panel, started by the page's `?tap=` on load, shows what the sidecars stream
+    // through the dashboard's relay: events of the traffic to /ok, or, from sidecars that do
+    // not serve tap, their refusal.
+    let probe = b"GET /tap?rate=1 HTTP/1.1\r\nhost: admin\r\n\r\n".to_vec();
+    let head = clients::raw_exchange(web_admin, probe, Duration::from_millis(500)).await;
+    let taps = head.starts_with("HTTP/1.1 200");
+    let tap_url = format!("{url}?tap=path%3D%2Fok");
+    chromium::wait_for_dom(
+        &tap_url,
+        Duration::from_secs(20),
+        "the tap panel's rows",
+        |dom| {
+            if taps {
+                tags(dom, "data-tap-event")
+                    .iter()
+                    .any(|e| attr(e, "data-path") == "/ok" && attr(e, "data-status") == "200")
+                    .then_some(())
+            } else {
+                let refused = tags(dom, "data-tap-error");
+                (refused.len() == admins.len()).then_some(())
+            }
+        },
+    )
+    .await;
 
     // One endpoint fails every request: its breaker opens, and the page says so.
     let failing_ip = mesh.backends[1].ip.to_string();
@@ -181,7 +197,7 @@ async fn the_dashboard_shows_the_mesh_and_an_opened_breaker_in_chromium() {
 
     let dir = tempfile::tempdir().unwrap();
     let png = dir.path().join("dashboard.png");
-    chromium::screenshot(&url, &png, 1400, 900);
+    chromium::screenshot(&tap_url, &png, 1400, 900);
     if std::env::var_os("WEFT_WRITE_SCREENSHOT").is_some() {
         let docs = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/images/dashboard.png");
         std::fs::copy(&png, docs).unwrap();

@@ -262,27 +262,35 @@ function tapState(state, text) {
   document.getElementById("tap-stop").disabled = state !== "streaming";
 }
 
+// `spiffe://td/ns/NS/sa/SA` → `NS/SA`, as the graph names workloads.
+const workload = (id) => (id ? id.replace(/^spiffe:\/\/[^/]+\/ns\/([^/]+)\/sa\/(.+)$/, "$1/$2") : "-");
+
 function tapRow(event) {
   const body = document.querySelector("#tap-events tbody");
   const tr = event.error !== undefined
-    ? row({ "data-tap-error": event.sidecar }, [new Date().toISOString(), event.sidecar, "", "", "",
+    ? row({ "data-tap-error": event.sidecar }, [new Date().toISOString().slice(11, 23), event.sidecar, "", "", "",
       "", "", "", "", "", "", "", event.error])
     : event.dropped !== undefined
       ? row({ "data-tap-dropped": event.dropped }, ["", event.sidecar, "", "", "",
         `${event.dropped} events dropped`, "", "", "", "", "", "", ""])
       : row({ "data-tap-event": "", "data-status": attr(event.status), "data-path": attr(event.path) },
-        [event.time, event.sidecar, event.direction, event.method, event.authority, event.path,
+        [(event.time || "").slice(11, 23), event.sidecar, event.direction, event.method,
+          event.authority, event.path,
           attr(event.status) + (event.grpc_status !== null && event.grpc_status !== undefined
             ? ` grpc ${event.grpc_status}` : ""),
-          ms(event.latency_ms), event.source || "-", event.destination || "-",
+          ms(event.latency_ms), workload(event.source), workload(event.destination),
           event.route || "-", attr(event.attempts), event.weft_error || ""]);
   body.prepend(tr);
   while (body.children.length > TAP_ROWS) body.lastChild.remove();
 }
 
-async function startTap(form) {
+function formQuery(form) {
   const query = new URLSearchParams();
   for (const [k, v] of new FormData(form)) if (v) query.set(k, v);
+  return query;
+}
+
+async function startTap(query) {
   tapping = new AbortController();
   tapState("streaming");
   try {
@@ -310,8 +318,11 @@ async function startTap(form) {
 
 document.getElementById("tap-form").addEventListener("submit", (ev) => {
   ev.preventDefault();
-  startTap(ev.target);
+  startTap(formQuery(ev.target));
 });
 document.getElementById("tap-stop").addEventListener("click", () => tapping && tapping.abort());
 
 refresh();
+// `/?tap=FILTERS` (a query string of the tap filters, encoded) starts tapping at once.
+const tapOnLoad = new URLSearchParams(location.search).get("tap");
+if (tapOnLoad !== null) startTap(new URLSearchParams(tapOnLoad));
