@@ -11,11 +11,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 mod details;
+mod grouped;
 
 use details::{endpoints, versions_and_drills};
+use grouped::{Grouped, Signals};
 
 use super::golden::Golden;
-use super::window::{OWNER, Sample, Window};
+use super::window::{OWNER, Window};
 
 /// The source node of callers that proved no identity.
 pub const UNMESHED: &str = "unmeshed";
@@ -134,64 +136,37 @@ pub fn workload_id(identity: &str) -> String {
     }
 }
 
-fn has(sample: &Sample, pairs: &[(&str, &str)]) -> bool {
-    pairs.iter().all(|(k, v)| sample.label(k) == *v)
-}
-
-fn golden(window: &Window, pairs: &[(&str, &str)]) -> Golden {
-    Golden::of(
-        window.requests.iter().filter(|s| has(s, pairs)),
-        window.latency_buckets.iter().filter(|s| has(s, pairs)),
-        window.seconds,
-    )
-}
-
-/// The values of the series matching `pairs`, added up (`0.0`, not `-0.0`, when none match).
-fn sum(samples: &[Sample], pairs: &[(&str, &str)]) -> f64 {
-    samples
-        .iter()
-        .filter(|s| has(s, pairs))
-        .fold(0.0, |total, s| total + s.value)
-}
-
 impl MeshSnapshot {
     pub fn build(source: &str, window: &Window) -> Self {
         let endpoints = endpoints(window);
         let (versions, drills) = versions_and_drills(window);
-        let mut snapshot = MeshSnapshot {
-            source: source.to_owned(),
-            window_seconds: window.seconds,
-            time: window.end_unix,
-            workloads: workloads(window, &drills),
-            services: Vec::new(),
-            edges: Vec::new(),
-            routes: routes(window),
-            endpoints,
-            versions,
-            errors: window.errors.clone(),
-        };
         let services: BTreeSet<&str> = window
             .requests
             .iter()
             .map(|s| s.label("destination_service"))
             .filter(|s| !s.is_empty())
             .collect();
-        snapshot.services = services
+        let by_service = Signals::by(window, &["direction", "destination_service"]);
+        let services = services
             .into_iter()
             .map(|name| Service {
                 name: name.to_owned(),
-                actual: golden(
-                    window,
-                    &[("direction", "inbound"), ("destination_service", name)],
-                ),
-                effective: golden(
-                    window,
-                    &[("direction", "outbound"), ("destination_service", name)],
-                ),
+                actual: by_service.of(&["inbound", name]),
+                effective: by_service.of(&["outbound", name]),
             })
             .collect();
-        snapshot.edges = edges(window, &snapshot.endpoints, &drills);
-        snapshot
+        MeshSnapshot {
+            source: source.to_owned(),
+            window_seconds: window.seconds,
+            time: window.end_unix,
+            workloads: workloads(window, &drills),
+            services,
+            edges: edges(window, &endpoints, &drills),
+            routes: routes(window),
+            endpoints,
+            versions,
+            errors: window.errors.clone(),
+        }
     }
 }
 
@@ -201,42 +176,46 @@ fn workloads(window: &Window, drills: &BTreeMap<(String, String), usize>) -> Vec
     for sidecar in &window.sidecars {
         *pods.entry(sidecar.label("identity")).or_default() += 1;
     }
-    for sample in window
-        .requests
-        .iter()
-        .filter(|s| s.label("direction") == "inbound")
-    {
-        pods.entry(sample.label("destination_identity"))
-            .or_default();
+    for sample in &window.requests {
+        if sample.label("direction") == "inbound" {
+            pods.entry(sample.label("destination_identity"))
+                .or_default();
+        }
+    }
+    let served = Signals::by(window, &["direction", "destination_identity"]);
+    let connections = Grouped::by(&window.tcp_open, &["direction", OWNER]);
+    let faults = Grouped::by(&window.faults_injected, &[OWNER]);
+    let mut drills_by_identity: BTreeMap<&str, usize> = BTreeMap::new();
+    for ((identity, _), n) in drills {
+        *drills_by_identity.entry(identity).or_default() += n;
     }
     pods.into_iter()
         .filter(|(identity, _)| !identity.is_empty())
         .map(|(identity, meshed_pods)| {
             let id = workload_id(identity);
             let (namespace, name) = id.split_once('/').unwrap_or(("", &id));
-            let inbound = [("direction", "inbound"), ("destination_identity", identity)];
-            let faults_acted = sum(&window.faults_injected, &[(OWNER, identity)]) > 0.0;
-            let fault_drills = drills
-                .iter()
-                .filter(|((owner, _), _)| owner == identity)
-                .map(|(_, n)| *n)
-                .sum::<usize>()
-                .max(usize::from(faults_acted));
+            let faults_acted = faults.sum(&[identity]) > 0.0;
+            let in_force = drills_by_identity.get(identity).copied().unwrap_or(0);
             Workload {
                 namespace: namespace.to_owned(),
                 name: name.to_owned(),
                 identity: identity.to_owned(),
                 meshed_pods,
-                inbound: golden(window, &inbound),
-                tcp_connections: sum(
-                    &window.tcp_open,
-                    &[("direction", "inbound"), (OWNER, identity)],
-                ),
-                fault_drills,
+                inbound: served.of(&["inbound", identity]),
+                tcp_connections: connections.sum(&["inbound", identity]),
+                fault_drills: in_force.max(usize::from(faults_acted)),
                 id,
             }
         })
         .collect()
+}
+
+/// What one edge's series say: requests by the identity that answered, and whether any request
+/// reached an app without a proven identity.
+#[derive(Default)]
+struct EdgeSeries<'a> {
+    by_identity: BTreeMap<&'a str, f64>,
+    unproven_reached_app: bool,
 }
 
 /// Callers' edges from their sidecars' outbound series; unmeshed callers' from the servers'.
@@ -245,65 +224,51 @@ fn edges(
     endpoints: &[Endpoint],
     drills: &BTreeMap<(String, String), usize>,
 ) -> Vec<Edge> {
-    let mut keys: BTreeMap<(String, String, &str), BTreeMap<&str, f64>> = BTreeMap::new();
+    let mut keys: BTreeMap<(&str, &str, &str), EdgeSeries> = BTreeMap::new();
     for s in &window.requests {
         let (direction, source) = (s.label("direction"), s.label("source_identity"));
         let outbound = direction == "outbound";
         let unmeshed_inbound = direction == "inbound" && source == "unauthenticated";
-        if !(outbound || unmeshed_inbound) || s.label("destination_service").is_empty() {
+        let service = s.label("destination_service");
+        if !(outbound || unmeshed_inbound) || service.is_empty() {
             continue;
         }
-        let key = (
-            direction.to_owned(),
-            source.to_owned(),
-            s.label("destination_service"),
-        );
-        *keys
-            .entry(key)
-            .or_default()
-            .entry(s.label("destination_identity"))
-            .or_default() += s.value;
+        let edge = keys.entry((direction, source, service)).or_default();
+        let answered = s.label("destination_identity");
+        *edge.by_identity.entry(answered).or_default() += s.value;
+        edge.unproven_reached_app |=
+            answered.is_empty() && s.label("answered_by") == "app" && s.value > 0.0;
+    }
+    let caller_sees = Signals::by(
+        window,
+        &["direction", "source_identity", "destination_service"],
+    );
+    let mut open: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    for e in endpoints.iter().filter(|e| e.state != "closed") {
+        *open
+            .entry((e.caller.as_str(), e.service.as_str()))
+            .or_default() += 1;
     }
     keys.into_iter()
-        .map(|((direction, source_identity, service), identities)| {
-            let proven = identities
+        .map(|((direction, source_identity, service), series)| {
+            let proven = series
+                .by_identity
                 .iter()
                 .filter(|(id, _)| !id.is_empty())
                 .max_by(|a, b| a.1.total_cmp(b.1))
                 .map(|(id, _)| (*id).to_owned())
                 .unwrap_or_default();
-            let unproven_reached_app = window.requests.iter().any(|s| {
-                has(
-                    s,
-                    &[
-                        ("direction", &direction),
-                        ("source_identity", &source_identity),
-                    ],
-                ) && s.label("destination_service") == service
-                    && s.label("destination_identity").is_empty()
-                    && s.label("answered_by") == "app"
-                    && s.value > 0.0
-            });
-            let source = workload_id(&source_identity);
+            let source = workload_id(source_identity);
             let destination = if proven.is_empty() {
                 service.to_owned()
             } else {
                 workload_id(&proven)
             };
-            let pairs = [
-                ("direction", direction.as_str()),
-                ("source_identity", source_identity.as_str()),
-                ("destination_service", service),
-            ];
-            let breakers_open = endpoints
-                .iter()
-                .filter(|e| e.caller == source && e.service == service && e.state != "closed")
-                .count();
             Edge {
                 id: format!("{source}->{destination}"),
-                mtls: source != UNMESHED && !proven.is_empty() && !unproven_reached_app,
-                stats: golden(window, &pairs),
-                breakers_open,
+                mtls: source != UNMESHED && !proven.is_empty() && !series.unproven_reached_app,
+                stats: caller_sees.of(&[direction, source_identity, service]),
+                breakers_open: open.get(&(source.as_str(), service)).copied().unwrap_or(0),
                 fault_drills: drills
                     .get(&(proven.clone(), service.to_owned()))
                     .copied()
@@ -311,7 +276,7 @@ fn edges(
                 source,
                 destination,
                 service: service.to_owned(),
-                source_identity,
+                source_identity: source_identity.to_owned(),
                 destination_identity: proven,
             }
         })
@@ -326,37 +291,24 @@ fn routes(window: &Window) -> Vec<Route> {
             keys.insert((s.label("destination_service"), s.label("route")));
         }
     }
+    let by_route = Signals::by(window, &["direction", "destination_service", "route"]);
+    let retries = Grouped::by(&window.retries, &["destination", "route"]);
+    let budget = Grouped::by(&window.budget_exhausted, &["destination", "route"]);
     keys.into_iter()
         .map(|(service, route)| {
-            let on = |direction| {
-                golden(
-                    window,
-                    &[
-                        ("direction", direction),
-                        ("destination_service", service),
-                        ("route", route),
-                    ],
-                )
-            };
-            let retries = sum(
-                &window.retries,
-                &[("destination", service), ("route", route)],
-            );
+            let retried = retries.sum(&[service, route]);
             Route {
                 service: service.to_owned(),
                 route: route.to_owned(),
-                effective: on("outbound"),
-                actual: on("inbound"),
-                retries,
+                effective: by_route.of(&["outbound", service, route]),
+                actual: by_route.of(&["inbound", service, route]),
+                retries: retried,
                 retries_per_second: if window.seconds > 0.0 {
-                    (retries / window.seconds * 1000.0).round() / 1000.0
+                    (retried / window.seconds * 1000.0).round() / 1000.0
                 } else {
                     0.0
                 },
-                budget_exhausted: sum(
-                    &window.budget_exhausted,
-                    &[("destination", service), ("route", route)],
-                ),
+                budget_exhausted: budget.sum(&[service, route]),
             }
         })
         .collect()

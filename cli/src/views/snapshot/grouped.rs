@@ -1,0 +1,85 @@
+//! Series grouped once by the labels a view's rows are keyed on, so building a snapshot reads
+//! every series a few times in all rather than once per row: with fifty sidecars of a hundred
+//! destinations each, a row-by-row scan would be millions of comparisons per refresh.
+
+use std::collections::HashMap;
+
+use crate::views::golden::Golden;
+use crate::views::window::{Sample, Window};
+
+/// Series by the values of some labels, in the order the labels were given.
+pub struct Grouped<'a> {
+    groups: HashMap<Vec<&'a str>, Vec<&'a Sample>>,
+}
+
+impl<'a> Grouped<'a> {
+    pub fn by(samples: &'a [Sample], labels: &[&str]) -> Self {
+        let mut groups: HashMap<Vec<&'a str>, Vec<&'a Sample>> = HashMap::new();
+        for sample in samples {
+            let key = labels.iter().map(|l| sample.label(l)).collect();
+            groups.entry(key).or_default().push(sample);
+        }
+        Self { groups }
+    }
+
+    /// The series whose labels have the values `key`.
+    pub fn get(&self, key: &[&'a str]) -> &[&'a Sample] {
+        self.groups.get(key).map_or(&[], Vec::as_slice)
+    }
+
+    /// Their values added up (`0.0` when there are none).
+    pub fn sum(&self, key: &[&'a str]) -> f64 {
+        self.get(key).iter().fold(0.0, |total, s| total + s.value)
+    }
+}
+
+/// Requests and their latency buckets grouped alike: the golden signals of one group.
+pub struct Signals<'a> {
+    requests: Grouped<'a>,
+    buckets: Grouped<'a>,
+    seconds: f64,
+}
+
+impl<'a> Signals<'a> {
+    pub fn by(window: &'a Window, labels: &[&str]) -> Self {
+        Self {
+            requests: Grouped::by(&window.requests, labels),
+            buckets: Grouped::by(&window.latency_buckets, labels),
+            seconds: window.seconds,
+        }
+    }
+
+    pub fn of(&self, key: &[&'a str]) -> Golden {
+        Golden::of(
+            self.requests.get(key).iter().copied(),
+            self.buckets.get(key).iter().copied(),
+            self.seconds,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_by_label_values_in_order() {
+        let sample = |d: &str, r: &str, v: f64| Sample {
+            labels: [("direction", d), ("route", r)]
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            value: v,
+        };
+        let samples = [
+            sample("in", "a", 1.0),
+            sample("in", "a", 2.0),
+            sample("out", "a", 4.0),
+        ];
+        let grouped = Grouped::by(&samples, &["direction", "route"]);
+        assert_eq!(grouped.get(&["in", "a"]).len(), 2);
+        assert_eq!(grouped.sum(&["in", "a"]), 3.0);
+        assert_eq!(grouped.sum(&["out", "b"]), 0.0);
+        assert!(grouped.sum(&["none", "x"]).is_sign_positive());
+    }
+}
