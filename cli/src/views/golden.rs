@@ -123,7 +123,8 @@ mod tests {
             labels: labels
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
+                .collect::<Vec<_>>()
+                .into(),
             value,
         }
     }

@@ -6,7 +6,6 @@
 //! Prometheus knows what the metrics say; breaker states are `ejected` or `closed`, and EWMA
 //! latencies, policy versions and fault drills in force need the sidecars themselves.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::http_get::{self, percent_encode};
@@ -117,7 +116,7 @@ fn parse_vector(data: &serde_json::Value) -> Result<(Vec<Sample>, f64), String> 
     let mut time = 0.0_f64;
     let mut samples = Vec::new();
     for series in data["result"].as_array().into_iter().flatten() {
-        let labels: BTreeMap<String, String> = series["metric"]
+        let labels: Vec<(String, String)> = series["metric"]
             .as_object()
             .into_iter()
             .flatten()
@@ -129,7 +128,10 @@ fn parse_vector(data: &serde_json::Value) -> Result<(Vec<Sample>, f64), String> 
             .ok_or_else(|| format!("a series without a value: {series}"))?;
         time = time.max(series["value"][0].as_f64().unwrap_or(0.0));
         if value.is_finite() {
-            samples.push(Sample { labels, value });
+            samples.push(Sample {
+                labels: labels.into(),
+                value,
+            });
         }
     }
     Ok((samples, time))

@@ -5,12 +5,13 @@
 //! within [`super::http_get::TIMEOUT`].
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
 use super::http_get;
-use super::window::{OWNER, Sample, SidecarDetails, Window};
+use super::window::{Labels, OWNER, Sample, SidecarDetails, Window};
 use crate::prometheus_text;
 
 /// Where a sidecar's admin port is.
@@ -77,22 +78,39 @@ const GAUGES: [&str; 3] = [
     "weft_outbound_endpoint_ejected",
 ];
 
+/// One family's series in the order the sidecar wrote them, each with its text
+/// (`name{labels}`), which identifies it from read to read.
+type Family = Vec<(Arc<str>, Sample)>;
+
+/// One family's series in the order the sidecar wrote them, shared with the next read.
+type Families = HashMap<&'static str, Arc<Family>>;
+
 /// One read of one sidecar.
+///
+/// A sidecar writes its series in the same order every time, and they change rarely: a read
+/// matches each line with the previous read's series at the same place (a comparison, no
+/// hashing) and reuses its parsed labels; deltas match series the same way. Only series that
+/// moved are parsed again or looked up by their text.
 #[derive(Debug, Clone)]
 pub struct Read {
     sidecar: String,
     at: Instant,
     unix: f64,
-    /// Series by family, keyed by their text (`name{labels}`) for deltas.
-    series: HashMap<&'static str, Vec<(String, Sample)>>,
+    series: Families,
     details: SidecarDetails,
 }
 
-/// Reads every sidecar at once: the reads that worked, and a sentence for each that did not.
-pub async fn read_all(sidecars: &[Sidecar]) -> (Vec<Read>, Vec<String>) {
+/// Reads every sidecar at once (reusing the labels of its read in `previous`): the reads that
+/// worked, and a sentence for each that did not.
+pub async fn read_all(sidecars: &[Sidecar], previous: &[Read]) -> (Vec<Read>, Vec<String>) {
     let reads = sidecars.iter().map(|s| {
         let s = s.clone();
-        tokio::spawn(async move { read(&s).await })
+        let name = s.name();
+        let cache = previous
+            .iter()
+            .find(|r| r.sidecar == name)
+            .map(|r| r.series.clone());
+        tokio::spawn(async move { read(&s, cache).await })
     });
     let (mut ok, mut errors) = (Vec::new(), Vec::new());
     for task in reads.collect::<Vec<_>>() {
@@ -105,7 +123,7 @@ pub async fn read_all(sidecars: &[Sidecar]) -> (Vec<Read>, Vec<String>) {
     (ok, errors)
 }
 
-async fn read(sidecar: &Sidecar) -> Result<Read, String> {
+async fn read(sidecar: &Sidecar, previous: Option<Families>) -> Result<Read, String> {
     let (metrics, destinations, inbound) = tokio::join!(
         sidecar.get("/metrics"),
         sidecar.get("/destinations"),
@@ -120,9 +138,15 @@ async fn read(sidecar: &Sidecar) -> Result<Read, String> {
     let unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
-    let identity = prometheus_text::label(&metrics, "weft_identity_info", "identity")
+    let identity = metrics
+        .lines()
+        .find(|l| l.starts_with("weft_identity_info{"))
+        .and_then(|line| {
+            let (_, labels) = prometheus_text::split(line.rsplit_once(' ')?.0);
+            prometheus_text::label_value(&labels, "identity").map(str::to_owned)
+        })
         .ok_or_else(|| format!("{}: /metrics has no weft_identity_info", sidecar.name()))?;
-    let mut series: HashMap<&'static str, Vec<(String, Sample)>> = HashMap::new();
+    let mut series: HashMap<&'static str, Family> = HashMap::new();
     for line in metrics.lines().filter(|l| l.starts_with("weft_")) {
         let Some((text, value)) = line.rsplit_once(' ') else {
             continue;
@@ -134,15 +158,16 @@ async fn read(sidecar: &Sidecar) -> Result<Read, String> {
         let Ok(value) = value.trim().parse::<f64>() else {
             continue;
         };
-        let mut labels: std::collections::BTreeMap<String, String> =
-            prometheus_text::split(text).1.into_iter().collect();
-        labels
-            .entry(OWNER.to_owned())
-            .or_insert_with(|| identity.clone());
-        series
-            .entry(family)
-            .or_default()
-            .push((text.to_owned(), Sample { labels, value }));
+        let family_now = series.entry(family).or_default();
+        let same_place = previous
+            .as_ref()
+            .and_then(|p| p.get(family)?.get(family_now.len()))
+            .filter(|(key, _)| **key == *text);
+        let (key, labels) = match same_place {
+            Some((key, sample)) => (key.clone(), sample.labels.clone()),
+            None => (Arc::from(text), parse_labels(text, &identity)),
+        };
+        family_now.push((key, Sample { labels, value }));
     }
     Ok(Read {
         sidecar: sidecar.name(),
@@ -153,8 +178,17 @@ async fn read(sidecar: &Sidecar) -> Result<Read, String> {
             destinations: json(destinations),
             inbound: json(inbound),
         },
-        series,
+        series: series.into_iter().map(|(f, v)| (f, Arc::new(v))).collect(),
     })
+}
+
+/// `name{labels}`'s labels, with [`OWNER`] naming the sidecar.
+fn parse_labels(text: &str, identity: &str) -> Labels {
+    let mut labels = prometheus_text::split(text).1;
+    if !labels.iter().any(|(name, _)| name == OWNER) {
+        labels.push((OWNER.to_owned(), identity.to_owned()));
+    }
+    Arc::new(labels)
 }
 
 /// The window from `before` to `after`: counter deltas of sidecars read both times (a counter
@@ -173,7 +207,7 @@ pub fn window(before: &[Read], after: &[Read], errors: Vec<String>) -> Window {
             now.series
                 .get(family)
                 .into_iter()
-                .flatten()
+                .flat_map(|f| f.iter())
                 .map(|(_, s)| s.clone())
         };
         window.tcp_open.extend(gauges("weft_tcp_connections_open"));
@@ -186,30 +220,30 @@ pub fn window(before: &[Read], after: &[Read], errors: Vec<String>) -> Window {
         };
         seconds.push(now.at.duration_since(then.at).as_secs_f64());
         for family in COUNTERS {
-            let old: HashMap<&str, f64> = then
-                .series
-                .get(family)
-                .into_iter()
-                .flatten()
-                .map(|(key, s)| (key.as_str(), s.value))
-                .collect();
-            let deltas = now
-                .series
-                .get(family)
-                .into_iter()
-                .flatten()
-                .map(|(key, s)| {
-                    let was = old.get(key.as_str()).copied().unwrap_or(0.0);
-                    let delta = if s.value >= was {
-                        s.value - was
-                    } else {
-                        s.value
-                    };
-                    Sample {
-                        labels: s.labels.clone(),
-                        value: delta,
+            let empty = Family::new();
+            let was = then.series.get(family).map_or(&empty, |f| f);
+            let now_family = now.series.get(family).map_or(&empty, |f| f);
+            let mut by_text: Option<HashMap<&str, f64>> = None;
+            let deltas = now_family.iter().enumerate().map(|(i, (key, s))| {
+                let before = match was.get(i) {
+                    Some((k, old)) if Arc::ptr_eq(k, key) || k == key => old.value,
+                    _ => {
+                        let index = by_text.get_or_insert_with(|| {
+                            was.iter().map(|(k, old)| (&**k, old.value)).collect()
+                        });
+                        index.get(&**key).copied().unwrap_or(0.0)
                     }
-                });
+                };
+                let delta = if s.value >= before {
+                    s.value - before
+                } else {
+                    s.value
+                };
+                Sample {
+                    labels: s.labels.clone(),
+                    value: delta,
+                }
+            });
             let target = match family {
                 "weft_requests_total" => &mut window.requests,
                 "weft_request_duration_seconds_bucket" => &mut window.latency_buckets,

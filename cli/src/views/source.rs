@@ -159,9 +159,9 @@ impl Reader {
         if sidecars.is_empty() {
             return Err("no meshed pod found (no pod has a weft-proxy container)".to_owned());
         }
-        let (before, _) = sidecars::read_all(&sidecars).await;
+        let (before, _) = sidecars::read_all(&sidecars, &[]).await;
         tokio::time::sleep(self.window).await;
-        let (after, errors) = sidecars::read_all(&sidecars).await;
+        let (after, errors) = sidecars::read_all(&sidecars, &before).await;
         if after.is_empty() {
             return Err(format!("no sidecar could be read: {}", errors.join("; ")));
         }
@@ -187,7 +187,11 @@ impl Reader {
             return prometheus::window(url, self.window).await;
         }
         let sidecars = self.source.sidecars().await?;
-        let (now, errors) = sidecars::read_all(&sidecars).await;
+        let previous = self
+            .reads
+            .back()
+            .map_or(&[][..], |(_, reads)| reads.as_slice());
+        let (now, errors) = sidecars::read_all(&sidecars, previous).await;
         let at = Instant::now();
         self.reads.push_back((at, now));
         // The start is the newest read at least a window old (or the oldest there is).

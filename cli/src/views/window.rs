@@ -5,19 +5,27 @@
 //! builder ([`super::snapshot`]) turns it into the numbers a person reads, so a view shows the
 //! same numbers from either source.
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// A series' labels, shared: a sidecar's series keep the same labels from read to read. A list,
+/// not a map: a series has ten labels at most, and a scan that compares lengths first is
+/// cheaper than a tree's string comparisons.
+pub type Labels = Arc<Vec<(String, String)>>;
 
 /// One series: its labels and a value (an increase over the window, or a gauge now).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
     pub value: f64,
 }
 
 impl Sample {
     /// The value of `label`, `""` when the series does not have it.
     pub fn label(&self, label: &str) -> &str {
-        self.labels.get(label).map_or("", String::as_str)
+        self.labels
+            .iter()
+            .find(|(name, _)| name == label)
+            .map_or("", |(_, value)| value.as_str())
     }
 }
 

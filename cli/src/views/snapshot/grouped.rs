@@ -7,29 +7,48 @@ use std::collections::HashMap;
 use crate::views::golden::Golden;
 use crate::views::window::{Sample, Window};
 
-/// Series by the values of some labels, in the order the labels were given.
+/// The most labels a group is keyed on.
+const MAX_KEY: usize = 3;
+
+/// A group's label values, unused places empty (an array: no allocation per series).
+type Key<'a> = [&'a str; MAX_KEY];
+
+fn key<'a>(values: impl IntoIterator<Item = &'a str>) -> Key<'a> {
+    let mut key = [""; MAX_KEY];
+    for (place, value) in key.iter_mut().zip(values) {
+        *place = value;
+    }
+    key
+}
+
+/// Series by the values of some labels (at most [`MAX_KEY`]), in the order the labels were given.
 pub struct Grouped<'a> {
-    groups: HashMap<Vec<&'a str>, Vec<&'a Sample>>,
+    groups: HashMap<Key<'a>, Vec<&'a Sample>>,
 }
 
 impl<'a> Grouped<'a> {
     pub fn by(samples: &'a [Sample], labels: &[&str]) -> Self {
-        let mut groups: HashMap<Vec<&'a str>, Vec<&'a Sample>> = HashMap::new();
+        debug_assert!(labels.len() <= MAX_KEY);
+        let mut groups: HashMap<Key<'a>, Vec<&'a Sample>> = HashMap::new();
         for sample in samples {
-            let key = labels.iter().map(|l| sample.label(l)).collect();
-            groups.entry(key).or_default().push(sample);
+            let values = labels.iter().map(|l| sample.label(l));
+            groups.entry(key(values)).or_default().push(sample);
         }
         Self { groups }
     }
 
-    /// The series whose labels have the values `key`.
-    pub fn get(&self, key: &[&'a str]) -> &[&'a Sample] {
-        self.groups.get(key).map_or(&[], Vec::as_slice)
+    /// The series whose labels have the values `values`.
+    pub fn get(&self, values: &[&'a str]) -> &[&'a Sample] {
+        self.groups
+            .get(&key(values.iter().copied()))
+            .map_or(&[], Vec::as_slice)
     }
 
     /// Their values added up (`0.0` when there are none).
-    pub fn sum(&self, key: &[&'a str]) -> f64 {
-        self.get(key).iter().fold(0.0, |total, s| total + s.value)
+    pub fn sum(&self, values: &[&'a str]) -> f64 {
+        self.get(values)
+            .iter()
+            .fold(0.0, |total, s| total + s.value)
     }
 }
 
@@ -49,10 +68,10 @@ impl<'a> Signals<'a> {
         }
     }
 
-    pub fn of(&self, key: &[&'a str]) -> Golden {
+    pub fn of(&self, values: &[&'a str]) -> Golden {
         Golden::of(
-            self.requests.get(key).iter().copied(),
-            self.buckets.get(key).iter().copied(),
+            self.requests.get(values).iter().copied(),
+            self.buckets.get(values).iter().copied(),
             self.seconds,
         )
     }
@@ -68,7 +87,8 @@ mod tests {
             labels: [("direction", d), ("route", r)]
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
+                .collect::<Vec<_>>()
+                .into(),
             value: v,
         };
         let samples = [
