@@ -31,11 +31,11 @@ pub fn is_failure(sample: &Sample) -> bool {
 }
 
 impl Golden {
-    /// The signals of `requests` (series of `weft_requests_total`) and `buckets` (their
-    /// `weft_request_duration_seconds_bucket` series) over `seconds`.
+    /// The signals of `requests` (series of `weft_requests_total`) and their latency
+    /// `histogram` (see [`add_bucket`]) over `seconds`.
     pub fn of<'a>(
         requests: impl IntoIterator<Item = &'a Sample>,
-        buckets: impl IntoIterator<Item = &'a Sample>,
+        histogram: &[(f64, f64)],
         seconds: f64,
     ) -> Self {
         let (mut total, mut failed) = (0.0, 0.0);
@@ -45,7 +45,8 @@ impl Golden {
                 failed += sample.value;
             }
         }
-        let histogram = cumulative(buckets);
+        let mut histogram = histogram.to_vec();
+        histogram.sort_by(|a, b| a.0.total_cmp(&b.0));
         let ms = |q: f64| quantile(q, &histogram).map(|s| round3(s * 1000.0));
         Golden {
             requests: round3(total),
@@ -62,27 +63,24 @@ impl Golden {
     }
 }
 
-/// The buckets of several series added up by `le`, sorted by bound: `(le, cumulative count)`.
-fn cumulative<'a>(buckets: impl IntoIterator<Item = &'a Sample>) -> Vec<(f64, f64)> {
-    let mut by_le: Vec<(f64, f64)> = Vec::new();
-    for sample in buckets {
-        let le = match sample.label("le") {
-            "+Inf" => f64::INFINITY,
-            other => match other.parse::<f64>() {
-                Ok(le) => le,
-                Err(_) => continue,
-            },
-        };
-        match by_le.iter_mut().find(|(bound, _)| *bound == le) {
-            Some((_, count)) => *count += sample.value,
-            None => by_le.push((le, sample.value)),
-        }
+/// Adds a `weft_request_duration_seconds_bucket` series (its `le` and value) to a histogram of
+/// `(upper bound, cumulative count)`, in any order; series of the same bound add up.
+pub fn add_bucket(histogram: &mut Vec<(f64, f64)>, le: &str, value: f64) {
+    let bound = match le {
+        "+Inf" => f64::INFINITY,
+        other => match other.parse::<f64>() {
+            Ok(bound) => bound,
+            Err(_) => return,
+        },
+    };
+    match histogram.iter_mut().find(|(b, _)| *b == bound) {
+        Some((_, count)) => *count += value,
+        None => histogram.push((bound, value)),
     }
-    by_le.sort_by(|a, b| a.0.total_cmp(&b.0));
-    by_le
 }
 
-/// `histogram_quantile(q, …)` over cumulative buckets; `None` without observations.
+/// `histogram_quantile(q, …)` over cumulative buckets sorted by bound; `None` without
+/// observations.
 pub fn quantile(q: f64, buckets: &[(f64, f64)]) -> Option<f64> {
     let &(last_le, total) = buckets.last()?;
     if !last_le.is_infinite() || total <= 0.0 {
@@ -154,17 +152,17 @@ mod tests {
             sample(&[("status_code", "0"), ("grpc_status", "")], 1.0),
             sample(&[("status_code", "200"), ("grpc_status", "14")], 1.0),
         ];
-        let buckets = [
-            sample(&[("le", "0.001")], 4.0),
-            sample(&[("le", "0.001")], 6.0),
-            sample(&[("le", "+Inf")], 10.0),
-        ];
-        let golden = Golden::of(&requests, &buckets, 5.0);
+        let mut histogram = Vec::new();
+        add_bucket(&mut histogram, "+Inf", 10.0);
+        add_bucket(&mut histogram, "0.001", 4.0);
+        add_bucket(&mut histogram, "0.001", 6.0);
+        add_bucket(&mut histogram, "bogus", 6.0);
+        let golden = Golden::of(&requests, &histogram, 5.0);
         assert_eq!(golden.requests, 10.0);
         assert_eq!(golden.requests_per_second, 2.0);
         assert_eq!(golden.success_rate, Some(0.7));
         assert_eq!(golden.p50_ms, Some(0.5));
         assert_eq!(golden.p99_ms, Some(0.99));
-        assert_eq!(Golden::of(&[], &[], 5.0).success_rate, None);
+        assert_eq!(Golden::of([], &[], 5.0).success_rate, None);
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::views::golden::Golden;
+use crate::views::golden::{Golden, add_bucket};
 use crate::views::window::{Sample, Window};
 
 /// The most labels a group is keyed on.
@@ -52,26 +52,35 @@ impl<'a> Grouped<'a> {
     }
 }
 
-/// Requests and their latency buckets grouped alike: the golden signals of one group.
+/// Requests, and their latency histograms, grouped alike: the golden signals of one group.
+/// Bucket series (most of the series) are added into one histogram per group as they are read,
+/// not kept.
 pub struct Signals<'a> {
     requests: Grouped<'a>,
-    buckets: Grouped<'a>,
+    histograms: HashMap<Key<'a>, Vec<(f64, f64)>>,
     seconds: f64,
 }
 
 impl<'a> Signals<'a> {
     pub fn by(window: &'a Window, labels: &[&str]) -> Self {
+        let mut histograms: HashMap<Key<'a>, Vec<(f64, f64)>> = HashMap::new();
+        for sample in &window.latency_buckets {
+            let values = labels.iter().map(|l| sample.label(l));
+            let histogram = histograms.entry(key(values)).or_default();
+            add_bucket(histogram, sample.label("le"), sample.value);
+        }
         Self {
             requests: Grouped::by(&window.requests, labels),
-            buckets: Grouped::by(&window.latency_buckets, labels),
+            histograms,
             seconds: window.seconds,
         }
     }
 
     pub fn of(&self, values: &[&'a str]) -> Golden {
+        let histogram = self.histograms.get(&key(values.iter().copied()));
         Golden::of(
             self.requests.get(values).iter().copied(),
-            self.buckets.get(values).iter().copied(),
+            histogram.map_or(&[], Vec::as_slice),
             self.seconds,
         )
     }
