@@ -63,16 +63,17 @@ impl Golden {
     }
 }
 
-/// Adds a `weft_request_duration_seconds_bucket` series (its `le` and value) to a histogram of
-/// `(upper bound, cumulative count)`, in any order; series of the same bound add up.
-pub fn add_bucket(histogram: &mut Vec<(f64, f64)>, le: &str, value: f64) {
-    let bound = match le {
-        "+Inf" => f64::INFINITY,
-        other => match other.parse::<f64>() {
-            Ok(bound) => bound,
-            Err(_) => return,
-        },
-    };
+/// A bucket's `le` as a bound (`+Inf` is infinite); `None` if it is no number.
+pub fn parse_le(le: &str) -> Option<f64> {
+    match le {
+        "+Inf" => Some(f64::INFINITY),
+        other => other.parse::<f64>().ok(),
+    }
+}
+
+/// Adds a bucket (its bound and cumulative count) to a histogram of `(upper bound, cumulative
+/// count)`, in any order; buckets of the same bound add up.
+pub fn add_bucket(histogram: &mut Vec<(f64, f64)>, bound: f64, value: f64) {
     match histogram.iter_mut().find(|(b, _)| *b == bound) {
         Some((_, count)) => *count += value,
         None => histogram.push((bound, value)),
@@ -153,10 +154,12 @@ mod tests {
             sample(&[("status_code", "200"), ("grpc_status", "14")], 1.0),
         ];
         let mut histogram = Vec::new();
-        add_bucket(&mut histogram, "+Inf", 10.0);
-        add_bucket(&mut histogram, "0.001", 4.0);
-        add_bucket(&mut histogram, "0.001", 6.0);
-        add_bucket(&mut histogram, "bogus", 6.0);
+        add_bucket(&mut histogram, f64::INFINITY, 10.0);
+        add_bucket(&mut histogram, 0.001, 4.0);
+        add_bucket(&mut histogram, 0.001, 6.0);
+        assert_eq!(parse_le("+Inf"), Some(f64::INFINITY));
+        assert_eq!(parse_le("0.001"), Some(0.001));
+        assert_eq!(parse_le("bogus"), None);
         let golden = Golden::of(&requests, &histogram, 5.0);
         assert_eq!(golden.requests, 10.0);
         assert_eq!(golden.requests_per_second, 2.0);

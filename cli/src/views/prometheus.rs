@@ -6,10 +6,12 @@
 //! Prometheus knows what the metrics say; breaker states are `ejected` or `closed`, and EWMA
 //! latencies, policy versions and fault drills in force need the sidecars themselves.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::golden::{add_bucket, parse_le};
 use super::http_get::{self, percent_encode};
-use super::window::{Sample, Window};
+use super::window::{Histogram, Sample, Window};
 
 const REQUEST_LABELS: &str = "direction, source_identity, destination_identity, \
                               destination_service, route, status_code, grpc_status, answered_by";
@@ -56,7 +58,7 @@ pub async fn window(url: &str, window: Duration) -> Result<Window, String> {
     let mut results = results.into_iter();
     let mut next = || results.next().unwrap_or_default();
     out.requests = next();
-    out.latency_buckets = next();
+    out.latency = histograms(next());
     out.retries = next();
     out.budget_exhausted = next();
     out.tcp_open = next();
@@ -82,6 +84,31 @@ where
         );
     }
     out
+}
+
+/// Bucket series (`le` among their labels) as one histogram per label set.
+fn histograms(buckets: Vec<Sample>) -> Vec<Histogram> {
+    type LabelList = Vec<(String, String)>;
+    let mut by_labels: BTreeMap<LabelList, Vec<(f64, f64)>> = BTreeMap::new();
+    for sample in buckets {
+        let Some(bound) = parse_le(sample.label("le")) else {
+            continue;
+        };
+        let labels: Vec<(String, String)> = sample
+            .labels
+            .iter()
+            .filter(|(k, _)| k != "le")
+            .cloned()
+            .collect();
+        add_bucket(by_labels.entry(labels).or_default(), bound, sample.value);
+    }
+    by_labels
+        .into_iter()
+        .map(|(labels, buckets)| Histogram {
+            labels: labels.into(),
+            buckets,
+        })
+        .collect()
 }
 
 /// The instant vector `promql` evaluates to, and the evaluation time; errors name the query.

@@ -10,8 +10,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
+use super::golden::parse_le;
 use super::http_get;
-use super::window::{Labels, OWNER, Sample, SidecarDetails, Window};
+use super::window::{Histogram, Labels, OWNER, Sample, SidecarDetails, Window};
 use crate::prometheus_text;
 
 /// Where a sidecar's admin port is.
@@ -65,9 +66,8 @@ impl Sidecar {
 }
 
 /// Metric families a read keeps: counters (deltas) and gauges (now).
-const COUNTERS: [&str; 5] = [
+const COUNTERS: [&str; 4] = [
     "weft_requests_total",
-    "weft_request_duration_seconds_bucket",
     "weft_outbound_retries_total",
     "weft_outbound_retry_budget_exhausted_total",
     "weft_inbound_faults_injected_total",
@@ -85,6 +85,12 @@ type Family = Vec<(Arc<str>, Sample)>;
 /// One family's series in the order the sidecar wrote them, shared with the next read.
 type Families = HashMap<&'static str, Arc<Family>>;
 
+/// The latency histograms, by the text of their series without `le`, in the order written.
+type Histograms = Arc<Vec<(Arc<str>, Histogram)>>;
+
+/// The latency buckets' family: its lines are gathered into [`Histogram`]s as they are read.
+const BUCKETS: &str = "weft_request_duration_seconds_bucket";
+
 /// One read of one sidecar.
 ///
 /// A sidecar writes its series in the same order every time, and they change rarely: a read
@@ -97,6 +103,7 @@ pub struct Read {
     at: Instant,
     unix: f64,
     series: Families,
+    histograms: Histograms,
     details: SidecarDetails,
 }
 
@@ -109,7 +116,7 @@ pub async fn read_all(sidecars: &[Sidecar], previous: &[Read]) -> (Vec<Read>, Ve
         let cache = previous
             .iter()
             .find(|r| r.sidecar == name)
-            .map(|r| r.series.clone());
+            .map(|r| (r.series.clone(), r.histograms.clone()));
         tokio::spawn(async move { read(&s, cache).await })
     });
     let (mut ok, mut errors) = (Vec::new(), Vec::new());
@@ -123,7 +130,7 @@ pub async fn read_all(sidecars: &[Sidecar], previous: &[Read]) -> (Vec<Read>, Ve
     (ok, errors)
 }
 
-async fn read(sidecar: &Sidecar, previous: Option<Families>) -> Result<Read, String> {
+async fn read(sidecar: &Sidecar, previous: Option<(Families, Histograms)>) -> Result<Read, String> {
     let (metrics, destinations, inbound) = tokio::join!(
         sidecar.get("/metrics"),
         sidecar.get("/destinations"),
@@ -146,20 +153,46 @@ async fn read(sidecar: &Sidecar, previous: Option<Families>) -> Result<Read, Str
             prometheus_text::label_value(&labels, "identity").map(str::to_owned)
         })
         .ok_or_else(|| format!("{}: /metrics has no weft_identity_info", sidecar.name()))?;
+    let (previous_series, previous_histograms) = previous.unzip();
     let mut series: HashMap<&'static str, Family> = HashMap::new();
+    let mut histograms: Vec<(Arc<str>, Histogram)> = Vec::new();
     for line in metrics.lines().filter(|l| l.starts_with("weft_")) {
         let Some((text, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let name = text.split_once('{').map_or(text, |(n, _)| n);
-        let Some(family) = COUNTERS.iter().chain(&GAUGES).find(|f| **f == name) else {
             continue;
         };
         let Ok(value) = value.trim().parse::<f64>() else {
             continue;
         };
+        let name = text.split_once('{').map_or(text, |(n, _)| n);
+        if name == BUCKETS {
+            let Some((base, bound)) = split_le(text) else {
+                continue;
+            };
+            match histograms.last_mut() {
+                Some((key, histogram)) if **key == *base => histogram.buckets.push((bound, value)),
+                _ => {
+                    let same_place = previous_histograms
+                        .as_ref()
+                        .and_then(|p| p.get(histograms.len()))
+                        .filter(|(key, _)| **key == *base);
+                    let (key, labels) = match same_place {
+                        Some((key, h)) => (key.clone(), h.labels.clone()),
+                        None => (
+                            Arc::from(base),
+                            parse_labels(&format!("{base}}}"), &identity),
+                        ),
+                    };
+                    let buckets = vec![(bound, value)];
+                    histograms.push((key, Histogram { labels, buckets }));
+                }
+            }
+            continue;
+        }
+        let Some(family) = COUNTERS.iter().chain(&GAUGES).find(|f| **f == name) else {
+            continue;
+        };
         let family_now = series.entry(family).or_default();
-        let same_place = previous
+        let same_place = previous_series
             .as_ref()
             .and_then(|p| p.get(family)?.get(family_now.len()))
             .filter(|(key, _)| **key == *text);
@@ -179,7 +212,22 @@ async fn read(sidecar: &Sidecar, previous: Option<Families>) -> Result<Read, Str
             inbound: json(inbound),
         },
         series: series.into_iter().map(|(f, v)| (f, Arc::new(v))).collect(),
+        histograms: Arc::new(histograms),
     })
+}
+
+/// `name{a="b",le="0.001"}` → (`name{a="b"`, 0.001): the series without its `le` (the text
+/// that identifies its histogram, unclosed) and the bound.
+fn split_le(text: &str) -> Option<(&str, f64)> {
+    let (base, rest) = match text.rfind(",le=\"") {
+        Some(i) => (&text[..i], &text[i + 5..]),
+        None => {
+            let i = text.find("{le=\"")?;
+            (&text[..i + 1], &text[i + 5..])
+        }
+    };
+    let le = rest.strip_suffix("\"}")?;
+    Some((base, parse_le(le)?))
 }
 
 /// `name{labels}`'s labels, with [`OWNER`] naming the sidecar.
@@ -246,17 +294,71 @@ pub fn window(before: &[Read], after: &[Read], errors: Vec<String>) -> Window {
             });
             let target = match family {
                 "weft_requests_total" => &mut window.requests,
-                "weft_request_duration_seconds_bucket" => &mut window.latency_buckets,
                 "weft_outbound_retries_total" => &mut window.retries,
                 "weft_outbound_retry_budget_exhausted_total" => &mut window.budget_exhausted,
                 _ => &mut window.faults_injected,
             };
             target.extend(deltas);
         }
+        window
+            .latency
+            .extend(latency_deltas(&then.histograms, &now.histograms));
     }
     // Sidecars are read together, so their intervals barely differ: the mean is the window.
     if !seconds.is_empty() {
         window.seconds = seconds.iter().sum::<f64>() / seconds.len() as f64;
     }
     window
+}
+
+/// Each histogram of `now` less its buckets in `was` (matched by place, else by text; a bucket
+/// that went down restarted).
+fn latency_deltas(was: &Histograms, now: &Histograms) -> Vec<Histogram> {
+    let mut by_text: Option<HashMap<&str, &Histogram>> = None;
+    now.iter()
+        .enumerate()
+        .map(|(i, (key, histogram))| {
+            let before = match was.get(i) {
+                Some((k, old)) if Arc::ptr_eq(k, key) || k == key => Some(old),
+                _ => by_text
+                    .get_or_insert_with(|| was.iter().map(|(k, h)| (&**k, h)).collect())
+                    .get(&**key)
+                    .copied(),
+            };
+            let buckets = histogram
+                .buckets
+                .iter()
+                .enumerate()
+                .map(|(b, &(bound, count))| {
+                    let old = before
+                        .and_then(|h| h.buckets.get(b))
+                        .filter(|(old_bound, _)| *old_bound == bound)
+                        .map_or(0.0, |(_, c)| *c);
+                    (bound, if count >= old { count - old } else { count })
+                })
+                .collect();
+            Histogram {
+                labels: histogram.labels.clone(),
+                buckets,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_lines_split_into_their_series_and_bound() {
+        assert_eq!(
+            split_le(r#"h_bucket{a="b",le="0.001"}"#),
+            Some((r#"h_bucket{a="b""#, 0.001))
+        );
+        assert_eq!(
+            split_le(r#"h_bucket{le="+Inf"}"#),
+            Some(("h_bucket{", f64::INFINITY))
+        );
+        assert_eq!(split_le(r#"h_bucket{a="b"}"#), None);
+    }
 }

@@ -22,11 +22,29 @@ pub struct Sample {
 impl Sample {
     /// The value of `label`, `""` when the series does not have it.
     pub fn label(&self, label: &str) -> &str {
-        self.labels
-            .iter()
-            .find(|(name, _)| name == label)
-            .map_or("", |(_, value)| value.as_str())
+        label_value(&self.labels, label)
     }
+}
+
+/// One latency histogram (`weft_request_duration_seconds`): its labels (without `le`) and its
+/// buckets, `(upper bound, cumulative count)` in the order written (ascending bounds).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Histogram {
+    pub labels: Labels,
+    pub buckets: Vec<(f64, f64)>,
+}
+
+impl Histogram {
+    pub fn label(&self, label: &str) -> &str {
+        label_value(&self.labels, label)
+    }
+}
+
+fn label_value<'a>(labels: &'a Labels, label: &str) -> &'a str {
+    labels
+        .iter()
+        .find(|(name, _)| name == label)
+        .map_or("", |(_, value)| value.as_str())
 }
 
 /// Label holding the identity of the sidecar a per-sidecar series came from (the `identity` of
@@ -42,8 +60,8 @@ pub struct Window {
     pub end_unix: f64,
     /// `weft_requests_total`, increase over the window.
     pub requests: Vec<Sample>,
-    /// `weft_request_duration_seconds_bucket` (with `le`), increase over the window.
-    pub latency_buckets: Vec<Sample>,
+    /// `weft_request_duration_seconds` histograms, their buckets' increases over the window.
+    pub latency: Vec<Histogram>,
     /// `weft_outbound_retries_total`, increase.
     pub retries: Vec<Sample>,
     /// `weft_outbound_retry_budget_exhausted_total`, increase.

@@ -53,8 +53,7 @@ impl<'a> Grouped<'a> {
 }
 
 /// Requests, and their latency histograms, grouped alike: the golden signals of one group.
-/// Bucket series (most of the series) are added into one histogram per group as they are read,
-/// not kept.
+/// The histograms of a group are added into one.
 pub struct Signals<'a> {
     requests: Grouped<'a>,
     histograms: HashMap<Key<'a>, Vec<(f64, f64)>>,
@@ -64,10 +63,12 @@ pub struct Signals<'a> {
 impl<'a> Signals<'a> {
     pub fn by(window: &'a Window, labels: &[&str]) -> Self {
         let mut histograms: HashMap<Key<'a>, Vec<(f64, f64)>> = HashMap::new();
-        for sample in &window.latency_buckets {
-            let values = labels.iter().map(|l| sample.label(l));
+        for series in &window.latency {
+            let values = labels.iter().map(|l| series.label(l));
             let histogram = histograms.entry(key(values)).or_default();
-            add_bucket(histogram, sample.label("le"), sample.value);
+            for &(bound, count) in &series.buckets {
+                add_bucket(histogram, bound, count);
+            }
         }
         Self {
             requests: Grouped::by(&window.requests, labels),
