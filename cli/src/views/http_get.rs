@@ -70,7 +70,12 @@ async fn get_inner(authority: &str, path: &str) -> Result<(u16, String), String>
         .await
         .map_err(|e| e.to_string())?
         .to_bytes();
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    // Valid UTF-8 is the rule (Prometheus text, JSON): checked in place, copied once.
+    let text = match std::str::from_utf8(&body) {
+        Ok(text) => text.to_owned(),
+        Err(_) => String::from_utf8_lossy(&body).into_owned(),
+    };
+    Ok((status, text))
 }
 
 /// `text` as a URL query value: unreserved characters as they are, other bytes `%XX`.
