@@ -2,7 +2,9 @@
 //! certificates the way weft does; `weft policy check` checks ServicePolicy documents; `weft
 //! check` checks an installation in a cluster; `weft crds` prints the CRDs; `weft ca create`
 //! makes the CA of the `weft-ca` Secret; `weft inject` / `weft uninject` add and remove the
-//! sidecar in YAML files.
+//! sidecar in YAML files; `weft tap` streams the requests sidecars serve; `weft stat`, `weft
+//! edges`, `weft routes` and `weft dashboard` show what the mesh is doing, from Prometheus or
+//! the sidecars.
 //!
 //! The commands build on the control plane's library (policy checking, injection, CRDs, the CA
 //! Secret), so each one reads and writes exactly what the control plane does.
@@ -16,6 +18,7 @@ mod demo;
 mod inject;
 pub mod policy;
 pub mod prometheus_text;
+mod tap;
 mod views;
 
 use std::process::ExitCode;
@@ -65,6 +68,9 @@ enum Command {
     /// Serve a web page with the live service graph, golden-signal charts, endpoints and their
     /// breakers, routes, versions in force and tap.
     Dashboard(dashboard::DashboardArgs),
+    /// Stream the requests sidecars serve, live, from their admin ports (filters by source,
+    /// destination, path, method, status; -o json for one object a line).
+    Tap(tap::TapArgs),
 }
 
 impl Cli {
@@ -82,6 +88,7 @@ impl Cli {
             Command::Edges(args) => views::run_edges(args),
             Command::Routes(args) => views::run_routes(args),
             Command::Dashboard(args) => dashboard::run(args),
+            Command::Tap(args) => tap::run(args),
         }
     }
 }

@@ -3,23 +3,27 @@
 //! `file:line:column: field.path: what` and the exit code is 1; a good set prints one `ok:`
 //! line (and, with `--explain`, the effective policy of every document) and exits 0.
 //!
-//! A directory may be a GitOps folder: documents that are not ServicePolicies are skipped by the
-//! rule the control plane's `--policies` applies ([`weft_control_plane::policy::documents`]), so
-//! a folder this accepts is one the control plane accepts. `-v` says what was skipped and why.
+//! ServicePolicies are checked as `--policies` reads them, Gateway API HTTPRoutes as `--routes`
+//! reads them ([`weft_control_plane::routes`]). A directory may be a GitOps folder: other
+//! documents are skipped by the rule the control plane applies
+//! ([`weft_control_plane::policy::documents`]), so a folder this accepts is one the control
+//! plane accepts. `-v` says what was skipped and why.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use weft_control_plane::policy::{explain, known_services, load};
+use weft_control_plane::routes::{self, HttpRoute};
 
 /// The name standard input has in messages.
 pub const STDIN_NAME: &str = "<stdin>";
 
 #[derive(Debug, clap::Subcommand)]
 pub enum PolicyCommand {
-    /// Check ServicePolicy documents: a file, a directory of *.yaml / *.yml (other documents,
-    /// such as a GitOps folder's Deployments, are skipped), or - for stdin.
+    /// Check ServicePolicy and Gateway API route documents: a file, a directory of *.yaml /
+    /// *.yml (other documents, such as a GitOps folder's Deployments, are skipped), or - for
+    /// stdin.
     Check {
         /// File, directory, or - for standard input.
         path: PathBuf,
@@ -72,7 +76,21 @@ fn check(path: &Path, explain: bool, verbose: bool, services: Option<&Path>) -> 
             }
         }
     };
-    let examined = load::examine(&files);
+    let mut examined = load::examine(&files);
+    let routes = match routes::examine(&files) {
+        Ok(routes) => routes,
+        Err(problems) => {
+            // A file that does not parse (or is empty) was already reported.
+            for problem in problems {
+                if !examined.problems.contains(&problem) {
+                    examined.problems.push(problem);
+                }
+            }
+            Vec::new()
+        }
+    };
+    // Checked as routes, not skipped.
+    examined.skipped.retain(|(_, s)| !s.route);
     if verbose {
         if path.as_os_str() != "-" {
             for (name, why) in load::not_read(path) {
@@ -106,11 +124,18 @@ fn check(path: &Path, explain: bool, verbose: bool, services: Option<&Path>) -> 
         for doc in &examined.loaded {
             println!("{}", explain::explain(doc));
         }
+        if !routes.is_empty() {
+            println!(
+                "{}",
+                routes::explain::explain(&routes::Routes::new(routes.clone()))
+            );
+        }
     }
     println!(
         "{}",
         ok_line(
             &examined.loaded,
+            &routes,
             files.len(),
             examined.skipped.len(),
             verbose
@@ -138,9 +163,16 @@ fn read(path: &Path) -> Option<Vec<load::File>> {
     }
 }
 
-/// `ok: 2 ServicePolicy documents in 1 file (payments.prod, web.demo)`, and how many other
-/// documents were skipped (and, unless they were `listed`, how to list them).
-pub fn ok_line(loaded: &[load::Loaded], files: usize, skipped: usize, listed: bool) -> String {
+/// `ok: 2 ServicePolicy documents in 1 file (payments.prod, web.demo)`, the HTTPRoutes if there
+/// are any, and how many other documents were skipped (and, unless they were `listed`, how to
+/// list them).
+pub fn ok_line(
+    loaded: &[load::Loaded],
+    routes: &[HttpRoute],
+    files: usize,
+    skipped: usize,
+    listed: bool,
+) -> String {
     let names: Vec<String> = loaded.iter().map(|l| l.policy.key()).collect();
     let docs = if loaded.len() == 1 {
         "document"
@@ -160,8 +192,20 @@ pub fn ok_line(loaded: &[load::Loaded], files: usize, skipped: usize, listed: bo
         (n, true) => format!("; {n} other documents skipped"),
         (n, false) => format!("; {n} other documents skipped (-v lists them)"),
     };
+    let routes = match routes.len() {
+        0 => String::new(),
+        n => {
+            let names: Vec<String> = routes.iter().map(HttpRoute::key).collect();
+            let word = if n == 1 {
+                "Gateway API route"
+            } else {
+                "Gateway API routes"
+            };
+            format!("; {n} {word} ({})", names.join(", "))
+        }
+    };
     format!(
-        "ok: {} ServicePolicy {docs} in {files} {files_word}{list}{others}",
+        "ok: {} ServicePolicy {docs} in {files} {files_word}{list}{routes}{others}",
         loaded.len()
     )
 }

@@ -196,7 +196,7 @@ fn a_gitops_folder_is_checked_for_its_service_policies_and_the_rest_is_skipped()
     assert!(output.stderr.is_empty());
     assert_eq!(
         String::from_utf8(output.stdout).unwrap(),
-        "ok: 2 ServicePolicy documents in 6 files (web.demo, payments.prod); 8 other documents skipped (-v lists them)\n"
+        "ok: 2 ServicePolicy documents in 6 files (web.demo, payments.prod); 2 Gateway API routes (demo/web, prod/payments); 6 other documents skipped (-v lists them)\n"
     );
 }
 
@@ -206,7 +206,6 @@ fn verbose_says_what_was_skipped_and_why() {
     assert_eq!(output.status.code(), Some(0));
     let stdout = String::from_utf8(output.stdout).unwrap();
     let dir = "tests/policies/gitops";
-    let routes_why = "weft does not read Gateway API routes yet: a service's routes, timeouts and retries go in its ServicePolicy (spec.routes, spec.client)";
     let expected = [
         format!("{dir}/README.md: skipped: not a .yaml or .yml file"),
         format!(
@@ -222,13 +221,7 @@ fn verbose_says_what_was_skipped_and_why() {
         format!(
             "{dir}/mesh.yaml:1:1: skipped MeshService web.demo (weft.dev/v1alpha1): a service for discovery: the control plane reads MeshServices from --services or the API server, not --policies"
         ),
-        format!(
-            "{dir}/routes.yaml:1:1: skipped a Gateway API HTTPRoute web.demo (gateway.networking.k8s.io/v1): {routes_why}"
-        ),
-        format!(
-            "{dir}/routes.yaml:13:1: skipped a Gateway API GRPCRoute payments.prod (gateway.networking.k8s.io/v1): {routes_why}"
-        ),
-        "ok: 2 ServicePolicy documents in 6 files (web.demo, payments.prod); 8 other documents skipped".to_owned(),
+        "ok: 2 ServicePolicy documents in 6 files (web.demo, payments.prod); 2 Gateway API routes (demo/web, prod/payments); 6 other documents skipped".to_owned(),
     ];
     assert_eq!(stdout.lines().collect::<Vec<_>>(), expected);
 }
@@ -300,5 +293,56 @@ fn a_policy_naming_no_known_service_is_a_warning() {
     assert_eq!(
         String::from_utf8(output.stderr).unwrap(),
         "<stdin>:3:18: metadata.name: warning: this policy governs nothing: --services has no Service or MeshService paymets.prod; did you mean payments.prod?\n"
+    );
+}
+
+#[test]
+fn reports_every_problem_of_a_broken_route() {
+    assert_problems(
+        "tests/policies/routes-broken/routes.yaml",
+        &[
+            "5:62: spec.parentRefs[0].port: 80800 is out of range (1-65535)",
+            "7:7: spec.rules[0].filters: ReplacePrefixMatch needs every match of the rule to have a PathPrefix path",
+            "7:13: spec.rules[0].name: `Canary` is not a valid rule name (lower-case letters, digits and -, at most 63)",
+            "9:24: spec.rules[0].matches[0].path.type: expected one of PathPrefix, Exact, RegularExpression, found `Prefix`",
+            "10:19: spec.rules[0].matches[0].method: `FETCH` is not one of GET, HEAD, POST, PUT, DELETE, CONNECT, OPTIONS, TRACE, PATCH",
+            "11:28: spec.rules[0].matches[0].headers[0].name: `bad header` is not a header name",
+            "11:97: spec.rules[0].matches[0].headers[1].value: `(prod` is not a regular expression: error: unclosed group",
+            "13:11: spec.rules[0].filters[0].type: RequestMirror: not supported by weft yet: the route is refused rather than applied without its mirror",
+            "18:48: spec.rules[0].backendRefs[0].weight: 2000000 is out of range (0-1000000)",
+            "19:28: spec.rules[0].backendRefs[1].namespace: a backend in another namespace (`other`) needs a ReferenceGrant there, which weft does not read yet",
+            "20:11: spec.rules[0].backendRefs[2].port: missing: a Service backend needs its port",
+            "21:47: spec.rules[0].timeouts.backendRequest: longer than timeouts.request, which bounds every attempt together",
+            "22:25: spec.rules[0].retry.attempts: 9 is out of range (0-5)",
+            "22:36: spec.rules[0].retry.codes[0]: 200 is out of range (400-599)",
+            "23:7: spec.rules[1].backendRefs: a rule with a RequestRedirect filter sends nothing to backends: remove backendRefs or the redirect",
+            "26:41: spec.rules[1].filters[0].requestRedirect.statusCode: expected one of 301, 302, found `307`",
+        ],
+    );
+}
+
+#[test]
+fn explain_shows_each_route_table_and_who_decides_what() {
+    let output = weft(
+        &["policy", "check", "--explain", "tests/policies/gitops"],
+        None,
+    );
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let web = stdout
+        .split("\nweb.demo:8080 for callers in namespace demo: routes demo/web@")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let lines: Vec<&str> = web.lines().skip(1).take(6).collect();
+    assert_eq!(
+        lines,
+        [
+            "  1. path prefix /api -> rule demo/web/rule-0",
+            "  rule demo/web/rule-0:",
+            "    web.demo:8080 weight 1 (100.0 % of the requests; its endpoints, breakers and ServicePolicy)",
+            "    timeouts.request: 10s (the rule's); per attempt: the backend's ServicePolicy",
+            "    retries: the backend's ServicePolicy; always within the backend's retry budget",
+            "  a request matching nothing: 404 no_route",
+        ]
     );
 }

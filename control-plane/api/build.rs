@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/weft/discovery/v1/discovery.proto",
         "proto/weft/policy/v1/policy.proto",
         "proto/weft/policy/v1/server.proto",
+        "proto/weft/policy/v1/routes.proto",
     ];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");

@@ -79,6 +79,13 @@ pub struct ControlPlaneConfig {
     #[arg(long, env = "WEFT_POLICIES")]
     pub policies: Option<PathBuf>,
 
+    /// Gateway API routes (kind: HTTPRoute or GRPCRoute, gateway.networking.k8s.io/v1) whose
+    /// parentRefs name a Service: a YAML file, or a directory whose *.yaml and *.yml files are
+    /// read (not recursively), reloaded when they change. Discovery answers for a Service port
+    /// carry the routes its caller gets. Without it requests go to the Service's own endpoints.
+    #[arg(long, env = "WEFT_ROUTES")]
+    pub routes: Option<PathBuf>,
+
     /// The control plane's own identity, which proxies verify when they connect (proxies read
     /// the same variable). Default: spiffe://<trust-domain>/ns/weft-system/sa/weft-control-plane.
     #[arg(long, env = "WEFT_CONTROL_PLANE_IDENTITY")]
@@ -207,6 +214,7 @@ impl ControlPlaneConfig {
             token_audience: "weft".to_owned(),
             services: None,
             policies: None,
+            routes: None,
             identity: None,
             kubernetes: false,
             kubeconfig: None,

@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod peer;
 pub mod policy;
 pub mod reload;
+pub mod routes;
 pub mod server;
 pub mod serving_tls;
 pub mod yaml;

@@ -35,14 +35,16 @@ pub const MAX_SETTLE: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind {
     Policies,
+    Routes,
     Services,
     BootstrapTokens,
     ServiceAccountJwks,
 }
 
 impl FileKind {
-    pub const ALL: [FileKind; 4] = [
+    pub const ALL: [FileKind; 5] = [
         FileKind::Policies,
+        FileKind::Routes,
         FileKind::Services,
         FileKind::BootstrapTokens,
         FileKind::ServiceAccountJwks,
@@ -51,6 +53,7 @@ impl FileKind {
     pub fn label(self) -> &'static str {
         match self {
             FileKind::Policies => "policies",
+            FileKind::Routes => "routes",
             FileKind::Services => "services",
             FileKind::BootstrapTokens => "bootstrap_tokens",
             FileKind::ServiceAccountJwks => "service_account_jwks",

@@ -24,7 +24,7 @@ use crate::identity_service::IdentityService;
 use crate::metrics::Metrics;
 use crate::reload::FileKind;
 use crate::serving_tls::{self, ServingCert};
-use crate::{admin, ca_store, grpc_server, inject, kubernetes, policy, reload};
+use crate::{admin, ca_store, grpc_server, inject, kubernetes, policy, reload, routes};
 
 /// A control plane serving on its ports until [`RunningControlPlane::shutdown`] or drop.
 pub struct RunningControlPlane {
@@ -93,6 +93,7 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
         );
     }
     let policies = policy::Store::start(config.policies.as_deref(), metrics.clone(), &stop)?;
+    let routes = routes::Store::start(config.routes.as_deref(), metrics.clone(), &stop)?;
     let mut kube_tasks = Vec::new();
     if let Some(client) = &kube {
         kube_tasks.extend(policy::custom_resources::start(
@@ -134,6 +135,7 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
         brake,
     );
     let discovery = WatchService::new(services, policies, metrics.clone(), stop.clone())
+        .with_routes(routes)
         .with_stream_limit(config.max_watches_per_identity);
     let grpc_settings = grpc_server::GrpcSettings {
         keepalive_interval: config.grpc_keepalive_interval,

@@ -9,9 +9,15 @@
 //! - `GET /destinations`: what each destination resolves to, its client policy and endpoints.
 //! - `GET /inbound`: the server policy in force on each of this pod's ports that has had a
 //!   connection, with the fault drills active now.
+//! - `GET /tap`: a live stream of the requests served, one JSON object a line, only to loopback
+//!   callers and to identities named by `--tap-allow` ([`tap`]).
 //! - `GET /log-level`, `PUT /log-level` (body: a level or filter): only from loopback, since it
 //!   changes the proxy's behaviour (others get 403, counted in
 //!   `weft_admin_requests_refused_total{reason="not_loopback"}`).
+//!
+//! The port speaks plain HTTP; a connection that opens with a TLS handshake is served over mTLS
+//! with the mesh's certificates instead, and its requests carry the identity it proved
+//! ([`tls`]).
 //!
 //! The port is reachable from the pod network (kubelet probes, Prometheus scrapes), so a client
 //! must not be able to hold connections open for nothing. Two bounds close them, each counted in
@@ -23,30 +29,43 @@
 //!   slowly (`header_timeout`) and a connection that sends no request at all (`idle`).
 //! - [`Admin::stall_timeout`] covers the rest, where hyper has no timer: no byte read or written
 //!   for that long while a request is served, such as a request body that stops coming or a
-//!   response the client stops reading (`stalled`).
+//!   response the client stops reading (`stalled`). A `/tap` stream marks its connection alive
+//!   while its reader keeps up.
+//!
+//! The write buffers are small (hyper's [`MAX_BUF_SIZE`], the socket's [`SEND_BUFFER`], which
+//! also turns off the kernel's growing of it up to megabytes): a tap reader that stops reading
+//! holds little memory, and is noticed (its events dropped) after a few hundred events.
+
+mod activity;
+mod tap;
+mod tls;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use weft_certs::SpiffeId;
 
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::tap::TapHub;
 use crate::tls::TlsStore;
 use crate::transport::accept_loop;
+use activity::{Activity, Watched};
+
+/// Every answer's body: whole for most paths, a stream for `/tap`.
+type AdminBody = UnsyncBoxBody<Bytes, Infallible>;
 
 /// Changes the log filter at run time; returns an error message for a bad filter.
 pub type LogLevelSetter = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
@@ -59,6 +78,10 @@ pub struct Admin {
     pub forwards: Vec<crate::outbound::Target>,
     pub discovery: Option<Arc<crate::discovery::Discovery>>,
     pub log_level: Option<(LogLevelSetter, Mutex<String>)>,
+    /// The tap sessions `GET /tap` opens.
+    pub tap: Arc<TapHub>,
+    /// `--tap-allow`: identities that may tap over TLS from outside the pod.
+    pub tap_allow: Vec<SpiffeId>,
     /// The longest wait for a request head (see the module doc); [`HEADER_READ_TIMEOUT`].
     pub header_read_timeout: Duration,
     /// The longest a connection may move no byte while a request is served; [`STALL_TIMEOUT`].
@@ -71,6 +94,10 @@ pub struct Admin {
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Production value of [`Admin::stall_timeout`].
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// hyper's read and write buffer limit on admin connections (its minimum is 8 KiB).
+const MAX_BUF_SIZE: usize = 16 * 1024;
+/// `SO_SNDBUF` of admin connections (the kernel doubles it).
+const SEND_BUFFER: usize = 64 * 1024;
 
 impl Admin {
     pub async fn serve(self: Arc<Self>, listener: TcpListener, stop: CancellationToken) {
@@ -83,19 +110,58 @@ impl Admin {
     /// Serves one accepted connection from `peer` until it ends or one of the timeouts closes
     /// it (see the module doc).
     pub async fn serve_connection(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr) {
+        if let Err(e) = socket2::SockRef::from(&tcp).set_send_buffer_size(SEND_BUFFER) {
+            tracing::debug!(%peer, "cannot bound an admin connection's send buffer: {e}");
+        }
+        match tls::first_byte(&tcp, self.header_read_timeout).await {
+            tls::FirstByte::Tls => {
+                match tls::accept(&self.store, tcp, self.header_read_timeout).await {
+                    Ok((stream, identity)) => {
+                        let caller = Caller {
+                            peer,
+                            identity: Some(identity),
+                        };
+                        self.serve_http(stream, caller).await;
+                    }
+                    Err(reason) => self.closed(peer, reason),
+                }
+            }
+            tls::FirstByte::Plain => {
+                let caller = Caller {
+                    peer,
+                    identity: None,
+                };
+                self.serve_http(tcp, caller).await;
+            }
+            tls::FirstByte::Silent => self.closed(peer, "idle"),
+            tls::FirstByte::Gone => {}
+        }
+    }
+
+    /// Serves HTTP/1.1 on `io` until the connection ends or a timeout closes it.
+    async fn serve_http<S>(self: Arc<Self>, io: S, caller: Caller)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let peer = caller.peer;
         let activity = Arc::new(Activity::new());
         let io = Watched {
-            inner: tcp,
+            inner: io,
             activity: activity.clone(),
         };
         let admin = self.clone();
+        let watched = activity.clone();
+        let caller = Arc::new(caller);
         let service = service_fn(move |req| {
             let admin = admin.clone();
-            async move { Ok::<_, Infallible>(admin.route(req, peer).await) }
+            let activity = watched.clone();
+            let caller = caller.clone();
+            async move { Ok::<_, Infallible>(admin.route(req, &caller, activity).await) }
         });
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
             .timer(TokioTimer::new())
+            .max_buf_size(MAX_BUF_SIZE)
             .header_read_timeout(self.header_read_timeout);
         let conn = builder.serve_connection(TokioIo::new(io), service);
         tokio::pin!(conn);
@@ -118,16 +184,25 @@ impl Admin {
             }
         };
         if let Some(reason) = closed {
-            self.metrics
-                .admin
-                .connections_closed
-                .with_label_values(&[reason])
-                .inc();
-            tracing::debug!(%peer, reason, "closed an admin connection");
+            self.closed(peer, reason);
         }
     }
 
-    async fn route(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+    fn closed(&self, peer: SocketAddr, reason: &'static str) {
+        self.metrics
+            .admin
+            .connections_closed
+            .with_label_values(&[reason])
+            .inc();
+        tracing::debug!(%peer, reason, "closed an admin connection");
+    }
+
+    async fn route(
+        &self,
+        req: Request<Incoming>,
+        caller: &Caller,
+        activity: Arc<Activity>,
+    ) -> Response<AdminBody> {
         match (req.method().clone(), req.uri().path()) {
             (Method::GET, "/live") => text(StatusCode::OK, "live\n"),
             (Method::GET, "/ready") if self.draining.is_cancelled() => {
@@ -155,6 +230,7 @@ impl Admin {
                 self.discovery.as_deref(),
             )),
             (Method::GET, "/inbound") => json(self.inbound()),
+            (Method::GET, "/tap") => self.tap(req.uri(), caller, activity),
             (Method::GET, "/log-level") => match &self.log_level {
                 Some((_, current)) => text(
                     StatusCode::OK,
@@ -162,15 +238,15 @@ impl Admin {
                 ),
                 None => text(StatusCode::NOT_FOUND, "log level is not adjustable here\n"),
             },
-            (Method::PUT, "/log-level") => self.set_log_level(req, peer).await,
+            (Method::PUT, "/log-level") => self.set_log_level(req, caller.peer).await,
             (
                 _,
                 "/live" | "/ready" | "/metrics" | "/identity" | "/config" | "/destinations"
-                | "/inbound" | "/log-level",
+                | "/inbound" | "/tap" | "/log-level",
             ) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
             _ => text(
                 StatusCode::NOT_FOUND,
-                "not found; try /live, /ready, /metrics, /identity, /config, /destinations, /inbound, /log-level\n",
+                "not found; try /live, /ready, /metrics, /identity, /config, /destinations, /inbound, /tap, /log-level\n",
             ),
         }
     }
@@ -217,11 +293,7 @@ impl Admin {
         out
     }
 
-    async fn set_log_level(
-        &self,
-        req: Request<Incoming>,
-        peer: SocketAddr,
-    ) -> Response<Full<Bytes>> {
+    async fn set_log_level(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<AdminBody> {
         if !peer.ip().is_loopback() {
             self.metrics
                 .admin
@@ -253,109 +325,24 @@ impl Admin {
     }
 }
 
-fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<AdminBody> {
     Response::builder()
         .status(status)
         .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
-        .body(Full::new(body.into()))
+        .body(Full::new(body.into()).boxed_unsync())
         .expect("the response parts are valid")
 }
 
-fn json(value: serde_json::Value) -> Response<Full<Bytes>> {
+fn json(value: serde_json::Value) -> Response<AdminBody> {
     Response::builder()
         .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(format!("{value:#}\n"))))
+        .body(Full::new(Bytes::from(format!("{value:#}\n"))).boxed_unsync())
         .expect("the response parts are valid")
 }
 
-/// When a connection last moved a byte, and whether it is in the middle of a request head.
-struct Activity {
-    started: Instant,
-    /// Milliseconds from `started` to the last byte read or written.
-    last: AtomicU64,
-    /// Bytes were read since the last write: a head has begun (not an idle connection).
-    read_since_write: AtomicBool,
-}
-
-impl Activity {
-    fn new() -> Self {
-        Self {
-            started: Instant::now(),
-            last: AtomicU64::new(0),
-            read_since_write: AtomicBool::new(false),
-        }
-    }
-
-    fn last(&self) -> Instant {
-        self.started + Duration::from_millis(self.last.load(Ordering::Relaxed))
-    }
-
-    fn mid_head(&self) -> bool {
-        self.read_since_write.load(Ordering::Relaxed)
-    }
-
-    fn moved(&self, read: bool) {
-        let millis = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last.store(millis, Ordering::Relaxed);
-        self.read_since_write.store(read, Ordering::Relaxed);
-    }
-}
-
-/// A connection that records its [`Activity`].
-struct Watched {
-    inner: TcpStream,
-    activity: Arc<Activity>,
-}
-
-impl AsyncRead for Watched {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.activity.moved(true);
-        }
-        polled
-    }
-}
-
-impl AsyncWrite for Watched {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write(cx, data);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.moved(false);
-        }
-        polled
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.moved(false);
-        }
-        polled
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
+/// Who is asking: the peer address, and the mesh identity its certificate proved when it came
+/// over TLS.
+struct Caller {
+    peer: SocketAddr,
+    identity: Option<SpiffeId>,
 }

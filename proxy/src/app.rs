@@ -18,6 +18,7 @@ use crate::inbound::Inbound;
 use crate::outbound::{Outbound, Target};
 use crate::telemetry::Telemetry;
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::tap::TapHub;
 use crate::tls::TlsStore;
 use crate::transport::{ConnectionLimit, Drain};
 use crate::transport::{bind_any_family, bind_loopback_twin};
@@ -170,9 +171,15 @@ pub async fn start(
         metrics.clone(),
         stop.clone(),
     ));
-    let (telemetry, export_task) =
-        Telemetry::start(&config.identity, &config.telemetry, &metrics, stop.clone())
-            .map_err(StartError::Setup)?;
+    let tap = Arc::new(TapHub::new(metrics.tap.clone()));
+    let (telemetry, export_task) = Telemetry::start(
+        &config.identity,
+        &config.telemetry,
+        &metrics,
+        tap.clone(),
+        stop.clone(),
+    )
+    .map_err(StartError::Setup)?;
     let telemetry = Arc::new(telemetry);
     let identity = IdentityClient::new(store.clone(), channel, config.token, metrics.clone());
     let app = Arc::new(AppClient::new(config.connect_timeout));
@@ -224,6 +231,8 @@ pub async fn start(
         forwards: forward_targets.clone(),
         discovery: Some(discovery.clone()),
         log_level: log_level.map(|(setter, current)| (setter, Mutex::new(current))),
+        tap,
+        tap_allow: config.tap_allow,
         header_read_timeout: crate::admin::HEADER_READ_TIMEOUT,
         stall_timeout: crate::admin::STALL_TIMEOUT,
         draining: drain.draining(),
@@ -335,6 +344,7 @@ fn summary(config: &ProxyConfig) -> serde_json::Value {
         "trace_collector": config.telemetry.trace_collector,
         "trace_sampling": config.telemetry.trace_sampling,
         "trace_service_name": config.telemetry.trace_service_name,
+        "tap_allow": config.tap_allow.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "access_log": config.telemetry.access_log.as_ref().map(|d| match d {
             crate::telemetry::access_log::Destination::Stderr => "stderr".to_owned(),
             crate::telemetry::access_log::Destination::File(path) => path.display().to_string(),

@@ -151,6 +151,12 @@ pub struct ProxyArgs {
     #[arg(long, env = "WEFT_ACCESS_LOG", default_value = "off")]
     pub access_log: Option<String>,
 
+    /// A mesh identity (SPIFFE ID) allowed to tap this proxy from outside the pod, proven by
+    /// its certificate over TLS on the admin port (loopback callers may always tap). Repeat the
+    /// flag, or separate several with ',' in WEFT_TAP_ALLOW.
+    #[arg(long, env = "WEFT_TAP_ALLOW", value_delimiter = ',')]
+    pub tap_allow: Vec<String>,
+
     /// HTTP/2 keepalive toward the control plane: a PING after this much silence (also while
     /// idle). A dead connection is noticed within interval + timeout, then replaced.
     #[arg(
@@ -214,6 +220,8 @@ pub struct ProxyConfig {
     pub telemetry: TelemetryConfig,
     /// `--control-plane-keepalive-interval` and `--control-plane-keepalive-timeout`.
     pub control_plane_keepalive: Keepalive,
+    /// `--tap-allow`: identities that may tap over TLS from outside the pod.
+    pub tap_allow: Vec<SpiffeId>,
 }
 
 impl ProxyConfig {
@@ -267,6 +275,17 @@ impl ProxyConfig {
                 .map(Some),
         };
         let opaque_ports = problems.check(ports(&args.opaque_ports, "--opaque-ports"));
+        let tap_allow: Vec<SpiffeId> = args
+            .tap_allow
+            .iter()
+            .filter_map(|text| {
+                problems.check(
+                    text.trim()
+                        .parse::<SpiffeId>()
+                        .map_err(|e| format!("--tap-allow {text:?}: {e}")),
+                )
+            })
+            .collect();
         let http_ports = problems.check(ports(&args.http_ports, "--http-ports"));
         let unknown_destinations =
             problems.check(match args.unknown_destinations.as_deref().map(str::trim) {
@@ -378,6 +397,7 @@ impl ProxyConfig {
                 outbound_max_connections,
                 telemetry,
                 control_plane_keepalive,
+                tap_allow,
             }),
             _ => Err(problems.0),
         }
@@ -620,6 +640,10 @@ mod tests {
             outbound_max_connections: Some("many".into()),
             trace_collector: Some("http://jaeger:4317".into()),
             trace_sampling: Some("2".into()),
+            tap_allow: vec![
+                "spiffe://cluster.local/ns/demo/sa/dashboard".into(),
+                "admin".into(),
+            ],
             ..ProxyArgs::default()
         };
         let errors = ProxyConfig::from_args(args).unwrap_err();
@@ -643,9 +667,10 @@ mod tests {
             "--outbound-max-connections \"many\": expected a whole number above 0",
             "--trace-collector \"http://jaeger:4317\": expected HOST:PORT",
             "--trace-sampling \"2\": expected a ratio from 0 to 1",
+            "--tap-allow \"admin\": ",
         ] {
             assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
         }
-        assert_eq!(errors.len(), 18, "{all}");
+        assert_eq!(errors.len(), 19, "{all}");
     }
 }

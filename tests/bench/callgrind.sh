@@ -13,11 +13,23 @@
 #        PROXY_FLAGS="--trace-sampling 0.01" TRACING=1 tests/bench/callgrind.sh
 #          TRACING=1 starts an OTLP collector (tests/e2e/otlp_collector.py, counting only) and
 #          adds --trace-collector to both sidecars; PROXY_FLAGS go to both sidecars.
+#        ROUTES=1 tests/bench/callgrind.sh
+#          an HTTPRoute on hello of five rules: four that do not match the benchmark's GET /, then
+#          one splitting it 50/50 between hello-v1 and hello-v2 (each a MeshService whose endpoint
+#          is the same server sidecar, on 127.0.1.1 and 127.0.1.2).
+#        TWO_ENDPOINTS=1 tests/bench/callgrind.sh
+#          no route, and hello's endpoints are 127.0.1.1 and 127.0.1.2 (the same server sidecar):
+#          the baseline for ROUTES=1, whose two backends also mean two connections between the
+#          sidecars (fewer requests per HTTP/2 read and write than over one).
 #        REQUESTS=2000 WARMUP=300 (defaults)
 #        ALLOCATIONS=1 tests/bench/callgrind.sh
 #          no valgrind: counts each sidecar's calls of the allocator (mimalloc's mi_malloc_aligned,
 #          mi_zalloc_aligned, mi_realloc_aligned) during the measured requests with perf uprobes
 #          (needs root and perf), and prints allocations per request instead.
+#        ALLOCATIONS=stacks tests/bench/callgrind.sh
+#          the same probes recorded with call stacks (perf record --call-graph dwarf): writes
+#          each sidecar's allocation sites, by count, to allocations.<side>.txt in the current
+#          directory.
 # Needs valgrind, nginx, h2load, curl (and python3 with opentelemetry-proto and grpcio for
 # TRACING=1).
 set -euo pipefail
@@ -73,6 +85,46 @@ spec:
   ports: [{port: 8080, targetPort: $((BASE + 6))}]
   endpoints: [{address: 127.0.0.1, serviceAccount: hello}]
 EOF
+if [ -n "${TWO_ENDPOINTS:-}" ]; then
+  SERVER_IN=0.0.0.0:$((BASE + 6))
+  sed -i 's/endpoints: \[{address: 127.0.0.1, serviceAccount: hello}\]/endpoints: [{address: 127.0.1.1, serviceAccount: hello}, {address: 127.0.1.2, serviceAccount: hello}]/' \
+    "$W/services.yaml"
+fi
+ROUTE_FLAGS=()
+if [ -n "${ROUTES:-}" ]; then
+  SERVER_IN=0.0.0.0:$((BASE + 6))
+  for v in 1 2; do
+    cat >> "$W/services.yaml" << EOF
+---
+apiVersion: weft.dev/v1alpha1
+kind: MeshService
+metadata: {name: hello-v$v, namespace: demo}
+spec:
+  ports: [{port: 8080, targetPort: $((BASE + 6))}]
+  endpoints: [{address: 127.0.1.$v, serviceAccount: hello}]
+EOF
+  done
+  cat > "$W/routes.yaml" << EOF
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: hello, namespace: demo}
+spec:
+  parentRefs: [{group: "", kind: Service, name: hello, port: 8080}]
+  rules:
+    - matches: [{path: {type: PathPrefix, value: /api}}]
+      backendRefs: [{name: hello-v1, port: 8080}]
+    - matches: [{path: {type: Exact, value: /health}, method: GET}]
+      backendRefs: [{name: hello-v1, port: 8080}]
+    - matches: [{headers: [{name: x-canary, value: "1"}]}]
+      backendRefs: [{name: hello-v2, port: 8080}]
+    - matches: [{queryParams: [{name: debug, value: "1"}]}]
+      backendRefs: [{name: hello-v2, port: 8080}]
+    - backendRefs:
+        - {name: hello-v1, port: 8080, weight: 50}
+        - {name: hello-v2, port: 8080, weight: 50}
+EOF
+  ROUTE_FLAGS=(--routes "$W/routes.yaml")
+fi
 cat > "$W/nginx.conf" << EOF
 worker_processes 1;
 daemon off;
@@ -87,7 +139,8 @@ http {
 EOF
 
 "$WEFT_BIN/weft-control-plane" --bootstrap-tokens "$W/tokens.yaml" --services "$W/services.yaml" \
-  --listen "$CP" --admin-listen "$CP_ADMIN" --data-dir "$W/cp" --log warn > "$W/cp.log" 2>&1 &
+  --listen "$CP" --admin-listen "$CP_ADMIN" --data-dir "$W/cp" --log warn \
+  ${ROUTE_FLAGS[@]+"${ROUTE_FLAGS[@]}"} > "$W/cp.log" 2>&1 &
 PIDS+=($!)
 wait_for 20 "the control plane" test -f "$W/cp/trust-bundle.pem"
 nginx -c "$W/nginx.conf" > "$W/nginx.log" 2>&1 &
@@ -132,13 +185,26 @@ if [ -n "${ALLOCATIONS:-}" ]; then
   for side in server client; do
     pid=SERVER_PID
     [ "$side" = server ] || pid=CLIENT_PID
-    perf stat -x, "${EVENTS[@]}" -p "${!pid}" -o "$W/allocations.$side" &
+    if [ "$ALLOCATIONS" = stacks ]; then
+      perf record -q --call-graph dwarf,16384 "${EVENTS[@]}" -p "${!pid}" \
+        -o "$W/allocations.$side.data" > /dev/null 2>&1 &
+    else
+      perf stat -x, "${EVENTS[@]}" -p "${!pid}" -o "$W/allocations.$side" &
+    fi
     PERF_PIDS+=($!)
   done
   sleep 1 # perf attaches its probes
   h2load --h1 -c 4 -n "$REQUESTS" "http://$FORWARD/" > "$W/run.txt"
   kill -INT "${PERF_PIDS[@]}"
   wait "${PERF_PIDS[@]}" 2> /dev/null || true
+  if [ "$ALLOCATIONS" = stacks ]; then
+    for side in server client; do
+      perf report -q -i "$W/allocations.$side.data" --no-children --stdio -G \
+        --percent-limit 0.5 > "allocations.$side.txt" 2> /dev/null
+      echo "allocation sites of the $side sidecar: allocations.$side.txt"
+    done
+    exit 0
+  fi
   echo "allocations per request ($REQUESTS requests after $WARMUP, h2load --h1 -c 4):"
   for side in server client; do
     awk -F, -v n="$REQUESTS" -v side="$side" '$3 ~ /probe_weft/ { total += $1 }

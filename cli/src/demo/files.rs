@@ -26,6 +26,15 @@ pub const DRILL_PREFIX: &str = "/drill";
 pub const DRILL_PERCENT: u32 = 10;
 pub const DRILL_RETRIES: u32 = 4;
 
+/// Replaces `path` at once (a temporary file renamed over it), so the control plane, which
+/// polls the file, never reads half of it.
+pub fn write_atomically(path: &Path, contents: &str) -> anyhow::Result<()> {
+    let temporary = path.with_extension("tmp");
+    std::fs::write(&temporary, contents)?;
+    std::fs::rename(&temporary, path)?;
+    Ok(())
+}
+
 /// A bootstrap token per workload: 32 random hex characters, in the control plane's tokens file
 /// and in a file per sidecar (`<account>.token`).
 pub fn write_tokens(dir: &Path, workloads: &[(&SpiffeId, &str)]) -> anyhow::Result<()> {

@@ -4,9 +4,11 @@
 //! and its ServicePolicy; two `hello` sidecars as the service's endpoints, each in front of its
 //! own app; a `web` sidecar in front of the client), sends traffic while certificates that live
 //! a few seconds rotate underneath and one endpoint's app is flaky, then dies, then comes back;
-//! then reports what each side saw and prints the commands to run the same mesh by hand.
+//! then shifts `hello`'s traffic to a v2 by the weights of a Gateway API route (a canary);
+//! reports what each side saw and prints the commands to run the same mesh by hand.
 
 mod app;
+mod canary;
 mod dashboard;
 mod files;
 mod flaky;
@@ -106,10 +108,18 @@ async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
     let (web_id, hello_id) = (identity(WEB)?, identity(HELLO)?);
     files::write_tokens(dir, &[(&web_id, WEB), (&hello_id, HELLO)])?;
 
-    let port = free_port_on(&ENDPOINT_IPS)?;
+    let port = free_port_on(&[ENDPOINT_IPS, canary::IPS].concat())?;
     let endpoints = ENDPOINT_IPS.map(|ip| SocketAddr::from((ip, port)));
     let (services_file, policy_file) = (dir.join("services.yaml"), dir.join("policy.yaml"));
-    std::fs::write(&services_file, files::services_yaml(&endpoints))?;
+    let services = [
+        files::services_yaml(&endpoints),
+        canary::services_yaml(port),
+    ]
+    .join("---\n");
+    std::fs::write(&services_file, services)?;
+    // No route until the canary: `[]` says so on purpose.
+    let routes_file = dir.join("routes.yaml");
+    std::fs::write(&routes_file, "[]\n")?;
     let drill_until = std::time::SystemTime::now() + args.duration + Duration::from_secs(60);
     std::fs::write(&policy_file, files::policy_yaml(&web_id, drill_until))?;
 
@@ -118,6 +128,8 @@ async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
     let admins = [web_admin, free_port()?, free_port()?];
     let steady = flaky::App::start().await?;
     let mut flaky = flaky::App::start().await?;
+    let versions = [flaky::App::start().await?, flaky::App::start().await?];
+    let version_admins = [free_port()?, free_port()?];
     let s = |p: &Path| p.display().to_string();
 
     println!(
@@ -134,6 +146,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
         format!("--bootstrap-tokens={}", s(&dir.join("tokens.yaml"))),
         format!("--services={}", s(&services_file)),
         format!("--policies={}", s(&policy_file)),
+        format!("--routes={}", s(&routes_file)),
         // No cluster sends admission reviews to a demo; do not take port 8443.
         "--webhook-listen=off".to_owned(),
     ];
@@ -173,7 +186,20 @@ async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
         0,
         Process::spawn(dir, "web-sidecar", &proxy_bin, &web_args)?,
     );
-    for (sidecar, admin) in sidecars.iter_mut().zip(admins) {
+    let mut version_sidecars = Vec::new();
+    for (i, app) in versions.iter().enumerate() {
+        let endpoint = SocketAddr::from((canary::IPS[i], port));
+        let mut args = proxy_args(HELLO, &hello_id, endpoint, version_admins[i]);
+        args.push(format!("--inbound-app-addr={}", app.addr));
+        let name = format!("hello-v{}-sidecar", i + 1);
+        version_sidecars.push(Process::spawn(dir, &name, &proxy_bin, &args)?);
+    }
+    let all_admins = admins.into_iter().chain(version_admins);
+    for (sidecar, admin) in sidecars
+        .iter_mut()
+        .chain(&mut version_sidecars)
+        .zip(all_admins)
+    {
         wait_http_ok(sidecar, admin, "/ready", Duration::from_secs(15)).await?;
     }
     let policy_version = wait_for_service(web_admin, endpoints.len()).await?;
@@ -285,14 +311,22 @@ async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
         .await
         .context("the certificate watcher failed")?;
     let breakers = breakers.await.context("the breaker watcher failed")?;
-    control_plane.check_alive()?;
-    for sidecar in &mut sidecars {
-        sidecar.check_alive()?;
-    }
 
     let mut texts = Vec::new();
     for admin in admins {
         texts.push(http_get(admin, "/metrics").await?.1);
+    }
+    // After the scrape: the report's counts are those of the run before.
+    let canary = canary::run(
+        &routes_file,
+        web_forward,
+        web_admin,
+        [&versions[0], &versions[1]],
+    )
+    .await?;
+    control_plane.check_alive()?;
+    for sidecar in sidecars.iter_mut().chain(&mut version_sidecars) {
+        sidecar.check_alive()?;
     }
     let run = report::Run {
         web_id: web_id.to_string(),
@@ -312,23 +346,29 @@ async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
         duration: args.duration,
         cert_ttl: args.cert_ttl,
     };
-    let problems = report::print(&run);
+    let mut problems = report::print(&run);
+    problems.extend(canary::report(&canary));
 
     println!(
         "\nthe same mesh by hand (the flags the demo used; the apps and the client are the demo's own):"
     );
-    for process in std::iter::once(&control_plane).chain(&sidecars) {
+    for process in std::iter::once(&control_plane)
+        .chain(&sidecars)
+        .chain(&version_sidecars)
+    {
         println!("  {}", process.command_line);
     }
     if args.dashboard {
         // The flaky app fails some requests again: retries and the breaker have work to show.
         flaky.fail(FLAKY_PERCENT);
-        dashboard::run(web_forward, &admins).await?;
+        let every_sidecar: Vec<SocketAddr> =
+            admins.iter().chain(&version_admins).copied().collect();
+        dashboard::run(web_forward, &every_sidecar).await?;
     }
     if args.keep {
         let kept = workdir.keep();
         println!(
-            "\nkept {} (services.yaml, policy.yaml, tokens, logs: *.log)",
+            "\nkept {} (services.yaml, policy.yaml, routes.yaml, tokens, logs: *.log)",
             kept.display()
         );
     }

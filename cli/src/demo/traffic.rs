@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -33,6 +35,17 @@ impl Tally {
             .unwrap_or(0)
     }
 
+    /// Requests that got anything but `200`, or no answer.
+    pub fn failed(&self) -> u64 {
+        let not_ok: u64 = self
+            .statuses
+            .iter()
+            .filter(|((status, _), _)| *status != 200)
+            .map(|(_, n)| n)
+            .sum();
+        not_ok + self.errors.values().sum::<u64>()
+    }
+
     fn merge(&mut self, other: Tally) {
         self.sent += other.sent;
         for (k, v) in other.statuses {
@@ -59,9 +72,22 @@ pub async fn run(
     loops: usize,
     pause: Duration,
 ) -> Tally {
-    let deadline = tokio::time::Instant::now() + duration;
+    let never = Arc::new(AtomicBool::new(false));
+    run_until(target, path, never, duration, loops, pause).await
+}
+
+/// [`run`] until `stop` is set (or `limit` has passed).
+pub async fn run_until(
+    target: SocketAddr,
+    path: &'static str,
+    stop: Arc<AtomicBool>,
+    limit: Duration,
+    loops: usize,
+    pause: Duration,
+) -> Tally {
+    let deadline = tokio::time::Instant::now() + limit;
     let loops: Vec<_> = (0..loops)
-        .map(|_| tokio::spawn(one_loop(target, path, deadline, pause)))
+        .map(|_| tokio::spawn(one_loop(target, path, deadline, stop.clone(), pause)))
         .collect();
     let mut total = Tally::default();
     for l in loops {
@@ -76,12 +102,13 @@ async fn one_loop(
     target: SocketAddr,
     path: &'static str,
     deadline: tokio::time::Instant,
+    stop: Arc<AtomicBool>,
     pause: Duration,
 ) -> Tally {
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     let uri: http::Uri = format!("http://{target}{path}").parse().expect("valid URI");
     let mut tally = Tally::default();
-    while tokio::time::Instant::now() < deadline {
+    while tokio::time::Instant::now() < deadline && !stop.load(Ordering::SeqCst) {
         let req = http::Request::get(uri.clone())
             .header("host", "hello.demo:8080")
             .body(Empty::new())

@@ -33,7 +33,8 @@ pub use weft::identity::v1 as identity;
 /// `weft.discovery.v1`: destination resolution as a live stream.
 pub use weft::discovery::v1 as discovery;
 
-/// `weft.policy.v1`: the client half of a ServicePolicy, as the control plane sends it.
+/// `weft.policy.v1`: the client half of a ServicePolicy, and the Gateway API route table of a
+/// Service port, as the control plane sends them.
 pub use weft::policy::v1 as policy;
 
 pub mod duration;

@@ -197,6 +197,7 @@ impl From<Resolution> for weft_api::discovery::Resolution {
                 protocol: weft_api::discovery::PortProtocol::from(protocol).into(),
                 policy: None,
                 server_policy: None,
+                routes: None,
             },
         }
     }

@@ -1,10 +1,11 @@
 //! The `weft.discovery.v1.Discovery` gRPC service: one stream per destination a proxy meets.
 //!
-//! A stream sends the answer for its address now, then sleeps on two channels: the services
-//! index and the policies in force. Either waking it, it resolves its address again, attaches
-//! the service's effective client policy, and sends only if that whole answer differs from the
-//! last one it sent. Unrelated edits to either file cost each watch one map lookup and no
-//! traffic; a policy edit reaches exactly the watches of that service.
+//! A stream sends the answer for its address now, then sleeps on three channels: the services
+//! index, the policies and the Gateway API routes in force. Any of them waking it, it resolves
+//! its address again, attaches the service's effective client policy and, on a watch of the
+//! service's own address or name, the route table of that port for the caller's namespace, and
+//! sends only if that whole answer differs from the last one it sent. Unrelated edits cost each
+//! watch a few lookups and no traffic; an edit reaches exactly the watches it changes.
 //! The stream ends when the proxy goes away (tonic drops it) or the control plane stops (it ends
 //! with `UNAVAILABLE`, so the proxy knows to watch again elsewhere).
 //!
@@ -37,10 +38,12 @@ use crate::metrics::{
 };
 use crate::policy::is_dns_label;
 use crate::policy::{self, Policies};
+use crate::routes::{self, Routes};
 
 pub struct WatchService {
     store: Arc<Store>,
     policies: Arc<policy::Store>,
+    routes: Arc<routes::Store>,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
     limit: StreamLimit,
@@ -56,10 +59,17 @@ impl WatchService {
         Self {
             store,
             policies,
+            routes: routes::Store::fixed(Routes::default()),
             metrics,
             stop,
             limit: StreamLimit::new(crate::config::DEFAULT_MAX_WATCHES_PER_IDENTITY),
         }
+    }
+
+    /// Answers carry the tables of these Gateway API routes (`--routes`).
+    pub fn with_routes(mut self, routes: Arc<routes::Store>) -> Self {
+        self.routes = routes;
+        self
     }
 
     /// At most `max` open watches per caller identity (`--max-watches-per-identity`).
@@ -139,6 +149,8 @@ impl Discovery for WatchService {
             index: self.store.subscribe(),
             synced: self.store.synced(),
             policies: self.policies.subscribe(),
+            routes: self.routes.subscribe(),
+            caller_namespace: caller.identity.namespace().to_owned(),
             last: None,
             stop: self.stop.clone(),
             done: false,
@@ -215,6 +227,10 @@ struct Watch {
     /// Whether every discovery source has delivered its first version.
     synced: watch::Receiver<bool>,
     policies: watch::Receiver<Arc<Policies>>,
+    routes: watch::Receiver<Arc<Routes>>,
+    /// The namespace of the watching proxy's workload: its consumer routes win over producer
+    /// routes (see [`crate::routes::compile`]).
+    caller_namespace: String,
     /// What the proxy was last told; `None` before the first message.
     last: Option<pb::Resolution>,
     stop: CancellationToken,
@@ -226,21 +242,29 @@ struct Watch {
 }
 
 impl Watch {
-    /// The answer now. Both channels are marked seen, so only a newer version wakes the watch.
+    /// The answer now. Every channel is marked seen, so only a newer version wakes the watch.
     fn answer(&mut self) -> pb::Resolution {
         // Each borrow holds a read lock: resolve and let go before awaiting anything.
-        let (resolution, endpoint_port) = {
+        // The port of the service (not of one endpoint) that is watched, which routes attach to.
+        let (resolution, endpoint_port, service_port) = {
             let index = self.index.borrow_and_update();
             match &self.target {
-                Target::Addr(addr) => (
-                    index.resolve(*addr),
-                    index.is_endpoint(*addr).then_some(addr.port()),
-                ),
-                Target::Name { service, port } => (index.resolve_name(service, *port), None),
+                Target::Addr(addr) => {
+                    let endpoint = index.is_endpoint(*addr);
+                    (
+                        index.resolve(*addr),
+                        endpoint.then_some(addr.port()),
+                        (!endpoint).then_some(addr.port()),
+                    )
+                }
+                Target::Name { service, port } => {
+                    (index.resolve_name(service, *port), None, Some(*port))
+                }
             }
         };
         let mut wire = pb::Resolution::from(resolution);
         let policies = self.policies.borrow_and_update();
+        let routes = self.routes.borrow_and_update();
         if wire.known {
             wire.policy = policies.get(&wire.service).map(|p| (**p).clone());
             // A ServicePolicy speaks of requests (routes, retries, per-request limits): the
@@ -250,6 +274,13 @@ impl Watch {
             }
             if let (true, Some(port)) = (self.server, endpoint_port) {
                 wire.server_policy = policies.server(&wire.service, port);
+            }
+            if let (false, Some(port)) = (self.server, service_port) {
+                wire.routes = routes.table(&wire.service, port, &self.caller_namespace);
+                // Routes speak of requests too.
+                if wire.routes.is_some() && wire.protocol() == pb::PortProtocol::Detect {
+                    wire.set_protocol(pb::PortProtocol::Http);
+                }
             }
         }
         wire
@@ -290,6 +321,11 @@ impl Watch {
                     }
                 }
                 changed = self.policies.changed() => {
+                    if changed.is_err() {
+                        return None;
+                    }
+                }
+                changed = self.routes.changed() => {
                     if changed.is_err() {
                         return None;
                     }
@@ -479,6 +515,37 @@ mod tests {
         let first = stream.next().await.unwrap().unwrap();
         assert!(first.known);
         assert_eq!(started.elapsed(), INITIAL_SYNC_WAIT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_route_edit_reaches_the_watches_of_the_service_s_address_and_name_only() {
+        let stop = CancellationToken::new();
+        let (_store, service, _metrics) = service(&stop);
+        let routes = routes::Store::fixed(Routes::default());
+        let service = service.with_routes(routes.clone());
+        let mut by_name = open(&service, "hello.demo:80").await.unwrap();
+        let mut by_address = open(&service, "10.96.0.10:80").await.unwrap();
+        let mut endpoint = open(&service, "10.1.0.1:80").await.unwrap();
+        let mut other = open(&service, "10.96.0.20:80").await.unwrap();
+        for stream in [&mut by_name, &mut by_address, &mut endpoint, &mut other] {
+            assert_eq!(stream.next().await.unwrap().unwrap().routes, None);
+        }
+        let route = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: hello, namespace: demo}\nspec:\n  parentRefs: [{group: \"\", kind: Service, name: hello, port: 80}]\n  rules: [{backendRefs: [{name: other, port: 80}]}]\n";
+        routes
+            .reload(&[("r.yaml".to_owned(), route.as_bytes().to_vec())])
+            .unwrap();
+        for stream in [&mut by_name, &mut by_address] {
+            let answer = stream.next().await.unwrap().unwrap();
+            let table = answer.routes.as_ref().unwrap();
+            assert_eq!(table.rules[0].backends[0].service, "other.demo");
+            // Routes speak of requests: the port carries HTTP.
+            assert_eq!(answer.protocol(), pb::PortProtocol::Http);
+        }
+        // One endpoint's own address means that instance: no routes; another service: no news.
+        for stream in [&mut endpoint, &mut other] {
+            let next = tokio::time::timeout(Duration::from_secs(5), stream.next()).await;
+            assert!(next.is_err(), "no new answer");
+        }
     }
 
     fn policy_files(timeout: &str) -> Vec<crate::policy::load::File> {

@@ -26,6 +26,9 @@ pub struct Skipped {
     /// `Deployment web (apps/v1)`, `kustomization`, `a list`.
     pub what: String,
     pub why: String,
+    /// An `HTTPRoute` or `GRPCRoute`: not a ServicePolicy, but checked as a route by
+    /// `weft policy check` ([`crate::routes`]), so not counted among the documents skipped.
+    pub route: bool,
 }
 
 /// `None`: a ServicePolicy (to be checked); otherwise why the document is skipped. `file` is the
@@ -36,6 +39,7 @@ pub fn skipped(node: &Node, file: &str) -> Option<Skipped> {
             at: node.at,
             what,
             why: why.to_owned(),
+            route: false,
         })
     };
     if !matches!(node.value, Value::Map(_)) {
@@ -61,10 +65,16 @@ pub fn skipped(node: &Node, file: &str) -> Option<Skipped> {
         return skip(what, why);
     }
     if GATEWAY_GROUPS.contains(&group) {
-        return skip(
-            format!("a Gateway API {what}"),
-            "weft does not read Gateway API routes yet: a service's routes, timeouts and retries go in its ServicePolicy (spec.routes, spec.client)",
-        );
+        let route = matches!(kind, "HTTPRoute" | "GRPCRoute");
+        let why = match route {
+            true => "a route: the control plane reads routes from --routes",
+            false => "not a route of the mesh: weft reads HTTPRoutes and GRPCRoutes",
+        };
+        let mut skipped = skip(format!("a Gateway API {what}"), why);
+        if let Some(s) = &mut skipped {
+            s.route = route;
+        }
+        return skipped;
     }
     if api_version.is_empty() && kind.is_empty() {
         let is_kustomization = Path::new(file)
@@ -150,7 +160,7 @@ mod tests {
                 "a.yaml"
             )
             .unwrap(),
-            "1:1: a Gateway API HTTPRoute web (gateway.networking.k8s.io/v1): weft does not read Gateway API routes yet: a service's routes, timeouts and retries go in its ServicePolicy (spec.routes, spec.client)"
+            "1:1: a Gateway API HTTPRoute web (gateway.networking.k8s.io/v1): a route: the control plane reads routes from --routes"
         );
         assert!(
             verdict(

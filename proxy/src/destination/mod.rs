@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use weft_certs::SpiffeId;
 
 use crate::policy::ClientPolicy;
+use crate::policy::gateway::RouteTable;
 use crate::resilience::breaker::{self, Admission, Breaker, Transition};
 use crate::resilience::limit::Limit;
 use crate::resilience::retry::budget::Budget;
@@ -115,6 +116,8 @@ pub struct Described {
     pub unmeshed: Vec<SocketAddr>,
     pub protocol: PortProtocol,
     pub policy: ClientPolicy,
+    /// The Gateway API routes of the service's port, for this caller.
+    pub routes: Option<Arc<RouteTable>>,
 }
 
 /// Why no endpoint can take a request.
@@ -134,6 +137,9 @@ pub struct Destination {
     /// What the port carries: detected, always HTTP, or opaque TCP without detection.
     pub protocol: PortProtocol,
     pub policy: ClientPolicy,
+    /// The Gateway API routes of the service's port: when present, a request goes to the
+    /// backend its rule picks, not to these endpoints.
+    pub routes: Option<Arc<RouteTable>>,
     pub budget: Arc<Budget>,
     pub limit: Arc<Limit>,
     /// `weft_outbound_request_attempts` per route, in the order of `policy.routes()`.
@@ -165,6 +171,7 @@ impl Destination {
             unmeshed,
             protocol,
             policy,
+            routes,
         } = described;
         let mut budget = None;
         let mut limit = None;
@@ -217,6 +224,7 @@ impl Destination {
             unmeshed,
             protocol,
             policy,
+            routes,
             attempts,
             metrics: metrics.clone(),
         }
@@ -230,6 +238,7 @@ impl Destination {
             unmeshed: Vec::new(),
             protocol: PortProtocol::Detect,
             policy: ClientPolicy::builtin(),
+            routes: None,
         };
         Self::new(described, None, metrics)
     }
@@ -377,6 +386,7 @@ mod tests {
             unmeshed,
             protocol: PortProtocol::Detect,
             policy: ClientPolicy::builtin(),
+            routes: None,
         }
     }
 

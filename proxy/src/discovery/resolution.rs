@@ -7,6 +7,7 @@ use weft_api::discovery as proto;
 
 use crate::destination::{Described, Destination, Endpoint};
 use crate::policy::ClientPolicy;
+use crate::policy::gateway::RouteTable;
 use crate::telemetry::metrics::Metrics;
 use crate::transport::port_protocol::PortProtocol;
 
@@ -63,6 +64,7 @@ impl Resolution {
             endpoints: meshed,
             unmeshed,
             policy,
+            routes: answer.routes.map(|t| Arc::new(RouteTable::from_proto(t))),
         };
         Resolution::Known(Arc::new(Destination::new(described, previous, metrics)))
     }
@@ -71,18 +73,24 @@ impl Resolution {
     pub fn summary(&self) -> String {
         match self {
             Resolution::Unknown => "not a mesh service".to_owned(),
-            Resolution::Known(d) => format!(
-                "{} ({} meshed, {} unmeshed endpoints{}, policy {})",
-                d.name,
-                d.endpoints().len(),
-                d.unmeshed().len(),
-                match d.protocol {
-                    PortProtocol::Detect => "",
-                    PortProtocol::Http => ", http",
-                    PortProtocol::Opaque => ", opaque",
-                },
-                d.policy.version
-            ),
+            Resolution::Known(d) => {
+                let routes = match &d.routes {
+                    Some(table) => format!(", routes {}", table.version),
+                    None => String::new(),
+                };
+                format!(
+                    "{} ({} meshed, {} unmeshed endpoints{}, policy {}{routes})",
+                    d.name,
+                    d.endpoints().len(),
+                    d.unmeshed().len(),
+                    match d.protocol {
+                        PortProtocol::Detect => "",
+                        PortProtocol::Http => ", http",
+                        PortProtocol::Opaque => ", opaque",
+                    },
+                    d.policy.version
+                )
+            }
         }
     }
 }
@@ -116,6 +124,7 @@ mod tests {
                 opaque: false,
                 policy: None,
                 server_policy: None,
+                routes: None,
                 protocol: 0,
             },
             None,
@@ -137,6 +146,7 @@ mod tests {
                 opaque: true,
                 policy: None,
                 server_policy: None,
+                routes: None,
                 protocol: 0,
             },
             Some(&first),

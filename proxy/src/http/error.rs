@@ -81,6 +81,15 @@ pub enum ProxyError {
     },
     #[error("a fault drill of {version} aborted this request")]
     FaultInjected { version: String, abort: Abort },
+    /// The destination has Gateway API routes and none matches the request.
+    #[error("no rule of the routes of {service} ({version}) matches the request")]
+    NoRoute { service: String, version: String },
+    /// The matched rule has no backend to send to (none listed, or every weight 0).
+    #[error("rule {rule} has no backend with a weight above 0")]
+    NoBackend { rule: String },
+    /// The backend the weights chose is not a service discovery knows.
+    #[error("backend {backend} of rule {rule} is not a known service")]
+    BackendNotFound { backend: String, rule: String },
 }
 
 impl ProxyError {
@@ -101,6 +110,9 @@ impl ProxyError {
             ProxyError::Unauthorized { .. } => "unauthorized",
             ProxyError::RateLimited { .. } => "rate_limited",
             ProxyError::FaultInjected { .. } => "fault_injected",
+            ProxyError::NoRoute { .. } => "no_route",
+            ProxyError::NoBackend { .. } => "no_backend",
+            ProxyError::BackendNotFound { .. } => "backend_not_found",
         }
     }
 
@@ -118,6 +130,11 @@ impl ProxyError {
             ProxyError::BadRequest(_) | ProxyError::RequestBody(_) => StatusCode::BAD_REQUEST,
             ProxyError::Unauthorized { .. } => StatusCode::FORBIDDEN,
             ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
+            // The spec's answer for a rule without a usable backend.
+            ProxyError::NoBackend { .. } | ProxyError::BackendNotFound { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             ProxyError::FaultInjected {
                 abort: Abort::Http(status),
                 ..
@@ -152,7 +169,8 @@ impl ProxyError {
                 ..
             } => *code,
             _ => match self.status() {
-                StatusCode::BAD_REQUEST => 13,
+                StatusCode::BAD_REQUEST | StatusCode::INTERNAL_SERVER_ERROR => 13,
+                StatusCode::NOT_FOUND => 12,
                 StatusCode::GATEWAY_TIMEOUT => 4,
                 _ => 14,
             },

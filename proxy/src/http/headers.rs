@@ -53,14 +53,23 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if !any {
         return;
     }
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+    // The names `Connection` lists go too. Taken out of the map first, so that removing them
+    // needs no copy of the names (a message has one `Connection` line but for rare exceptions).
+    if headers.get_all(header::CONNECTION).iter().nth(1).is_none() {
+        if let Some(connection) = headers.remove(header::CONNECTION) {
+            remove_listed(headers, &connection);
+        }
+    } else {
+        let listed: Vec<HeaderValue> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .cloned()
+            .collect();
+        for connection in &listed {
+            remove_listed(headers, connection);
+        }
+    }
+    for name in HOP_BY_HOP {
         headers.remove(name);
     }
     let te_trailers = headers
@@ -73,6 +82,17 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(header::TE);
     if te_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+}
+
+/// Removes the headers a `Connection` value names (`HeaderMap::remove` takes a name as `&str`
+/// without copying it, and finds nothing for one that is not a valid name).
+fn remove_listed(headers: &mut HeaderMap, connection: &HeaderValue) {
+    let Ok(listed) = connection.to_str() else {
+        return;
+    };
+    for name in listed.split(',') {
+        headers.remove(name.trim());
     }
 }
 
@@ -138,8 +158,9 @@ pub fn with_authority(uri: Uri, authority: Authority) -> Result<Uri, http::uri::
 /// The order matters: hop-by-hop headers first, so that a caller's `Connection:
 /// weft-client-identity` cannot remove the identity set after them. The version is the one a peer
 /// proxy's `weft-orig-proto` names; any other caller is answered in the version it spoke, and its
-/// `weft-orig-proto` is dropped. Returns HTTP/1.x (with `Host` restored from the authority) or
-/// HTTP/2.
+/// `weft-orig-proto` is dropped. Returns HTTP/1.x or HTTP/2. An HTTP/1 request that came as
+/// HTTP/2 has no `Host`: the encoder writes the URI's authority as its `Host` line
+/// ([`crate::http::h1::encode`]), without a header value made for it.
 pub fn for_app<B>(req: &mut Request<B>, identity: Option<&HeaderValue>) -> Version {
     strip_hop_by_hop(req.headers_mut());
     let orig_proto = req.headers_mut().remove(ORIG_PROTO);
@@ -148,13 +169,6 @@ pub fn for_app<B>(req: &mut Request<B>, identity: Option<&HeaderValue>) -> Versi
         (Some(_), Some(_)) => Version::HTTP_11,
         _ => req.version(),
     };
-    if version < Version::HTTP_2
-        && !req.headers().contains_key(header::HOST)
-        && let Some(authority) = req.uri().authority()
-        && let Ok(host) = HeaderValue::from_str(authority.as_str())
-    {
-        req.headers_mut().insert(header::HOST, host);
-    }
     // `remove` takes every value a caller sent; `insert` then leaves exactly this proxy's.
     req.headers_mut().remove(CLIENT_IDENTITY);
     if let Some(identity) = identity {
@@ -174,6 +188,22 @@ pub fn is_grpc<B>(req: &Request<B>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The head the app's HTTP/1 connection carries for `req`, without the client identity.
+    fn app_head(req: &Request<()>, version: Version) -> String {
+        let mut headers = req.headers().clone();
+        headers.remove(CLIENT_IDENTITY);
+        let mut head = bytes::BytesMut::new();
+        crate::http::h1::encode::encode_request_head(
+            req.method(),
+            req.uri(),
+            version,
+            &headers,
+            crate::http::h1::Framing::Empty,
+            &mut head,
+        );
+        String::from_utf8(head.to_vec()).unwrap()
+    }
 
     fn peer() -> HeaderValue {
         HeaderValue::from_static("spiffe://cluster.local/ns/demo/sa/web")
@@ -200,9 +230,14 @@ mod tests {
         }
 
         assert_eq!(for_app(&mut req, Some(&peer())), Version::HTTP_11);
-        assert_eq!(req.headers()["host"], "hello.demo:8080");
         assert!(!req.headers().contains_key(ORIG_PROTO));
         assert_eq!(req.headers()["accept"], "*/*");
+        let head = app_head(&req, Version::HTTP_11);
+        assert!(
+            head.starts_with("GET /hello?x=1 HTTP/1.1\r\nhost: hello.demo:8080\r\n"),
+            "the app gets the authority as its Host: {head:?}"
+        );
+        assert!(head.contains("\r\naccept: */*\r\n"), "{head:?}");
     }
 
     #[test]
@@ -273,7 +308,10 @@ mod tests {
         let mut req = forged();
         assert_eq!(for_app(&mut req, Some(&peer())), Version::HTTP_10);
         assert!(!req.headers().contains_key(ORIG_PROTO));
-        assert_eq!(req.headers()[header::HOST], "hello.demo:8080");
+        assert!(
+            app_head(&req, Version::HTTP_10)
+                .starts_with("GET / HTTP/1.0\r\nhost: hello.demo:8080\r\n")
+        );
     }
 
     #[test]

@@ -1,13 +1,15 @@
 //! What the proxy applies to each destination, for the admin endpoint's `/destinations`: the
-//! policy version in force, the limit's occupancy, and per endpoint the breaker state, the
-//! balancer's latency average and the requests in flight. A user asking "which pod did weft
-//! eject, and why is my retry not happening" reads it here (Istio users cannot: istio#52962).
+//! policy version in force, the Gateway API route table with its weights, the limit's
+//! occupancy, and per endpoint the breaker state, the balancer's latency average and the
+//! requests in flight. A user asking "which pod did weft eject, and why is my retry not
+//! happening" reads it here (Istio users cannot: istio#52962).
 
 use serde_json::{Value, json};
 
 use super::Target;
 use crate::destination::Destination;
 use crate::discovery::{Discovery, Resolution};
+use crate::policy::gateway::RouteTable;
 
 /// Every destination this proxy knows: its fixed `--forward` listeners, then discovery's answers
 /// (which include the `--forward NAME.NAMESPACE:PORT` listeners', once each).
@@ -54,5 +56,27 @@ fn describe(destination: &Destination, source: &str) -> Value {
             "ewma_ms": (e.load.latency_ms(std_now) * 1000.0).round() / 1000.0,
         })).collect::<Vec<_>>(),
         "unmeshed": destination.unmeshed().iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "gateway_routes": destination.routes.as_deref().map(gateway_routes),
+    })
+}
+
+/// The route table in force: its version, and each rule with its backends and weights (the
+/// rules in the table's order; which match comes first is the control plane's sorting).
+fn gateway_routes(table: &RouteTable) -> Value {
+    let millis = |d: Option<std::time::Duration>| d.map(|d| d.as_millis() as u64);
+    json!({
+        "version": table.version,
+        "rules": table.rules.iter().map(|rule| json!({
+            "route": rule.route,
+            "rule": rule.name,
+            "redirect": rule.redirect.is_some(),
+            "rewrite": rule.rewrite.is_some(),
+            "request_timeout_ms": millis(rule.request_timeout),
+            "backend_timeout_ms": millis(rule.backend_timeout),
+            "backends": rule.backends.iter().map(|b| json!({
+                "backend": b.address,
+                "weight": b.weight,
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
     })
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use http::{HeaderValue, Request, Response, Version};
 use tokio_util::sync::CancellationToken;
 
-use super::{Outbound, Target, request};
+use super::{Outbound, Target, request, routed};
 use crate::destination::Destination;
 use crate::http::body::Body;
 use crate::http::error::ProxyError;
@@ -67,11 +67,19 @@ impl Context {
             .service
             .push_str(destination.as_ref().map_or(&self.name, |d| &d.name));
         let result = match (&destination, upgrade::requested(&req)) {
-            (Some(destination), None) => {
-                let route = destination.policy.route(&req).clone();
-                exchange.route.push_str(&route.name);
-                request::send(&self.outbound, destination, &route, req, &exchange.attempts).await
-            }
+            (Some(destination), None) => match &destination.routes {
+                Some(routes) => {
+                    let send =
+                        routed::send(&self.outbound, destination, routes, req, &mut exchange);
+                    Box::pin(send).await
+                }
+                None => {
+                    let route = destination.policy.route(&req).clone();
+                    exchange.route.push_str(&route.name);
+                    request::send(&self.outbound, destination, &route, req, &exchange.attempts)
+                        .await
+                }
+            },
             (Some(destination), Some(protocol)) => {
                 Box::pin(forward_upgrade(&self.outbound, destination, req, protocol)).await
             }

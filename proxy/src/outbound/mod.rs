@@ -14,6 +14,7 @@ mod describe;
 mod http;
 mod peer;
 pub mod request;
+mod routed;
 mod target;
 
 use std::net::SocketAddr;

@@ -18,7 +18,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use http::{
+    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
+};
 use tokio::time::Instant;
 
 use super::Outbound;
@@ -89,10 +91,16 @@ pub async fn send(
 }
 
 /// The request's parts, kept to build each attempt.
+///
+/// The first attempt sends the header map the app's request came in. When another attempt may
+/// follow, `kept` holds its fields first: one vector of names and values that share the
+/// request head's bytes (a map's copy would cost two allocations, on every request, for the
+/// few that are retried). A retry builds its map from them.
 struct Head {
     method: Method,
     uri: Uri,
-    headers: http::HeaderMap,
+    headers: HeaderMap,
+    kept: Option<Vec<(HeaderName, HeaderValue)>>,
 }
 
 /// The request body as attempts send it.
@@ -160,6 +168,7 @@ impl Attempts<'_> {
             method: parts.method,
             uri: parts.uri,
             headers: parts.headers,
+            kept: None,
         };
         prepare(&mut head, parts.version, &destination.name)?;
         let any_method = retry::idempotent(&head.method) || rules.non_idempotent;
@@ -446,19 +455,36 @@ fn prepare(head: &mut Head, version: Version, destination: &str) -> Result<(), P
 }
 
 impl Head {
-    /// The request for one attempt; the `last` one takes the headers instead of a copy.
+    /// The request for one attempt; the `last` one takes the URI and the fields instead of a
+    /// copy.
     fn request(&mut self, body: Body, attempt: u32, last: bool) -> Request<Body> {
         let mut req = Request::new(body);
         *req.method_mut() = self.method.clone();
         *req.version_mut() = Version::HTTP_2;
-        let (uri, mut headers) = match last {
-            true => (
-                std::mem::take(&mut self.uri),
-                std::mem::take(&mut self.headers),
-            ),
-            false => (self.uri.clone(), self.headers.clone()),
+        *req.uri_mut() = match last {
+            true => std::mem::take(&mut self.uri),
+            false => self.uri.clone(),
         };
-        *req.uri_mut() = uri;
+        let mut headers = match &mut self.kept {
+            None => {
+                if !last {
+                    let mut kept = Vec::with_capacity(self.headers.len());
+                    kept.extend(self.headers.iter().map(|(n, v)| (n.clone(), v.clone())));
+                    self.kept = Some(kept);
+                }
+                std::mem::take(&mut self.headers)
+            }
+            Some(kept) => {
+                let mut headers = HeaderMap::with_capacity(kept.len());
+                match last {
+                    true => kept.drain(..).for_each(|(n, v)| _ = headers.append(n, v)),
+                    false => kept.iter().for_each(|(n, v)| {
+                        headers.append(n.clone(), v.clone());
+                    }),
+                }
+                headers
+            }
+        };
         if attempt > 1 {
             headers.insert(ATTEMPT, attempt_value(attempt));
         }

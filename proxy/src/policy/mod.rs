@@ -9,7 +9,11 @@
 //! Values that make no sense (a proxy must never trust its input blindly, even from its own
 //! control plane) are clamped to something safe rather than rejected: the control plane already
 //! refused documents with them, so only a mismatch of versions could bring one here.
+//!
+//! A destination's Gateway API routes, which decide where a request goes before any of this
+//! applies, are in [`gateway`].
 
+pub mod gateway;
 mod route_match;
 pub mod server;
 
@@ -165,6 +169,18 @@ impl ClientPolicy {
 }
 
 impl RoutePolicy {
+    /// This route with other timeouts and retries (what a Gateway API rule sets), keeping its
+    /// name and index, under which its metrics are kept.
+    pub fn with(&self, timeouts: Timeouts, retries: RetryRules) -> Self {
+        Self {
+            name: self.name.clone(),
+            index: self.index,
+            matcher: RouteMatch::default(),
+            timeouts,
+            retries,
+        }
+    }
+
     fn new(index: usize, name: String, matcher: RouteMatch, rules: proto::RouteRules) -> Self {
         Self {
             name,

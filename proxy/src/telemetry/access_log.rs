@@ -49,6 +49,9 @@ pub struct Line {
     pub destination_identity: String,
     pub destination_service: String,
     pub route: String,
+    /// The Gateway API backend a route chose; left out without routes.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub backend: String,
     pub method: String,
     pub authority: String,
     pub path: String,

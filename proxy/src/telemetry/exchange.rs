@@ -5,7 +5,9 @@
 //! fills in what it learns (route, service, attempts). [`ConnectionTelemetry::respond`] runs at
 //! the response headers and wraps the body; when the body ends (its gRPC status may be in the
 //! trailers) or is dropped, [`Observed`] counts the request, ends the span and writes the access
-//! log line. A request costs one extra allocation (the wrapper) when it is not traced.
+//! log line, and publishes its tap event while someone taps. A request costs one extra
+//! allocation (the wrapper) when it is not traced, and one relaxed atomic load for tap while
+//! nobody taps.
 
 use std::borrow::Cow;
 use std::pin::Pin;
@@ -25,6 +27,7 @@ use super::attempts::AttemptLog;
 use super::request_metrics::{AnsweredBy, RequestLabels, SeriesCache};
 use super::sampling::Hop;
 use super::span::{SpanFacts, span_data};
+use super::tap::{TapEvent, TapRequest};
 use super::trace_context::hex;
 use crate::http::BoxError;
 use crate::http::headers;
@@ -47,10 +50,13 @@ pub struct Exchange {
     grpc: bool,
     /// Set when tracing is on: this hop's span, recorded if sampled.
     hop: Option<Hop>,
-    /// What spans and access logs say of the request; kept only when one of them will.
+    /// What spans, access logs and tap say of the request; kept only when one of them will.
     details: Option<Box<Details>>,
     pub route: String,
     pub service: String,
+    /// The Gateway API backend (`<name>.<namespace>`) a route sent the request to; empty
+    /// without routes.
+    pub backend: String,
     pub attempts: AttemptLog,
     answer: Option<Answer>,
     /// Until the request is recorded: a request dropped before its response headers (the
@@ -64,6 +70,8 @@ struct Details {
     path: String,
     version: Version,
     request_bytes: Option<u64>,
+    /// Set when someone tapped as the request arrived.
+    tap: Option<TapRequest>,
 }
 
 /// What the response headers said.
@@ -103,9 +111,12 @@ impl ConnectionTelemetry {
             hop.inject(req.headers_mut());
             hop
         });
-        let wants_details =
-            hop.as_ref().is_some_and(|h| h.sampled) || self.telemetry.access_log.is_some();
-        let details = wants_details.then(|| Box::new(Details::of(req)));
+        // While nobody taps, this relaxed load is all tap costs a request.
+        let tapped = self.telemetry.tap.tapping();
+        let wants_details = tapped
+            || hop.as_ref().is_some_and(|h| h.sampled)
+            || self.telemetry.access_log.is_some();
+        let details = wants_details.then(|| Box::new(Details::of(req, tapped)));
         Exchange {
             started: Instant::now(),
             start_time: SystemTime::now(),
@@ -115,6 +126,7 @@ impl ConnectionTelemetry {
             details,
             route: String::new(),
             service: String::new(),
+            backend: String::new(),
             answer: None,
             connection: Some(self.clone()),
         }
@@ -184,6 +196,7 @@ impl ConnectionTelemetry {
             destination_identity,
             destination_service: &exchange.service,
             route,
+            backend: &exchange.backend,
             status: answer.status,
             grpc_status,
             answered_by: match (answer.status, weft_error) {
@@ -219,13 +232,26 @@ impl ConnectionTelemetry {
             );
             tracing.queue.push(span_data(hop, facts, &tracing.scope));
         }
+        let attempts = exchange.attempts.made().max(1);
         if let Some(log) = &self.telemetry.access_log {
-            let attempts = exchange.attempts.made().max(1);
             log.log(record.line(
                 self.direction,
                 exchange.start_time,
                 exchange.hop.as_ref(),
                 attempts,
+            ));
+        }
+        if let Some(tap) = &details.tap {
+            let trace_id = match &exchange.hop {
+                Some(hop) => Some(hex(&hop.trace_id)),
+                None => tap.trace_id.clone(),
+            };
+            self.telemetry.tap.publish(record.tap_event(
+                self.direction,
+                exchange.start_time,
+                attempts,
+                trace_id,
+                tap,
             ));
         }
     }
@@ -239,7 +265,7 @@ impl Exchange {
 }
 
 impl Details {
-    fn of<B>(req: &Request<B>) -> Self {
+    fn of<B>(req: &Request<B>, tapped: bool) -> Self {
         let authority = req
             .uri()
             .authority()
@@ -261,6 +287,7 @@ impl Details {
                 .get(http::header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse().ok()),
+            tap: tapped.then(|| TapRequest::of(req)),
         }
     }
 
@@ -322,6 +349,9 @@ impl Finished<'_> {
             ),
             KeyValue::new("weft.answered_by", labels.answered_by.label()),
         ];
+        if !labels.backend.is_empty() {
+            attributes.push(KeyValue::new("weft.backend", labels.backend.to_owned()));
+        }
         if let Some(status) = labels.status {
             attributes.push(KeyValue::new(
                 "http.response.status_code",
@@ -399,6 +429,38 @@ impl Finished<'_> {
         failed.then(|| status.as_str().to_owned())
     }
 
+    /// The request as a tap session sees it (see [`crate::telemetry::tap::event`]).
+    fn tap_event(
+        &self,
+        direction: Direction,
+        start: SystemTime,
+        attempts: u32,
+        trace_id: Option<String>,
+        tap: &TapRequest,
+    ) -> TapEvent {
+        let d = self.details;
+        let labels = self.labels;
+        let known = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        TapEvent {
+            time: humantime::format_rfc3339_millis(start).to_string(),
+            direction,
+            method: d.method.as_str().to_owned(),
+            authority: known(&d.authority),
+            path: d.path.clone(),
+            status: labels.status.map(|s| s.as_u16()),
+            grpc_status: labels.grpc_status,
+            latency_ms: self.headers_after.as_secs_f64() * 1000.0,
+            source: known(self.source_identity),
+            destination: known(labels.destination_identity),
+            service: known(labels.destination_service),
+            route: labels.route.to_owned(),
+            attempts,
+            weft_error: self.weft_error.map(str::to_owned),
+            trace_id,
+            headers: tap.headers.clone(),
+        }
+    }
+
     fn line(
         &self,
         direction: Direction,
@@ -417,6 +479,7 @@ impl Finished<'_> {
             destination_identity: labels.destination_identity.to_owned(),
             destination_service: labels.destination_service.to_owned(),
             route: labels.route.to_owned(),
+            backend: labels.backend.to_owned(),
             method: d.method.as_str().to_owned(),
             authority: d.authority.clone(),
             path: d.path.clone(),

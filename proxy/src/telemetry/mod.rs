@@ -1,12 +1,13 @@
 //! What the proxy tells about each request: Prometheus metrics always
 //! ([`request_metrics`]), an OpenTelemetry span when the request is sampled ([`sampling`],
-//! [`span`], exported by [`export`]), and an access log line when `--access-log` asks
-//! ([`access_log`]). [`exchange`] follows one request from arrival to its response's last
-//! byte and feeds all three from the same facts, so they always agree.
+//! [`span`], exported by [`export`]), an access log line when `--access-log` asks
+//! ([`access_log`]), and a tap event while someone taps ([`tap`]). [`exchange`] follows one
+//! request from arrival to its response's last byte and feeds all four from the same facts, so
+//! they always agree.
 //!
-//! Nothing here can slow a request down for long: spans and log lines go through bounded
-//! queues that drop (and count) rather than wait. With no collector configured, no trace header
-//! is read or written.
+//! Nothing here can slow a request down for long: spans, log lines and tap events go through
+//! bounded queues that drop (and count) rather than wait. With no collector configured, no trace
+//! header is read or written.
 //!
 //! Every metric family is here too ([`metrics`]: each part of the proxy has its own struct of
 //! families), and the proxy's own log ([`logging`]).
@@ -20,7 +21,10 @@ pub mod metrics;
 pub mod request_metrics;
 pub mod sampling;
 pub mod span;
+pub mod tap;
 pub mod trace_context;
+
+use std::sync::Arc;
 
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_sdk::Resource;
@@ -51,6 +55,8 @@ pub struct Telemetry {
     /// This proxy's identity, a label of every request.
     pub identity: String,
     pub families: RequestFamilies,
+    /// The open tap sessions (shared with the admin server's `GET /tap`).
+    pub tap: Arc<tap::TapHub>,
     tracing: Option<Tracing>,
     access_log: Option<access_log::AccessLog>,
 }
@@ -68,6 +74,7 @@ impl Telemetry {
         identity: &SpiffeId,
         config: &TelemetryConfig,
         metrics: &Metrics,
+        tap: Arc<tap::TapHub>,
         stop: CancellationToken,
     ) -> Result<(Self, Option<JoinHandle<()>>), String> {
         let (tracing, task) = match &config.trace_collector {
@@ -96,6 +103,7 @@ impl Telemetry {
         let telemetry = Self {
             identity: identity.to_string(),
             families: metrics.requests.clone(),
+            tap,
             tracing,
             access_log,
         };

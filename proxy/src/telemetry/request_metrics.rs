@@ -7,7 +7,8 @@
 //! | `source_identity` | the caller's proven identity, or `unauthenticated` | this proxy's |
 //! | `destination_identity` | this proxy's | the endpoint's proven identity (`""`: none) |
 //! | `destination_service` | the port's service in discovery (`""`: none) | the destination |
-//! | `route` | the server policy's route | the client policy's route |
+//! | `route` | the server policy's route | the client policy's route, or the Gateway API rule |
+//! | `backend` | `""` | the Gateway API backend the rule chose (`""`: the service has no routes) |
 //! | `status_code` | the HTTP status sent to the caller | the same |
 //! | `grpc_status` | from headers or trailers; `""` if not gRPC or none | the same |
 //! | `answered_by` | `weft` if a proxy answered (with `weft-error`), else `app` | the same |
@@ -28,12 +29,13 @@ use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
 };
 
-pub const LABELS: [&str; 8] = [
+pub const LABELS: [&str; 9] = [
     "direction",
     "source_identity",
     "destination_identity",
     "destination_service",
     "route",
+    "backend",
     "status_code",
     "grpc_status",
     "answered_by",
@@ -109,6 +111,7 @@ pub struct RequestLabels<'a> {
     pub destination_identity: &'a str,
     pub destination_service: &'a str,
     pub route: &'a str,
+    pub backend: &'a str,
     /// `None` when the caller went away before the response headers.
     pub status: Option<http::StatusCode>,
     pub grpc_status: Option<u32>,
@@ -119,6 +122,7 @@ struct Entry {
     destination_identity: String,
     destination_service: String,
     route: String,
+    backend: String,
     status: Option<http::StatusCode>,
     grpc_status: Option<u32>,
     answered_by: AnsweredBy,
@@ -132,6 +136,7 @@ impl Entry {
             && self.grpc_status == labels.grpc_status
             && self.answered_by == labels.answered_by
             && self.route == labels.route
+            && self.backend == labels.backend
             && self.destination_identity == labels.destination_identity
             && self.destination_service == labels.destination_service
     }
@@ -186,6 +191,7 @@ impl SeriesCache {
             labels.destination_identity,
             labels.destination_service,
             labels.route,
+            labels.backend,
             labels
                 .status
                 .as_ref()
@@ -202,6 +208,7 @@ impl SeriesCache {
                 destination_identity: labels.destination_identity.to_owned(),
                 destination_service: labels.destination_service.to_owned(),
                 route: labels.route.to_owned(),
+                backend: labels.backend.to_owned(),
                 status: labels.status,
                 grpc_status: labels.grpc_status,
                 answered_by: labels.answered_by,
@@ -224,6 +231,7 @@ mod tests {
             destination_identity: "spiffe://td/ns/a/sa/c",
             destination_service: "c.a",
             route: "default",
+            backend: "",
             status: Some(http::StatusCode::OK),
             grpc_status: None,
             answered_by: AnsweredBy::App,
@@ -246,6 +254,7 @@ mod tests {
                     "spiffe://td/ns/a/sa/c",
                     "c.a",
                     "default",
+                    "",
                     status,
                     "",
                     by,
@@ -260,6 +269,7 @@ mod tests {
             "spiffe://td/ns/a/sa/c",
             "c.a",
             "default",
+            "",
             "200",
             "",
             "app",

@@ -33,6 +33,9 @@ pub struct Mesh {
     /// The control plane's `--policies` directory, when it has one ([`Mesh::write_policies`]
     /// keeps one document file in it).
     pub policies_dir: Option<PathBuf>,
+    /// The control plane's `--routes` directory, beside the policies directory
+    /// ([`Mesh::write_routes`] keeps one document file in it).
+    pub routes_dir: Option<PathBuf>,
 }
 
 /// How to start one proxy.
@@ -82,14 +85,33 @@ impl ProxyOptions {
 /// The name of the document file in a mesh's policies directory.
 pub const POLICY_FILE: &str = "policy.yaml";
 
+/// The name of the document file in a mesh's routes directory.
+pub const ROUTES_FILE: &str = "routes.yaml";
+
 /// `spiffe://cluster.local/ns/demo/sa/<account>`
 pub fn identity(account: &str) -> SpiffeId {
-    SpiffeId::new("cluster.local", "demo", account).expect("valid test identity")
+    identity_in("demo", account)
+}
+
+/// A namespace besides `demo` whose `web` account the control plane also certifies
+/// ([`Mesh::proxy_in`]): a caller whose consumer routes differ from `demo`'s.
+pub const OTHER_NAMESPACE: &str = "shop";
+
+/// `spiffe://cluster.local/ns/<namespace>/sa/<account>`
+pub fn identity_in(namespace: &str, account: &str) -> SpiffeId {
+    SpiffeId::new("cluster.local", namespace, account).expect("valid test identity")
 }
 
 /// The bootstrap token of `account` (long enough for the control plane's minimum).
 pub fn token(account: &str) -> String {
-    format!("test-token-for-{account}-0123456789")
+    token_in("demo", account)
+}
+
+fn token_in(namespace: &str, account: &str) -> String {
+    match namespace {
+        "demo" => format!("test-token-for-{account}-0123456789"),
+        _ => format!("test-token-for-{namespace}-{account}-0123456789"),
+    }
 }
 
 impl Mesh {
@@ -117,11 +139,13 @@ impl Mesh {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut tokens =
             String::from("apiVersion: weft.dev/v1alpha1\nkind: BootstrapTokens\ntokens:\n");
-        for account in ACCOUNTS {
+        let others = [(OTHER_NAMESPACE, "web")];
+        let all = ACCOUNTS.map(|a| ("demo", a)).into_iter().chain(others);
+        for (namespace, account) in all {
             tokens.push_str(&format!(
                 "  - identity: {}\n    token: {}\n",
-                identity(account),
-                token(account)
+                identity_in(namespace, account),
+                token_in(namespace, account)
             ));
         }
         std::fs::write(dir.path().join("tokens.yaml"), tokens).expect("write tokens");
@@ -138,6 +162,11 @@ impl Mesh {
             }
             path
         });
+        let routes_dir = policies_dir.as_ref().map(|_| {
+            let path = dir.path().join("routes");
+            std::fs::create_dir(&path).expect("routes dir");
+            path
+        });
         let mut mesh = Self {
             dir,
             control_plane: None,
@@ -146,6 +175,7 @@ impl Mesh {
             cert_ttl,
             services_file,
             policies_dir,
+            routes_dir,
         };
         mesh.start_control_plane().await;
         mesh
@@ -171,6 +201,15 @@ impl Mesh {
         let _ = std::fs::remove_file(self.policies_path());
     }
 
+    /// Replaces the Gateway API route documents at once, as [`Mesh::write_policies`] does.
+    pub fn write_routes(&self, yaml: &str) {
+        let dir = self
+            .routes_dir
+            .as_ref()
+            .expect("a mesh started with Mesh::start_with has a routes directory");
+        write_atomically(&dir.join(ROUTES_FILE), yaml);
+    }
+
     fn policies_path(&self) -> PathBuf {
         self.policies_dir
             .as_ref()
@@ -185,6 +224,7 @@ impl Mesh {
         config.bootstrap_tokens = Some(self.dir.path().join("tokens.yaml"));
         config.services = self.services_file.clone();
         config.policies = self.policies_dir.clone();
+        config.routes = self.routes_dir.clone();
         config
     }
 
@@ -340,7 +380,20 @@ impl Mesh {
 
     /// Starts a proxy for `account` and waits until it holds a certificate.
     pub async fn proxy(&self, account: &str, options: ProxyOptions) -> RunningProxy {
-        let config = ProxyConfig::from_args(self.proxy_args(account, &options))
+        self.proxy_in("demo", account, options).await
+    }
+
+    /// [`Mesh::proxy`] for an account of another namespace ([`OTHER_NAMESPACE`]'s `web`).
+    pub async fn proxy_in(
+        &self,
+        namespace: &str,
+        account: &str,
+        options: ProxyOptions,
+    ) -> RunningProxy {
+        let mut args = self.proxy_args(account, &options);
+        args.identity = Some(identity_in(namespace, account).to_string());
+        args.token = Some(token_in(namespace, account));
+        let config = ProxyConfig::from_args(args)
             .unwrap_or_else(|errors| panic!("bad test proxy config: {errors:?}"));
         let proxy = weft_proxy::start(config, None).await.expect("proxy starts");
         wait_ready(&proxy).await;

@@ -393,13 +393,41 @@ impl Caller {
         path: &str,
         body: Bytes,
     ) -> Result<Answer, String> {
-        let started = Instant::now();
         let request = Request::builder()
             .method(method)
             .uri(path)
             .header("host", "hello.demo:8080")
             .body(Full::new(body))
             .map_err(|e| e.to_string())?;
+        self.exchange(request).await
+    }
+
+    pub async fn get(&mut self, path: &str) -> Result<Answer, String> {
+        self.send(Method::GET, path, Bytes::new()).await
+    }
+
+    /// A bodiless request with `headers` besides `host: hello.demo:8080`.
+    pub async fn send_with(
+        &mut self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Answer, String> {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "hello.demo:8080");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| e.to_string())?;
+        self.exchange(request).await
+    }
+
+    async fn exchange(&mut self, request: Request<Full<Bytes>>) -> Result<Answer, String> {
+        let started = Instant::now();
         self.sender
             .ready()
             .await
@@ -421,10 +449,6 @@ impl Caller {
             body: String::from_utf8_lossy(&body).into_owned(),
             elapsed: started.elapsed(),
         })
-    }
-
-    pub async fn get(&mut self, path: &str) -> Result<Answer, String> {
-        self.send(Method::GET, path, Bytes::new()).await
     }
 }
 

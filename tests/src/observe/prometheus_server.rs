@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -42,12 +43,21 @@ impl PrometheusServer {
     /// Starts Prometheus scraping each `(job, address)`'s `/metrics` every second, and waits
     /// until it is ready; `None` (the test is skipped) when it is not installed.
     pub async fn start(targets: &[(&str, SocketAddr)]) -> Option<Self> {
+        Self::start_with_rules(targets, &[]).await
+    }
+
+    /// [`PrometheusServer::start`], also evaluating the recording and alerting rules of
+    /// `rule_files` every second (alerts are then in the `ALERTS` series).
+    pub async fn start_with_rules(
+        targets: &[(&str, SocketAddr)],
+        rule_files: &[&Path],
+    ) -> Option<Self> {
         if !programs::available("prometheus", "prometheus") {
             return None;
         }
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("prometheus.yml");
-        std::fs::write(&config, config_yaml(targets)).expect("write prometheus.yml");
+        std::fs::write(&config, config_yaml(targets, rule_files)).expect("write prometheus.yml");
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let child = Command::new("prometheus")
             .arg(format!("--config.file={}", config.display()))
@@ -174,11 +184,19 @@ impl Drop for PrometheusServer {
     }
 }
 
-/// A configuration scraping every target each second (the timeout may not exceed the interval).
-fn config_yaml(targets: &[(&str, SocketAddr)]) -> String {
+/// A configuration scraping every target each second (the timeout may not exceed the interval)
+/// and evaluating `rule_files` as often.
+fn config_yaml(targets: &[(&str, SocketAddr)], rule_files: &[&Path]) -> String {
     let mut yaml = String::from(
-        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nscrape_configs:\n",
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n",
     );
+    if !rule_files.is_empty() {
+        yaml.push_str("rule_files:\n");
+        for file in rule_files {
+            yaml.push_str(&format!("  - {:?}\n", file.display().to_string()));
+        }
+    }
+    yaml.push_str("scrape_configs:\n");
     for (job, addr) in targets {
         yaml.push_str(&format!(
             "  - job_name: {job:?}\n    static_configs:\n      - targets: [\"{addr}\"]\n"
@@ -225,7 +243,7 @@ mod tests {
             percent_encode(r#"sum(x{a="b c"}) > 1"#),
             "sum%28x%7Ba%3D%22b%20c%22%7D%29%20%3E%201"
         );
-        let yaml = config_yaml(&[("control-plane", "127.0.0.1:9".parse().unwrap())]);
+        let yaml = config_yaml(&[("control-plane", "127.0.0.1:9".parse().unwrap())], &[]);
         assert!(yaml.contains(
             "  - job_name: \"control-plane\"\n    static_configs:\n      - targets: [\"127.0.0.1:9\"]\n"
         ));

@@ -143,6 +143,7 @@ fn hello(endpoints: Vec<Endpoint>) -> Resolution {
         opaque: false,
         policy: None,
         server_policy: None,
+        routes: None,
         protocol: PortProtocol::Detect.into(),
     }
 }
@@ -168,6 +169,7 @@ async fn watches_follow_the_file_and_survive_a_broken_edit() {
             opaque: true,
             policy: None,
             server_policy: None,
+            routes: None,
             protocol: PortProtocol::Opaque.into(),
         }
     );

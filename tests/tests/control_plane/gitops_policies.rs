@@ -1,8 +1,9 @@
 //! A GitOps folder (Deployments, Services, a ConfigMap, kustomization.yaml, Gateway API routes, a
 //! MeshService and ServicePolicies side by side, several documents per file) given to
-//! `weft policy check` and to the control plane's `--policies`: both read the ServicePolicies and
-//! skip the rest by one rule, so a folder the check accepts is one the control plane loads, and a
-//! broken one is refused by both with the same `file:line:column` lines.
+//! `weft policy check` and to the control plane's `--policies` and `--routes`: both read the
+//! ServicePolicies and the routes and skip the rest by one rule, so a folder the check accepts
+//! is one the control plane loads, and a broken one is refused by both with the same
+//! `file:line:column` lines.
 
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -37,13 +38,14 @@ async fn the_control_plane_loads_the_folder_weft_policy_check_accepts() {
     );
     assert_eq!(
         String::from_utf8(checked.stdout).unwrap(),
-        "ok: 2 ServicePolicy documents in 6 files (web.demo, payments.prod); 8 other documents skipped (-v lists them)\n"
+        "ok: 2 ServicePolicy documents in 6 files (web.demo, payments.prod); 2 Gateway API routes (demo/web, prod/payments); 6 other documents skipped (-v lists them)\n"
     );
     let data = tempfile::tempdir().unwrap();
     let control_plane = ControlPlaneProcess::start(
         data.path(),
         &[
             format!("--policies={GOOD}"),
+            format!("--routes={GOOD}"),
             "--webhook-listen=off".to_owned(),
         ],
     )
@@ -51,6 +53,10 @@ async fn the_control_plane_loads_the_folder_weft_policy_check_accepts() {
     let log = control_plane.log();
     assert!(
         log.contains("loaded 2 ServicePolicy documents in 6 files (payments.prod, web.demo); 8 other documents skipped (not ServicePolicies)"),
+        "{log}"
+    );
+    assert!(
+        log.contains("loaded 2 Gateway API route documents in 6 files (demo/web, prod/payments)"),
         "{log}"
     );
     let metrics = control_plane.metrics().await.unwrap();

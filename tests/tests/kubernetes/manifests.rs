@@ -173,6 +173,48 @@ fn the_overlays_build_and_validate() {
     document(&with_jaeger, "Service", "jaeger-collector");
 }
 
+/// The dashboards as ConfigMaps Grafana's sidecar loads (each holding its file unchanged) and
+/// the PrometheusRule, alone and with weft. kubernetes-validate knows no schema for the
+/// PrometheusRule (the operator's CRD); `telemetry`'s `monitoring` suite checks its rules.
+#[test]
+fn the_monitoring_manifests_build_and_validate() {
+    if skip_without_tools() {
+        return;
+    }
+    let built = build_and_validate("monitoring");
+    for (config_map, file) in [
+        ("weft-dashboard-golden-signals", "weft-golden-signals.json"),
+        ("weft-dashboard-resilience", "weft-resilience.json"),
+        ("weft-dashboard-control-plane", "weft-control-plane.json"),
+    ] {
+        let doc = document(&built, "ConfigMap", config_map);
+        for expected in ["grafana_dashboard: \"1\"", "namespace: weft-system", file] {
+            assert!(doc.contains(expected), "{expected} missing:\n{doc}");
+        }
+        let on_disk =
+            std::fs::read_to_string(manifests().join("monitoring/dashboards").join(file)).unwrap();
+        let uid = on_disk
+            .lines()
+            .find(|l| l.contains("\"uid\": \"weft-"))
+            .unwrap();
+        assert!(
+            doc.contains(uid.trim()),
+            "{file}'s uid missing from:\n{doc}"
+        );
+    }
+    let rule = document(&built, "PrometheusRule", "weft");
+    for expected in [
+        "namespace: weft-system",
+        "alert: WeftErrorBudgetBurnFast",
+        "severity: critical",
+    ] {
+        assert!(rule.contains(expected), "{expected} missing:\n{rule}");
+    }
+    let with_weft = build_and_validate("overlays/monitoring");
+    document(&with_weft, "Deployment", "weft-control-plane");
+    document(&with_weft, "PrometheusRule", "weft");
+}
+
 /// The image cannot be built here (no container engine), so check what can be: the binaries it
 /// copies exist, its Rust is at least the workspace's `rust-version`, and `--locked` has a lock.
 #[test]

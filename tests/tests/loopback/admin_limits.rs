@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use weft_certs::CertificateAuthority;
 use weft_proxy::admin::{Admin, LogLevelSetter};
 use weft_proxy::telemetry::metrics::Metrics;
+use weft_proxy::telemetry::tap::TapHub;
 use weft_proxy::tls::TlsStore;
 use weft_tests::mesh::identity;
 
@@ -42,9 +43,12 @@ async fn start(header_read_timeout: Duration, stall_timeout: Duration) -> Runnin
         recorded.lock().unwrap().push(level.to_owned());
         Ok(())
     });
+    let metrics = Arc::new(Metrics::new());
     let admin = Arc::new(Admin {
         store: Arc::new(store),
-        metrics: Arc::new(Metrics::new()),
+        tap: Arc::new(TapHub::new(metrics.tap.clone())),
+        tap_allow: Vec::new(),
+        metrics,
         config: serde_json::json!({}),
         forwards: Vec::new(),
         discovery: None,

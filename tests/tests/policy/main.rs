@@ -1,6 +1,7 @@
 //! ServicePolicy on loopback meshes: the client half (retries, timeouts, breakers, budgets) and
 //! the server half (authorization, rate limits, fault injection), HTTP ports that parse every
-//! request, and the harness those suites stand on (the fault app, the policy mesh).
+//! request, Gateway API routes (`routes`), and the harness those suites stand on (the fault app,
+//! the policy mesh).
 
 // A failed step fails the test on the spot, with its message.
 #![allow(clippy::unwrap_used)]
@@ -10,6 +11,7 @@ mod fault_app;
 mod http_ports;
 mod policy_harness;
 mod resilience;
+mod routes;
 mod server_policy;
 
 /// The timing assertions of `resilience` and `server_policy` need the machine to themselves as

@@ -1,4 +1,4 @@
-//! The main job, as a user runs it: `weft demo` with no configuration.
+//! The main job, as a user runs it: `weft demo` with no configuration, the canary included.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -158,6 +158,38 @@ fn weft_demo_shows_mtls_rotations_retries_the_breaker_and_timeouts_and_exits_zer
     );
     assert!(
         stdout.contains("--forward=127.0.0.1:") && stdout.contains("=hello.demo:8080"),
+        "{stdout}"
+    );
+
+    // The canary: the shares each version's app counted at each step of the route's weights,
+    // and no request failed while the weights moved.
+    for (step, (w1, w2)) in [
+        ("90/10", (90, 10)),
+        ("50/50", (50, 50)),
+        ("0/100", (0, 100)),
+    ] {
+        let counts = numbers(line(&stdout, &format!("weights {step} ")));
+        // `weights 90/10  hello-v1 answered 431 (90 %), hello-v2 48 (10 %)`
+        let [_, _, _, v1, v1_share, _, v2, v2_share] = counts[..] else {
+            panic!("weights {step}: {counts:?} in {stdout}");
+        };
+        assert!(v1 + v2 > 0, "{stdout}");
+        assert!((99..=101).contains(&(v1_share + v2_share)), "{stdout}");
+        assert!(
+            v2_share.abs_diff(w2) <= 15 && v1_share.abs_diff(w1) <= 15,
+            "{stdout}"
+        );
+    }
+    assert!(
+        line(&stdout, "weights 0/100 ").contains("hello-v1 answered 0 (0 %)"),
+        "{stdout}"
+    );
+    assert!(
+        line(&stdout, "client  ").ends_with("requests, no failed request"),
+        "{stdout}"
+    );
+    assert!(
+        line(&stdout, "weft-control-plane ").contains("--routes="),
         "{stdout}"
     );
     assert!(stdout.contains("\nok: "), "{stdout}");

@@ -27,10 +27,11 @@ use weft_tests::{Mesh, ProxyOptions, wait};
 const HOUR: Duration = Duration::from_secs(3600);
 /// The app's keep-alive connections to its client sidecar.
 const CONNECTIONS: usize = 512;
-/// Issue 22's target for a sidecar at 512 connections: 20 MB, in decimal megabytes as its idle
-/// target (9,766 KiB is 10 MB), so 19,531 KiB. The tests' debug build has more code resident
-/// than the release build the benchmark measures, so here the bound is the stricter.
-const MAX_RSS_KIB: u64 = 20_000_000 / 1024;
+/// What an idle keep-alive connection may add to a sidecar's resident memory: its socket, its
+/// task and no buffer. The bound is on the growth, not the total: the total of the tests' debug
+/// build is mostly its code, which grows with every feature (issue 22's 20 MB at 512 connections
+/// is measured on release builds by `tests/bench/pods.sh`).
+const MAX_KIB_PER_CONNECTION: f64 = 8.0;
 /// Open files each process may need: this one holds the connections and the app's ends of the
 /// server sidecar's pool, the client sidecar the connections; twice that, and room for the rest.
 const OPEN_FILES_NEEDED: u64 = 2 * CONNECTIONS as u64 + 256;
@@ -149,7 +150,7 @@ impl Memory {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_sidecar_holds_512_idle_keep_alive_connections_under_20_mb() {
+async fn an_idle_keep_alive_connection_costs_a_sidecar_under_8_kib() {
     if !raise_open_files_limit() {
         return;
     }
@@ -225,11 +226,12 @@ async fn each_sidecar_holds_512_idle_keep_alive_connections_under_20_mb() {
 
     for m in &memory {
         assert!(
-            m.with_idle < MAX_RSS_KIB,
-            "the {} holds {} KiB with {CONNECTIONS} idle connections ({:.1} KiB each), over \
-             {MAX_RSS_KIB} KiB",
+            m.per_connection() < MAX_KIB_PER_CONNECTION,
+            "the {} holds {} KiB with {CONNECTIONS} idle connections, {} KiB before: {:.1} KiB \
+             each, over {MAX_KIB_PER_CONNECTION} KiB",
             m.name,
             m.with_idle,
+            m.before,
             m.per_connection()
         );
     }

@@ -17,8 +17,7 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use http::uri::PathAndQuery;
-use http::{Request, Response, Uri, Version};
+use http::{Request, Response, Version};
 use tokio::net::TcpStream;
 
 use crate::http::body::Body;
@@ -91,7 +90,9 @@ impl AppClient {
             *req.version_mut() = Version::HTTP_2;
             return h2.0.send(&target.addr, req).await;
         }
-        *req.uri_mut() = origin_form(req.uri());
+        // The encoder writes the target in origin form and the authority as `Host` if the
+        // request has none (HTTP/1 servers expect that; some, like Python's http.server,
+        // misread an absolute URI).
         *req.version_mut() = version;
         let response = self.http1.send(target.addr, req).await?;
         Ok(response.map(Body::H1))
@@ -104,7 +105,6 @@ impl AppClient {
         mut req: Request<Body>,
         caller: upgrade::OnUpgrade,
     ) -> Result<Response<Body>, ProxyError> {
-        *req.uri_mut() = origin_form(req.uri());
         *req.version_mut() = Version::HTTP_11;
         let connector = AppConnector {
             connect_timeout: self.connect_timeout,
@@ -117,16 +117,6 @@ impl AppClient {
                 detail: error_chain(e.as_ref()),
             })
     }
-}
-
-/// HTTP/1 servers expect the origin form (`/path?query`) with the authority in `Host`, which
-/// the caller's proxy kept; some (Python's http.server) misread an absolute URI.
-fn origin_form(uri: &Uri) -> Uri {
-    let origin = uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    Uri::from(origin)
 }
 
 struct AppConnector {

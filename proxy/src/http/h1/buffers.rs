@@ -2,8 +2,11 @@
 //! it is idle again, so memory follows the requests in flight rather than the connections open.
 //!
 //! A pool per thread: no lock, and a buffer is most often taken back on the thread that lent it.
-//! A buffer whose memory is still shared with data handed on (a body chunk not yet sent) is not
-//! kept: it would hold that memory, and `reserve` could not reuse it anyway.
+//! A buffer may come back while its memory is still shared with data handed on (the response
+//! head, whose fields are slices of it, or a body chunk not yet sent): it is kept all the same,
+//! and lent again once that data is gone. That way the memory is reused rather than freed, and
+//! so is its shared-memory header, which a fresh buffer allocates again the first time a head is
+//! split off it.
 
 use std::cell::RefCell;
 
@@ -20,13 +23,18 @@ thread_local! {
     static FREE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A buffer with at least [`BUFFER_SIZE`] bytes free.
+/// A buffer with at least [`BUFFER_SIZE`] bytes free: a kept one whose memory nothing else
+/// shares any more, or a new one.
 pub fn take() -> BytesMut {
-    let mut buf = FREE
-        .with(|free| free.borrow_mut().pop())
-        .unwrap_or_default();
-    buf.reserve(BUFFER_SIZE);
-    buf
+    let kept = FREE.with(|free| {
+        let mut free = free.borrow_mut();
+        // `try_reclaim` succeeds only when no chunk handed on still shares the memory.
+        let reusable = free
+            .iter_mut()
+            .rposition(|buf| buf.try_reclaim(BUFFER_SIZE))?;
+        Some(free.swap_remove(reusable))
+    });
+    kept.unwrap_or_else(|| BytesMut::with_capacity(BUFFER_SIZE))
 }
 
 /// Gives `buf` back, leaving an empty one (which holds no memory) in its place.
@@ -36,10 +44,6 @@ pub fn give_back(buf: &mut BytesMut) {
         return;
     }
     buf.clear();
-    // `try_reclaim` succeeds only when no chunk handed on still shares the memory.
-    if !buf.try_reclaim(BUFFER_SIZE) {
-        return;
-    }
     FREE.with(|free| {
         let mut free = free.borrow_mut();
         if free.len() < KEPT_PER_THREAD {
@@ -53,7 +57,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_buffer_comes_back_unless_its_memory_is_shared() {
+    fn a_buffer_is_lent_again_once_nothing_shares_its_memory() {
+        FREE.with(|free| free.borrow_mut().clear());
         let mut buf = take();
         buf.extend_from_slice(b"hello");
         let address = buf.as_ptr();
@@ -65,7 +70,22 @@ mod tests {
         again.extend_from_slice(b"chunk");
         let handed_on = again.split_to(5).freeze();
         give_back(&mut again);
-        assert_ne!(take().as_ptr(), address, "memory still shared was not kept");
+        let other = take();
+        assert_ne!(other.as_ptr(), address, "memory still shared is not lent");
+        assert!(other.capacity() >= BUFFER_SIZE);
         drop(handed_on);
+        assert_eq!(
+            take().as_ptr(),
+            address,
+            "lent again once the chunk is gone"
+        );
+    }
+
+    #[test]
+    fn large_buffers_are_freed() {
+        FREE.with(|free| free.borrow_mut().clear());
+        let mut large = BytesMut::with_capacity(4 * KEPT_CAPACITY);
+        give_back(&mut large);
+        assert!(FREE.with(|free| free.borrow().is_empty()));
     }
 }

@@ -6,6 +6,7 @@ use std::mem::MaybeUninit;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING};
+use http::uri::{Authority, Scheme};
 use http::{
     HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
 };
@@ -44,6 +45,8 @@ pub struct RequestHead {
     pub expect_continue: bool,
     /// `Connection: upgrade` with an `Upgrade` header.
     pub upgrade: bool,
+    /// The `Host` value, sharing the head's bytes.
+    pub host: Option<Bytes>,
 }
 
 /// A response head, checked.
@@ -58,10 +61,21 @@ pub struct ResponseHead {
 }
 
 impl RequestHead {
+    /// The request, with its target in absolute form (`http://` and the `Host` value) when it
+    /// came in origin form: the authority shares the head's bytes, so the request that travels
+    /// between proxies, and the copies of its URI kept for retries, need no copy of their own.
+    /// An app's HTTP/1 connection is still written the origin form
+    /// ([`super::encode::encode_request_head`]).
     pub fn into_request<B>(self, body: B) -> Request<B> {
+        let uri = match self.host {
+            Some(host) if self.uri.authority().is_none() && self.uri.path().starts_with('/') => {
+                absolute(self.uri, host)
+            }
+            _ => self.uri,
+        };
         let mut request = Request::new(body);
         *request.method_mut() = self.method;
-        *request.uri_mut() = self.uri;
+        *request.uri_mut() = uri;
         *request.version_mut() = self.version;
         *request.headers_mut() = self.headers;
         request
@@ -76,6 +90,19 @@ impl ResponseHead {
         *response.headers_mut() = self.headers;
         response
     }
+}
+
+/// `http://host` and `uri`'s path, or `uri` as it is if `host` is not a valid authority (the
+/// proxy refuses it later, saying why).
+fn absolute(uri: Uri, host: Bytes) -> Uri {
+    let Ok(authority) = Authority::from_maybe_shared(host) else {
+        return uri;
+    };
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(Scheme::HTTP);
+    parts.authority = Some(authority);
+    parts.path_and_query = uri.path_and_query().cloned();
+    Uri::from_parts(parts).unwrap_or(uri)
 }
 
 /// Reads the request head at the start of `buf`, taking its bytes out of it: `None` while it is
@@ -116,6 +143,7 @@ pub fn read_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, H1Error> 
         keep_alive: fields.keep_alive(version),
         expect_continue: fields.expect_continue,
         upgrade: fields.connection_upgrade && fields.headers.contains_key(http::header::UPGRADE),
+        host: fields.host,
         method,
         uri,
         version,
@@ -264,6 +292,7 @@ struct Fields {
     /// Every `Transfer-Encoding` line, joined with commas.
     transfer_encoding: Option<Vec<u8>>,
     hosts: usize,
+    host: Option<Bytes>,
     connection_close: bool,
     connection_keep_alive: bool,
     connection_upgrade: bool,
@@ -277,6 +306,7 @@ impl Fields {
             content_length: None,
             transfer_encoding: None,
             hosts: 0,
+            host: None,
             connection_close: false,
             connection_keep_alive: false,
             connection_upgrade: false,
@@ -287,6 +317,9 @@ impl Fields {
             let name = HeaderName::from_bytes(name).map_err(|_| H1Error::MalformedHead)?;
             let value = head.slice(span.value.0 as usize..span.value.1 as usize);
             fields.note(&name, &value)?;
+            if name == HOST && fields.host.is_none() {
+                fields.host = Some(value.clone());
+            }
             let value =
                 HeaderValue::from_maybe_shared(value).map_err(|_| H1Error::MalformedHead)?;
             fields.headers.append(name, value);
@@ -351,6 +384,27 @@ mod tests {
 
     fn response(raw: &str, method: Method) -> Result<ResponseHead, H1Error> {
         parse_response(raw.as_bytes(), &method).map(|parsed| parsed.expect("complete").0)
+    }
+
+    #[test]
+    fn the_request_names_its_host_in_its_target_without_copying_it() {
+        let mut buf = BytesMut::from("GET /a?b=c HTTP/1.1\r\nHost: hello.demo:8080\r\n\r\n");
+        let head = read_request(&mut buf).unwrap().unwrap();
+        let host = head.headers[HOST].as_bytes().as_ptr();
+        let req = head.into_request(());
+        assert_eq!(req.uri(), "http://hello.demo:8080/a?b=c");
+        assert_eq!(req.uri().authority().unwrap().as_str().as_ptr(), host);
+
+        for raw in [
+            "GET http://other/x HTTP/1.1\r\nHost: hello\r\n\r\n",
+            "OPTIONS * HTTP/1.1\r\nHost: hello\r\n\r\n",
+            "GET /x HTTP/1.1\r\nHost: not valid\r\n\r\n",
+            "GET /x HTTP/1.0\r\n\r\n",
+        ] {
+            let head = request(raw).unwrap();
+            let target = head.uri.clone();
+            assert_eq!(head.into_request(()).uri(), &target, "{raw:?}");
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@ use super::counter;
 
 pub struct AdminMetrics {
     /// `weft_admin_connections_closed_total{reason}`: admin connections the proxy closed
-    /// (header_timeout, idle, stalled).
+    /// (header_timeout, idle, stalled, tls_handshake, tls_no_certificate).
     pub connections_closed: IntCounterVec,
     /// `weft_admin_requests_refused_total{reason}`: admin requests refused (not_loopback).
     pub requests_refused: IntCounterVec,
@@ -18,7 +18,7 @@ impl AdminMetrics {
             connections_closed: counter(
                 registry,
                 "weft_admin_connections_closed_total",
-                "Admin connections the proxy closed, by reason: header_timeout, idle or stalled.",
+                "Admin connections the proxy closed, by reason: header_timeout, idle, stalled, tls_handshake or tls_no_certificate.",
                 &["reason"],
             ),
             requests_refused: counter(

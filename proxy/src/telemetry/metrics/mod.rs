@@ -1,12 +1,12 @@
 //! The proxy's Prometheus metrics: one registry, and the families of each part of the proxy.
 //!
 //! Each part registers its own families (the listeners in [`proxy`], connections, identity,
-//! discovery, resilience, the server policy, the admin server, the requests), so a new metric is
-//! an edit to the part it measures. Each proxy has its own registry (several proxies run in one
+//! discovery, resilience, the server policy, the admin server, tap, the requests), so a new metric
+//! is an edit to the part it measures. Each proxy has its own registry (several proxies run in one
 //! test process). Names follow Prometheus conventions: `weft_` prefix, base units, `_total`
 //! counters. Labels are bounded: identities and destinations come from the mesh's own
-//! configuration, not from request data. The exposition is sorted by name, whatever the order
-//! in which the families were registered.
+//! configuration, not from request data. The exposition is sorted by name, whatever the order in
+//! which the families were registered.
 
 pub mod admin;
 pub mod connections;
@@ -15,6 +15,7 @@ pub mod identity;
 pub mod proxy;
 pub mod resilience;
 pub mod server_policy;
+pub mod tap;
 
 use prometheus::core::Collector;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
@@ -28,6 +29,7 @@ use identity::IdentityMetrics;
 use proxy::ProxyMetrics;
 use resilience::ResilienceMetrics;
 use server_policy::ServerPolicyMetrics;
+use tap::TapMetrics;
 
 pub struct Metrics {
     registry: Registry,
@@ -48,6 +50,8 @@ pub struct Metrics {
     pub resilience: ResilienceMetrics,
     pub server_policy: ServerPolicyMetrics,
     pub admin: AdminMetrics,
+    /// `weft_tap_*`: tap sessions and their events.
+    pub tap: TapMetrics,
 }
 
 impl Metrics {
@@ -69,6 +73,7 @@ impl Metrics {
             resilience: ResilienceMetrics::new(&registry),
             server_policy: ServerPolicyMetrics::new(&registry),
             admin: AdminMetrics::new(&registry),
+            tap: TapMetrics::new(&registry),
             registry,
         }
     }
