@@ -187,7 +187,8 @@ function chart(title, points, lines, fixedMax) {
       .map(([i, v]) => `${(i / Math.max(1, points.length - 1)) * W},${H - 4 - (v / max) * (H - 16)}`);
     svg.append(el("svg:polyline", { class: cls, points: xy.join(" ") }));
   }
-  svg.append(el("svg:text", { x: 4, y: 10 }, `${title} (max ${+max.toPrecision(3)})`));
+  const shown = values.length ? +Math.max(...values).toPrecision(3) : "-";
+  svg.append(el("svg:text", { x: 4, y: 10 }, `${title} (max ${shown})`));
   return svg;
 }
 
