@@ -2,7 +2,9 @@
 //! certificates the way weft does; `weft policy check` checks ServicePolicy documents; `weft
 //! check` checks an installation in a cluster; `weft crds` prints the CRDs; `weft ca create`
 //! makes the CA of the `weft-ca` Secret; `weft inject` / `weft uninject` add and remove the
-//! sidecar in YAML files; `weft tap` streams the requests sidecars serve.
+//! sidecar in YAML files; `weft tap` streams the requests sidecars serve; `weft stat`, `weft
+//! edges`, `weft routes` and `weft dashboard` show what the mesh is doing, from Prometheus or
+//! the sidecars.
 //!
 //! The commands build on the control plane's library (policy checking, injection, CRDs, the CA
 //! Secret), so each one reads and writes exactly what the control plane does.
@@ -11,11 +13,13 @@ mod ca;
 mod cert;
 mod check;
 mod crds;
+mod dashboard;
 mod demo;
 mod inject;
 pub mod policy;
 pub mod prometheus_text;
 mod tap;
+mod views;
 
 use std::process::ExitCode;
 
@@ -52,6 +56,18 @@ enum Command {
     Inject(inject::InjectArgs),
     /// Remove exactly what `weft inject` added.
     Uninject(inject::UninjectArgs),
+    /// Golden signals per workload (`deploy`, the default) or service (`svc`): meshed pods,
+    /// success, requests per second, p50/p95/p99 latency, TCP connections.
+    Stat(views::StatArgs),
+    /// Who calls whom: source and destination workloads, their identities, mutual TLS, rate and
+    /// success.
+    Edges(views::EdgesArgs),
+    /// Per route of a service: effective success and rate (what callers got) beside actual
+    /// (what servers answered), retries and retries the budget refused.
+    Routes(views::RoutesArgs),
+    /// Serve a web page with the live service graph, golden-signal charts, endpoints and their
+    /// breakers, routes, versions in force and tap.
+    Dashboard(dashboard::DashboardArgs),
     /// Stream the requests sidecars serve, live, from their admin ports (filters by source,
     /// destination, path, method, status; -o json for one object a line).
     Tap(tap::TapArgs),
@@ -68,6 +84,10 @@ impl Cli {
             Command::Ca(command) => command.run(),
             Command::Inject(args) => inject::run_inject(args),
             Command::Uninject(args) => inject::run_uninject(args),
+            Command::Stat(args) => views::run_stat(args),
+            Command::Edges(args) => views::run_edges(args),
+            Command::Routes(args) => views::run_routes(args),
+            Command::Dashboard(args) => dashboard::run(args),
             Command::Tap(args) => tap::run(args),
         }
     }

@@ -7,7 +7,7 @@
 mod ca;
 mod cluster;
 mod pre;
-mod proxies;
+pub(crate) mod proxies;
 mod report;
 mod webhook;
 

@@ -85,7 +85,7 @@ async fn scrape(client: &kube::Client, path: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-fn has_sidecar(pod: &Pod) -> bool {
+pub(crate) fn has_sidecar(pod: &Pod) -> bool {
     pod.spec.as_ref().is_some_and(|spec| {
         spec.containers.iter().any(|c| c.name == SIDECAR)
             || spec

@@ -9,6 +9,7 @@
 
 mod app;
 mod canary;
+mod dashboard;
 mod files;
 mod flaky;
 mod metrics;
@@ -48,6 +49,10 @@ pub struct DemoArgs {
     /// deleting it.
     #[arg(long)]
     keep: bool,
+    /// After the report, keep the mesh running with traffic and serve `weft dashboard`'s page
+    /// for its sidecars (its URL is printed) until Ctrl-C.
+    #[arg(long)]
+    dashboard: bool,
 }
 
 pub fn run(args: DemoArgs) -> ExitCode {
@@ -352,6 +357,13 @@ async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
         .chain(&version_sidecars)
     {
         println!("  {}", process.command_line);
+    }
+    if args.dashboard {
+        // The flaky app fails some requests again: retries and the breaker have work to show.
+        flaky.fail(FLAKY_PERCENT);
+        let every_sidecar: Vec<SocketAddr> =
+            admins.iter().chain(&version_admins).copied().collect();
+        dashboard::run(web_forward, &every_sidecar).await?;
     }
     if args.keep {
         let kept = workdir.keep();

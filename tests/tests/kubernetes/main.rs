@@ -12,3 +12,4 @@ mod kubernetes_tokens;
 mod manifests;
 mod service_account_tokens;
 mod weft_check;
+mod weft_views;

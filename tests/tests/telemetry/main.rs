@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod connection_metrics;
+mod dashboard;
 mod monitoring;
 mod monitoring_live;
 mod proxy_log;
@@ -14,3 +15,4 @@ mod tap;
 mod tap_access;
 mod telemetry;
 mod telemetry_peers;
+mod views;
