@@ -10,6 +10,8 @@
 #
 # Usage: tests/bench/scrape.sh                  (builds this checkout's release binaries)
 #        WEFT_BIN=<dir> tests/bench/scrape.sh   (the binaries there)
+#        SAVE_METRICS=FILE tests/bench/scrape.sh  (also keeps that sidecar's /metrics in FILE, as
+#                                                  tests/bench/dashboard.sh serves it)
 # Needs nginx and curl.
 set -euo pipefail
 # shellcheck source=tests/bench/lib.sh
@@ -74,6 +76,7 @@ for i in $(seq 0 $((DESTINATIONS - 1))); do
 done
 
 curl -sf "http://$CLIENT_ADMIN/metrics" > "$W/metrics.txt"
+[ -z "${SAVE_METRICS:-}" ] || cp "$W/metrics.txt" "$SAVE_METRICS"
 before=$(cpu_ticks "$CLIENT_PID")
 for _ in $(seq "$SCRAPES"); do curl -sf -o /dev/null "http://$CLIENT_ADMIN/metrics"; done
 after=$(cpu_ticks "$CLIENT_PID")
