@@ -92,3 +92,13 @@ impl Cli {
         }
     }
 }
+
+/// The single-threaded runtime a command's network work runs on; `None`, said on stderr, when
+/// it cannot start.
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .inspect_err(|e| eprintln!("error: cannot start a runtime: {e}"))
+        .ok()
+}

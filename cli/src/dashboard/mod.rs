@@ -42,15 +42,8 @@ pub struct DashboardArgs {
 }
 
 pub fn run(args: DashboardArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start a runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = crate::runtime() else {
+        return ExitCode::FAILURE;
     };
     let result: Result<(), String> = runtime.block_on(async {
         let source = Source::from_args(&args.source, &args.sidecars).await?;

@@ -110,15 +110,8 @@ fn run(
     sidecars: &[String],
     print: impl FnOnce(&MeshSnapshot) -> Result<String, String>,
 ) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start a runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = crate::runtime() else {
+        return ExitCode::FAILURE;
     };
     let snapshot = runtime.block_on(async {
         let resolved = Source::from_args(source, sidecars).await?;
