@@ -15,7 +15,8 @@ mod routes;
 mod server_policy;
 
 /// The timing assertions of `resilience` and `server_policy` need the machine to themselves as
-/// far as this binary goes: their tests take this lock for their whole run.
+/// far as this binary goes: their tests take this lock for their whole run, and so do the
+/// request-heavy tests of `routes`.
 async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
     static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     SERIAL.lock().await

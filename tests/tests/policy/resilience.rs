@@ -716,7 +716,7 @@ async fn a_failing_endpoint_is_ejected_probed_and_restored() {
     );
     // The probe succeeded: closed, traffic shared again.
     let back = wait::until(
-        Duration::from_secs(2),
+        Duration::from_secs(5),
         "endpoint 1 to get traffic back",
         || async { (bad.count() >= 8).then(|| bad.count()) },
     )

@@ -40,6 +40,9 @@ pub struct RoutesMesh {
     /// `hello`'s own endpoint, `hello-v1`'s, `hello-v2`'s.
     pub backends: Vec<Backend>,
     pub client: RunningProxy,
+    /// Held for the test's whole run: these tests send hundreds of requests, and the timing
+    /// assertions of `resilience` and `server_policy` must not share the machine with them.
+    _serial: tokio::sync::MutexGuard<'static, ()>,
 }
 
 /// The three MeshServices: `hello` (8080 and 8081), `hello-v1` and `hello-v2` (8080), each with
@@ -82,6 +85,7 @@ pub fn route(name: &str, port: Option<u16>, rules: &str) -> String {
 impl RoutesMesh {
     /// The mesh with `routes` (HTTPRoute documents) in force in the caller's proxy.
     pub async fn start(routes: &str) -> Self {
+        let serial = crate::serial().await;
         let (ips, port) = endpoint_addresses(3);
         let mesh = Mesh::start_with(HOUR, &services(&ips, port), None).await;
         mesh.write_routes(routes);
@@ -99,6 +103,7 @@ impl RoutesMesh {
             mesh,
             backends,
             client,
+            _serial: serial,
         };
         mesh.wait_routes(|version| !version.is_empty()).await;
         mesh
