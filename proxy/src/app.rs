@@ -216,9 +216,9 @@ pub async fn start(
         .into_iter()
         .map(|(listener, target)| {
             let target = match target {
-                ForwardTarget::Fixed { name, endpoints } => {
-                    Target::Fixed(Arc::new(Destination::fixed(name, endpoints, &metrics)))
-                }
+                ForwardTarget::Fixed { name, endpoints } => Target::Fixed(Arc::new(
+                    Destination::fixed(name.into(), endpoints, &metrics),
+                )),
                 ForwardTarget::Service(name) => Target::Discovered(discovery.answer(&name)),
             };
             (listener, target)

@@ -25,6 +25,7 @@ use crate::policy::gateway::RouteTable;
 use crate::resilience::breaker::{self, Admission, Breaker, Transition};
 use crate::resilience::limit::Limit;
 use crate::resilience::retry::budget::Budget;
+use crate::telemetry::Label;
 use crate::telemetry::metrics::Metrics;
 use crate::transport::port_protocol::PortProtocol;
 use balance::Load;
@@ -109,7 +110,7 @@ impl FromStr for Endpoint {
 /// What discovery (or a `--forward` flag) says a destination is.
 #[derive(Debug)]
 pub struct Described {
-    pub name: String,
+    pub name: Label,
     /// Meshed endpoints: mutual TLS to their proxies.
     pub endpoints: Vec<Endpoint>,
     /// Endpoints without a sidecar: reached over plain TCP.
@@ -131,7 +132,7 @@ pub enum Unavailable {
 /// A named set of endpoints and the policy for requests to them.
 pub struct Destination {
     /// For metrics and logs.
-    pub name: String,
+    pub name: Label,
     endpoints: Vec<Endpoint>,
     unmeshed: Vec<SocketAddr>,
     /// What the port carries: detected, always HTTP, or opaque TCP without detection.
@@ -191,7 +192,7 @@ impl Destination {
                 let _ = metrics
                     .resilience
                     .endpoint_ejected
-                    .remove_label_values(&[&previous.name, &gone.addr.to_string()]);
+                    .remove_label_values(&[&*previous.name, &gone.addr.to_string()]);
             }
             if *previous.budget.config() == policy.budget {
                 budget = Some(previous.budget.clone());
@@ -204,7 +205,7 @@ impl Destination {
             metrics
                 .resilience
                 .endpoint_ejected
-                .with_label_values(&[&name, &endpoint.addr.to_string()])
+                .with_label_values(&[&*name, &endpoint.addr.to_string()])
                 .set(i64::from(endpoint.breaker.ejected()));
         }
         let attempts = policy
@@ -231,7 +232,7 @@ impl Destination {
     }
 
     /// A fixed set of endpoints with the built-in policy (a `--forward IDENTITY@ADDRESS` listener).
-    pub fn fixed(name: String, endpoints: Vec<Endpoint>, metrics: &Arc<Metrics>) -> Self {
+    pub fn fixed(name: Label, endpoints: Vec<Endpoint>, metrics: &Arc<Metrics>) -> Self {
         let described = Described {
             name,
             endpoints,
@@ -310,7 +311,7 @@ impl Destination {
             .metrics
             .resilience
             .endpoint_ejected
-            .with_label_values(&[&self.name, &addr]);
+            .with_label_values(&[&*self.name, &addr]);
         match transition {
             Transition::Opened { penalty } => {
                 ejected.set(1);

@@ -32,7 +32,7 @@ impl Resolution {
             return Resolution::Unknown;
         }
         let previous = match previous {
-            Some(Resolution::Known(d)) if d.name == answer.service => Some(d.as_ref()),
+            Some(Resolution::Known(d)) if *d.name == *answer.service => Some(d.as_ref()),
             _ => None,
         };
         let protocol = PortProtocol::from_proto(answer.protocol(), answer.opaque);
@@ -60,7 +60,7 @@ impl Resolution {
         };
         let described = Described {
             protocol,
-            name: answer.service,
+            name: answer.service.into(),
             endpoints: meshed,
             unmeshed,
             policy,

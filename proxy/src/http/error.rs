@@ -13,6 +13,7 @@ use http::{HeaderValue, Response, StatusCode};
 use crate::http::body::caller::BodyFailure;
 use crate::http::headers;
 use crate::policy::server::Abort;
+use crate::telemetry::Label;
 use crate::tls::ConnectError;
 
 #[derive(Debug, thiserror::Error)]
@@ -40,27 +41,21 @@ pub enum ProxyError {
     #[error("the app at {addr} failed the request: {detail}")]
     AppHttp { addr: SocketAddr, detail: String },
     #[error("no endpoint is known for {0}")]
-    NoEndpoints(String),
+    NoEndpoints(Label),
     #[error("bad request: {0}")]
     BadRequest(String),
     /// The caller's request body failed on its way in (see [`crate::http::body::caller`]).
     #[error("{0}")]
     RequestBody(BodyFailure),
     #[error("{destination} did not answer within the request timeout of {after:?}")]
-    Timeout {
-        destination: String,
-        after: Duration,
-    },
+    Timeout { destination: Label, after: Duration },
     #[error("{destination} did not answer within the per-try timeout of {after:?}")]
-    PerTryTimeout {
-        destination: String,
-        after: Duration,
-    },
+    PerTryTimeout { destination: Label, after: Duration },
     #[error("every endpoint of {0} is ejected by its circuit breaker")]
-    CircuitOpen(String),
+    CircuitOpen(Label),
     #[error("{destination} has too many requests in flight ({why})")]
     Overloaded {
-        destination: String,
+        destination: Label,
         why: &'static str,
     },
     #[error(
@@ -83,13 +78,13 @@ pub enum ProxyError {
     FaultInjected { version: String, abort: Abort },
     /// The destination has Gateway API routes and none matches the request.
     #[error("no rule of the routes of {service} ({version}) matches the request")]
-    NoRoute { service: String, version: String },
+    NoRoute { service: Label, version: String },
     /// The matched rule has no backend to send to (none listed, or every weight 0).
     #[error("rule {rule} has no backend with a weight above 0")]
-    NoBackend { rule: String },
+    NoBackend { rule: Label },
     /// The backend the weights chose is not a service discovery knows.
     #[error("backend {backend} of rule {rule} is not a known service")]
-    BackendNotFound { backend: String, rule: String },
+    BackendNotFound { backend: String, rule: Label },
 }
 
 impl ProxyError {
@@ -255,7 +250,7 @@ mod tests {
 
     #[test]
     fn the_same_failure_maps_to_http_and_grpc() {
-        let err = ProxyError::NoEndpoints("hello.demo".to_owned());
+        let err = ProxyError::NoEndpoints("hello.demo".into());
         let http: Response<Body> = err.response(false);
         assert_eq!(http.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(http.headers()["weft-error"], "no_endpoints");

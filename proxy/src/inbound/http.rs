@@ -87,14 +87,9 @@ impl Context {
         let mut exchange = self.telemetry.begin(&mut req);
         let grpc = exchange.grpc();
         let policy = self.policy.current();
-        if let Some(service) = self.policy.service() {
-            exchange.service = service;
-        }
-        let route = match &policy {
-            Some(policy) => policy.route(&req),
-            None => DEFAULT_ROUTE,
-        };
-        exchange.route.push_str(route);
+        exchange.service = self.policy.service();
+        exchange.route = policy.as_ref().and_then(|p| p.route(&req)).cloned();
+        let route = exchange.route.as_deref().unwrap_or(DEFAULT_ROUTE);
         let admitted = match &policy {
             None => Ok(None),
             Some(policy) => {

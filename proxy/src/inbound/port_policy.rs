@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::discovery::InboundAnswer;
 use crate::policy::server::InboundMode;
 use crate::policy::server::ServerPolicy;
+use crate::telemetry::Label;
 use crate::transport::port_protocol::PortProtocol;
 
 #[derive(Clone)]
@@ -37,7 +38,7 @@ impl PortPolicy {
 
     /// The port's service (`<name>.<namespace>`) as discovery answered, with or without a
     /// server policy: what the inbound request metrics name as `destination_service`.
-    pub fn service(&self) -> Option<String> {
+    pub fn service(&self) -> Option<Label> {
         let answer = self.0.as_ref()?.borrow();
         answer.as_ref()?.service.clone()
     }

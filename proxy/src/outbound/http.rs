@@ -14,7 +14,7 @@ use crate::http::error::ProxyError;
 use crate::http::headers;
 use crate::http::server::{self, Caller};
 use crate::http::upgrade;
-use crate::telemetry::{ConnectionTelemetry, Direction};
+use crate::telemetry::{ConnectionTelemetry, Direction, Label};
 use crate::tls::alpn;
 use crate::transport::BoxedConnection;
 use crate::transport::port_protocol::HttpVersion;
@@ -53,7 +53,7 @@ struct Context {
     outbound: Arc<Outbound>,
     target: Target,
     /// The destination's name when the connection was accepted.
-    name: String,
+    name: Label,
     /// The app's requests' metrics, spans and log lines.
     telemetry: Arc<ConnectionTelemetry>,
 }
@@ -63,9 +63,7 @@ impl Context {
         let mut exchange = self.telemetry.begin(&mut req);
         let grpc = exchange.grpc();
         let destination = self.target.current();
-        exchange
-            .service
-            .push_str(destination.as_ref().map_or(&self.name, |d| &d.name));
+        exchange.service = Some(destination.as_ref().map_or(&self.name, |d| &d.name).clone());
         let result = match (&destination, upgrade::requested(&req)) {
             (Some(destination), None) => match &destination.routes {
                 Some(routes) => {
@@ -75,7 +73,7 @@ impl Context {
                 }
                 None => {
                     let route = destination.policy.route(&req).clone();
-                    exchange.route.push_str(&route.name);
+                    exchange.route = Some(route.name.clone());
                     request::send(&self.outbound, destination, &route, req, &exchange.attempts)
                         .await
                 }
@@ -89,7 +87,7 @@ impl Context {
             Ok(response) => response,
             Err(e) => {
                 self.outbound.error(e.reason());
-                tracing::warn!(destination = %exchange.service, "{e}");
+                tracing::warn!(destination = exchange.service.as_deref(), "{e}");
                 e.response(grpc)
             }
         };

@@ -410,7 +410,11 @@ impl Attempts<'_> {
             .metrics
             .resilience
             .retries
-            .with_label_values(&[&self.destination.name, &self.route.name, &outcome.reason()])
+            .with_label_values(&[
+                &*self.destination.name,
+                &*self.route.name,
+                &outcome.reason(),
+            ])
             .inc();
     }
 

@@ -32,7 +32,7 @@ pub async fn send(
         });
     };
     let rule = matched.rule;
-    exchange.route.push_str(&rule.label);
+    exchange.route = Some(rule.label.clone());
     if let Some(redirect) = &rule.redirect {
         return Ok(redirect.response(&req, matched.prefix));
     }
@@ -41,7 +41,7 @@ pub async fn send(
             rule: rule.label.clone(),
         });
     };
-    exchange.backend.push_str(&backend.service);
+    exchange.backend = Some(backend.service.clone());
     if let Some(modifier) = &rule.request_headers {
         modifier.apply(req.headers_mut());
     }

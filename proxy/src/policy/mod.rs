@@ -23,6 +23,8 @@ use std::time::Duration;
 use weft_api::policy as proto;
 use weft_api::policy_defaults;
 
+use crate::telemetry::Label;
+
 pub use route_match::RouteMatch;
 
 /// The name requests matching no route are counted under.
@@ -42,7 +44,7 @@ pub struct ClientPolicy {
 /// What one class of requests gets.
 #[derive(Debug)]
 pub struct RoutePolicy {
-    pub name: String,
+    pub name: Label,
     /// The position in [`ClientPolicy::routes`], for state kept per route.
     pub index: usize,
     matcher: RouteMatch,
@@ -127,7 +129,7 @@ impl ClientPolicy {
                 .map(|(index, route)| {
                     Arc::new(RoutePolicy::new(
                         index,
-                        route.name,
+                        route.name.into(),
                         route
                             .r#match
                             .map(RouteMatch::from_proto)
@@ -138,7 +140,7 @@ impl ClientPolicy {
                 .collect(),
             default_route: Arc::new(RoutePolicy::new(
                 routes_len,
-                DEFAULT_ROUTE.to_owned(),
+                DEFAULT_ROUTE.into(),
                 RouteMatch::default(),
                 default_rules,
             )),
@@ -181,7 +183,7 @@ impl RoutePolicy {
         }
     }
 
-    fn new(index: usize, name: String, matcher: RouteMatch, rules: proto::RouteRules) -> Self {
+    fn new(index: usize, name: Label, matcher: RouteMatch, rules: proto::RouteRules) -> Self {
         Self {
             name,
             index,
@@ -341,7 +343,7 @@ mod tests {
         let policy = ClientPolicy::builtin();
         let req = http::Request::get("/x").body(()).unwrap();
         let route = policy.route(&req);
-        assert_eq!(route.name, DEFAULT_ROUTE);
+        assert_eq!(&*route.name, DEFAULT_ROUTE);
         assert_eq!(route.retries.limit, 1);
         assert!(route.retries.on.connect_failure && route.retries.on.refused_stream);
         assert!(!route.retries.on.reset && !route.retries.on.any_grpc());

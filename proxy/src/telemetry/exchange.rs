@@ -21,7 +21,6 @@ use http_body::{Frame, SizeHint};
 use opentelemetry::KeyValue;
 use opentelemetry::trace::SpanKind;
 
-use super::Telemetry;
 use super::access_log::Line;
 use super::attempts::AttemptLog;
 use super::request_metrics::{AnsweredBy, RequestLabels, SeriesCache};
@@ -29,6 +28,7 @@ use super::sampling::Hop;
 use super::span::{SpanFacts, span_data};
 use super::tap::{TapEvent, TapRequest};
 use super::trace_context::hex;
+use super::{Label, Telemetry};
 use crate::http::BoxError;
 use crate::http::headers;
 use crate::policy::DEFAULT_ROUTE;
@@ -52,11 +52,12 @@ pub struct Exchange {
     hop: Option<Hop>,
     /// What spans, access logs and tap say of the request; kept only when one of them will.
     details: Option<Box<Details>>,
-    pub route: String,
-    pub service: String,
-    /// The Gateway API backend (`<name>.<namespace>`) a route sent the request to; empty
+    /// The ServicePolicy route or the Gateway API `<route>/<rule>`; `None`: [`DEFAULT_ROUTE`].
+    pub route: Option<Label>,
+    pub service: Option<Label>,
+    /// The Gateway API backend (`<name>.<namespace>`) a route sent the request to; `None`
     /// without routes.
-    pub backend: String,
+    pub backend: Option<Label>,
     pub attempts: AttemptLog,
     answer: Option<Answer>,
     /// Until the request is recorded: a request dropped before its response headers (the
@@ -124,9 +125,9 @@ impl ConnectionTelemetry {
             attempts: AttemptLog::new(hop.as_ref().is_some_and(|h| h.sampled)),
             hop,
             details,
-            route: String::new(),
-            service: String::new(),
-            backend: String::new(),
+            route: None,
+            service: None,
+            backend: None,
             answer: None,
             connection: Some(self.clone()),
         }
@@ -187,16 +188,11 @@ impl ConnectionTelemetry {
                 .unwrap_or(""),
         };
         let weft_error = answer.weft_error.as_ref().and_then(|v| v.to_str().ok());
-        let route = if exchange.route.is_empty() {
-            DEFAULT_ROUTE
-        } else {
-            &exchange.route
-        };
         let labels = RequestLabels {
             destination_identity,
-            destination_service: &exchange.service,
-            route,
-            backend: &exchange.backend,
+            destination_service: exchange.service.as_deref().unwrap_or_default(),
+            route: exchange.route.as_deref().unwrap_or(DEFAULT_ROUTE),
+            backend: exchange.backend.as_deref().unwrap_or_default(),
             status: answer.status,
             grpc_status,
             answered_by: match (answer.status, weft_error) {

@@ -33,6 +33,10 @@ use tokio_util::sync::CancellationToken;
 use weft_certs::SpiffeId;
 
 pub use exchange::{ConnectionTelemetry, Direction, Exchange};
+
+/// A label value shared by every request that carries it (a service, route, rule or backend
+/// name): a request takes a reference to the name its policy or route table holds, not a copy.
+pub type Label = Arc<str>;
 pub use request_metrics::RequestFamilies;
 
 use crate::telemetry::metrics::Metrics;

@@ -19,6 +19,7 @@ pub use filters::{HeaderModifier, Redirect, Rewrite};
 use matcher::{Matcher, PathMatcher};
 
 use super::{Conditions, RoutePolicy, StatusSet};
+use crate::telemetry::Label;
 
 #[derive(Debug)]
 pub struct RouteTable {
@@ -34,7 +35,7 @@ pub struct GatewayRule {
     pub route: String,
     pub name: String,
     /// `<route name>/<rule name>`: the `route` label of the request's metrics.
-    pub label: String,
+    pub label: Label,
     pub backends: Vec<Backend>,
     /// The sum of the backends' weights; 0: nothing can be sent.
     total_weight: u64,
@@ -50,7 +51,7 @@ pub struct GatewayRule {
 #[derive(Debug)]
 pub struct Backend {
     /// `<name>.<namespace>`
-    pub service: String,
+    pub service: Label,
     /// `<name>.<namespace>:<port>`, what discovery is asked.
     pub address: String,
     pub weight: u32,
@@ -110,14 +111,14 @@ impl GatewayRule {
             .into_iter()
             .map(|b| Backend {
                 address: format!("{}:{}", b.service, b.port),
-                service: b.service,
+                service: b.service.into(),
                 weight: b.weight,
                 request_headers: HeaderModifier::from_proto(b.request_headers),
                 response_headers: HeaderModifier::from_proto(b.response_headers),
             })
             .collect();
         Self {
-            label: format!("{route_name}/{}", r.name),
+            label: format!("{route_name}/{}", r.name).into(),
             route: r.route,
             name: r.name,
             total_weight: backends.iter().map(|b| u64::from(b.weight)).sum(),
@@ -204,9 +205,9 @@ mod tests {
     #[test]
     fn weights_split_the_unit_interval_and_zero_gets_nothing() {
         let r = rule(&[90, 0, 10]);
-        assert_eq!(r.label, "hello/rule-0");
+        assert_eq!(&*r.label, "hello/rule-0");
         assert_eq!(r.backends[0].address, "v0.demo:80");
-        let pick = |x: f64| r.pick(x).unwrap().service.clone();
+        let pick = |x: f64| r.pick(x).unwrap().service.to_string();
         assert_eq!(pick(0.0), "v0.demo");
         assert_eq!(pick(0.899), "v0.demo");
         assert_eq!(pick(0.9), "v2.demo");

@@ -18,7 +18,8 @@ use std::time::SystemTime;
 use weft_api::discovery as discovery_proto;
 use weft_api::policy as proto;
 
-use crate::policy::{DEFAULT_ROUTE, RouteMatch};
+use crate::policy::RouteMatch;
+use crate::telemetry::Label;
 use crate::telemetry::metrics::Metrics;
 use crate::transport::port_protocol::PortProtocol;
 pub use authorization::Authorization;
@@ -62,7 +63,7 @@ pub struct ServerPolicy {
     pub mode: Mode,
     /// For this port; `None` leaves it to `--inbound-mode`.
     pub mtls: Option<InboundMode>,
-    routes: Vec<(String, RouteMatch)>,
+    routes: Vec<(Label, RouteMatch)>,
     pub authorization: Option<Authorization>,
     pub rate_limiter: Option<Arc<RateLimiter>>,
     pub faults: Vec<Fault>,
@@ -106,7 +107,7 @@ impl ServerPolicy {
                 .into_iter()
                 .map(|r| {
                     (
-                        r.name,
+                        r.name.into(),
                         RouteMatch::from_proto(r.r#match.unwrap_or_default()),
                     )
                 })
@@ -117,12 +118,12 @@ impl ServerPolicy {
         }
     }
 
-    /// The name of the first route `req` matches, or [`DEFAULT_ROUTE`].
-    pub fn route<B>(&self, req: &http::Request<B>) -> &str {
+    /// The name of the first route `req` matches; `None`: [`DEFAULT_ROUTE`].
+    pub fn route<B>(&self, req: &http::Request<B>) -> Option<&Label> {
         self.routes
             .iter()
             .find(|(_, m)| m.matches(req))
-            .map_or(DEFAULT_ROUTE, |(name, _)| name.as_str())
+            .map(|(name, _)| name)
     }
 
     /// What the admin endpoint shows.
@@ -175,7 +176,7 @@ pub(crate) fn pattern_text(p: &identity_pattern::IdentityPattern) -> String {
 pub struct InboundPolicy {
     /// `<name>.<namespace>` of the service whose endpoint this port is; `None` when no
     /// MeshService lists it (then nothing is enforced).
-    pub service: Option<String>,
+    pub service: Option<Label>,
     /// `None`: the service's policy has no server half; every caller is allowed.
     pub policy: Option<Arc<ServerPolicy>>,
     /// What the port carries, as discovery declares it.
@@ -200,7 +201,7 @@ impl InboundPolicy {
         });
         Self {
             protocol,
-            service: answer.known.then_some(answer.service),
+            service: answer.known.then(|| answer.service.into()),
             policy,
         }
     }
