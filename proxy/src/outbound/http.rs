@@ -67,9 +67,7 @@ impl Context {
         let result = match (&destination, upgrade::requested(&req)) {
             (Some(destination), None) => match &destination.routes {
                 Some(routes) => {
-                    let send =
-                        routed::send(&self.outbound, destination, routes, req, &mut exchange);
-                    Box::pin(send).await
+                    routed::send(&self.outbound, destination, routes, req, &mut exchange).await
                 }
                 None => {
                     let route = destination.policy.route(&req).clone();
