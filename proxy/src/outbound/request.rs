@@ -338,7 +338,7 @@ impl Attempts<'_> {
         attempt: u32,
         watch: &BodyWatch,
     ) -> (Result<Response<Body>, ProxyError>, Outcome) {
-        let response = match Box::pin(self.outbound.pool.send(endpoint, req)).await {
+        let response = match self.outbound.pool.send(endpoint, req).await {
             Ok(response) => response,
             Err(e) => match watch.failure() {
                 // The app's body broke, and this proxy reset the stream: the app's doing.
