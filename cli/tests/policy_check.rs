@@ -308,7 +308,6 @@ fn reports_every_problem_of_a_broken_route() {
             "10:19: spec.rules[0].matches[0].method: `FETCH` is not one of GET, HEAD, POST, PUT, DELETE, CONNECT, OPTIONS, TRACE, PATCH",
             "11:28: spec.rules[0].matches[0].headers[0].name: `bad header` is not a header name",
             "11:97: spec.rules[0].matches[0].headers[1].value: `(prod` is not a regular expression: error: unclosed group",
-            "13:11: spec.rules[0].filters[0].type: RequestMirror: not supported by weft yet: the route is refused rather than applied without its mirror",
             "18:48: spec.rules[0].backendRefs[0].weight: 2000000 is out of range (0-1000000)",
             "19:28: spec.rules[0].backendRefs[1].namespace: a backend in another namespace (`other`) needs a ReferenceGrant there, which weft does not read yet",
             "20:11: spec.rules[0].backendRefs[2].port: missing: a Service backend needs its port",
@@ -319,6 +318,16 @@ fn reports_every_problem_of_a_broken_route() {
             "26:41: spec.rules[1].filters[0].requestRedirect.statusCode: expected one of 301, 302, found `307`",
         ],
     );
+}
+
+#[test]
+fn reports_broken_mirrors() {
+    assert_problems("tests/policies/mirror-broken/routes.yaml", &[]);
+}
+
+#[test]
+fn reports_overrides_naming_unknown_rules() {
+    assert_problems("tests/policies/gateway-rules/all.yaml", &[]);
 }
 
 #[test]
