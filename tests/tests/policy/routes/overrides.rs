@@ -23,7 +23,8 @@ const RULES: &str = "    - name: flaky
 ";
 
 /// `hello-v1` retries the requests of rule `flaky` (twice, on 500); `hello-v2` retries those of
-/// `stormy` up to 5 times on 500, with a budget of 1 retry a second and no share of the traffic.
+/// `stormy` up to 5 times on 500, with a budget of 1 retry a second and no share of the traffic
+/// (and no breaker, which would answer for the failing endpoint after 7 failures).
 const POLICIES: &str = "apiVersion: weft.dev/v1alpha1
 kind: ServicePolicy
 metadata: {name: hello-v1, namespace: demo}
@@ -40,6 +41,7 @@ spec:
   client:
     defaults:
       retries: {budget: {ratio: 0.0, minPerSecond: 1, window: 10s}}
+      circuitBreaker: {consecutiveFailures: 0}
     overrides:
       - gatewayRules: [demo/hello-overrides/stormy]
         retries: {limit: 5, on: [\"500\"], backoff: {base: 1ms, max: 5ms}}
