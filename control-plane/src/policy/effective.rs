@@ -374,7 +374,10 @@ mod tests {
         // The override's timeout, the defaults' retries.
         assert_eq!(
             rules,
-            [("prod/checkout/pay", 2_000, 2), ("web/shop/rule-0", 2_000, 2)]
+            [
+                ("prod/checkout/pay", 2_000, 2),
+                ("web/shop/rule-0", 2_000, 2)
+            ]
         );
     }
 

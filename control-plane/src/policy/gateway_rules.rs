@@ -13,11 +13,20 @@ use crate::routes::HttpRoute;
 pub fn unknown(loaded: &[Loaded], routes: &[HttpRoute]) -> Vec<String> {
     let rules: Vec<String> = routes
         .iter()
-        .flat_map(|r| r.rules.iter().map(move |rule| format!("{}/{}", r.key(), rule.proto.name)))
+        .flat_map(|r| {
+            r.rules
+                .iter()
+                .map(move |rule| format!("{}/{}", r.key(), rule.proto.name))
+        })
         .collect();
     let mut problems = Vec::new();
     for Loaded { file, policy } in loaded {
-        for written in policy.client.overrides.iter().flat_map(|o| &o.gateway_rules) {
+        for written in policy
+            .client
+            .overrides
+            .iter()
+            .flat_map(|o| &o.gateway_rules)
+        {
             let key = policy.gateway_rule_key(&written.value);
             if rules.contains(&key) {
                 continue;

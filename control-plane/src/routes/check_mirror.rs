@@ -10,7 +10,11 @@ use crate::policy::walk::{Cx, join};
 pub fn mirror(cx: &mut Cx, node: &Node, path: &str, namespace: &str) -> Option<Mirror> {
     let f = cx.map(node, path, &["backendRef", "percent", "fraction"])?;
     let Some(backend) = f.get("backendRef") else {
-        cx.problem(node.at, &join(path, "backendRef"), "missing: the Service to mirror to");
+        cx.problem(
+            node.at,
+            &join(path, "backendRef"),
+            "missing: the Service to mirror to",
+        );
         return None;
     };
     let fraction = match (f.get("percent"), f.get("fraction")) {
@@ -19,7 +23,9 @@ pub fn mirror(cx: &mut Cx, node: &Node, path: &str, namespace: &str) -> Option<M
             cx.problem(n.at, &join(path, "fraction"), why);
             None
         }
-        (Some(n), None) => cx.percent(n, &join(path, "percent")).map(|p| f64::from(p) / 100.0),
+        (Some(n), None) => cx
+            .percent(n, &join(path, "percent"))
+            .map(|p| f64::from(p) / 100.0),
         (None, Some(n)) => fraction(cx, n, &join(path, "fraction")),
         (None, None) => Some(1.0),
     };
@@ -61,7 +67,8 @@ fn backend_ref(cx: &mut Cx, node: &Node, path: &str, namespace: &str) -> Option<
     let name = text("name");
     let mirror_namespace = text("namespace").unwrap_or_else(|| namespace.to_owned());
     if !group.is_empty() || kind != "Service" {
-        let why = format!("a mirror of kind `{kind}` (group `{group}`): weft mirrors to Services only");
+        let why =
+            format!("a mirror of kind `{kind}` (group `{group}`): weft mirrors to Services only");
         cx.problem(node.at, &join(path, "kind"), why);
         return None;
     }

@@ -53,7 +53,9 @@ pub fn filters(cx: &mut Cx, node: &Node, path: &str, rule: &mut Rule, ns: &str, 
             "ResponseHeaderModifier" => r.response_headers = header_modifier(cx, settings, &here),
             "RequestRedirect" => r.redirect = redirect(cx, settings, &here),
             "URLRewrite" => r.rewrite = rewrite(cx, settings, &here),
-            "RequestMirror" => r.mirrors.extend(check_mirror::mirror(cx, settings, &here, ns)),
+            "RequestMirror" => r
+                .mirrors
+                .extend(check_mirror::mirror(cx, settings, &here, ns)),
             _ => unsupported(cx, item, &path, kind),
         }
     }

@@ -27,7 +27,7 @@ use http_body::Body as _;
 use http_body_util::BodyExt;
 use tokio::sync::oneshot;
 
-use super::{Outbound, request, routed};
+use super::{Outbound, by_name, request};
 use crate::http::body::copied::CopiedBody;
 use crate::http::body::{self, Body};
 use crate::http::error::ProxyError;
@@ -149,8 +149,17 @@ pub fn start(outbound: &Arc<Outbound>, service: &str, rule: &GatewayRule, req: &
                 .await
                 .unwrap_or(Outcome::Failed);
             drop(slot);
-            let mirror = [labels.service.as_str(), &labels.route, &service, outcome.label()];
-            outbound.metrics.route_mirrors.with_label_values(&mirror).inc();
+            let mirror = [
+                labels.service.as_str(),
+                &labels.route,
+                &service,
+                outcome.label(),
+            ];
+            outbound
+                .metrics
+                .route_mirrors
+                .with_label_values(&mirror)
+                .inc();
             tracing::debug!(mirror = %address, outcome = outcome.label(), "mirrored a request");
         });
     }
@@ -167,7 +176,11 @@ fn count(outbound: &Outbound, labels: &Labels, mirror: &Mirror, outcome: Outcome
         &mirror.service,
         outcome.label(),
     ];
-    outbound.metrics.route_mirrors.with_label_values(&values).inc();
+    outbound
+        .metrics
+        .route_mirrors
+        .with_label_values(&values)
+        .inc();
 }
 
 /// The copy's head: the original's, with the mirror's `Host`.
@@ -201,7 +214,7 @@ async fn send(
         },
     };
     let req = head.map(|()| body);
-    let Some(destination) = routed::resolve(outbound, address).await else {
+    let Some(destination) = by_name::resolve(outbound, address).await else {
         return Outcome::NotFound;
     };
     let base = destination.policy.route(&req);

@@ -10,6 +10,7 @@
 //! connection costs its descriptor, not a handshake at both ends and a connection to the
 //! server's app. `--outbound-max-connections` bounds the app's connections over all listeners.
 
+mod by_name;
 mod describe;
 mod http;
 mod mirror;

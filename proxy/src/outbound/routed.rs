@@ -15,9 +15,8 @@ use std::sync::Arc;
 
 use http::{Request, Response};
 
-use super::{Outbound, mirror, request};
+use super::{Outbound, by_name, mirror, request};
 use crate::destination::Destination;
-use crate::discovery::Resolution;
 use crate::http::body::Body;
 use crate::http::error::ProxyError;
 use crate::policy::gateway::RouteTable;
@@ -59,13 +58,12 @@ pub async fn send(
     if let Some(modifier) = &backend.request_headers {
         modifier.apply(req.headers_mut());
     }
-    let destination =
-        resolve(outbound, &backend.address)
-            .await
-            .ok_or_else(|| ProxyError::BackendNotFound {
-                backend: backend.address.clone(),
-                rule: rule.label.clone(),
-            })?;
+    let destination = by_name::resolve(outbound, &backend.address)
+        .await
+        .ok_or_else(|| ProxyError::BackendNotFound {
+            backend: backend.address.clone(),
+            rule: rule.label.clone(),
+        })?;
     let base = match destination.policy.gateway_rule(&rule.route, &rule.name) {
         Some(overridden) => overridden,
         None => destination.policy.route(&req),
@@ -80,20 +78,4 @@ pub async fn send(
         modifier.apply(response.headers_mut());
     }
     Ok(response)
-}
-
-/// The destination of `address` (`<name>.<namespace>:<port>`) now, waiting (bounded) for
-/// discovery's first answer if this is the first request to it; `None` when no service has that
-/// name and port.
-pub(super) async fn resolve(outbound: &Outbound, address: &str) -> Option<Arc<Destination>> {
-    let discovery = outbound.discovery.as_ref()?;
-    let mut answer = discovery.answer(address);
-    if answer.borrow().is_none() {
-        answer = discovery.resolve_key(address.to_owned()).await.ok()?;
-    }
-    let resolution = answer.borrow();
-    match &*resolution {
-        Some(Resolution::Known(destination)) => Some(destination.clone()),
-        _ => None,
-    }
 }

@@ -127,7 +127,8 @@ impl ClientPolicy {
             .into_iter()
             .map(|g| {
                 let rules = g.rules.unwrap_or_else(policy_defaults::route_rules);
-                let route = RoutePolicy::new(routes_len, g.rule.clone(), RouteMatch::default(), rules);
+                let route =
+                    RoutePolicy::new(routes_len, g.rule.clone(), RouteMatch::default(), rules);
                 (g.rule, Arc::new(route))
             })
             .collect();

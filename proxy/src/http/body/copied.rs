@@ -60,7 +60,9 @@ impl<B: http_body::Body<Data = Bytes, Error = BoxError> + Unpin> CopiedBody<B> {
             1 => self.frames.remove(0),
             _ => {
                 let mut whole = BytesMut::with_capacity(self.kept);
-                self.frames.drain(..).for_each(|f| whole.extend_from_slice(&f));
+                self.frames
+                    .drain(..)
+                    .for_each(|f| whole.extend_from_slice(&f));
                 whole.freeze()
             }
         };
@@ -70,9 +72,7 @@ impl<B: http_body::Body<Data = Bytes, Error = BoxError> + Unpin> CopiedBody<B> {
     }
 }
 
-impl<B: http_body::Body<Data = Bytes, Error = BoxError> + Unpin> http_body::Body
-    for CopiedBody<B>
-{
+impl<B: http_body::Body<Data = Bytes, Error = BoxError> + Unpin> http_body::Body for CopiedBody<B> {
     type Data = Bytes;
     type Error = BoxError;
 
@@ -125,7 +125,11 @@ mod tests {
         assert_eq!(&rx.await.unwrap()[..], b"hello");
 
         let (tx, rx) = oneshot::channel();
-        let copied = CopiedBody::new(Body::Full(Some(Bytes::from_static(b"too long"))), 4, vec![tx]);
+        let copied = CopiedBody::new(
+            Body::Full(Some(Bytes::from_static(b"too long"))),
+            4,
+            vec![tx],
+        );
         let sent = copied.collect().await.unwrap().to_bytes();
         assert_eq!(&sent[..], b"too long", "the original is sent whole");
         assert!(rx.await.is_err(), "the mirror is given up");

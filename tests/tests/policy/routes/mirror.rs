@@ -58,7 +58,11 @@ async fn wait_seen(app: &FaultApp, path: &str, count: usize) -> Vec<SeenRequest>
         if seen.len() >= count && seen.iter().all(|r| r.body_len.is_some()) {
             return seen;
         }
-        assert!(Instant::now() < give_up, "{} of {count} copies of {path} arrived", seen.len());
+        assert!(
+            Instant::now() < give_up,
+            "{} of {count} copies of {path} arrived",
+            seen.len()
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -83,14 +87,21 @@ async fn a_mirror_gets_a_copy_and_the_backend_answers() {
     let mut caller = Caller::connect(mesh.addr()).await.unwrap();
     for i in 0..5 {
         let answer = caller
-            .send_with(Method::GET, &format!("/mirrored/{i}?q=1"), &[("x-test", "copy")])
+            .send_with(
+                Method::GET,
+                &format!("/mirrored/{i}?q=1"),
+                &[("x-test", "copy")],
+            )
             .await
             .unwrap();
         assert_eq!(answer.status, 200, "{answer:?}");
         assert_eq!(mesh.app_of(answer.header("x-app")), Some(App::V1));
     }
     let body = Bytes::from_static(b"a body of 21 bytes...");
-    let answer = caller.send(Method::POST, "/mirrored/post", body).await.unwrap();
+    let answer = caller
+        .send(Method::POST, "/mirrored/post", body)
+        .await
+        .unwrap();
     assert_eq!(answer.status, 200, "{answer:?}");
 
     let copies = wait_seen(mesh.app(App::V2), "/mirrored", 6).await;
@@ -118,7 +129,10 @@ async fn a_mirror_gets_a_copy_and_the_backend_answers() {
         if metric(client, &mirrors("half", "answered")).await == copies as f64 {
             break copies;
         }
-        assert!(Instant::now() < give_up, "copies of /half are not all counted");
+        assert!(
+            Instant::now() < give_up,
+            "copies of /half are not all counted"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!((60..=140).contains(&copies), "{copies} of 200 mirrored");
@@ -134,10 +148,17 @@ async fn a_slow_failing_or_unknown_mirror_never_delays_or_fails_the_original() {
     assert_eq!(caller.get("/mirrored/warm").await.unwrap().status, 200);
     wait_metric(client, &mirrors("mirrored", "answered"), 1.0).await;
 
-    v2.script("/mirrored/slow", [Reply::ok().after(Duration::from_secs(3))]);
+    v2.script(
+        "/mirrored/slow",
+        [Reply::ok().after(Duration::from_secs(3))],
+    );
     let answer = caller.get("/mirrored/slow").await.unwrap();
     assert_eq!(answer.status, 200, "{answer:?}");
-    assert!(answer.elapsed < Duration::from_secs(1), "{:?}", answer.elapsed);
+    assert!(
+        answer.elapsed < Duration::from_secs(1),
+        "{:?}",
+        answer.elapsed
+    );
 
     v2.script("/mirrored/fail", [Reply::status(503)]);
     let answer = caller.get("/mirrored/fail").await.unwrap();
@@ -146,12 +167,19 @@ async fn a_slow_failing_or_unknown_mirror_never_delays_or_fails_the_original() {
 
     let answer = caller.get("/nowhere").await.unwrap();
     assert_eq!(answer.status, 200, "{answer:?}");
-    assert!(answer.elapsed < Duration::from_secs(1), "{:?}", answer.elapsed);
+    assert!(
+        answer.elapsed < Duration::from_secs(1),
+        "{:?}",
+        answer.elapsed
+    );
     wait_metric(client, &mirrors("nowhere", "not_found"), 1.0).await;
 
     // A body over 64 KiB is sent whole to the backend and not mirrored.
     let long = Bytes::from(vec![b'x'; 100 * 1024]);
-    let answer = caller.send(Method::POST, "/mirrored/long", long).await.unwrap();
+    let answer = caller
+        .send(Method::POST, "/mirrored/long", long)
+        .await
+        .unwrap();
     assert_eq!(answer.status, 200, "{answer:?}");
     let seen = mesh.app(App::V1).seen_path("/mirrored/long");
     assert_eq!(seen[0].body_len, Some(100 * 1024));
@@ -165,7 +193,8 @@ async fn copies_over_the_in_flight_bound_are_dropped_and_counted() {
     let mesh = RoutesMesh::start(&route("hello-mirror", None, RULES)).await;
     let client = &mesh.client;
     // The mirror holds every copy for longer than the test sends.
-    mesh.app(App::V2).set_default(Reply::ok().after(Duration::from_secs(8)));
+    mesh.app(App::V2)
+        .set_default(Reply::ok().after(Duration::from_secs(8)));
     let mut caller = Caller::connect(mesh.addr()).await.unwrap();
     let started = Instant::now();
     let sent = MAX_IN_FLIGHT + 6;
@@ -173,7 +202,11 @@ async fn copies_over_the_in_flight_bound_are_dropped_and_counted() {
         let answer = caller.get(&format!("/mirrored/{i}")).await.unwrap();
         assert_eq!(answer.status, 200, "{answer:?}");
     }
-    assert!(started.elapsed() < Duration::from_secs(6), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
     wait_metric(client, &mirrors("mirrored", "dropped_in_flight"), 6.0).await;
     wait_seen(mesh.app(App::V2), "/mirrored", MAX_IN_FLIGHT).await;
     assert_eq!(mesh.app(App::V1).seen_path("/mirrored").len(), sent);
@@ -217,9 +250,15 @@ async fn a_grpc_route_mirrors_calls() {
         let response = sender.send_request(request).await.unwrap();
         let app = response.headers().get("x-app").cloned();
         let collected = response.into_body().collect().await.unwrap();
-        let status = collected.trailers().and_then(|t| t.get("grpc-status")).cloned();
+        let status = collected
+            .trailers()
+            .and_then(|t| t.get("grpc-status"))
+            .cloned();
         assert_eq!(status.as_ref().map(|v| v.as_bytes()), Some(&b"0"[..]));
-        assert_eq!(mesh.app_of(app.as_ref().and_then(|v| v.to_str().ok())), Some(App::V1));
+        assert_eq!(
+            mesh.app_of(app.as_ref().and_then(|v| v.to_str().ok())),
+            Some(App::V1)
+        );
     }
     let copies = wait_seen(mesh.app(App::V2), "/weft.test.Echo/Hello", 3).await;
     for copy in &copies {

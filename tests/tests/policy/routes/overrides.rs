@@ -64,7 +64,10 @@ async fn an_override_naming_a_rule_retries_that_rule_s_requests_only() {
     assert_eq!(attempts, [None, Some(2), Some(3)]);
 
     let answer = caller.get("/steady").await.unwrap();
-    assert_eq!(answer.status, 500, "another rule's request is not retried: {answer:?}");
+    assert_eq!(
+        answer.status, 500,
+        "another rule's request is not retried: {answer:?}"
+    );
     assert_eq!(v1.seen_path("/steady").len(), 1);
 
     // Within the budget: 20 failing requests get at most minPerSecond × (T + 1) retries.
@@ -77,6 +80,9 @@ async fn an_override_naming_a_rule_retries_that_rule_s_requests_only() {
     let seen = mesh.app(App::V2).seen_path("/stormy").len();
     let retries = seen - STORMY;
     assert!(retries >= 1, "the override retried: {seen} attempts");
-    assert!(retries <= seconds + 1, "{retries} retries in {seconds} s: over the budget");
+    assert!(
+        retries <= seconds + 1,
+        "{retries} retries in {seconds} s: over the budget"
+    );
     assert!(started.elapsed() < Duration::from_secs(5));
 }
