@@ -102,21 +102,10 @@ impl InFlight {
     }
 }
 
-/// What each copy of one request is labelled with.
-#[derive(Clone)]
-struct Labels {
-    service: String,
-    route: String,
-}
-
 /// Starts a copy of `req` for each of `rule`'s mirrors that samples it; `service` is the
 /// destination the app called. When the body is not complete yet, `req`'s body becomes one
 /// that keeps a copy as it is sent.
 pub fn start(outbound: &Arc<Outbound>, service: &str, rule: &GatewayRule, req: &mut Request<Body>) {
-    let labels = Labels {
-        service: service.to_owned(),
-        route: rule.label.clone(),
-    };
     let empty = req.body().is_end_stream();
     let too_long = req.body().size_hint().lower() > MAX_BODY as u64;
     let mut waiting = Vec::new();
@@ -124,12 +113,13 @@ pub fn start(outbound: &Arc<Outbound>, service: &str, rule: &GatewayRule, req: &
         if mirror.fraction < 1.0 && fastrand::f64() >= mirror.fraction {
             continue;
         }
+        let labels = [service, &rule.label, &mirror.service];
         if too_long {
-            count(outbound, &labels, mirror, Outcome::DroppedBody);
+            count(outbound, labels, Outcome::DroppedBody);
             continue;
         }
         let Some(slot) = outbound.mirrors.take(&mirror.address) else {
-            count(outbound, &labels, mirror, Outcome::DroppedInFlight);
+            count(outbound, labels, Outcome::DroppedInFlight);
             continue;
         };
         let head = head(req, mirror);
@@ -141,25 +131,16 @@ pub fn start(outbound: &Arc<Outbound>, service: &str, rule: &GatewayRule, req: &
                 Some(rx)
             }
         };
-        let (outbound, labels) = (outbound.clone(), labels.clone());
-        let (service, address) = (mirror.service.clone(), mirror.address.clone());
+        let outbound = outbound.clone();
+        let labels = labels.map(str::to_owned);
+        let address = mirror.address.clone();
         tokio::spawn(async move {
             let copy = send(&outbound, &address, head, body);
             let outcome = tokio::time::timeout(DEADLINE, copy)
                 .await
                 .unwrap_or(Outcome::Failed);
             drop(slot);
-            let mirror = [
-                labels.service.as_str(),
-                &labels.route,
-                &service,
-                outcome.label(),
-            ];
-            outbound
-                .metrics
-                .route_mirrors
-                .with_label_values(&mirror)
-                .inc();
+            count(&outbound, labels.each_ref().map(String::as_str), outcome);
             tracing::debug!(mirror = %address, outcome = outcome.label(), "mirrored a request");
         });
     }
@@ -169,17 +150,12 @@ pub fn start(outbound: &Arc<Outbound>, service: &str, rule: &GatewayRule, req: &
     }
 }
 
-fn count(outbound: &Outbound, labels: &Labels, mirror: &Mirror, outcome: Outcome) {
-    let values = [
-        labels.service.as_str(),
-        &labels.route,
-        &mirror.service,
-        outcome.label(),
-    ];
+/// Counts a copy: `[service, route, mirror service]` and how it ended.
+fn count(outbound: &Outbound, [service, route, mirror]: [&str; 3], outcome: Outcome) {
     outbound
         .metrics
         .route_mirrors
-        .with_label_values(&values)
+        .with_label_values(&[service, route, mirror, outcome.label()])
         .inc();
 }
 
