@@ -1,8 +1,8 @@
 //! httproute-request-mirror and grpcroute-request-mirror: a rule's `RequestMirror` sends a copy
 //! of each request to another Service (same method, path, headers and body, the mirror's `Host`)
-//! while the original is answered by its backend; a slow, failing or unknown mirror never delays
-//! or fails the original; copies over the in-flight bound or with a long body are dropped; every
-//! copy is counted in `weft_route_mirror_requests_total`.
+//! while the original is answered by its backend; a slow, failing, down or unknown mirror never
+//! delays or fails the original; copies over the in-flight bound or with a long body are dropped;
+//! every copy is counted in `weft_route_mirror_requests_total`.
 
 use std::time::Duration;
 
@@ -35,6 +35,12 @@ const RULES: &str = "    - name: mirrored
       filters:
         - type: RequestMirror
           requestMirror: {backendRef: {name: hello-v2, port: 8080}, fraction: {numerator: 1, denominator: 2}}
+      backendRefs: [{name: hello-v1, port: 8080}]
+    - name: down
+      matches: [{path: {value: /down}}]
+      filters:
+        - type: RequestMirror
+          requestMirror: {backendRef: {name: hello, port: 8080}}
       backendRefs: [{name: hello-v1, port: 8080}]
     - name: nowhere
       matches: [{path: {value: /nowhere}}]
@@ -140,7 +146,9 @@ async fn a_mirror_gets_a_copy_and_the_backend_answers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_failing_or_unknown_mirror_never_delays_or_fails_the_original() {
-    let mesh = RoutesMesh::start(&route("hello-mirror", None, RULES)).await;
+    let mut mesh = RoutesMesh::start(&route("hello-mirror", None, RULES)).await;
+    // `hello`'s only endpoint is down: connections to it are refused.
+    mesh.backends[0].kill_proxy().await;
     let client = &mesh.client;
     let v2 = mesh.app(App::V2);
     let mut caller = Caller::connect(mesh.addr()).await.unwrap();
@@ -164,6 +172,15 @@ async fn a_slow_failing_or_unknown_mirror_never_delays_or_fails_the_original() {
     let answer = caller.get("/mirrored/fail").await.unwrap();
     assert_eq!(answer.status, 200, "{answer:?}");
     wait_metric(client, &mirrors("mirrored", "answered_5xx"), 1.0).await;
+
+    let answer = caller.get("/down").await.unwrap();
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert!(
+        answer.elapsed < Duration::from_secs(1),
+        "{:?}",
+        answer.elapsed
+    );
+    wait_metric(client, &mirrors("down", "failed"), 1.0).await;
 
     let answer = caller.get("/nowhere").await.unwrap();
     assert_eq!(answer.status, 200, "{answer:?}");
