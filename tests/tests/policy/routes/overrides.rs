@@ -1,7 +1,7 @@
 //! A ServicePolicy override naming a Gateway API rule (`client.overrides[].gatewayRules`, in the
 //! policy of the backend Service): the requests that rule sends to the backend take the
-//! override's retries, other rules' requests to the same backend do not, and every retry still
-//! draws on the backend's retry budget.
+//! override's retries and deadline, other rules' requests to the same backend do not, and every
+//! retry still draws on the backend's retry budget.
 
 use std::time::Duration;
 
@@ -22,7 +22,8 @@ const RULES: &str = "    - name: flaky
       backendRefs: [{name: hello-v2, port: 8080}]
 ";
 
-/// `hello-v1` retries the requests of rule `flaky` (twice, on 500); `hello-v2` retries those of
+/// `hello-v1` retries the requests of rule `flaky` (twice, on 500) and gives them 300 ms in all;
+/// `hello-v2` retries those of
 /// `stormy` up to 5 times on 500, with a budget of 1 retry a second and no share of the traffic
 /// (and no breaker, which would answer for the failing endpoint after 7 failures).
 const POLICIES: &str = "apiVersion: weft.dev/v1alpha1
@@ -32,6 +33,7 @@ spec:
   client:
     overrides:
       - gatewayRules: [hello-overrides/flaky]
+        timeouts: {request: 300ms}
         retries: {limit: 2, on: [\"500\"], backoff: {base: 1ms, max: 5ms}}
 ---
 apiVersion: weft.dev/v1alpha1
@@ -69,6 +71,22 @@ async fn an_override_naming_a_rule_retries_that_rule_s_requests_only() {
         "another rule's request is not retried: {answer:?}"
     );
     assert_eq!(v1.seen_path("/steady").len(), 1);
+
+    v1.script("/flaky/slow", [Reply::ok().after(Duration::from_secs(1))]);
+    v1.script("/steady/slow", [Reply::ok().after(Duration::from_secs(1))]);
+    let answer = caller.get("/flaky/slow").await.unwrap();
+    let status = (answer.status.as_u16(), answer.weft_error());
+    assert_eq!(status, (504, Some("timeout")), "{answer:?}");
+    assert!(
+        answer.elapsed < Duration::from_millis(900),
+        "{:?}",
+        answer.elapsed
+    );
+    let answer = caller.get("/steady/slow").await.unwrap();
+    assert_eq!(
+        answer.status, 200,
+        "another rule's request has no deadline: {answer:?}"
+    );
 
     // Within the budget: 20 failing requests get at most minPerSecond × (T + 1) retries.
     mesh.app(App::V2).set_default(Reply::status(500));
