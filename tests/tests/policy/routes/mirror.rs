@@ -90,6 +90,12 @@ async fn wait_metric(proxy: &RunningProxy, series: &str, value: f64) {
 async fn a_mirror_gets_a_copy_and_the_backend_answers() {
     let mesh = RoutesMesh::start(&route("hello-mirror", None, RULES)).await;
     let client = &mesh.client;
+    let table = super::destination_of(client).await["gateway_routes"].clone();
+    assert_eq!(
+        table["rules"][1]["mirrors"],
+        serde_json::json!([{"mirror": "hello-v2.demo:8080", "fraction": 0.5}]),
+        "the admin endpoint shows the mirrors: {table}"
+    );
     let mut caller = Caller::connect(mesh.addr()).await.unwrap();
     for i in 0..5 {
         let answer = caller
