@@ -13,7 +13,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use weft_control_plane::policy::{explain, known_services, load};
+use weft_control_plane::policy::{explain, gateway_rules, known_services, load};
 use weft_control_plane::routes::{self, HttpRoute};
 
 /// The name standard input has in messages.
@@ -89,6 +89,11 @@ fn check(path: &Path, explain: bool, verbose: bool, services: Option<&Path>) -> 
             Vec::new()
         }
     };
+    // Overrides naming rules are checked when the files hold routes to check them against.
+    if !routes.is_empty() {
+        let unknown = gateway_rules::unknown(&examined.loaded, &routes);
+        examined.problems.extend(unknown);
+    }
     // Checked as routes, not skipped.
     examined.skipped.retain(|(_, s)| !s.route);
     if verbose {

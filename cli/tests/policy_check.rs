@@ -308,7 +308,6 @@ fn reports_every_problem_of_a_broken_route() {
             "10:19: spec.rules[0].matches[0].method: `FETCH` is not one of GET, HEAD, POST, PUT, DELETE, CONNECT, OPTIONS, TRACE, PATCH",
             "11:28: spec.rules[0].matches[0].headers[0].name: `bad header` is not a header name",
             "11:97: spec.rules[0].matches[0].headers[1].value: `(prod` is not a regular expression: error: unclosed group",
-            "13:11: spec.rules[0].filters[0].type: RequestMirror: not supported by weft yet: the route is refused rather than applied without its mirror",
             "18:48: spec.rules[0].backendRefs[0].weight: 2000000 is out of range (0-1000000)",
             "19:28: spec.rules[0].backendRefs[1].namespace: a backend in another namespace (`other`) needs a ReferenceGrant there, which weft does not read yet",
             "20:11: spec.rules[0].backendRefs[2].port: missing: a Service backend needs its port",
@@ -318,6 +317,61 @@ fn reports_every_problem_of_a_broken_route() {
             "23:7: spec.rules[1].backendRefs: a rule with a RequestRedirect filter sends nothing to backends: remove backendRefs or the redirect",
             "26:41: spec.rules[1].filters[0].requestRedirect.statusCode: expected one of 301, 302, found `307`",
         ],
+    );
+}
+
+#[test]
+fn reports_broken_mirrors() {
+    assert_problems(
+        "tests/policies/mirror-broken/routes.yaml",
+        &[
+            "10:39: spec.rules[0].filters[0].requestMirror.backendRef.port: missing: a Service mirror needs its port",
+            "10:64: spec.rules[0].filters[0].requestMirror.percent: 150 is out of range (0-100)",
+            "12:89: spec.rules[0].filters[1].requestMirror.fraction: give `percent` or `fraction`, not both",
+            "14:77: spec.rules[0].filters[2].requestMirror.fraction.numerator: 3/2 is more than every request",
+            "16:39: spec.rules[0].filters[3].requestMirror.backendRef.kind: a mirror of kind `Pod` (group ``): weft mirrors to Services only",
+            "18:54: spec.rules[0].filters[4].requestMirror.backendRef.namespace: a mirror in another namespace (`other`) needs a ReferenceGrant there, which weft does not read yet",
+            "20:26: spec.rules[0].filters[5].requestMirror.backendRef: missing: the Service to mirror to",
+            "25:15: spec.rules[0].backendRefs[0].filters[0].type: RequestMirror: not supported on a backend by weft: put the mirror on the rule",
+        ],
+    );
+}
+
+#[test]
+fn reports_overrides_naming_unknown_rules() {
+    // The policies' own problems, then the names checked against the routes of the same files.
+    assert_problems(
+        "tests/policies/gateway-rules/all.yaml",
+        &[
+            "32:24: spec.client.overrides[1].gatewayRules[0]: rule `demo/hello/checkout` is already overridden at spec.client.overrides[0].gatewayRules[0]",
+            "32:45: spec.client.overrides[1].gatewayRules[1]: `bad` is not `<route>/<rule>` or `<namespace>/<route>/<rule>`",
+            "34:9: spec.client.overrides[2].routes: missing: name the routes (or the Gateway API rules, gatewayRules) this override applies to",
+            "21:24: spec.client.overrides[1].gatewayRules[0]: no Gateway API rule `demo/hello/chekout`; did you mean `demo/hello/checkout`?",
+            "21:39: spec.client.overrides[1].gatewayRules[1]: no Gateway API rule `other/hello/checkout` in the routes checked (rules: demo/hello/checkout)",
+        ],
+    );
+}
+
+#[test]
+fn explain_shows_an_override_naming_a_rule_and_a_mirror() {
+    let doc = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: hello, namespace: demo}\nspec:\n  parentRefs: [{group: \"\", kind: Service, name: hello, port: 8080}]\n  rules:\n    - name: checkout\n      filters: [{type: RequestMirror, requestMirror: {backendRef: {name: shadow, port: 8080}, percent: 10}}]\n      backendRefs: [{name: hello-v1, port: 8080}]\n---\napiVersion: weft.dev/v1alpha1\nkind: ServicePolicy\nmetadata: {name: hello-v1, namespace: demo}\nspec:\n  client:\n    overrides:\n      - gatewayRules: [hello/checkout]\n        retries: {limit: 2, on: [\"503\"]}\n";
+    let output = weft(&["policy", "check", "--explain", "-"], Some(doc));
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines[1..6],
+        [
+            "  Gateway API rule demo/hello/checkout (its requests to this service; the rule's own timeouts and retry win):",
+            "    timeouts.request                     built-in   none",
+            "    timeouts.perTry                      built-in   none",
+            "    timeouts.idle                        built-in   none",
+            "    retries.limit                        override   2",
+        ]
+    );
+    assert!(
+        lines.contains(&"    mirrored to shadow.demo:8080 (10.0 % of the requests; fire and forget, its answers discarded)"),
+        "{stdout}"
     );
 }
 

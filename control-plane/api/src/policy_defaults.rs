@@ -118,5 +118,6 @@ pub fn builtin() -> ClientPolicy {
         budget: Some(budget()),
         circuit_breaker: Some(circuit_breaker()),
         limits: Some(limits()),
+        gateway_rules: Vec::new(),
     }
 }

@@ -174,6 +174,21 @@ fn check_refs(cx: &mut Cx, policy: &ServicePolicy, refs: &[RouteRef]) {
             }
         }
     }
+    let mut rules_overridden: HashMap<String, &str> = HashMap::new();
+    for r in policy
+        .client
+        .overrides
+        .iter()
+        .flat_map(|o| &o.gateway_rules)
+    {
+        let key = policy.gateway_rule_key(&r.value);
+        if let Some(first) = rules_overridden.get(&key) {
+            let why = format!("rule `{key}` is already overridden at {first}");
+            cx.problem(r.at, &r.path, why);
+        } else {
+            rules_overridden.insert(key, &r.path);
+        }
+    }
     for r in refs {
         if !known(&r.name) {
             cx.problem(r.at, &r.path, unknown_route(policy, &r.name));

@@ -46,7 +46,14 @@ pub fn client(cx: &mut Cx, node: &Node, path: &str) -> Client {
             .enumerate()
         {
             let path = index(&path, i);
-            let allowed = ["routes", "timeouts", "retries", "circuitBreaker", "limits"];
+            let allowed = [
+                "routes",
+                "gatewayRules",
+                "timeouts",
+                "retries",
+                "circuitBreaker",
+                "limits",
+            ];
             let Some(f) = cx.map(item, &path, &allowed) else {
                 continue;
             };
@@ -55,33 +62,63 @@ pub fn client(cx: &mut Cx, node: &Node, path: &str) -> Client {
                     per_destination(cx, at, &join(&path, name));
                 }
             }
-            let mut routes = Vec::new();
-            match f.get("routes") {
-                Some(n) => {
-                    for (name, at, path) in
-                        cx.strings(n, &join(&path, "routes")).unwrap_or_default()
-                    {
-                        routes.push(At {
-                            value: name,
-                            at,
-                            path,
-                        });
-                    }
-                    if routes.is_empty() && matches!(n.value, super::node::Value::Seq(_)) {
-                        cx.problem(n.at, &join(&path, "routes"), "names no route");
-                    }
-                }
-                None => cx.problem(
+            let routes = named(cx, f.get("routes"), &join(&path, "routes"), "route");
+            let gateway_rules = f
+                .get("gatewayRules")
+                .map(|n| gateway_rules(cx, n, &join(&path, "gatewayRules")))
+                .unwrap_or_default();
+            if f.get("routes").is_none() && f.get("gatewayRules").is_none() {
+                cx.problem(
                     item.at,
                     &join(&path, "routes"),
-                    "missing: name the routes this override applies to",
-                ),
+                    "missing: name the routes (or the Gateway API rules, gatewayRules) this override applies to",
+                );
             }
             let rules = rules(cx, f.get("timeouts"), f.get("retries"), &path, false);
-            client.overrides.push(Override { routes, rules });
+            client.overrides.push(Override {
+                routes,
+                gateway_rules,
+                rules,
+            });
         }
     }
     client
+}
+
+/// The names of a list (`what`: `route`), each with where it was written.
+fn named(cx: &mut Cx, node: Option<&Node>, path: &str, what: &str) -> Vec<At<String>> {
+    let Some(n) = node else {
+        return Vec::new();
+    };
+    let names: Vec<At<String>> = cx
+        .strings(n, path)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(value, at, path)| At { value, at, path })
+        .collect();
+    if names.is_empty() && matches!(n.value, super::node::Value::Seq(_)) {
+        cx.problem(n.at, path, format!("names no {what}"));
+    }
+    names
+}
+
+/// `gatewayRules`: Gateway API route rules, `<route>/<rule>` (a route of the policy's
+/// namespace) or `<namespace>/<route>/<rule>`; the rule is its `name` or `rule-<index>`.
+fn gateway_rules(cx: &mut Cx, node: &Node, path: &str) -> Vec<At<String>> {
+    let mut out = named(cx, Some(node), path, "rule");
+    out.retain(|rule| {
+        let parts: Vec<&str> = rule.value.split('/').collect();
+        let shaped = matches!(parts.len(), 2 | 3) && parts.iter().all(|p| !p.is_empty());
+        if !shaped {
+            let why = format!(
+                "`{}` is not `<route>/<rule>` or `<namespace>/<route>/<rule>`",
+                rule.value
+            );
+            cx.problem(rule.at, &rule.path, why);
+        }
+        shaped
+    });
+    out
 }
 
 fn per_destination(cx: &mut Cx, at: super::node::Pos, path: &str) {

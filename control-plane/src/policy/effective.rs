@@ -110,6 +110,9 @@ pub struct EffectiveRoute {
 pub struct Effective {
     pub version: String,
     pub routes: Vec<EffectiveRoute>,
+    /// Overrides naming Gateway API rules: `<namespace>/<route>/<rule>`, the override's index,
+    /// and the rules (the override over `client.defaults`).
+    pub gateway_rules: Vec<(String, usize, EffectiveRules)>,
     pub default_rules: EffectiveRules,
     pub budget: (Sourced<f64>, Sourced<u32>, Sourced<u64>),
     pub circuit_breaker: pb::CircuitBreaker,
@@ -212,6 +215,15 @@ pub fn effective(doc: &ServicePolicy) -> Effective {
             }
         })
         .collect();
+    let mut gateway_rules: Vec<(String, usize, EffectiveRules)> = Vec::new();
+    for (i, o) in client.overrides.iter().enumerate() {
+        for written in &o.gateway_rules {
+            let key = doc.gateway_rule_key(&written.value);
+            if gateway_rules.iter().all(|(k, _, _)| *k != key) {
+                gateway_rules.push((key, i, rules(Some(&o.rules), &client.defaults, false)));
+            }
+        }
+    }
     let b = builtin::budget();
     let cb = builtin::circuit_breaker();
     let l = builtin::limits();
@@ -223,6 +235,7 @@ pub fn effective(doc: &ServicePolicy) -> Effective {
     Effective {
         version: format!("{}@{}", doc.key(), doc.hash),
         routes,
+        gateway_rules,
         default_rules: rules(None, &client.defaults, false),
         budget: (
             Sourced::plain(client.budget.ratio, b.ratio),
@@ -290,6 +303,14 @@ impl Effective {
             }),
             circuit_breaker: Some(self.circuit_breaker.clone()),
             limits: Some(self.limits),
+            gateway_rules: self
+                .gateway_rules
+                .iter()
+                .map(|(rule, _, rules)| pb::GatewayRulePolicy {
+                    rule: rule.clone(),
+                    rules: Some(rules.to_proto()),
+                })
+                .collect(),
         }
     }
 }
@@ -334,6 +355,31 @@ mod tests {
       - routes: [get]
         retries: {on: [gateway-error, reset]}
 ";
+
+    #[test]
+    fn an_override_naming_gateway_rules_gets_their_full_names() {
+        let spec = format!(
+            "{SPEC}      - gatewayRules: [checkout/pay, web/shop/rule-0]\n        timeouts: {{request: 2s}}\n"
+        );
+        let p = client_policy(&policy(&spec));
+        let rules: Vec<(&str, u64, u32)> = p
+            .gateway_rules
+            .iter()
+            .map(|g| {
+                let r = g.rules.as_ref().unwrap();
+                let limit = r.retries.as_ref().unwrap().limit;
+                (g.rule.as_str(), r.timeouts.unwrap().request_ms, limit)
+            })
+            .collect();
+        // The override's timeout, the defaults' retries.
+        assert_eq!(
+            rules,
+            [
+                ("prod/checkout/pay", 2_000, 2),
+                ("web/shop/rule-0", 2_000, 2)
+            ]
+        );
+    }
 
     #[test]
     fn an_override_changes_only_the_fields_it_names() {

@@ -36,6 +36,13 @@ pub fn explain(loaded: &Loaded) -> String {
         );
         rules(&mut out, &route.rules);
     }
+    for (rule, _, values) in &e.gateway_rules {
+        let _ = writeln!(
+            out,
+            "  Gateway API rule {rule} (its requests to this service; the rule's own timeouts and retry win):"
+        );
+        rules(&mut out, values);
+    }
     let _ = writeln!(out, "  requests matching no route:");
     rules(&mut out, &e.default_rules);
     let _ = writeln!(out, "  per destination:");

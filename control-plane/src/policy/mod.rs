@@ -17,6 +17,7 @@ pub mod custom_resources;
 pub mod documents;
 pub mod effective;
 pub mod explain;
+pub mod gateway_rules;
 pub mod known_services;
 pub mod load;
 pub mod model;

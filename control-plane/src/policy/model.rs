@@ -37,6 +37,15 @@ impl ServicePolicy {
     pub fn key(&self) -> String {
         format!("{}.{}", self.name, self.namespace)
     }
+
+    /// `<namespace>/<route>/<rule>` of a `gatewayRules` entry (`<route>/<rule>` names a route
+    /// in the policy's own namespace).
+    pub fn gateway_rule_key(&self, written: &str) -> String {
+        match written.matches('/').count() {
+            1 => format!("{}/{written}", self.namespace),
+            _ => written.to_owned(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -105,6 +114,9 @@ pub struct Limits {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Override {
     pub routes: Vec<At<String>>,
+    /// Gateway API route rules as written: `<route>/<rule>` or `<namespace>/<route>/<rule>`
+    /// (see [`ServicePolicy::gateway_rule_key`]).
+    pub gateway_rules: Vec<At<String>>,
     pub rules: Rules,
 }
 

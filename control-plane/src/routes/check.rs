@@ -230,7 +230,7 @@ fn rules(cx: &mut Cx, node: &Node, path: &str, namespace: &str, grpc: bool) -> V
             });
         }
         if let Some(n) = f.get("filters") {
-            filters(cx, n, &join(&path, "filters"), &mut rule, grpc);
+            filters(cx, n, &join(&path, "filters"), &mut rule, namespace, grpc);
         }
         if let Some(n) = f.get("backendRefs") {
             rule.proto.backends = backends(cx, n, &join(&path, "backendRefs"), namespace);

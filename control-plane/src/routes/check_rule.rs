@@ -6,6 +6,7 @@ use weft_api::policy::{
 };
 use weft_api::policy_defaults::MAX_RETRY_LIMIT;
 
+use super::check_mirror;
 use super::model::Rule;
 use crate::policy::node::Node;
 use crate::policy::walk::{Cx, index, join};
@@ -34,7 +35,7 @@ const GRPC_FILTERS: [&str; 4] = [
     "ExtensionRef",
 ];
 
-pub fn filters(cx: &mut Cx, node: &Node, path: &str, rule: &mut Rule, grpc: bool) {
+pub fn filters(cx: &mut Cx, node: &Node, path: &str, rule: &mut Rule, ns: &str, grpc: bool) {
     let mut seen: Vec<String> = Vec::new();
     for (i, item) in cx.list(node, path).unwrap_or_default().iter().enumerate() {
         let path = index(path, i);
@@ -52,6 +53,9 @@ pub fn filters(cx: &mut Cx, node: &Node, path: &str, rule: &mut Rule, grpc: bool
             "ResponseHeaderModifier" => r.response_headers = header_modifier(cx, settings, &here),
             "RequestRedirect" => r.redirect = redirect(cx, settings, &here),
             "URLRewrite" => r.rewrite = rewrite(cx, settings, &here),
+            "RequestMirror" => r
+                .mirrors
+                .extend(check_mirror::mirror(cx, settings, &here, ns)),
             _ => unsupported(cx, item, &path, kind),
         }
     }
@@ -105,9 +109,7 @@ fn filter<'n>(
 
 fn unsupported(cx: &mut Cx, item: &Node, path: &str, kind: &str) {
     let why = match kind {
-        "RequestMirror" => {
-            "not supported by weft yet: the route is refused rather than applied without its mirror"
-        }
+        "RequestMirror" => "not supported on a backend by weft: put the mirror on the rule",
         _ => "not supported by weft: the route is refused rather than applied without it",
     };
     cx.problem(item.at, &join(path, "type"), format!("{kind}: {why}"));

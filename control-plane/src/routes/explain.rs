@@ -114,6 +114,15 @@ fn explain_rule(out: &mut String, rule: &RouteRule) {
             b.service, b.port, b.weight
         );
     }
+    for m in &rule.mirrors {
+        let _ = writeln!(
+            out,
+            "    mirrored to {}:{} ({:.1} % of the requests; fire and forget, its answers discarded)",
+            m.service,
+            m.port,
+            m.fraction * 100.0
+        );
+    }
     let from_rule = |set: bool, value: String| match set {
         true => format!("{value} (the rule's)"),
         false => "the backend's ServicePolicy".to_owned(),
@@ -142,7 +151,7 @@ mod tests {
 
     #[test]
     fn tables_list_matches_in_order_and_say_who_decides_what() {
-        let yaml = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: hello, namespace: demo}\nspec:\n  parentRefs: [{group: \"\", kind: Service, name: hello, port: 8080}]\n  rules:\n    - name: canary\n      timeouts: {request: 3s}\n      backendRefs: [{name: v1, port: 80, weight: 90}, {name: v2, port: 80, weight: 10}]\n    - name: api\n      matches: [{path: {type: Exact, value: /api}, method: POST}]\n      retry: {attempts: 2, codes: [503]}\n      backendRefs: [{name: v1, port: 80}]\n";
+        let yaml = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: hello, namespace: demo}\nspec:\n  parentRefs: [{group: \"\", kind: Service, name: hello, port: 8080}]\n  rules:\n    - name: canary\n      timeouts: {request: 3s}\n      filters: [{type: RequestMirror, requestMirror: {backendRef: {name: shadow, port: 80}, percent: 25}}]\n      backendRefs: [{name: v1, port: 80, weight: 90}, {name: v2, port: 80, weight: 10}]\n    - name: api\n      matches: [{path: {type: Exact, value: /api}, method: POST}]\n      retry: {attempts: 2, codes: [503]}\n      backendRefs: [{name: v1, port: 80}]\n";
         let routes =
             Routes::new(examine(&[("r.yaml".to_owned(), yaml.as_bytes().to_vec())]).unwrap());
         let text = explain(&routes);
@@ -158,6 +167,7 @@ mod tests {
         );
         assert_eq!(lines[2], "  2. path prefix / -> rule demo/hello/canary");
         assert!(text.contains("    v2.demo:80 weight 10 (10.0 % of the requests; its endpoints, breakers and ServicePolicy)"), "{text}");
+        assert!(text.contains("    mirrored to shadow.demo:80 (25.0 % of the requests; fire and forget, its answers discarded)"), "{text}");
         assert!(
             text.contains(
                 "    timeouts.request: 3s (the rule's); per attempt: the backend's ServicePolicy"

@@ -11,6 +11,7 @@
 pub mod check;
 mod check_grpc;
 mod check_match;
+mod check_mirror;
 mod check_rule;
 pub mod compile;
 pub mod explain;

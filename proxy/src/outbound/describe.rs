@@ -60,8 +60,9 @@ fn describe(destination: &Destination, source: &str) -> Value {
     })
 }
 
-/// The route table in force: its version, and each rule with its backends and weights (the
-/// rules in the table's order; which match comes first is the control plane's sorting).
+/// The route table in force: its version, and each rule with its backends and weights and its
+/// mirrors (the rules in the table's order; which match comes first is the control plane's
+/// sorting).
 fn gateway_routes(table: &RouteTable) -> Value {
     let millis = |d: Option<std::time::Duration>| d.map(|d| d.as_millis() as u64);
     json!({
@@ -76,6 +77,10 @@ fn gateway_routes(table: &RouteTable) -> Value {
             "backends": rule.backends.iter().map(|b| json!({
                 "backend": b.address,
                 "weight": b.weight,
+            })).collect::<Vec<_>>(),
+            "mirrors": rule.mirrors.iter().map(|m| json!({
+                "mirror": m.address,
+                "fraction": m.fraction,
             })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
     })

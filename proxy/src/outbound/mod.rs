@@ -10,8 +10,10 @@
 //! connection costs its descriptor, not a handshake at both ends and a connection to the
 //! server's app. `--outbound-max-connections` bounds the app's connections over all listeners.
 
+mod by_name;
 mod describe;
 mod http;
+mod mirror;
 mod peer;
 pub mod request;
 mod routed;
@@ -69,6 +71,8 @@ pub struct Outbound {
     /// `--outbound-max-connections`, over every outbound listener: past it a new connection is
     /// closed at once.
     pub connection_limit: ConnectionLimit,
+    /// Gateway API mirrors' copies in flight, per mirror Service.
+    mirrors: mirror::InFlight,
 }
 
 impl Outbound {
@@ -93,6 +97,7 @@ impl Outbound {
             http_ports: Vec::new(),
             unknown_destinations: UnknownDestinations::Passthrough,
             connection_limit: ConnectionLimit::new(DEFAULT_MAX_CONNECTIONS),
+            mirrors: mirror::InFlight::default(),
         }
     }
 

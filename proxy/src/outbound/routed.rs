@@ -3,23 +3,27 @@
 //! weight. Each backend is a Service of its own, resolved by name through discovery
 //! (`name.namespace:port`), with its own endpoints, balancer, breakers and ServicePolicy client
 //! half; the request then takes the same path as any other ([`super::request`]), under the
-//! backend's policy with the rule's timeouts and retry in place of its own.
+//! backend's policy with the rule's timeouts and retry in place of its own. The backend policy's
+//! part is its override naming the rule (`gatewayRules`) when it has one, else the route the
+//! request matches. A rule with `RequestMirror` filters also starts a copy of the request for
+//! each mirror ([`super::mirror`]).
 //!
 //! What the spec answers with `500` (a rule with no backend of weight above 0, a backend that
 //! does not exist) and `404` (no rule matches) are weft's answers, with `weft-error`.
 
+use std::sync::Arc;
+
 use http::{Request, Response};
 
-use super::{Outbound, request};
+use super::{Outbound, by_name, mirror, request};
 use crate::destination::Destination;
-use crate::discovery::Resolution;
 use crate::http::body::Body;
 use crate::http::error::ProxyError;
-use crate::policy::gateway::{Backend, RouteTable};
+use crate::policy::gateway::RouteTable;
 use crate::telemetry::exchange::Exchange;
 
 pub async fn send(
-    outbound: &Outbound,
+    outbound: &Arc<Outbound>,
     parent: &Destination,
     table: &RouteTable,
     mut req: Request<Body>,
@@ -48,17 +52,23 @@ pub async fn send(
     if let Some(rewrite) = &rule.rewrite {
         rewrite.apply(&mut req, matched.prefix);
     }
+    if !rule.mirrors.is_empty() {
+        mirror::start(outbound, &parent.name, rule, &mut req);
+    }
     if let Some(modifier) = &backend.request_headers {
         modifier.apply(req.headers_mut());
     }
-    let destination =
-        resolve(outbound, backend)
-            .await
-            .ok_or_else(|| ProxyError::BackendNotFound {
-                backend: backend.address.clone(),
-                rule: rule.label.clone(),
-            })?;
-    let policy = rule.policy(destination.policy.route(&req));
+    let destination = by_name::resolve(outbound, &backend.address)
+        .await
+        .ok_or_else(|| ProxyError::BackendNotFound {
+            backend: backend.address.clone(),
+            rule: rule.label.clone(),
+        })?;
+    let base = match destination.policy.gateway_rule(&rule.route, &rule.name) {
+        Some(overridden) => overridden,
+        None => destination.policy.route(&req),
+    };
+    let policy = rule.policy(base);
     let mut response =
         request::send(outbound, &destination, &policy, req, &exchange.attempts).await?;
     if let Some(modifier) = &rule.response_headers {
@@ -68,19 +78,4 @@ pub async fn send(
         modifier.apply(response.headers_mut());
     }
     Ok(response)
-}
-
-/// The backend's destination now, waiting (bounded) for discovery's first answer if this is
-/// the first request to it; `None` when no service has that name and port.
-async fn resolve(outbound: &Outbound, backend: &Backend) -> Option<std::sync::Arc<Destination>> {
-    let discovery = outbound.discovery.as_ref()?;
-    let mut answer = discovery.answer(&backend.address);
-    if answer.borrow().is_none() {
-        answer = discovery.resolve_key(backend.address.clone()).await.ok()?;
-    }
-    let resolution = answer.borrow();
-    match &*resolution {
-        Some(Resolution::Known(destination)) => Some(destination.clone()),
-        _ => None,
-    }
 }

@@ -36,6 +36,9 @@ pub struct ClientPolicy {
     pub version: String,
     routes: Vec<Arc<RoutePolicy>>,
     default_route: Arc<RoutePolicy>,
+    /// Overrides naming Gateway API rules (`<namespace>/<route>/<rule>`), for the requests those
+    /// rules send here; empty for most destinations.
+    gateway_rules: Vec<(String, Arc<RoutePolicy>)>,
     pub budget: BudgetConfig,
     pub breaker: BreakerConfig,
     pub limits: LimitsConfig,
@@ -120,6 +123,17 @@ impl ClientPolicy {
             .default_rules
             .unwrap_or_else(policy_defaults::route_rules);
         let routes_len = policy.routes.len();
+        // Their attempts are counted with the default route's (its index), under their name.
+        let gateway_rules = policy
+            .gateway_rules
+            .into_iter()
+            .map(|g| {
+                let rules = g.rules.unwrap_or_else(policy_defaults::route_rules);
+                let route =
+                    RoutePolicy::new(routes_len, g.rule.clone(), RouteMatch::default(), rules);
+                (g.rule, Arc::new(route))
+            })
+            .collect();
         Self {
             version: policy.version,
             routes: policy
@@ -144,6 +158,7 @@ impl ClientPolicy {
                 RouteMatch::default(),
                 default_rules,
             )),
+            gateway_rules,
             budget: BudgetConfig::from_proto(policy.budget.unwrap_or_else(policy_defaults::budget)),
             breaker: BreakerConfig::from_proto(
                 policy
@@ -160,6 +175,18 @@ impl ClientPolicy {
             .iter()
             .find(|route| route.matcher.matches(req))
             .unwrap_or(&self.default_route)
+    }
+
+    /// What an override naming the Gateway API rule `rule` of `route` (`<namespace>/<name>`)
+    /// sets, if one does.
+    pub fn gateway_rule(&self, route: &str, rule: &str) -> Option<&Arc<RoutePolicy>> {
+        self.gateway_rules.iter().find_map(|(key, policy)| {
+            let named = key.len() == route.len() + 1 + rule.len()
+                && key.starts_with(route)
+                && key.ends_with(rule)
+                && key.as_bytes()[route.len()] == b'/';
+            named.then_some(policy)
+        })
     }
 
     /// Every route, the default last.
@@ -362,6 +389,21 @@ mod tests {
         );
         assert!(policy.breaker.failure_on.grpc(14));
         assert!(!policy.breaker.failure_on.grpc(7));
+    }
+
+    #[test]
+    fn an_override_names_one_gateway_rule_exactly() {
+        let mut proto = policy_defaults::builtin();
+        proto.gateway_rules.push(proto::GatewayRulePolicy {
+            rule: "demo/hello/flaky".into(),
+            rules: Some(policy_defaults::route_rules()),
+        });
+        let policy = ClientPolicy::from_proto(proto);
+        let flaky = policy.gateway_rule("demo/hello", "flaky").unwrap();
+        assert_eq!(flaky.name, "demo/hello/flaky");
+        assert!(policy.gateway_rule("demo/hello", "flak").is_none());
+        assert!(policy.gateway_rule("demo/hell", "o/flaky").is_none());
+        assert!(policy.gateway_rule("demo/hello", "steady").is_none());
     }
 
     #[test]

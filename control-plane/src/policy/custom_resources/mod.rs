@@ -228,6 +228,8 @@ spec:
       - routes: [charges-create]
         timeouts: {request: 3s}
         retries: {limit: 0, nonIdempotent: true}
+      - gatewayRules: [checkout/pay, web/shop/rule-0]
+        timeouts: {request: 2s}
   server:
     mode: enforce
     mtls: strict

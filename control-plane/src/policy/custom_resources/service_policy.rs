@@ -213,6 +213,10 @@ pub struct Limits {
 pub struct Override {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub routes: Option<Vec<String>>,
+    /// Gateway API route rules whose requests to this service take this override:
+    /// `<route>/<rule>` (a route of this namespace) or `<namespace>/<route>/<rule>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_rules: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeouts: Option<Timeouts>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -5,6 +5,7 @@
 //! here twice per proxy: boxing would cost an allocation each time.
 
 pub mod caller;
+pub mod copied;
 pub mod h1_request;
 pub mod h2_stream;
 
@@ -16,6 +17,7 @@ use http_body::{Frame, SizeHint};
 
 use crate::http::BoxError;
 use crate::http::body::caller::CallerBody;
+use crate::http::body::copied::CopiedBody;
 use crate::http::body::h1_request::H1RequestBody;
 use crate::http::body::h2_stream::H2Body;
 use crate::http::client::h1_pool::H1Response;
@@ -44,6 +46,8 @@ pub enum Body {
     Observed(Box<Observed<Body>>),
     /// A caller's request body, noting its own failures (see [`crate::http::body::caller`]).
     Caller(Box<CallerBody>),
+    /// A request body copied for the rule's mirrors as it is sent.
+    Copied(Box<CopiedBody<Body>>),
     /// A body fed by a test.
     #[cfg(test)]
     Channel(tokio::sync::mpsc::Receiver<Bytes>),
@@ -79,6 +83,7 @@ impl http_body::Body for Body {
             Body::Timed(body) => Pin::new(body.as_mut()).poll_frame(cx),
             Body::Observed(body) => Pin::new(body.as_mut()).poll_frame(cx),
             Body::Caller(body) => Pin::new(body.as_mut()).poll_frame(cx),
+            Body::Copied(body) => Pin::new(body.as_mut()).poll_frame(cx),
             #[cfg(test)]
             Body::Channel(rx) => rx.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b)))),
         }
@@ -95,6 +100,7 @@ impl http_body::Body for Body {
             Body::Timed(body) => body.is_end_stream(),
             Body::Observed(body) => body.is_end_stream(),
             Body::Caller(body) => body.is_end_stream(),
+            Body::Copied(body) => body.is_end_stream(),
             #[cfg(test)]
             Body::Channel(_) => false,
         }
@@ -111,6 +117,7 @@ impl http_body::Body for Body {
             Body::Timed(body) => body.size_hint(),
             Body::Observed(body) => body.size_hint(),
             Body::Caller(body) => body.size_hint(),
+            Body::Copied(body) => body.size_hint(),
             #[cfg(test)]
             Body::Channel(_) => SizeHint::default(),
         }

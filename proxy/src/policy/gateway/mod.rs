@@ -4,8 +4,10 @@
 //! the weights, and the filters its rule has.
 //!
 //! The rule's timeouts and retry are mapped onto weft's own layers ([`GatewayRule::policy`]):
-//! they replace the backend's ServicePolicy values for the requests of that rule, and every
-//! retry still draws on the backend's retry budget, which no route can switch off.
+//! they replace the backend's ServicePolicy values for the requests of that rule (its override
+//! naming the rule, [`super::ClientPolicy::gateway_rule`], or else the route the request
+//! matches), and every retry still draws on the backend's retry budget, which no route can
+//! switch off.
 
 mod filters;
 mod matcher;
@@ -46,6 +48,19 @@ pub struct GatewayRule {
     pub request_timeout: Option<Duration>,
     pub backend_timeout: Option<Duration>,
     retry: Option<proto::RouteRetry>,
+    /// `RequestMirror` filters (empty for most rules: no cost for them).
+    pub mirrors: Vec<Mirror>,
+}
+
+/// A Service that gets copies of a rule's requests (see [`crate::outbound`]'s `mirror`).
+#[derive(Debug)]
+pub struct Mirror {
+    /// `<name>.<namespace>`
+    pub service: String,
+    /// `<name>.<namespace>:<port>`, what discovery is asked.
+    pub address: String,
+    /// The share of the rule's requests copied, in `[0, 1]`.
+    pub fraction: f64,
 }
 
 #[derive(Debug)]
@@ -130,6 +145,15 @@ impl GatewayRule {
             request_timeout: millis(r.request_timeout_ms),
             backend_timeout: millis(r.backend_timeout_ms),
             retry: r.retry,
+            mirrors: r
+                .mirrors
+                .into_iter()
+                .map(|m| Mirror {
+                    address: format!("{}:{}", m.service, m.port),
+                    service: m.service,
+                    fraction: m.fraction.clamp(0.0, 1.0),
+                })
+                .collect(),
         }
     }
 

@@ -45,6 +45,9 @@ pub struct Metrics {
     pub trace_export: ExportMetrics,
     /// `weft_access_log_lines_total{result}`: written, dropped (queue full), write_failed.
     pub access_log_lines: IntCounterVec,
+    /// `weft_route_mirror_requests_total{service,route,backend,outcome}`: Gateway API mirrors'
+    /// copies, by how each ended.
+    pub route_mirrors: IntCounterVec,
     pub identity: IdentityMetrics,
     pub discovery: DiscoveryMetrics,
     pub resilience: ResilienceMetrics,
@@ -67,6 +70,12 @@ impl Metrics {
                 "weft_access_log_lines_total",
                 "Access log lines, by result: written, dropped (the writer is behind) or write_failed.",
                 &["result"],
+            ),
+            route_mirrors: counter(
+                &registry,
+                "weft_route_mirror_requests_total",
+                "Copies of routed requests for a rule's RequestMirror, by outcome: answered, answered_5xx, failed, not_found, dropped_in_flight, dropped_body.",
+                &["service", "route", "backend", "outcome"],
             ),
             identity: IdentityMetrics::new(&registry),
             discovery: DiscoveryMetrics::new(&registry),

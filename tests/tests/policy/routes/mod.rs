@@ -13,6 +13,8 @@ mod consumer;
 mod filters;
 mod grpc;
 mod matching;
+mod mirror;
+mod overrides;
 mod split;
 
 use std::net::Ipv4Addr;
@@ -85,9 +87,14 @@ pub fn route(name: &str, port: Option<u16>, rules: &str) -> String {
 impl RoutesMesh {
     /// The mesh with `routes` (HTTPRoute documents) in force in the caller's proxy.
     pub async fn start(routes: &str) -> Self {
+        Self::start_with(routes, None).await
+    }
+
+    /// [`RoutesMesh::start`] with ServicePolicy documents in force from the start.
+    pub async fn start_with(routes: &str, policies: Option<&str>) -> Self {
         let serial = crate::serial().await;
         let (ips, port) = endpoint_addresses(3);
-        let mesh = Mesh::start_with(HOUR, &services(&ips, port), None).await;
+        let mesh = Mesh::start_with(HOUR, &services(&ips, port), policies).await;
         mesh.write_routes(routes);
         let backends = start_backends(&mesh, &ips, port, None).await;
         let client = mesh
