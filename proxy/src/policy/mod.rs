@@ -129,8 +129,12 @@ impl ClientPolicy {
             .into_iter()
             .map(|g| {
                 let rules = g.rules.unwrap_or_else(policy_defaults::route_rules);
-                let route =
-                    RoutePolicy::new(routes_len, g.rule.clone(), RouteMatch::default(), rules);
+                let route = RoutePolicy::new(
+                    routes_len,
+                    g.rule.as_str().into(),
+                    RouteMatch::default(),
+                    rules,
+                );
                 (g.rule, Arc::new(route))
             })
             .collect();
@@ -400,7 +404,7 @@ mod tests {
         });
         let policy = ClientPolicy::from_proto(proto);
         let flaky = policy.gateway_rule("demo/hello", "flaky").unwrap();
-        assert_eq!(flaky.name, "demo/hello/flaky");
+        assert_eq!(&*flaky.name, "demo/hello/flaky");
         assert!(policy.gateway_rule("demo/hello", "flak").is_none());
         assert!(policy.gateway_rule("demo/hell", "o/flaky").is_none());
         assert!(policy.gateway_rule("demo/hello", "steady").is_none());
