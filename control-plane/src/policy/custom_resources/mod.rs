@@ -13,7 +13,7 @@
 //! `manifests/crds/` holds the copy a test keeps equal.
 
 mod check;
-mod json_tree;
+pub(crate) mod json_tree;
 mod kinds;
 pub mod mesh_service;
 pub mod service_policy;
