@@ -331,14 +331,13 @@ impl Cluster {
             known: &known,
             grants: &grants,
         };
-        let mut counts: BTreeMap<String, i64> = REASONS.iter().map(|r| ((*r).to_owned(), 0)).collect();
+        let mut counts: BTreeMap<String, i64> =
+            REASONS.iter().map(|r| ((*r).to_owned(), 0)).collect();
         let mut writes = Vec::new();
         for ((kind, key), object) in &self.objects {
             let resource = kind.resource();
             let outcome = match &object.checked {
-                Outcome::InForce if self.store.in_files(&resource.kind, key) => {
-                    Outcome::Overridden
-                }
+                Outcome::InForce if self.store.in_files(&resource.kind, key) => Outcome::Overridden,
                 checked => checked.clone(),
             };
             let parents = status::parents(&resource.kind, &object.json, &outcome, &world);
@@ -347,7 +346,10 @@ impl Cluster {
             for reason in reasons {
                 *counts.entry(reason).or_default() += 1;
             }
-            let stored = object.json["status"]["parents"].as_array().cloned().unwrap_or_default();
+            let stored = object.json["status"]["parents"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             if stored != parents {
                 writes.push(((*kind, key.clone()), parents));
             }

@@ -1,7 +1,9 @@
 //! `ReferenceGrant` (`gateway.networking.k8s.io/v1beta1`): the owners of a namespace allow
 //! routes of another namespace to send to their Services. Without one, a `backendRef` naming a
-//! Service in another namespace is refused: the route's author cannot borrow a Service its
-//! owners did not offer.
+//! Service in a third namespace is refused: the route's author cannot borrow a Service its
+//! owners did not offer. A route may always send to its own namespace and to the namespace of
+//! the Service it is attached to: a consumer route choosing between the producer's versions
+//! (the mesh conformance suite's mesh-consumer-route) borrows nothing.
 //!
 //! A refused backend keeps its weight, so its share of the requests is answered `500` as the
 //! spec says, never sent to the other backends. The proxy answers `500` for a backend discovery
@@ -19,7 +21,8 @@ use crate::policy::walk::{Cx, Problem, index, join};
 
 pub const KIND: &str = "ReferenceGrant";
 /// The versions of the Gateway API that serve ReferenceGrant.
-pub const API_VERSIONS: [&str; 2] = [
+pub const API_VERSIONS: [&str; 3] = [
+    "gateway.networking.k8s.io/v1",
     "gateway.networking.k8s.io/v1beta1",
     "gateway.networking.k8s.io/v1alpha2",
 ];
@@ -45,11 +48,19 @@ pub fn is_grant(node: &Node) -> bool {
     API_VERSIONS.contains(&text("apiVersion")) && text("kind") == KIND
 }
 
-/// Whether a `route_kind` (`HTTPRoute`, `GRPCRoute`) in `route_namespace` may send to the
-/// Service `service` (`<name>.<namespace>`).
-pub fn allows(grants: &[Grant], route_kind: &str, route_namespace: &str, service: &str) -> bool {
+/// Who refers to a backend: a route's kind (`HTTPRoute`, `GRPCRoute`), its namespace and the
+/// namespaces of the Services it is attached to.
+pub struct Referrer<'a> {
+    pub kind: &'a str,
+    pub namespace: &'a str,
+    pub parent_namespaces: Vec<&'a str>,
+}
+
+/// Whether `route` may send to the Service `service` (`<name>.<namespace>`).
+pub fn allows(grants: &[Grant], route: &Referrer, service: &str) -> bool {
     let (name, namespace) = service.split_once('.').unwrap_or((service, ""));
-    if namespace == route_namespace {
+    let (route_kind, route_namespace) = (route.kind, route.namespace);
+    if namespace == route_namespace || route.parent_namespaces.contains(&namespace) {
         return true;
     }
     grants.iter().filter(|g| g.namespace == namespace).any(|g| {
@@ -79,10 +90,18 @@ pub fn refused_name(service: &str) -> String {
 /// [`refused_name`].
 pub fn resolve(mut routes: Vec<HttpRoute>, grants: &[Grant]) -> Vec<HttpRoute> {
     for route in &mut routes {
-        let (kind, namespace) = (route.kind, route.namespace.clone());
+        let parents: Vec<String> = route.parents.iter().map(|p| p.service.clone()).collect();
+        let referrer = Referrer {
+            kind: route.kind,
+            namespace: &route.namespace,
+            parent_namespaces: parents
+                .iter()
+                .map(|s| HttpRoute::service_namespace(s))
+                .collect(),
+        };
         let backends = route.rules.iter_mut().flat_map(|r| &mut r.proto.backends);
         for backend in backends {
-            if !allows(grants, kind, &namespace, &backend.service) {
+            if !allows(grants, &referrer, &backend.service) {
                 backend.service = refused_name(&backend.service);
             }
         }
@@ -173,16 +192,29 @@ mod tests {
     #[test]
     fn a_grant_allows_its_kind_from_its_namespace_to_its_services_only() {
         let g = vec![grant(GRANT).unwrap()];
-        assert!(allows(&g, "HTTPRoute", "web", "cart.shop"));
-        assert!(allows(&g, "GRPCRoute", "shop", "anything.shop"));
-        assert!(!allows(&g, "GRPCRoute", "web", "cart.shop"));
-        assert!(!allows(&g, "HTTPRoute", "other", "cart.shop"));
-        assert!(!allows(&g, "HTTPRoute", "web", "orders.shop"));
-        assert!(!allows(&[], "HTTPRoute", "web", "cart.shop"));
+        let route = |kind, namespace| Referrer {
+            kind,
+            namespace,
+            parent_namespaces: vec!["front"],
+        };
+        assert!(allows(&g, &route("HTTPRoute", "web"), "cart.shop"));
+        assert!(allows(&g, &route("GRPCRoute", "shop"), "anything.shop"));
+        assert!(
+            allows(&[], &route("GRPCRoute", "web"), "v2.front"),
+            "the parent's namespace"
+        );
+        assert!(!allows(&g, &route("GRPCRoute", "web"), "cart.shop"));
+        assert!(!allows(&g, &route("HTTPRoute", "other"), "cart.shop"));
+        assert!(!allows(&g, &route("HTTPRoute", "web"), "orders.shop"));
+        assert!(!allows(&[], &route("HTTPRoute", "web"), "cart.shop"));
         let every = GRANT.replace(", name: cart", "");
-        assert!(allows(&[grant(&every).unwrap()], "HTTPRoute", "web", "orders.shop"));
+        let every = [grant(&every).unwrap()];
+        assert!(allows(&every, &route("HTTPRoute", "web"), "orders.shop"));
         assert_eq!(refused_name("cart.shop"), "0-refused-cart.shop");
-        assert_eq!(refused_name(&format!("{}.shop", "a".repeat(60))), "0-refused.shop");
+        assert_eq!(
+            refused_name(&format!("{}.shop", "a".repeat(60))),
+            "0-refused.shop"
+        );
     }
 
     #[test]

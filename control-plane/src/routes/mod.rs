@@ -235,8 +235,7 @@ impl Store {
         if let Some(empty) = files::first_empty(read) {
             return Err(empty.into());
         }
-        let checked =
-            examine_all(read).map_err(|problems| anyhow::anyhow!(problems.join("\n")))?;
+        let checked = examine_all(read).map_err(|problems| anyhow::anyhow!(problems.join("\n")))?;
         let summary = summary(&checked, read.len());
         self.set_files(checked);
         Ok(summary)

@@ -65,8 +65,17 @@ pub fn parents(kind: &str, object: &Json, checked: &Checked, world: &World) -> V
         .filter(|p| p["controllerName"] != CONTROLLER_NAME)
         .cloned()
         .collect();
-    let resolved = resolved_refs(kind, object, namespace, world);
-    for parent_ref in service_parents(object) {
+    let service_parents = service_parents(object);
+    let referrer = grant::Referrer {
+        kind,
+        namespace,
+        parent_namespaces: service_parents
+            .iter()
+            .map(|p| p["namespace"].as_str().unwrap_or(namespace))
+            .collect(),
+    };
+    let resolved = resolved_refs(&referrer, object, world);
+    for parent_ref in &service_parents {
         let name = parent_ref["name"].as_str().unwrap_or_default();
         let parent_namespace = parent_ref["namespace"].as_str().unwrap_or(namespace);
         let service = format!("{name}.{parent_namespace}");
@@ -75,7 +84,10 @@ pub fn parents(kind: &str, object: &Json, checked: &Checked, world: &World) -> V
             Checked::Overridden => (
                 false,
                 "Overridden",
-                format!("a --routes file defines {kind} {namespace}/{}: the file is in force", object["metadata"]["name"].as_str().unwrap_or_default()),
+                format!(
+                    "a --routes file defines {kind} {namespace}/{}: the file is in force",
+                    object["metadata"]["name"].as_str().unwrap_or_default()
+                ),
             ),
             Checked::InForce if !(world.known)(&service) => (
                 false,
@@ -95,7 +107,7 @@ pub fn parents(kind: &str, object: &Json, checked: &Checked, world: &World) -> V
         };
         let old = previous
             .iter()
-            .find(|p| p["controllerName"] == CONTROLLER_NAME && p["parentRef"] == parent_ref);
+            .find(|p| p["controllerName"] == CONTROLLER_NAME && p["parentRef"] == *parent_ref);
         let conditions: Vec<Json> = [("Accepted", &accepted), ("ResolvedRefs", &resolved)]
             .into_iter()
             .map(|(kind, verdict)| condition(kind, verdict, &generation, old))
@@ -135,31 +147,46 @@ fn service_parents(object: &Json) -> Vec<Json> {
 
 /// `ResolvedRefs`: every `backendRef` of every rule is a Service (else `InvalidKind`), in the
 /// route's namespace or granted (else `RefNotPermitted`), and known (else `BackendNotFound`).
-fn resolved_refs(kind: &str, object: &Json, namespace: &str, world: &World) -> Verdict {
+fn resolved_refs(referrer: &grant::Referrer, object: &Json, world: &World) -> Verdict {
+    let (kind, namespace) = (referrer.kind, referrer.namespace);
     let mut problems: Vec<(usize, &'static str, String)> = Vec::new();
-    let rules = object["spec"]["rules"].as_array().cloned().unwrap_or_default();
+    let rules = object["spec"]["rules"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     for rule in &rules {
         let refs = rule["backendRefs"].as_array().cloned().unwrap_or_default();
         for backend in &refs {
             let group = backend["group"].as_str().unwrap_or_default();
             let backend_kind = backend["kind"].as_str().unwrap_or("Service");
             let name = backend["name"].as_str().unwrap_or_default();
-            let service = format!("{name}.{}", backend["namespace"].as_str().unwrap_or(namespace));
+            let service = format!(
+                "{name}.{}",
+                backend["namespace"].as_str().unwrap_or(namespace)
+            );
             if !group.is_empty() || backend_kind != "Service" {
-                let why = format!("{backend_kind} {name} (group `{group}`): weft sends to Services only");
+                let why =
+                    format!("{backend_kind} {name} (group `{group}`): weft sends to Services only");
                 problems.push((0, "InvalidKind", why));
-            } else if !grant::allows(world.grants, kind, namespace, &service) {
-                let why = format!("{service}: no ReferenceGrant in its namespace allows {kind}s of namespace {namespace}; its share is answered 500");
+            } else if !grant::allows(world.grants, referrer, &service) {
+                let why = format!(
+                    "{service}: no ReferenceGrant in its namespace allows {kind}s of namespace {namespace}; its share is answered 500"
+                );
                 problems.push((1, "RefNotPermitted", why));
             } else if !(world.known)(&service) {
-                let why = format!("{service} is not a Service of the mesh; its share is answered 500");
+                let why =
+                    format!("{service} is not a Service of the mesh; its share is answered 500");
                 problems.push((2, "BackendNotFound", why));
             }
         }
     }
     problems.sort_by_key(|(rank, _, _)| *rank);
     match problems.first() {
-        None => (true, "ResolvedRefs", "every backend is a known Service".to_owned()),
+        None => (
+            true,
+            "ResolvedRefs",
+            "every backend is a known Service".to_owned(),
+        ),
         Some((_, reason, _)) => {
             let message: Vec<String> = problems.iter().map(|(_, _, m)| m.clone()).collect();
             (false, reason, message.join("\n"))
@@ -213,7 +240,10 @@ mod tests {
     }
 
     fn conditions(parents: &[Json]) -> Vec<(String, String, String)> {
-        let ours = parents.iter().find(|p| p["controllerName"] == CONTROLLER_NAME).unwrap();
+        let ours = parents
+            .iter()
+            .find(|p| p["controllerName"] == CONTROLLER_NAME)
+            .unwrap();
         let all = ours["conditions"].as_array().unwrap();
         all.iter()
             .map(|c| {
@@ -224,44 +254,81 @@ mod tests {
     }
 
     fn reasons(parents: &[Json]) -> Vec<String> {
-        conditions(parents).into_iter().map(|(t, s, r)| format!("{t}={s} {r}")).collect()
+        conditions(parents)
+            .into_iter()
+            .map(|(t, s, r)| format!("{t}={s} {r}"))
+            .collect()
     }
 
     #[test]
     fn conditions_follow_the_backends_the_grants_and_the_check() {
         let known = |s: &str| ["hello.demo", "v1.demo", "cart.shop"].contains(&s);
-        let world = World { known: &known, grants: &[] };
+        let world = World {
+            known: &known,
+            grants: &[],
+        };
         let good = route(json!([{"name": "v1", "port": 8080}]), json!({}));
         let p = parents("HTTPRoute", &good, &Checked::InForce, &world);
         assert_eq!(p.len(), 1, "the Gateway parent is not ours: {p:?}");
         assert_eq!(p[0]["parentRef"]["port"], 8080);
         assert_eq!(p[0]["conditions"][0]["observedGeneration"], 4);
-        assert_eq!(reasons(&p), ["Accepted=True Accepted", "ResolvedRefs=True ResolvedRefs"]);
+        assert_eq!(
+            reasons(&p),
+            ["Accepted=True Accepted", "ResolvedRefs=True ResolvedRefs"]
+        );
 
         let missing = route(json!([{"name": "v9", "port": 8080}]), json!({}));
         let p = parents("HTTPRoute", &missing, &Checked::InForce, &world);
-        assert_eq!(reasons(&p), ["Accepted=True Accepted", "ResolvedRefs=False BackendNotFound"]);
+        assert_eq!(
+            reasons(&p),
+            [
+                "Accepted=True Accepted",
+                "ResolvedRefs=False BackendNotFound"
+            ]
+        );
 
-        let other = route(json!([{"name": "cart", "namespace": "shop", "port": 80}]), json!({}));
+        let other = route(
+            json!([{"name": "cart", "namespace": "shop", "port": 80}]),
+            json!({}),
+        );
         let p = parents("HTTPRoute", &other, &Checked::InForce, &world);
         assert_eq!(reasons(&p)[1], "ResolvedRefs=False RefNotPermitted");
         let granted = Grant {
             name: "g".into(),
             namespace: "shop".into(),
-            from: vec![(grant::GATEWAY_GROUP.into(), "HTTPRoute".into(), "demo".into())],
+            from: vec![(
+                grant::GATEWAY_GROUP.into(),
+                "HTTPRoute".into(),
+                "demo".into(),
+            )],
             to: vec![(String::new(), "Service".into(), None)],
         };
-        let world_granted = World { known: &known, grants: std::slice::from_ref(&granted) };
+        let world_granted = World {
+            known: &known,
+            grants: std::slice::from_ref(&granted),
+        };
         let p = parents("HTTPRoute", &other, &Checked::InForce, &world_granted);
         assert_eq!(reasons(&p)[1], "ResolvedRefs=True ResolvedRefs");
 
-        let kind = route(json!([{"group": "x.io", "kind": "Bucket", "name": "b"}]), json!({}));
+        let kind = route(
+            json!([{"group": "x.io", "kind": "Bucket", "name": "b"}]),
+            json!({}),
+        );
         let refused = Checked::Refused(vec!["HTTPRoute demo/hello: spec: bad".into()]);
         let p = parents("HTTPRoute", &kind, &refused, &world);
-        assert_eq!(reasons(&p), ["Accepted=False UnsupportedValue", "ResolvedRefs=False InvalidKind"]);
+        assert_eq!(
+            reasons(&p),
+            [
+                "Accepted=False UnsupportedValue",
+                "ResolvedRefs=False InvalidKind"
+            ]
+        );
         assert_eq!(false_reasons(&p), ["UnsupportedValue", "InvalidKind"]);
 
-        let no_service = World { known: &|s: &str| s != "hello.demo", grants: &[] };
+        let no_service = World {
+            known: &|s: &str| s != "hello.demo",
+            grants: &[],
+        };
         let p = parents("HTTPRoute", &good, &Checked::InForce, &no_service);
         assert_eq!(reasons(&p)[0], "Accepted=False NoMatchingParent");
     }
@@ -269,7 +336,10 @@ mod tests {
     #[test]
     fn other_controllers_entries_and_unflipped_times_are_kept() {
         let known = |_: &str| true;
-        let world = World { known: &known, grants: &[] };
+        let world = World {
+            known: &known,
+            grants: &[],
+        };
         let first = route(json!([{"name": "v1", "port": 8080}]), json!({}));
         let written = parents("HTTPRoute", &first, &Checked::InForce, &world);
         let theirs = json!({"parentRef": {"name": "edge"}, "controllerName": "example.com/gateway", "conditions": []});
@@ -278,7 +348,11 @@ mod tests {
             json!({"parents": [theirs.clone(), written[0].clone()]}),
         );
         let again = parents("HTTPRoute", &stored, &Checked::InForce, &world);
-        assert_eq!(again, stored["status"]["parents"].as_array().unwrap().clone(), "unchanged");
+        assert_eq!(
+            again,
+            stored["status"]["parents"].as_array().unwrap().clone(),
+            "unchanged"
+        );
         let refused = Checked::Refused(vec!["bad".into()]);
         let flipped = parents("HTTPRoute", &stored, &refused, &world);
         assert_eq!(flipped[0], theirs);
