@@ -14,7 +14,7 @@ pub const CRDS: [&str; 3] = [
 ];
 
 /// Where the standard channel's CRDs are.
-const INSTALL: &str = "kubectl apply -f https://github.com/kubernetes-sigs/gateway-api/releases/download/v1.3.0/standard-install.yaml";
+const INSTALL: &str = "kubectl apply -f https://github.com/kubernetes-sigs/gateway-api/releases/download/v1.6.1/standard-install.yaml";
 
 pub async fn crds(client: &kube::Client, report: &mut Report) {
     report.category("gateway-api");

@@ -202,7 +202,7 @@ impl Cluster {
                 } else if self.absent.insert(kind) {
                     tracing::warn!(
                         kind = resource.kind,
-                        "the Gateway API CRDs are not installed ({} answers 404): serving without routes from the cluster, retrying; install them with kubectl apply -f https://github.com/kubernetes-sigs/gateway-api/releases/download/v1.3.0/standard-install.yaml",
+                        "the Gateway API CRDs are not installed ({} answers 404): serving without routes from the cluster, retrying; install them with kubectl apply -f https://github.com/kubernetes-sigs/gateway-api/releases/download/v1.6.1/standard-install.yaml",
                         resource.plural
                     );
                 }
