@@ -247,12 +247,13 @@ impl Cluster {
         }
         let generation = object.metadata.generation;
         let id = (kind, key);
-        if let Some(seen) = self.objects.get_mut(&id) {
-            if generation.is_some() && seen.generation == generation {
-                // A status write (ours or another controller's): nothing to check again.
-                seen.json = json;
-                return;
-            }
+        if let Some(seen) = self.objects.get_mut(&id)
+            && generation.is_some()
+            && seen.generation == generation
+        {
+            // A status write (ours or another controller's): nothing to check again.
+            seen.json = json;
+            return;
         }
         let checked = match check::document(&tree, 0) {
             Ok(route) => {

@@ -1,5 +1,6 @@
 //! The Kubernetes side against a fake API server on loopback: discovery, ServicePolicy objects,
-//! Gateway API routes, service-account tokens, `weft check`, the injection webhook, and the manifests.
+//! Gateway API routes, service-account tokens, `weft check`, the injection webhook, and the
+//! manifests.
 
 // A failed step fails the test on the spot, with its message.
 #![allow(clippy::unwrap_used)]
