@@ -326,7 +326,8 @@ impl Cluster {
     /// refused, by reason.
     fn statuses_to_write(&self) -> Vec<((Kind, String), Vec<Json>)> {
         let index = self.services.current();
-        let known = |service: &str| index.all().iter().any(|s| s.name == service);
+        let names: HashSet<&str> = index.all().iter().map(|s| s.name.as_str()).collect();
+        let known = |service: &str| names.contains(service);
         let grants = self.store.grants();
         let world = World {
             known: &known,

@@ -28,6 +28,9 @@ pub const API_VERSIONS: [&str; 3] = [
 ];
 pub const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 
+/// How the name of a refused backend starts ([`refused_name`]).
+pub const REFUSED_PREFIX: &str = "0-refused";
+
 /// The spec's limits (`MaxItems`).
 const MAX_ITEMS: usize = 16;
 
@@ -79,10 +82,10 @@ pub fn allows(grants: &[Grant], route: &Referrer, service: &str) -> bool {
 /// in the caller's metrics and admin endpoint as the backend that answered `500`.
 pub fn refused_name(service: &str) -> String {
     let (name, namespace) = service.split_once('.').unwrap_or((service, ""));
-    let refused = format!("0-refused-{name}");
+    let refused = format!("{REFUSED_PREFIX}-{name}");
     match is_dns_label(&refused) {
         true => format!("{refused}.{namespace}"),
-        false => format!("0-refused.{namespace}"),
+        false => format!("{REFUSED_PREFIX}.{namespace}"),
     }
 }
 

@@ -351,4 +351,32 @@ mod tests {
         assert_eq!(weights(&store), [0, 100]);
         assert!(store.current().table("hello.demo", 9090, "web").is_none());
     }
+
+    #[test]
+    fn a_grant_in_the_files_lets_a_route_send_to_another_namespace() {
+        let route = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: hello, namespace: demo}\nspec:\n  parentRefs: [{group: \"\", kind: Service, name: hello}]\n  rules:\n    - backendRefs: [{name: v1, port: 80}, {name: v3, namespace: shop, port: 80}]\n";
+        let grant = "apiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata: {name: demo, namespace: shop}\nspec:\n  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: demo}]\n  to: [{group: \"\", kind: Service}]\n";
+        let store = Store::fixed(Routes::default());
+        let backends = |store: &Store| {
+            let table = store.current().table("hello.demo", 80, "demo").unwrap();
+            let rule = &table.rules[0];
+            rule.backends
+                .iter()
+                .map(|b| b.service.clone())
+                .collect::<Vec<_>>()
+        };
+        store
+            .reload(&[("r.yaml".to_owned(), route.into())])
+            .unwrap();
+        assert_eq!(backends(&store), ["v1.demo", "0-refused-v3.shop"]);
+        let explained = explain::explain(&store.current());
+        assert!(explained.contains("    0-refused-v3.shop:80 weight 1 (50.0 % of the requests; answered 500: in another namespace, and no ReferenceGrant there allows it)"), "{explained}");
+        let both = format!("{route}---\n{grant}");
+        let summary = store.reload(&[("r.yaml".to_owned(), both.into())]).unwrap();
+        assert_eq!(
+            summary,
+            "1 Gateway API route documents in 1 files (demo/hello), 1 ReferenceGrant"
+        );
+        assert_eq!(backends(&store), ["v1.demo", "v3.shop"]);
+    }
 }
