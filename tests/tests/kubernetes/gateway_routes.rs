@@ -140,9 +140,21 @@ impl Cluster {
     /// Waits until the stored object's weft entry describes `generation` with `conditions`
     /// (`"Accepted=True Accepted"` …); returns the entry.
     async fn status(&self, name: &str, generation: i64, conditions: [&str; 2]) -> Value {
-        let what = format!("the status of HTTPRoute demo/{name}: {conditions:?} for {generation}");
+        self.status_of("HTTPRoute", name, generation, conditions)
+            .await
+    }
+
+    /// [`Cluster::status`] of a route of `kind`.
+    async fn status_of(
+        &self,
+        kind: &str,
+        name: &str,
+        generation: i64,
+        conditions: [&str; 2],
+    ) -> Value {
+        let what = format!("the status of {kind} demo/{name}: {conditions:?} for {generation}");
         wait::until(DEADLINE, &what, || async {
-            let object = self.api.get(ROUTE, "HTTPRoute", Some("demo"), name)?;
+            let object = self.api.get(ROUTE, kind, Some("demo"), name)?;
             let parents = object["status"]["parents"].as_array()?.clone();
             let ours = parents
                 .into_iter()
@@ -330,6 +342,22 @@ async fn a_route_object_splits_traffic_a_weight_edit_takes_effect_and_its_status
         Some(2),
         "demo's callers keep the producer route"
     );
+
+    // A GRPCRoute object (grpcroute-weight's shape) is read and answered the same way.
+    let mut grpc = route(
+        "grpc-weighted-backends",
+        "demo",
+        Some(8081),
+        json!([{"matches": [{"method": {"service": "hello.Greeter"}}],
+                "backendRefs": [{"name": "hello-v1", "port": 8080, "weight": 1},
+                                {"name": "hello-v2", "port": 8080, "weight": 1}]}]),
+    );
+    grpc["kind"] = json!("GRPCRoute");
+    cluster.api.put(grpc);
+    let accepted = ["Accepted=True Accepted", "ResolvedRefs=True ResolvedRefs"];
+    cluster
+        .status_of("GRPCRoute", "grpc-weighted-backends", 1, accepted)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
