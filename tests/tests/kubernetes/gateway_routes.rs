@@ -521,6 +521,22 @@ async fn cross_namespace_backends_need_a_grant_and_broken_routes_say_why() {
         .await;
     let answers = cluster.send(addr, 3).await;
     assert!(answers.iter().all(|a| *a == (200, Some(3))), "{answers:?}");
+
+    // An object of the same name as the file's route: the file is in force, the object says so.
+    let same = route(
+        "from-file",
+        "demo",
+        Some(8080),
+        json!([{"backendRefs": [{"name": "hello-v1", "port": 8080}]}]),
+    );
+    cluster.api.put(same);
+    let overridden = [
+        "Accepted=False Overridden",
+        "ResolvedRefs=True ResolvedRefs",
+    ];
+    cluster.status("from-file", 1, overridden).await;
+    let answers = cluster.send(addr, 3).await;
+    assert!(answers.iter().all(|a| *a == (200, Some(3))), "{answers:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
