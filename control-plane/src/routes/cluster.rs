@@ -14,7 +14,7 @@
 //! the control plane says so once, serves without cluster routes and keeps retrying with kube's
 //! backoff: they may be installed later.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use futures_util::StreamExt;
@@ -326,11 +326,14 @@ impl Cluster {
     /// refused, by reason.
     fn statuses_to_write(&self) -> Vec<((Kind, String), Vec<Json>)> {
         let index = self.services.current();
-        let names: HashSet<&str> = index.all().iter().map(|s| s.name.as_str()).collect();
-        let known = |service: &str| names.contains(service);
+        let services: HashMap<String, Vec<u16>> = index
+            .all()
+            .iter()
+            .map(|s| (s.name.clone(), s.ports.iter().map(|p| p.port).collect()))
+            .collect();
         let grants = self.store.grants();
         let world = World {
-            known: &known,
+            services: &services,
             grants: &grants,
         };
         let mut counts: BTreeMap<String, i64> =

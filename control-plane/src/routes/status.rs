@@ -23,6 +23,8 @@
 //! transition time of a condition moves only when its status flips, so an unchanged outcome
 //! gives an unchanged status, which is then not written again.
 
+use std::collections::HashMap;
+
 use serde_json::{Value as Json, json};
 
 use super::grant::{self, Grant};
@@ -43,9 +45,15 @@ pub enum Checked {
 
 /// What the conditions are judged against: the mesh's Services and the grants in force.
 pub struct World<'a> {
-    /// Whether a Service (`<name>.<namespace>`) is known to discovery.
-    pub known: &'a dyn Fn(&str) -> bool,
+    /// The ports of each Service (`<name>.<namespace>`) discovery knows.
+    pub services: &'a HashMap<String, Vec<u16>>,
     pub grants: &'a [Grant],
+}
+
+impl World<'_> {
+    fn known(&self, service: &str) -> bool {
+        self.services.contains_key(service)
+    }
 }
 
 /// One condition: `(status, reason, message)`.
@@ -89,10 +97,15 @@ pub fn parents(kind: &str, object: &Json, checked: &Checked, world: &World) -> V
                     object["metadata"]["name"].as_str().unwrap_or_default()
                 ),
             ),
-            Checked::InForce if !(world.known)(&service) => (
+            Checked::InForce if !world.known(&service) => (
                 false,
                 "NoMatchingParent",
                 format!("no Service {service} in the mesh"),
+            ),
+            Checked::InForce if !has_port(world, &service, &parent_ref["port"]) => (
+                false,
+                "NoMatchingParent",
+                format!("the Service {service} has no port {}", parent_ref["port"]),
             ),
             Checked::InForce if parent_namespace == namespace => (
                 true,
@@ -130,6 +143,15 @@ pub fn false_reasons(parents: &[Json]) -> Vec<String> {
         .filter(|c| c["status"] == "False")
         .filter_map(|c| c["reason"].as_str().map(str::to_owned))
         .collect()
+}
+
+/// Whether `service` has `port` (any port when the parentRef names none).
+fn has_port(world: &World, service: &str, port: &Json) -> bool {
+    let Some(port) = port.as_u64() else {
+        return true;
+    };
+    let ports = world.services.get(service);
+    ports.is_some_and(|ports| ports.iter().any(|p| u64::from(*p) == port))
 }
 
 /// The `parentRefs` that name a Service (`group: ""`, `kind: Service`), as written.
@@ -173,7 +195,7 @@ fn resolved_refs(referrer: &grant::Referrer, object: &Json, world: &World) -> Ve
                     "{service}: no ReferenceGrant in its namespace allows {kind}s of namespace {namespace}; its share is answered 500"
                 );
                 problems.push((1, "RefNotPermitted", why));
-            } else if !(world.known)(&service) {
+            } else if !world.known(&service) {
                 let why =
                     format!("{service} is not a Service of the mesh; its share is answered 500");
                 problems.push((2, "BackendNotFound", why));
@@ -239,6 +261,14 @@ mod tests {
         })
     }
 
+    /// Each of `names` with port 8080.
+    fn services(names: &[&str]) -> HashMap<String, Vec<u16>> {
+        names
+            .iter()
+            .map(|n| ((*n).to_owned(), vec![8080]))
+            .collect()
+    }
+
     fn conditions(parents: &[Json]) -> Vec<(String, String, String)> {
         let ours = parents
             .iter()
@@ -262,9 +292,9 @@ mod tests {
 
     #[test]
     fn conditions_follow_the_backends_the_grants_and_the_check() {
-        let known = |s: &str| ["hello.demo", "v1.demo", "cart.shop"].contains(&s);
+        let known = services(&["hello.demo", "v1.demo", "cart.shop"]);
         let world = World {
-            known: &known,
+            services: &known,
             grants: &[],
         };
         let good = route(json!([{"name": "v1", "port": 8080}]), json!({}));
@@ -304,7 +334,7 @@ mod tests {
             to: vec![(String::new(), "Service".into(), None)],
         };
         let world_granted = World {
-            known: &known,
+            services: &known,
             grants: std::slice::from_ref(&granted),
         };
         let p = parents("HTTPRoute", &other, &Checked::InForce, &world_granted);
@@ -325,19 +355,30 @@ mod tests {
         );
         assert_eq!(false_reasons(&p), ["UnsupportedValue", "InvalidKind"]);
 
+        let without_hello = services(&["v1.demo"]);
         let no_service = World {
-            known: &|s: &str| s != "hello.demo",
+            services: &without_hello,
             grants: &[],
         };
         let p = parents("HTTPRoute", &good, &Checked::InForce, &no_service);
         assert_eq!(reasons(&p)[0], "Accepted=False NoMatchingParent");
+        let mut on_8081 = services(&["hello.demo", "v1.demo"]);
+        on_8081.insert("hello.demo".to_owned(), vec![8081]);
+        let no_port = World {
+            services: &on_8081,
+            grants: &[],
+        };
+        let p = parents("HTTPRoute", &good, &Checked::InForce, &no_port);
+        assert_eq!(reasons(&p)[0], "Accepted=False NoMatchingParent");
+        let message = &p[0]["conditions"][0]["message"];
+        assert_eq!(message, "the Service hello.demo has no port 8080");
     }
 
     #[test]
     fn other_controllers_entries_and_unflipped_times_are_kept() {
-        let known = |_: &str| true;
+        let services = services(&["hello.demo", "v1.demo"]);
         let world = World {
-            known: &known,
+            services: &services,
             grants: &[],
         };
         let first = route(json!([{"name": "v1", "port": 8080}]), json!({}));
