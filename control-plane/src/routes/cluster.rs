@@ -86,7 +86,7 @@ struct Cluster {
     grants: BTreeMap<String, Grant>,
     /// The keys of each kind's current list, to drop the objects a relist no longer shows.
     listed: BTreeMap<Kind, HashSet<String>>,
-    /// The kinds whose list answered 404 (said once until they are listed).
+    /// The kinds whose list answered 404 (said once for all, until they are listed).
     absent: HashSet<Kind>,
     refused: IntGaugeVec,
     errors: IntCounterVec,
@@ -181,7 +181,11 @@ impl Cluster {
             }
             Ok(watcher::Event::InitDone) => {
                 let listed = self.listed.remove(&kind).unwrap_or_default();
-                let gone: Vec<String> = self.keys(kind).filter(|k| !listed.contains(k)).collect();
+                let gone: Vec<String> = self
+                    .keys(kind)
+                    .into_iter()
+                    .filter(|k| !listed.contains(k))
+                    .collect();
                 for key in gone {
                     self.remove(kind, &key);
                 }
@@ -197,9 +201,10 @@ impl Cluster {
                 self.errors.with_label_values(&["watch"]).inc();
                 let resource = kind.resource();
                 let not_found = matches!(&e, watcher::Error::InitialListFailed(kube::Error::Api(s)) if s.is_not_found());
+                let first_absent = self.absent.is_empty();
                 if !not_found {
                     tracing::warn!(kind = resource.kind, error = %e, "watch failed; what is in force stays, retrying");
-                } else if self.absent.insert(kind) {
+                } else if self.absent.insert(kind) && first_absent {
                     tracing::warn!(
                         kind = resource.kind,
                         "the Gateway API CRDs are not installed ({} answers 404): serving without routes from the cluster, retrying; install them with kubectl apply -f https://github.com/kubernetes-sigs/gateway-api/releases/download/v1.6.1/standard-install.yaml",
@@ -210,14 +215,17 @@ impl Cluster {
         }
     }
 
-    fn keys(&self, kind: Kind) -> impl Iterator<Item = String> + '_ {
-        let routes = self.objects.keys().filter(move |(k, _)| *k == kind);
-        let grants = self.grants.keys().filter(move |_| kind == Kind::Grant);
-        routes
-            .map(|(_, key)| key.clone())
-            .chain(grants.cloned())
-            .collect::<Vec<_>>()
-            .into_iter()
+    /// The keys of the objects of `kind` held.
+    fn keys(&self, kind: Kind) -> Vec<String> {
+        match kind {
+            Kind::Grant => self.grants.keys().cloned().collect(),
+            _ => self
+                .objects
+                .keys()
+                .filter(|(k, _)| *k == kind)
+                .map(|(_, key)| key.clone())
+                .collect(),
+        }
     }
 
     fn apply(&mut self, kind: Kind, object: DynamicObject) {
