@@ -30,6 +30,7 @@ use super::status::{self, Checked as Outcome, World};
 use super::{Checked, HttpRoute, Store, check};
 use crate::discovery;
 use crate::metrics::Metrics;
+use crate::policy::custom_resources::check::line;
 use crate::policy::custom_resources::json_tree;
 
 /// The kinds watched, in the order of [`KINDS`].
@@ -248,7 +249,7 @@ impl Cluster {
                 Err(problems) => tracing::warn!(
                     object = %source,
                     "invalid, the last good version stays in force: {}",
-                    problems.iter().map(|p| describe(&source, p)).collect::<Vec<_>>().join("; ")
+                    problems.iter().map(|p| line(&source, p)).collect::<Vec<_>>().join("; ")
                 ),
             }
             return;
@@ -270,7 +271,7 @@ impl Cluster {
                 Outcome::InForce
             }
             Err(problems) => {
-                let problems: Vec<String> = problems.iter().map(|p| describe(&source, p)).collect();
+                let problems: Vec<String> = problems.iter().map(|p| line(&source, p)).collect();
                 tracing::warn!(object = %source, generation = ?generation, "invalid, not applied (the last accepted version, if any, stays in force): {}", problems.join("; "));
                 Outcome::Refused(problems)
             }
@@ -400,12 +401,4 @@ fn document(object: &Json) -> Json {
         document["spec"] = spec.clone();
     }
     document
-}
-
-/// `HTTPRoute demo/hello: spec.rules[0].filters[0].type: what` (no line: the object has none).
-fn describe(source: &str, problem: &crate::policy::walk::Problem) -> String {
-    match problem.path.as_str() {
-        "" => format!("{source}: {}", problem.message),
-        path => format!("{source}: {path}: {}", problem.message),
-    }
 }

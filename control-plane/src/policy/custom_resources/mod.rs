@@ -12,7 +12,7 @@
 //! [`mesh_service`] (kube's derive over schemars); `weft crds` prints them and
 //! `manifests/crds/` holds the copy a test keeps equal.
 
-mod check;
+pub(crate) mod check;
 pub(crate) mod json_tree;
 mod kinds;
 pub mod mesh_service;
