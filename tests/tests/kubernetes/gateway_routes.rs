@@ -27,6 +27,8 @@ use weft_tests::wait;
 const HOUR: Duration = Duration::from_secs(3600);
 /// A list, a watch, a check and a discovery push take milliseconds; room for a busy machine.
 const DEADLINE: Duration = Duration::from_secs(10);
+/// How long "nothing is written" is watched for: many times a watch event's round trip.
+const QUIET: Duration = Duration::from_secs(1);
 const ROUTE: &str = "gateway.networking.k8s.io/v1";
 const GRANT: &str = "gateway.networking.k8s.io/v1beta1";
 
@@ -237,6 +239,19 @@ async fn a_route_object_splits_traffic_a_weight_edit_takes_effect_and_its_status
         ours["conditions"][0]["lastTransitionTime"].is_string(),
         "{ours}"
     );
+    // The status is written once: a change that leaves it as it is (a grant elsewhere, which
+    // makes the control plane judge every route again) writes nothing.
+    let writes = || {
+        let requests = cluster.api.requests();
+        let path = "PATCH /apis/gateway.networking.k8s.io/v1/namespaces/demo/httproutes/mesh-weighted-backends/status";
+        requests.iter().filter(|r| r.starts_with(path)).count()
+    };
+    assert_eq!(writes(), 1);
+    let mut unrelated = grant();
+    unrelated["metadata"]["name"] = json!("unrelated");
+    cluster.api.put(unrelated);
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(writes(), 1, "the status was written again unchanged");
 
     // A weight edit through the API, under load: every request succeeds, and from 1 s after
     // the edit on, every one goes to hello-v2.
