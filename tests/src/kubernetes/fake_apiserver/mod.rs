@@ -6,7 +6,8 @@
 //! with resource versions, bookmarks and `410 Gone` ([`store`]), get, create, replace, merge
 //! patches (server-side apply is treated as a merge too), status writes (a merge of `status` that
 //! keeps the generation), delete, `/version`, TokenReview and the service-account issuer's
-//! discovery documents. It checks the bearer token of its kubeconfig, like a real one.
+//! discovery documents, and answers `404` for an API group whose CRDs a test says are not
+//! installed. It checks the bearer token of its kubeconfig, like a real one.
 
 pub mod store;
 
