@@ -373,6 +373,20 @@ async fn a_route_object_splits_traffic_a_weight_edit_takes_effect_and_its_status
     cluster
         .status_of("GRPCRoute", "grpc-weighted-backends", 1, accepted)
         .await;
+
+    // A route deleted while the API server was away (and its watch history lost: 410 Gone)
+    // is out of force after the relist: hello's own endpoint answers again.
+    cluster.api.set_down(true);
+    let name = "mesh-weighted-backends";
+    cluster.api.delete(ROUTE, "HTTPRoute", Some("demo"), name);
+    cluster.api.expire_watches();
+    cluster.api.set_down(false);
+    cluster
+        .wait_table(&cluster.client, "the route gone after the relist", |t| {
+            t["version"].as_str().is_none_or(|v| !v.contains(name))
+        })
+        .await;
+    assert_eq!(cluster.send(addr, 3).await, [(200, Some(0)); 3]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
