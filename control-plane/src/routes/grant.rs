@@ -127,11 +127,13 @@ pub fn document(node: &Node) -> Result<Grant, Vec<Problem>> {
 
 fn walk(cx: &mut Cx, node: &Node) -> Option<Grant> {
     let f = cx.map(node, "", &["apiVersion", "kind", "metadata", "spec"])?;
-    let metadata = f.get("metadata").and_then(|m| m.get("namespace"));
-    let name = f.get("metadata").and_then(|m| m.get("name"));
+    let metadata = |field: &str| {
+        let value = f.get("metadata").and_then(|m| m.get(field));
+        value.and_then(Node::text).unwrap_or_default().to_owned()
+    };
     let mut grant = Grant {
-        name: name.and_then(Node::text).unwrap_or_default().to_owned(),
-        namespace: metadata.and_then(Node::text).unwrap_or_default().to_owned(),
+        name: metadata("name"),
+        namespace: metadata("namespace"),
         from: Vec::new(),
         to: Vec::new(),
     };
