@@ -77,8 +77,8 @@ fn check(path: &Path, explain: bool, verbose: bool, services: Option<&Path>) -> 
         }
     };
     let mut examined = load::examine(&files);
-    let routes = match routes::examine(&files) {
-        Ok(routes) => routes,
+    let checked = match routes::examine_all(&files) {
+        Ok(checked) => checked,
         Err(problems) => {
             // A file that does not parse (or is empty) was already reported.
             for problem in problems {
@@ -86,9 +86,10 @@ fn check(path: &Path, explain: bool, verbose: bool, services: Option<&Path>) -> 
                     examined.problems.push(problem);
                 }
             }
-            Vec::new()
+            routes::Checked::default()
         }
     };
+    let routes = checked.routes.clone();
     // Overrides naming rules are checked when the files hold routes to check them against.
     if !routes.is_empty() {
         let unknown = gateway_rules::unknown(&examined.loaded, &routes);
@@ -132,7 +133,10 @@ fn check(path: &Path, explain: bool, verbose: bool, services: Option<&Path>) -> 
         if !routes.is_empty() {
             println!(
                 "{}",
-                routes::explain::explain(&routes::Routes::new(routes.clone()))
+                routes::explain::explain(&routes::Routes::with_grants(
+                    routes.clone(),
+                    &checked.grants
+                ))
             );
         }
     }

@@ -309,7 +309,6 @@ fn reports_every_problem_of_a_broken_route() {
             "11:28: spec.rules[0].matches[0].headers[0].name: `bad header` is not a header name",
             "11:97: spec.rules[0].matches[0].headers[1].value: `(prod` is not a regular expression: error: unclosed group",
             "18:48: spec.rules[0].backendRefs[0].weight: 2000000 is out of range (0-1000000)",
-            "19:28: spec.rules[0].backendRefs[1].namespace: a backend in another namespace (`other`) needs a ReferenceGrant there, which weft does not read yet",
             "20:11: spec.rules[0].backendRefs[2].port: missing: a Service backend needs its port",
             "21:47: spec.rules[0].timeouts.backendRequest: longer than timeouts.request, which bounds every attempt together",
             "22:25: spec.rules[0].retry.attempts: 9 is out of range (0-5)",

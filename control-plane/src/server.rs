@@ -103,6 +103,13 @@ pub async fn start(config: ControlPlaneConfig) -> anyhow::Result<RunningControlP
             &metrics,
             &stop,
         )?);
+        kube_tasks.push(routes::cluster::start(
+            client.clone(),
+            routes.clone(),
+            services.clone(),
+            &metrics,
+            stop.clone(),
+        )?);
     }
     let identity = config.serving_identity()?;
     let serving = ServingCert::start(ca.clone(), identity.clone(), provider.clone())?;

@@ -1,11 +1,13 @@
 //! `weft check`: is weft healthy in this cluster? One line per check, in categories
-//! (`kubernetes-api`, `crds`, `control-plane`, `ca`, `webhook`, and `data-plane` with `--proxy`;
-//! `pre-install` with `--pre`), a hint on every failure, exit status 1 if anything failed.
+//! (`kubernetes-api`, `crds`, `gateway-api`, `control-plane`, `ca`, `webhook`, and `data-plane`
+//! with `--proxy`; `pre-install` with `--pre`), a hint on every failure, exit status 1 if
+//! anything failed.
 //!
 //! It reads the cluster with the user's own kubeconfig, like kubectl; nothing is written.
 
 mod ca;
 mod cluster;
+mod gateway_api;
 mod pre;
 pub(crate) mod proxies;
 mod report;
@@ -83,6 +85,7 @@ async fn check(args: &CheckArgs) -> Report {
         return report;
     }
     cluster::crds(&client, &mut report).await;
+    gateway_api::crds(&client, &mut report).await;
     cluster::control_plane(&client, &args.weft_namespace, &mut report).await;
     ca::check(&client, &args.weft_namespace, &args.ca_secret, &mut report).await;
     webhook::check(&client, args.webhook_addr.as_deref(), &mut report).await;

@@ -65,10 +65,14 @@ pub fn skipped(node: &Node, file: &str) -> Option<Skipped> {
         return skip(what, why);
     }
     if GATEWAY_GROUPS.contains(&group) {
-        let route = matches!(kind, "HTTPRoute" | "GRPCRoute");
-        let why = match route {
-            true => "a route: the control plane reads routes from --routes",
-            false => "not a route of the mesh: weft reads HTTPRoutes and GRPCRoutes",
+        // ReferenceGrants are read with the routes: they allow cross-namespace backends.
+        let route = matches!(kind, "HTTPRoute" | "GRPCRoute" | "ReferenceGrant");
+        let why = match (route, kind) {
+            (true, "ReferenceGrant") => "a grant: the control plane reads them from --routes",
+            (true, _) => "a route: the control plane reads routes from --routes",
+            (false, _) => {
+                "not a route of the mesh: weft reads HTTPRoutes, GRPCRoutes and ReferenceGrants"
+            }
         };
         let mut skipped = skip(format!("a Gateway API {what}"), why);
         if let Some(s) = &mut skipped {

@@ -281,14 +281,8 @@ pub fn backends(cx: &mut Cx, node: &Node, path: &str, namespace: &str) -> Vec<Ba
             cx.problem(item.at, &join(&path, "name"), "missing");
             continue;
         };
+        // A backend in another namespace needs a ReferenceGrant there: see `super::grant`.
         let backend_namespace = text(cx, "namespace").unwrap_or_else(|| namespace.to_owned());
-        if backend_namespace != namespace {
-            let at = f.key_at("namespace").unwrap_or(item.at);
-            let why = format!(
-                "a backend in another namespace (`{backend_namespace}`) needs a ReferenceGrant there, which weft does not read yet"
-            );
-            cx.problem(at, &join(&path, "namespace"), why);
-        }
         let Some(port) = f
             .get("port")
             .and_then(|n| cx.integer_u32(n, &join(&path, "port"), 1, 65_535))

@@ -108,9 +108,13 @@ fn explain_rule(out: &mut String, rule: &RouteRule) {
             0 => 0.0,
             _ => f64::from(b.weight) * 100.0 / total as f64,
         };
+        let what = match b.service.starts_with(super::grant::REFUSED_PREFIX) {
+            true => "answered 500: in another namespace, and no ReferenceGrant there allows it",
+            false => "its endpoints, breakers and ServicePolicy",
+        };
         let _ = writeln!(
             out,
-            "    {}:{} weight {} ({share:.1} % of the requests; its endpoints, breakers and ServicePolicy)",
+            "    {}:{} weight {} ({share:.1} % of the requests; {what})",
             b.service, b.port, b.weight
         );
     }

@@ -4,22 +4,28 @@
 //!
 //! The documents are read like ServicePolicies (the same span-aware tree and walker, so every
 //! problem of every file is reported at once as `file:line:column: field.path: what`), from
-//! `--routes FILE|DIR`, reloaded on change with the last good set kept. Discovery attaches to
-//! each answer for a Service port the table its caller gets ([`compile`]), so routes, endpoints
-//! and policy reach the proxy together and a weight edit is one new `Resolution`.
+//! `--routes FILE|DIR`, reloaded on change with the last good set kept, and with `--kubernetes`
+//! from the cluster's objects ([`cluster`], which also writes their `status.parents[]`). Both
+//! feed one [`Store`]; a file wins over an object of the same kind and name. `ReferenceGrant`s
+//! from both decide which cross-namespace backends are allowed ([`grant`]). Discovery attaches
+//! to each answer for a Service port the table its caller gets ([`compile`]), so routes,
+//! endpoints and policy reach the proxy together and a weight edit is one new `Resolution`.
 
 pub mod check;
 mod check_grpc;
 mod check_match;
 mod check_mirror;
 mod check_rule;
+pub mod cluster;
 pub mod compile;
 pub mod explain;
+pub mod grant;
 pub mod model;
+mod status;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -29,6 +35,7 @@ use crate::metrics::Metrics;
 use crate::policy::load::{self as files, File};
 use crate::policy::node::Node;
 use crate::reload;
+pub use grant::Grant;
 pub use model::HttpRoute;
 
 /// The Gateway API's groups (standard and experimental channels).
@@ -41,8 +48,16 @@ pub struct Routes {
 }
 
 impl Routes {
+    /// `routes` without any ReferenceGrant: backends in another namespace are refused.
     pub fn new(routes: Vec<HttpRoute>) -> Self {
-        Self { routes }
+        Self::with_grants(routes, &[])
+    }
+
+    /// `routes` with the backends in another namespace that no grant allows refused.
+    pub fn with_grants(routes: Vec<HttpRoute>, grants: &[Grant]) -> Self {
+        Self {
+            routes: grant::resolve(routes, grants),
+        }
     }
 
     /// The table of `service`'s `port` (`<name>.<namespace>`) for a caller in
@@ -71,37 +86,70 @@ pub fn is_route(node: &Node) -> bool {
     GATEWAY_GROUPS.contains(&group) && check::KINDS.contains(&text("kind"))
 }
 
-/// Every route of `files`, or every problem of every file, one per line. Documents that are
-/// not routes (ServicePolicies, Deployments, Gateways …) are skipped: a GitOps folder holds
-/// them side by side.
+/// The route and grant documents of a set of files (or of the cluster).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Checked {
+    pub routes: Vec<HttpRoute>,
+    pub grants: Vec<Grant>,
+}
+
+/// Every route of `files`, or every problem of every file (ReferenceGrants included), one per
+/// line.
 pub fn examine(files: &[File]) -> Result<Vec<HttpRoute>, Vec<String>> {
+    examine_all(files).map(|checked| checked.routes)
+}
+
+/// Every route and grant of `files`, or every problem of every file, one per line. Documents
+/// that are neither (ServicePolicies, Deployments, Gateways …) are skipped: a GitOps folder
+/// holds them side by side.
+pub fn examine_all(files: &[File]) -> Result<Checked, Vec<String>> {
     let mut problems = Vec::new();
-    let mut routes: Vec<HttpRoute> = Vec::new();
+    let mut checked = Checked::default();
     let mut defined: HashMap<String, String> = HashMap::new();
     for (file, bytes) in files {
         let Some(documents) = files::documents_of(file, bytes, &mut problems) else {
             continue;
         };
-        for document in documents.iter().filter(|d| is_route(d)) {
-            match check::document(document, routes.len()) {
-                Ok(route) => {
-                    let key = format!("{} {}", route.kind, route.key());
-                    if let Some(first) = defined.get(&key) {
-                        problems.push(format!(
-                            "{file}:{}: metadata.name: {key} is already defined at {first}",
-                            route.at
-                        ));
+        for document in &documents {
+            let (key, at) = if is_route(document) {
+                match check::document(document, checked.routes.len()) {
+                    Ok(route) => {
+                        let found = (format!("{} {}", route.kind, route.key()), route.at);
+                        checked.routes.push(route);
+                        found
+                    }
+                    Err(found) => {
+                        problems.extend(found.iter().map(|p| format!("{file}:{p}")));
                         continue;
                     }
-                    defined.insert(key, format!("{file}:{}", route.at));
-                    routes.push(route);
                 }
-                Err(found) => problems.extend(found.iter().map(|p| format!("{file}:{p}"))),
+            } else if grant::is_grant(document) {
+                match grant::document(document) {
+                    Ok(grant) => {
+                        let key = format!("{} {}/{}", grant::KIND, grant.namespace, grant.name);
+                        checked.grants.push(grant);
+                        (key, document.at)
+                    }
+                    Err(found) => {
+                        problems.extend(found.iter().map(|p| format!("{file}:{p}")));
+                        continue;
+                    }
+                }
+            } else {
+                continue;
+            };
+            match defined.get(&key) {
+                Some(first) => problems.push(format!(
+                    "{file}:{at}: metadata.name: {key} is already defined at {first}"
+                )),
+                None => {
+                    defined.insert(key, format!("{file}:{at}"));
+                }
             }
         }
     }
     match problems.is_empty() {
-        true => Ok(routes),
+        true => Ok(checked),
         false => Err(problems),
     }
 }
@@ -109,6 +157,37 @@ pub fn examine(files: &[File]) -> Result<Vec<HttpRoute>, Vec<String>> {
 /// The routes in force and the channel that announces new ones.
 pub struct Store {
     routes: watch::Sender<Arc<Routes>>,
+    sources: Mutex<Sources>,
+}
+
+/// What the files and the cluster hold; the routes in force are made from both.
+#[derive(Default)]
+struct Sources {
+    files: Checked,
+    cluster: Checked,
+}
+
+impl Sources {
+    /// Every route (a file's wins over a cluster object of the same kind and name) and every
+    /// grant.
+    fn merged(&self) -> Routes {
+        let in_files = |r: &HttpRoute| {
+            let same = |f: &&HttpRoute| f.kind == r.kind && f.key() == r.key();
+            self.files.routes.iter().any(|f| same(&f))
+        };
+        let mut routes = self.files.routes.clone();
+        let first = routes.len();
+        for (i, route) in self.cluster.routes.iter().enumerate() {
+            if !in_files(route) {
+                routes.push(HttpRoute {
+                    order: first + i,
+                    ..route.clone()
+                });
+            }
+        }
+        let grants = [self.files.grants.clone(), self.cluster.grants.clone()].concat();
+        Routes::with_grants(routes, &grants)
+    }
 }
 
 impl Store {
@@ -116,6 +195,7 @@ impl Store {
     pub fn fixed(routes: Routes) -> Arc<Self> {
         Arc::new(Self {
             routes: watch::Sender::new(Arc::new(routes)),
+            sources: Mutex::default(),
         })
     }
 
@@ -130,9 +210,11 @@ impl Store {
             return Ok(Self::fixed(Routes::default()));
         };
         let read = files::read(path)?;
-        let routes = examine(&read).map_err(|problems| anyhow::anyhow!(problems.join("\n")))?;
-        tracing::info!(path = %path.display(), "loaded {}", summary(&routes, read.len()));
-        let store = Self::fixed(Routes::new(routes));
+        let checked =
+            examine_all(&read).map_err(|problems| anyhow::anyhow!(problems.join("\n")))?;
+        tracing::info!(path = %path.display(), "loaded {}", summary(&checked, read.len()));
+        let store = Self::fixed(Routes::default());
+        store.set_files(checked);
         let reloading = store.clone();
         reload::watch_source(
             path.to_owned(),
@@ -154,10 +236,48 @@ impl Store {
         if let Some(empty) = files::first_empty(read) {
             return Err(empty.into());
         }
-        let routes = examine(read).map_err(|problems| anyhow::anyhow!(problems.join("\n")))?;
-        let summary = summary(&routes, read.len());
-        self.routes.send_replace(Arc::new(Routes::new(routes)));
+        let checked = examine_all(read).map_err(|problems| anyhow::anyhow!(problems.join("\n")))?;
+        let summary = summary(&checked, read.len());
+        self.set_files(checked);
         Ok(summary)
+    }
+
+    fn set_files(&self, checked: Checked) {
+        self.update(|sources| sources.files = checked);
+    }
+
+    /// Replaces what the cluster holds (the objects in force, see [`cluster`]).
+    pub fn set_cluster(&self, checked: Checked) {
+        self.update(|sources| sources.cluster = checked);
+    }
+
+    fn update(&self, change: impl FnOnce(&mut Sources)) {
+        let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        change(&mut sources);
+        let routes = sources.merged();
+        self.routes.send_if_modified(|now| {
+            let changed = **now != routes;
+            if changed {
+                *now = Arc::new(routes);
+            }
+            changed
+        });
+    }
+
+    /// Every ReferenceGrant in force (from the files and the cluster).
+    pub fn grants(&self) -> Vec<Grant> {
+        let sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        [sources.files.grants.clone(), sources.cluster.grants.clone()].concat()
+    }
+
+    /// Whether a `--routes` file defines the route `kind` `<namespace>/<name>`.
+    pub fn in_files(&self, kind: &str, key: &str) -> bool {
+        let sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        sources
+            .files
+            .routes
+            .iter()
+            .any(|r| r.kind == kind && r.key() == key)
     }
 
     /// The routes now, and a receiver that is told about every new set.
@@ -170,13 +290,17 @@ impl Store {
     }
 }
 
-/// `2 Gateway API route documents in 1 files (demo/hello-canary, demo/web)`
-fn summary(routes: &[HttpRoute], files: usize) -> String {
-    let mut names: Vec<String> = routes.iter().map(HttpRoute::key).collect();
+/// `2 Gateway API route documents in 1 files (demo/hello-canary, demo/web), 1 ReferenceGrant`
+fn summary(checked: &Checked, files: usize) -> String {
+    let mut names: Vec<String> = checked.routes.iter().map(HttpRoute::key).collect();
     names.sort_unstable();
+    let grants = match checked.grants.len() {
+        0 => String::new(),
+        n => format!(", {n} ReferenceGrant"),
+    };
     format!(
-        "{} Gateway API route documents in {files} files ({})",
-        routes.len(),
+        "{} Gateway API route documents in {files} files ({}){grants}",
+        checked.routes.len(),
         names.join(", ")
     )
 }
@@ -227,5 +351,33 @@ mod tests {
             .unwrap();
         assert_eq!(weights(&store), [0, 100]);
         assert!(store.current().table("hello.demo", 9090, "web").is_none());
+    }
+
+    #[test]
+    fn a_grant_in_the_files_lets_a_route_send_to_another_namespace() {
+        let route = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: hello, namespace: demo}\nspec:\n  parentRefs: [{group: \"\", kind: Service, name: hello}]\n  rules:\n    - backendRefs: [{name: v1, port: 80}, {name: v3, namespace: shop, port: 80}]\n";
+        let grant = "apiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata: {name: demo, namespace: shop}\nspec:\n  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: demo}]\n  to: [{group: \"\", kind: Service}]\n";
+        let store = Store::fixed(Routes::default());
+        let backends = |store: &Store| {
+            let table = store.current().table("hello.demo", 80, "demo").unwrap();
+            let rule = &table.rules[0];
+            rule.backends
+                .iter()
+                .map(|b| b.service.clone())
+                .collect::<Vec<_>>()
+        };
+        store
+            .reload(&[("r.yaml".to_owned(), route.into())])
+            .unwrap();
+        assert_eq!(backends(&store), ["v1.demo", "0-refused-v3.shop"]);
+        let explained = explain::explain(&store.current());
+        assert!(explained.contains("    0-refused-v3.shop:80 weight 1 (50.0 % of the requests; answered 500: in another namespace, and no ReferenceGrant there allows it)"), "{explained}");
+        let both = format!("{route}---\n{grant}");
+        let summary = store.reload(&[("r.yaml".to_owned(), both.into())]).unwrap();
+        assert_eq!(
+            summary,
+            "1 Gateway API route documents in 1 files (demo/hello), 1 ReferenceGrant"
+        );
+        assert_eq!(backends(&store), ["v1.demo", "v3.shop"]);
     }
 }

@@ -36,6 +36,8 @@ pub struct Mesh {
     /// The control plane's `--routes` directory, beside the policies directory
     /// ([`Mesh::write_routes`] keeps one document file in it).
     pub routes_dir: Option<PathBuf>,
+    /// With one, the control plane runs with `--kubernetes` against that API server.
+    pub kubeconfig: Option<PathBuf>,
 }
 
 /// How to start one proxy.
@@ -176,6 +178,7 @@ impl Mesh {
             services_file,
             policies_dir,
             routes_dir,
+            kubeconfig: None,
         };
         mesh.start_control_plane().await;
         mesh
@@ -225,7 +228,19 @@ impl Mesh {
         config.services = self.services_file.clone();
         config.policies = self.policies_dir.clone();
         config.routes = self.routes_dir.clone();
+        if let Some(kubeconfig) = &self.kubeconfig {
+            config.kubernetes = true;
+            config.kubeconfig = Some(kubeconfig.clone());
+        }
         config
+    }
+
+    /// Restarts the control plane with `--kubernetes` against the API server of `kubeconfig`
+    /// (the files stay sources too).
+    pub async fn use_kubernetes(&mut self, kubeconfig: &std::path::Path) {
+        self.stop_control_plane().await;
+        self.kubeconfig = Some(kubeconfig.to_owned());
+        self.start_control_plane().await;
     }
 
     /// Starts (or restarts, on the same port and CA) the control plane.

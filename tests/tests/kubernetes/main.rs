@@ -1,10 +1,12 @@
 //! The Kubernetes side against a fake API server on loopback: discovery, ServicePolicy objects,
-//! service-account tokens, `weft check`, the injection webhook, and the manifests.
+//! Gateway API routes, service-account tokens, `weft check`, the injection webhook, and the
+//! manifests.
 
 // A failed step fails the test on the spot, with its message.
 #![allow(clippy::unwrap_used)]
 
 mod fake_apiserver;
+mod gateway_routes;
 mod injection;
 mod kubernetes_discovery;
 mod kubernetes_policy;

@@ -141,6 +141,16 @@ fn the_install_builds_validates_and_grants_least_privilege() {
         !role.contains("secrets"),
         "the CA comes from a mounted Secret:\n{role}"
     );
+    // The Gateway API routes, grants and the routes' status.
+    for resource in [
+        "- httproutes\n",
+        "- grpcroutes\n",
+        "- referencegrants\n",
+        "- httproutes/status\n",
+        "- grpcroutes/status\n",
+    ] {
+        assert!(role.contains(resource), "{resource} missing:\n{role}");
+    }
     for verb in [
         "update",
         "delete",

@@ -16,6 +16,11 @@ use weft_tests::kubernetes::fake_apiserver::{FakeApiServer, fixture};
 use weft_tests::mesh::{Mesh, ProxyOptions, wait_ready};
 
 const SERVICE_NAME: &str = "weft-control-plane.weft-system.svc";
+const GATEWAY_API_CRDS: [&str; 3] = [
+    "httproutes.gateway.networking.k8s.io",
+    "grpcroutes.gateway.networking.k8s.io",
+    "referencegrants.gateway.networking.k8s.io",
+];
 
 /// A CA, valid from `not_before` to `not_after` days from now.
 fn ca(not_before_days: i64, not_after_days: i64) -> (Issuer<'static, KeyPair>, String) {
@@ -75,6 +80,10 @@ async fn healthy() -> (FakeApiServer, Issuer<'static, KeyPair>, SocketAddr) {
     // The CRDs of manifests/crds, as the install creates them.
     for crd in weft_control_plane::policy::custom_resources::crds() {
         api.put(serde_json::to_value(crd).unwrap());
+    }
+    // The Gateway API's, from its v1.6.1 release (standard channel).
+    for crd in GATEWAY_API_CRDS {
+        api.put(fixture(&format!("crd-{crd}")));
     }
     for suffix in ["k2x7q", "p9z4w"] {
         let mut pod = fixture("pod-weft-control-plane");
@@ -146,7 +155,14 @@ async fn a_healthy_cluster_passes_every_category() {
     .await
     .unwrap();
     assert!(ok, "{text}");
-    for category in ["kubernetes-api", "crds", "control-plane", "ca", "webhook"] {
+    for category in [
+        "kubernetes-api",
+        "crds",
+        "gateway-api",
+        "control-plane",
+        "ca",
+        "webhook",
+    ] {
         assert!(
             text.lines().any(|l| l == category),
             "no {category} in:\n{text}"
@@ -159,6 +175,16 @@ async fn a_healthy_cluster_passes_every_category() {
         "servicepolicies.weft.dev is installed and serves v1alpha1",
     );
     assert_line(&text, "ok  ", "meshservices.weft.dev is installed");
+    assert_line(
+        &text,
+        "ok  ",
+        "httproutes.gateway.networking.k8s.io is installed (Gateway API v1.6.1, channel standard, serves v1, v1beta1)",
+    );
+    assert_line(
+        &text,
+        "ok  ",
+        "referencegrants.gateway.networking.k8s.io is installed (Gateway API v1.6.1, channel standard",
+    );
     assert_line(&text, "ok  ", "2 of 2 weft-control-plane pods are ready");
     assert_line(
         &text,
@@ -172,6 +198,32 @@ async fn a_healthy_cluster_passes_every_category() {
     );
     assert!(text.ends_with("all checks passed\n"), "{text}");
     assert!(!text.contains("FAIL"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_gateway_api_crds_are_a_warning() {
+    let (api, _, _) = healthy().await;
+    for crd in GATEWAY_API_CRDS {
+        api.delete(
+            "apiextensions.k8s.io/v1",
+            "CustomResourceDefinition",
+            None,
+            crd,
+        );
+    }
+    let (ok, text) = tokio::task::spawn_blocking(move || weft_check(&api, &[]))
+        .await
+        .unwrap();
+    assert!(ok, "a warning does not fail the check:\n{text}");
+    for crd in GATEWAY_API_CRDS {
+        assert_line(
+            &text,
+            "warn",
+            &format!(
+                "{crd} is not installed: routing needs the Gateway API CRDs: kubectl apply -f https://github.com/kubernetes-sigs/gateway-api/releases/download/"
+            ),
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,6 +16,7 @@ use super::json_tree;
 use crate::discovery::services::{self, Service};
 use crate::policy::check;
 use crate::policy::model::ServicePolicy;
+use crate::policy::walk::Problem;
 
 /// `ServicePolicy prod/payments`: how an object is named in messages and logs.
 pub fn source(kind: &str, object: &Json) -> String {
@@ -44,15 +45,16 @@ fn document(object: &Json) -> Json {
 /// A ServicePolicy object: the checked policy, or every problem.
 pub fn service_policy(object: &Json) -> Result<ServicePolicy, Vec<String>> {
     let source = source(check::KIND, object);
-    check::document(&json_tree::tree(&document(object))).map_err(|problems| {
-        problems
-            .iter()
-            .map(|p| match p.path.as_str() {
-                "" => format!("{source}: {}", p.message),
-                path => format!("{source}: {path}: {}", p.message),
-            })
-            .collect()
-    })
+    check::document(&json_tree::tree(&document(object)))
+        .map_err(|problems| problems.iter().map(|p| line(&source, p)).collect())
+}
+
+/// `ServicePolicy prod/payments: spec.path: what`: a problem of an object, which has no lines.
+pub(crate) fn line(source: &str, problem: &Problem) -> String {
+    match problem.path.as_str() {
+        "" => format!("{source}: {}", problem.message),
+        path => format!("{source}: {path}: {}", problem.message),
+    }
 }
 
 /// A MeshService object: the checked service, or every problem.

@@ -12,8 +12,8 @@
 //! [`mesh_service`] (kube's derive over schemars); `weft crds` prints them and
 //! `manifests/crds/` holds the copy a test keeps equal.
 
-mod check;
-mod json_tree;
+pub(crate) mod check;
+pub(crate) mod json_tree;
 mod kinds;
 pub mod mesh_service;
 pub mod service_policy;

@@ -6,7 +6,8 @@
 //! with resource versions, bookmarks and `410 Gone` ([`store`]), get, create, replace, merge
 //! patches (server-side apply is treated as a merge too), status writes (a merge of `status` that
 //! keeps the generation), delete, `/version`, TokenReview and the service-account issuer's
-//! discovery documents. It checks the bearer token of its kubeconfig, like a real one.
+//! discovery documents, and answers `404` for an API group whose CRDs a test says are not
+//! installed. It checks the bearer token of its kubeconfig, like a real one.
 
 pub mod store;
 
@@ -54,6 +55,8 @@ struct State {
     denied: Vec<(String, String)>,
     /// The pod proxy (`/api/v1/namespaces/<ns>/pods/<pod>:<port>/proxy/...`) forwards to these.
     pod_ports: HashMap<String, SocketAddr>,
+    /// API groups (`apis/<group>/`) whose resources are not served (their CRDs not installed).
+    absent_groups: Vec<String>,
 }
 
 type Shared = Arc<Mutex<State>>;
@@ -221,6 +224,17 @@ impl FakeApiServer {
             .unwrap()
             .pod_ports
             .insert(format!("{namespace}/{pod}:{port}"), to);
+    }
+
+    /// While `absent`, every resource of API group `group` is answered `404` as a real API
+    /// server answers for a kind whose CRD is not installed.
+    pub fn set_group_absent(&self, group: &str, absent: bool) {
+        let prefix = format!("apis/{group}/");
+        let mut state = self.state.lock().unwrap();
+        state.absent_groups.retain(|g| *g != prefix);
+        if absent {
+            state.absent_groups.push(prefix);
+        }
     }
 
     /// Serves `jwks` at `/openid/v1/jwks` and a discovery document naming `issuer`.
@@ -537,6 +551,17 @@ fn resource(
         );
     };
     let mut state = state.lock().unwrap();
+    if state
+        .absent_groups
+        .iter()
+        .any(|g| target.collection.starts_with(g.as_str()))
+    {
+        return status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "the server could not find the requested resource",
+        );
+    }
     let store = &mut state.store;
     match (method, &target.name, target.status) {
         (&Method::GET, None, _) => {
