@@ -108,7 +108,7 @@ fn explain_rule(out: &mut String, rule: &RouteRule) {
             0 => 0.0,
             _ => f64::from(b.weight) * 100.0 / total as f64,
         };
-        let what = match b.service.starts_with(super::grant::REFUSED_PREFIX) {
+        let what = match b.ref_not_permitted {
             true => "answered 500: in another namespace, and no ReferenceGrant there allows it",
             false => "its endpoints, breakers and ServicePolicy",
         };

@@ -6,10 +6,9 @@
 //! (the mesh conformance suite's mesh-consumer-route) borrows nothing.
 //!
 //! A refused backend keeps its weight, so its share of the requests is answered `500` as the
-//! spec says, never sent to the other backends. The proxy answers `500` for a backend discovery
-//! does not know, so a refused backend is sent to the proxy under a name no Kubernetes Service
-//! can have ([`refused_name`]: Service names start with a letter). A grant added or removed
-//! later changes the outcome at the next reload or watch event.
+//! spec says, never sent to the other backends: it reaches the proxy marked `ref_not_permitted`,
+//! and the proxy answers its share with `500` (`weft-error: backend_not_permitted`). A grant
+//! added or removed later changes the outcome at the next reload or watch event.
 //!
 //! Grants are read from the `--routes` files (the same documents as in a cluster) and, with
 //! `--kubernetes`, from the cluster; both sets apply to every route.
@@ -27,9 +26,6 @@ pub const API_VERSIONS: [&str; 3] = [
     "gateway.networking.k8s.io/v1alpha2",
 ];
 pub const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
-
-/// How the name of a refused backend starts ([`refused_name`]).
-pub const REFUSED_PREFIX: &str = "0-refused";
 
 /// The spec's limits (`MaxItems`).
 const MAX_ITEMS: usize = 16;
@@ -77,20 +73,8 @@ pub fn allows(grants: &[Grant], route: &Referrer, service: &str) -> bool {
     })
 }
 
-/// The name a refused backend `service` (`<name>.<namespace>`) is sent under: `0-refused-<name>`
-/// in the same namespace (or `0-refused` when that would be too long for a DNS label). It shows
-/// in the caller's metrics and admin endpoint as the backend that answered `500`.
-pub fn refused_name(service: &str) -> String {
-    let (name, namespace) = service.split_once('.').unwrap_or((service, ""));
-    let refused = format!("{REFUSED_PREFIX}-{name}");
-    match is_dns_label(&refused) {
-        true => format!("{refused}.{namespace}"),
-        false => format!("{REFUSED_PREFIX}.{namespace}"),
-    }
-}
-
-/// `routes` with every backend in another namespace that no grant allows renamed to its
-/// [`refused_name`].
+/// `routes` with every backend in another namespace that no grant allows marked
+/// `ref_not_permitted`.
 pub fn resolve(mut routes: Vec<HttpRoute>, grants: &[Grant]) -> Vec<HttpRoute> {
     for route in &mut routes {
         let parents: Vec<String> = route.parents.iter().map(|p| p.service.clone()).collect();
@@ -104,9 +88,7 @@ pub fn resolve(mut routes: Vec<HttpRoute>, grants: &[Grant]) -> Vec<HttpRoute> {
         };
         let backends = route.rules.iter_mut().flat_map(|r| &mut r.proto.backends);
         for backend in backends {
-            if !allows(grants, &referrer, &backend.service) {
-                backend.service = refused_name(&backend.service);
-            }
+            backend.ref_not_permitted = !allows(grants, &referrer, &backend.service);
         }
     }
     routes
@@ -215,11 +197,6 @@ mod tests {
         let every = GRANT.replace(", name: cart", "");
         let every = [grant(&every).unwrap()];
         assert!(allows(&every, &route("HTTPRoute", "web"), "orders.shop"));
-        assert_eq!(refused_name("cart.shop"), "0-refused-cart.shop");
-        assert_eq!(
-            refused_name(&format!("{}.shop", "a".repeat(60))),
-            "0-refused.shop"
-        );
     }
 
     #[test]

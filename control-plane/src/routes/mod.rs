@@ -363,15 +363,21 @@ mod tests {
             let rule = &table.rules[0];
             rule.backends
                 .iter()
-                .map(|b| b.service.clone())
+                .map(|b| {
+                    format!(
+                        "{}{}",
+                        b.service,
+                        if b.ref_not_permitted { " refused" } else { "" }
+                    )
+                })
                 .collect::<Vec<_>>()
         };
         store
             .reload(&[("r.yaml".to_owned(), route.into())])
             .unwrap();
-        assert_eq!(backends(&store), ["v1.demo", "0-refused-v3.shop"]);
+        assert_eq!(backends(&store), ["v1.demo", "v3.shop refused"]);
         let explained = explain::explain(&store.current());
-        assert!(explained.contains("    0-refused-v3.shop:80 weight 1 (50.0 % of the requests; answered 500: in another namespace, and no ReferenceGrant there allows it)"), "{explained}");
+        assert!(explained.contains("    v3.shop:80 weight 1 (50.0 % of the requests; answered 500: in another namespace, and no ReferenceGrant there allows it)"), "{explained}");
         let both = format!("{route}---\n{grant}");
         let summary = store.reload(&[("r.yaml".to_owned(), both.into())]).unwrap();
         assert_eq!(

@@ -85,6 +85,11 @@ pub enum ProxyError {
     /// The backend the weights chose is not a service discovery knows.
     #[error("backend {backend} of rule {rule} is not a known service")]
     BackendNotFound { backend: String, rule: Label },
+    /// The backend is a Service in another namespace that no ReferenceGrant there allows.
+    #[error(
+        "backend {backend} of rule {rule} is in another namespace that no ReferenceGrant opens"
+    )]
+    BackendNotPermitted { backend: String, rule: Label },
 }
 
 impl ProxyError {
@@ -108,6 +113,7 @@ impl ProxyError {
             ProxyError::NoRoute { .. } => "no_route",
             ProxyError::NoBackend { .. } => "no_backend",
             ProxyError::BackendNotFound { .. } => "backend_not_found",
+            ProxyError::BackendNotPermitted { .. } => "backend_not_permitted",
         }
     }
 
@@ -127,9 +133,9 @@ impl ProxyError {
             ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
             // The spec's answer for a rule without a usable backend.
-            ProxyError::NoBackend { .. } | ProxyError::BackendNotFound { .. } => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            ProxyError::NoBackend { .. }
+            | ProxyError::BackendNotFound { .. }
+            | ProxyError::BackendNotPermitted { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::FaultInjected {
                 abort: Abort::Http(status),
                 ..

@@ -77,6 +77,7 @@ fn gateway_routes(table: &RouteTable) -> Value {
             "backends": rule.backends.iter().map(|b| json!({
                 "backend": b.address,
                 "weight": b.weight,
+                "ref_not_permitted": b.ref_not_permitted,
             })).collect::<Vec<_>>(),
             "mirrors": rule.mirrors.iter().map(|m| json!({
                 "mirror": m.address,

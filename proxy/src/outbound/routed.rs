@@ -9,7 +9,7 @@
 //! each mirror ([`super::mirror`]).
 //!
 //! What the spec answers with `500` (a rule with no backend of weight above 0, a backend that
-//! does not exist) and `404` (no rule matches) are weft's answers, with `weft-error`.
+//! does not exist or that no ReferenceGrant allows) and `404` (no rule matches) are weft's answers, with `weft-error`.
 
 use std::sync::Arc;
 
@@ -46,6 +46,12 @@ pub async fn send(
         });
     };
     exchange.backend = Some(backend.service.clone());
+    if backend.ref_not_permitted {
+        return Err(ProxyError::BackendNotPermitted {
+            backend: backend.address.clone(),
+            rule: rule.label.clone(),
+        });
+    }
     if let Some(modifier) = &rule.request_headers {
         modifier.apply(req.headers_mut());
     }

@@ -72,6 +72,8 @@ pub struct Backend {
     pub weight: u32,
     pub request_headers: Option<HeaderModifier>,
     pub response_headers: Option<HeaderModifier>,
+    /// A Service in another namespace that no ReferenceGrant allows: its share is answered 500.
+    pub ref_not_permitted: bool,
 }
 
 /// The rule a request matched, and the path prefix its match named (for `ReplacePrefixMatch`).
@@ -130,6 +132,7 @@ impl GatewayRule {
                 weight: b.weight,
                 request_headers: HeaderModifier::from_proto(b.request_headers),
                 response_headers: HeaderModifier::from_proto(b.response_headers),
+                ref_not_permitted: b.ref_not_permitted,
             })
             .collect();
         Self {
