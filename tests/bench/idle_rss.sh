@@ -141,6 +141,12 @@ exercise() {
   grep -q "3200 succeeded" "$W/exercise.txt" || { cat "$W/exercise.txt" >&2; exit 1; }
 }
 
+# The linker's list of the functions a sidecar runs (proxy/build.rs): how much of it this binary
+# still has (tests/bench/code_order.sh renews it).
+listed=$(nm --defined-only "$WEFT_BIN/weft-proxy" | awk '{print $3}' | sort -u |
+  comm -12 - <(sort -u "$ROOT/proxy/code-order.txt") | wc -l)
+echo "proxy/code-order.txt: $listed of $(wc -l < "$ROOT/proxy/code-order.txt") functions found in $WEFT_BIN/weft-proxy"
+
 for start in $(seq "$STARTS"); do
   sidecar server 1b3d5f7a9c0e2a4c6e8a0c2e4a6c8e0a --identity spiffe://cluster.local/ns/demo/sa/hello \
     --inbound-listen "$SERVER_IN" --inbound-app-addr "$APP" --admin-listen "$SERVER_ADMIN"
