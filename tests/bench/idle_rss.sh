@@ -2,9 +2,9 @@
 # Resident memory of a sidecar pair as tests/bench/pods.sh runs it (a control plane, certificates,
 # a typical ServicePolicy, discovery, metrics, tracing at 1 % to an OTLP collector), on loopback
 # and without root: idle after a few requests of each kind, and optionally under a 512-connection
-# load. Each start is a fresh pair; each sidecar's RSS is broken down by tests/bench/rss_breakdown.py
-# (code, libraries, heap, stacks, threads). Memory is not timing-sensitive, so this can run while
-# the machine is busy.
+# load. Each start is a fresh pair; each sidecar's RSS is broken down by
+# tests/bench/rss_breakdown.py (code, libraries, heap, stacks, threads). Memory is not
+# timing-sensitive, so this can run while the machine is busy.
 #
 # Usage: tests/bench/idle_rss.sh [starts, default 3]
 #        WEFT_BIN=<dir> tests/bench/idle_rss.sh     (the binaries there: A/B)
