@@ -1,8 +1,11 @@
-//! What idle keep-alive connections cost a sidecar's memory. Issue 22 wants memory to follow
-//! load, not connections: an idle HTTP/1.1 connection holds its socket and no buffer. So an app
-//! holding 512 idle keep-alive connections to its client sidecar (which carries their requests
-//! to the server sidecar, and that one on its pooled connections to the app) leaves each sidecar
-//! under a bound, and every connection still answers afterwards.
+//! What idle keep-alive connections and requests in flight cost a sidecar's memory. Issue 22
+//! wants memory to follow load, not connections: an idle HTTP/1.1 connection holds its socket and
+//! no buffer. So an app holding 512 idle keep-alive connections to its client sidecar (which
+//! carries their requests to the server sidecar, and that one on its pooled connections to the
+//! app) leaves each sidecar under a bound, and every connection still answers afterwards. Then
+//! all 512 ask at once and the app holds the answers: a request waiting for the app holds no
+//! buffer in the server sidecar either (its request is written, its answer not yet read), so what
+//! 512 of them add stays under a bound too.
 //!
 //! The control plane and both sidecars are `weft-proxy` and `weft-control-plane` processes, so a
 //! sidecar's resident memory (`VmRSS` in `/proc/<pid>/status`) is its own and nothing else's.
@@ -16,8 +19,8 @@ use http_body_util::Empty;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
-use weft_tests::apps::HttpApp;
-use weft_tests::clients::{self, Reply};
+use weft_tests::apps::fault_app::{FaultApp, Reply, times, wait_count};
+use weft_tests::clients;
 use weft_tests::mesh::identity;
 use weft_tests::process::control_plane_process::ControlPlaneProcess;
 use weft_tests::process::programs;
@@ -32,6 +35,17 @@ const CONNECTIONS: usize = 512;
 /// build is mostly its code, which grows with every feature (issue 22's 20 MB at 512 connections
 /// is measured on release builds by `tests/bench/pods.sh`).
 const MAX_KIB_PER_CONNECTION: f64 = 8.0;
+/// What a request waiting for the app's answer may add to the server sidecar, beyond its idle
+/// connection: its HTTP/2 stream and task, and a connection to the app with its exchange, and no
+/// read or write buffer (each buffer held would add the 4 KiB page it touches). Debug build, as
+/// above: 5.5 KiB measured, 13.2 KiB with both buffers held.
+const MAX_KIB_PER_REQUEST_IN_FLIGHT: f64 = 9.0;
+/// How long the app holds each answer in the in-flight phase: long enough for all the requests
+/// to reach it (if some are answered before the last arrives, fewer are in flight when memory is
+/// read, and the bound holds all the more).
+const HELD: Duration = Duration::from_secs(3);
+/// The app's answer.
+const BODY: &str = "hello from server\n";
 /// Open files each process may need: this one holds the connections and the app's ends of the
 /// server sidecar's pool, the client sidecar the connections; twice that, and room for the rest.
 const OPEN_FILES_NEEDED: u64 = 2 * CONNECTIONS as u64 + 256;
@@ -110,27 +124,28 @@ fn raise_open_files_limit() -> bool {
     true
 }
 
-/// `GET /` on an open keep-alive connection.
-async fn get(sender: &mut SendRequest<Empty<Bytes>>) -> Reply {
-    let request = Request::get("/")
+/// `GET path` on an open keep-alive connection.
+async fn get(sender: &mut SendRequest<Empty<Bytes>>, path: &str) -> clients::Reply {
+    let request = Request::get(path)
         .header("host", "server")
         .body(Empty::new())
         .unwrap();
     clients::read(sender.send_request(request).await.expect("an answer")).await
 }
 
-/// Asks one request on each of `senders`, `IN_FLIGHT` at a time; each must answer the app's 200.
-async fn get_on_each(mut senders: Vec<&mut SendRequest<Empty<Bytes>>>) {
-    for (wave, senders) in senders.chunks_mut(IN_FLIGHT).enumerate() {
-        let answers = tokio::time::timeout(DEADLINE, join_all(senders.iter_mut().map(|s| get(s))))
+/// Asks `GET path` on each of `senders`, `at_once` at a time; each must answer the app's 200.
+async fn get_on_each(mut senders: Vec<&mut SendRequest<Empty<Bytes>>>, path: &str, at_once: usize) {
+    for (wave, senders) in senders.chunks_mut(at_once).enumerate() {
+        let answers = join_all(senders.iter_mut().map(|s| get(s, path)));
+        let answers = tokio::time::timeout(DEADLINE, answers)
             .await
             .unwrap_or_else(|_| panic!("no answer on some of wave {wave} within {DEADLINE:?}"));
         for (n, answer) in answers.iter().enumerate() {
             assert_eq!(
                 (answer.status.as_u16(), answer.body.as_str()),
-                (200, "hello from server\n"),
+                (200, BODY),
                 "connection {} of the ones asked: {answer:?}",
-                wave * IN_FLIGHT + n
+                wave * at_once + n
             );
         }
     }
@@ -164,7 +179,8 @@ async fn an_idle_keep_alive_connection_costs_a_sidecar_under_8_kib() {
     )
     .await;
     mesh.control_plane_addr = control_plane.grpc_addr;
-    let app = HttpApp::start("server").await;
+    let app = FaultApp::start("server").await;
+    app.set_default(Reply::ok().body(BODY));
     let server = ProxyProcess::start(&mesh, "server", &ProxyOptions::app(app.addr), &[]).await;
     let options = ProxyOptions::forward_to(vec![(identity("server"), server.inbound_addr)]);
     let client = ProxyProcess::start(&mesh, "client", &options, &[]).await;
@@ -195,8 +211,8 @@ async fn an_idle_keep_alive_connection_costs_a_sidecar_under_8_kib() {
         tokio::spawn(conn);
         senders.push(sender);
     }
-    get_on_each(senders.iter_mut().collect()).await;
-    assert_eq!(app.requests(), 1 + CONNECTIONS);
+    get_on_each(senders.iter_mut().collect(), "/", IN_FLIGHT).await;
+    assert_eq!(app.count(), 1 + CONNECTIONS);
 
     let mut memory = Vec::new();
     for ((name, sidecar), before) in sidecars.into_iter().zip(before) {
@@ -221,8 +237,47 @@ async fn an_idle_keep_alive_connection_costs_a_sidecar_under_8_kib() {
     // Idle is not closed: every connection kept, and a sample of them answers again.
     let closed = senders.iter().filter(|s| s.is_closed()).count();
     assert_eq!(closed, 0, "connections closed while idle");
-    get_on_each(senders.iter_mut().step_by(CONNECTIONS / REUSED).collect()).await;
-    assert_eq!(app.requests(), 1 + CONNECTIONS + REUSED);
+    get_on_each(
+        senders.iter_mut().step_by(CONNECTIONS / REUSED).collect(),
+        "/",
+        IN_FLIGHT,
+    )
+    .await;
+    let asked_before = 1 + CONNECTIONS + REUSED;
+    assert_eq!(app.count(), asked_before);
+
+    // Every connection asks, answers held by the app: the server sidecar's memory once all the
+    // requests have reached the app. They are asked `IN_FLIGHT` at a time, each wave once the
+    // last has arrived, so the server sidecar opens its connections to the app in waves too.
+    app.script(
+        "/held",
+        times(CONNECTIONS, Reply::ok().body(BODY).after(HELD)),
+    );
+    let asked = senders.iter_mut().enumerate().map(|(n, sender)| {
+        let app = &app;
+        async move {
+            wait_count(app, asked_before + n / IN_FLIGHT * IN_FLIGHT, DEADLINE).await;
+            get(sender, "/held").await
+        }
+    });
+    let in_flight = async {
+        wait_count(&app, asked_before + CONNECTIONS, DEADLINE).await;
+        rss_kib(server.pid())
+    };
+    let (answers, server_in_flight) = tokio::join!(join_all(asked), in_flight);
+    for (n, answer) in answers.iter().enumerate() {
+        assert_eq!(
+            (answer.status.as_u16(), answer.body.as_str()),
+            (200, BODY),
+            "connection {n}, its answer held by the app: {answer:?}"
+        );
+    }
+    let server_with_idle = memory[1].with_idle;
+    let per_request = (server_in_flight as f64 - server_with_idle as f64) / CONNECTIONS as f64;
+    eprintln!(
+        "server sidecar: {server_in_flight} KiB with {CONNECTIONS} requests waiting for the app, \
+         {per_request:.1} KiB each"
+    );
 
     for m in &memory {
         assert!(
@@ -235,4 +290,10 @@ async fn an_idle_keep_alive_connection_costs_a_sidecar_under_8_kib() {
             m.per_connection()
         );
     }
+    assert!(
+        per_request < MAX_KIB_PER_REQUEST_IN_FLIGHT,
+        "the server sidecar holds {server_in_flight} KiB with {CONNECTIONS} requests waiting for \
+         the app, {server_with_idle} KiB with the connections idle: {per_request:.1} KiB each, \
+         over {MAX_KIB_PER_REQUEST_IN_FLIGHT} KiB"
+    );
 }

@@ -3,17 +3,20 @@
 //! answer before it has read the whole body), and the response body goes on sending what is left
 //! of the request while it is read. No task and no channel per connection.
 //!
-//! The connection's buffers exist only during an exchange: an idle connection in the pool holds
-//! its socket and nothing else.
+//! The connection's buffers exist only while bytes move: an idle connection in the pool holds its
+//! socket and nothing else, and an exchange waiting for the app's answer holds none either (its
+//! write buffer goes back once the request is out, and the answer's first read is into the
+//! stack), so memory follows the bytes in flight, not the requests the app is working on.
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::{Method, StatusCode};
 use http_body::{Frame, SizeHint};
-use tokio::io::AsyncWrite;
+use tokio::io::{AsyncWrite, ReadBuf};
 
 use crate::http::BoxError;
 use crate::http::h1::buffers;
@@ -279,7 +282,7 @@ where
 
     fn poll_read(&mut self, cx: &mut Context<'_>, room: usize) -> Poll<Result<usize, BoxError>> {
         if self.read.capacity() == 0 {
-            self.read = buffers::take();
+            return self.poll_first_read(cx);
         }
         self.read.reserve(room);
         let n = ready!(tokio_util::io::poll_read_buf(
@@ -288,6 +291,24 @@ where
             &mut self.read
         ))?;
         Poll::Ready(Ok(n))
+    }
+
+    /// The answer's first read, into the stack: while the app works on the answer the exchange
+    /// holds no read buffer; what arrives is copied into one from the pool.
+    fn poll_first_read(&mut self, cx: &mut Context<'_>) -> Poll<Result<usize, BoxError>> {
+        let mut space = [MaybeUninit::<u8>::uninit(); buffers::BUFFER_SIZE];
+        let mut read = ReadBuf::uninit(&mut space);
+        ready!(tokio::io::AsyncRead::poll_read(
+            Pin::new(&mut self.io),
+            cx,
+            &mut read
+        ))?;
+        let bytes = read.filled();
+        if !bytes.is_empty() {
+            self.read = buffers::take();
+            self.read.extend_from_slice(bytes);
+        }
+        Poll::Ready(Ok(bytes.len()))
     }
 
     /// Writes what is buffered and what the request body has ready, until both are done or
@@ -336,6 +357,11 @@ where
                 continue;
             }
             let (false, Some(body)) = (self.request_done, self.request.as_mut()) else {
+                if self.request_done {
+                    // The request is out: its write buffer serves other exchanges while the app
+                    // works on the answer.
+                    buffers::give_back(&mut self.write);
+                }
                 return Pin::new(&mut self.io)
                     .poll_flush(cx)
                     .map_err(Sending::Write);

@@ -1,0 +1,35 @@
+//! Link settings of the `weft-proxy` binary that keep a sidecar's resident code small.
+//!
+//! A sidecar's resident memory is mostly its code, and the kernel maps code in 64 KiB runs around
+//! each page a process touches: with the functions a sidecar runs scattered over the whole text,
+//! nearly all of it was resident. `code-order.txt` lists those functions (recorded from running
+//! sidecars by `tests/bench/code_order.sh`, hottest first); the linker places them first and
+//! together. A function missing from the list (new code, or a dependency whose symbol names
+//! changed) is placed after them as before: the list going stale costs memory, never correctness.
+//! Symbol names carry hashes of the dependencies' features, which depend on the packages a build
+//! selects: the list is recorded from a build at the workspace's root, as the image and the
+//! benchmarks build (`cargo build -p weft-proxy` alone resolves features differently).
+//!
+//! Relative relocations are packed (`-z pack-relative-relocs`, DT_RELR): a position-independent
+//! executable is relocated at start, and its table of plain relocations (a third of a megabyte)
+//! was read whole into every sidecar's memory; packed, it is a few kilobytes. The dynamic loader
+//! of glibc 2.36 or later reads them (the container image is Debian 12's, glibc 2.36).
+//!
+//! Only for x86-64 Linux with glibc, whose Rust toolchain links with LLD by default (LLD knows
+//! `--symbol-ordering-file`; GNU ld does not).
+
+fn main() {
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let order = format!("{manifest_dir}/code-order.txt");
+    println!("cargo:rerun-if-changed=code-order.txt");
+    println!("cargo:rerun-if-changed=build.rs");
+    let target = |key: &str| std::env::var(key).unwrap_or_default();
+    if target("CARGO_CFG_TARGET_ARCH") == "x86_64"
+        && target("CARGO_CFG_TARGET_OS") == "linux"
+        && target("CARGO_CFG_TARGET_ENV") == "gnu"
+    {
+        println!("cargo:rustc-link-arg-bin=weft-proxy=-Wl,--symbol-ordering-file={order}");
+        println!("cargo:rustc-link-arg-bin=weft-proxy=-Wl,--no-warn-symbol-ordering");
+        println!("cargo:rustc-link-arg-bin=weft-proxy=-Wl,-z,pack-relative-relocs");
+    }
+}
