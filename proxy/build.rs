@@ -12,8 +12,10 @@
 //!
 //! Relative relocations are packed (`-z pack-relative-relocs`, DT_RELR): a position-independent
 //! executable is relocated at start, and its table of plain relocations (a third of a megabyte)
-//! was read whole into every sidecar's memory; packed, it is a few kilobytes. The dynamic loader
-//! of glibc 2.36 or later reads them (the container image is Debian 12's, glibc 2.36).
+//! was read whole into every sidecar's memory; packed, it is a few kilobytes. Only the dynamic
+//! loader of glibc 2.36 or later reads them (the container image is Debian 12's, glibc 2.36),
+//! and a binary with them does not start on an older one: they are packed only when the glibc
+//! the build links against (`getconf GNU_LIBC_VERSION`) is 2.36 or later.
 //!
 //! Only for x86-64 Linux with glibc, whose Rust toolchain links with LLD by default (LLD knows
 //! `--symbol-ordering-file`; GNU ld does not).
@@ -30,6 +32,23 @@ fn main() {
     {
         println!("cargo:rustc-link-arg-bin=weft-proxy=-Wl,--symbol-ordering-file={order}");
         println!("cargo:rustc-link-arg-bin=weft-proxy=-Wl,--no-warn-symbol-ordering");
-        println!("cargo:rustc-link-arg-bin=weft-proxy=-Wl,-z,pack-relative-relocs");
+        if glibc_reads_packed_relocations() {
+            println!("cargo:rustc-link-arg-bin=weft-proxy=-Wl,-z,pack-relative-relocs");
+        }
     }
+}
+
+/// Whether this machine's glibc is 2.36 or later (`getconf` prints `glibc 2.36`).
+fn glibc_reads_packed_relocations() -> bool {
+    let Ok(out) = std::process::Command::new("getconf")
+        .arg("GNU_LIBC_VERSION")
+        .output()
+    else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let version = text.trim().strip_prefix("glibc ").unwrap_or_default();
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (2, 36)
 }
