@@ -5,10 +5,9 @@
 use weft_tests::mesh::policy_mesh::Caller;
 use weft_tests::mesh::{OTHER_NAMESPACE, ProxyOptions};
 
-use super::{App, RoutesMesh, route, wait_routes_of};
+use super::{App, RoutesMesh, Source, route, wait_routes_of};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_consumer_route_wins_for_its_namespace_s_callers_only() {
+async fn a_consumer_route_wins_for_its_namespace_s_callers_only(source: Source) {
     let producer = route(
         "hello-producer",
         Some(8080),
@@ -18,7 +17,7 @@ async fn a_consumer_route_wins_for_its_namespace_s_callers_only() {
     let consumer = format!(
         "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: hello-consumer, namespace: {OTHER_NAMESPACE}}}\nspec:\n  parentRefs: [{{group: \"\", kind: Service, name: hello, namespace: demo, port: 8080}}]\n  rules:\n    - filters: [{{type: RequestRedirect, requestRedirect: {{hostname: shop.example}}}}]\n"
     );
-    let mesh = RoutesMesh::start(&format!("{producer}---\n{consumer}")).await;
+    let mesh = RoutesMesh::start(source, &format!("{producer}---\n{consumer}")).await;
     let shop = mesh
         .mesh
         .proxy_in(
@@ -57,3 +56,5 @@ async fn a_consumer_route_wins_for_its_namespace_s_callers_only() {
     assert_eq!(mesh.app_of(answer.header("x-app")), Some(App::V1));
     assert_eq!(mesh.app(App::V1).count(), 1, "the redirect reached no app");
 }
+
+super::both_sources!(a_consumer_route_wins_for_its_namespace_s_callers_only,);

@@ -8,7 +8,7 @@ use http::Method;
 use weft_tests::apps::fault_app::{Reply, times};
 use weft_tests::mesh::policy_mesh::Caller;
 
-use super::{App, RoutesMesh, route};
+use super::{App, RoutesMesh, Source, route};
 
 const RULES: &str = "    - name: headers
       matches: [{path: {value: /headers}}]
@@ -58,9 +58,8 @@ const RULES: &str = "    - name: headers
       backendRefs: [{name: hello-v1, port: 8080}]
 ";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn filters_change_requests_and_responses_as_the_rule_says() {
-    let mesh = RoutesMesh::start(&route("hello-filters", None, RULES)).await;
+async fn filters_change_requests_and_responses_as_the_rule_says(source: Source) {
+    let mesh = RoutesMesh::start(source, &route("hello-filters", None, RULES)).await;
     let mut caller = Caller::connect(mesh.addr()).await.unwrap();
     mesh.app(App::V1)
         .set_default(Reply::ok().header("x-app-only", "1"));
@@ -102,9 +101,8 @@ async fn filters_change_requests_and_responses_as_the_rule_says() {
     assert_eq!(mesh.app(App::V1).count() + mesh.app(App::V2).count(), 3);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rule_s_retry_and_timeout_apply_to_its_requests() {
-    let mesh = RoutesMesh::start(&route("hello-filters", None, RULES)).await;
+async fn a_rule_s_retry_and_timeout_apply_to_its_requests(source: Source) {
+    let mesh = RoutesMesh::start(source, &route("hello-filters", None, RULES)).await;
     let v1 = mesh.app(App::V1);
     v1.script("/flaky", times(2, Reply::status(500)));
     let mut caller = Caller::connect(mesh.addr()).await.unwrap();
@@ -125,3 +123,8 @@ async fn a_rule_s_retry_and_timeout_apply_to_its_requests() {
         answer.elapsed
     );
 }
+
+super::both_sources!(
+    filters_change_requests_and_responses_as_the_rule_says,
+    a_rule_s_retry_and_timeout_apply_to_its_requests,
+);

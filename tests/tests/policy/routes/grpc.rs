@@ -7,7 +7,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 use weft_tests::apps::fault_app::{Reply, grpc_frame};
 
-use super::{App, RoutesMesh};
+use super::{App, RoutesMesh, Source};
 
 /// Calls of the weight test, on one HTTP/2 connection.
 const CALLS: usize = 200;
@@ -35,9 +35,8 @@ spec:
       backendRefs: [{name: hello, port: 8080}]
 ";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_grpc_route_splits_calls_by_method_and_modifies_headers() {
-    let mesh = RoutesMesh::start(ROUTE).await;
+async fn a_grpc_route_splits_calls_by_method_and_modifies_headers(source: Source) {
+    let mesh = RoutesMesh::start(source, ROUTE).await;
     for app in [App::Hello, App::V1, App::V2] {
         mesh.app(app).set_default(Reply::grpc_ok("hi"));
     }
@@ -97,3 +96,5 @@ async fn a_grpc_route_splits_calls_by_method_and_modifies_headers() {
     assert_eq!((app, route), (Some(App::Hello), None));
     assert_eq!(mesh.app(App::Hello).seen()[0].header("x-routed"), None);
 }
+
+super::both_sources!(a_grpc_route_splits_calls_by_method_and_modifies_headers,);

@@ -5,7 +5,7 @@
 use http::Method;
 use weft_tests::mesh::policy_mesh::Caller;
 
-use super::{App, RoutesMesh, route};
+use super::{App, RoutesMesh, Source, route};
 
 const RULES: &str = "    - name: exact
       matches: [{path: {type: Exact, value: /v2/exact}}]
@@ -41,9 +41,8 @@ type Case = (
     &'static str,
 );
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_go_where_the_most_specific_match_sends_them() {
-    let mesh = RoutesMesh::start(&route("hello-match", None, RULES)).await;
+async fn requests_go_where_the_most_specific_match_sends_them(source: Source) {
+    let mesh = RoutesMesh::start(source, &route("hello-match", None, RULES)).await;
     let mut caller = Caller::connect(mesh.addr()).await.unwrap();
     let cases: [Case; 16] = [
         (Method::GET, "/v2/exact", &[], App::V1, "exact"),
@@ -112,3 +111,5 @@ async fn requests_go_where_the_most_specific_match_sends_them() {
         ["exact", "v2", "header", "query", "post", "regex", "rest"]
     );
 }
+
+super::both_sources!(requests_go_where_the_most_specific_match_sends_them,);

@@ -17,7 +17,7 @@ use weft_tests::apps::fault_app::{FaultApp, Reply, SeenRequest, grpc_frame};
 use weft_tests::mesh::policy_mesh::Caller;
 use weft_tests::observe::metrics::metric;
 
-use super::{App, RoutesMesh, route};
+use super::{App, RoutesMesh, Source, route};
 
 /// How long a copy may take to reach the mirror's app.
 const COPY_DEADLINE: Duration = Duration::from_secs(5);
@@ -86,9 +86,8 @@ async fn wait_metric(proxy: &RunningProxy, series: &str, value: f64) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_mirror_gets_a_copy_and_the_backend_answers() {
-    let mesh = RoutesMesh::start(&route("hello-mirror", None, RULES)).await;
+async fn a_mirror_gets_a_copy_and_the_backend_answers(source: Source) {
+    let mesh = RoutesMesh::start(source, &route("hello-mirror", None, RULES)).await;
     let client = &mesh.client;
     let table = super::destination_of(client).await["gateway_routes"].clone();
     assert_eq!(
@@ -164,7 +163,7 @@ async fn a_mirror_gets_a_copy_and_the_backend_answers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_failing_or_unknown_mirror_never_delays_or_fails_the_original() {
-    let mut mesh = RoutesMesh::start(&route("hello-mirror", None, RULES)).await;
+    let mut mesh = RoutesMesh::start(Source::Files, &route("hello-mirror", None, RULES)).await;
     // `hello`'s only endpoint is down: connections to it are refused.
     mesh.backends[0].kill_proxy().await;
     let client = &mesh.client;
@@ -225,7 +224,7 @@ async fn a_slow_failing_or_unknown_mirror_never_delays_or_fails_the_original() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copies_over_the_in_flight_bound_are_dropped_and_counted() {
-    let mesh = RoutesMesh::start(&route("hello-mirror", None, RULES)).await;
+    let mesh = RoutesMesh::start(Source::Files, &route("hello-mirror", None, RULES)).await;
     let client = &mesh.client;
     // The mirror holds every copy for longer than the test sends.
     mesh.app(App::V2)
@@ -261,9 +260,8 @@ spec:
       backendRefs: [{name: hello-v1, port: 8080}]
 ";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_grpc_route_mirrors_calls() {
-    let mesh = RoutesMesh::start(GRPC_ROUTE).await;
+async fn a_grpc_route_mirrors_calls(source: Source) {
+    let mesh = RoutesMesh::start(source, GRPC_ROUTE).await;
     for app in [App::V1, App::V2] {
         mesh.app(app).set_default(Reply::grpc_ok("hi"));
     }
@@ -304,3 +302,8 @@ async fn a_grpc_route_mirrors_calls() {
     }
     wait_metric(&mesh.client, &mirrors("echo", "answered"), 3.0).await;
 }
+
+super::both_sources!(
+    a_mirror_gets_a_copy_and_the_backend_answers,
+    a_grpc_route_mirrors_calls,
+);

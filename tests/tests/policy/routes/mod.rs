@@ -1,7 +1,9 @@
 //! Gateway API routes (HTTPRoute) on a loopback mesh: the scenarios of the Gateway API's mesh
 //! conformance suite (`conformance/tests/mesh/` of kubernetes-sigs/gateway-api) reproduced with
-//! weft's fixtures, real sidecars and apps, routes read from the control plane's `--routes`
-//! directory.
+//! weft's fixtures, real sidecars and apps. Each conformance scenario runs twice
+//! ([`both_sources!`]): with the routes in the control plane's `--routes` directory, and as
+//! objects in a (fake) Kubernetes API server that the control plane watches with
+//! `--kubernetes`; the answers must be the same.
 //!
 //! The mesh: the Service `hello.demo` (ports 8080 and 8081, one endpoint of its own) and two
 //! versions, `hello-v1.demo` and `hello-v2.demo` (port 8080, one endpoint each), every endpoint a
@@ -22,12 +24,34 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use weft_proxy::RunningProxy;
+use weft_tests::kubernetes::fake_apiserver::FakeApiServer;
 use weft_tests::mesh::policy_mesh::{Backend, admin_get, endpoint_addresses, start_backends};
 use weft_tests::mesh::{Mesh, ProxyOptions};
 
 const HOUR: Duration = Duration::from_secs(3600);
 /// Discovery plus a routes reload (files are polled twice a second), with room to spare.
 const ROUTES_DEADLINE: Duration = Duration::from_secs(10);
+
+/// An object put into the API server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RouteObject {
+    api_version: String,
+    kind: String,
+    namespace: String,
+    name: String,
+}
+
+impl RouteObject {
+    fn of(object: &serde_json::Value) -> Self {
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+        Self {
+            api_version: text(&object["apiVersion"]),
+            kind: text(&object["kind"]),
+            namespace: text(&object["metadata"]["namespace"]),
+            name: text(&object["metadata"]["name"]),
+        }
+    }
+}
 
 /// Which of the mesh's apps answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,8 +61,43 @@ pub enum App {
     V2,
 }
 
+/// Where the control plane reads the routes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// `--routes` files.
+    Files,
+    /// HTTPRoute and GRPCRoute objects in an API server, watched with `--kubernetes`.
+    Cluster,
+}
+
+/// `#[tokio::test]`s running each scenario `async fn name(source: Source)` once per source:
+/// `from_files::name` and `from_cluster::name`.
+macro_rules! both_sources {
+    ($($scenario:ident),+ $(,)?) => {
+        mod from_files {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario(crate::routes::Source::Files).await
+                }
+            )+
+        }
+        mod from_cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario(crate::routes::Source::Cluster).await
+                }
+            )+
+        }
+    };
+}
+use both_sources;
+
 pub struct RoutesMesh {
     pub mesh: Mesh,
+    /// The API server of [`Source::Cluster`], and the routes put into it.
+    cluster: Option<(FakeApiServer, std::sync::Mutex<Vec<RouteObject>>)>,
     /// `hello`'s own endpoint, `hello-v1`'s, `hello-v2`'s.
     pub backends: Vec<Backend>,
     pub client: RunningProxy,
@@ -85,17 +144,25 @@ pub fn route(name: &str, port: Option<u16>, rules: &str) -> String {
 }
 
 impl RoutesMesh {
-    /// The mesh with `routes` (HTTPRoute documents) in force in the caller's proxy.
-    pub async fn start(routes: &str) -> Self {
-        Self::start_with(routes, None).await
+    /// The mesh with `routes` (HTTPRoute and GRPCRoute documents) in force in the caller's
+    /// proxy, read from `source`.
+    pub async fn start(source: Source, routes: &str) -> Self {
+        Self::start_with(source, routes, None).await
     }
 
     /// [`RoutesMesh::start`] with ServicePolicy documents in force from the start.
-    pub async fn start_with(routes: &str, policies: Option<&str>) -> Self {
+    pub async fn start_with(source: Source, routes: &str, policies: Option<&str>) -> Self {
         let serial = crate::serial().await;
         let (ips, port) = endpoint_addresses(3);
-        let mesh = Mesh::start_with(HOUR, &services(&ips, port), policies).await;
-        mesh.write_routes(routes);
+        let mut mesh = Mesh::start_with(HOUR, &services(&ips, port), policies).await;
+        let cluster = match source {
+            Source::Files => None,
+            Source::Cluster => {
+                let api = FakeApiServer::start().await;
+                mesh.use_kubernetes(api.kubeconfig()).await;
+                Some((api, std::sync::Mutex::default()))
+            }
+        };
         let backends = start_backends(&mesh, &ips, port, None).await;
         let client = mesh
             .proxy(
@@ -108,12 +175,41 @@ impl RoutesMesh {
             .await;
         let mesh = Self {
             mesh,
+            cluster,
             backends,
             client,
             _serial: serial,
         };
+        mesh.set_routes(routes);
         mesh.wait_routes(|version| !version.is_empty()).await;
         mesh
+    }
+
+    /// Puts `routes` (YAML documents) in force: the routes file replaced, or the objects put
+    /// into the API server (and those of the last call that are not among them deleted), as
+    /// `kubectl apply --prune` would.
+    pub fn set_routes(&self, routes: &str) {
+        let Some((api, put)) = &self.cluster else {
+            self.mesh.write_routes(routes);
+            return;
+        };
+        let objects: Vec<serde_json::Value> = serde_saphyr::from_multiple(routes).unwrap();
+        let objects: Vec<serde_json::Value> =
+            objects.into_iter().filter(|o| !o.is_null()).collect();
+        let keys: Vec<RouteObject> = objects.iter().map(RouteObject::of).collect();
+        let mut put = put.lock().unwrap();
+        for gone in put.iter().filter(|k| !keys.contains(k)) {
+            api.delete(
+                &gone.api_version,
+                &gone.kind,
+                Some(&gone.namespace),
+                &gone.name,
+            );
+        }
+        for object in objects {
+            api.put(object);
+        }
+        *put = keys;
     }
 
     /// The caller's listener for `hello.demo:8080` (the routed port).

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use weft_tests::apps::fault_app::{Reply, times};
 use weft_tests::mesh::policy_mesh::Caller;
 
-use super::{App, RoutesMesh, route};
+use super::{App, RoutesMesh, Source, route};
 
 const RULES: &str = "    - name: flaky
       matches: [{path: {value: /flaky}}]
@@ -54,7 +54,12 @@ const STORMY: usize = 20;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_override_naming_a_rule_retries_that_rule_s_requests_only() {
-    let mesh = RoutesMesh::start_with(&route("hello-overrides", None, RULES), Some(POLICIES)).await;
+    let mesh = RoutesMesh::start_with(
+        Source::Files,
+        &route("hello-overrides", None, RULES),
+        Some(POLICIES),
+    )
+    .await;
     let v1 = mesh.app(App::V1);
     v1.script("/flaky", times(2, Reply::status(500)));
     v1.script("/steady", times(1, Reply::status(500)));

@@ -11,7 +11,7 @@ use weft_tests::mesh::policy_mesh::Caller;
 use weft_tests::observe::metrics::metric;
 use weft_tests::wait::until;
 
-use super::{App, RoutesMesh, route};
+use super::{App, RoutesMesh, Source, route};
 
 /// Requests of the weight test, over four keep-alive connections.
 const REQUESTS: usize = 500;
@@ -56,9 +56,8 @@ async fn spread(mesh: &RoutesMesh, path: &str, n: usize, connections: usize) -> 
     apps
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn weights_split_requests_between_backends_and_the_metrics_say_which() {
-    let mesh = RoutesMesh::start(&split(70, 30)).await;
+async fn weights_split_requests_between_backends_and_the_metrics_say_which(source: Source) {
+    let mesh = RoutesMesh::start(source, &split(70, 30)).await;
     let table = mesh
         .wait_routes(|v| v.starts_with("demo/hello-split@"))
         .await;
@@ -113,10 +112,9 @@ async fn weights_split_requests_between_backends_and_the_metrics_say_which() {
     assert_eq!(v2_count, mesh.app(App::V2).count() as f64);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn weight_zero_gets_nothing_and_an_unusable_rule_or_backend_is_a_500() {
+async fn weight_zero_gets_nothing_and_an_unusable_rule_or_backend_is_a_500(source: Source) {
     let rules = "    - matches: [{path: {value: /zero}}]\n      backendRefs:\n        - {name: hello-v1, port: 8080, weight: 0}\n        - {name: hello-v2, port: 8080, weight: 1}\n    - matches: [{path: {value: /all-zero}}]\n      backendRefs: [{name: hello-v1, port: 8080, weight: 0}]\n    - matches: [{path: {value: /missing}}]\n      backendRefs: [{name: nowhere, port: 8080}]\n    - matches: [{path: {value: /none}}]\n";
-    let mesh = RoutesMesh::start(&route("hello-broken", Some(8080), rules)).await;
+    let mesh = RoutesMesh::start(source, &route("hello-broken", Some(8080), rules)).await;
     let apps = spread(&mesh, "/zero", 40, 2).await;
     assert!(apps.iter().all(|a| *a == Some(App::V2)), "{apps:?}");
     let mut caller = Caller::connect(mesh.addr()).await.unwrap();
@@ -143,9 +141,10 @@ async fn weight_zero_gets_nothing_and_an_unusable_rule_or_backend_is_a_500() {
     assert_eq!(mesh.app_of(answer.header("x-app")), Some(App::Hello));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_weight_edit_under_load_takes_effect_within_a_second_with_no_failed_request() {
-    let mesh = RoutesMesh::start(&split(100, 0)).await;
+async fn a_weight_edit_under_load_takes_effect_within_a_second_with_no_failed_request(
+    source: Source,
+) {
+    let mesh = RoutesMesh::start(source, &split(100, 0)).await;
     let first = mesh
         .wait_routes(|v| v.starts_with("demo/hello-split@"))
         .await;
@@ -167,7 +166,7 @@ async fn a_weight_edit_under_load_takes_effect_within_a_second_with_no_failed_re
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let edited = Instant::now();
-    mesh.mesh.write_routes(&split(0, 100));
+    mesh.set_routes(&split(0, 100));
     mesh.wait_routes(|v| !v.is_empty() && v != first_version)
         .await;
     // Requests keep flowing for another half second after the new table is in force.
@@ -202,3 +201,9 @@ async fn a_weight_edit_under_load_takes_effect_within_a_second_with_no_failed_re
     );
     assert!(!v2.is_empty() && mesh.app(App::V1).count() > 0);
 }
+
+super::both_sources!(
+    weights_split_requests_between_backends_and_the_metrics_say_which,
+    weight_zero_gets_nothing_and_an_unusable_rule_or_backend_is_a_500,
+    a_weight_edit_under_load_takes_effect_within_a_second_with_no_failed_request,
+);
