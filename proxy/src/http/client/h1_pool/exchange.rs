@@ -163,7 +163,12 @@ where
                     None => {}
                 }
             }
-            if ready!(self.poll_read(cx, HEAD_READ_SIZE))? == 0 {
+            // Until the answer starts, no read buffer: the first read is into the stack.
+            let read = match self.read.capacity() {
+                0 => ready!(self.poll_first_read(cx))?,
+                _ => ready!(self.poll_read(cx, HEAD_READ_SIZE))?,
+            };
+            if read == 0 {
                 let error: BoxError = match self.write_failed.take() {
                     Some(e) => e.into(),
                     None => "the app closed the connection before answering".into(),
@@ -282,7 +287,7 @@ where
 
     fn poll_read(&mut self, cx: &mut Context<'_>, room: usize) -> Poll<Result<usize, BoxError>> {
         if self.read.capacity() == 0 {
-            return self.poll_first_read(cx);
+            self.read = buffers::take();
         }
         self.read.reserve(room);
         let n = ready!(tokio_util::io::poll_read_buf(
@@ -294,7 +299,8 @@ where
     }
 
     /// The answer's first read, into the stack: while the app works on the answer the exchange
-    /// holds no read buffer; what arrives is copied into one from the pool.
+    /// holds no read buffer; what arrives is copied into one from the pool. Only for the head:
+    /// the body is read into the pool buffer directly, in reads as large as it has room for.
     fn poll_first_read(&mut self, cx: &mut Context<'_>) -> Poll<Result<usize, BoxError>> {
         let mut space = [MaybeUninit::<u8>::uninit(); buffers::BUFFER_SIZE];
         let mut read = ReadBuf::uninit(&mut space);
