@@ -148,6 +148,7 @@ impl Discovery for WatchService {
             server,
             index: self.store.subscribe(),
             synced: self.store.synced(),
+            routes_synced: self.routes.synced(),
             policies: self.policies.subscribe(),
             routes: self.routes.subscribe(),
             caller_namespace: caller.identity.namespace().to_owned(),
@@ -226,6 +227,8 @@ struct Watch {
     index: watch::Receiver<Arc<Index>>,
     /// Whether every discovery source has delivered its first version.
     synced: watch::Receiver<bool>,
+    /// Whether the cluster's Gateway API routes have (see [`routes::Store::synced`]).
+    routes_synced: watch::Receiver<bool>,
     policies: watch::Receiver<Arc<Policies>>,
     routes: watch::Receiver<Arc<Routes>>,
     /// The namespace of the watching proxy's workload: its consumer routes win over producer
@@ -291,9 +294,14 @@ impl Watch {
             return None;
         }
         if self.last.is_none() {
-            // Before the first list of the cluster, "unknown" would be a guess: wait for it, but
-            // not forever (an API server that is down must not stall every proxy's first answer).
-            let _ = tokio::time::timeout(INITIAL_SYNC_WAIT, self.synced.wait_for(|s| *s)).await;
+            // Before the first list of the cluster, "unknown" (or a table without the cluster's
+            // routes) would be a guess: wait for both, but not forever (an API server that is down must not stall every proxy's first answer).
+            let (synced, routes_synced) = (&mut self.synced, &mut self.routes_synced);
+            let both = async {
+                let _ = synced.wait_for(|s| *s).await;
+                let _ = routes_synced.wait_for(|s| *s).await;
+            };
+            let _ = tokio::time::timeout(INITIAL_SYNC_WAIT, both).await;
         }
         loop {
             let current = self.answer();
@@ -515,6 +523,33 @@ mod tests {
         let first = stream.next().await.unwrap().unwrap();
         assert!(first.known);
         assert_eq!(started.elapsed(), INITIAL_SYNC_WAIT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_answer_waits_for_the_cluster_s_routes_up_to_a_bound() {
+        let stop = CancellationToken::new();
+        let (_store, service, _metrics) = service(&stop);
+        let routes = routes::Store::fixed(Routes::default());
+        let service = service.with_routes(routes.clone());
+        routes.expect_cluster();
+        let mut stream = open(&service, "hello.demo:80").await.unwrap();
+        let started = tokio::time::Instant::now();
+        assert!(
+            tokio::time::timeout(Duration::from_secs(1), stream.next())
+                .await
+                .is_err(),
+            "no answer before the routes are listed"
+        );
+        let route = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: hello, namespace: demo}\nspec:\n  parentRefs: [{group: \"\", kind: Service, name: hello, port: 80}]\n  rules: [{backendRefs: [{name: other, port: 80}]}]\n";
+        let listed = routes::examine_all(&[("cluster".to_owned(), route.as_bytes().to_vec())]);
+        routes.set_cluster(listed.unwrap());
+        routes.cluster_listed();
+        let first = stream.next().await.unwrap().unwrap();
+        assert!(
+            first.routes.is_some(),
+            "the first answer has the cluster's route"
+        );
+        assert!(started.elapsed() < INITIAL_SYNC_WAIT);
     }
 
     #[tokio::test(start_paused = true)]

@@ -89,6 +89,9 @@ struct Cluster {
     listed: BTreeMap<Kind, HashSet<String>>,
     /// The kinds whose list answered 404 (said once for all, until they are listed).
     absent: HashSet<Kind>,
+    /// The kinds listed at least once, or whose list answered 404: when all are, the store
+    /// is synced.
+    answered: HashSet<Kind>,
     refused: IntGaugeVec,
     errors: IntCounterVec,
 }
@@ -132,9 +135,11 @@ pub fn start(
         grants: BTreeMap::new(),
         listed: BTreeMap::new(),
         absent: HashSet::new(),
+        answered: HashSet::new(),
         refused,
         errors,
     };
+    cluster.store.expect_cluster();
     Ok(tokio::spawn(cluster.run(stop)))
 }
 
@@ -163,6 +168,9 @@ impl Cluster {
                 Ok(()) = routes.changed() => {}
             }
             self.publish();
+            if self.answered.len() == KINDS.len() {
+                self.store.cluster_listed();
+            }
             routes.mark_unchanged();
             if *synced.borrow() {
                 self.write_statuses().await;
@@ -181,6 +189,7 @@ impl Cluster {
                 self.apply(kind, object);
             }
             Ok(watcher::Event::InitDone) => {
+                self.answered.insert(kind);
                 let listed = self.listed.remove(&kind).unwrap_or_default();
                 let gone: Vec<String> = self
                     .keys(kind)
@@ -203,6 +212,9 @@ impl Cluster {
                 let resource = kind.resource();
                 let not_found = matches!(&e, watcher::Error::InitialListFailed(kube::Error::Api(s)) if s.is_not_found());
                 let first_absent = self.absent.is_empty();
+                if not_found {
+                    self.answered.insert(kind);
+                }
                 if !not_found {
                     tracing::warn!(kind = resource.kind, error = %e, "watch failed; what is in force stays, retrying");
                 } else if self.absent.insert(kind) && first_absent {

@@ -158,6 +158,8 @@ pub fn examine_all(files: &[File]) -> Result<Checked, Vec<String>> {
 pub struct Store {
     routes: watch::Sender<Arc<Routes>>,
     sources: Mutex<Sources>,
+    /// False from [`Store::expect_cluster`] until the cluster's first lists are in.
+    synced: watch::Sender<bool>,
 }
 
 /// What the files and the cluster hold; the routes in force are made from both.
@@ -196,7 +198,27 @@ impl Store {
         Arc::new(Self {
             routes: watch::Sender::new(Arc::new(routes)),
             sources: Mutex::default(),
+            synced: watch::Sender::new(true),
         })
+    }
+
+    /// Routes will also come from the cluster: [`Store::synced`] says no until
+    /// [`Store::cluster_listed`].
+    pub fn expect_cluster(&self) {
+        self.synced.send_replace(false);
+    }
+
+    /// The cluster's first lists are in force (or its Gateway API CRDs are absent).
+    pub fn cluster_listed(&self) {
+        self.synced
+            .send_if_modified(|synced| !std::mem::replace(synced, true));
+    }
+
+    /// Whether every source of routes has delivered its first version, and its changes: the
+    /// first discovery answers wait for it, so a proxy never starts on a table without the
+    /// cluster's routes.
+    pub fn synced(&self) -> watch::Receiver<bool> {
+        self.synced.subscribe()
     }
 
     /// Loads `path` (a file or a directory; without one, no routes) and reloads it when it
