@@ -45,46 +45,11 @@ if [ -z "${WEFT_BIN:-}" ]; then
   (cd "$ROOT" && cargo build --release --bin weft-proxy --bin weft-control-plane >&2)
   WEFT_BIN=$ROOT/target/release
 fi
-W=$(mktemp -d /tmp/weft-callgrind.XXXX)
-PIDS=()
-PERF_PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2> /dev/null || true; done
-  wait 2> /dev/null || true
-  [ -n "${KEEP:-}" ] || rm -rf "$W"
-}
-trap cleanup EXIT
 # Ports: an offset so a run does not meet the by-hand mesh of docs/getting-started.md.
-BASE=${BASE:-21000}
-CP=127.0.0.1:$((BASE + 10)) CP_ADMIN=127.0.0.1:$((BASE + 14)) APP=127.0.0.1:$((BASE + 80))
-SERVER_IN=127.0.0.1:$((BASE + 6)) SERVER_ADMIN=127.0.0.1:$((BASE + 100))
-CLIENT_ADMIN=127.0.0.1:$((BASE + 200)) FORWARD=127.0.0.1:$((BASE + 40))
-COLLECTOR=127.0.0.1:$((BASE + 17))
-
-wait_for() { # SECONDS WHAT COMMAND...
-  local deadline=$((SECONDS + $1)) what=$2
-  shift 2
-  until "$@" > /dev/null 2>&1; do
-    [ "$SECONDS" -lt "$deadline" ] || { echo "error: timed out waiting for $what" >&2; exit 1; }
-    sleep 0.2
-  done
-}
-
-cat > "$W/tokens.yaml" << EOF
-apiVersion: weft.dev/v1alpha1
-kind: BootstrapTokens
-tokens:
-  - {identity: spiffe://cluster.local/ns/demo/sa/web, token: 7f3a9c0e5b2d4f6a8c1e3b5d7f9a0c2e}
-  - {identity: spiffe://cluster.local/ns/demo/sa/hello, token: 1b3d5f7a9c0e2a4c6e8a0c2e4a6c8e0a}
-EOF
-cat > "$W/services.yaml" << EOF
-apiVersion: weft.dev/v1alpha1
-kind: MeshService
-metadata: {name: hello, namespace: demo}
-spec:
-  ports: [{port: 8080, targetPort: $((BASE + 6))}]
-  endpoints: [{address: 127.0.0.1, serviceAccount: hello}]
-EOF
+BASE=${BASE:-21000} MESH_NAME=callgrind
+# shellcheck source=tests/bench/loopback_mesh.sh
+source "$ROOT/tests/bench/loopback_mesh.sh"
+PERF_PIDS=()
 if [ -n "${TWO_ENDPOINTS:-}" ]; then
   SERVER_IN=0.0.0.0:$((BASE + 6))
   sed -i 's/endpoints: \[{address: 127.0.0.1, serviceAccount: hello}\]/endpoints: [{address: 127.0.1.1, serviceAccount: hello}, {address: 127.0.1.2, serviceAccount: hello}]/' \
@@ -125,19 +90,6 @@ spec:
 EOF
   ROUTE_FLAGS=(--routes "$W/routes.yaml")
 fi
-cat > "$W/nginx.conf" << EOF
-worker_processes 1;
-daemon off;
-pid $W/nginx.pid;
-error_log $W/nginx-error.log;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  keepalive_requests 100000;
-  server { listen $APP; location / { return 200 "hello from nginx\n"; } }
-}
-EOF
-
 "$WEFT_BIN/weft-control-plane" --bootstrap-tokens "$W/tokens.yaml" --services "$W/services.yaml" \
   --listen "$CP" --admin-listen "$CP_ADMIN" --data-dir "$W/cp" --log warn \
   ${ROUTE_FLAGS[@]+"${ROUTE_FLAGS[@]}"} > "$W/cp.log" 2>&1 &

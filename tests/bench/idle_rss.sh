@@ -29,45 +29,11 @@ if [ -z "${WEFT_BIN:-}" ]; then
   (cd "$ROOT" && cargo build --release --bin weft-proxy --bin weft-control-plane >&2)
   WEFT_BIN=$ROOT/target/release
 fi
-W=$(mktemp -d /tmp/weft-idle-rss.XXXX)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2> /dev/null || true; done
-  wait 2> /dev/null || true
-  [ -n "${KEEP:-}" ] || rm -rf "$W"
-}
-trap cleanup EXIT
-BASE=${BASE:-22000}
-CP=127.0.0.1:$((BASE + 10)) CP_ADMIN=127.0.0.1:$((BASE + 14)) APP=127.0.0.1:$((BASE + 80))
-SERVER_IN=127.0.0.1:$((BASE + 6)) SERVER_ADMIN=127.0.0.1:$((BASE + 100))
-CLIENT_ADMIN=127.0.0.1:$((BASE + 200)) FORWARD=127.0.0.1:$((BASE + 40))
-COLLECTOR=127.0.0.1:$((BASE + 17))
-
-wait_for() { # SECONDS WHAT COMMAND...
-  local deadline=$((SECONDS + $1)) what=$2
-  shift 2
-  until "$@" > /dev/null 2>&1; do
-    [ "$SECONDS" -lt "$deadline" ] || { echo "error: timed out waiting for $what" >&2; exit 1; }
-    sleep 0.2
-  done
-}
+BASE=${BASE:-22000} MESH_NAME=idle-rss
+# shellcheck source=tests/bench/loopback_mesh.sh
+source "$ROOT/tests/bench/loopback_mesh.sh"
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
-cat > "$W/tokens.yaml" << EOF
-apiVersion: weft.dev/v1alpha1
-kind: BootstrapTokens
-tokens:
-  - {identity: spiffe://cluster.local/ns/demo/sa/web, token: 7f3a9c0e5b2d4f6a8c1e3b5d7f9a0c2e}
-  - {identity: spiffe://cluster.local/ns/demo/sa/hello, token: 1b3d5f7a9c0e2a4c6e8a0c2e4a6c8e0a}
-EOF
-cat > "$W/services.yaml" << EOF
-apiVersion: weft.dev/v1alpha1
-kind: MeshService
-metadata: {name: hello, namespace: demo}
-spec:
-  ports: [{port: 8080, targetPort: $((BASE + 6))}]
-  endpoints: [{address: 127.0.0.1, serviceAccount: hello}]
-EOF
 # pods.sh's typical policy: every client layer configured, none acting.
 cat > "$W/policies.yaml" << EOF
 apiVersion: weft.dev/v1alpha1
@@ -90,19 +56,6 @@ spec:
     overrides:
       - routes: [api]
         timeouts: {request: 3s, perTry: 1s}
-EOF
-cat > "$W/nginx.conf" << EOF
-worker_processes 1;
-daemon off;
-pid $W/nginx.pid;
-error_log $W/nginx-error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 100000;
-  client_body_temp_path $W/nginx-body;
-  server { listen $APP; location / { return 200 "hello from nginx\n"; } }
-}
 EOF
 head -c 4096 /dev/zero > "$W/body-4k"
 
