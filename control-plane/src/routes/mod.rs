@@ -187,8 +187,12 @@ impl Sources {
                 });
             }
         }
-        let grants = [self.files.grants.clone(), self.cluster.grants.clone()].concat();
-        Routes::with_grants(routes, &grants)
+        Routes::with_grants(routes, &self.grants())
+    }
+
+    /// Every grant, from the files and the cluster.
+    fn grants(&self) -> Vec<Grant> {
+        [self.files.grants.clone(), self.cluster.grants.clone()].concat()
     }
 }
 
@@ -289,7 +293,7 @@ impl Store {
     /// Every ReferenceGrant in force (from the files and the cluster).
     pub fn grants(&self) -> Vec<Grant> {
         let sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
-        [sources.files.grants.clone(), sources.cluster.grants.clone()].concat()
+        sources.grants()
     }
 
     /// Whether a `--routes` file defines the route `kind` `<namespace>/<name>`.
