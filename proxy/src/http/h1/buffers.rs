@@ -2,11 +2,11 @@
 //! it is idle again, so memory follows the requests in flight rather than the connections open.
 //!
 //! A pool per thread: no lock, and a buffer is most often taken back on the thread that lent it.
-//! A buffer may come back while its memory is still shared with data handed on (the response
-//! head, whose fields are slices of it, or a body chunk not yet sent): it is kept all the same,
-//! and lent again once that data is gone. That way the memory is reused rather than freed, and
-//! so is its shared-memory header, which a fresh buffer allocates again the first time a head is
-//! split off it.
+//! A buffer may come back while its memory is still shared with data handed on (a body chunk not
+//! yet sent): it is kept all the same, and lent again once that data is gone. That way the memory
+//! is reused rather than freed, and so is its shared-memory header, which a fresh buffer
+//! allocates again the first time a chunk is split off it. A head's bytes are copied out of it
+//! ([`super::head_bytes`]), so a message waiting for its answer does not keep it.
 
 use std::cell::RefCell;
 

@@ -4,14 +4,14 @@
 
 use std::mem::MaybeUninit;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING};
 use http::uri::{Authority, Scheme};
 use http::{
     HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
 };
 
-use crate::http::h1::H1Error;
+use crate::http::h1::{H1Error, head_bytes};
 
 /// Heads larger than this are refused (431 for a request).
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -107,7 +107,8 @@ fn absolute(uri: Uri, host: Bytes) -> Uri {
 
 /// Reads the request head at the start of `buf`, taking its bytes out of it: `None` while it is
 /// incomplete (the caller refuses a head still incomplete at [`MAX_HEAD_BYTES`]). The target and
-/// the header values share the head's bytes rather than copying them.
+/// the header values share the head's bytes rather than copying them, and those bytes are not
+/// the buffer's.
 pub fn read_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, H1Error> {
     // Left uninitialised: zeroing 128 fields on every request cost more than parsing them.
     let mut fields = [const { MaybeUninit::uninit() }; MAX_HEADERS];
@@ -124,7 +125,7 @@ pub fn read_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, H1Error> 
     let target = span(buf, parsed.path.unwrap_or_default().as_bytes());
     let mut spans = [FieldSpan::default(); MAX_HEADERS];
     let count = field_spans(buf, parsed.headers, &mut spans);
-    let head = buf.split_to(len).freeze();
+    let head = take_head(buf, len);
     let uri = Uri::from_maybe_shared(head.slice(target)).map_err(|_| H1Error::MalformedHead)?;
     let fields = Fields::read(&head, &spans[..count])?;
     if version == Version::HTTP_11 && fields.hosts != 1 {
@@ -172,7 +173,7 @@ pub fn read_response(
         .map_err(|_| H1Error::MalformedHead)?;
     let mut spans = [FieldSpan::default(); MAX_HEADERS];
     let count = field_spans(buf, parsed.headers, &mut spans);
-    let head = buf.split_to(len).freeze();
+    let head = take_head(buf, len);
     let fields = Fields::read(&head, &spans[..count])?;
     let bodiless = status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -194,6 +195,14 @@ pub fn read_response(
         headers: fields.headers,
         framing,
     }))
+}
+
+/// The head's `len` bytes, taken out of `buf` and copied where they do not keep the buffer
+/// allocated ([`head_bytes`]).
+fn take_head(buf: &mut BytesMut, len: usize) -> Bytes {
+    let head = head_bytes::copy(&buf[..len]);
+    buf.advance(len);
+    head
 }
 
 /// [`read_request`] on a slice (copied): the head and its length.

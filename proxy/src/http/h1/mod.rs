@@ -13,6 +13,7 @@
 //!
 //! - [`buffers`]: the buffers a connection holds only while it carries a message.
 //! - [`head`]: request and response heads, and how long their bodies are ([`Framing`]).
+//! - [`head_bytes`]: where a parsed head's bytes live while its message is in flight.
 //! - [`chunked`]: the chunked transfer coding, read incrementally, trailers included.
 //! - [`encode`]: heads and chunks written for the other side.
 
@@ -21,6 +22,7 @@ pub mod chunked;
 pub mod encode;
 pub mod error;
 pub mod head;
+pub mod head_bytes;
 
 pub use chunked::{Chunk, ChunkedDecoder};
 pub use encode::{encode_chunk, encode_last_chunk, encode_request_head, encode_response_head};

@@ -5,8 +5,9 @@
 //! The connection's own task does all of it, with no channel and no other task: read a head, call
 //! the handler, write its answer, read the next head. Requests are handled one at a time, so
 //! pipelined requests are answered in order (their bytes wait in the buffer). The read buffer
-//! exists only while a request is in flight or bytes are pending: an idle keep-alive connection
-//! waits for its next bytes with a read into the stack and holds none.
+//! exists only while bytes are pending (a head, a body, pipelined requests): an idle keep-alive
+//! connection, or one whose bodiless request is waiting for its answer, waits for its next bytes
+//! with a read into the stack and holds none.
 //!
 //! A request's body is read by whoever forwards it, often another task: it borrows the
 //! connection's read side until it ends or is dropped ([`H1RequestBody`]). Meanwhile the loop
@@ -102,6 +103,12 @@ where
         let (req, mut side, mut wants_continue) = match head.framing {
             // (A request is never close-delimited.)
             Framing::Empty | Framing::CloseDelimited => {
+                // Nothing more to read for this request: unless the next one's bytes are here,
+                // the buffer goes back to the pool while the request is in flight (the head's
+                // bytes are not the buffer's).
+                if reader.buf.is_empty() {
+                    buffers::give_back(&mut reader.buf);
+                }
                 let upgrade = head.upgrade;
                 let mut req = head.into_request(body::full(Bytes::new()));
                 let handoff = upgrade.then(|| {
@@ -276,7 +283,11 @@ fn in_flight<Fut: Future<Output = Response<Body>>>(
         // Watched for the caller hanging up only between whole requests (a body dropped before
         // its end is drained after the answer), and while pipelined bytes fit the head limit.
         Side::Here(reader, _) if reader.is_done() && reader.buf.len() < MAX_HEADER_BYTES => {
-            match reader.poll_read_more(cx, HEAD_READ) {
+            let read = match reader.buf.capacity() {
+                0 => reader.poll_idle_read(cx),
+                _ => reader.poll_read_more(cx, HEAD_READ),
+            };
+            match read {
                 Poll::Ready(Ok(0) | Err(_)) => Poll::Ready(InFlight::CallerGone),
                 Poll::Ready(Ok(_)) => Poll::Ready(InFlight::Read),
                 Poll::Pending => Poll::Pending,
