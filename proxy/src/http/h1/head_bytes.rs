@@ -23,7 +23,7 @@ pub const BLOCK_SIZE: usize = 4 * 1024;
 const OWN_ALLOCATION_ABOVE: usize = BLOCK_SIZE / 4;
 
 thread_local! {
-    static BLOCK: RefCell<BytesMut> = const { RefCell::new(BytesMut::new()) };
+    static BLOCK: RefCell<Option<BytesMut>> = const { RefCell::new(None) };
 }
 
 /// A copy of `head`, packed into this thread's current block.
@@ -33,12 +33,10 @@ pub fn copy(head: &[u8]) -> Bytes {
     }
     BLOCK.with(|block| {
         let mut block = block.borrow_mut();
-        if block.capacity() - block.len() < head.len() {
-            // `try_reclaim` succeeds only when no head copied into the block is still alive.
-            let free = block.capacity() > 0 && block.try_reclaim(BLOCK_SIZE);
-            if !free {
-                *block = BytesMut::with_capacity(BLOCK_SIZE);
-            }
+        let block = block.get_or_insert_with(|| BytesMut::with_capacity(BLOCK_SIZE));
+        // `try_reclaim` succeeds only when no head copied into the block is still alive.
+        if block.capacity() - block.len() < head.len() && !block.try_reclaim(BLOCK_SIZE) {
+            *block = BytesMut::with_capacity(BLOCK_SIZE);
         }
         block.extend_from_slice(head);
         block.split().freeze()
