@@ -6,9 +6,9 @@
 //! sidecars by `tests/bench/code_order.sh`, hottest first); the linker places them first and
 //! together. A function missing from the list (new code, or a dependency whose symbol names
 //! changed) is placed after them as before: the list going stale costs memory, never correctness.
-//! Symbol names carry hashes of the dependencies' features, which depend on the packages a build
-//! selects: the list is recorded from a build at the workspace's root, as the image and the
-//! benchmarks build (`cargo build -p weft-proxy` alone resolves features differently).
+//! Symbol names carry hashes of the dependencies' versions and features, which depend on how the
+//! build is invoked: the list is recorded from the binary `scripts/release-build` makes, as the
+//! image and the benchmarks build it.
 //!
 //! Relative relocations are packed (`-z pack-relative-relocs`, DT_RELR): a position-independent
 //! executable is relocated at start, and its table of plain relocations (a third of a megabyte)

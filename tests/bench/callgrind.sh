@@ -42,8 +42,8 @@ for tool in "${TOOLS[@]}"; do
   command -v "$tool" > /dev/null || { echo "error: $tool is not installed" >&2; exit 1; }
 done
 if [ -z "${WEFT_BIN:-}" ]; then
-  (cd "$ROOT" && cargo build --release --bin weft-proxy --bin weft-control-plane >&2)
-  WEFT_BIN=$ROOT/target/release
+  "$ROOT/scripts/release-build" "$ROOT/target/dist" >&2
+  WEFT_BIN=$ROOT/target/dist
 fi
 # Ports: an offset so a run does not meet the by-hand mesh of docs/getting-started.md.
 BASE=${BASE:-21000} MESH_NAME=callgrind

@@ -17,9 +17,9 @@ positive_int SIDECARS "$SIDECARS"
 positive_int SECONDS_RUN "$SECONDS_RUN"
 need_tools prometheus nginx curl python3
 if [ -z "${WEFT_BIN:-}" ]; then
-  (cd "$BENCH_ROOT" && cargo build --release --bin weft --bin weft-proxy --bin weft-control-plane -q) ||
-    die "cargo build --release failed"
-  WEFT_BIN=$BENCH_ROOT/target/release
+  WEFT_BIN=$BENCH_ROOT/target/dist
+  CARGO_TERM_QUIET=true "$BENCH_ROOT/scripts/release-build" "$WEFT_BIN" ||
+    die "scripts/release-build failed"
 fi
 [ -x "$WEFT_BIN/weft" ] || die "WEFT_BIN=$WEFT_BIN holds no weft"
 W=$(mktemp -d /tmp/weft-dashboard.XXXX)

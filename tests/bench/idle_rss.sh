@@ -26,8 +26,8 @@ for tool in nginx h2load curl python3; do
   command -v "$tool" > /dev/null || { echo "error: $tool is not installed" >&2; exit 1; }
 done
 if [ -z "${WEFT_BIN:-}" ]; then
-  (cd "$ROOT" && cargo build --release --bin weft-proxy --bin weft-control-plane >&2)
-  WEFT_BIN=$ROOT/target/release
+  "$ROOT/scripts/release-build" "$ROOT/target/dist" >&2
+  WEFT_BIN=$ROOT/target/dist
 fi
 BASE=${BASE:-22000} MESH_NAME=idle-rss
 # shellcheck source=tests/bench/loopback_mesh.sh

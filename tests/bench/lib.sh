@@ -37,8 +37,9 @@ need_tools() {
   exit 2
 }
 
-# build_weft: release binaries into $WEFT_BIN. Fat LTO makes the first build slow; later runs
-# with nothing changed take a second. WEFT_BIN=<dir> set by the caller skips the build and uses
+# build_weft: the release binaries as the image ships them (scripts/release-build: the sidecar in
+# its own cargo invocation, with its profile) into $WEFT_BIN. Fat LTO makes the first build slow;
+# later runs with nothing changed take a second. WEFT_BIN=<dir> set by the caller skips the build and uses
 # the binaries there (to compare two builds, one run each). Under sudo, cargo is often not on
 # PATH: then binaries that are already built are used (with a notice), since building as root
 # would also leave root-owned files in target/.
@@ -50,13 +51,14 @@ build_weft() {
     echo "notice: using the binaries in WEFT_BIN=$WEFT_BIN (not building)" >&2
     return
   fi
-  WEFT_BIN=$BENCH_ROOT/target/release
+  WEFT_BIN=$BENCH_ROOT/target/dist
   if command -v cargo >/dev/null; then
-    (cd "$BENCH_ROOT" && cargo build --release --bins -q) || die "cargo build --release --bins failed"
+    CARGO_TERM_QUIET=true "$BENCH_ROOT/scripts/release-build" "$WEFT_BIN" ||
+      die "scripts/release-build failed"
   elif [ -x "$WEFT_BIN/weft-proxy" ] && [ -x "$WEFT_BIN/weft-control-plane" ]; then
     echo "notice: cargo not on PATH; using the binaries already in $WEFT_BIN" >&2
   else
-    die "cargo not on PATH and no release binaries in $WEFT_BIN: run 'cargo build --release --bins' first"
+    die "cargo not on PATH and no release binaries in $WEFT_BIN: run scripts/release-build first"
   fi
 }
 
