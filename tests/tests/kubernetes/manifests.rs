@@ -247,7 +247,8 @@ fn the_containerfile_builds_the_three_binaries() {
     ] {
         assert!(build.contains(&format!("--bin {bin}")), "{bin} not built");
         assert!(
-            build.contains(&format!("release/{bin} ")) || build.contains(&format!("release/{bin}\" ")),
+            build.contains(&format!("release/{bin} "))
+                || build.contains(&format!("release/{bin}\" ")),
             "{bin} not copied"
         );
         assert!(
