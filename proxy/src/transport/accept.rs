@@ -51,7 +51,11 @@ pub async fn accept_draining<F, Fut>(
             },
         };
         let _ = tcp.set_nodelay(true);
-        let connection = handle(tcp, peer);
+        // Boxed: an async block keeps the slot of each future it captures even after moving it
+        // into `select!`, so an unboxed connection future would take its size twice in every
+        // connection's task (a task of 8.9 KiB instead of 4.4 for each app connection of the
+        // client sidecar, 21 KiB instead of 10.5 for each peer connection of the inbound side).
+        let connection = Box::pin(handle(tcp, peer));
         let cut = listening.cut.clone();
         listening.connections.spawn(async move {
             tokio::select! {
