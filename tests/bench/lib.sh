@@ -39,8 +39,8 @@ need_tools() {
 
 # build_weft: the release binaries as the image ships them (scripts/release-build: the sidecar in
 # its own cargo invocation, with its profile) into $WEFT_BIN. Fat LTO makes the first build slow;
-# later runs with nothing changed take a second. WEFT_BIN=<dir> set by the caller skips the build and uses
-# the binaries there (to compare two builds, one run each). Under sudo, cargo is often not on
+# later runs with nothing changed take a second. WEFT_BIN=<dir> set by the caller skips the build
+# and uses the binaries there (to compare two builds, one run each). Under sudo, cargo is often not on
 # PATH: then binaries that are already built are used (with a notice), since building as root
 # would also leave root-owned files in target/.
 build_weft() {

@@ -30,9 +30,10 @@ cargo build --release --locked --bin weft-control-plane --bin weft
 cp "target/pgo-generate/$HOST/release/weft-proxy" target/release/weft-control-plane "$W/bin/"
 
 # A file per process: the default name is one file per binary, which `weft-proxy init` (root)
-# creates first and the sidecars (UID 1337) then cannot write. A short grace: the sidecars write their counts when they exit, and pods.sh kills what has not
-# exited 5 s after SIGTERM.
-LLVM_PROFILE_FILE="$W/raw/%p.profraw" WEFT_BIN=$W/bin RUNS=1 WEFT_PROXY_FLAGS="--shutdown-grace 1s" "$ROOT/tests/bench/pods.sh" "$D" > "$W/pods.txt" 2>&1 ||
+# creates first and the sidecars (UID 1337) then cannot write. A short grace: the sidecars write
+# their counts when they exit, and pods.sh kills what has not exited 5 s after SIGTERM.
+LLVM_PROFILE_FILE="$W/raw/%p.profraw" WEFT_BIN=$W/bin RUNS=1 \
+  WEFT_PROXY_FLAGS="--shutdown-grace 1s" "$ROOT/tests/bench/pods.sh" "$D" > "$W/pods.txt" 2>&1 ||
   { cat "$W/pods.txt" >&2; exit 1; }
 # weft-proxy init writes one too (it is the same binary): three files at least.
 [ "$(ls "$W"/raw/*.profraw 2> /dev/null | wc -l)" -ge 3 ] ||
