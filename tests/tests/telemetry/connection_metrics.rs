@@ -60,18 +60,28 @@ fn connections(text: &str, direction: &str, peer: &str, tls: &str) -> (f64, f64,
     (opened, closed, open)
 }
 
+/// Waits until `closed` connections of the series are closed and none is open, then checks that
+/// they add up. Not checked while waiting: a connection is counted closed and no longer open by
+/// two updates, and a render on another thread may fall between them.
 async fn wait_closed(proxy: &RunningProxy, direction: &str, peer: &str, tls: &str, closed: f64) {
     wait::until(
         DEADLINE,
         &format!("{closed} closed {direction} connections of {peer} ({tls}), none open"),
         || async {
             let text = proxy.metrics.render();
-            (connections(&text, direction, peer, tls).1 == closed
+            (tcp(
+                &text,
+                "weft_tcp_connections_closed_total",
+                direction,
+                peer,
+                tls,
+            ) == closed
                 && tcp(&text, "weft_tcp_connections_open", direction, peer, tls) == 0.0)
                 .then_some(())
         },
     )
-    .await
+    .await;
+    connections(&proxy.metrics.render(), direction, peer, tls);
 }
 
 /// Echoes `ECHO_BYTES` through `addr` (the client proxy's forward to the echo app), then closes.
@@ -189,9 +199,10 @@ async fn connections_bytes_handshakes_and_identity_are_counted_by_peer() {
     );
 
     // The client proxy's own connections out, by the identity each server proved.
-    let text = client.metrics.render();
     let hello_id = identity("hello").to_string();
     let db_id = identity("db").to_string();
+    wait_closed(&client, "outbound", &db_id, "mtls", 1.0).await;
+    let text = client.metrics.render();
     assert_eq!(
         connections(&text, "outbound", &hello_id, "mtls"),
         (1.0, 0.0, 1.0),
