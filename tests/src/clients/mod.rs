@@ -88,13 +88,16 @@ pub fn keep_alive_client() -> Client<HttpConnector, Full<Bytes>> {
     Client::builder(TokioExecutor::new()).build_http()
 }
 
-/// An HTTP/2 (prior knowledge) connection to `addr`.
-pub async fn h2(
-    addr: SocketAddr,
-) -> hyper::client::conn::http2::SendRequest<
-    http_body_util::combinators::BoxBody<Bytes, hyper::Error>,
-> {
+/// An HTTP/2 (prior knowledge) connection to `addr`, without Nagle as gRPC clients connect (a
+/// request's HEADERS and DATA frames leave at once), sending bodies of type `B`.
+pub async fn h2<B>(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<B>
+where
+    B: hyper::body::Body + Unpin + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let tcp = TcpStream::connect(addr).await.expect("connect");
+    tcp.set_nodelay(true).expect("TCP_NODELAY");
     let (sender, conn) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
             .await

@@ -9,11 +9,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, Request, Version};
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use weft_tests::apps::fault_app::{FaultApp, Outcome, Reply, grpc_frame, times};
-use weft_tests::wait;
+use weft_tests::{clients, wait};
 
 /// An HTTP/1.1 connection to `addr`.
 async fn h1(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
@@ -21,17 +21,6 @@ async fn h1(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<Full<By
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
         .await
         .unwrap();
-    tokio::spawn(conn);
-    sender
-}
-
-/// An HTTP/2 (prior knowledge) connection to `addr`.
-async fn h2(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let (sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
     tokio::spawn(conn);
     sender
 }
@@ -148,7 +137,7 @@ async fn request_bodies_are_measured_over_both_protocols() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let response = h2(app.addr)
+    let response = clients::h2::<Full<Bytes>>(app.addr)
         .await
         .send_request(request(Method::POST, "/create", Version::HTTP_2, body))
         .await
@@ -212,7 +201,7 @@ async fn reset_is_a_tcp_reset_and_close_is_a_fin() {
 async fn reset_stream_resets_one_http2_stream_and_keeps_the_connection() {
     let app = FaultApp::start("fault").await;
     app.script("/", [Reply::ResetStream]);
-    let mut client = h2(app.addr).await;
+    let mut client = clients::h2::<Full<Bytes>>(app.addr).await;
     let failed = client
         .send_request(request(Method::GET, "/", Version::HTTP_2, Bytes::new()))
         .await
@@ -256,7 +245,7 @@ async fn truncated_bodies_break_off_after_the_declared_length_is_promised() {
             sent: 10,
         }],
     );
-    let response = h2(app.addr)
+    let response = clients::h2::<Full<Bytes>>(app.addr)
         .await
         .send_request(request(Method::GET, "/", Version::HTTP_2, Bytes::new()))
         .await
@@ -279,7 +268,7 @@ async fn grpc_replies_carry_a_frame_and_the_status_in_trailers() {
             Reply::grpc_ok("hi"),
         ],
     );
-    let mut client = h2(app.addr).await;
+    let mut client = clients::h2::<Full<Bytes>>(app.addr).await;
     let call = || {
         Request::post("http://app/test.Greeter/Say")
             .version(Version::HTTP_2)
@@ -318,7 +307,7 @@ async fn a_caller_giving_up_is_recorded_as_cancelled() {
     let _ = tokio::time::timeout(Duration::from_millis(100), client.send_request(get("/h1"))).await;
     drop(client);
     // HTTP/2: the caller drops the request (hyper resets the stream), the connection stays.
-    let mut client = h2(app.addr).await;
+    let mut client = clients::h2::<Full<Bytes>>(app.addr).await;
     let _ = tokio::time::timeout(
         Duration::from_millis(100),
         client.send_request(request(Method::GET, "/h2", Version::HTTP_2, Bytes::new())),

@@ -3,9 +3,8 @@
 
 use http::{Request, Version};
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpStream;
 use weft_tests::apps::fault_app::{Reply, grpc_frame};
+use weft_tests::clients;
 
 use super::{App, RoutesMesh, Source};
 
@@ -40,14 +39,7 @@ async fn a_grpc_route_splits_calls_by_method_and_modifies_headers(source: Source
     for app in [App::Hello, App::V1, App::V2] {
         mesh.app(app).set_default(Reply::grpc_ok("hi"));
     }
-    // As gRPC clients do: without Nagle, a call's HEADERS and DATA frames leave at once.
-    let tcp = TcpStream::connect(mesh.addr()).await.unwrap();
-    tcp.set_nodelay(true).unwrap();
-    let (mut sender, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
+    let mut sender = clients::h2(mesh.addr()).await;
     let mut call = async |method: &str| {
         let request = Request::post(format!("http://hello.demo:8080/weft.test.Echo/{method}"))
             .version(Version::HTTP_2)

@@ -9,11 +9,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, Request, Version};
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use weft_proxy::RunningProxy;
 use weft_tests::apps::fault_app::{FaultApp, Reply, SeenRequest, grpc_frame};
+use weft_tests::clients;
 use weft_tests::mesh::policy_mesh::Caller;
 use weft_tests::observe::metrics::metric;
 
@@ -190,23 +189,16 @@ async fn a_slow_failing_or_unknown_mirror_never_delays_or_fails_the_original() {
     assert_eq!(answer.status, 200, "{answer:?}");
     wait_metric(client, &mirrors("mirrored", "answered_5xx"), 1.0).await;
 
-    let answer = caller.get("/down").await.unwrap();
-    assert_eq!(answer.status, 200, "{answer:?}");
-    assert!(
-        answer.elapsed < Duration::from_secs(1),
-        "{:?}",
-        answer.elapsed
-    );
-    wait_metric(client, &mirrors("down", "failed"), 1.0).await;
-
-    let answer = caller.get("/nowhere").await.unwrap();
-    assert_eq!(answer.status, 200, "{answer:?}");
-    assert!(
-        answer.elapsed < Duration::from_secs(1),
-        "{:?}",
-        answer.elapsed
-    );
-    wait_metric(client, &mirrors("nowhere", "not_found"), 1.0).await;
+    for (rule, outcome) in [("down", "failed"), ("nowhere", "not_found")] {
+        let answer = caller.get(&format!("/{rule}")).await.unwrap();
+        assert_eq!(answer.status, 200, "{rule}: {answer:?}");
+        assert!(
+            answer.elapsed < Duration::from_secs(1),
+            "{rule}: {:?}",
+            answer.elapsed
+        );
+        wait_metric(client, &mirrors(rule, outcome), 1.0).await;
+    }
 
     // A body over 64 KiB is sent whole to the backend and not mirrored.
     let long = Bytes::from(vec![b'x'; 100 * 1024]);
@@ -265,13 +257,7 @@ async fn a_grpc_route_mirrors_calls(source: Source) {
     for app in [App::V1, App::V2] {
         mesh.app(app).set_default(Reply::grpc_ok("hi"));
     }
-    let tcp = TcpStream::connect(mesh.addr()).await.unwrap();
-    tcp.set_nodelay(true).unwrap();
-    let (mut sender, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
+    let mut sender = clients::h2(mesh.addr()).await;
     for _ in 0..3 {
         let request = Request::post("http://hello.demo:8080/weft.test.Echo/Hello")
             .version(Version::HTTP_2)
