@@ -16,7 +16,7 @@ use crate::http::body::Body;
 use crate::http::body::caller::BodyWatch;
 use crate::http::client::app::{AppH2, AppTarget};
 use crate::http::error::ProxyError;
-use crate::http::headers;
+use crate::http::headers::{self, Carried};
 use crate::http::server;
 use crate::http::upgrade;
 use crate::policy::DEFAULT_ROUTE;
@@ -140,11 +140,12 @@ impl Context {
         };
         match sent {
             Ok(mut response) => {
+                let carried = Carried::scan(response.headers());
                 // `weft-error` says that a proxy answered: never the app.
-                response.headers_mut().remove(headers::ERROR);
+                carried.remove(Carried::ERROR, response.headers_mut());
                 // A 101 keeps `Connection`/`Upgrade`: they are what it answers.
                 if response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
-                    headers::strip_hop_by_hop(response.headers_mut());
+                    headers::strip_hop_by_hop(response.headers_mut(), carried);
                 }
                 response
             }

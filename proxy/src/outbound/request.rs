@@ -18,9 +18,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{
-    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
-};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use tokio::time::Instant;
 
 use super::Outbound;
@@ -30,6 +28,7 @@ use crate::http::body::{self, Body};
 use crate::http::client::h2_pool;
 use crate::http::error::ProxyError;
 use crate::http::headers;
+use crate::http::spare_headers::{self, FieldList};
 use crate::policy::RoutePolicy;
 use crate::resilience::backoff;
 use crate::resilience::breaker::Admission;
@@ -93,14 +92,23 @@ pub async fn send(
 /// The request's parts, kept to build each attempt.
 ///
 /// The first attempt sends the header map the app's request came in. When another attempt may
-/// follow, `kept` holds its fields first: one vector of names and values that share the
+/// follow, `kept` holds its fields first: one list of names and values that share the
 /// request head's bytes (a map's copy would cost two allocations, on every request, for the
-/// few that are retried). A retry builds its map from them.
+/// few that are retried), a spare one kept again when the request is done
+/// ([`spare_headers`]). A retry builds its map from them.
 struct Head {
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    kept: Option<Vec<(HeaderName, HeaderValue)>>,
+    kept: Option<FieldList>,
+}
+
+impl Drop for Head {
+    fn drop(&mut self) {
+        if let Some(kept) = self.kept.take() {
+            spare_headers::give_back_list(kept);
+        }
+    }
 }
 
 /// The request body as attempts send it.
@@ -472,7 +480,7 @@ impl Head {
         let mut headers = match &mut self.kept {
             None => {
                 if !last {
-                    let mut kept = Vec::with_capacity(self.headers.len());
+                    let mut kept = spare_headers::list(self.headers.len());
                     kept.extend(self.headers.iter().map(|(n, v)| (n.clone(), v.clone())));
                     self.kept = Some(kept);
                 }

@@ -19,22 +19,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::http::BoxError;
 use crate::http::body::Body;
+use crate::http::headers::Carried;
 
-/// Headers of one HTTP/1.1 connection that HTTP/2 does not allow (RFC 9113 8.2.2; `te` is
-/// allowed as `trailers`, and the proxy sends nothing else).
-const CONNECTION_SPECIFIC: [http::HeaderName; 5] = [
-    http::header::CONNECTION,
-    http::HeaderName::from_static("keep-alive"),
-    http::HeaderName::from_static("proxy-connection"),
-    http::header::TRANSFER_ENCODING,
-    http::header::UPGRADE,
-];
-
-/// Removes what HTTP/2 forbids from a head about to be sent (h2 refuses such a head outright).
+/// Removes what HTTP/2 forbids from a head about to be sent (h2 refuses such a head outright;
+/// `te` is allowed as `trailers`, and the proxy sends nothing else).
 pub fn strip_connection_specific(headers: &mut HeaderMap) {
-    for name in CONNECTION_SPECIFIC {
-        headers.remove(name);
-    }
+    Carried::scan(headers).remove(Carried::CONNECTION_SPECIFIC, headers);
 }
 
 /// A body received on an HTTP/2 stream. Its bytes are handed back to the peer's flow-control

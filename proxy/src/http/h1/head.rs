@@ -12,6 +12,7 @@ use http::{
 };
 
 use crate::http::h1::{H1Error, head_bytes};
+use crate::http::spare_headers;
 
 /// Heads larger than this are refused (431 for a request).
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -311,7 +312,7 @@ struct Fields {
 impl Fields {
     fn read(head: &Bytes, spans: &[FieldSpan]) -> Result<Self, H1Error> {
         let mut fields = Fields {
-            headers: HeaderMap::with_capacity(spans.len()),
+            headers: spare_headers::map(spans.len()),
             content_length: None,
             transfer_encoding: None,
             hosts: 0,

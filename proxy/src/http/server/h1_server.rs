@@ -54,7 +54,7 @@ use crate::http::h1::{
     encode_response_head, read_request,
 };
 use crate::http::server::{ANSWER_WRITE_TIMEOUT, HEADER_READ_TIMEOUT, MAX_HEADER_BYTES, Refusal};
-use crate::http::{headers, upgrade};
+use crate::http::{headers, spare_headers, upgrade};
 use crate::transport::{BoxedConnection, PrefixedIo};
 
 /// How much room each read of a request head asks for.
@@ -430,7 +430,7 @@ async fn write_answer(
     }
     let mut out = buffers::take();
     encode_response_head(status, Version::HTTP_11, &parts.headers, framing, &mut out);
-    drop(parts);
+    spare_headers::give_back_map(parts.headers);
     let complete = match bodiless {
         true => {
             drop(body);

@@ -38,6 +38,7 @@ use crate::http::BoxError;
 use crate::http::error::ProxyError;
 use crate::http::h1::Framing;
 use crate::http::h1::head::ResponseHead;
+use crate::http::spare_headers;
 pub use exchange::Exchange;
 
 /// Idle connections kept per app address; more are closed when their response is done. It must
@@ -102,6 +103,7 @@ where
                 _ => return Err(app_http_error(target, &e)),
             },
         };
+        spare_headers::give_back_map(parts.headers);
         Ok(self.answer(target, exchange, head))
     }
 

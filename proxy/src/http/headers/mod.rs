@@ -14,6 +14,10 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Uri, Version};
 
+pub mod carried;
+
+pub use carried::Carried;
+
 /// Set on requests that the app sent as HTTP/1.x; removed before the request reaches the app,
 /// and honoured only from a peer proxy.
 pub const ORIG_PROTO: HeaderName = HeaderName::from_static("weft-orig-proto");
@@ -25,74 +29,59 @@ pub const SERVER_IDENTITY: HeaderName = HeaderName::from_static("weft-server-ide
 /// from the app's responses, so that callers can tell the two apart.
 pub const ERROR: HeaderName = HeaderName::from_static("weft-error");
 
-const HOP_BY_HOP: [HeaderName; 6] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::PROXY_AUTHORIZATION,
-];
-
 /// Removes connection-specific headers (RFC 9110 §7.6.1), including those named in
-/// `Connection`, and any `TE` other than `trailers`.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages carry none: one pass over the names is cheaper than a lookup per name.
-    let any = headers.keys().any(|name| {
-        matches!(
-            name.as_str(),
-            "connection"
-                | "keep-alive"
-                | "proxy-connection"
-                | "transfer-encoding"
-                | "upgrade"
-                | "proxy-authorization"
-                | "te"
-        )
-    });
-    if !any {
+/// `Connection`, and any `TE` other than `trailers`; `carried` is what [`Carried::scan`] found in
+/// `headers`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, carried: Carried) {
+    if !carried.any(Carried::HOP_BY_HOP) {
         return;
     }
-    // The names `Connection` lists go too. Taken out of the map first, so that removing them
-    // needs no copy of the names (a message has one `Connection` line but for rare exceptions).
-    if headers.get_all(header::CONNECTION).iter().nth(1).is_none() {
-        if let Some(connection) = headers.remove(header::CONNECTION) {
-            remove_listed(headers, &connection);
-        }
-    } else {
-        let listed: Vec<HeaderValue> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .cloned()
-            .collect();
-        for connection in &listed {
-            remove_listed(headers, connection);
+    if carried.any(Carried::CONNECTION) {
+        // The names `Connection` lists go too. Taken out of the map first, so that removing them
+        // needs no copy of the names (a message has one `Connection` line but for rare
+        // exceptions).
+        if headers.get_all(header::CONNECTION).iter().nth(1).is_none() {
+            if let Some(connection) = headers.remove(header::CONNECTION) {
+                remove_listed(headers, &connection, carried);
+            }
+        } else {
+            let listed: Vec<HeaderValue> = headers
+                .get_all(header::CONNECTION)
+                .iter()
+                .cloned()
+                .collect();
+            headers.remove(header::CONNECTION);
+            for connection in &listed {
+                remove_listed(headers, connection, carried);
+            }
         }
     }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
-    }
-    let te_trailers = headers
-        .get(header::TE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
-        });
-    headers.remove(header::TE);
+    let te_trailers = carried.any(Carried::TE)
+        && headers
+            .get(header::TE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+            });
+    carried.remove(Carried::HOP_BY_HOP.without(Carried::CONNECTION), headers);
     if te_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
 }
 
 /// Removes the headers a `Connection` value names (`HeaderMap::remove` takes a name as `&str`
-/// without copying it, and finds nothing for one that is not a valid name).
-fn remove_listed(headers: &mut HeaderMap, connection: &HeaderValue) {
+/// without copying it, and finds nothing for one that is not a valid name), but for those of
+/// weft's set that the head does not carry (`keep-alive`, most often).
+fn remove_listed(headers: &mut HeaderMap, connection: &HeaderValue, carried: Carried) {
     let Ok(listed) = connection.to_str() else {
         return;
     };
-    for name in listed.split(',') {
-        headers.remove(name.trim());
+    for name in listed.split(',').map(str::trim) {
+        let known = Carried::named(name);
+        if known == Carried::NONE || carried.any(known) {
+            headers.remove(name);
+        }
     }
 }
 
@@ -120,12 +109,15 @@ pub fn to_mesh<B>(
                 .map_err(|e| format!("cannot build the request URI: {e}"))?;
         }
     }
-    strip_hop_by_hop(req.headers_mut());
+    let carried = Carried::scan(req.headers());
+    strip_hop_by_hop(req.headers_mut(), carried);
     req.headers_mut().remove(header::HOST);
     // Only this proxy says which version the app spoke: an app's own `weft-orig-proto` would
-    // make the remote proxy speak another version to its app than this app did.
-    req.headers_mut().remove(ORIG_PROTO);
-    if version < Version::HTTP_2 {
+    // make the remote proxy speak another version to its app than this app did (`insert`
+    // below replaces it too).
+    if version >= Version::HTTP_2 {
+        carried.remove(Carried::ORIG_PROTO, req.headers_mut());
+    } else {
         let proto = if version == Version::HTTP_10 {
             "HTTP/1.0"
         } else {
@@ -162,17 +154,22 @@ pub fn with_authority(uri: Uri, authority: Authority) -> Result<Uri, http::uri::
 /// HTTP/2 has no `Host`: the encoder writes the URI's authority as its `Host` line
 /// ([`crate::http::h1::encode`]), without a header value made for it.
 pub fn for_app<B>(req: &mut Request<B>, identity: Option<&HeaderValue>) -> Version {
-    strip_hop_by_hop(req.headers_mut());
-    let orig_proto = req.headers_mut().remove(ORIG_PROTO);
+    let carried = Carried::scan(req.headers());
+    strip_hop_by_hop(req.headers_mut(), carried);
+    let orig_proto = match carried.any(Carried::ORIG_PROTO) {
+        true => req.headers_mut().remove(ORIG_PROTO),
+        false => None,
+    };
     let version = match (identity, orig_proto) {
         (Some(_), Some(v)) if v == "HTTP/1.0" => Version::HTTP_10,
         (Some(_), Some(_)) => Version::HTTP_11,
         _ => req.version(),
     };
-    // `remove` takes every value a caller sent; `insert` then leaves exactly this proxy's.
-    req.headers_mut().remove(CLIENT_IDENTITY);
-    if let Some(identity) = identity {
-        req.headers_mut().insert(CLIENT_IDENTITY, identity.clone());
+    // `insert` replaces every value a caller sent with exactly this proxy's; without one, the
+    // caller's go.
+    match identity {
+        Some(identity) => _ = req.headers_mut().insert(CLIENT_IDENTITY, identity.clone()),
+        None => carried.remove(Carried::CLIENT_IDENTITY, req.headers_mut()),
     }
     version
 }
