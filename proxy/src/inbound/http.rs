@@ -82,34 +82,42 @@ struct Context {
 }
 
 impl Context {
-    async fn handle(self: Arc<Self>, mut req: Request<Body>) -> Response<Body> {
-        let mut exchange = self.telemetry.begin(&mut req);
-        let grpc = exchange.grpc();
-        let policy = self.policy.current();
-        exchange.service = self.policy.service();
-        exchange.route = policy.as_ref().and_then(|p| p.route(&req)).cloned();
-        let route = exchange.route.as_deref().unwrap_or(DEFAULT_ROUTE);
-        let admitted = match &policy {
-            None => Ok(None),
-            Some(policy) => {
-                let caller = Caller {
-                    identity: self.caller_identity.as_deref(),
-                    label: self.telemetry.source_identity(),
-                };
-                admission::admit(policy, route, &caller, &self.inbound.metrics)
-            }
-        };
-        let response = match admitted {
-            Ok(delay) => {
-                if let Some(delay) = delay {
-                    tokio::time::sleep(delay).await;
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn keeps its arguments twice"
+    )]
+    fn handle(self: Arc<Self>, mut req: Request<Body>) -> impl Future<Output = Response<Body>> {
+        // A block, not an `async fn`, so the request is kept once (see
+        // `crate::outbound::request::send`).
+        async move {
+            let mut exchange = self.telemetry.begin(&mut req);
+            let grpc = exchange.grpc();
+            let policy = self.policy.current();
+            exchange.service = self.policy.service();
+            exchange.route = policy.as_ref().and_then(|p| p.route(&req)).cloned();
+            let route = exchange.route.as_deref().unwrap_or(DEFAULT_ROUTE);
+            let admitted = match &policy {
+                None => Ok(None),
+                Some(policy) => {
+                    let caller = Caller {
+                        identity: self.caller_identity.as_deref(),
+                        label: self.telemetry.source_identity(),
+                    };
+                    admission::admit(policy, route, &caller, &self.inbound.metrics)
                 }
-                self.forward(req, grpc).await
-            }
-            Err(refusal) => refusal.response(grpc),
-        };
-        let observed = self.telemetry.respond(exchange, response);
-        observed.map(|body| Body::Observed(Box::new(body)))
+            };
+            let response = match admitted {
+                Ok(delay) => {
+                    if let Some(delay) = delay {
+                        tokio::time::sleep(delay).await;
+                    }
+                    self.forward(req, grpc).await
+                }
+                Err(refusal) => refusal.response(grpc),
+            };
+            let observed = self.telemetry.respond(exchange, response);
+            observed.map(|body| Body::Observed(Box::new(body)))
+        }
     }
 
     async fn forward(&self, mut req: Request<Body>, grpc: bool) -> Response<Body> {

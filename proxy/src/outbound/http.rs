@@ -58,42 +58,49 @@ struct Context {
 }
 
 impl Context {
-    async fn handle(self: Arc<Self>, mut req: Request<Body>) -> Response<Body> {
-        let mut exchange = self.telemetry.begin(&mut req);
-        let grpc = exchange.grpc();
-        let destination = self.target.current();
-        exchange.service = Some(destination.as_ref().map_or(&self.name, |d| &d.name).clone());
-        let result = match (&destination, upgrade::requested(&req)) {
-            (Some(destination), None) => match &destination.routes {
-                // Boxed: the routed path's state is the largest of the request's, and most
-                // destinations have no routes.
-                Some(routes) => {
-                    let routed =
-                        routed::send(&self.outbound, destination, routes, req, &mut exchange);
-                    Box::pin(routed).await
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn keeps its arguments twice"
+    )]
+    fn handle(self: Arc<Self>, mut req: Request<Body>) -> impl Future<Output = Response<Body>> {
+        // A block, not an `async fn`, so the request is kept once (see `request::send`).
+        async move {
+            let mut exchange = self.telemetry.begin(&mut req);
+            let grpc = exchange.grpc();
+            let destination = self.target.current();
+            exchange.service = Some(destination.as_ref().map_or(&self.name, |d| &d.name).clone());
+            let result = match (&destination, upgrade::requested(&req)) {
+                (Some(destination), None) => match &destination.routes {
+                    // Boxed: the routed path's state is the largest of the request's, and most
+                    // destinations have no routes.
+                    Some(routes) => {
+                        let routed =
+                            routed::send(&self.outbound, destination, routes, req, &mut exchange);
+                        Box::pin(routed).await
+                    }
+                    None => {
+                        let route = destination.policy.route(&req).clone();
+                        exchange.route = Some(route.name.clone());
+                        request::send(&self.outbound, destination, &route, req, &exchange.attempts)
+                            .await
+                    }
+                },
+                (Some(destination), Some(protocol)) => {
+                    Box::pin(forward_upgrade(&self.outbound, destination, req, protocol)).await
                 }
-                None => {
-                    let route = destination.policy.route(&req).clone();
-                    exchange.route = Some(route.name.clone());
-                    request::send(&self.outbound, destination, &route, req, &exchange.attempts)
-                        .await
+                (None, _) => Err(ProxyError::NoEndpoints(self.name.clone())),
+            };
+            let response = match result {
+                Ok(response) => response,
+                Err(e) => {
+                    self.outbound.error(e.reason());
+                    tracing::warn!(destination = exchange.service.as_deref(), "{e}");
+                    e.response(grpc)
                 }
-            },
-            (Some(destination), Some(protocol)) => {
-                Box::pin(forward_upgrade(&self.outbound, destination, req, protocol)).await
-            }
-            (None, _) => Err(ProxyError::NoEndpoints(self.name.clone())),
-        };
-        let response = match result {
-            Ok(response) => response,
-            Err(e) => {
-                self.outbound.error(e.reason());
-                tracing::warn!(destination = exchange.service.as_deref(), "{e}");
-                e.response(grpc)
-            }
-        };
-        let observed = self.telemetry.respond(exchange, response);
-        observed.map(|body| Body::Observed(Box::new(body)))
+            };
+            let observed = self.telemetry.respond(exchange, response);
+            observed.map(|body| Body::Observed(Box::new(body)))
+        }
     }
 }
 

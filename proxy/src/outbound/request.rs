@@ -44,49 +44,57 @@ pub const ATTEMPT: http::HeaderName = http::HeaderName::from_static("weft-attemp
 
 /// Sends `req` to `destination` under its policy's `route` (the one `req` matches), noting each
 /// attempt in `log`.
-pub async fn send(
-    outbound: &Outbound,
-    destination: &Destination,
-    route: &Arc<RoutePolicy>,
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn keeps its arguments twice"
+)]
+pub fn send<'a>(
+    outbound: &'a Outbound,
+    destination: &'a Destination,
+    route: &'a Arc<RoutePolicy>,
     req: Request<Body>,
-    log: &AttemptLog,
-) -> Result<Response<Body>, ProxyError> {
-    let deadline = route.timeouts.request.map(|t| (Instant::now() + t, t));
-    let attempts = Attempts {
-        outbound,
-        destination,
-        route,
-        grpc: headers::is_grpc(&req),
-        log,
-    };
-    let (response, timer) = match deadline {
-        None => (attempts.run(req).await?, None),
-        Some((at, after)) => {
-            // One timer for the deadline, raced here and then handed to the body.
-            let mut timer = Box::pin(tokio::time::sleep_until(at));
-            let run = attempts.run(req);
-            tokio::pin!(run);
-            tokio::select! {
-                biased;
-                response = &mut run => (response?, Some(timer)),
-                () = &mut timer => {
-                    attempts.count_timeout("request");
-                    attempts.count_attempts(attempts.log.made());
-                    return Err(ProxyError::Timeout {
-                        destination: destination.name.clone(),
-                        after,
-                    });
+    log: &'a AttemptLog,
+) -> impl Future<Output = Result<Response<Body>, ProxyError>> + 'a {
+    // A block, not an `async fn`: an async fn keeps its arguments twice in its state (as passed,
+    // and as the locals its body binds), and the request is 280 bytes of every request's future.
+    async move {
+        let deadline = route.timeouts.request.map(|t| (Instant::now() + t, t));
+        let attempts = Attempts {
+            outbound,
+            destination,
+            route,
+            grpc: headers::is_grpc(&req),
+            log,
+        };
+        let (response, timer) = match deadline {
+            None => (attempts.run(req).await?, None),
+            Some((at, after)) => {
+                // One timer for the deadline, raced here and then handed to the body.
+                let mut timer = Box::pin(tokio::time::sleep_until(at));
+                let run = attempts.run(req);
+                tokio::pin!(run);
+                tokio::select! {
+                    biased;
+                    response = &mut run => (response?, Some(timer)),
+                    () = &mut timer => {
+                        attempts.count_timeout("request");
+                        attempts.count_attempts(attempts.log.made());
+                        return Err(ProxyError::Timeout {
+                            destination: destination.name.clone(),
+                            after,
+                        });
+                    }
                 }
             }
+        };
+        let idle = route.timeouts.idle;
+        if deadline.is_none() && idle.is_none() {
+            return Ok(response);
         }
-    };
-    let idle = route.timeouts.idle;
-    if deadline.is_none() && idle.is_none() {
-        return Ok(response);
+        let timer = timer.unwrap_or_else(|| Box::pin(tokio::time::sleep(Duration::ZERO)));
+        let at = deadline.map(|d| d.0);
+        Ok(response.map(|b| Body::Timed(Box::new(TimedBody::new(b, timer, at, idle)))))
     }
-    let timer = timer.unwrap_or_else(|| Box::pin(tokio::time::sleep(Duration::ZERO)));
-    let at = deadline.map(|d| d.0);
-    Ok(response.map(|b| Body::Timed(Box::new(TimedBody::new(b, timer, at, idle)))))
 }
 
 /// The request's parts, kept to build each attempt.
