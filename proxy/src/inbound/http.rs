@@ -87,8 +87,6 @@ impl Context {
         reason = "an async fn keeps its arguments twice"
     )]
     fn handle(self: Arc<Self>, mut req: Request<Body>) -> impl Future<Output = Response<Body>> {
-        // A block, not an `async fn`, so the request is kept once (see
-        // `crate::outbound::request::send`).
         async move {
             let mut exchange = self.telemetry.begin(&mut req);
             let grpc = exchange.grpc();
