@@ -21,6 +21,8 @@
 #          no route, and hello's endpoints are 127.0.1.1 and 127.0.1.2 (the same server sidecar):
 #          the baseline for ROUTES=1, whose two backends also mean two connections between the
 #          sidecars (fewer requests per HTTP/2 read and write than over one).
+#        POST=1 tests/bench/callgrind.sh
+#          POST /post with a 4 KiB body (pods.sh's post-4k): nginx answers once it has read it.
 #        REQUESTS=2000 WARMUP=300 (defaults)
 #        ALLOCATIONS=1 tests/bench/callgrind.sh
 #          no valgrind: counts each sidecar's calls of the allocator (mimalloc's mi_malloc_aligned,
@@ -30,6 +32,10 @@
 #          the same probes recorded with call stacks (perf record --call-graph dwarf): writes
 #          each sidecar's allocation sites, by count, to allocations.<side>.txt in the current
 #          directory.
+#        SYSCALLS=1 tests/bench/callgrind.sh
+#          no valgrind: counts each sidecar's system calls that move bytes or wait (reads,
+#          writes, epoll_wait, futex) during the measured requests with perf's syscall
+#          tracepoints, and prints them per request instead.
 # Needs valgrind, nginx, h2load, curl (and python3 with opentelemetry-proto and grpcio for
 # TRACING=1).
 set -euo pipefail
@@ -37,7 +43,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 REQUESTS=${REQUESTS:-2000}
 WARMUP=${WARMUP:-300}
 TOOLS=(valgrind callgrind_control nginx h2load curl)
-[ -z "${ALLOCATIONS:-}" ] || TOOLS=(perf nginx h2load curl)
+[ -z "${ALLOCATIONS:-}${SYSCALLS:-}" ] || TOOLS=(perf nginx h2load curl)
 for tool in "${TOOLS[@]}"; do
   command -v "$tool" > /dev/null || { echo "error: $tool is not installed" >&2; exit 1; }
 done
@@ -110,7 +116,7 @@ sidecar() { # NAME TOKEN ARGS...
   local name=$1 token=$2
   shift 2
   local under=(valgrind --tool=callgrind --callgrind-out-file="$W/callgrind.$name.%p")
-  [ -z "${ALLOCATIONS:-}" ] || under=()
+  [ -z "${ALLOCATIONS:-}${SYSCALLS:-}" ] || under=()
   WEFT_TOKEN=$token ${under[@]+"${under[@]}"} \
     "$WEFT_BIN/weft-proxy" --control-plane-addr "$CP" --trust-anchors "$W/cp/trust-bundle.pem" \
     --outbound-listen off --log warn "$@" ${EXTRA[@]+"${EXTRA[@]}"} > "$W/$name.log" 2>&1 &
@@ -126,7 +132,43 @@ sidecar client 7f3a9c0e5b2d4f6a8c1e3b5d7f9a0c2e --identity spiffe://cluster.loca
 CLIENT_PID=$STARTED
 wait_for 60 "both sidecars" curl -sf "http://$FORWARD/"
 
-h2load --h1 -c 4 -n "$WARMUP" "http://$FORWARD/" > "$W/warmup.txt"
+LOAD_URL=http://$FORWARD/ LOAD_BODY=()
+if [ -n "${POST:-}" ]; then
+  # nginx's worker (nobody) reads the answer's file: a directory it may enter.
+  mkdir -p "$W/app"
+  printf 'posted\n' > "$W/app/post"
+  chmod 711 "$W"
+  chmod 755 "$W/app"
+  head -c 4096 /dev/zero | tr '\0' x > "$W/body-4k"
+  LOAD_URL=http://$FORWARD/post LOAD_BODY=(-d "$W/body-4k")
+fi
+load() { # REQUESTS
+  h2load --h1 -c 4 -n "$1" ${LOAD_BODY[@]+"${LOAD_BODY[@]}"} "$LOAD_URL"
+}
+load "$WARMUP" > "$W/warmup.txt"
+if [ -n "${SYSCALLS:-}" ]; then
+  EVENTS=()
+  for call in read recvfrom readv write sendto writev sendmsg epoll_wait futex; do
+    EVENTS+=(-e "syscalls:sys_enter_$call")
+  done
+  for side in server client; do
+    pid=SERVER_PID
+    [ "$side" = server ] || pid=CLIENT_PID
+    perf stat -x, "${EVENTS[@]}" -p "${!pid}" -o "$W/syscalls.$side" &
+    PERF_PIDS+=($!)
+  done
+  sleep 1 # perf attaches
+  load "$REQUESTS" > "$W/run.txt"
+  kill -INT "${PERF_PIDS[@]}"
+  wait "${PERF_PIDS[@]}" 2> /dev/null || true
+  echo "system calls per request ($REQUESTS requests after $WARMUP, h2load --h1 -c 4${POST:+, POST 4 KiB}):"
+  for side in server client; do
+    awk -F, -v n="$REQUESTS" -v side="$side" '$3 ~ /sys_enter_/ && $1 > 0 {
+        sub(/.*sys_enter_/, "", $3); line = line sprintf(" %s %.2f", $3, $1 / n) }
+      END { printf "  %s sidecar:%s\n", side, line }' "$W/syscalls.$side"
+  done
+  exit 0
+fi
 if [ -n "${ALLOCATIONS:-}" ]; then
   EVENTS=()
   for fn in mi_malloc_aligned mi_zalloc_aligned mi_realloc_aligned; do
@@ -146,7 +188,7 @@ if [ -n "${ALLOCATIONS:-}" ]; then
     PERF_PIDS+=($!)
   done
   sleep 1 # perf attaches its probes
-  h2load --h1 -c 4 -n "$REQUESTS" "http://$FORWARD/" > "$W/run.txt"
+  load "$REQUESTS" > "$W/run.txt"
   kill -INT "${PERF_PIDS[@]}"
   wait "${PERF_PIDS[@]}" 2> /dev/null || true
   if [ "$ALLOCATIONS" = stacks ]; then
@@ -166,8 +208,9 @@ if [ -n "${ALLOCATIONS:-}" ]; then
 fi
 callgrind_control -z "$SERVER_PID" > /dev/null 2>&1
 callgrind_control -z "$CLIENT_PID" > /dev/null 2>&1
-h2load --h1 -c 4 -n "$REQUESTS" "http://$FORWARD/" > "$W/run.txt"
-grep -q "succeeded, 0 failed" <(grep "^requests:" "$W/run.txt") ||
+load "$REQUESTS" > "$W/run.txt"
+grep -q "succeeded, 0 failed" <(grep "^requests:" "$W/run.txt") &&
+  grep -q "^status codes: $REQUESTS 2xx" "$W/run.txt" ||
   { echo "error: requests failed:" >&2; cat "$W/run.txt" >&2; exit 1; }
 callgrind_control -d "$SERVER_PID" > /dev/null 2>&1
 callgrind_control -d "$CLIENT_PID" > /dev/null 2>&1

@@ -52,6 +52,15 @@ http {
   access_log off;
   keepalive_requests 100000;
   client_body_temp_path $W/nginx-body;
-  server { listen $APP; location / { return 200 "hello from nginx\n"; } }
+  server {
+    listen $APP;
+    location / { return 200 "hello from nginx\n"; }
+    # POST /post: "posted" once nginx has read the whole body (as in tests/bench/matrix.sh).
+    location = /post {
+      mirror /post-sink; mirror_request_body on;
+      root $W/app; error_page 405 =200 \$uri;
+    }
+    location = /post-sink { internal; return 204; }
+  }
 }
 NGINX

@@ -12,6 +12,8 @@ pub mod headers;
 pub mod server;
 pub mod spare_headers;
 pub mod upgrade;
+#[cfg(test)]
+pub mod write_count;
 
 /// The error of every body and HTTP connection the proxy handles.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -226,7 +226,8 @@ impl Inbound {
             return;
         };
         let acceptor = TlsAcceptor::from(credentials.server_config());
-        let tls = match tokio::time::timeout(self.handshake_timeout, acceptor.accept(io)).await {
+        let handshake = acceptor.accept(io.reading_ahead());
+        let tls = match tokio::time::timeout(self.handshake_timeout, handshake).await {
             Ok(Ok(tls)) => tls,
             Ok(Err(e)) => {
                 let failure = classify(&e);

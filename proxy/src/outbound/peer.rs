@@ -12,10 +12,10 @@ use crate::http::error::ProxyError;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::metrics::connections::{Direction, TlsStatus};
 use crate::tls::{self, TlsStore, alpn};
-use crate::transport::CountedIo;
+use crate::transport::{CountedIo, PrefixedIo};
 
 /// A mutual-TLS connection to a peer proxy, counted in `weft_tcp_*` until dropped.
-pub type PeerIo = CountedIo<TlsStream<TcpStream>>;
+pub type PeerIo = CountedIo<TlsStream<PrefixedIo<TcpStream>>>;
 
 pub struct PeerConnector {
     pub store: Arc<TlsStore>,

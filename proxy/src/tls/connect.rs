@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use bytes::Bytes;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -12,6 +13,7 @@ use weft_certs::SpiffeId;
 
 use super::error::{HandshakeFailure, classify};
 use super::store::TlsStore;
+use crate::transport::PrefixedIo;
 
 /// Why a peer connection could not be established.
 #[derive(Debug, thiserror::Error)]
@@ -104,7 +106,7 @@ pub async fn connect(
     expected: &SpiffeId,
     alpn: &'static [u8],
     timeout: Duration,
-) -> Result<TlsStream<TcpStream>, ConnectError> {
+) -> Result<TlsStream<PrefixedIo<TcpStream>>, ConnectError> {
     let credentials = store.current().ok_or(ConnectError::NoIdentity)?;
     let connector = TlsConnector::from(credentials.client_config(expected, alpn));
     let deadline = Instant::now() + timeout;
@@ -120,7 +122,10 @@ pub async fn connect(
         Err(_) => return Err(timed_out(false)),
     };
     let _ = tcp.set_nodelay(true);
-    let handshake = connector.connect(ServerName::IpAddress(addr.ip().into()), tcp);
+    let handshake = connector.connect(
+        ServerName::IpAddress(addr.ip().into()),
+        PrefixedIo::new(Bytes::new(), tcp).reading_ahead(),
+    );
     match tokio::time::timeout_at(deadline, handshake).await {
         Ok(done) => done.map_err(|e| ConnectError::Handshake {
             addr,

@@ -1,4 +1,4 @@
-//! Sockets: listening, draining, limits, original destinations, replaying detected bytes,
+//! Sockets: listening, draining, limits, original destinations, replaying bytes read ahead,
 //! counting bytes, and splicing two streams together.
 
 mod accept;

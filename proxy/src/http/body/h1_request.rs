@@ -28,8 +28,9 @@ use crate::transport::BoxedConnection;
 
 /// How much room a read of body bytes asks for.
 const READ_SIZE: usize = 16 * 1024;
-/// How much an idle connection reads into the stack at once.
-const IDLE_READ: usize = 4096;
+/// How much an idle connection reads into the stack at once: a head and the body that came with
+/// it (a small upload) in one read.
+const IDLE_READ: usize = buffers::BUFFER_SIZE;
 
 /// The read side of an HTTP/1.1 connection: the socket's read half, the bytes read ahead of the
 /// parser (the rest of a head, a body, pipelined requests), and where the current request's body

@@ -48,7 +48,6 @@ use h2::client::SendRequest;
 use http::{Request, Response};
 use http_body::Body as _;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_util::sync::CancellationToken;
 
 use crate::http::body::Body;
 use crate::http::body::h2_stream::{self, H2Body};
@@ -210,13 +209,12 @@ impl<C: Connector> H2Pool<C> {
         let (response, stream) = sender
             .send_request(Request::from_parts(head, ()), end_of_stream)
             .map_err(|e| self.refused(key, &conn, e))?;
-        // A body still to come is sent by a task of its own while the answer is awaited; if the
-        // caller gives up first, the guard stops it and the stream is reset.
-        let guard = (!end_of_stream).then(|| {
-            let cancel = CancellationToken::new();
-            tokio::spawn(h2_stream::send_body(body, stream, cancel.clone()));
-            cancel.drop_guard()
-        });
+        // If the caller gives up before the answer, the guard stops what is still sending the
+        // body and the stream is reset.
+        let guard = match end_of_stream {
+            true => None,
+            false => h2_stream::send_request_body(body, stream),
+        };
         let response = response.await.map_err(|e| {
             // Above the last stream id of the peer's GOAWAY: the connection takes no more.
             if e.is_go_away() && e.is_remote() {

@@ -340,6 +340,9 @@ where
 
     fn poll_send_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Sending>> {
         loop {
+            // What the body has ready goes behind what is buffered first, so that a head and the
+            // body that came with it leave in one write.
+            let body_waits = self.gather(cx)?;
             if !self.write.is_empty() {
                 let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.write))
                     .map_err(Sending::Write)?;
@@ -362,23 +365,29 @@ where
                 }
                 continue;
             }
-            let (false, Some(body)) = (self.request_done, self.request.as_mut()) else {
-                if self.request_done {
-                    // The request is out: its write buffer serves other exchanges while the app
-                    // works on the answer.
-                    buffers::give_back(&mut self.write);
-                }
-                return Pin::new(&mut self.io)
-                    .poll_flush(cx)
-                    .map_err(Sending::Write);
-            };
+            if self.request_done {
+                // The request is out: its write buffer serves other exchanges while the app
+                // works on the answer.
+                buffers::give_back(&mut self.write);
+            }
             // Whatever is written is flushed before waiting for more of the body.
-            let frame = match Pin::new(body).poll_frame(cx) {
-                Poll::Pending => {
-                    ready!(Pin::new(&mut self.io).poll_flush(cx)).map_err(Sending::Write)?;
-                    return Poll::Pending;
-                }
-                Poll::Ready(frame) => frame,
+            ready!(Pin::new(&mut self.io).poll_flush(cx)).map_err(Sending::Write)?;
+            return match body_waits {
+                true => Poll::Pending,
+                false => Poll::Ready(Ok(())),
+            };
+        }
+    }
+
+    /// Encodes the body's frames that are ready behind the buffered bytes, up to [`COPY_LIMIT`]
+    /// buffered or a large frame. `Ok(true)`: the body has more to come, not ready yet.
+    fn gather(&mut self, cx: &mut Context<'_>) -> Result<bool, Sending> {
+        while !self.request_done && self.write_data.is_empty() && self.write.len() < COPY_LIMIT {
+            let Some(body) = self.request.as_mut() else {
+                return Ok(false);
+            };
+            let Poll::Ready(frame) = Pin::new(body).poll_frame(cx) else {
+                return Ok(true);
             };
             self.request_started = true;
             match frame {
@@ -391,7 +400,7 @@ where
                 Some(Err(e)) => {
                     self.request_done = true;
                     self.keep_alive = false;
-                    return Poll::Ready(Err(Sending::Body(e.into())));
+                    return Err(Sending::Body(e.into()));
                 }
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) => self.queue_data(data),
@@ -406,6 +415,7 @@ where
                 },
             }
         }
+        Ok(false)
     }
 
     fn queue_data(&mut self, data: Bytes) {

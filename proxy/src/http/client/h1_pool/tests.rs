@@ -4,6 +4,8 @@ use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
+use crate::http::body::Body;
+use crate::http::write_count::WriteCounted;
 
 #[tokio::test]
 async fn an_idle_connection_is_kept_then_closed() {
@@ -35,4 +37,29 @@ async fn an_idle_connection_is_kept_then_closed() {
         .expect("the app saw its idle connection closed")
         .unwrap();
     assert_eq!(end, 0, "the app read end-of-stream");
+}
+
+/// A request body that is ready when the exchange starts (an upload that came with its head)
+/// leaves with the head, in one write: one system call, and the app reads it whole.
+#[tokio::test]
+async fn a_head_and_the_body_ready_with_it_leave_in_one_write() {
+    let (near, mut app) = tokio::io::duplex(64 * 1024);
+    let (io, writes) = WriteCounted::new(near);
+    let mut exchange: Exchange<Body> = Exchange::new(Box::new(io));
+    let (parts, body) = Request::post("/upload")
+        .body(crate::http::body::full("hello"))
+        .unwrap()
+        .into_parts();
+    let framing = request_framing(&parts, &body);
+    assert_eq!(framing, Framing::Length(5));
+    exchange.start(&parts, body, framing);
+    // Polled once: the request goes out, and the exchange waits for the answer.
+    let waits = std::future::poll_fn(|cx| Poll::Ready(exchange.poll_head(cx).is_pending())).await;
+    assert!(waits, "no answer yet");
+    assert_eq!(writes.get(), 1, "the head and the body in one write");
+    let mut got = vec![0u8; 4096];
+    let n = app.read(&mut got).await.unwrap();
+    let got = String::from_utf8_lossy(&got[..n]);
+    assert!(got.starts_with("POST /upload HTTP/1.1\r\n"), "{got}");
+    assert!(got.ends_with("\r\n\r\nhello"), "{got}");
 }
