@@ -199,7 +199,7 @@ if [ -n "${ALLOCATIONS:-}" ]; then
     done
     exit 0
   fi
-  echo "allocations per request ($REQUESTS requests after $WARMUP, h2load --h1 -c 4):"
+  echo "allocations per request ($REQUESTS requests after $WARMUP, h2load --h1 -c 4${POST:+, POST 4 KiB}):"
   for side in server client; do
     awk -F, -v n="$REQUESTS" -v side="$side" '$3 ~ /probe_weft/ { total += $1 }
       END { printf "  %s sidecar %.1f\n", side, total / n }' "$W/allocations.$side"
@@ -220,7 +220,7 @@ per_request() { # NAME PID: the dumped total (the last dump's "totals:" line) / 
   [ -n "$file" ] || { echo "error: no callgrind dump of the $1 sidecar" >&2; exit 1; }
   awk -v n="$REQUESTS" '/^(summary|totals):/ { total = $2 } END { printf "%.1fk", total / n / 1000 }' "$file"
 }
-echo "instructions per request ($REQUESTS requests after $WARMUP, h2load --h1 -c 4${PROXY_FLAGS:+, $PROXY_FLAGS}${TRACING:+, tracing to a collector}):"
+echo "instructions per request ($REQUESTS requests after $WARMUP, h2load --h1 -c 4${POST:+, POST 4 KiB}${PROXY_FLAGS:+, $PROXY_FLAGS}${TRACING:+, tracing to a collector}):"
 echo "  server sidecar $(per_request server "$SERVER_PID")"
 echo "  client sidecar $(per_request client "$CLIENT_PID")"
 if [ -n "${TRACING:-}" ]; then
