@@ -140,14 +140,21 @@ impl ConnectionTelemetry {
         response: Response<B>,
     ) -> Response<Observed<B>> {
         let headers = response.headers();
+        // One pass over the answer's few names, rather than a lookup (hash and probe) for each.
+        let (mut weft_error, mut destination_identity) = (None, None);
+        let outbound = matches!(self.direction, Direction::Outbound);
+        for (name, value) in headers {
+            if *name == headers::ERROR {
+                weft_error.get_or_insert_with(|| value.clone());
+            } else if outbound && *name == headers::SERVER_IDENTITY {
+                destination_identity.get_or_insert_with(|| value.clone());
+            }
+        }
         exchange.answer = Some(Answer {
             status: Some(response.status()),
             grpc_status: exchange.grpc.then(|| retry::grpc_status(headers)).flatten(),
-            weft_error: headers.get(headers::ERROR).cloned(),
-            destination_identity: match self.direction {
-                Direction::Outbound => headers.get(headers::SERVER_IDENTITY).cloned(),
-                Direction::Inbound => None,
-            },
+            weft_error,
+            destination_identity,
             headers_after: exchange.started.elapsed(),
         });
         response.map(|body| Observed {
