@@ -9,6 +9,7 @@ pub mod client;
 pub mod error;
 pub mod h1;
 pub mod headers;
+pub mod link;
 pub mod server;
 pub mod spare_headers;
 pub mod upgrade;

@@ -21,6 +21,7 @@ use crate::http::body::copied::CopiedBody;
 use crate::http::body::h1_request::H1RequestBody;
 use crate::http::body::h2_stream::H2Body;
 use crate::http::client::h1_pool::H1Response;
+use crate::http::link::body::LinkBody;
 use crate::resilience::retry::{Peeked, ReplayBody};
 use crate::resilience::timeout::TimedBody;
 use crate::telemetry::exchange::Observed;
@@ -29,6 +30,8 @@ use crate::telemetry::exchange::Observed;
 pub enum Body {
     /// Streamed from a peer or an HTTP/2 app over a pooled HTTP/2 connection.
     H2(H2Body),
+    /// Streamed from the peer proxy over the link ([`crate::http::link`]).
+    Link(LinkBody),
     /// A request's body, read off the caller's HTTP/1.1 connection.
     H1Request(H1RequestBody),
     /// Read off an HTTP/1.1 connection to the app (pooled, or an upgrade's), which goes back
@@ -76,6 +79,7 @@ impl http_body::Body for Body {
         match self.get_mut() {
             Body::H1(body) => Pin::new(body).poll_frame(cx),
             Body::H2(body) => Pin::new(body).poll_frame(cx),
+            Body::Link(body) => Pin::new(body).poll_frame(cx),
             Body::H1Request(body) => Pin::new(body).poll_frame(cx).map_err(BoxError::from),
             Body::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Body::Replay(body) => Pin::new(body).poll_frame(cx),
@@ -93,6 +97,7 @@ impl http_body::Body for Body {
         match self {
             Body::H1(body) => body.is_end_stream(),
             Body::H2(body) => body.is_end_stream(),
+            Body::Link(body) => body.is_end_stream(),
             Body::H1Request(body) => body.is_end_stream(),
             Body::Full(bytes) => bytes.is_none(),
             Body::Replay(body) => body.is_end_stream(),
@@ -110,6 +115,7 @@ impl http_body::Body for Body {
         match self {
             Body::H1(body) => body.size_hint(),
             Body::H2(body) => body.size_hint(),
+            Body::Link(body) => body.size_hint(),
             Body::H1Request(body) => body.size_hint(),
             Body::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Body::Replay(body) => body.size_hint(),

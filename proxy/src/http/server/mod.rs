@@ -68,6 +68,13 @@ pub enum Refusal {
     /// HTTP/2: the client reset more streams before they were taken up, or before their answer,
     /// than its limits allow ("rapid reset"); it was sent `GOAWAY` with `ENHANCE_YOUR_CALM`.
     TooManyResets,
+    /// HTTP/2 on the link from a peer proxy: the peer broke a rule of RFC 9113 that concerns the
+    /// whole connection (a flood of `CONTINUATION` frames, an HPACK bomb, a window pushed past its
+    /// maximum, a malformed frame); it was sent `GOAWAY` with the code the RFC names.
+    BrokenHttp2 {
+        reason: weft_http2::frame::Reason,
+        what: &'static str,
+    },
     /// HTTP/1: the request head broke a rule of RFC 9112 (the error says which: it did not
     /// parse, or a smuggling vector); answered `400 Bad Request`, or `431 Request Header Fields
     /// Too Large` for a head over [`MAX_HEADER_BYTES`] or its field count, and closed.
@@ -89,6 +96,9 @@ impl std::fmt::Display for Refusal {
         f.write_str(match self {
             Refusal::TooManyResets => {
                 "the client reset more HTTP/2 streams before their answer than its limit allows (rapid reset)"
+            }
+            Refusal::BrokenHttp2 { reason, what } => {
+                return write!(f, "the peer proxy broke HTTP/2's rules: {what} (sent GOAWAY {reason})");
             }
             Refusal::BadHead(H1Error::HeadTooLarge) => {
                 "the request head is over the 64 KiB or 128-field limit (answered 431 Request Header Fields Too Large)"
@@ -117,6 +127,13 @@ impl Refusal {
     pub fn reason(self) -> &'static str {
         match self {
             Refusal::TooManyResets => "too_many_resets",
+            Refusal::BrokenHttp2 { reason, .. } => {
+                if reason == weft_http2::frame::Reason::ENHANCE_YOUR_CALM {
+                    "http2_flood"
+                } else {
+                    "http2_protocol_error"
+                }
+            }
             Refusal::BadHead(e) => e.reason(),
             Refusal::UriTooLong => H1Error::HeadTooLarge.reason(),
             Refusal::MalformedBody(e) => e.reason(),
@@ -131,7 +148,7 @@ impl Refusal {
             Refusal::UriTooLong => StatusCode::URI_TOO_LONG,
             Refusal::HeaderTimeout => StatusCode::REQUEST_TIMEOUT,
             Refusal::BadHead(_) | Refusal::MalformedBody(_) => StatusCode::BAD_REQUEST,
-            Refusal::TooManyResets => return None,
+            Refusal::TooManyResets | Refusal::BrokenHttp2 { .. } => return None,
         })
     }
 }
@@ -159,6 +176,12 @@ where
             peer_reset_allowance: H2_PEER_RESET_ALLOWANCE,
             reset_allowance: H2_RESET_ALLOWANCE,
         };
+        if caller == Caller::PeerProxy {
+            return Box::pin(crate::http::link::server::serve(
+                io, &settings, stop, handler,
+            ))
+            .await;
+        }
         return Box::pin(h2_server::serve(io, caller, &settings, stop, handler)).await;
     }
     Box::pin(h1_server::serve(io, stop, handler)).await
