@@ -169,6 +169,8 @@ pub struct Connection {
     /// The streams this side reset last, newest last: frames the peer sent before it learnt of
     /// the reset are dropped, not taken for a broken rule.
     recent_resets: VecDeque<u32>,
+    /// `PING` acknowledgements received (for the application's keep-alive).
+    pongs: u64,
 }
 
 /// How many of the streams this side reset are remembered (see `recent_resets`).
@@ -231,6 +233,7 @@ impl Connection {
             block: None,
             closed: None,
             recent_resets: VecDeque::new(),
+            pongs: 0,
         }
     }
 
@@ -242,6 +245,26 @@ impl Connection {
     /// Streams open now: those the peer opened, and those this side opened.
     pub fn open_streams(&self) -> (u32, u32) {
         (self.remote_open, self.local_open)
+    }
+
+    pub fn is_server(&self) -> bool {
+        self.role == Role::Server
+    }
+
+    /// Whether the peer's first `SETTINGS` has been read (a client then knows its limit of
+    /// concurrent streams).
+    pub fn has_peer_settings(&self) -> bool {
+        self.peer_settings
+    }
+
+    /// Sends a `PING`; [`Connection::pongs`] counts the acknowledgements.
+    pub fn ping(&mut self, payload: [u8; 8]) {
+        frame::write_ping(&mut self.out, false, payload);
+    }
+
+    /// How many `PING` acknowledgements the peer has sent.
+    pub fn pongs(&self) -> u64 {
+        self.pongs
     }
 
     /// Whether a graceful shutdown began ([`Connection::go_away`]) or the peer sent `GOAWAY`.

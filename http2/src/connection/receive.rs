@@ -166,7 +166,8 @@ impl Connection {
                 ack: false,
                 payload,
             } => frame::write_ping(&mut self.out, true, payload),
-            Frame::Ping { ack: true, .. } | Frame::Priority { .. } | Frame::Unknown => {}
+            Frame::Ping { ack: true, .. } => self.pongs += 1,
+            Frame::Priority { .. } | Frame::Unknown => {}
             Frame::PushPromise { .. } => {
                 return Err(self.fail(Reason::PROTOCOL_ERROR, "PUSH_PROMISE (push is disabled)"));
             }
@@ -278,10 +279,17 @@ impl Connection {
             HeadKind::Interim
         } else {
             state.head_received = true;
+            // An answer to HEAD, a 204 or a 304 has no content whatever its length says (RFC
+            // 9113 section 8.1.1).
+            let no_content = state.no_content
+                || self.fields.first().is_some_and(|f| {
+                    f.name.as_ref() == b":status" && matches!(&f.value[..], b"204" | b"304")
+                });
             let length = self
                 .fields
                 .iter()
-                .find(|f| f.name.as_ref() == b"content-length");
+                .find(|f| f.name.as_ref() == b"content-length")
+                .filter(|_| !no_content);
             if let Some(length) = length {
                 match std::str::from_utf8(&length.value)
                     .ok()

@@ -88,6 +88,14 @@ impl Connection {
         Some(id)
     }
 
+    /// The answer on `stream` has no content whatever its `content-length` says: the request
+    /// was a `HEAD` (RFC 9113 section 8.1.1).
+    pub fn expect_no_content(&mut self, stream: u32) {
+        if let Some(state) = self.streams.get_mut(&stream) {
+            state.no_content = true;
+        }
+    }
+
     /// Sends a head (a request's or an answer's) on `stream`; `fields` writes its fields,
     /// pseudo-fields first. Ignored if the stream is gone (the peer reset it).
     pub fn send_headers(

@@ -48,6 +48,8 @@ pub struct Stream {
     /// The application wants no more of the peer's data: it is dropped as it comes, and once
     /// this side's half has gone out the stream is reset with `NO_ERROR` (RFC 9113 section 8.1).
     pub stop_receiving: bool,
+    /// The answer has no content whatever its `content-length` says (a client's `HEAD`).
+    pub no_content: bool,
 }
 
 impl Stream {
@@ -69,6 +71,7 @@ impl Stream {
             remote,
             notify_drained: false,
             stop_receiving: false,
+            no_content: false,
         }
     }
 }

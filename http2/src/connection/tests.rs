@@ -627,3 +627,49 @@ fn each_ping_and_settings_is_answered_once() {
     let acks = raw.out.iter().filter(|f| **f == Frame::SettingsAck).count();
     assert_eq!((pongs, acks), (3, 3));
 }
+
+#[test]
+fn answers_without_content_may_announce_a_length() {
+    let mut server = Connection::new(config(Role::Server));
+    let mut client = Connection::new(config(Role::Client));
+    let (mut to_server, mut to_client) = (BytesMut::new(), BytesMut::new());
+    let carry = |from: &mut Connection, to: &mut BytesMut| {
+        from.flush();
+        let mut chunks = Vec::new();
+        from.take_output(&mut chunks);
+        for chunk in chunks {
+            to.extend_from_slice(&chunk);
+        }
+    };
+    let mut statuses = Vec::new();
+    for (method, status) in [("HEAD", "200"), ("GET", "304"), ("GET", "204")] {
+        let stream = client.open_stream().expect("a stream");
+        if method == "HEAD" {
+            client.expect_no_content(stream);
+        }
+        client.send_headers(stream, true, |w| {
+            w.field(b":method", method.as_bytes());
+            w.field(b":scheme", b"http");
+            w.field(b":path", b"/");
+        });
+        carry(&mut client, &mut to_server);
+        while let Some(event) = server.receive(&mut to_server).expect("server") {
+            if let Event::Headers { stream, .. } = event {
+                server.send_headers(stream, false, |w| {
+                    w.field(b":status", status.as_bytes());
+                    w.field(b"content-length", b"1234");
+                });
+                server.send_data(stream, Bytes::new(), true);
+            }
+        }
+        carry(&mut server, &mut to_client);
+        while let Some(event) = client.receive(&mut to_client).expect("client") {
+            statuses.push(event);
+        }
+    }
+    assert!(
+        statuses.iter().all(|e| !matches!(e, Event::Reset { .. })),
+        "{statuses:?}"
+    );
+    assert_eq!(statuses.len(), 6, "{statuses:?}");
+}

@@ -9,6 +9,7 @@ use tokio_rustls::client::TlsStream;
 use crate::destination::Endpoint;
 use crate::http::client::h2_pool::Connector;
 use crate::http::error::ProxyError;
+use crate::http::link::client::LinkError;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::metrics::connections::{Direction, TlsStatus};
 use crate::tls::{self, TlsStore, alpn};
@@ -90,5 +91,14 @@ impl Connector for PeerConnector {
     /// Connections follow certificate rotations.
     fn generation(&self) -> u64 {
         self.store.generation()
+    }
+
+    const LINK: bool = true;
+
+    fn link_error(&self, endpoint: &Endpoint, source: LinkError) -> ProxyError {
+        ProxyError::PeerHttp {
+            addr: endpoint.addr,
+            source: source.into(),
+        }
     }
 }

@@ -28,6 +28,7 @@ use crate::http::body::{self, Body};
 use crate::http::client::h2_pool;
 use crate::http::error::ProxyError;
 use crate::http::headers;
+use crate::http::link::client::LinkError;
 use crate::http::spare_headers::{self, FieldList};
 use crate::policy::RoutePolicy;
 use crate::resilience::backoff;
@@ -528,8 +529,11 @@ fn classify_error(error: &ProxyError) -> Outcome {
         ProxyError::PeerConnect(_) | ProxyError::PeerDown { .. } => Outcome::ConnectFailure,
         ProxyError::PeerHttp { source, .. } => {
             let refused = source
-                .downcast_ref::<h2::Error>()
-                .is_some_and(h2_pool::never_processed);
+                .downcast_ref::<LinkError>()
+                .is_some_and(LinkError::never_processed)
+                || source
+                    .downcast_ref::<h2::Error>()
+                    .is_some_and(h2_pool::never_processed);
             if refused {
                 Outcome::RefusedStream
             } else {

@@ -52,6 +52,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::http::body::Body;
 use crate::http::body::h2_stream::{self, H2Body};
 use crate::http::error::ProxyError;
+use crate::http::link;
+use crate::http::link::client::{LinkError, LinkHandle};
 use crate::resilience::backoff;
 use crate::transport::BoxedConnection;
 
@@ -89,6 +91,15 @@ pub trait Connector: Send + Sync + 'static {
     /// Changes when connections made before should no longer take new requests.
     fn generation(&self) -> u64 {
         0
+    }
+
+    /// The connections are links to peer proxies, on weft's own HTTP/2
+    /// ([`crate::http::link`]), rather than on the `h2` crate.
+    const LINK: bool = false;
+
+    /// The error for a failed request on a link to `key`.
+    fn link_error(&self, key: &Self::Key, error: LinkError) -> ProxyError {
+        self.unreachable(key, "link_error", error.to_string(), Duration::ZERO)
     }
 }
 
@@ -128,9 +139,15 @@ impl Failure {
 struct Conn {
     /// The connector generation the connection was made in.
     generation: u64,
-    sender: SendRequest<Bytes>,
+    sender: Sender,
     /// Set when the connection's task ends (the peer closed it, or stopped answering pings).
     closed: Arc<AtomicBool>,
+}
+
+/// What a connection's requests are sent with.
+enum Sender {
+    H2(SendRequest<Bytes>),
+    Link(LinkHandle),
 }
 
 impl Slot {
@@ -194,14 +211,30 @@ impl<C: Connector> H2Pool<C> {
         let end_of_stream = body.is_end_stream();
         let (slot, generation) = self.slot(key);
         let mut conn = self.conn(&slot, key, generation).await?;
-        let mut sender = conn.sender.clone();
+        if let Sender::Link(LinkHandle(link)) = &conn.sender {
+            // Going away (GOAWAY, or closed): one fresh connection.
+            if !link::client::accepts(link) {
+                conn.forget();
+                conn = self.conn(&slot, key, generation).await?;
+            }
+            return self
+                .send_on_link(key, &conn, Request::from_parts(head, body))
+                .await;
+        }
+        let Sender::H2(sender) = &conn.sender else {
+            unreachable!("a link was sent on above");
+        };
+        let mut sender = sender.clone();
         // Not ready: the connection is going away (GOAWAY, or closed) and took nothing. One
         // fresh connection, one more try.
         if let Err(e) = std::future::poll_fn(|cx| sender.poll_ready(cx)).await {
             tracing::debug!(destination = %key, "pooled HTTP/2 connection refused a request: {e}");
             conn.forget();
             conn = self.conn(&slot, key, generation).await?;
-            sender = conn.sender.clone();
+            sender = match &conn.sender {
+                Sender::H2(sender) => sender.clone(),
+                Sender::Link(_) => unreachable!("a connector makes one kind of connection"),
+            };
             std::future::poll_fn(|cx| sender.poll_ready(cx))
                 .await
                 .map_err(|e| self.refused(key, &conn, e))?;
@@ -228,6 +261,24 @@ impl<C: Connector> H2Pool<C> {
         let (parts, recv) = response.into_parts();
         let body = H2Body::new(recv, &parts.headers);
         Ok(Response::from_parts(parts, Body::H2(body)))
+    }
+
+    async fn send_on_link(
+        &self,
+        key: &C::Key,
+        conn: &Conn,
+        req: Request<Body>,
+    ) -> Result<Response<Body>, ProxyError> {
+        let Sender::Link(LinkHandle(link)) = &conn.sender else {
+            unreachable!("called for links only");
+        };
+        link::client::send(link, req).await.map_err(|e| {
+            // Going away, or above the last stream of the peer's GOAWAY: it takes no more.
+            if e.never_processed() {
+                conn.forget();
+            }
+            self.connector.link_error(key, e)
+        })
     }
 
     /// The error of a request that `conn` would not take. When the connection is going away the
@@ -345,9 +396,24 @@ async fn connect<C: Connector>(
         }
     };
     slot.set_failure(None);
-    let (sender, closed) = handshake(Box::new(io), key.to_string())
+    let (sender, closed) = if C::LINK {
+        let closed = Arc::new(AtomicBool::new(false));
+        let link = link::client::handshake(
+            Box::new(io),
+            key.to_string(),
+            STREAM_WINDOW,
+            CONNECTION_WINDOW,
+            closed.clone(),
+        )
         .await
-        .map_err(|e| connector.http_error(key, e))?;
+        .map_err(|e| connector.link_error(key, e))?;
+        (Sender::Link(LinkHandle(link)), closed)
+    } else {
+        let (sender, closed) = handshake(Box::new(io), key.to_string())
+            .await
+            .map_err(|e| connector.http_error(key, e))?;
+        (Sender::H2(sender), closed)
+    };
     let conn = Arc::new(Conn {
         generation,
         sender,

@@ -30,9 +30,10 @@ impl std::fmt::Debug for LinkBody {
     }
 }
 
-/// The stream ended without its body's end: the peer reset it, or the connection went away.
+/// The stream ended without its body's end: the peer reset it, or the connection went away
+/// (`CANCEL`).
 #[derive(Debug, thiserror::Error)]
-#[error("the peer proxy reset the stream before the body's end ({0})")]
+#[error("the stream to the peer proxy ended before the body's end ({0})")]
 pub struct StreamReset(pub weft_http2::frame::Reason);
 
 impl LinkBody {
@@ -89,9 +90,16 @@ impl http_body::Body for LinkBody {
             this.done = true;
             return Poll::Ready(Some(Err(StreamReset(reason).into())));
         }
+        // Complete before the connection ended: the end is the body's.
         if slot.ended {
             this.done = true;
             return Poll::Ready(None);
+        }
+        if slot.lost {
+            this.done = true;
+            return Poll::Ready(Some(Err(
+                StreamReset(weft_http2::frame::Reason::CANCEL).into()
+            )));
         }
         slot.reader = Some(cx.waker().clone());
         Poll::Pending

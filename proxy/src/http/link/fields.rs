@@ -6,7 +6,7 @@
 
 use http::header::{HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderMap, Method, Request, Uri, Version};
+use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use weft_http2::connection::FieldWriter;
 use weft_http2::hpack::Field;
 
@@ -75,6 +75,32 @@ pub fn request(fields: impl ExactSizeIterator<Item = Field>) -> Result<Request<(
     *request.version_mut() = Version::HTTP_2;
     *request.headers_mut() = headers;
     Ok(request)
+}
+
+/// An answer's head from its fields: `:status` first, then regular fields.
+pub fn response(
+    mut fields: impl ExactSizeIterator<Item = Field>,
+) -> Result<Response<()>, Malformed> {
+    let status = match fields.next() {
+        Some(field) if &field.name[..] == b":status" => field.value,
+        _ => return Err(Malformed("no :status first")),
+    };
+    let status =
+        http::StatusCode::from_bytes(&status).map_err(|_| Malformed("an invalid :status"))?;
+    let mut headers = spare_headers::map(fields.len());
+    for field in fields {
+        if field.name.first() == Some(&b':') {
+            return Err(Malformed(
+                "a pseudo-field other than :status first in an answer",
+            ));
+        }
+        append(&mut headers, field)?;
+    }
+    let mut response = Response::new(());
+    *response.status_mut() = status;
+    *response.version_mut() = Version::HTTP_2;
+    *response.headers_mut() = headers;
+    Ok(response)
 }
 
 /// Trailers from their fields (no pseudo-field allowed).

@@ -13,7 +13,10 @@
 //! (`docs/performance.md`), most of it generality the link between two sidecars does not use.
 
 pub mod body;
+pub mod client;
+mod driver;
 pub mod fields;
+mod send;
 pub mod server;
 mod shared;
 

@@ -20,20 +20,33 @@ pub struct Shared {
     pub slots: HashMap<u32, Slot, BuildHasherDefault<StreamIdHasher>>,
     /// The connection's task, to wake when there is output to write.
     pub writer: Option<Waker>,
+    /// Tasks waiting for the connection to change: for the peer's `SETTINGS`, for a stream to
+    /// end so that another may open (client).
+    pub waiters: Vec<Waker>,
+    /// The connection's task has ended.
+    pub closed: bool,
+    /// Nothing will open a stream on it any more (a client's pool let it go): it ends once its
+    /// streams are done.
+    pub released: bool,
 }
 
 /// A stream's mailbox: what the peer sent on it, for the body's reader, and how it ended.
 #[derive(Default)]
 pub struct Slot {
+    /// The answer's head (client), once it came.
+    pub answer: Option<http::Response<()>>,
     pub frames: VecDeque<Frame<Bytes>>,
     /// The peer's half ended after the last of `frames`.
     pub ended: bool,
     pub reset: Option<Reason>,
-    /// The body's reader, waiting for frames.
+    /// The connection ended under the stream.
+    pub lost: bool,
+    /// The body's reader (or, on a client, whoever waits for the answer's head).
     pub reader: Option<Waker>,
-    /// The stream's task, waiting for room to send or for a reset.
+    /// The stream's sender, waiting for room to send or for a reset.
     pub sender: Option<Waker>,
-    /// The body was dropped (its reader wants no more), and the stream's task is done.
+    /// Nothing reads the peer's half any more (the body was dropped, or there was none), and
+    /// this side's half is done (the answer, or the request's body, was sent or given up).
     pub body_dropped: bool,
     pub task_done: bool,
 }
@@ -44,6 +57,9 @@ impl Link {
             conn,
             slots: HashMap::default(),
             writer: None,
+            waiters: Vec::new(),
+            closed: false,
+            released: false,
         })))
     }
 
@@ -64,12 +80,20 @@ impl Shared {
         }
     }
 
-    /// The stream's task or its body is done; the slot goes once both are.
-    pub fn release_slot(&mut self, stream: u32, task: bool) {
+    pub fn wake_waiters(&mut self) {
+        for waker in self.waiters.drain(..) {
+            waker.wake();
+        }
+    }
+
+    /// This side's half of the stream is done (`sending`), or its reader is; the slot goes once
+    /// both are. A reader that goes before the peer's half ended tells the connection it wants
+    /// no more of it.
+    pub fn release_slot(&mut self, stream: u32, sending: bool) {
         let Some(slot) = self.slots.get_mut(&stream) else {
             return;
         };
-        if task {
+        if sending {
             slot.task_done = true;
         } else {
             slot.body_dropped = true;
@@ -83,6 +107,7 @@ impl Shared {
         }
         if slot.task_done && slot.body_dropped {
             self.slots.remove(&stream);
+            self.wake_waiters();
         }
     }
 }
