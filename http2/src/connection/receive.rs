@@ -38,8 +38,12 @@ impl Connection {
                 Ok(None) => return Ok(None),
                 Err(e) => match e.stream {
                     Some(stream) if self.block.is_none() => {
+                        // Only that stream is reset; the frames after it are read on.
                         self.reset_for(stream, e.reason);
-                        return Ok(self.events.pop_front());
+                        match self.events.pop_front() {
+                            Some(event) => return Ok(Some(event)),
+                            None => continue,
+                        }
                     }
                     _ => return Err(self.fail(e.reason, e.what)),
                 },

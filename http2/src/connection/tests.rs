@@ -673,3 +673,22 @@ fn answers_without_content_may_announce_a_length() {
     );
     assert_eq!(statuses.len(), 6, "{statuses:?}");
 }
+
+/// A stream error on a stream that was never opened (a `PRIORITY` of the wrong length) resets
+/// it and reads on: the frames after it are not left unread until more bytes come.
+#[test]
+fn frames_after_a_stream_error_are_read_on() {
+    let mut raw = Raw::server(config(Role::Server));
+    let mut bytes = raw_frame(0x2, 0, 7, &[0; 4]);
+    bytes.unsplit(headers(9, &get_block(), END_HEADERS | END_STREAM));
+    let events = raw.feed(bytes).expect("a stream's fault");
+    assert_eq!(
+        events,
+        [Event::Headers {
+            stream: 9,
+            kind: HeadKind::Head,
+            end_stream: true
+        }]
+    );
+    assert_eq!(raw.resets(), [(7, Reason::FRAME_SIZE_ERROR)]);
+}

@@ -77,7 +77,10 @@ pub async fn handshake(
     tokio::spawn(async move {
         std::future::poll_fn(|cx| driver.poll(cx)).await;
         driver.finish();
-        tracing::debug!(destination = %label, "a link ended");
+        match driver.refused {
+            Some(refusal) => tracing::warn!(destination = %label, "closed a link: {refusal}"),
+            None => tracing::debug!(destination = %label, "a link ended"),
+        }
     });
     std::future::poll_fn(|cx| {
         let mut shared = link.lock();
