@@ -27,6 +27,7 @@
 //! application state, which belong to the proxy; the "rapid reset" budget, which the proxy keeps
 //! per connection because it depends on whether a reset stream was answered.
 
+mod head;
 mod receive;
 mod send;
 mod streams;

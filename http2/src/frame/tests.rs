@@ -1,5 +1,6 @@
 use bytes::{BufMut, BytesMut};
 
+use super::write::write_head;
 use super::*;
 
 fn raw(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> BytesMut {

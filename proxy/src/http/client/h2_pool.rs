@@ -25,7 +25,8 @@
 //! (endpoints that left discovery) are dropped by [`H2Pool::retain`], which closes their
 //! connections once their requests are done.
 //!
-//! The connections speak the `h2` crate directly rather than through hyper's client, which costs
+//! Connections to peer proxies are links on weft's own HTTP/2 ([`crate::http::link::client`]);
+//! connections to HTTP/2 apps speak the `h2` crate directly rather than through hyper's client, which costs
 //! two extra tasks and channels per request (see [`crate::http::body::h2_stream`]); what hyper's
 //! client did besides is done here: keep-alive pings, the connection's receive window,
 //! connection-specific headers kept off the wire. A new connection is handed out once the

@@ -8,7 +8,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use weft_http2::connection::FieldWriter;
-use weft_http2::hpack::Field;
+use weft_http2::hpack::{Field, Indexing, default_indexing};
 
 use crate::http::spare_headers;
 
@@ -116,8 +116,11 @@ pub fn trailers(fields: impl ExactSizeIterator<Item = Field>) -> Result<HeaderMa
 }
 
 fn append(headers: &mut HeaderMap, field: Field) -> Result<(), Malformed> {
-    let name =
-        HeaderName::from_lowercase(&field.name).map_err(|_| Malformed("an invalid field name"))?;
+    let name = match mesh_name(&field.name) {
+        Some(name) => name,
+        None => HeaderName::from_lowercase(&field.name)
+            .map_err(|_| Malformed("an invalid field name"))?,
+    };
     if is_connection_specific(&name) {
         return Err(Malformed("a connection-specific field"));
     }
@@ -128,6 +131,25 @@ fn append(headers: &mut HeaderMap, field: Field) -> Result<(), Malformed> {
         .map_err(|_| Malformed("an invalid field value"))?;
     headers.append(name, value);
     Ok(())
+}
+
+/// The names the sidecars add to nearly every message, as constants: `http` copies a name it does
+/// not know into an allocation of its own every time it parses one (`h2` kept them in its HPACK
+/// table instead).
+fn mesh_name(name: &[u8]) -> Option<HeaderName> {
+    use crate::http::headers::{CLIENT_IDENTITY, ERROR, ORIG_PROTO, SERVER_IDENTITY};
+    use crate::telemetry::trace_context::{B3, TRACEPARENT};
+    Some(match name {
+        b"weft-orig-proto" => ORIG_PROTO,
+        b"weft-client-identity" => CLIENT_IDENTITY,
+        b"weft-server-identity" => SERVER_IDENTITY,
+        b"weft-error" => ERROR,
+        b"weft-attempt" => crate::outbound::request::ATTEMPT,
+        b"traceparent" => TRACEPARENT,
+        b"tracestate" => HeaderName::from_static("tracestate"),
+        b"b3" => B3,
+        _ => return None,
+    })
 }
 
 fn is_connection_specific(name: &HeaderName) -> bool {
@@ -163,9 +185,16 @@ pub fn write_request(parts: &http::request::Parts, writer: &mut FieldWriter<'_>)
     write_fields(&parts.headers, writer);
 }
 
+/// A value marked sensitive is never indexed, and says so to the peer (RFC 7541 section 7.1.3);
+/// the others are indexed as [`default_indexing`] says.
 fn write_fields(headers: &HeaderMap, writer: &mut FieldWriter<'_>) {
     for (name, value) in headers {
-        writer.field(name.as_str().as_bytes(), value.as_bytes());
+        let (name, bytes) = (name.as_str().as_bytes(), value.as_bytes());
+        let indexing = match value.is_sensitive() {
+            true => Indexing::Never,
+            false => default_indexing(name, bytes),
+        };
+        writer.field_with(name, bytes, indexing);
     }
 }
 
@@ -182,7 +211,56 @@ pub fn field(name: &'static str, value: &'static str) -> Field {
 
 #[cfg(test)]
 mod tests {
+    use bytes::BytesMut;
+    use weft_http2::connection::{Config, Connection, Event, Role};
+
     use super::*;
+
+    /// A request's head written by one end and read by the other: a sensitive value travels
+    /// never indexed, and the head reads back as it was.
+    #[test]
+    fn a_request_head_crosses_the_link_and_sensitive_values_stay_out_of_the_tables() {
+        let config = |role| Config {
+            role,
+            max_concurrent_streams: 8,
+            stream_window: 65_535,
+            connection_window: 65_535,
+            max_header_list_size: 16_384,
+        };
+        let (mut client, mut server) = (
+            Connection::new(config(Role::Client)),
+            Connection::new(config(Role::Server)),
+        );
+        let mut secret = HeaderValue::from_static("token");
+        secret.set_sensitive(true);
+        let sent = Request::get("http://hello.demo:8080/v1?x=1")
+            .header("x-api-key", secret)
+            .header("x-a", "1")
+            .body(())
+            .expect("a request");
+        let (parts, ()) = sent.into_parts();
+        let stream = client.open_stream().expect("a stream");
+        client.send_headers(stream, true, |w| write_request(&parts, w));
+        let mut wire = BytesMut::new();
+        let mut chunks = Vec::new();
+        client.take_output(&mut chunks);
+        for chunk in chunks {
+            wire.extend_from_slice(&chunk);
+        }
+        let event = server.receive(&mut wire).expect("valid");
+        assert!(matches!(event, Some(Event::Headers { .. })), "{event:?}");
+        let fields: Vec<Field> = server.take_fields().collect();
+        let never: Vec<_> = fields
+            .iter()
+            .filter(|f| f.never_index)
+            .map(|f| &f.name[..])
+            .collect();
+        assert_eq!(never, [&b"x-api-key"[..]]);
+        let read = request(fields.into_iter()).expect("valid");
+        assert_eq!(read.uri(), "http://hello.demo:8080/v1?x=1");
+        assert_eq!(read.headers()["x-api-key"], "token");
+        assert_eq!(read.headers()["x-a"], "1");
+    }
 
     #[test]
     fn a_request_head_is_read_and_its_rules_kept() {

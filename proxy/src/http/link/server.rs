@@ -47,7 +47,7 @@ where
         connection_window: settings.connection_window,
         max_header_list_size: settings.max_header_list_size,
     });
-    let resets = Arc::new(ResetBudget::new(settings.peer_reset_allowance));
+    let resets = Arc::new(ResetBudget::new(settings.reset_allowance));
     let server = Server {
         handler,
         resets: resets.clone(),

@@ -5,8 +5,9 @@
 //! the app), and none counts against the client's limit of concurrent streams. h2's own guard
 //! (`max_pending_accept_reset_streams`) closes a connection only while its resets pile up faster
 //! than the server takes its streams up: a client whose flood arrives a read at a time stays
-//! under it. A peer proxy, whose guard is raised (see `http_server::Caller`), sent 10,000
-//! `HEADERS` + `RST_STREAM` pairs on one connection without being cut off.
+//! under it. A peer proxy with that guard raised sent 10,000 `HEADERS` + `RST_STREAM` pairs on
+//! one connection without being cut off; a peer proxy's link ([`crate::http::link`]) has no
+//! such guard at all, only this budget.
 //!
 //! So the server keeps, per connection, a budget of streams the client may reset before their
 //! answer: `allowance` to start with, one spent per such reset, one earned back per stream

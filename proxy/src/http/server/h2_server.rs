@@ -1,5 +1,6 @@
-//! Serving HTTP/2 on the `h2` crate directly: every stream gets a task that runs the handler and
-//! sends its answer.
+//! Serving HTTP/2 on the `h2` crate directly, to plaintext callers and the local app (a peer
+//! proxy's link is served by [`crate::http::link::server`]): every stream gets a task that runs
+//! the handler and sends its answer.
 //!
 //! hyper's HTTP/2 server does the same with its service and executor plumbing around it, which
 //! costs instructions per request, memory per connection and code; the client side already
@@ -21,8 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::http::body::Body;
 use crate::http::body::h2_stream::{self, H2Body};
+use crate::http::server::Refusal;
 use crate::http::server::h2_resets::ResetBudget;
-use crate::http::server::{Caller, Refusal};
 use crate::transport::BoxedConnection;
 
 /// The server's settings for one connection (see `http_server` for why each is what it is).
@@ -31,18 +32,13 @@ pub struct Settings {
     pub connection_window: u32,
     pub max_concurrent_streams: u32,
     pub max_header_list_size: u32,
-    /// Streams a peer proxy may reset before they are taken up (others keep h2's 20); a peer's
-    /// connection also has no lifetime limit on streams reset for frames that came late.
-    pub peer_max_pending_accept_resets: usize,
-    /// The [`ResetBudget`] allowance of a peer proxy's connection, and of anyone else's.
-    pub peer_reset_allowance: u32,
+    /// The connection's [`ResetBudget`] allowance.
     pub reset_allowance: u32,
 }
 
 /// Serves `io` until the client closes it or `stop` fires (then the streams in flight finish).
 pub async fn serve<F, Fut>(
     io: BoxedConnection,
-    caller: Caller,
     settings: &Settings,
     stop: CancellationToken,
     handler: F,
@@ -57,13 +53,6 @@ where
         .initial_connection_window_size(settings.connection_window)
         .max_concurrent_streams(settings.max_concurrent_streams)
         .max_header_list_size(settings.max_header_list_size);
-    let mut allowance = settings.reset_allowance;
-    if caller == Caller::PeerProxy {
-        builder
-            .max_pending_accept_reset_streams(settings.peer_max_pending_accept_resets)
-            .max_local_error_reset_streams(None);
-        allowance = settings.peer_reset_allowance;
-    }
     let mut connection = match builder.handshake::<_, Bytes>(io).await {
         Ok(connection) => connection,
         Err(e) => {
@@ -71,7 +60,7 @@ where
             return None;
         }
     };
-    let resets = Arc::new(ResetBudget::new(allowance));
+    let resets = Arc::new(ResetBudget::new(settings.reset_allowance));
     let mut draining = false;
     let mut refused = None;
     loop {

@@ -25,26 +25,12 @@ const ANSWER_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 const H2_STREAM_WINDOW: u32 = 1024 * 1024;
 const H2_CONNECTION_WINDOW: u32 = 4 * 1024 * 1024;
 const H2_MAX_CONCURRENT_STREAMS: u32 = 1024;
-/// Streams a peer proxy may reset before the server has taken them up, per connection. h2's
-/// default (20, a guard against "rapid reset" floods) is too low between proxies: a peer proxy
-/// cancels a stream whenever its app hangs up, and when many apps do so at once the server would
-/// close the whole shared connection, failing every other request multiplexed on it. This bound
-/// still stops a flood, from a caller that has to hold a mesh certificate in the first place.
-/// Every other caller keeps that default (see [`Caller`]).
-///
-/// Nor does a peer proxy's connection count the streams this server resets because of a frame
-/// that came too late, which h2 limits to 1,024 over the connection's whole life: when the app
-/// answers before it has read the request body, the server ends the stream (`RST_STREAM
-/// NO_ERROR`) while the rest of the body is still on its way; h2 remembers only the last 50 such
-/// streams for a second, so under load the late frames of the others count as errors, and a
-/// shared connection that carries millions of requests would reach the limit and be closed
-/// (`ENHANCE_YOUR_CALM`), failing every request on it.
-const H2_PEER_MAX_PENDING_ACCEPT_RESETS: usize = 1024;
 /// Streams a client may reset before their answer, beyond those its answered streams earn back
 /// and refilled every second ([`crate::http::server::h2_resets`]); past that it is sent `GOAWAY
-/// ENHANCE_YOUR_CALM`. h2's guard above counts only resets that pile up before the server takes
-/// their streams up, which a flood sent a read at a time never does. A peer proxy may reset
-/// every stream it can have open at once (its apps hanging up together); anyone else fewer.
+/// ENHANCE_YOUR_CALM`. h2's own guard (20 streams reset before the server takes them up) counts
+/// only resets that pile up faster than that, which a flood sent a read at a time never does. A
+/// peer proxy may reset every stream it can have open at once (its apps hanging up together);
+/// anyone else fewer.
 const H2_PEER_RESET_ALLOWANCE: u32 = H2_MAX_CONCURRENT_STREAMS;
 const H2_RESET_ALLOWANCE: u32 = 100;
 
@@ -52,8 +38,9 @@ const H2_RESET_ALLOWANCE: u32 = 100;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Caller {
     /// A peer proxy that proved a mesh identity in a mutual-TLS handshake: it multiplexes many
-    /// apps' requests on one connection, and gets the raised HTTP/2 reset limits (raised, not
-    /// lifted: a flood of resets still ends in `GOAWAY ENHANCE_YOUR_CALM`).
+    /// apps' requests on one connection, served by weft's own HTTP/2 ([`crate::http::link`]),
+    /// with the raised reset allowance (raised, not lifted: a flood of resets still ends in
+    /// `GOAWAY ENHANCE_YOUR_CALM`) and no lifetime limit on the streams the server resets.
     PeerProxy,
     /// Anyone else: plaintext callers of the inbound listener (permissive mode) and the local
     /// app on the outbound listeners. They keep h2's strict HTTP/2 reset limit: a client
@@ -172,17 +159,16 @@ where
             connection_window: H2_CONNECTION_WINDOW,
             max_concurrent_streams: H2_MAX_CONCURRENT_STREAMS,
             max_header_list_size: MAX_HEADER_BYTES as u32,
-            peer_max_pending_accept_resets: H2_PEER_MAX_PENDING_ACCEPT_RESETS,
-            peer_reset_allowance: H2_PEER_RESET_ALLOWANCE,
-            reset_allowance: H2_RESET_ALLOWANCE,
+            reset_allowance: match caller {
+                Caller::PeerProxy => H2_PEER_RESET_ALLOWANCE,
+                Caller::Untrusted => H2_RESET_ALLOWANCE,
+            },
         };
         if caller == Caller::PeerProxy {
-            return Box::pin(crate::http::link::server::serve(
-                io, &settings, stop, handler,
-            ))
-            .await;
+            let serving = crate::http::link::server::serve(io, &settings, stop, handler);
+            return Box::pin(serving).await;
         }
-        return Box::pin(h2_server::serve(io, caller, &settings, stop, handler)).await;
+        return Box::pin(h2_server::serve(io, &settings, stop, handler)).await;
     }
     Box::pin(h1_server::serve(io, stop, handler)).await
 }
