@@ -26,7 +26,10 @@ use crate::transport::BoxedConnection;
 
 /// Reads in a row before the task lets other tasks run.
 const READS_PER_TURN: u32 = 16;
-const READ_SIZE: usize = 16 * 1024;
+/// The room a read asks for. The frames read are slices of the buffer (no copy), so a buffer
+/// lives as long as the longest-lived head or data read into it: at 512 requests in flight,
+/// 16 KiB reads held 1–1.6 MB more than 8 KiB ones, for no fewer instructions per request.
+const READ_SIZE: usize = 8 * 1024;
 
 /// What one end does with a head that opens or answers a stream.
 pub trait Role {
