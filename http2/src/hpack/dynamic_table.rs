@@ -131,6 +131,16 @@ impl DynamicTable {
     pub fn entries(&self) -> impl Iterator<Item = &Entry> {
         self.entries.iter()
     }
+
+    /// The entries, newest first, and the table's size (for tests).
+    #[cfg(test)]
+    pub fn snapshot(&self) -> (Vec<(Bytes, Bytes)>, usize) {
+        let entries = self
+            .entries()
+            .map(|e| (e.name.clone(), e.value.clone()))
+            .collect();
+        (entries, self.size())
+    }
 }
 
 #[cfg(test)]

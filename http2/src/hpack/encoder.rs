@@ -195,12 +195,7 @@ impl Encoder {
     /// The dynamic table's entries, newest first, and its size (for tests).
     #[cfg(test)]
     pub(super) fn table(&self) -> (Vec<(Bytes, Bytes)>, usize) {
-        let entries = self
-            .table
-            .entries()
-            .map(|e| (e.name.clone(), e.value.clone()))
-            .collect();
-        (entries, self.table.size())
+        self.table.snapshot()
     }
 }
 

@@ -41,13 +41,9 @@ pub struct H2Body {
 
 impl H2Body {
     pub fn new(recv: h2::RecvStream, headers: &HeaderMap) -> Self {
-        let remaining = headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
         Self {
             recv,
-            remaining,
+            remaining: crate::http::body::announced_length(headers),
             data_done: false,
         }
     }

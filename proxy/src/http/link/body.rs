@@ -38,14 +38,10 @@ pub struct StreamReset(pub weft_http2::frame::Reason);
 
 impl LinkBody {
     pub fn new(link: Link, stream: u32, headers: &HeaderMap) -> LinkBody {
-        let remaining = headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
         LinkBody {
             link,
             stream,
-            remaining,
+            remaining: crate::http::body::announced_length(headers),
             done: false,
         }
     }
