@@ -71,12 +71,15 @@ fn put_string(dst: &mut BytesMut, s: &[u8]) {
 
 impl Connection {
     /// Opens a stream (a client's request): its number, or `None` while the peer's limit of
-    /// concurrent streams is reached or the connection is going away.
+    /// concurrent streams is reached or the connection is going away. Once the stream numbers
+    /// are used up (2^30 requests) the connection is going away: the application opens another.
     pub fn open_stream(&mut self) -> Option<u32> {
+        if self.next_local_stream > frame::MAX_WINDOW {
+            self.going_away.get_or_insert(Reason::NO_ERROR);
+        }
         if self.role != Role::Client
             || self.going_away.is_some()
             || self.local_open >= self.peer_max_concurrent_streams
-            || self.next_local_stream > frame::MAX_WINDOW
         {
             return None;
         }

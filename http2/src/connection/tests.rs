@@ -692,3 +692,15 @@ fn frames_after_a_stream_error_are_read_on() {
     );
     assert_eq!(raw.resets(), [(7, Reason::FRAME_SIZE_ERROR)]);
 }
+
+/// A client whose stream numbers are used up opens no more streams and says it is going away,
+/// so that its owner opens another connection instead of waiting on this one.
+#[test]
+fn a_client_out_of_stream_numbers_is_going_away() {
+    let mut client = Connection::new(config(Role::Client));
+    client.next_local_stream = frame::MAX_WINDOW;
+    assert_eq!(client.open_stream(), Some(frame::MAX_WINDOW));
+    assert!(!client.is_going_away());
+    assert_eq!(client.open_stream(), None);
+    assert!(client.is_going_away());
+}

@@ -274,8 +274,8 @@ impl<C: Connector> H2Pool<C> {
             unreachable!("called for links only");
         };
         link::client::send(link, req).await.map_err(|e| {
-            // Going away, or above the last stream of the peer's GOAWAY: it takes no more.
-            if e.never_processed() {
+            // Going away (its GOAWAY, or its stream numbers used up): it takes no more.
+            if !link::client::accepts(link) {
                 conn.forget();
             }
             self.connector.link_error(key, e)

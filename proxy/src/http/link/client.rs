@@ -125,6 +125,10 @@ pub async fn send(link: &Link, request: Request<Body>) -> Result<Response<Body>,
             return Poll::Ready(Err(LinkError::NotSent));
         }
         let Some(stream) = shared.conn.open_stream() else {
+            // Its stream numbers used up: the pool opens another connection.
+            if shared.conn.is_going_away() {
+                return Poll::Ready(Err(LinkError::NotSent));
+            }
             shared.waiters.push(cx.waker().clone());
             return Poll::Pending;
         };
