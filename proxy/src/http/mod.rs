@@ -11,6 +11,7 @@ pub mod error;
 pub mod h1;
 pub mod headers;
 pub mod link;
+pub mod refusal;
 pub mod server;
 pub mod spare_headers;
 pub mod upgrade;

@@ -38,11 +38,6 @@ use crate::resilience::retry::{self, Outcome, Replay, pushback};
 use crate::resilience::timeout::TimedBody;
 use crate::telemetry::attempts::AttemptLog;
 
-/// `weft-attempt`: which attempt of the request a retry is (2 for the first retry), for the
-/// server. The first attempt carries none: it is most requests, and the header would cost each
-/// of them its encoding on both proxies and a line in the app's headers.
-pub const ATTEMPT: http::HeaderName = http::HeaderName::from_static("weft-attempt");
-
 /// Sends `req` to `destination` under its policy's `route` (the one `req` matches), noting each
 /// attempt in `log`.
 #[expect(
@@ -507,7 +502,7 @@ impl Head {
             }
         };
         if attempt > 1 {
-            headers.insert(ATTEMPT, attempt_value(attempt));
+            headers.insert(headers::ATTEMPT, attempt_value(attempt));
         }
         *req.headers_mut() = headers;
         req

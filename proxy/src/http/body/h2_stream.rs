@@ -43,7 +43,7 @@ impl H2Body {
     pub fn new(recv: h2::RecvStream, headers: &HeaderMap) -> Self {
         Self {
             recv,
-            remaining: crate::http::body::announced_length(headers),
+            remaining: crate::http::headers::announced_length(headers),
             data_done: false,
         }
     }

@@ -56,15 +56,6 @@ pub enum Body {
     Channel(tokio::sync::mpsc::Receiver<Bytes>),
 }
 
-/// What a received head's `content-length` announces, for a streamed body's `size_hint` (an
-/// HTTP/1.1 peer then gets `Content-Length` instead of chunked encoding).
-pub fn announced_length(headers: &http::HeaderMap) -> Option<u64> {
-    headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-}
-
 /// A complete body the proxy produced.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
     let bytes = bytes.into();

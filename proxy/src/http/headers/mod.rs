@@ -28,6 +28,19 @@ pub const SERVER_IDENTITY: HeaderName = HeaderName::from_static("weft-server-ide
 /// On responses the proxy generates itself: a stable reason why it could not forward. Removed
 /// from the app's responses, so that callers can tell the two apart.
 pub const ERROR: HeaderName = HeaderName::from_static("weft-error");
+/// `weft-attempt`: which attempt of the request a retry is (2 for the first retry), for the
+/// server. The first attempt carries none: it is most requests, and the header would cost each
+/// of them its encoding on both proxies and a line in the app's headers.
+pub const ATTEMPT: HeaderName = HeaderName::from_static("weft-attempt");
+
+/// What a received head's `content-length` announces, for a streamed body's `size_hint` (an
+/// HTTP/1.1 peer then gets `Content-Length` instead of chunked encoding).
+pub fn announced_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
 
 /// Removes connection-specific headers (RFC 9110 §7.6.1), including those named in
 /// `Connection`, and any `TE` other than `trailers`; `carried` is what [`Carried::scan`] found in

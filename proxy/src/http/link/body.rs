@@ -41,7 +41,7 @@ impl LinkBody {
         LinkBody {
             link,
             stream,
-            remaining: crate::http::body::announced_length(headers),
+            remaining: crate::http::headers::announced_length(headers),
             done: false,
         }
     }

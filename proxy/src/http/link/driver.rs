@@ -21,7 +21,7 @@ use weft_http2::frame::Reason;
 
 use super::fields;
 use super::shared::{Link, Shared};
-use crate::http::server::Refusal;
+use crate::http::refusal::Refusal;
 use crate::transport::BoxedConnection;
 
 /// Reads in a row before the task lets other tasks run.

@@ -137,14 +137,14 @@ fn append(headers: &mut HeaderMap, field: Field) -> Result<(), Malformed> {
 /// not know into an allocation of its own every time it parses one (`h2` kept them in its HPACK
 /// table instead).
 fn mesh_name(name: &[u8]) -> Option<HeaderName> {
-    use crate::http::headers::{CLIENT_IDENTITY, ERROR, ORIG_PROTO, SERVER_IDENTITY};
+    use crate::http::headers::{ATTEMPT, CLIENT_IDENTITY, ERROR, ORIG_PROTO, SERVER_IDENTITY};
     use crate::telemetry::trace_context::{B3, TRACEPARENT};
     Some(match name {
         b"weft-orig-proto" => ORIG_PROTO,
         b"weft-client-identity" => CLIENT_IDENTITY,
         b"weft-server-identity" => SERVER_IDENTITY,
         b"weft-error" => ERROR,
-        b"weft-attempt" => crate::outbound::request::ATTEMPT,
+        b"weft-attempt" => ATTEMPT,
         b"traceparent" => TRACEPARENT,
         b"tracestate" => HeaderName::from_static("tracestate"),
         b"b3" => B3,

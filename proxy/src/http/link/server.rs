@@ -24,7 +24,7 @@ use super::send::send_body;
 use super::shared::{Link, Shared, Slot};
 use crate::http::body::Body;
 use crate::http::body::h2_stream::strip_connection_specific;
-use crate::http::server::Refusal;
+use crate::http::refusal::Refusal;
 use crate::http::server::h2_resets::ResetBudget;
 use crate::http::server::h2_server::Settings;
 use crate::transport::BoxedConnection;
