@@ -295,7 +295,7 @@ impl Connection {
     /// Resets a stream for a rule the peer broke on it, and tells the application.
     fn reset_for(&mut self, stream: u32, reason: Reason) {
         if let Some(state) = self.streams.remove(&stream) {
-            self.forget(stream, &state);
+            self.forget(&state);
             self.events.push_back(Event::Reset {
                 stream,
                 reason,

@@ -126,7 +126,7 @@ impl Connection {
                     return Err(self.fail(Reason::PROTOCOL_ERROR, "RST_STREAM on an idle stream"));
                 }
                 if let Some(state) = self.streams.remove(&stream) {
-                    self.forget(stream, &state);
+                    self.forget(&state);
                     self.events.push_back(Event::Reset {
                         stream,
                         reason,
@@ -322,7 +322,7 @@ impl Connection {
             .collect();
         for stream in refused {
             if let Some(state) = self.streams.remove(&stream) {
-                self.forget(stream, &state);
+                self.forget(&state);
                 self.events.push_back(Event::Reset {
                     stream,
                     reason: Reason::REFUSED_STREAM,

@@ -177,7 +177,7 @@ impl Connection {
         let Some(state) = self.streams.remove(&stream) else {
             return;
         };
-        self.forget(stream, &state);
+        self.forget(&state);
         self.write_reset(stream, reason);
     }
 
@@ -342,7 +342,7 @@ impl Connection {
         let reset = sent && !state.recv_closed && state.stop_receiving;
         if (sent && state.recv_closed) || reset {
             if let Some(state) = self.streams.remove(&stream) {
-                self.forget(stream, &state);
+                self.forget(&state);
             }
             if reset {
                 self.write_reset(stream, Reason::NO_ERROR);
@@ -351,7 +351,7 @@ impl Connection {
     }
 
     /// Takes a removed stream out of the counts.
-    pub(super) fn forget(&mut self, _stream: u32, state: &super::Stream) {
+    pub(super) fn forget(&mut self, state: &super::Stream) {
         if state.remote {
             self.remote_open -= 1;
         } else {

@@ -85,7 +85,6 @@ pub struct Driver<R> {
     input: BytesMut,
     /// What the connection queued and the socket has not taken yet, oldest first.
     output: Vec<Bytes>,
-    backlog: usize,
     /// A graceful shutdown began: the task ends once no stream is left.
     pub draining: bool,
     /// Nothing more is read: the connection ends once the output is written.
@@ -104,7 +103,6 @@ impl<R: Role> Driver<R> {
             keep_alive: None,
             input: BytesMut::new(),
             output: Vec::new(),
-            backlog: 0,
             draining: false,
             closing: false,
             refused: None,
@@ -141,11 +139,11 @@ impl<R: Role> Driver<R> {
                     && shared.slots.is_empty()
                     && shared.conn.open_streams() == (0, 0)
             };
-            self.backlog = self.output.iter().map(Bytes::len).sum();
             if self.write(cx).is_err() {
                 return Poll::Ready(());
             }
-            if self.backlog > 0 {
+            // The socket took not all of it: read on once it has.
+            if !self.output.is_empty() {
                 return Poll::Pending;
             }
             if self.closing || idle {
@@ -200,7 +198,6 @@ impl<R: Role> Driver<R> {
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Err(()),
                 Poll::Ready(Ok(n)) => n,
             };
-            self.backlog -= written;
             let mut left = written;
             let mut done = 0;
             for chunk in &mut self.output {
