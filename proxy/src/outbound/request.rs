@@ -175,14 +175,19 @@ impl Attempts<'_> {
         let destination = self.destination;
         let rules = &self.route.retries;
         destination.budget.deposit();
-        let (parts, body) = req.into_parts();
-        let mut head = Head {
-            method: parts.method,
-            uri: parts.uri,
-            headers: parts.headers,
-            kept: None,
+        // In a block: what is left of `parts` (its extensions) is dropped here, not kept in the
+        // future's state until the request ends.
+        let (mut head, body, version) = {
+            let (parts, body) = req.into_parts();
+            let head = Head {
+                method: parts.method,
+                uri: parts.uri,
+                headers: parts.headers,
+                kept: None,
+            };
+            (head, body, parts.version)
         };
-        prepare(&mut head, parts.version, &destination.name)?;
+        prepare(&mut head, version, &destination.name)?;
         let any_method = retry::idempotent(&head.method) || rules.non_idempotent;
         let mut watch = BodyWatch::default();
         let mut body = Sendable::new(body, self.route, &mut watch);
@@ -191,7 +196,9 @@ impl Attempts<'_> {
         // Attempts counted against `retries.limit`: all but the retry of a refused one.
         let mut counted: u32 = 1;
         let mut refusal_retry = true;
-        let mut previous = None;
+        // The answer before a retry (boxed: it is kept only across a retry, and the request's
+        // future holds it for every request).
+        let mut previous: Option<Box<Result<Response<Body>, ProxyError>>> = None;
         loop {
             // The last attempt takes the request's headers instead of a copy.
             let last = !refusal_retry && counted > rules.limit;
@@ -208,7 +215,7 @@ impl Attempts<'_> {
             // before it than from `circuit_open`.
             if let (Err(ProxyError::CircuitOpen(_)), Some(previous)) = (&result, previous.take()) {
                 self.count_attempts(attempt - 1);
-                return previous;
+                return *previous;
             }
             // The peer refused the stream before processing it (`REFUSED_STREAM`, above its
             // `GOAWAY`'s last stream id, or the connection was going away): the app never saw
@@ -218,7 +225,7 @@ impl Attempts<'_> {
                 refusal_retry = false;
                 self.count_retry(&outcome);
                 tracing::debug!(destination = %destination.name, route = %self.route.name, "the peer refused the stream before processing it: sending it again");
-                previous = Some(result);
+                previous = Some(Box::new(result));
                 avoid = endpoint;
                 attempt += 1;
                 continue;
@@ -255,7 +262,7 @@ impl Attempts<'_> {
                     )
                 });
             // Kept, to be the answer if the retry finds nowhere to go.
-            previous = Some(result);
+            previous = Some(Box::new(result));
             tokio::time::sleep(wait).await;
             avoid = endpoint;
             attempt += 1;
@@ -310,7 +317,7 @@ impl Attempts<'_> {
                 return (Err(e), Outcome::Fatal, Some(endpoint.addr));
             }
         };
-        let req = head.request(body, attempt, last);
+        let req = Box::new(head.request(body, attempt, last));
         let in_flight = endpoint.load.start();
         let exchange = self.exchange(endpoint, req, attempt, watch);
         let (result, outcome) = match self.route.timeouts.per_try {
@@ -346,7 +353,7 @@ impl Attempts<'_> {
     async fn exchange(
         &self,
         endpoint: &Endpoint,
-        req: Request<Body>,
+        req: Box<Request<Body>>,
         attempt: u32,
         watch: &BodyWatch,
     ) -> (Result<Response<Body>, ProxyError>, Outcome) {

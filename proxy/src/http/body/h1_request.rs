@@ -123,7 +123,10 @@ impl H1Reader {
                     if *left == 0 {
                         self.body = Progress::Done;
                     }
-                    return Poll::Ready(Some(Ok(Frame::data(self.buf.split_to(take).freeze()))));
+                    return Poll::Ready(Some(Ok(Frame::data(buffers::hand_on(
+                        &mut self.buf,
+                        take,
+                    )))));
                 }
                 Progress::Length(_) => {}
                 Progress::Chunked(decoder) => match decoder.decode(&mut self.buf) {

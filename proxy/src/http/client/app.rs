@@ -88,7 +88,7 @@ impl AppClient {
     ) -> Result<Response<Body>, ProxyError> {
         if version >= Version::HTTP_2 {
             *req.version_mut() = Version::HTTP_2;
-            return h2.0.send(&target.addr, req).await;
+            return h2.0.send(&target.addr, Box::new(req)).await;
         }
         // The encoder writes the target in origin form and the authority as `Host` if the
         // request has none (HTTP/1 servers expect that; some, like Python's http.server,

@@ -200,16 +200,16 @@ impl<C: Connector> H2Pool<C> {
         &self.connector
     }
 
-    /// Sends `req` on the connection for `key`, connecting first if there is none.
+    /// Sends `req` on the connection for `key`, connecting first if there is none. The request
+    /// is boxed so that it is moved as a pointer down to where it is written (see
+    /// [`link::client::send`]).
     pub async fn send(
         &self,
         key: &C::Key,
-        req: Request<Body>,
+        mut req: Box<Request<Body>>,
     ) -> Result<Response<Body>, ProxyError> {
-        let (mut head, body) = req.into_parts();
         // What HTTP/2 forbids; a caller's proxy has removed them already.
-        h2_stream::strip_connection_specific(&mut head.headers);
-        let end_of_stream = body.is_end_stream();
+        h2_stream::strip_connection_specific(req.headers_mut());
         let (slot, generation) = self.slot(key);
         let mut conn = self.conn(&slot, key, generation).await?;
         if let Sender::Link(LinkHandle(link)) = &conn.sender {
@@ -218,12 +218,24 @@ impl<C: Connector> H2Pool<C> {
                 conn.forget();
                 conn = self.conn(&slot, key, generation).await?;
             }
-            return self
-                .send_on_link(key, &conn, Request::from_parts(head, body))
-                .await;
+            return self.send_on_link(key, &conn, req).await;
         }
+        // Its own future: its state and the link's overlap in this one's.
+        self.send_on_h2(key, slot, generation, conn, req).await
+    }
+
+    async fn send_on_h2(
+        &self,
+        key: &C::Key,
+        slot: Arc<Slot>,
+        generation: u64,
+        mut conn: Arc<Conn>,
+        req: Box<Request<Body>>,
+    ) -> Result<Response<Body>, ProxyError> {
+        let (head, body) = req.into_parts();
+        let end_of_stream = body.is_end_stream();
         let Sender::H2(sender) = &conn.sender else {
-            unreachable!("a link was sent on above");
+            unreachable!("called for h2 connections only");
         };
         let mut sender = sender.clone();
         // Not ready: the connection is going away (GOAWAY, or closed) and took nothing. One
@@ -268,7 +280,7 @@ impl<C: Connector> H2Pool<C> {
         &self,
         key: &C::Key,
         conn: &Conn,
-        req: Request<Body>,
+        req: Box<Request<Body>>,
     ) -> Result<Response<Body>, ProxyError> {
         let Sender::Link(LinkHandle(link)) = &conn.sender else {
             unreachable!("called for links only");
@@ -543,7 +555,7 @@ mod tests {
         let waiting: Vec<_> = (0..5)
             .map(|_| {
                 let pool = pool.clone();
-                tokio::spawn(async move { pool.send(&7, request()).await.map(drop) })
+                tokio::spawn(async move { pool.send(&7, Box::new(request())).await.map(drop) })
             })
             .collect();
         for request in waiting {
@@ -553,15 +565,15 @@ mod tests {
         assert_eq!(started.elapsed(), Duration::from_secs(1));
         assert_eq!(pool.connector().connects.load(Ordering::Relaxed), 1);
         // Within the backoff, a request fails at once without connecting.
-        let err = pool.send(&7, request()).await.unwrap_err();
+        let err = pool.send(&7, Box::new(request())).await.unwrap_err();
         assert!(matches!(err, ProxyError::PeerDown { .. }), "{err}");
         assert_eq!(started.elapsed(), Duration::from_secs(1));
         // After it, the next connect is tried; a second failure doubles the backoff.
         tokio::time::advance(FIRST_CONNECT_BACKOFF).await;
-        assert!(pool.send(&7, request()).await.is_err());
+        assert!(pool.send(&7, Box::new(request())).await.is_err());
         assert_eq!(pool.connector().connects.load(Ordering::Relaxed), 2);
         tokio::time::advance(FIRST_CONNECT_BACKOFF).await;
-        let err = pool.send(&7, request()).await.unwrap_err();
+        let err = pool.send(&7, Box::new(request())).await.unwrap_err();
         assert!(matches!(err, ProxyError::PeerDown { .. }), "{err}");
         assert_eq!(pool.retain(|_| false), 0);
     }

@@ -10,7 +10,7 @@
 
 use std::cell::RefCell;
 
-use bytes::BytesMut;
+use bytes::{Buf, Bytes, BytesMut};
 
 /// The capacity a lent buffer starts with: a typical head, or a read's worth.
 pub const BUFFER_SIZE: usize = 8 * 1024;
@@ -18,6 +18,8 @@ pub const BUFFER_SIZE: usize = 8 * 1024;
 const KEPT_PER_THREAD: usize = 16;
 /// Larger buffers (grown for a large body) are freed rather than kept.
 const KEPT_CAPACITY: usize = 16 * 1024;
+/// Body chunks up to this size are copied out of their buffer rather than sharing it.
+const COPY_AT_MOST: usize = BUFFER_SIZE / 4;
 
 thread_local! {
     static FREE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
@@ -35,6 +37,19 @@ pub fn take() -> BytesMut {
         Some(free.swap_remove(reusable))
     });
     kept.unwrap_or_else(|| BytesMut::with_capacity(BUFFER_SIZE))
+}
+
+/// The first `len` bytes of `buf`, handed on as a body chunk. A small chunk is copied out: a
+/// slice would pin the whole buffer (8 KiB for a 600-byte answer) for as long as the chunk waits
+/// to be sent on, and keep the buffer from being lent again. Under a burst, hundreds of answers
+/// wait on the link at once. A larger chunk is split off without a copy.
+pub fn hand_on(buf: &mut BytesMut, len: usize) -> Bytes {
+    if len <= COPY_AT_MOST {
+        let chunk = Bytes::copy_from_slice(&buf[..len]);
+        buf.advance(len);
+        return chunk;
+    }
+    buf.split_to(len).freeze()
 }
 
 /// Gives `buf` back, leaving an empty one (which holds no memory) in its place.
@@ -78,6 +93,28 @@ mod tests {
             take().as_ptr(),
             address,
             "lent again once the chunk is gone"
+        );
+    }
+
+    #[test]
+    fn a_small_chunk_is_copied_and_leaves_its_buffer_free_to_lend() {
+        FREE.with(|free| free.borrow_mut().clear());
+        let mut buf = take();
+        let address = buf.as_ptr();
+        buf.extend_from_slice(&[7; COPY_AT_MOST + 1]);
+        let small = hand_on(&mut buf, 100);
+        assert_eq!(&small[..], &[7; 100]);
+        assert_ne!(small.as_ptr(), address, "copied");
+        let large = hand_on(&mut buf, COPY_AT_MOST + 1 - 100);
+        assert_eq!(large.len(), COPY_AT_MOST + 1 - 100);
+        assert!(buf.is_empty());
+        drop(large);
+        give_back(&mut buf);
+        drop(small);
+        assert_eq!(
+            take().as_ptr(),
+            address,
+            "nothing handed on still shares it"
         );
     }
 

@@ -100,7 +100,7 @@ impl ChunkedDecoder {
                         0 => State::DataCr,
                         _ => State::Data { left },
                     };
-                    return Ok(Some(Chunk::Data(buf.split_to(take).freeze())));
+                    return Ok(Some(Chunk::Data(super::buffers::hand_on(buf, take))));
                 }
                 State::Trailers => return self.trailers(buf),
                 _ => {

@@ -116,7 +116,49 @@ pub fn accepts(link: &Link) -> bool {
 }
 
 /// Sends `request` on a new stream of `link` and returns the answer's head with its body.
-pub async fn send(link: &Link, request: Request<Body>) -> Result<Response<Body>, LinkError> {
+///
+/// The request comes boxed from the attempt that built it: each future on the way holds 8 bytes
+/// of it rather than 280, and its head and body are out of this future's state before it waits
+/// for the answer. What a request in flight holds is memory per app connection under load.
+pub async fn send(link: &Link, request: Box<Request<Body>>) -> Result<Response<Body>, LinkError> {
+    let stream = open(link, request).await?;
+    let mut guard = Pending { link, stream };
+    let (answer, ended) = std::future::poll_fn(|cx| {
+        let mut shared = link.lock();
+        let Some(slot) = shared.slots.get_mut(&stream) else {
+            return Poll::Ready(Err(LinkError::Lost));
+        };
+        if let Some(answer) = slot.answer.take() {
+            // Its body may have come whole in the same read.
+            let bodiless = slot.ended && slot.frames.is_empty();
+            return Poll::Ready(Ok((answer, bodiless)));
+        }
+        if let Some(reason) = slot.reset {
+            return Poll::Ready(Err(match reason {
+                Reason::REFUSED_STREAM => LinkError::Refused,
+                reason => LinkError::Reset(reason),
+            }));
+        }
+        if slot.lost {
+            return Poll::Ready(Err(LinkError::Lost));
+        }
+        slot.reader = Some(cx.waker().clone());
+        Poll::Pending
+    })
+    .await?;
+    guard.disarm();
+    let body = if ended {
+        link.lock().release_slot(stream, false);
+        Body::Full(None)
+    } else {
+        Body::Link(LinkBody::new(link.clone(), stream, answer.headers()))
+    };
+    Ok(answer.map(|()| body))
+}
+
+/// Opens a stream for `request` and sends its head, and its body as far as it is ready (the
+/// rest from a task of its own). Waits while the peer's limit of concurrent streams is reached.
+async fn open(link: &Link, request: Box<Request<Body>>) -> Result<u32, LinkError> {
     let (head, body) = request.into_parts();
     let end = body.is_end_stream();
     let stream = std::future::poll_fn(|cx| {
@@ -150,7 +192,6 @@ pub async fn send(link: &Link, request: Request<Body>) -> Result<Response<Body>,
     })
     .await?;
     crate::http::spare_headers::give_back_map(head.headers);
-    let mut guard = Pending { link, stream };
     if !end && let Some(rest) = send_ready(link, stream, body) {
         let link = link.clone();
         tokio::spawn(async move {
@@ -160,37 +201,7 @@ pub async fn send(link: &Link, request: Request<Body>) -> Result<Response<Body>,
     } else if !end {
         link.lock().release_slot(stream, true);
     }
-    let (answer, ended) = std::future::poll_fn(|cx| {
-        let mut shared = link.lock();
-        let Some(slot) = shared.slots.get_mut(&stream) else {
-            return Poll::Ready(Err(LinkError::Lost));
-        };
-        if let Some(answer) = slot.answer.take() {
-            // Its body may have come whole in the same read.
-            let bodiless = slot.ended && slot.frames.is_empty();
-            return Poll::Ready(Ok((answer, bodiless)));
-        }
-        if let Some(reason) = slot.reset {
-            return Poll::Ready(Err(match reason {
-                Reason::REFUSED_STREAM => LinkError::Refused,
-                reason => LinkError::Reset(reason),
-            }));
-        }
-        if slot.lost {
-            return Poll::Ready(Err(LinkError::Lost));
-        }
-        slot.reader = Some(cx.waker().clone());
-        Poll::Pending
-    })
-    .await?;
-    guard.disarm();
-    let body = if ended {
-        link.lock().release_slot(stream, false);
-        Body::Full(None)
-    } else {
-        Body::Link(LinkBody::new(link.clone(), stream, answer.headers()))
-    };
-    Ok(answer.map(|()| body))
+    Ok(stream)
 }
 
 /// A request whose answer has not come: if the caller gives up (or it failed), its stream is

@@ -87,19 +87,18 @@ where
     let (read, mut write) = tokio::io::split(io);
     let mut reader = Box::new(H1Reader::new(read));
     loop {
-        let deadline = Instant::now() + HEADER_READ_TIMEOUT;
-        let head = match read_head(&mut reader, deadline, &stop).await {
-            Ok(Some(head)) => head,
+        // The head is read by a future of its own, and never borrowed here: a local this loop
+        // borrows stays in its state, which a connection's task holds for its whole life.
+        let Next {
+            head,
+            first_chunk,
+            asked,
+            expect_continue,
+        } = match next_request(&mut reader, &stop).await {
+            Ok(Some(next)) => next,
             Ok(None) => return None,
             Err(refusal) => return Some(refuse(write, reader, refusal).await),
         };
-        let asked = Asked {
-            head: head.method == Method::HEAD,
-            version: head.version,
-            keep_alive: head.keep_alive,
-        };
-        // An HTTP/1.0 caller's expectation is ignored (RFC 9110 10.1.1).
-        let expect_continue = head.expect_continue && head.version == Version::HTTP_11;
         let (req, mut side, mut wants_continue) = match head.framing {
             // (A request is never close-delimited.)
             Framing::Empty | Framing::CloseDelimited => {
@@ -123,18 +122,8 @@ where
                 lend(head, reader, expect_continue)
             }
             Framing::Chunked => {
-                // A caller waiting for `100 Continue` sends no chunk before it.
-                let decoder = match expect_continue {
-                    true => ChunkedDecoder::new(),
-                    false => match first_chunk_line(&mut reader, deadline).await {
-                        Ok(Some(decoder)) => decoder,
-                        Ok(None) => return None,
-                        Err(refusal) => {
-                            return Some(refuse(write, reader, refusal).await);
-                        }
-                    },
-                };
-                reader.expect_chunked(decoder);
+                // A caller waiting for `100 Continue` has sent no chunk yet.
+                reader.expect_chunked(first_chunk.unwrap_or_default());
                 lend(head, reader, expect_continue)
             }
         };
@@ -144,11 +133,16 @@ where
         // request is in flight, not in every idle connection's task, whose size is its largest
         // state.
         let mut answer = Box::pin(handler(req));
-        let response = loop {
+        // Whether it switches protocols is read here: a borrow of `response` itself would keep
+        // it in this loop's state while the answer is written.
+        let (response, switching) = loop {
             let event =
                 poll_fn(|cx| in_flight(answer.as_mut(), &mut side, &mut wants_continue, cx));
             match event.await {
-                InFlight::Answered(response) => break response,
+                InFlight::Answered(response) => {
+                    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+                    break (response, switching);
+                }
                 InFlight::Returned(back) => side = Side::Here(back, None),
                 InFlight::WantsContinue => {
                     if write_all(&mut write, CONTINUE).await.is_err() {
@@ -165,7 +159,6 @@ where
         let failed = matches!(&side, Side::Here(reader, _) if reader.failed());
         let close = !asked.keep_alive || failed || stop.is_cancelled();
         // After a `101` the connection is the upgraded one's, or no one's.
-        let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
         let upgrading = match &mut side {
             Side::Here(_, handoff) if switching => handoff.take(),
             _ => None,
@@ -295,6 +288,48 @@ fn in_flight<Fut: Future<Output = Response<Body>>>(
         }
         Side::Here(..) => Poll::Pending,
     }
+}
+
+/// The next request, as the loop serves it.
+struct Next {
+    head: RequestHead,
+    /// A chunked body's first chunk line, checked before the app sees the request (unless the
+    /// caller sends it only after `100 Continue`).
+    first_chunk: Option<ChunkedDecoder>,
+    asked: Asked,
+    /// The caller sends the body only after `100 Continue`.
+    expect_continue: bool,
+}
+
+/// Reads the next request. `Ok(None)`: as for [`read_head`].
+async fn next_request(
+    reader: &mut H1Reader,
+    stop: &CancellationToken,
+) -> Result<Option<Next>, Refusal> {
+    let deadline = Instant::now() + HEADER_READ_TIMEOUT;
+    let Some(head) = read_head(reader, deadline, stop).await? else {
+        return Ok(None);
+    };
+    let asked = Asked {
+        head: head.method == Method::HEAD,
+        version: head.version,
+        keep_alive: head.keep_alive,
+    };
+    // An HTTP/1.0 caller's expectation is ignored (RFC 9110 10.1.1).
+    let expect_continue = head.expect_continue && head.version == Version::HTTP_11;
+    let first_chunk = match head.framing == Framing::Chunked && !expect_continue {
+        true => match first_chunk_line(reader, deadline).await? {
+            Some(decoder) => Some(decoder),
+            None => return Ok(None),
+        },
+        false => None,
+    };
+    Ok(Some(Next {
+        head,
+        first_chunk,
+        asked,
+        expect_continue,
+    }))
 }
 
 /// Reads the next request head. `Ok(None)`: the connection is over without one (the caller

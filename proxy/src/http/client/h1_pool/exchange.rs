@@ -203,9 +203,8 @@ where
                         if *left == 0 {
                             self.reading = Reading::Done;
                         }
-                        return Poll::Ready(Some(Ok(Frame::data(
-                            self.read.split_to(take).freeze(),
-                        ))));
+                        let data = buffers::hand_on(&mut self.read, take);
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
                     }
                 }
                 Reading::Chunked(decoder) => match decoder.decode(&mut self.read) {
@@ -223,7 +222,8 @@ where
                 },
                 Reading::Close => {
                     if !self.read.is_empty() {
-                        let data = self.read.split().freeze();
+                        let all = self.read.len();
+                        let data = buffers::hand_on(&mut self.read, all);
                         return Poll::Ready(Some(Ok(Frame::data(data))));
                     }
                 }
