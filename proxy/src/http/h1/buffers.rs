@@ -6,7 +6,7 @@
 //! yet sent): it is kept all the same, and lent again once that data is gone. That way the memory
 //! is reused rather than freed, and so is its shared-memory header, which a fresh buffer
 //! allocates again the first time a chunk is split off it. A head's bytes are copied out of it
-//! ([`super::head_bytes`]), so a message waiting for its answer does not keep it.
+//! ([`super::packed`]), so a message waiting for its answer does not keep it.
 
 use std::cell::RefCell;
 
@@ -39,13 +39,14 @@ pub fn take() -> BytesMut {
     kept.unwrap_or_else(|| BytesMut::with_capacity(BUFFER_SIZE))
 }
 
-/// The first `len` bytes of `buf`, handed on as a body chunk. A small chunk is copied out: a
-/// slice would pin the whole buffer (8 KiB for a 600-byte answer) for as long as the chunk waits
-/// to be sent on, and keep the buffer from being lent again. Under a burst, hundreds of answers
-/// wait on the link at once. A larger chunk is split off without a copy.
+/// The first `len` bytes of `buf`, handed on as a body chunk. A small chunk is copied out, packed
+/// with heads ([`super::packed`]): a slice would pin the whole buffer (8 KiB for a 600-byte
+/// answer) for as long as the chunk waits to be sent on, and keep the buffer from being lent
+/// again. Under a burst, hundreds of answers wait on the link at once. A larger chunk is split
+/// off without a copy.
 pub fn hand_on(buf: &mut BytesMut, len: usize) -> Bytes {
     if len <= COPY_AT_MOST {
-        let chunk = Bytes::copy_from_slice(&buf[..len]);
+        let chunk = super::packed::copy(&buf[..len]);
         buf.advance(len);
         return chunk;
     }

@@ -11,7 +11,7 @@ use http::{
     HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
 };
 
-use crate::http::h1::{H1Error, head_bytes};
+use crate::http::h1::{H1Error, packed};
 use crate::http::spare_headers;
 
 /// Heads larger than this are refused (431 for a request).
@@ -199,9 +199,9 @@ pub fn read_response(
 }
 
 /// The head's `len` bytes, taken out of `buf` and copied where they do not keep the buffer
-/// allocated ([`head_bytes`]).
+/// allocated ([`packed`]).
 fn take_head(buf: &mut BytesMut, len: usize) -> Bytes {
-    let head = head_bytes::copy(&buf[..len]);
+    let head = packed::copy(&buf[..len]);
     buf.advance(len);
     head
 }

@@ -13,7 +13,8 @@
 //!
 //! - [`buffers`]: the buffers a connection holds only while it carries a message.
 //! - [`head`]: request and response heads, and how long their bodies are ([`Framing`]).
-//! - [`head_bytes`]: where a parsed head's bytes live while its message is in flight.
+//! - [`packed`]: where a head's bytes and small body chunks live while their message is in
+//!   flight.
 //! - [`chunked`]: the chunked transfer coding, read incrementally, trailers included.
 //! - [`encode`]: heads and chunks written for the other side.
 
@@ -22,7 +23,7 @@ pub mod chunked;
 pub mod encode;
 pub mod error;
 pub mod head;
-pub mod head_bytes;
+pub mod packed;
 
 pub use chunked::{Chunk, ChunkedDecoder};
 pub use encode::{encode_chunk, encode_last_chunk, encode_request_head, encode_response_head};

@@ -1,4 +1,5 @@
-//! Where a parsed head's bytes live while its message is in flight: packed with other heads into
+//! Where small copies live while their message is in flight: a parsed head's bytes, and body
+//! chunks too small to keep a read buffer for ([`super::buffers::hand_on`]), packed together into
 //! small shared blocks, not in the connection's read buffer.
 //!
 //! A head's fields are slices of its bytes (no copy per field). Were those bytes a slice of the
@@ -26,7 +27,7 @@ thread_local! {
     static BLOCK: RefCell<Option<BytesMut>> = const { RefCell::new(None) };
 }
 
-/// A copy of `head`, packed into this thread's current block.
+/// A copy of `head` (or of a small body chunk), packed into this thread's current block.
 pub fn copy(head: &[u8]) -> Bytes {
     if head.len() > OWN_ALLOCATION_ABOVE {
         return Bytes::copy_from_slice(head);
