@@ -23,6 +23,8 @@
 #          sidecars (fewer requests per HTTP/2 read and write than over one).
 #        POST=1 tests/bench/callgrind.sh
 #          POST /post with a 4 KiB body (pods.sh's post-4k): nginx answers once it has read it.
+#        GET_64K=1 tests/bench/callgrind.sh
+#          GET /64k, a 64 KiB file (pods.sh's get-64k).
 #        REQUESTS=2000 WARMUP=300 (defaults)
 #        ALLOCATIONS=1 tests/bench/callgrind.sh
 #          no valgrind: counts each sidecar's calls of the allocator (mimalloc's mi_malloc_aligned,
@@ -142,6 +144,13 @@ if [ -n "${POST:-}" ]; then
   head -c 4096 /dev/zero | tr '\0' x > "$W/body-4k"
   LOAD_URL=http://$FORWARD/post LOAD_BODY=(-d "$W/body-4k")
 fi
+if [ -n "${GET_64K:-}" ]; then
+  mkdir -p "$W/app"
+  head -c 65536 /dev/zero | tr '\0' x > "$W/app/64k"
+  chmod 711 "$W"
+  chmod 755 "$W/app"
+  LOAD_URL=http://$FORWARD/64k
+fi
 load() { # REQUESTS
   h2load --h1 -c 4 -n "$1" ${LOAD_BODY[@]+"${LOAD_BODY[@]}"} "$LOAD_URL"
 }
@@ -161,7 +170,7 @@ if [ -n "${SYSCALLS:-}" ]; then
   load "$REQUESTS" > "$W/run.txt"
   kill -INT "${PERF_PIDS[@]}"
   wait "${PERF_PIDS[@]}" 2> /dev/null || true
-  echo "system calls per request ($REQUESTS requests after $WARMUP, h2load --h1 -c 4${POST:+, POST 4 KiB}):"
+  echo "system calls per request ($REQUESTS requests after $WARMUP, h2load --h1 -c 4${POST:+, POST 4 KiB}${GET_64K:+, GET 64 KiB}):"
   for side in server client; do
     awk -F, -v n="$REQUESTS" -v side="$side" '$3 ~ /sys_enter_/ && $1 > 0 {
         sub(/.*sys_enter_/, "", $3); line = line sprintf(" %s %.2f", $3, $1 / n) }
@@ -199,7 +208,7 @@ if [ -n "${ALLOCATIONS:-}" ]; then
     done
     exit 0
   fi
-  echo "allocations per request ($REQUESTS requests after $WARMUP, h2load --h1 -c 4${POST:+, POST 4 KiB}):"
+  echo "allocations per request ($REQUESTS requests after $WARMUP, h2load --h1 -c 4${POST:+, POST 4 KiB}${GET_64K:+, GET 64 KiB}):"
   for side in server client; do
     awk -F, -v n="$REQUESTS" -v side="$side" '$3 ~ /probe_weft/ { total += $1 }
       END { printf "  %s sidecar %.1f\n", side, total / n }' "$W/allocations.$side"
@@ -220,7 +229,7 @@ per_request() { # NAME PID: the dumped total (the last dump's "totals:" line) / 
   [ -n "$file" ] || { echo "error: no callgrind dump of the $1 sidecar" >&2; exit 1; }
   awk -v n="$REQUESTS" '/^(summary|totals):/ { total = $2 } END { printf "%.1fk", total / n / 1000 }' "$file"
 }
-echo "instructions per request ($REQUESTS requests after $WARMUP, h2load --h1 -c 4${POST:+, POST 4 KiB}${PROXY_FLAGS:+, $PROXY_FLAGS}${TRACING:+, tracing to a collector}):"
+echo "instructions per request ($REQUESTS requests after $WARMUP, h2load --h1 -c 4${POST:+, POST 4 KiB}${GET_64K:+, GET 64 KiB}${PROXY_FLAGS:+, $PROXY_FLAGS}${TRACING:+, tracing to a collector}):"
 echo "  server sidecar $(per_request server "$SERVER_PID")"
 echo "  client sidecar $(per_request client "$CLIENT_PID")"
 if [ -n "${TRACING:-}" ]; then

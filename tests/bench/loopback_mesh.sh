@@ -61,6 +61,8 @@ http {
       root $W/app; error_page 405 =200 \$uri;
     }
     location = /post-sink { internal; return 204; }
+    # GET /64k: a 64 KiB file (tests/bench/callgrind.sh GET_64K=1, as pods.sh's get-64k).
+    location = /64k { root $W/app; }
   }
 }
 NGINX

@@ -34,7 +34,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use http::header::{CONNECTION, CONTENT_LENGTH};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
@@ -50,9 +50,10 @@ use crate::http::h1::buffers;
 use crate::http::h1::chunked::MAX_CHUNK_EXTENSION;
 use crate::http::h1::encode::encode_chunk_size;
 use crate::http::h1::{
-    ChunkedDecoder, Framing, H1Error, RequestHead, encode_chunk, encode_last_chunk,
-    encode_response_head, read_request,
+    ChunkedDecoder, Framing, H1Error, RequestHead, encode_last_chunk, encode_response_head,
+    read_request,
 };
+use crate::http::server::gather::Gather;
 use crate::http::server::{ANSWER_WRITE_TIMEOUT, HEADER_READ_TIMEOUT, MAX_HEADER_BYTES, Refusal};
 use crate::http::{headers, spare_headers, upgrade};
 use crate::transport::{BoxedConnection, PrefixedIo};
@@ -66,9 +67,6 @@ const FIRST_CHUNK_LINE: usize = 64 + MAX_CHUNK_EXTENSION;
 /// so long, to keep the connection; past that it is closed.
 const DRAIN_BYTES: usize = 64 * 1024;
 const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(1);
-/// Data frames smaller than this are copied into the write buffer; larger ones are written from
-/// where they are.
-const COPY_BELOW: usize = 8 * 1024;
 /// The write buffer is written out once it holds this much, even if more frames are ready.
 const WRITE_AT: usize = 64 * 1024;
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
@@ -463,17 +461,17 @@ async fn write_answer(
                 .insert(CONNECTION, HeaderValue::from_static("keep-alive"));
         }
     }
-    let mut out = buffers::take();
-    encode_response_head(status, Version::HTTP_11, &parts.headers, framing, &mut out);
+    let mut out = Gather::new(buffers::take());
+    encode_response_head(status, Version::HTTP_11, &parts.headers, framing, out.buf());
     spare_headers::give_back_map(parts.headers);
     let complete = match bodiless {
         true => {
             drop(body);
-            send(write, &mut out).await.map(|()| true)
+            out.write_to(write).await.map(|()| true)
         }
         false => write_body(write, &mut body, framing, &mut out).await,
     };
-    buffers::give_back(&mut out);
+    buffers::give_back(&mut out.into_buffer());
     Ok(complete? && !close)
 }
 
@@ -482,7 +480,7 @@ async fn write_body(
     write: &mut WriteHalf<BoxedConnection>,
     body: &mut Body,
     framing: Framing,
-    out: &mut BytesMut,
+    out: &mut Gather,
 ) -> io::Result<bool> {
     let mut left = match framing {
         Framing::Length(length) => Some(length),
@@ -494,7 +492,7 @@ async fn write_body(
         let next = match poll_fn(|cx| Poll::Ready(Pin::new(&mut *body).poll_frame(cx))).await {
             Poll::Ready(next) => next,
             Poll::Pending => {
-                send(write, out).await?;
+                out.write_to(write).await?;
                 body.frame().await
             }
         };
@@ -503,7 +501,7 @@ async fn write_body(
             Some(Ok(frame)) => frame,
             Some(Err(e)) => {
                 tracing::debug!("the answer's body failed: {e}");
-                send(write, out).await?;
+                out.write_to(write).await?;
                 return Ok(false);
             }
         };
@@ -523,58 +521,34 @@ async fn write_body(
             }
             *left -= data.len() as u64;
         }
-        put_data(write, data, framing == Framing::Chunked, out).await?;
+        match framing {
+            // An empty chunk would end the body.
+            Framing::Chunked if data.is_empty() => {}
+            Framing::Chunked => {
+                encode_chunk_size(data.len(), out.buf());
+                out.push(data);
+                out.buf().extend_from_slice(b"\r\n");
+            }
+            _ => out.push(data),
+        }
         if overflow {
-            send(write, out).await?;
+            out.write_to(write).await?;
             return Ok(false);
         }
         if out.len() >= WRITE_AT {
-            send(write, out).await?;
+            out.write_to(write).await?;
         }
     }
     if framing == Framing::Chunked {
-        encode_last_chunk(trailers.as_ref(), out);
+        encode_last_chunk(trailers.as_ref(), out.buf());
     }
-    send(write, out).await?;
+    out.write_to(write).await?;
     Ok(left.is_none_or(|left| left == 0))
-}
-
-/// Adds `data` to the answer: copied into `out` if small, else written from where it is.
-async fn put_data(
-    write: &mut WriteHalf<BoxedConnection>,
-    data: Bytes,
-    chunked: bool,
-    out: &mut BytesMut,
-) -> io::Result<()> {
-    if data.len() < COPY_BELOW {
-        match chunked {
-            true => encode_chunk(&data, out),
-            false => out.put_slice(&data),
-        }
-        return Ok(());
-    }
-    if chunked {
-        encode_chunk_size(data.len(), out);
-    }
-    let mut both = (&out[..]).chain(data);
-    write.write_all_buf(&mut both).await?;
-    out.clear();
-    if chunked {
-        out.put_slice(b"\r\n");
-    }
-    Ok(())
 }
 
 async fn write_all(write: &mut WriteHalf<BoxedConnection>, bytes: &[u8]) -> io::Result<()> {
     write.write_all(bytes).await?;
     write.flush().await
-}
-
-/// Writes out what `out` holds.
-async fn send(write: &mut WriteHalf<BoxedConnection>, out: &mut BytesMut) -> io::Result<()> {
-    write_all(write, out).await?;
-    out.clear();
-    Ok(())
 }
 
 /// Whether the handler's answer says the connection is to close after it.
@@ -639,6 +613,10 @@ mod tests {
     use std::time::Duration;
 
     use tokio::io::{AsyncReadExt, DuplexStream};
+
+    use bytes::BytesMut;
+
+    use crate::http::server::gather::COPY_BELOW;
     use tokio::task::JoinHandle;
 
     use super::*;

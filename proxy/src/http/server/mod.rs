@@ -1,6 +1,7 @@
 //! Serving HTTP/1 or HTTP/2 on an accepted connection, with limits against slow or abusive
 //! clients and a clean stop when the proxy shuts down.
 
+pub mod gather;
 pub mod h1_server;
 pub mod h2_resets;
 pub mod h2_server;
