@@ -11,6 +11,7 @@ use std::io::{self, IoSlice};
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncWriteExt, WriteHalf};
 
+use crate::http::h1::encode::encode_chunk_size;
 use crate::transport::BoxedConnection;
 
 /// Data frames smaller than this are copied into the buffer; larger ones are queued as they are.
@@ -54,6 +55,18 @@ impl Gather {
         }
         self.queued_len += data.len();
         self.queued.push(data);
+    }
+
+    /// Adds a data frame as one chunk of the chunked coding (none for an empty frame, which
+    /// would end the body): [`crate::http::h1::encode_chunk`]'s framing, with the data queued as [`Gather::push`]
+    /// does.
+    pub fn push_chunk(&mut self, data: Bytes) {
+        if data.is_empty() {
+            return;
+        }
+        encode_chunk_size(data.len(), &mut self.copied);
+        self.push(data);
+        self.copied.extend_from_slice(b"\r\n");
     }
 
     /// Bytes gathered and not written yet.

@@ -48,7 +48,6 @@ use crate::http::body::h1_request::{H1Reader, H1RequestBody};
 use crate::http::body::{self, Body};
 use crate::http::h1::buffers;
 use crate::http::h1::chunked::MAX_CHUNK_EXTENSION;
-use crate::http::h1::encode::encode_chunk_size;
 use crate::http::h1::{
     ChunkedDecoder, Framing, H1Error, RequestHead, encode_last_chunk, encode_response_head,
     read_request,
@@ -522,13 +521,7 @@ async fn write_body(
             *left -= data.len() as u64;
         }
         match framing {
-            // An empty chunk would end the body.
-            Framing::Chunked if data.is_empty() => {}
-            Framing::Chunked => {
-                encode_chunk_size(data.len(), out.buf());
-                out.push(data);
-                out.buf().extend_from_slice(b"\r\n");
-            }
+            Framing::Chunked => out.push_chunk(data),
             _ => out.push(data),
         }
         if overflow {
